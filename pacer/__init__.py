@@ -1,0 +1,34 @@
+"""pacer: composable stream middleware between LLM token sources and their sinks.
+
+Stages are sans-I/O objects joined with ``|``; drivers run the result over sync
+or async sources. See the README for the tour.
+"""
+
+from ._core import Boundary, Chunk, Pipeline, Stage, StageClosedError, pipeline
+from .clock import Clock, MonotonicClock, VirtualClock
+from .metrics import StreamMetrics
+from .packets import Packetizer
+from .run import AsyncRun, SyncRun, arun, run
+from .simulate import Timeline, simulate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncRun",
+    "Boundary",
+    "Chunk",
+    "Clock",
+    "MonotonicClock",
+    "Packetizer",
+    "Pipeline",
+    "Stage",
+    "StageClosedError",
+    "StreamMetrics",
+    "SyncRun",
+    "Timeline",
+    "VirtualClock",
+    "arun",
+    "pipeline",
+    "run",
+    "simulate",
+]

@@ -1,0 +1,347 @@
+"""What a stage is, what flows between stages, and how stages compose.
+
+A stage is a synchronous, sans-I/O object. It is *pushed* chunks and returns the
+chunks it is ready to emit; it never reads a socket, never sleeps and never looks
+at a clock: the current time is always an argument. A stage that wants to act
+later (a pacer releasing the next word, a splitter whose hold timer runs out)
+says so through ``deadline``, the absolute time at which the driver must call
+``poll(now)``. That is the one wake-up shape every time-driven stage uses.
+
+End of input is ``finish(now)``; after it, the driver keeps calling ``poll`` at
+each ``deadline`` until ``deadline`` is ``None``: then the stage is done. A stage
+that can emit everything at once simply does so in ``finish``. ``cancel(now)``
+ends the stream early and returns everything still held, unpaced.
+
+Cost: the pipeline adds O(1) work per chunk per stage on top of the stages' own
+work, and holds nothing itself.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .metrics import StreamMetrics
+
+__all__ = ["Boundary", "Chunk", "Pipeline", "Stage", "StageClosedError", "pipeline"]
+
+
+class Boundary(enum.IntEnum):
+    """What kind of boundary a chunk ends on, weakest first."""
+
+    NONE = 0
+    """The chunk ends mid-word or wherever its producer happened to stop."""
+    WORD = 1
+    """The chunk ends at a word boundary."""
+    CLAUSE = 2
+    """The chunk ends a clause (a comma, semicolon, colon or dash split)."""
+    SENTENCE = 3
+    """The chunk ends a sentence, a Markdown block or the stream."""
+    FORCED = 4
+    """The chunk was cut without a natural boundary (a length budget or a hold timeout)."""
+
+
+class Chunk:
+    """A piece of text on its way through a pipeline, with what sinks need to know.
+
+    ``arrival`` is when the first character of ``text`` reached the pipeline, in the
+    clock's seconds; ``emitted`` is when the pipeline handed the chunk to its sink and
+    ``offset`` the UTF-8 byte offset of ``text`` in the pipeline's output; both stay
+    ``None`` until the chunk leaves the pipeline.
+    """
+
+    __slots__ = ("arrival", "boundary", "emitted", "offset", "text")
+
+    def __init__(self, text: str, arrival: float, boundary: Boundary = Boundary.NONE) -> None:
+        self.text = text
+        self.arrival = arrival
+        self.boundary = boundary
+        self.emitted: float | None = None
+        self.offset: int | None = None
+
+    @property
+    def lag(self) -> float | None:
+        """Seconds between arrival and emission, or ``None`` before emission."""
+        return None if self.emitted is None else self.emitted - self.arrival
+
+    def __repr__(self) -> str:
+        return (
+            f"Chunk({self.text!r}, arrival={self.arrival!r}, boundary={self.boundary.name}, "
+            f"emitted={self.emitted!r}, offset={self.offset!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Chunk):
+            return NotImplemented
+        return (self.text, self.arrival, self.boundary) == (other.text, other.arrival, other.boundary)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class StageClosedError(RuntimeError):
+    """Input was given to a stage after ``finish`` or ``cancel``."""
+
+
+class Stage:
+    """Base class of every stage: subclasses implement ``push`` and, if needed, the rest.
+
+    Subclasses must call ``super().__init__()``. Stand-alone users call ``feed`` and
+    ``flush``, which take plain values and return plain strings; pipelines call
+    ``push``/``poll``/``finish`` with ``Chunk`` objects.
+    """
+
+    #: True for stages whose ``deadline`` can be set: drivers only wait on those.
+    timed: bool = False
+
+    def __init__(self) -> None:
+        self._now = 0.0
+        self._closed = False
+
+    # -- the protocol a stage implements -------------------------------------------
+
+    def push(self, chunk: Chunk, now: float) -> list[Chunk]:
+        """Take one chunk; return the chunks now ready, in order."""
+        raise NotImplementedError
+
+    def poll(self, now: float) -> list[Chunk]:
+        """Called at or after ``deadline``; return what is due by ``now``."""
+        return []
+
+    def finish(self, now: float) -> list[Chunk]:
+        """End of input: return what can go out now; the rest follows through ``poll``."""
+        return []
+
+    def cancel(self, now: float) -> list[Chunk]:
+        """Stop early: return everything still held, at once."""
+        self._closed = True
+        return self.finish(now) + drain(self, now)
+
+    @property
+    def deadline(self) -> float | None:
+        """Absolute time at which ``poll`` must be called next, or ``None``."""
+        return None
+
+    def ingest(self, item: object, now: float) -> list[Chunk]:
+        """Take a raw item from a source; text stages accept ``str`` or ``Chunk``."""
+        if isinstance(item, Chunk):
+            return self.push(item, now)
+        if isinstance(item, str):
+            return self.push(Chunk(item, now), now)
+        raise TypeError(
+            f"{type(self).__name__} takes str or Chunk, got {type(item).__name__}: {_preview(item)}"
+        )
+
+    # -- the stand-alone API --------------------------------------------------------
+
+    def feed(self, item: Any, now: float | None = None) -> list[str]:
+        """Give the stage one item; return the texts ready now."""
+        now = self._tick(now)
+        if self._closed:
+            raise StageClosedError(f"{type(self).__name__}.feed called after flush or cancel")
+        out = self.ingest(item, now)
+        deadline = self.deadline
+        if deadline is not None and deadline <= now:
+            out.extend(self.poll(now))
+        return [c.text for c in out]
+
+    def flush(self, now: float | None = None) -> list[str]:
+        """End of input: return every text still held, at once."""
+        now = self._tick(now)
+        if self._closed:
+            return []
+        return [c.text for c in self.cancel(now)]
+
+    def _tick(self, now: float | None) -> float:
+        if now is None:
+            return self._now
+        if now < self._now:
+            raise ValueError(f"{type(self).__name__}: time went backwards ({now} < {self._now})")
+        self._now = now
+        return now
+
+    def __or__(self, other: Stage) -> Pipeline:
+        if not isinstance(other, Stage):
+            return NotImplemented
+        return Pipeline(self, other)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def drain(stage: Stage, now: float) -> list[Chunk]:
+    """Poll a finished stage until it is done, without waiting for its deadlines."""
+    out: list[Chunk] = []
+    while (deadline := stage.deadline) is not None:
+        out.extend(stage.poll(max(now, deadline)))
+    return out
+
+
+def _preview(item: object, limit: int = 40) -> str:
+    text = repr(item)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Pipeline(Stage):
+    """Stages run left to right as one stage: ``Detokenizer(tok) | SentenceSplitter()``.
+
+    The last stage's chunks are stamped with ``emitted`` and ``offset`` and counted in
+    ``metrics`` as they leave. A pipeline is itself a stage, so pipelines nest.
+    """
+
+    def __init__(self, *stages: Stage) -> None:
+        super().__init__()
+        flat: list[Stage] = []
+        for stage in stages:
+            if isinstance(stage, Pipeline):
+                flat.extend(stage.stages)
+            elif isinstance(stage, Stage):
+                flat.append(stage)
+            else:
+                raise TypeError(f"Pipeline takes stages, got {type(stage).__name__}: {_preview(stage)}")
+        if not flat:
+            raise ValueError("Pipeline needs at least one stage")
+        for stage in flat:
+            if not hasattr(stage, "_closed"):
+                raise TypeError(f"{type(stage).__name__}.__init__ did not call Stage.__init__()")
+        self.stages: tuple[Stage, ...] = tuple(flat)
+        self.timed = any(s.timed for s in flat)
+        self._finishing = False
+        self._finished_upto = 0  # stages[:k] have had finish() called
+        from .metrics import StreamMetrics
+
+        self.metrics: StreamMetrics = StreamMetrics()
+
+    def __or__(self, other: Stage) -> Pipeline:
+        if not isinstance(other, Stage):
+            return NotImplemented
+        return Pipeline(*self.stages, other)
+
+    def __ror__(self, other: Stage) -> Pipeline:
+        if not isinstance(other, Stage):
+            return NotImplemented
+        return Pipeline(other, *self.stages)
+
+    def __repr__(self) -> str:
+        return " | ".join(repr(s) for s in self.stages)
+
+    # -- stage protocol --------------------------------------------------------------
+
+    def ingest(self, item: object, now: float) -> list[Chunk]:
+        self.metrics.items_in += 1
+        if self.metrics.first_input is None:
+            self.metrics.first_input = now
+        return self._step(self.stages[0].ingest(item, now), 1, now)
+
+    def push(self, chunk: Chunk, now: float) -> list[Chunk]:
+        return self.ingest(chunk, now)
+
+    def poll(self, now: float) -> list[Chunk]:
+        out = self._step([], 0, now)
+        for stage in self.stages:
+            d = stage.deadline
+            if d is not None and d <= now:
+                raise RuntimeError(f"{stage!r} left its deadline {d} at or before now ({now}) after poll")
+        return out
+
+    def __call__(self, source: Any, **options: Any) -> Any:
+        """Run over ``source``: a ``SyncRun`` for iterables, an ``AsyncRun`` for async ones.
+
+        ``options`` are those of ``pacer.run``.
+        """
+        from collections.abc import AsyncIterable
+
+        from .run import arun, run  # drivers sit above stages; imported only when used
+
+        if isinstance(source, AsyncIterable):
+            return arun(self, source, **options)
+        return run(self, source, **options)
+
+    def finish(self, now: float) -> list[Chunk]:
+        self._finishing = True
+        return self._step([], 0, now)
+
+    def cancel(self, now: float) -> list[Chunk]:
+        self._closed = True
+        items: list[Chunk] = []
+        for i, stage in enumerate(self.stages):
+            out: list[Chunk] = []
+            for chunk in items:
+                out.extend(stage.push(chunk, now))
+            out.extend(drain(stage, now) if i < self._finished_upto else stage.cancel(now))
+            items = out
+        self._finished_upto = len(self.stages)
+        return self._emit(items, now)
+
+    @property
+    def deadline(self) -> float | None:
+        best: float | None = None
+        for stage in self.stages:
+            d = stage.deadline
+            if d is not None and (best is None or d < best):
+                best = d
+        return best
+
+    @property
+    def done(self) -> bool:
+        """True once input has ended and every stage has emitted everything."""
+        return (self._finishing or self._closed) and self._finished_upto == len(self.stages) and (
+            self.deadline is None
+        )
+
+    # -- internals -----------------------------------------------------------------
+
+    def _step(self, items: list[Chunk], start: int, now: float) -> list[Chunk]:
+        stages = self.stages
+        for i in range(start, len(stages)):
+            stage = stages[i]
+            if items:
+                out: list[Chunk] = []
+                for chunk in items:
+                    out.extend(stage.push(chunk, now))
+                items = out
+            d = stage.deadline
+            if d is not None and d <= now:
+                items.extend(stage.poll(now))
+            if self._finishing and i == self._finished_upto and all(
+                s.deadline is None for s in stages[:i]
+            ):
+                items.extend(stage.finish(now))
+                self._finished_upto += 1
+        return self._emit(items, now) if items else items
+
+    def _emit(self, items: list[Chunk], now: float) -> list[Chunk]:
+        metrics = self.metrics
+        for chunk in items:
+            chunk.emitted = now
+            chunk.offset = metrics.bytes_out
+            metrics.record(chunk, now)
+        return items
+
+
+def pipeline(*stages: Stage) -> Pipeline:
+    """Compose stages left to right; the same as joining them with ``|``."""
+    return Pipeline(*stages)
+
+
+def as_id_list(ids: object, where: str) -> Sequence[int]:
+    """Normalise one id or a sequence of ids (list, tuple, numpy, torch [n] or [1, n])."""
+    if isinstance(ids, bool):
+        raise TypeError(f"{where}: token ids must be integers, got bool {ids!r}")
+    if isinstance(ids, int):
+        return (ids,)
+    tolist = getattr(ids, "tolist", None)
+    if tolist is not None:
+        shape = getattr(ids, "shape", None)
+        if shape is not None and len(shape) == 2 and shape[0] == 1:
+            ids = tolist()[0]
+        elif shape is not None and len(shape) > 1:
+            raise ValueError(f"{where}: token ids must have shape [n] or [1, n], got {tuple(shape)}")
+        else:
+            ids = tolist()
+        if isinstance(ids, int):
+            return (ids,)
+    if isinstance(ids, (str, bytes, bytearray)) or not isinstance(ids, Iterable):
+        raise TypeError(f"{where}: expected an int or a sequence of ints, got {type(ids).__name__}")
+    return ids if isinstance(ids, (list, tuple)) else list(ids)  # type: ignore[arg-type]

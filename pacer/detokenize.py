@@ -1,0 +1,187 @@
+"""Token ids to text, byte-exact against the tokenizer's one-shot decode.
+
+Each backend is reduced once, at construction, to a ``Vocab``: a table from id to
+the bytes (or text) that id contributes, plus the few rules its decoder applies
+that are not plain concatenation (which replacement a bad byte gets, the leading
+space of the first token, byte-fallback runs). Feeding ids is then a table lookup
+and an incremental UTF-8 decode: O(1) work per token, never a re-decode of a
+window. Held: at most 3 bytes of an unfinished character, or, for decoders with
+byte-fallback runs (HF ``ByteFallback``), the current run of byte tokens, because
+one bad byte anywhere in such a run turns the whole run into U+FFFD.
+
+A genuine U+FFFD in the text is just three bytes like any other: it never stalls.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._core import Chunk, Stage, as_id_list
+
+__all__ = ["Detokenizer", "Vocab"]
+
+REPLACEMENT = "\ufffd"
+
+
+def _per_byte_replace(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    return REPLACEMENT * (exc.end - exc.start), exc.end
+
+
+codecs.register_error("pacer.perbyte", _per_byte_replace)
+
+
+@dataclass
+class Vocab:
+    """What a tokenizer's decoder does, reduced to tables and a few rules.
+
+    ``pieces[i]`` is what id ``i`` contributes: ``bytes`` for byte-stream decoders,
+    ``str`` for run decoders, ``None`` where ``i`` is not a valid id.
+    ``errors`` is the replacement rule for invalid UTF-8: ``"replace"`` (one
+    U+FFFD per maximal invalid subpart, as Python, Rust and tiktoken do) or
+    ``"pacer.perbyte"`` (one per byte, as SentencePiece does).
+    ``strip_first`` is how the decoder drops a leading space: ``None``; ``"token"``
+    (from the first non-empty piece, if that id is in ``strip_ids``); or
+    ``"output"`` (the first character of the whole text, if it is a space).
+    ``byte_runs`` maps byte-fallback ids to their byte: consecutive ones are decoded
+    together, all-or-nothing (HF ``ByteFallback``). ``name`` says which backend.
+    """
+
+    name: str
+    pieces: list[Any]
+    errors: str = "replace"
+    strip_first: str | None = None
+    strip_ids: frozenset[int] = frozenset()
+    byte_runs: dict[int, int] | None = None
+    special_ids: frozenset[int] = field(default_factory=frozenset)
+
+
+class Detokenizer(Stage):
+    """Token ids in, text out: ``"".join`` of everything equals the one-shot decode.
+
+    ``tokenizer`` is an HF ``tokenizers.Tokenizer``, a transformers tokenizer, a
+    tiktoken ``Encoding``, a ``sentencepiece.SentencePieceProcessor``, or a ready
+    ``Vocab``. ``skip_special_tokens`` drops special tokens as the tokenizer's own
+    ``decode(..., skip_special_tokens=True)`` does (tiktoken: its special tokens).
+    ``feed`` takes one id or a sequence of ids (list, tuple, numpy array, torch
+    tensor of shape [n] or [1, n]).
+    """
+
+    def __init__(self, tokenizer: Any, *, skip_special_tokens: bool = False) -> None:
+        super().__init__()
+        from .tokenizers import vocab_for
+
+        self.vocab = tokenizer if isinstance(tokenizer, Vocab) else vocab_for(tokenizer, skip_special_tokens)
+        self.skip_special_tokens = skip_special_tokens
+        self._pieces = self.vocab.pieces
+        self._size = len(self._pieces)
+        self._count = 0  # ids taken so far, for error messages
+        self._decoder = codecs.getincrementaldecoder("utf-8")(self.vocab.errors)
+        self._at_start = self.vocab.strip_first == "token"  # next piece may lose its space
+        self._strip_out = self.vocab.strip_first == "output"  # next text may lose its space
+        self._run = bytearray()
+        self._convert: Callable[[Sequence[int]], str] = (
+            self._convert_runs if self.vocab.byte_runs is not None else self._convert_bytes
+        )
+
+    def __repr__(self) -> str:
+        return f"Detokenizer({self.vocab.name})"
+
+    def push(self, chunk: Chunk, now: float) -> list[Chunk]:
+        raise TypeError("Detokenizer takes token ids, not text: put it first in the pipeline")
+
+    def ingest(self, item: object, now: float) -> list[Chunk]:
+        if isinstance(item, Chunk):
+            return self.push(item, now)
+        ids = as_id_list(item, "Detokenizer")
+        self._check(ids)
+        self._count += len(ids)
+        text = self._convert(ids)
+        return [Chunk(text, now)] if text else []
+
+    def finish(self, now: float) -> list[Chunk]:
+        text = self._end()
+        return [Chunk(text, now)] if text else []
+
+    # -- decoding ----------------------------------------------------------------------
+
+    def _check(self, ids: Sequence[int]) -> None:
+        pieces, size = self._pieces, self._size
+        for position, i in enumerate(ids):
+            if type(i) is not int:
+                if isinstance(i, bool) or not hasattr(i, "__index__"):
+                    raise TypeError(
+                        f"Detokenizer: token id at position {position} must be an int, "
+                        f"got {type(i).__name__} {i!r}"
+                    )
+            if not 0 <= i < size or pieces[i] is None:
+                raise ValueError(
+                    f"Detokenizer: token id {i} at position {position} of this feed "
+                    f"(token {self._count + position} of the stream) is not in the vocabulary "
+                    f"of {self.vocab.name} (ids 0..{size - 1})"
+                )
+
+    def _convert_bytes(self, ids: Sequence[int]) -> str:
+        pieces = self._pieces
+        if self._at_start:
+            text = self._convert_start(ids)
+        elif len(ids) == 1:
+            text = self._decoder.decode(pieces[ids[0]])
+        else:
+            text = self._decoder.decode(b"".join([pieces[i] for i in ids]))
+        return self._strip_output(text) if self._strip_out else text
+
+    def _convert_start(self, ids: Sequence[int]) -> str:
+        # Until the first non-empty piece, the decoder may drop its leading space.
+        pieces, strip_ids = self._pieces, self.vocab.strip_ids
+        out: list[bytes] = []
+        for k, i in enumerate(ids):
+            piece = pieces[i]
+            if not piece:
+                continue
+            self._at_start = False
+            if i in strip_ids and piece[:1] == b" ":
+                piece = piece[1:]
+            out.append(piece)
+            out.extend(pieces[j] for j in ids[k + 1 :])
+            break
+        return self._decoder.decode(b"".join(out))
+
+    def _convert_runs(self, ids: Sequence[int]) -> str:
+        pieces, runs, run = self._pieces, self.vocab.byte_runs, self._run
+        assert runs is not None
+        out: list[str] = []
+        for i in ids:
+            byte = runs.get(i)
+            if byte is not None:
+                run.append(byte)
+                continue
+            if run:
+                out.append(self._close_run())
+            out.append(pieces[i])
+        return self._strip_output("".join(out))
+
+    def _close_run(self) -> str:
+        run = self._run
+        try:
+            text = run.decode("utf-8")
+        except UnicodeDecodeError:
+            text = REPLACEMENT * len(run)
+        run.clear()
+        return text
+
+    def _strip_output(self, text: str) -> str:
+        if self._strip_out and text:
+            self._strip_out = False
+            if text[0] == " ":
+                return text[1:]
+        return text
+
+    def _end(self) -> str:
+        if self.vocab.byte_runs is not None:
+            return self._strip_output(self._close_run()) if self._run else ""
+        return self._strip_output(self._decoder.decode(b"", True))

@@ -1,0 +1,95 @@
+"""Per-stream numbers a running pipeline keeps about itself.
+
+Cost: O(1) per emitted chunk, plus one float per chunk kept for lag percentiles
+(bounded by ``max_samples``, after which every other sample is dropped).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._core import Chunk
+
+__all__ = ["StreamMetrics", "percentile"]
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The ``q``-th percentile (0-100) by nearest rank, or ``None`` for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
+    return ordered[rank]
+
+
+class StreamMetrics:
+    """Counters and timings of one stream, updated as chunks leave the pipeline.
+
+    Times are in the clock's seconds. ``stall_gap`` is the silence (seconds between
+    two emissions) that counts as a stall.
+    """
+
+    def __init__(self, stall_gap: float = 1.0, max_samples: int = 100_000) -> None:
+        self.stall_gap = stall_gap
+        self.max_samples = max_samples
+        self.items_in = 0
+        self.chunks_out = 0
+        self.chars_out = 0
+        self.bytes_out = 0
+        self.first_input: float | None = None
+        self.first_output: float | None = None
+        self.last_output: float | None = None
+        self.max_lag = 0.0
+        self.stalls = 0
+        self._lags: list[float] = []
+        self._stride = 1
+        self._seen = 0
+
+    def record(self, chunk: Chunk, now: float) -> None:
+        text = chunk.text
+        self.chunks_out += 1
+        self.chars_out += len(text)
+        self.bytes_out += len(text) if text.isascii() else len(text.encode("utf-8"))
+        if self.first_output is None:
+            self.first_output = now
+        elif now - self.last_output > self.stall_gap:  # type: ignore[operator]
+            self.stalls += 1
+        self.last_output = now
+        lag = now - chunk.arrival
+        if lag > self.max_lag:
+            self.max_lag = lag
+        self._seen += 1
+        if self._seen % self._stride == 0:
+            self._lags.append(lag)
+            if len(self._lags) >= self.max_samples:
+                del self._lags[::2]
+                self._stride *= 2
+
+    @property
+    def time_to_first_output(self) -> float | None:
+        """Seconds from the first input to the first output."""
+        if self.first_input is None or self.first_output is None:
+            return None
+        return self.first_output - self.first_input
+
+    def lag(self, q: float) -> float | None:
+        """Lag percentile ``q`` (0-100), seconds from arrival to emission."""
+        return percentile(self._lags, q)
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return {
+            "items_in": self.items_in,
+            "chunks_out": self.chunks_out,
+            "chars_out": self.chars_out,
+            "bytes_out": self.bytes_out,
+            "time_to_first_output": self.time_to_first_output,
+            "lag_p50": self.lag(50),
+            "lag_p99": self.lag(99),
+            "lag_max": self.max_lag,
+            "stalls": self.stalls,
+        }
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())
+        return f"StreamMetrics({fields})"

@@ -1,0 +1,144 @@
+"""Re-chunk text into packets bounded in UTF-8 bytes, never splitting a grapheme.
+
+Held: the text not yet sent, which is less than ``max_bytes`` plus the last input
+chunk; each push scans only that, so the work is O(bytes in) overall. The last
+grapheme of the held text is kept back until more text (or the end, or the idle
+timer) shows it is complete: a combining mark or a ZWJ may still extend it.
+"""
+
+from __future__ import annotations
+
+from ._core import Boundary, Chunk, Stage
+from ._text import GRAPHEME, utf8_len
+
+__all__ = ["Packetizer"]
+
+
+class Packetizer(Stage):
+    """Packets of at most ``max_bytes`` UTF-8 bytes and, where the stream allows, at least ``min_bytes``.
+
+    ``max_delay`` (seconds, or ``None`` for never) sends whatever is held once no
+    input has come for that long. ``flush_on_sentence`` sends what is held whenever
+    an input chunk ends a sentence. A single grapheme cluster larger than
+    ``max_bytes`` (a long emoji ZWJ sequence, a base letter with many combining
+    marks) goes out whole, in a packet of its own: splitting it would corrupt it.
+    """
+
+    timed = True
+
+    def __init__(
+        self,
+        max_bytes: int = 256,
+        min_bytes: int | None = None,
+        *,
+        max_delay: float | None = 0.05,
+        flush_on_sentence: bool = False,
+    ) -> None:
+        super().__init__()
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
+            raise TypeError(f"Packetizer: max_bytes must be an int, got {type(max_bytes).__name__}")
+        if max_bytes < 4:
+            raise ValueError(f"Packetizer: max_bytes must be >= 4 (one UTF-8 code point), got {max_bytes}")
+        if min_bytes is None:
+            min_bytes = max_bytes // 2
+        if isinstance(min_bytes, bool) or not isinstance(min_bytes, int):
+            raise TypeError(f"Packetizer: min_bytes must be an int, got {type(min_bytes).__name__}")
+        if not 1 <= min_bytes <= max_bytes:
+            raise ValueError(f"Packetizer: min_bytes must be in 1..max_bytes ({max_bytes}), got {min_bytes}")
+        if max_delay is not None and not max_delay > 0:
+            raise ValueError(f"Packetizer: max_delay must be > 0 seconds or None, got {max_delay}")
+        self.max_bytes = max_bytes
+        self.min_bytes = min_bytes
+        self.max_delay = max_delay
+        self.flush_on_sentence = flush_on_sentence
+        self._held = ""
+        self._marks: list[tuple[int, float]] = []  # (offset in _held, arrival) of each input piece
+        self._last_input = 0.0
+
+    def __repr__(self) -> str:
+        return f"Packetizer(max_bytes={self.max_bytes}, min_bytes={self.min_bytes})"
+
+    @property
+    def deadline(self) -> float | None:
+        if not self._held or self.max_delay is None:
+            return None
+        return self._last_input + self.max_delay
+
+    def push(self, chunk: Chunk, now: float) -> list[Chunk]:
+        if not chunk.text:
+            return []
+        self._marks.append((len(self._held), chunk.arrival))
+        self._held += chunk.text
+        self._last_input = now
+        if self.flush_on_sentence and chunk.boundary >= Boundary.SENTENCE:
+            return self._cut(everything=True, boundary=chunk.boundary)
+        return self._cut(everything=False)
+
+    def poll(self, now: float) -> list[Chunk]:
+        return self._cut(everything=True)
+
+    def finish(self, now: float) -> list[Chunk]:
+        return self._cut(everything=True)
+
+    def _cut(self, everything: bool, boundary: Boundary = Boundary.NONE) -> list[Chunk]:
+        held = self._held
+        if not held:
+            return []
+        max_bytes = self.max_bytes
+        # Cut points (character offsets) that end a packet; the last grapheme is open.
+        cuts: list[int] = []
+        start = 0
+        size = 0
+        end = len(held)
+        if held.isascii() and "\r" not in held:
+            # Every character is one byte and one grapheme.
+            usable = end if everything else end - 1
+            while usable - start > max_bytes:
+                start += max_bytes
+                cuts.append(start)
+            size = usable - start
+            end = usable
+        else:
+            matches = list(GRAPHEME.finditer(held))
+            if not everything:
+                matches.pop()
+            for m in matches:
+                g_bytes = utf8_len(m.group())
+                if size + g_bytes > max_bytes and size:
+                    cuts.append(start)
+                    size = 0
+                start = m.end()
+                size += g_bytes
+            end = start
+            start = cuts[-1] if cuts else 0
+            size = utf8_len(held[start:end])
+        if end > start and (everything or size >= self.min_bytes):
+            cuts.append(end)
+        if not cuts:
+            return []
+        out: list[Chunk] = []
+        prev = 0
+        for cut in cuts:
+            out.append(Chunk(held[prev:cut], self._arrival_at(prev), Boundary.NONE))
+            prev = cut
+        if everything and prev == len(held):
+            out[-1].boundary = boundary
+        self._held = held[prev:]
+        self._rebase(prev)
+        return out
+
+    def _arrival_at(self, offset: int) -> float:
+        arrival = self._marks[0][1]
+        for start, t in self._marks:
+            if start > offset:
+                break
+            arrival = t
+        return arrival
+
+    def _rebase(self, consumed: int) -> None:
+        marks = self._marks
+        keep = 0
+        for i, (start, _) in enumerate(marks):
+            if start <= consumed:
+                keep = i
+        self._marks = [(max(0, s - consumed), t) for s, t in marks[keep:]] if self._held else []

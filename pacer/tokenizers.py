@@ -1,0 +1,240 @@
+"""Reduce real tokenizers to a ``Vocab``, and load the tokenizer files pacer uses.
+
+Each adapter reads the tokenizer's vocabulary once (O(vocabulary size)) and copies
+the rules of that tokenizer's own decoder. Backends import lazily: none of them is
+a dependency of pacer's core.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .detokenize import Vocab
+
+__all__ = ["load_sentencepiece", "load_tekken", "mistral_data_file", "vocab_for"]
+
+_BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+_SPM_UNKNOWN_SURFACE = " \u2047 "
+
+
+def vocab_for(tokenizer: Any, skip_special_tokens: bool = False) -> Vocab:
+    """The ``Vocab`` of a tokenizer object, or a ``TypeError`` saying what is supported."""
+    if isinstance(tokenizer, (bytes, str)):
+        raise TypeError("Detokenizer needs a tokenizer object; for byte or text sources use ByteDecoder")
+    if hasattr(tokenizer, "decode_single_token_bytes") and hasattr(tokenizer, "n_vocab"):
+        return _tiktoken_vocab(tokenizer, skip_special_tokens)
+    if hasattr(tokenizer, "id_to_piece") and hasattr(tokenizer, "is_byte"):
+        return _sentencepiece_vocab(tokenizer)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        if getattr(tokenizer, "clean_up_tokenization_spaces", False):
+            raise NotImplementedError(
+                f"Detokenizer: {type(tokenizer).__name__} has clean_up_tokenization_spaces=True, "
+                "which pacer does not reproduce yet; set it to False"
+            )
+        return _hf_vocab(backend, skip_special_tokens, type(tokenizer).__name__)
+    if type(tokenizer).__module__.startswith("tokenizers") and hasattr(tokenizer, "to_str"):
+        return _hf_vocab(tokenizer, skip_special_tokens, "tokenizers.Tokenizer")
+    raise TypeError(
+        "Detokenizer supports tokenizers.Tokenizer, transformers fast tokenizers, tiktoken.Encoding "
+        f"and sentencepiece.SentencePieceProcessor; got {type(tokenizer).__module__}."
+        f"{type(tokenizer).__name__}"
+    )
+
+
+# -- tiktoken ------------------------------------------------------------------------------
+
+
+def _tiktoken_vocab(enc: Any, skip_special_tokens: bool) -> Vocab:
+    special = {enc.encode_single_token(name) for name in enc.special_tokens_set}
+    pieces: list[bytes | None] = []
+    for i in range(enc.n_vocab):
+        if i in special and skip_special_tokens:
+            pieces.append(b"")
+            continue
+        try:
+            pieces.append(enc.decode_single_token_bytes(i))
+        except KeyError:
+            pieces.append(None)  # a hole in the id space
+    return Vocab(f"tiktoken:{enc.name}", pieces, special_ids=frozenset(special))
+
+
+# -- sentencepiece -------------------------------------------------------------------------
+
+
+def _sentencepiece_vocab(sp: Any) -> Vocab:
+    pieces: list[bytes] = []
+    strip_ids: set[int] = set()
+    for i in range(sp.get_piece_size()):
+        piece = sp.id_to_piece(i)
+        if sp.is_control(i):
+            pieces.append(b"")
+        elif sp.is_unknown(i):
+            pieces.append(_SPM_UNKNOWN_SURFACE.encode())
+        elif sp.is_byte(i):
+            pieces.append(bytes([int(piece[3:5], 16)]))
+        else:
+            pieces.append(piece.replace("\u2581", " ").encode())
+            strip_ids.add(i)
+    return Vocab(
+        "sentencepiece",
+        pieces,
+        errors="pacer.perbyte",
+        strip_first="token",
+        strip_ids=frozenset(strip_ids),
+    )
+
+
+# -- Hugging Face tokenizers ---------------------------------------------------------------
+
+
+def _byte_level_decoder() -> dict[str, int]:
+    # GPT-2's printable stand-ins for the 256 byte values.
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars = list(keep)
+    extra = 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(keep, chars)}
+
+
+def _hf_tokens(tok: Any, skip_special_tokens: bool) -> tuple[list[str | None], set[int]]:
+    vocab = tok.get_vocab(with_added_tokens=True)
+    size = max(vocab.values()) + 1 if vocab else 0
+    tokens: list[str | None] = [None] * size
+    for token, i in vocab.items():
+        tokens[i] = token
+    special: set[int] = set()
+    for i, added in tok.get_added_tokens_decoder().items():
+        if i >= len(tokens):
+            tokens.extend([None] * (i + 1 - len(tokens)))
+        tokens[i] = added.content
+        if added.special:
+            special.add(i)
+    return tokens, special
+
+
+def _hf_vocab(tok: Any, skip_special_tokens: bool, name: str) -> Vocab:
+    config = json.loads(tok.to_str()).get("decoder")
+    tokens, special = _hf_tokens(tok, skip_special_tokens)
+    skip = special if skip_special_tokens else set()
+    steps = config.get("decoders", []) if config and config["type"] == "Sequence" else [config]
+    kinds = [s["type"] if s else None for s in steps]
+
+    if kinds == ["ByteLevel"]:
+        table = _byte_level_decoder()
+        pieces: list[Any] = []
+        for i, token in enumerate(tokens):
+            if token is None:
+                pieces.append(None)
+            elif i in skip:
+                pieces.append(b"")
+            elif all(c in table for c in token):
+                pieces.append(bytes(table[c] for c in token))
+            else:
+                pieces.append(token.encode())
+        return Vocab(f"{name}:ByteLevel", pieces, special_ids=frozenset(special))
+
+    if kinds and kinds[-1] == "Strip" and kinds[:-1] in (["Replace", "ByteFallback", "Fuse"],):
+        replace, strip = steps[0], steps[-1]
+        if (
+            replace["pattern"].get("String") is None
+            or strip.get("content") != " "
+            or strip.get("stop", 0) != 0
+            or strip.get("start", 0) > 1
+        ):
+            raise NotImplementedError(f"Detokenizer: unsupported decoder settings {config}")
+        old, new = replace["pattern"]["String"], replace["content"]
+        runs: dict[int, int] = {}
+        pieces = []
+        for i, token in enumerate(tokens):
+            if token is None:
+                pieces.append(None)
+                continue
+            if i in skip:
+                pieces.append("")
+                continue
+            m = _BYTE_PIECE.fullmatch(token)
+            if m is not None:
+                runs[i] = int(m.group(1), 16)
+            pieces.append(token.replace(old, new))
+        return Vocab(
+            f"{name}:ByteFallback",
+            pieces,
+            strip_first="output" if strip.get("start", 0) == 1 else None,
+            byte_runs=runs,
+            special_ids=frozenset(special),
+        )
+
+    if kinds == ["Metaspace"]:
+        meta = steps[0]
+        repl = meta.get("replacement", "\u2581")
+        prepend = meta.get("prepend_scheme", "always" if meta.get("add_prefix_space", True) else "never")
+        pieces = [
+            None if t is None else b"" if i in skip else t.replace(repl, " ").encode()
+            for i, t in enumerate(tokens)
+        ]
+        return Vocab(
+            f"{name}:Metaspace",
+            pieces,
+            strip_first="token" if prepend != "never" else None,
+            strip_ids=frozenset(range(len(tokens))),
+            special_ids=frozenset(special),
+        )
+
+    raise NotImplementedError(f"Detokenizer: the HF decoder {kinds} is not supported yet")
+
+
+# -- files shipped by registry packages ----------------------------------------------------
+
+
+def mistral_data_file(name: str) -> Path:
+    """Path of a tokenizer file that the ``mistral-common`` package ships."""
+    try:
+        root = resources.files("mistral_common") / "data" / name
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError("this needs mistral-common: pip install 'pacer[demo]'") from None
+    path = Path(str(root))
+    if not path.is_file():
+        raise FileNotFoundError(f"mistral-common ships no data file {name!r} (looked at {path})")
+    return path
+
+
+def load_tekken(path: str | Path | None = None) -> Any:
+    """A ``tiktoken.Encoding`` for a Mistral ``tekken.json`` byte-level BPE file.
+
+    Ids are the file's BPE ranks; its special tokens follow the last rank. Default
+    file: ``tekken_240911.json`` from mistral-common.
+    """
+    import tiktoken
+
+    path = Path(path) if path is not None else mistral_data_file("tekken_240911.json")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    config = data["config"]
+    n_special = int(config.get("default_num_special_tokens", 0))
+    n_ranks = int(config.get("default_vocab_size", len(data["vocab"]) + n_special)) - n_special
+    ranks = {base64.b64decode(entry["token_bytes"]): rank for rank, entry in enumerate(data["vocab"][:n_ranks])}
+    names = [s["token_str"] for s in data.get("special_tokens", [])]
+    names += [f"<SPECIAL_{k}>" for k in range(len(names), n_special)]
+    return tiktoken.Encoding(
+        name=path.stem,
+        pat_str=config["pattern"],
+        mergeable_ranks=ranks,
+        special_tokens={name: len(ranks) + k for k, name in enumerate(names)},
+    )
+
+
+def load_sentencepiece(path: str | Path | None = None) -> Any:
+    """A ``sentencepiece.SentencePieceProcessor`` for a ``.model`` file (default: mistral-common's v1)."""
+    import sentencepiece
+
+    path = Path(path) if path is not None else mistral_data_file("tokenizer.model.v1")
+    return sentencepiece.SentencePieceProcessor(model_file=str(path))
