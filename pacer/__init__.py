@@ -4,8 +4,10 @@ Stages are sans-I/O objects joined with ``|``; drivers run the result over sync
 or async sources. See the README for the tour.
 """
 
+from . import traces
 from ._core import Boundary, Chunk, Pipeline, Stage, StageClosedError, pipeline
 from .clock import Clock, MonotonicClock, VirtualClock
+from .detokenize import Detokenizer, Vocab
 from .metrics import StreamMetrics
 from .packets import Packetizer
 from .run import AsyncRun, SyncRun, arun, run
@@ -18,6 +20,7 @@ __all__ = [
     "Boundary",
     "Chunk",
     "Clock",
+    "Detokenizer",
     "MonotonicClock",
     "Packetizer",
     "Pipeline",
@@ -27,8 +30,10 @@ __all__ = [
     "SyncRun",
     "Timeline",
     "VirtualClock",
+    "Vocab",
     "arun",
     "pipeline",
     "run",
     "simulate",
+    "traces",
 ]

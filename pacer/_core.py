@@ -286,8 +286,10 @@ class Pipeline(Stage):
     @property
     def done(self) -> bool:
         """True once input has ended and every stage has emitted everything."""
-        return (self._finishing or self._closed) and self._finished_upto == len(self.stages) and (
-            self.deadline is None
+        return (
+            (self._finishing or self._closed)
+            and self._finished_upto == len(self.stages)
+            and (self.deadline is None)
         )
 
     # -- internals -----------------------------------------------------------------
@@ -304,9 +306,7 @@ class Pipeline(Stage):
             d = stage.deadline
             if d is not None and d <= now:
                 items.extend(stage.poll(now))
-            if self._finishing and i == self._finished_upto and all(
-                s.deadline is None for s in stages[:i]
-            ):
+            if self._finishing and i == self._finished_upto and all(s.deadline is None for s in stages[:i]):
                 items.extend(stage.finish(now))
                 self._finished_upto += 1
         return self._emit(items, now) if items else items

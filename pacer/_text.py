@@ -17,4 +17,5 @@ def utf8_len(text: str) -> int:
 
 def graphemes(text: str) -> list[str]:
     """The grapheme clusters of ``text``, in order."""
-    return GRAPHEME.findall(text)
+    found: list[str] = GRAPHEME.findall(text)
+    return found

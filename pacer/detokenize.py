@@ -58,6 +58,8 @@ class Vocab:
     strip_ids: frozenset[int] = frozenset()
     byte_runs: dict[int, int] | None = None
     special_ids: frozenset[int] = field(default_factory=frozenset)
+    skipped_ids: frozenset[int] = field(default_factory=frozenset)
+    """Ids the decoder drops before it runs (skipped specials): they never end a byte run."""
 
 
 class Detokenizer(Stage):
@@ -112,12 +114,11 @@ class Detokenizer(Stage):
     def _check(self, ids: Sequence[int]) -> None:
         pieces, size = self._pieces, self._size
         for position, i in enumerate(ids):
-            if type(i) is not int:
-                if isinstance(i, bool) or not hasattr(i, "__index__"):
-                    raise TypeError(
-                        f"Detokenizer: token id at position {position} must be an int, "
-                        f"got {type(i).__name__} {i!r}"
-                    )
+            if type(i) is not int and (isinstance(i, bool) or not hasattr(i, "__index__")):
+                raise TypeError(
+                    f"Detokenizer: token id at position {position} must be an int, "
+                    f"got {type(i).__name__} {i!r}"
+                )
             if not 0 <= i < size or pieces[i] is None:
                 raise ValueError(
                     f"Detokenizer: token id {i} at position {position} of this feed "
@@ -152,13 +153,15 @@ class Detokenizer(Stage):
         return self._decoder.decode(b"".join(out))
 
     def _convert_runs(self, ids: Sequence[int]) -> str:
-        pieces, runs, run = self._pieces, self.vocab.byte_runs, self._run
+        pieces, runs, run, skipped = self._pieces, self.vocab.byte_runs, self._run, self.vocab.skipped_ids
         assert runs is not None
         out: list[str] = []
         for i in ids:
             byte = runs.get(i)
             if byte is not None:
                 run.append(byte)
+                continue
+            if i in skipped:
                 continue
             if run:
                 out.append(self._close_run())

@@ -18,6 +18,7 @@ Cost: O(1) per item on top of the stages' own work.
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import sys
 import threading
@@ -32,6 +33,8 @@ from .clock import Clock, MonotonicClock
 from .metrics import StreamMetrics
 
 __all__ = ["AsyncRun", "SyncRun", "arun", "run"]
+
+_log = logging.getLogger("pacer")
 
 T = TypeVar("T", str, Chunk)
 
@@ -77,7 +80,8 @@ class _RunBase(Generic[T]):
         return self.pipeline.timed and not self.clock.virtual
 
     def _out(self, chunk: Chunk) -> T:
-        return chunk if self._chunks else chunk.text  # type: ignore[return-value]
+        out: Any = chunk if self._chunks else chunk.text
+        return out  # type: ignore[no-any-return]
 
 
 class SyncRun(_RunBase[T], Iterator[T]):
@@ -95,7 +99,7 @@ class SyncRun(_RunBase[T], Iterator[T]):
         super().__init__(stage, source, clock=clock, chunks=chunks, buffer=buffer)
         if not isinstance(source, Iterable):
             raise TypeError(f"run: source must be iterable, got {type(source).__name__}")
-        self._gen = self._drive()
+        self._gen: Generator[T, None, None] = self._drive()
 
     def __iter__(self) -> SyncRun[T]:
         return self
@@ -125,7 +129,9 @@ class SyncRun(_RunBase[T], Iterator[T]):
 
     def _drive(self) -> Generator[T, None, None]:
         p, clock = self.pipeline, self.clock
-        puller = _ThreadPuller(self._source, self._buffer) if self._threaded() else _DirectPuller(self._source)
+        puller = (
+            _ThreadPuller(self._source, self._buffer) if self._threaded() else _DirectPuller(self._source)
+        )
         finished = False
         try:
             while True:
@@ -389,17 +395,18 @@ class _Reader:
                 with anyio.CancelScope(shield=True):
                     try:
                         await _aclose_source(self._source)
-                    except Exception:  # pragma: no cover - nothing left to report it to
-                        pass
+                    except Exception:  # the consumer may be gone: the log is all that is left
+                        _log.exception("pacer: closing the source failed")
 
     async def get(self, timeout: float | None) -> tuple[int, Any]:
         if timeout is None:
             message = await self._recv.receive()
         else:
-            message = None
+            timed_out = True
             with anyio.move_on_after(timeout):
                 message = await self._recv.receive()
-            if message is None:
+                timed_out = False
+            if timed_out:
                 return _TIMEOUT, None
         kind, item = message
         if kind == _ERROR:
@@ -432,7 +439,7 @@ def _spawn_detached(fn: Any) -> None:
 _TASKS: set[asyncio.Task[None]] = set()  # strong references to detached asyncio tasks
 
 
-SourceT = Union[Iterable[Any], AsyncIterable[Any]]
+SourceT = Union[Iterable[Any], AsyncIterable[Any]]  # noqa: UP007 (runtime alias on 3.10)
 
 
 def run(

@@ -47,7 +47,7 @@ class Timeline:
         if not times:
             return []
         t0 = times[0][0] if start is None else start
-        bins = [0] * (int(math.floor((times[-1][0] - t0) / window)) + 1)
+        bins = [0] * (math.floor((times[-1][0] - t0) / window) + 1)
         for t, n in times:
             if t >= t0:
                 bins[int((t - t0) / window)] += n

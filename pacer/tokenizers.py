@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import weakref
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,25 @@ _BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 _SPM_UNKNOWN_SURFACE = " \u2047 "
 
 
+_CACHE: weakref.WeakKeyDictionary[Any, dict[bool, Vocab]] = weakref.WeakKeyDictionary()
+
+
 def vocab_for(tokenizer: Any, skip_special_tokens: bool = False) -> Vocab:
-    """The ``Vocab`` of a tokenizer object, or a ``TypeError`` saying what is supported."""
+    """The ``Vocab`` of a tokenizer object, built once per tokenizer and option.
+
+    Raises ``TypeError`` for objects that are not a supported tokenizer.
+    """
+    try:
+        per_tokenizer = _CACHE.setdefault(tokenizer, {})
+    except TypeError:  # not weakly referenceable: build every time
+        return _build_vocab(tokenizer, skip_special_tokens)
+    vocab = per_tokenizer.get(skip_special_tokens)
+    if vocab is None:
+        vocab = per_tokenizer[skip_special_tokens] = _build_vocab(tokenizer, skip_special_tokens)
+    return vocab
+
+
+def _build_vocab(tokenizer: Any, skip_special_tokens: bool) -> Vocab:
     if isinstance(tokenizer, (bytes, str)):
         raise TypeError("Detokenizer needs a tokenizer object; for byte or text sources use ByteDecoder")
     if hasattr(tokenizer, "decode_single_token_bytes") and hasattr(tokenizer, "n_vocab"):
@@ -103,7 +121,7 @@ def _byte_level_decoder() -> dict[str, int]:
             keep.append(b)
             chars.append(256 + extra)
             extra += 1
-    return {chr(c): b for b, c in zip(keep, chars)}
+    return {chr(c): b for b, c in zip(keep, chars, strict=True)}
 
 
 def _hf_tokens(tok: Any, skip_special_tokens: bool) -> tuple[list[str | None], set[int]]:
@@ -172,6 +190,7 @@ def _hf_vocab(tok: Any, skip_special_tokens: bool, name: str) -> Vocab:
             strip_first="output" if strip.get("start", 0) == 1 else None,
             byte_runs=runs,
             special_ids=frozenset(special),
+            skipped_ids=frozenset(skip),
         )
 
     if kinds == ["Metaspace"]:
@@ -221,7 +240,9 @@ def load_tekken(path: str | Path | None = None) -> Any:
     config = data["config"]
     n_special = int(config.get("default_num_special_tokens", 0))
     n_ranks = int(config.get("default_vocab_size", len(data["vocab"]) + n_special)) - n_special
-    ranks = {base64.b64decode(entry["token_bytes"]): rank for rank, entry in enumerate(data["vocab"][:n_ranks])}
+    ranks = {
+        base64.b64decode(entry["token_bytes"]): rank for rank, entry in enumerate(data["vocab"][:n_ranks])
+    }
     names = [s["token_str"] for s in data.get("special_tokens", [])]
     names += [f"<SPECIAL_{k}>" for k in range(len(names), n_special)]
     return tiktoken.Encoding(

@@ -1,0 +1,162 @@
+"""The ``pacer`` command: ``pacer demo`` replays a real model-like stream in the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from importlib import resources
+from typing import Any
+
+__all__ = ["main"]
+
+_COLOURS = ["\x1b[36m", "\x1b[33m"]  # cyan, yellow: alternate per packet
+_DIM, _RESET = "\x1b[2m", "\x1b[0m"
+
+
+def _demo_text() -> str:
+    return (resources.files("pacer") / "data" / "demo.md").read_text(encoding="utf-8")
+
+
+def _tokenizer(name: str) -> tuple[Any, list[int]]:
+    from .tokenizers import load_sentencepiece, load_tekken
+
+    text = _demo_text()
+    if name == "tekken":
+        enc = load_tekken()
+        return enc, enc.encode(text)
+    sp = load_sentencepiece()
+    return sp, sp.encode(text)
+
+
+def _replay(trace: Sequence[tuple[float, Any]], speed: float) -> Iterator[Any]:
+    """Yield each item of the trace at its time (scaled by ``speed``), like a live model."""
+    start = time.monotonic()
+    for t, item in trace:
+        delay = start + t / speed - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        yield item
+
+
+def _use_colour(choice: str) -> bool:
+    if choice == "always":
+        return True
+    if choice == "never":
+        return False
+    return sys.stdout.isatty() and os.environ.get("NO_COLOR") is None and os.environ.get("TERM") != "dumb"
+
+
+def demo(args: argparse.Namespace) -> int:
+    import pacer
+
+    try:
+        tokenizer, ids = _tokenizer(args.tokenizer)
+    except ModuleNotFoundError as exc:
+        print(f"pacer demo: {exc}. Install the demo extra: pip install 'pacer[demo]'", file=sys.stderr)
+        return 2
+    trace = pacer.traces.bursty(ids, per_second=args.tokens_per_second, seed=args.seed)
+    pipe = pacer.Detokenizer(tokenizer) | pacer.Packetizer(
+        args.max_bytes, args.min_bytes, max_delay=args.max_delay
+    )
+    colour = _use_colour(args.colour)
+    out = sys.stdout
+    total = len(trace)
+    if args.instant:
+        chunks = pacer.simulate(trace, pipe).emissions
+    else:
+        chunks = list(_stream(pacer, pipe, trace, args.speed, colour, out))
+    if args.instant:
+        for k, chunk in enumerate(chunks):
+            out.write(_paint(chunk.text, k, colour))
+    m = pipe.metrics
+    out.write("\n" if not chunks or not chunks[-1].text.endswith("\n") else "")
+    summary = (
+        f"{total} tokens ({args.tokenizer}) -> {m.chunks_out} packets of <= {args.max_bytes} bytes, "
+        f"{m.bytes_out} bytes; first output after {m.time_to_first_output or 0:.3f} s; "
+        f"lag p50 {m.lag(50) or 0:.3f} s, p99 {m.lag(99) or 0:.3f} s"
+    )
+    out.write((_DIM + summary + _RESET if colour else summary) + "\n")
+    return 0
+
+
+def _paint(text: str, k: int, colour: bool) -> str:
+    return _COLOURS[k % 2] + text + _RESET if colour else text
+
+
+def _stream(pacer: Any, pipe: Any, trace: Any, speed: float, colour: bool, out: Any) -> Iterator[Any]:
+    total = len(trace)
+    for k, chunk in enumerate(pacer.run(pipe, _replay(trace, speed), chunks=True)):
+        out.write(_paint(chunk.text, k, colour))
+        if colour:  # progress in the terminal title: visible without disturbing the text
+            out.write(f"\x1b]0;pacer demo: {pipe.metrics.items_in}/{total} tokens\x07")
+        out.flush()
+        yield chunk
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="pacer", description="Composable stream middleware for LLM output.")
+    parser.add_argument("--version", action="version", version=f"pacer {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    d = sub.add_parser(
+        "demo",
+        help="replay a bursty model stream through a pipeline to the terminal",
+        description=(
+            "Tokenize a text shipped with pacer with a real tokenizer (from mistral-common), replay the "
+            "ids with bursty, model-like timing, and print what the pipeline emits as it emits it."
+        ),
+    )
+    d.add_argument(
+        "--tokenizer",
+        choices=["tekken", "sentencepiece"],
+        default="tekken",
+        help="tekken: byte-level BPE via tiktoken; sentencepiece: the v1 .model (default: tekken)",
+    )
+    d.add_argument(
+        "--tokens-per-second", type=float, default=60.0, help="average arrival rate of tokens (default: 60)"
+    )
+    d.add_argument(
+        "--speed", type=float, default=1.0, help="replay speed factor, 2 = twice as fast (default: 1)"
+    )
+    d.add_argument("--seed", type=int, default=0, help="seed of the bursty timing (default: 0)")
+    d.add_argument("--max-bytes", type=int, default=64, help="largest packet, in UTF-8 bytes (default: 64)")
+    d.add_argument(
+        "--min-bytes",
+        type=int,
+        default=16,
+        help="smallest packet while text keeps coming, in UTF-8 bytes (default: 16)",
+    )
+    d.add_argument(
+        "--max-delay",
+        type=float,
+        default=0.05,
+        help="seconds of silence after which a short packet goes out anyway (default: 0.05)",
+    )
+    d.add_argument("--instant", action="store_true", help="simulate on a virtual clock: no waiting")
+    d.add_argument(
+        "--colour",
+        "--color",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="alternate packet colours (default: auto, when the output is a terminal)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        if not args.speed > 0 or not args.tokens_per_second > 0:
+            parser.error("--speed and --tokens-per-second must be > 0")
+        return demo(args)
+    parser.print_help()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

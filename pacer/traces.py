@@ -1,0 +1,57 @@
+"""Arrival traces: when each item of a stream reaches the pipeline.
+
+A trace is a list of ``(seconds, item)`` pairs in non-decreasing time, the input of
+``pacer.simulate`` and of the demo's replay. The generators here are seeded and
+pure, so a trace is the same on every machine.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+__all__ = ["bursty", "steady"]
+
+T = TypeVar("T")
+
+
+def steady(items: Sequence[T], per_second: float, start: float = 0.0) -> list[tuple[float, T]]:
+    """One item every ``1 / per_second`` seconds."""
+    if not per_second > 0:
+        raise ValueError(f"steady: per_second must be > 0, got {per_second}")
+    return [(start + k / per_second, item) for k, item in enumerate(items)]
+
+
+def bursty(
+    items: Sequence[T],
+    *,
+    per_second: float = 50.0,
+    burst: tuple[int, int] = (1, 12),
+    stall_every: float = 40.0,
+    stall: tuple[float, float] = (0.3, 1.2),
+    seed: int = 0,
+    start: float = 0.0,
+) -> list[tuple[float, Any]]:
+    """Items in bursts, as a model behind a busy server delivers them.
+
+    On average ``per_second`` items a second, arriving in groups of ``burst`` items
+    at the same instant; about every ``stall_every`` items, a silence drawn from
+    ``stall`` seconds.
+    """
+    if not per_second > 0:
+        raise ValueError(f"bursty: per_second must be > 0, got {per_second}")
+    if not 1 <= burst[0] <= burst[1]:
+        raise ValueError(f"bursty: burst must be (low, high) with 1 <= low <= high, got {burst}")
+    rnd = random.Random(seed)
+    out: list[tuple[float, Any]] = []
+    t, k = start, 0
+    while k < len(items):
+        n = rnd.randint(*burst)
+        for item in items[k : k + n]:
+            out.append((t, item))
+        k += n
+        t += n / per_second * rnd.uniform(0.5, 1.5)
+        if rnd.random() < n / stall_every:
+            t += rnd.uniform(*stall)
+    return out

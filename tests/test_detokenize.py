@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pacer
+from pacer.detokenize import Detokenizer
+
+from .strategies import hard_text
+from .tokenizers_fixtures import ALL, get
+
+pytest.importorskip("tiktoken")
+pytest.importorskip("transformers")
+
+
+@st.composite
+def id_splits(draw: st.DrawFn, ids: list[int]) -> list[list[int]]:
+    out, k = [], 0
+    while k < len(ids):
+        n = draw(st.integers(1, 5))
+        out.append(ids[k : k + n])
+        k += n
+    return out
+
+
+def stream(tokenizer: object, batches: list[list[int]], skip: bool = False) -> tuple[str, list[str]]:
+    d = Detokenizer(tokenizer, skip_special_tokens=skip)
+    pieces: list[str] = []
+    for batch in batches:
+        pieces += d.feed(batch if len(batch) != 1 else batch[0])
+    pieces += d.flush()
+    return "".join(pieces), pieces
+
+
+@pytest.mark.parametrize("name", ALL)
+@settings(max_examples=40)
+@given(data=st.data(), text=hard_text)
+def test_streamed_text_equals_one_shot_decode_of_encoded_text(
+    name: str, data: st.DataObject, text: str
+) -> None:
+    b = get(name)
+    ids = b.encode(text)
+    for skip in (False, True):
+        joined, pieces = stream(b.tokenizer, data.draw(id_splits(ids)), skip)
+        assert joined == b.decode(ids, skip)
+        assert "" not in pieces
+
+
+@pytest.mark.parametrize("name", ALL)
+@settings(max_examples=40)
+@given(data=st.data())
+def test_streamed_text_equals_one_shot_decode_of_random_ids(name: str, data: st.DataObject) -> None:
+    b = get(name)
+    # Low ids are byte tokens and specials on these vocabularies: the invalid-UTF-8 cases.
+    any_id = st.one_of(st.integers(0, 300), st.integers(0, b.vocab_size - 1))
+    ids = data.draw(st.lists(any_id, min_size=1, max_size=40))
+    for skip in (False, True):
+        joined, _ = stream(b.tokenizer, data.draw(id_splits(ids)), skip)
+        assert joined == b.decode(ids, skip)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_no_spurious_replacement_character_and_genuine_one_never_stalls(name: str) -> None:
+    b = get(name)
+    text = "ok \ufffd then 中文 and 🤖 end"
+    ids = b.encode(text)
+    d = Detokenizer(b.tokenizer)
+    shown = "".join(t for i in ids for t in d.feed(i))
+    full = shown + "".join(d.flush())
+    assert full == b.decode(ids, False)
+    assert full.count("\ufffd") == b.decode(ids, False).count("\ufffd")
+    assert "\ufffd" not in shown.replace("\ufffd", "", 1)
+    # Everything up to the last token is out before flush, U+FFFD included.
+    assert "\ufffd then" in shown
+
+
+def test_feed_takes_numpy_and_torch_shapes() -> None:
+    np = pytest.importorskip("numpy")
+    b = get("tiktoken-tekken")
+    text = "Hello there, world: one two three four five six."
+    ids = b.encode(text)
+    assert len(ids) > 6
+    d = Detokenizer(b.tokenizer)
+    out = d.feed(np.array(ids[:2])) + d.feed(np.array([ids[2:4]])) + d.feed(np.int64(ids[4]))
+    torch = pytest.importorskip("torch")
+    out += d.feed(torch.tensor([ids[5:]])) + d.flush()
+    assert "".join(out) == text
+    with pytest.raises(ValueError, match=r"shape \[n\] or \[1, n\]"):
+        Detokenizer(b.tokenizer).feed(np.zeros((2, 2), dtype=int))
+
+
+def test_out_of_vocabulary_and_negative_ids_name_id_and_position() -> None:
+    b = get("sentencepiece-tokenizer.model.v1")
+    d = Detokenizer(b.tokenizer)
+    hello = b.encode("Hello")
+    assert d.feed(hello) == ["Hello"]
+    with pytest.raises(
+        ValueError, match=r"token id 99999 at position 1 of this feed \(token 2 of the stream\)"
+    ):
+        d.feed([hello[0], 99999])
+    with pytest.raises(ValueError, match=r"token id -1 at position 0"):
+        d.feed(-1)
+    # The bad feed changed nothing: the detokenizer goes on.
+    assert "".join(d.feed(b.encode("world")) + d.flush()) == " world"
+
+
+def test_non_integer_ids_raise_type_error() -> None:
+    d = Detokenizer(get("tiktoken-tekken").tokenizer)
+    with pytest.raises(TypeError, match="must be an int, got str"):
+        d.feed(["a"])
+    with pytest.raises(TypeError, match="expected an int or a sequence of ints, got str"):
+        d.feed("hello")
+    with pytest.raises(TypeError, match="got bool"):
+        d.feed(True)
+    with pytest.raises(TypeError, match="got float"):
+        d.feed([1.5])
+
+
+def test_unsupported_tokenizer_is_a_clear_type_error() -> None:
+    with pytest.raises(TypeError, match="Detokenizer supports"):
+        Detokenizer(object())
+
+
+def test_detokenizer_heads_a_pipeline() -> None:
+    b = get("tiktoken-tekken")
+    text = "Streaming text, token by token: 中文 and emoji 🤖 too."
+    ids = b.encode(text)
+    p = Detokenizer(b.tokenizer) | pacer.Packetizer(16, 8)
+    assert "".join(p(ids)) == text
+    with pytest.raises(TypeError, match="put it first"):
+        (pacer.Packetizer(4, 1) | Detokenizer(b.tokenizer)).feed("text!")

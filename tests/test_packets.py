@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import pacer
+from pacer import Boundary, Chunk, Packetizer
+from pacer._text import graphemes, utf8_len
+
+from .strategies import hard_text, splits
+
+
+def packets(text_pieces: list[str], **options: object) -> list[str]:
+    p = Packetizer(**options)  # type: ignore[arg-type]
+    out: list[str] = []
+    for piece in text_pieces:
+        out += p.feed(piece)
+    return out + p.flush()
+
+
+@given(st.data(), hard_text, st.integers(4, 40))
+def test_packets_are_lossless_bounded_and_never_split_a_grapheme(
+    data: st.DataObject, text: str, max_bytes: int
+) -> None:
+    pieces = data.draw(splits(text))
+    min_bytes = data.draw(st.integers(1, max_bytes))
+    out = packets(pieces, max_bytes=max_bytes, min_bytes=min_bytes, max_delay=None)
+    assert "".join(out) == text
+    # Cut points are grapheme boundaries of the whole text.
+    boundaries = {0}
+    pos = 0
+    for g in graphemes(text):
+        pos += len(g)
+        boundaries.add(pos)
+    pos = 0
+    for packet in out:
+        assert packet
+        pos += len(packet)
+        assert pos in boundaries
+        # Over max_bytes only when the packet is one oversized grapheme.
+        assert utf8_len(packet) <= max_bytes or len(graphemes(packet)) == 1
+
+
+@given(st.data(), hard_text)
+def test_packets_reach_min_bytes_while_text_keeps_coming(data: st.DataObject, text: str) -> None:
+    pieces = data.draw(splits(text))
+    out = packets(pieces, max_bytes=32, min_bytes=12, max_delay=None)
+    # Every packet but the one flushed at the end has at least min_bytes.
+    assert all(utf8_len(p) >= 12 for p in out[:-1])
+
+
+def test_packet_never_splits_zwj_sequence_or_flag() -> None:
+    family = "👩\u200d👩\u200d👧\u200d👦"  # 25 bytes, one grapheme
+    out = packets(["ab", family[:3], family[3:], "🇫", "🇷", "cd"], max_bytes=8, min_bytes=1)
+    assert family in out
+    assert "🇫🇷" in "".join(out)
+    assert not any(p in ("🇫", "🇷") for p in out)
+
+
+def test_combining_mark_in_next_chunk_stays_with_its_letter() -> None:
+    out = packets(["abcde", "\u0301fgh"], max_bytes=5, min_bytes=5)
+    assert out[0] == "abcd"
+    assert out[1].startswith("e\u0301")
+
+
+def test_crlf_is_one_grapheme() -> None:
+    out = packets(["abc\r", "\ndef"], max_bytes=4, min_bytes=4, max_delay=None)
+    assert "".join(out) == "abc\r\ndef"
+    assert all("\r" not in p or "\r\n" in p for p in out)
+
+
+def test_idle_delay_sends_a_short_packet() -> None:
+    tl = pacer.simulate([(0.0, "hi"), (1.0, " there")], Packetizer(64, 32, max_delay=0.2))
+    assert [(c.text, c.emitted) for c in tl.emissions] == [("hi", 0.2), (" there", 1.0)]
+
+
+def test_flush_on_sentence_sends_at_sentence_end() -> None:
+    p = Packetizer(64, 32, flush_on_sentence=True, max_delay=None)
+    assert p.push(Chunk("One.", 0.0, Boundary.SENTENCE), 0.0)[0].text == "One."
+    assert p.push(Chunk(" Two", 0.0), 0.0) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_bytes": 3}, "max_bytes must be >= 4"),
+        ({"max_bytes": 10, "min_bytes": 11}, r"min_bytes must be in 1..max_bytes \(10\)"),
+        ({"min_bytes": 0}, "min_bytes must be in"),
+        ({"max_delay": 0}, "max_delay must be > 0"),
+    ],
+)
+def test_bad_settings_raise_value_error_naming_the_parameter(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Packetizer(**kwargs)  # type: ignore[arg-type]
+
+
+def test_non_int_sizes_raise_type_error() -> None:
+    with pytest.raises(TypeError, match="max_bytes must be an int"):
+        Packetizer(max_bytes=25.5)  # type: ignore[arg-type]

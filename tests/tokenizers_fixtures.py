@@ -1,0 +1,105 @@
+"""Real tokenizers, loaded once from files that mistral-common ships."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pacer.tokenizers import load_sentencepiece, load_tekken, mistral_data_file
+
+SPM_FILES = ["tokenizer.model.v1", "mistral_instruct_tokenizer_240323.model.v3"]
+
+
+@dataclass
+class Backend:
+    name: str
+    tokenizer: Any
+    encode: Callable[[str], list[int]]
+    decode: Callable[[list[int], bool], str]
+    vocab_size: int
+
+
+@functools.cache
+def _hf_from_spm(name: str) -> Any:
+    from transformers import LlamaTokenizer
+
+    folder = tempfile.mkdtemp(prefix="pacer-spm-")
+    shutil.copy(mistral_data_file(name), os.path.join(folder, "tokenizer.model"))
+    return LlamaTokenizer.from_pretrained(folder)
+
+
+@functools.cache
+def _hf_tekken() -> Any:
+    from transformers.integrations.mistral.tokenizer import convert_tekken_tokenizer
+
+    return convert_tekken_tokenizer(str(mistral_data_file("tekken_240911.json")))
+
+
+@functools.cache
+def backend(name: str) -> Backend:
+    if name == "tiktoken-tekken":
+        enc = load_tekken()
+        special = {enc.encode_single_token(s) for s in enc.special_tokens_set}
+        return Backend(
+            name,
+            enc,
+            enc.encode,
+            lambda ids, skip: enc.decode([i for i in ids if not (skip and i in special)]),
+            enc.n_vocab,
+        )
+    if name.startswith("sentencepiece-"):
+        sp = load_sentencepiece(mistral_data_file(name.removeprefix("sentencepiece-")))
+        return Backend(name, sp, sp.encode, lambda ids, skip: sp.decode(ids), sp.get_piece_size())
+    if name.startswith("hf-fast-"):
+        tok = _hf_from_spm(name.removeprefix("hf-fast-"))
+    elif name == "hf-fast-tekken":
+        tok = _hf_tekken()
+    elif name.startswith("hf-rust-"):
+        fast = _hf_from_spm(name.removeprefix("hf-rust-"))
+        rust = fast.backend_tokenizer
+        return Backend(
+            name,
+            rust,
+            lambda s: rust.encode(s).ids,
+            lambda ids, skip: rust.decode(ids, skip_special_tokens=skip),
+            rust.get_vocab_size(),
+        )
+    else:
+        raise KeyError(name)
+    return Backend(
+        name,
+        tok,
+        lambda s: tok.encode(s, add_special_tokens=True),
+        lambda ids, skip: tok.decode(ids, skip_special_tokens=skip),
+        len(tok),
+    )
+
+
+@functools.cache
+def hf_tekken_backend() -> Backend:
+    tok = _hf_tekken()
+    return Backend(
+        "hf-fast-tekken",
+        tok,
+        lambda s: tok.encode(s, add_special_tokens=False),
+        lambda ids, skip: tok.decode(ids, skip_special_tokens=skip),
+        len(tok),
+    )
+
+
+ALL = [
+    "tiktoken-tekken",
+    *(f"sentencepiece-{f}" for f in SPM_FILES),
+    *(f"hf-fast-{f}" for f in SPM_FILES),
+    f"hf-rust-{SPM_FILES[0]}",
+    "hf-fast-tekken",
+]
+
+
+def get(name: str) -> Backend:
+    return hf_tekken_backend() if name == "hf-fast-tekken" else backend(name)
