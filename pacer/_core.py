@@ -102,7 +102,7 @@ class Stage:
     # -- the protocol a stage implements -------------------------------------------
 
     def push(self, chunk: Chunk, now: float) -> list[Chunk]:
-        """Take one chunk; return the chunks now ready, in order."""
+        """Take one chunk; return the chunks now ready, in order, in a list the caller may keep."""
         raise NotImplementedError
 
     def poll(self, now: float) -> list[Chunk]:
@@ -141,9 +141,10 @@ class Stage:
         if self._closed:
             raise StageClosedError(f"{type(self).__name__}.feed called after flush or cancel")
         out = self.ingest(item, now)
-        deadline = self.deadline
-        if deadline is not None and deadline <= now:
-            out.extend(self.poll(now))
+        if self.timed:
+            deadline = self.deadline
+            if deadline is not None and deadline <= now:
+                out.extend(self.poll(now))
         return [c.text for c in out]
 
     def flush(self, now: float | None = None) -> list[str]:
@@ -207,6 +208,7 @@ class Pipeline(Stage):
                 raise TypeError(f"{type(stage).__name__}.__init__ did not call Stage.__init__()")
         self.stages: tuple[Stage, ...] = tuple(flat)
         self.timed = any(s.timed for s in flat)
+        self._timed = tuple(s.timed for s in flat)
         self._finishing = False
         self._finished_upto = 0  # stages[:k] have had finish() called
         from .metrics import StreamMetrics
@@ -295,17 +297,21 @@ class Pipeline(Stage):
     # -- internals -----------------------------------------------------------------
 
     def _step(self, items: list[Chunk], start: int, now: float) -> list[Chunk]:
-        stages = self.stages
+        stages, timed = self.stages, self._timed
         for i in range(start, len(stages)):
             stage = stages[i]
             if items:
-                out: list[Chunk] = []
-                for chunk in items:
-                    out.extend(stage.push(chunk, now))
-                items = out
-            d = stage.deadline
-            if d is not None and d <= now:
-                items.extend(stage.poll(now))
+                if len(items) == 1:
+                    items = stage.push(items[0], now)
+                else:
+                    out: list[Chunk] = []
+                    for chunk in items:
+                        out.extend(stage.push(chunk, now))
+                    items = out
+            if timed[i]:
+                d = stage.deadline
+                if d is not None and d <= now:
+                    items = [*items, *stage.poll(now)]
             if self._finishing and i == self._finished_upto and all(s.deadline is None for s in stages[:i]):
                 items.extend(stage.finish(now))
                 self._finished_upto += 1

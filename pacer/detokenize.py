@@ -86,6 +86,7 @@ class Detokenizer(Stage):
         self._at_start = self.vocab.strip_first == "token"  # next piece may lose its space
         self._strip_out = self.vocab.strip_first == "output"  # next text may lose its space
         self._run = bytearray()
+        self._plain = self.vocab.byte_runs is None  # byte-stream decoding: no run state
         self._convert: Callable[[Sequence[int]], str] = (
             self._convert_runs if self.vocab.byte_runs is not None else self._convert_bytes
         )
@@ -97,6 +98,14 @@ class Detokenizer(Stage):
         raise TypeError("Detokenizer takes token ids, not text: put it first in the pipeline")
 
     def ingest(self, item: object, now: float) -> list[Chunk]:
+        if type(item) is int and self._plain and not self._at_start and 0 <= item < self._size:
+            piece = self._pieces[item]
+            if piece is not None:  # the common case: one id, mid-stream, byte decoder
+                self._count += 1
+                text = self._decoder.decode(piece)
+                if self._strip_out:
+                    text = self._strip_output(text)
+                return [Chunk(text, now)] if text else []
         if isinstance(item, Chunk):
             return self.push(item, now)
         ids = as_id_list(item, "Detokenizer")

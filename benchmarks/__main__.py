@@ -1,0 +1,30 @@
+"""Run every benchmark and print one table each: ``python -m benchmarks``.
+
+Each table measures pacer and its references in the same run, so the figures to
+quote are the ratios. ``--quick`` runs smaller sizes (CI uses it to prove the
+benchmarks still run; its numbers are not the ones to quote).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import detokenize, overhead
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check the benchmarks run")
+    parser.add_argument("only", nargs="*", help="benchmarks to run (default: all): overhead, detokenize")
+    args = parser.parse_args(argv)
+    chosen = set(args.only) or {"overhead", "detokenize"}
+    if "overhead" in chosen:
+        overhead.main(quick=args.quick)
+    if "detokenize" in chosen:
+        detokenize.main(quick=args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Detokenization cost per token: pacer vs the streaming decoders people use.
+
+References, measured in the same run on the same ids:
+- one-shot ``decode`` of the whole sequence (the floor: not streaming at all);
+- HF tokenizers ``DecodeStream`` (Rust, incremental);
+- TGI's prefix/read-offset algorithm: re-decode a short window per token.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from pacer import Detokenizer
+from pacer.tokenizers import load_tekken, mistral_data_file
+
+from ._table import best_of, print_table
+
+ENGLISH = (
+    "The quick brown fox jumps over the lazy dog while the model streams its answer, token by token, "
+    "to a reader who wants calm and readable text rather than bursts and stalls. "
+)
+CHINESE = "流式输出需要稳定的节奏。模型一次吐出很多字，然后停顿，读者很难跟上。"
+EMOJI = "👩\u200d👩\u200d👧 🇫🇷 👍🏽 🤖 ✨ "
+CODE = "def stream(tokens):\n    for text in run(pipeline, tokens):\n        print(text, end='')\n"
+
+
+def _hf_fast(name: str) -> Any:
+    from transformers import LlamaTokenizer
+
+    folder = tempfile.mkdtemp(prefix="pacer-bench-")
+    shutil.copy(mistral_data_file(name), os.path.join(folder, "tokenizer.model"))
+    return LlamaTokenizer.from_pretrained(folder)
+
+
+def _tgi(decode: Any, ids: list[int]) -> str:
+    # text-generation-inference's decode_token: decode [prefix:read] and [prefix:], emit the difference.
+    out, prefix, read = [], 0, 0
+    for k in range(1, len(ids) + 1):
+        prefix_text = decode(ids[prefix:read])
+        new_text = decode(ids[prefix:k])
+        if len(new_text) > len(prefix_text) and not new_text.endswith("\ufffd"):
+            out.append(new_text[len(prefix_text) :])
+            prefix, read = read, k
+    return "".join(out)
+
+
+def _pacer(tokenizer: Any, ids: list[int]) -> str:
+    d = Detokenizer(tokenizer)
+    parts = [t for i in ids for t in d.feed(i)]
+    return "".join(parts + d.flush())
+
+
+def _decode_stream(rust: Any, ids: list[int]) -> str:
+    from tokenizers.decoders import DecodeStream
+
+    stream = DecodeStream(skip_special_tokens=False)
+    parts = [stream.step(rust, i) for i in ids]
+    return "".join(p for p in parts if p)
+
+
+def main(quick: bool = False) -> None:
+    reps = 2 if quick else 20
+    rows: list[list[str]] = []
+    enc = load_tekken()
+    fast = _hf_fast("mistral_instruct_tokenizer_240323.model.v3")
+    rust = fast.backend_tokenizer
+    corpora = {"English": ENGLISH, "Chinese": CHINESE, "emoji": EMOJI, "code": CODE}
+    for label, text in corpora.items():
+        text = text * reps
+        ids_bpe = enc.encode(text)
+        ids_spm = fast.encode(text, add_special_tokens=False)
+        Detokenizer(enc), Detokenizer(fast)  # build the tables outside the timing
+        cases = {
+            "pacer Detokenizer (tekken, tiktoken)": (lambda ids=ids_bpe: _pacer(enc, ids), len(ids_bpe)),
+            "one-shot decode (tekken, tiktoken)": (lambda ids=ids_bpe: enc.decode(ids), len(ids_bpe)),
+            "pacer Detokenizer (v3 SPM, HF fast)": (lambda ids=ids_spm: _pacer(fast, ids), len(ids_spm)),
+            "HF DecodeStream (v3 SPM)": (lambda ids=ids_spm: _decode_stream(rust, ids), len(ids_spm)),
+            "TGI prefix/offset (v3 SPM, HF fast)": (lambda ids=ids_spm: _tgi(rust.decode, ids), len(ids_spm)),
+            "one-shot decode (v3 SPM, HF fast)": (lambda ids=ids_spm: rust.decode(ids), len(ids_spm)),
+        }
+        assert _pacer(enc, ids_bpe) == enc.decode(ids_bpe)
+        assert _pacer(fast, ids_spm) == fast.decode(ids_spm)
+        times = {name: best_of(fn, 3) / n * 1e6 for name, (fn, n) in cases.items()}
+        stream_ref = times["HF DecodeStream (v3 SPM)"]
+        for name, us in times.items():
+            rows.append([label, name, f"{us:.3f}", f"{stream_ref / us:.1f}x"])
+    print_table(
+        "Detokenization, us/token, one token per feed (streaming)",
+        ["text", "decoder", "us/token", "speed vs DecodeStream"],
+        rows,
+    )
