@@ -12,6 +12,7 @@ from .metrics import StreamMetrics
 from .packets import Packetizer
 from .run import AsyncRun, SyncRun, arun, run
 from .simulate import Timeline, simulate
+from .streamer import PacerStreamer
 
 __version__ = "0.1.0"
 
@@ -22,6 +23,7 @@ __all__ = [
     "Clock",
     "Detokenizer",
     "MonotonicClock",
+    "PacerStreamer",
     "Packetizer",
     "Pipeline",
     "Stage",

@@ -209,6 +209,9 @@ class Pipeline(Stage):
         self.stages: tuple[Stage, ...] = tuple(flat)
         self.timed = any(s.timed for s in flat)
         self._timed = tuple(s.timed for s in flat)
+        self._first_ingest = flat[0].ingest
+        self._pushes = tuple(s.push for s in flat[1:])
+        self._timed_or_finishing = self.timed
         self._finishing = False
         self._finished_upto = 0  # stages[:k] have had finish() called
         from .metrics import StreamMetrics
@@ -231,10 +234,22 @@ class Pipeline(Stage):
     # -- stage protocol --------------------------------------------------------------
 
     def ingest(self, item: object, now: float) -> list[Chunk]:
-        self.metrics.items_in += 1
-        if self.metrics.first_input is None:
-            self.metrics.first_input = now
-        return self._step(self.stages[0].ingest(item, now), 1, now)
+        metrics = self.metrics
+        metrics.items_in += 1
+        if metrics.first_input is None:
+            metrics.first_input = now
+        items = self._first_ingest(item, now)
+        if self._timed_or_finishing:
+            return self._step(items, 1, now)
+        # No timers and no end of input to handle: only pushes, left to right.
+        for push in self._pushes:
+            if not items:
+                return items
+            if len(items) == 1:
+                items = push(items[0], now)
+            else:
+                items = [out for chunk in items for out in push(chunk, now)]
+        return self._emit(items, now) if items else items
 
     def push(self, chunk: Chunk, now: float) -> list[Chunk]:
         return self.ingest(chunk, now)
@@ -261,7 +276,7 @@ class Pipeline(Stage):
         return run(self, source, **options)
 
     def finish(self, now: float) -> list[Chunk]:
-        self._finishing = True
+        self._finishing = self._timed_or_finishing = True
         return self._step([], 0, now)
 
     def cancel(self, now: float) -> list[Chunk]:

@@ -43,28 +43,33 @@ class StreamMetrics:
         self.max_lag = 0.0
         self.stalls = 0
         self._lags: list[float] = []
-        self._stride = 1
-        self._seen = 0
+        self._stride = 1  # keep one lag sample in every _stride chunks
+        self._countdown = 1
 
     def record(self, chunk: Chunk, now: float) -> None:
         text = chunk.text
+        n = len(text)
         self.chunks_out += 1
-        self.chars_out += len(text)
-        self.bytes_out += len(text) if text.isascii() else len(text.encode("utf-8"))
-        if self.first_output is None:
+        self.chars_out += n
+        self.bytes_out += n if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+        last = self.last_output
+        if last is None:
             self.first_output = now
-        elif now - self.last_output > self.stall_gap:  # type: ignore[operator]
+        elif now - last > self.stall_gap:
             self.stalls += 1
         self.last_output = now
         lag = now - chunk.arrival
         if lag > self.max_lag:
             self.max_lag = lag
-        self._seen += 1
-        if self._seen % self._stride == 0:
-            self._lags.append(lag)
-            if len(self._lags) >= self.max_samples:
-                del self._lags[::2]
+        self._countdown -= 1
+        if not self._countdown:
+            self._countdown = self._stride
+            lags = self._lags
+            lags.append(lag)
+            if len(lags) >= self.max_samples:  # keep every other sample, sample half as often
+                del lags[::2]
                 self._stride *= 2
+                self._countdown = self._stride
 
     @property
     def time_to_first_output(self) -> float | None:

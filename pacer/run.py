@@ -79,8 +79,8 @@ class _RunBase(Generic[T]):
     def _threaded(self) -> bool:
         return self.pipeline.timed and not self.clock.virtual
 
-    def _out(self, chunk: Chunk) -> T:
-        out: Any = chunk if self._chunks else chunk.text
+    def _outputs(self, chunks: list[Chunk]) -> list[T]:
+        out: Any = chunks if self._chunks else [c.text for c in chunks]
         return out  # type: ignore[no-any-return]
 
 
@@ -101,8 +101,8 @@ class SyncRun(_RunBase[T], Iterator[T]):
             raise TypeError(f"run: source must be iterable, got {type(source).__name__}")
         self._gen: Generator[T, None, None] = self._drive()
 
-    def __iter__(self) -> SyncRun[T]:
-        return self
+    def __iter__(self) -> Iterator[T]:
+        return self._gen  # iterate the generator itself: one layer less per item
 
     def __next__(self) -> T:
         return next(self._gen)
@@ -133,30 +133,31 @@ class SyncRun(_RunBase[T], Iterator[T]):
             _ThreadPuller(self._source, self._buffer) if self._threaded() else _DirectPuller(self._source)
         )
         finished = False
+        timed = p.timed
         try:
             while True:
-                deadline = p.deadline
+                deadline = p.deadline if timed else None
                 timeout = None if deadline is None else max(0.0, deadline - clock.now())
                 try:
                     kind, item = puller.get(timeout)
                 except Exception:
-                    for chunk in p.cancel(clock.now()):
-                        yield self._out(chunk)
+                    for value in self._outputs(p.cancel(clock.now())):
+                        yield value
                     finished = True
                     raise
                 now = clock.now()
                 if kind == _END:
                     break
                 out = p.ingest(item, now) if kind == _ITEM else p.poll(now)
-                for chunk in out:
-                    yield self._out(chunk)
+                for value in self._outputs(out):
+                    yield value
             out = p.finish(clock.now())
-            for chunk in out:
-                yield self._out(chunk)
+            for value in self._outputs(out):
+                yield value
             while (deadline := p.deadline) is not None:
                 clock.sleep_until(deadline)
-                for chunk in p.poll(clock.now()):
-                    yield self._out(chunk)
+                for value in self._outputs(p.poll(clock.now())):
+                    yield value
             finished = True
         finally:
             puller.close()
@@ -250,13 +251,13 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
         self._agen: Any = None
         self._reader: _Reader | None = None
 
-    def __aiter__(self) -> AsyncRun[T]:
-        return self
-
-    async def __anext__(self) -> T:
+    def __aiter__(self) -> AsyncIterator[T]:
         if self._agen is None:
             self._agen = self._drive()
-        value: T = await self._agen.__anext__()
+        return self._agen  # type: ignore[no-any-return]  # one layer less per item
+
+    async def __anext__(self) -> T:
+        value: T = await self.__aiter__().__anext__()
         return value
 
     async def __aenter__(self) -> AsyncRun[T]:
@@ -288,6 +289,7 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
     async def _drive(self) -> AsyncIterator[T]:
         p, clock = self.pipeline, self.clock
         finished = False
+        timed = p.timed
         source = self._source
         try:
             if self._threaded():
@@ -296,27 +298,27 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
             else:
                 pull = _direct_async_puller(source)
             while True:
-                deadline = p.deadline
+                deadline = p.deadline if timed else None
                 timeout = None if deadline is None else max(0.0, deadline - clock.now())
                 try:
                     kind, item = await pull(timeout)
                 except Exception:
-                    for chunk in p.cancel(clock.now()):
-                        yield self._out(chunk)
+                    for value in self._outputs(p.cancel(clock.now())):
+                        yield value
                     finished = True
                     raise
                 if kind == _END:
                     break
                 now = clock.now()
                 out = p.ingest(item, now) if kind == _ITEM else p.poll(now)
-                for chunk in out:
-                    yield self._out(chunk)
-            for chunk in p.finish(clock.now()):
-                yield self._out(chunk)
+                for value in self._outputs(out):
+                    yield value
+            for value in self._outputs(p.finish(clock.now())):
+                yield value
             while (deadline := p.deadline) is not None:
                 await clock.asleep_until(deadline)
-                for chunk in p.poll(clock.now()):
-                    yield self._out(chunk)
+                for value in self._outputs(p.poll(clock.now())):
+                    yield value
             finished = True
         finally:
             if self._reader is not None:

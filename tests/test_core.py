@@ -151,3 +151,13 @@ def test_virtual_clock() -> None:
     assert clock.now() == 13.0
     with pytest.raises(ValueError):
         clock.advance(-1)
+
+
+def test_lag_samples_stay_bounded_and_representative() -> None:
+    m = pacer.StreamMetrics(max_samples=100)
+    for k in range(10_000):
+        m.record(Chunk("x", arrival=0.0), now=k / 10_000)
+    assert len(m._lags) < 100
+    assert m.lag(50) == pytest.approx(0.5, abs=0.02)
+    assert m.max_lag == pytest.approx(0.9999)
+    assert m.chunks_out == 10_000
