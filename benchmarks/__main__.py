@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         overhead.main(quick=args.quick)
     if "detokenize" in chosen:
         detokenize.main(quick=args.quick)
+        detokenize.depth(quick=args.quick)
     return 0
 
 

@@ -92,3 +92,68 @@ def main(quick: bool = False) -> None:
         ["text", "decoder", "us/token", "speed vs DecodeStream"],
         rows,
     )
+
+
+def _paragraph_ids(fast: Any, n: int) -> list[int]:
+    words = ENGLISH.replace(".", ",").split()
+    ids: list[int] = []
+    k = 0
+    while len(ids) < n:  # one paragraph: no newline anywhere
+        chunk = " ".join(words[(k + j) % len(words)] for j in range(400))
+        ids += fast.encode(" " + chunk, add_special_tokens=False)
+        k += 7
+    return ids[:n]
+
+
+def _per_token_at(depth: int, window: int, ids: list[int], make: Any) -> float:
+    """Seconds per token for tokens [depth - window, depth), state already at depth - window."""
+    step = make(ids[: depth - window])
+    tail = ids[depth - window : depth]
+    return best_of(lambda: step(tail), 1) / window
+
+
+def depth(quick: bool = False) -> None:
+    import torch
+    from tokenizers.decoders import DecodeStream
+    from transformers import TextIteratorStreamer
+
+    fast = _hf_fast("mistral_instruct_tokenizer_240323.model.v3")
+    rust = fast.backend_tokenizer
+    deep = 4_000 if quick else 20_000
+    ids = _paragraph_ids(fast, deep)
+    window = 200
+
+    def pacer_at(prefix: list[int]) -> Any:
+        d = Detokenizer(fast)
+        for i in prefix:
+            d.feed(i)
+        return lambda tail: [d.feed(i) for i in tail]
+
+    def stream_at(prefix: list[int]) -> Any:
+        s = DecodeStream(skip_special_tokens=False)
+        for i in prefix:
+            s.step(rust, i)
+        return lambda tail: [s.step(rust, i) for i in tail]
+
+    def tis_at(prefix: list[int]) -> Any:
+        # The state TextIteratorStreamer reaches after `prefix` with no newline in it.
+        s = TextIteratorStreamer(fast)
+        s.token_cache = list(prefix)
+        s.print_len = len(fast.decode(prefix))
+        tensors = [torch.tensor([i]) for i in ids]
+        return lambda tail: [s.put(tensors[0].new_tensor([i])) for i in tail]
+
+    rows = []
+    for name, make in [
+        ("pacer Detokenizer", pacer_at),
+        ("HF DecodeStream", stream_at),
+        ("transformers TextIteratorStreamer", tis_at),
+    ]:
+        shallow_us = _per_token_at(1_000, window, ids, make) * 1e6
+        deep_us = _per_token_at(deep, window, ids, make) * 1e6
+        rows.append([name, f"{shallow_us:.2f}", f"{deep_us:.2f}", f"{deep_us / shallow_us:.2f}"])
+    print_table(
+        f"Detokenization cost by depth in one paragraph (v3 SPM, HF fast), us/token",
+        ["decoder", "at 1k tokens", f"at {deep // 1000}k tokens", "deep / shallow"],
+        rows,
+    )

@@ -87,12 +87,30 @@ class Detokenizer(Stage):
         self._strip_out = self.vocab.strip_first == "output"  # next text may lose its space
         self._run = bytearray()
         self._plain = self.vocab.byte_runs is None  # byte-stream decoding: no run state
+        self._run_ids = self.vocab.byte_runs or {}
         self._convert: Callable[[Sequence[int]], str] = (
             self._convert_runs if self.vocab.byte_runs is not None else self._convert_bytes
         )
 
     def __repr__(self) -> str:
         return f"Detokenizer({self.vocab.name})"
+
+    def feed(self, item: Any, now: float | None = None) -> list[str]:
+        """Take one id or a sequence of ids; return the text they complete."""
+        if now is None and type(item) is int and not self._closed and 0 <= item < self._size:
+            piece = self._pieces[item]
+            text: str | None = None
+            if self._plain:
+                if not self._at_start and piece is not None:
+                    text = self._decoder.decode(piece)
+            elif not self._run and item not in self._run_ids and item not in self.vocab.skipped_ids:
+                text = piece  # an ordinary token with no byte run pending: its text as is
+            if text is not None:  # the common case: no Chunk to build, nothing to re-check
+                self._count += 1
+                if self._strip_out:
+                    text = self._strip_output(text)
+                return [text] if text else []
+        return super().feed(item, now)
 
     def push(self, chunk: Chunk, now: float) -> list[Chunk]:
         raise TypeError("Detokenizer takes token ids, not text: put it first in the pipeline")
