@@ -153,7 +153,7 @@ def depth(quick: bool = False) -> None:
         deep_us = _per_token_at(deep, window, ids, make) * 1e6
         rows.append([name, f"{shallow_us:.2f}", f"{deep_us:.2f}", f"{deep_us / shallow_us:.2f}"])
     print_table(
-        f"Detokenization cost by depth in one paragraph (v3 SPM, HF fast), us/token",
+        "Detokenization cost by depth in one paragraph (v3 SPM, HF fast), us/token",
         ["decoder", "at 1k tokens", f"at {deep // 1000}k tokens", "deep / shallow"],
         rows,
     )

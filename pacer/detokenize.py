@@ -15,6 +15,7 @@ A genuine U+FFFD in the text is just three bytes like any other: it never stalls
 from __future__ import annotations
 
 import codecs
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +62,17 @@ class Vocab:
     skipped_ids: frozenset[int] = field(default_factory=frozenset)
     """Ids the decoder drops before it runs (skipped specials): they never end a byte run."""
 
+    @functools.cached_property
+    def texts(self) -> list[str | None]:
+        """For byte pieces that are complete UTF-8 on their own, their text; else ``None``."""
+        out: list[str | None] = []
+        for piece in self.pieces:
+            try:
+                out.append(piece.decode("utf-8") if isinstance(piece, bytes) else None)
+            except UnicodeDecodeError:
+                out.append(None)
+        return out
+
 
 class Detokenizer(Stage):
     """Token ids in, text out: ``"".join`` of everything equals the one-shot decode.
@@ -88,6 +100,8 @@ class Detokenizer(Stage):
         self._run = bytearray()
         self._plain = self.vocab.byte_runs is None  # byte-stream decoding: no run state
         self._run_ids = self.vocab.byte_runs or {}
+        self._texts = self.vocab.texts if self._plain else []
+        self._partial = False  # the UTF-8 decoder holds part of a character
         self._convert: Callable[[Sequence[int]], str] = (
             self._convert_runs if self.vocab.byte_runs is not None else self._convert_bytes
         )
@@ -101,8 +115,12 @@ class Detokenizer(Stage):
             piece = self._pieces[item]
             text: str | None = None
             if self._plain:
-                if not self._at_start and piece is not None:
-                    text = self._decoder.decode(piece)
+                if self._at_start or piece is None:
+                    pass
+                elif not self._partial and self._texts[item] is not None:
+                    text = self._texts[item]  # whole characters, nothing pending: no decoding
+                else:
+                    text = self._decode(piece)
             elif not self._run and item not in self._run_ids and item not in self.vocab.skipped_ids:
                 text = piece  # an ordinary token with no byte run pending: its text as is
             if text is not None:  # the common case: no Chunk to build, nothing to re-check
@@ -120,7 +138,7 @@ class Detokenizer(Stage):
             piece = self._pieces[item]
             if piece is not None:  # the common case: one id, mid-stream, byte decoder
                 self._count += 1
-                text = self._decoder.decode(piece)
+                text = self._decode(piece)
                 if self._strip_out:
                     text = self._strip_output(text)
                 return [Chunk(text, now)] if text else []
@@ -153,14 +171,19 @@ class Detokenizer(Stage):
                     f"of {self.vocab.name} (ids 0..{size - 1})"
                 )
 
+    def _decode(self, data: bytes) -> str:
+        text = self._decoder.decode(data)
+        self._partial = self._decoder.getstate()[0] != b""
+        return text
+
     def _convert_bytes(self, ids: Sequence[int]) -> str:
         pieces = self._pieces
         if self._at_start:
             text = self._convert_start(ids)
         elif len(ids) == 1:
-            text = self._decoder.decode(pieces[ids[0]])
+            text = self._decode(pieces[ids[0]])
         else:
-            text = self._decoder.decode(b"".join([pieces[i] for i in ids]))
+            text = self._decode(b"".join([pieces[i] for i in ids]))
         return self._strip_output(text) if self._strip_out else text
 
     def _convert_start(self, ids: Sequence[int]) -> str:
@@ -177,7 +200,7 @@ class Detokenizer(Stage):
             out.append(piece)
             out.extend(pieces[j] for j in ids[k + 1 :])
             break
-        return self._decoder.decode(b"".join(out))
+        return self._decode(b"".join(out))
 
     def _convert_runs(self, ids: Sequence[int]) -> str:
         pieces, runs, run, skipped = self._pieces, self.vocab.byte_runs, self._run, self.vocab.skipped_ids
