@@ -61,35 +61,45 @@ def _decode_stream(rust: Any, ids: list[int]) -> str:
     return "".join(p for p in parts if p)
 
 
+def _hf_tekken() -> Any:
+    from transformers.integrations.mistral.tokenizer import convert_tekken_tokenizer
+
+    return convert_tekken_tokenizer(str(mistral_data_file("tekken_240911.json")))
+
+
 def main(quick: bool = False) -> None:
     reps = 2 if quick else 20
     rows: list[list[str]] = []
     enc = load_tekken()
-    fast = _hf_fast("mistral_instruct_tokenizer_240323.model.v3")
-    rust = fast.backend_tokenizer
+    families = {
+        "tekken BPE": (enc, _hf_tekken()),
+        "v3 SentencePiece": (None, _hf_fast("mistral_instruct_tokenizer_240323.model.v3")),
+    }
     corpora = {"English": ENGLISH, "Chinese": CHINESE, "emoji": EMOJI, "code": CODE}
     for label, text in corpora.items():
         text = text * reps
-        ids_bpe = enc.encode(text)
-        ids_spm = fast.encode(text, add_special_tokens=False)
-        Detokenizer(enc), Detokenizer(fast)  # build the tables outside the timing
-        cases = {
-            "pacer Detokenizer (tekken, tiktoken)": (lambda ids=ids_bpe: _pacer(enc, ids), len(ids_bpe)),
-            "one-shot decode (tekken, tiktoken)": (lambda ids=ids_bpe: enc.decode(ids), len(ids_bpe)),
-            "pacer Detokenizer (v3 SPM, HF fast)": (lambda ids=ids_spm: _pacer(fast, ids), len(ids_spm)),
-            "HF DecodeStream (v3 SPM)": (lambda ids=ids_spm: _decode_stream(rust, ids), len(ids_spm)),
-            "TGI prefix/offset (v3 SPM, HF fast)": (lambda ids=ids_spm: _tgi(rust.decode, ids), len(ids_spm)),
-            "one-shot decode (v3 SPM, HF fast)": (lambda ids=ids_spm: rust.decode(ids), len(ids_spm)),
-        }
-        assert _pacer(enc, ids_bpe) == enc.decode(ids_bpe)
-        assert _pacer(fast, ids_spm) == fast.decode(ids_spm)
-        times = {name: best_of(fn, 3) / n * 1e6 for name, (fn, n) in cases.items()}
-        stream_ref = times["HF DecodeStream (v3 SPM)"]
-        for name, us in times.items():
-            rows.append([label, name, f"{us:.3f}", f"{stream_ref / us:.1f}x"])
+        for family, (tiktoken_enc, fast) in families.items():
+            rust = fast.backend_tokenizer
+            ids = fast.encode(text, add_special_tokens=False)
+            cases: dict[str, Any] = {
+                "pacer Detokenizer (HF fast)": lambda ids=ids, fast=fast: _pacer(fast, ids),
+                "HF DecodeStream": lambda ids=ids, rust=rust: _decode_stream(rust, ids),
+                "TGI prefix/offset (HF)": lambda ids=ids, rust=rust: _tgi(rust.decode, ids),
+                "one-shot decode (HF)": lambda ids=ids, rust=rust: rust.decode(ids),
+            }
+            assert _pacer(fast, ids) == fast.decode(ids)
+            if tiktoken_enc is not None:
+                t_ids = tiktoken_enc.encode(text)
+                assert _pacer(tiktoken_enc, t_ids) == tiktoken_enc.decode(t_ids)
+                cases["pacer Detokenizer (tiktoken)"] = lambda t_ids=t_ids, e=tiktoken_enc: _pacer(e, t_ids)
+                cases["one-shot decode (tiktoken)"] = lambda t_ids=t_ids, e=tiktoken_enc: e.decode(t_ids)
+            times = {name: best_of(fn, 3) / len(ids) * 1e6 for name, fn in cases.items()}
+            ref = times["HF DecodeStream"]
+            for name, us in times.items():
+                rows.append([label, family, name, f"{us:.3f}", f"{ref / us:.1f}x"])
     print_table(
-        "Detokenization, us/token, one token per feed (streaming)",
-        ["text", "decoder", "us/token", "speed vs DecodeStream"],
+        "Detokenization, us/token, one token per feed; ratio vs DecodeStream on the same tokenizer",
+        ["text", "tokenizer", "decoder", "us/token", "speed vs DecodeStream"],
         rows,
     )
 

@@ -7,7 +7,7 @@ or async sources. See the README for the tour.
 from . import traces
 from ._core import Boundary, Chunk, Pipeline, Stage, StageClosedError, pipeline
 from .clock import Clock, MonotonicClock, VirtualClock
-from .detokenize import Detokenizer, Vocab
+from .detokenize import ByteDecoder, Detokenizer, Vocab
 from .metrics import StreamMetrics
 from .packets import Packetizer
 from .run import AsyncRun, SyncRun, arun, run
@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncRun",
     "Boundary",
+    "ByteDecoder",
     "Chunk",
     "Clock",
     "Detokenizer",

@@ -22,7 +22,7 @@ from typing import Any
 
 from ._core import Chunk, Stage, as_id_list
 
-__all__ = ["Detokenizer", "Vocab"]
+__all__ = ["ByteDecoder", "Detokenizer", "Vocab"]
 
 REPLACEMENT = "\ufffd"
 
@@ -238,3 +238,40 @@ class Detokenizer(Stage):
         if self.vocab.byte_runs is not None:
             return self._strip_output(self._close_run()) if self._run else ""
         return self._strip_output(self._decoder.decode(b"", True))
+
+
+class ByteDecoder(Stage):
+    """Raw UTF-8 byte chunks in, text out, for sources that already carry bytes.
+
+    ``"".join`` of everything equals ``data.decode("utf-8", errors)`` of all the bytes
+    at once, however they were split; ``errors`` is ``"replace"`` (default) or
+    ``"strict"``, which raises ``UnicodeDecodeError`` at the first bad byte. ``str``
+    items pass through unchanged, after any pending bytes are resolved as the end of
+    a byte stream would resolve them. Held: at most 3 bytes of an unfinished character.
+    """
+
+    def __init__(self, errors: str = "replace") -> None:
+        super().__init__()
+        if errors not in ("replace", "strict"):
+            raise ValueError(f"ByteDecoder: errors must be 'replace' or 'strict', got {errors!r}")
+        self.errors = errors
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors)
+
+    def __repr__(self) -> str:
+        return f"ByteDecoder(errors={self.errors!r})"
+
+    def ingest(self, item: object, now: float) -> list[Chunk]:
+        if isinstance(item, (bytes, bytearray, memoryview)):
+            text = self._decoder.decode(bytes(item))
+        elif isinstance(item, (str, Chunk)):
+            text = self._decoder.decode(b"", True) + (item if isinstance(item, str) else item.text)
+        else:
+            raise TypeError(f"ByteDecoder takes bytes or str, got {type(item).__name__}")
+        return [Chunk(text, now)] if text else []
+
+    def push(self, chunk: Chunk, now: float) -> list[Chunk]:
+        return self.ingest(chunk, now)
+
+    def finish(self, now: float) -> list[Chunk]:
+        text = self._decoder.decode(b"", True)
+        return [Chunk(text, now)] if text else []

@@ -130,3 +130,31 @@ def test_detokenizer_heads_a_pipeline() -> None:
     assert "".join(p(ids)) == text
     with pytest.raises(TypeError, match="put it first"):
         (pacer.Packetizer(4, 1) | Detokenizer(b.tokenizer)).feed("text!")
+
+
+@given(st.data(), st.binary(max_size=60), hard_text)
+def test_byte_decoder_equals_one_shot_decode_for_any_split(
+    data: st.DataObject, noise: bytes, text: str
+) -> None:
+    blob = text.encode() + noise + text.encode()
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(blob)), max_size=10)))
+    d = pacer.ByteDecoder()
+    out: list[str] = []
+    prev = 0
+    for cut in [*cuts, len(blob)]:
+        out += d.feed(blob[prev:cut])
+        prev = cut
+    out += d.flush()
+    assert "".join(out) == blob.decode("utf-8", "replace")
+
+
+def test_byte_decoder_strict_raises_and_rejects_other_types() -> None:
+    d = pacer.ByteDecoder("strict")
+    assert d.feed(b"\xe4\xb8") == []
+    assert d.feed(b"\xad!") == ["中!"]
+    with pytest.raises(UnicodeDecodeError):
+        d.feed(b"\xff")
+    with pytest.raises(TypeError, match="ByteDecoder takes bytes or str, got int"):
+        pacer.ByteDecoder().feed(3)
+    with pytest.raises(ValueError, match="errors must be"):
+        pacer.ByteDecoder("ignore")
