@@ -46,8 +46,10 @@ class Vocab:
     U+FFFD per maximal invalid subpart, as Python, Rust and tiktoken do) or
     ``"pacer.perbyte"`` (one per byte, as SentencePiece does).
     ``strip_first`` is how the decoder drops a leading space: ``None``; ``"token"``
-    (from the first non-empty piece, if that id is in ``strip_ids``); or
-    ``"output"`` (the first character of the whole text, if it is a space).
+    (from the first non-empty piece, if that id is in ``strip_ids``); ``"output"``
+    (the first character of the whole text, if it is a space); or ``"both"``
+    (``str.strip()`` of the whole text: trailing whitespace is held until more text
+    follows, and dropped at the end).
     ``byte_runs`` maps byte-fallback ids to their byte: consecutive ones are decoded
     together, all-or-nothing (HF ``ByteFallback``). ``name`` says which backend.
     """
@@ -96,7 +98,10 @@ class Detokenizer(Stage):
         self._count = 0  # ids taken so far, for error messages
         self._decoder = codecs.getincrementaldecoder("utf-8")(self.vocab.errors)
         self._at_start = self.vocab.strip_first == "token"  # next piece may lose its space
-        self._strip_out = self.vocab.strip_first == "output"  # next text may lose its space
+        self._strip_both = self.vocab.strip_first == "both"
+        self._strip_out = self.vocab.strip_first == "output" or self._strip_both  # text is post-processed
+        self._leading = True  # nothing but whitespace shown so far ("both")
+        self._held_space = ""  # trailing whitespace, shown only if more text follows ("both")
         self._run = bytearray()
         self._plain = self.vocab.byte_runs is None  # byte-stream decoding: no run state
         self._run_ids = self.vocab.byte_runs or {}
@@ -228,6 +233,17 @@ class Detokenizer(Stage):
         return text
 
     def _strip_output(self, text: str) -> str:
+        if self._strip_both:
+            # Python's str.strip() of the whole text: drop leading whitespace, hold trailing.
+            if self._leading:
+                text = text.lstrip()
+                if not text:
+                    return ""
+                self._leading = False
+            text = self._held_space + text
+            body = text.rstrip()
+            self._held_space = text[len(body) :]
+            return body
         if self._strip_out and text:
             self._strip_out = False
             if text[0] == " ":

@@ -56,6 +56,8 @@ def _build_vocab(tokenizer: Any, skip_special_tokens: bool) -> Vocab:
                 "which pacer does not reproduce yet; set it to False"
             )
         return _hf_vocab(backend, skip_special_tokens, type(tokenizer).__name__)
+    if hasattr(tokenizer, "convert_ids_to_tokens") and hasattr(tokenizer, "convert_tokens_to_string"):
+        return _transformers_slow_vocab(tokenizer, skip_special_tokens)
     if type(tokenizer).__module__.startswith("tokenizers") and hasattr(tokenizer, "to_str"):
         return _hf_vocab(tokenizer, skip_special_tokens, "tokenizers.Tokenizer")
     raise TypeError(
@@ -210,6 +212,39 @@ def _hf_vocab(tok: Any, skip_special_tokens: bool, name: str) -> Vocab:
         )
 
     raise NotImplementedError(f"Detokenizer: the HF decoder {kinds} is not supported yet")
+
+
+# -- transformers slow (Python) tokenizers ---------------------------------------------------
+
+
+def _transformers_slow_vocab(tok: Any, skip_special_tokens: bool) -> Vocab:
+    from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
+
+    name = type(tok).__name__
+    if type(tok).convert_tokens_to_string is not SentencePieceBackend.convert_tokens_to_string:
+        raise NotImplementedError(
+            f"Detokenizer: {name}.convert_tokens_to_string is custom; pacer reproduces only "
+            "SentencePieceBackend's (join, '\u2581' to space, strip)"
+        )
+    if getattr(tok, "clean_up_tokenization_spaces", False):
+        raise NotImplementedError(
+            f"Detokenizer: {name} has clean_up_tokenization_spaces=True, which pacer does not "
+            "reproduce yet; set it to False"
+        )
+    special = set(tok.all_special_ids)
+    pieces: list[str] = []
+    for i in range(len(tok)):
+        token = tok.convert_ids_to_tokens(i)
+        pieces.append("" if skip_special_tokens and i in special else token.replace("\u2581", " "))
+    # Tokens are joined as text (byte pieces stay literal "<0xNN>"), then the whole is strip()ped.
+    return Vocab(
+        f"{name}:slow",
+        pieces,
+        strip_first="both",
+        byte_runs={},
+        special_ids=frozenset(special),
+        skipped_ids=frozenset(special if skip_special_tokens else ()),
+    )
 
 
 # -- files shipped by registry packages ----------------------------------------------------

@@ -55,6 +55,17 @@ def backend(name: str) -> Backend:
     if name.startswith("sentencepiece-"):
         sp = load_sentencepiece(mistral_data_file(name.removeprefix("sentencepiece-")))
         return Backend(name, sp, sp.encode, lambda ids, skip: sp.decode(ids), sp.get_piece_size())
+    if name.startswith("hf-slow-"):
+        from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
+
+        slow = SentencePieceBackend(vocab_file=str(mistral_data_file(name.removeprefix("hf-slow-"))))
+        return Backend(
+            name,
+            slow,
+            lambda s: slow.encode(s, add_special_tokens=True),
+            lambda ids, skip: slow.decode(ids, skip_special_tokens=skip),
+            len(slow),
+        )
     if name.startswith("hf-fast-"):
         tok = _hf_from_spm(name.removeprefix("hf-fast-"))
     elif name == "hf-fast-tekken":
@@ -97,6 +108,7 @@ ALL = [
     *(f"sentencepiece-{f}" for f in SPM_FILES),
     *(f"hf-fast-{f}" for f in SPM_FILES),
     f"hf-rust-{SPM_FILES[0]}",
+    *(f"hf-slow-{f}" for f in SPM_FILES),
     "hf-fast-tekken",
 ]
 
