@@ -98,8 +98,12 @@ class Detokenizer(Stage):
         self._count = 0  # ids taken so far, for error messages
         self._decoder = codecs.getincrementaldecoder("utf-8")(self.vocab.errors)
         self._at_start = self.vocab.strip_first == "token"  # next piece may lose its space
+        from .tokenizers import wants_cleanup
+
         self._strip_both = self.vocab.strip_first == "both"
-        self._strip_out = self.vocab.strip_first == "output" or self._strip_both  # text is post-processed
+        self._first_space = self.vocab.strip_first == "output"  # the next text may lose its space
+        self._cleanup = _Cleanup() if not isinstance(tokenizer, Vocab) and wants_cleanup(tokenizer) else None
+        self._strip_out = self._first_space or self._strip_both or self._cleanup is not None  # post-process
         self._leading = True  # nothing but whitespace shown so far ("both")
         self._held_space = ""  # trailing whitespace, shown only if more text follows ("both")
         self._run = bytearray()
@@ -233,6 +237,7 @@ class Detokenizer(Stage):
         return text
 
     def _strip_output(self, text: str) -> str:
+        """The decoder's whole-text steps, applied as the text streams: strips, then cleanup."""
         if self._strip_both:
             # Python's str.strip() of the whole text: drop leading whitespace, hold trailing.
             if self._leading:
@@ -243,17 +248,83 @@ class Detokenizer(Stage):
             text = self._held_space + text
             body = text.rstrip()
             self._held_space = text[len(body) :]
-            return body
-        if self._strip_out and text:
-            self._strip_out = False
+            text = body
+        elif self._first_space and text:
+            self._first_space = False
+            self._strip_out = self._cleanup is not None
             if text[0] == " ":
-                return text[1:]
+                text = text[1:]
+        if self._cleanup is not None:
+            text = self._cleanup.feed(text)
         return text
 
     def _end(self) -> str:
         if self.vocab.byte_runs is not None:
-            return self._strip_output(self._close_run()) if self._run else ""
-        return self._strip_output(self._decoder.decode(b"", True))
+            text = self._close_run() if self._run else ""
+        else:
+            text = self._decoder.decode(b"", True)
+        text = self._strip_output(text) if self._strip_out else text
+        return text + self._cleanup.flush() if self._cleanup is not None else text
+
+
+#: transformers' clean_up_tokenization: applied in this order, each over the whole text.
+CLEANUP_REPLACEMENTS = (
+    (" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"),
+    (" n't", "n't"), (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"),
+)  # fmt: skip
+
+
+class _Replace:
+    """``str.replace(pattern, replacement)`` over a stream: exact, holding < len(pattern) chars."""
+
+    __slots__ = ("held", "pattern", "replacement")
+
+    def __init__(self, pattern: str, replacement: str) -> None:
+        self.pattern, self.replacement, self.held = pattern, replacement, ""
+
+    def feed(self, text: str) -> str:
+        buf = self.held + text
+        pattern = self.pattern
+        if pattern in buf:
+            out: list[str] = []
+            i = 0
+            while (j := buf.find(pattern, i)) >= 0:  # leftmost, non-overlapping, like str.replace
+                out.append(buf[i:j])
+                out.append(self.replacement)
+                i = j + len(pattern)
+            out.append(buf[i:])
+            head, buf = "".join(out[:-1]), out[-1]
+        else:
+            head = ""
+        # Hold the longest tail that could still begin the pattern.
+        for keep in range(min(len(pattern) - 1, len(buf)), 0, -1):
+            if buf.endswith(pattern[:keep]):
+                self.held = buf[-keep:]
+                return head + buf[:-keep]
+        self.held = ""
+        return head + buf
+
+    def flush(self) -> str:
+        held, self.held = self.held, ""
+        return held
+
+
+class _Cleanup:
+    """transformers' ``clean_up_tokenization`` as a chain of streaming replacements."""
+
+    def __init__(self) -> None:
+        self.steps = [_Replace(p, r) for p, r in CLEANUP_REPLACEMENTS]
+
+    def feed(self, text: str) -> str:
+        for step in self.steps:
+            text = step.feed(text)
+        return text
+
+    def flush(self) -> str:
+        text = ""
+        for step in self.steps:
+            text = step.feed(text) + step.flush()
+        return text
 
 
 class ByteDecoder(Stage):

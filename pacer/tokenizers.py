@@ -17,7 +17,7 @@ from typing import Any
 
 from .detokenize import Vocab
 
-__all__ = ["load_sentencepiece", "load_tekken", "mistral_data_file", "vocab_for"]
+__all__ = ["load_sentencepiece", "load_tekken", "mistral_data_file", "vocab_for", "wants_cleanup"]
 
 _BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 _SPM_UNKNOWN_SURFACE = " \u2047 "
@@ -50,11 +50,6 @@ def _build_vocab(tokenizer: Any, skip_special_tokens: bool) -> Vocab:
         return _sentencepiece_vocab(tokenizer)
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        if getattr(tokenizer, "clean_up_tokenization_spaces", False):
-            raise NotImplementedError(
-                f"Detokenizer: {type(tokenizer).__name__} has clean_up_tokenization_spaces=True, "
-                "which pacer does not reproduce yet; set it to False"
-            )
         return _hf_vocab(backend, skip_special_tokens, type(tokenizer).__name__)
     if hasattr(tokenizer, "convert_ids_to_tokens") and hasattr(tokenizer, "convert_tokens_to_string"):
         return _transformers_slow_vocab(tokenizer, skip_special_tokens)
@@ -65,6 +60,31 @@ def _build_vocab(tokenizer: Any, skip_special_tokens: bool) -> Vocab:
         f"and sentencepiece.SentencePieceProcessor; got {type(tokenizer).__module__}."
         f"{type(tokenizer).__name__}"
     )
+
+
+def wants_cleanup(tokenizer: Any) -> bool:
+    """Whether a transformers tokenizer's ``decode`` applies ``clean_up_tokenization``.
+
+    Read when each Detokenizer is made (the setting is a mutable attribute). Copies
+    transformers' rule that BPE models skip it unless forced.
+    """
+    if not getattr(tokenizer, "clean_up_tokenization_spaces", False):
+        return False
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+    if type(tokenizer).clean_up_tokenization is not PreTrainedTokenizerBase.clean_up_tokenization:
+        raise NotImplementedError(
+            f"Detokenizer: {type(tokenizer).__name__} overrides clean_up_tokenization; "
+            "set clean_up_tokenization_spaces=False to stream it"
+        )
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and type(backend.model).__name__ == "BPE":
+        return bool(
+            getattr(
+                tokenizer, "clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output", False
+            )
+        )
+    return True
 
 
 # -- tiktoken ------------------------------------------------------------------------------
@@ -225,11 +245,6 @@ def _transformers_slow_vocab(tok: Any, skip_special_tokens: bool) -> Vocab:
         raise NotImplementedError(
             f"Detokenizer: {name}.convert_tokens_to_string is custom; pacer reproduces only "
             "SentencePieceBackend's (join, '\u2581' to space, strip)"
-        )
-    if getattr(tok, "clean_up_tokenization_spaces", False):
-        raise NotImplementedError(
-            f"Detokenizer: {name} has clean_up_tokenization_spaces=True, which pacer does not "
-            "reproduce yet; set it to False"
         )
     special = set(tok.all_special_ids)
     pieces: list[str] = []

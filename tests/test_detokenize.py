@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 import pacer
 from pacer.detokenize import Detokenizer
 
-from .strategies import hard_text
+from .strategies import hard_text, splits
 from .tokenizers_fixtures import ALL, get
 
 pytest.importorskip("tiktoken")
@@ -158,3 +158,39 @@ def test_byte_decoder_strict_raises_and_rejects_other_types() -> None:
         pacer.ByteDecoder().feed(3)
     with pytest.raises(ValueError, match="errors must be"):
         pacer.ByteDecoder("ignore")
+
+
+CLEANUP_TEXT = st.lists(
+    st.sampled_from(
+        [" .", " ?", " !", " ,", " ' ", " n't", " 'm", " 's", " 've", " 're", " ", "'", "n", "a", "s."]
+    ),
+    max_size=25,
+).map("".join)
+
+
+@given(st.data(), CLEANUP_TEXT)
+def test_streaming_cleanup_equals_transformers_sequential_replaces(data: st.DataObject, text: str) -> None:
+    from pacer.detokenize import CLEANUP_REPLACEMENTS, _Cleanup
+
+    expected = text
+    for pattern, replacement in CLEANUP_REPLACEMENTS:
+        expected = expected.replace(pattern, replacement)
+    cleanup = _Cleanup()
+    pieces = data.draw(splits(text))
+    assert "".join(cleanup.feed(p) for p in pieces) + cleanup.flush() == expected
+
+
+@pytest.mark.parametrize("kind", ["slow", "fast-bpe-ignored", "fast-bpe-forced"])
+@settings(max_examples=30)
+@given(data=st.data(), text=st.one_of(hard_text, CLEANUP_TEXT.map(lambda t: "Well" + t + " ok")))
+def test_clean_up_tokenization_spaces_is_reproduced(kind: str, data: st.DataObject, text: str) -> None:
+    import copy
+
+    b = get("hf-slow-tokenizer.model.v1" if kind == "slow" else "hf-fast-tokenizer.model.v1")
+    tok = copy.copy(b.tokenizer)  # a separate object: the shared fixture keeps its settings
+    tok.clean_up_tokenization_spaces = True
+    if kind == "fast-bpe-forced":
+        tok.clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output = True
+    ids = tok.encode(text, add_special_tokens=True)
+    joined, _ = stream(tok, data.draw(id_splits(ids)))
+    assert joined == tok.decode(ids)
