@@ -11,6 +11,7 @@ from .detokenize import ByteDecoder, Detokenizer, Vocab
 from .metrics import StreamMetrics
 from .packets import Packetizer
 from .run import AsyncRun, SyncRun, arun, run
+from .sentences import SentenceSplitter, split_sentences
 from .simulate import Timeline, simulate
 from .streamer import PacerStreamer
 
@@ -27,6 +28,7 @@ __all__ = [
     "PacerStreamer",
     "Packetizer",
     "Pipeline",
+    "SentenceSplitter",
     "Stage",
     "StageClosedError",
     "StreamMetrics",
@@ -38,5 +40,6 @@ __all__ = [
     "pipeline",
     "run",
     "simulate",
+    "split_sentences",
     "traces",
 ]

@@ -1,0 +1,358 @@
+"""Build ``pacer/data/punkt_en.json``: English Punkt parameters that ship with pacer.
+
+``nltk.download`` is out of reach for many users (and for our CI), so pacer ships its
+own parameters. They come from two sources, both available offline:
+
+* nltk's ``PunktTrainer`` run over English prose that every CPython install carries:
+  the reference topics in ``pydoc_data`` and the docstrings of the standard library.
+  This gives abbreviations seen in the wild, collocations, frequent sentence starters
+  and each word's orthographic context (capitalised or lower case, at a sentence
+  start or inside a sentence), which Punkt's heuristics read.
+* A curated list of English abbreviations (titles, months, units, Latin, corporate
+  suffixes) that technical prose under-represents.
+
+The file is JSON (no pickle). Run: ``python scripts/build_punkt.py``; the output
+depends on the Python version whose stdlib is read (3.11 for the committed file).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import pydoc_data.topics
+import sys
+import sysconfig
+from pathlib import Path
+
+from nltk.tokenize.punkt import PunktTrainer
+
+OUT = Path(__file__).resolve().parent.parent / "pacer" / "data" / "punkt_en.json"
+
+#: Abbreviations typed lower case without their final period; internal periods kept.
+CURATED = [
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "prof",
+    "rev",
+    "hon",
+    "st",
+    "sr",
+    "jr",
+    "gen",
+    "col",
+    "lt",
+    "capt",
+    "cmdr",
+    "sgt",
+    "maj",
+    "adm",
+    "gov",
+    "sen",
+    "rep",
+    "pres",
+    "supt",
+    "insp",
+    "messrs",
+    "mme",
+    "mlle",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+    "mon",
+    "tue",
+    "tues",
+    "wed",
+    "thu",
+    "thur",
+    "thurs",
+    "fri",
+    "sat",
+    "sun",
+    "etc",
+    "e.g",
+    "i.e",
+    "cf",
+    "vs",
+    "viz",
+    "al",
+    "approx",
+    "ca",
+    "circa",
+    "est",
+    "esp",
+    "incl",
+    "excl",
+    "min",
+    "max",
+    "avg",
+    "dept",
+    "div",
+    "govt",
+    "univ",
+    "assn",
+    "natl",
+    "intl",
+    "fig",
+    "figs",
+    "eq",
+    "eqs",
+    "no",
+    "nos",
+    "vol",
+    "vols",
+    "ch",
+    "chap",
+    "sec",
+    "secs",
+    "pp",
+    "p",
+    "para",
+    "paras",
+    "art",
+    "ed",
+    "eds",
+    "rev",
+    "trans",
+    "repr",
+    "pt",
+    "pts",
+    "ser",
+    "inc",
+    "ltd",
+    "co",
+    "corp",
+    "bros",
+    "plc",
+    "llc",
+    "l.p",
+    "a.m",
+    "p.m",
+    "u.s",
+    "u.k",
+    "u.n",
+    "e.u",
+    "d.c",
+    "u.s.a",
+    "ph.d",
+    "m.d",
+    "b.a",
+    "m.a",
+    "b.sc",
+    "m.sc",
+    "d.phil",
+    "mt",
+    "ft",
+    "ave",
+    "blvd",
+    "rd",
+    "hwy",
+    "oz",
+    "lb",
+    "lbs",
+    "kg",
+    "km",
+    "cm",
+    "mm",
+    "sq",
+    "yd",
+    "yds",
+    "hr",
+    "hrs",
+    "mins",
+    "sec",
+    "secs",
+    "dec",
+    "ltd",
+]
+
+#: Learned "abbreviations" that are ordinary words in this corpus (Punkt's length
+#: penalty lets a few slip through on technical prose); learned entries are also
+#: limited to short or dotted tokens below.
+NOT_ABBREVIATIONS = {"tie", "dos", "ulp", "msd"}
+
+#: Titles that precede a name: never the end of a sentence.
+TITLES = [
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "prof",
+    "rev",
+    "hon",
+    "st",
+    "gen",
+    "col",
+    "lt",
+    "capt",
+    "cmdr",
+    "sgt",
+    "maj",
+    "adm",
+    "gov",
+    "sen",
+    "rep",
+    "pres",
+    "supt",
+    "insp",
+    "messrs",
+    "mme",
+    "mlle",
+]
+
+
+#: Abbreviations only before a number: elsewhere they are ordinary words ("say no.").
+NUMERIC_ONLY = [
+    "no",
+    "nos",
+    "fig",
+    "figs",
+    "p",
+    "pp",
+    "vol",
+    "vols",
+    "ch",
+    "chap",
+    "sec",
+    "secs",
+    "eq",
+    "eqs",
+    "art",
+    "para",
+    "paras",
+    "pt",
+    "pts",
+    "ser",
+]
+
+#: Words that commonly open an English sentence; after an abbreviation or an initial,
+#: only these (capitalised) make pacer end the sentence.
+STARTERS = [
+    "a",
+    "an",
+    "the",
+    "this",
+    "that",
+    "these",
+    "those",
+    "it",
+    "its",
+    "he",
+    "she",
+    "we",
+    "they",
+    "i",
+    "you",
+    "there",
+    "then",
+    "but",
+    "and",
+    "so",
+    "yet",
+    "however",
+    "in",
+    "on",
+    "at",
+    "for",
+    "if",
+    "when",
+    "while",
+    "after",
+    "before",
+    "although",
+    "because",
+    "our",
+    "my",
+    "his",
+    "her",
+    "their",
+    "your",
+    "what",
+    "why",
+    "how",
+    "where",
+    "who",
+    "which",
+    "yes",
+    "no",
+    "not",
+    "now",
+    "here",
+    "all",
+    "some",
+    "many",
+    "most",
+    "each",
+    "every",
+    "one",
+    "two",
+    "three",
+    "meanwhile",
+    "still",
+]
+
+
+def stdlib_docstrings() -> list[str]:
+    texts: list[str] = []
+    root = Path(sysconfig.get_paths()["stdlib"])
+    for path in sorted(root.glob("*.py")):
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                doc = ast.get_docstring(node)
+                if doc and len(doc) > 80:
+                    texts.append(doc)
+    return texts
+
+
+def main() -> None:
+    corpus = "\n\n".join([*pydoc_data.topics.topics.values(), *stdlib_docstrings()])
+    trainer = PunktTrainer()
+    trainer.INCLUDE_ALL_COLLOCS = False
+    trainer.train(corpus, finalize=True)
+    params = trainer.get_params()
+    counts = trainer._type_fdist
+    learned = {w for w in params.abbrev_types if ("." in w or len(w) <= 3) and w not in NOT_ABBREVIATIONS}
+    abbrevs = sorted(learned | set(CURATED))
+    ortho = {
+        word: flags
+        for word, flags in sorted(params.ortho_context.items())
+        if counts[word] + counts[word + "."] >= 2 and word.isascii()
+    }
+    data = {
+        "source": (
+            f"nltk {__import__('nltk').__version__} PunktTrainer on pydoc_data and stdlib docstrings "
+            f"of Python {sys.version_info.major}.{sys.version_info.minor} ({len(corpus)} characters), "
+            "plus a curated abbreviation list; built by scripts/build_punkt.py"
+        ),
+        "abbrev_types": abbrevs,
+        "titles": sorted(set(TITLES)),
+        "numeric_only": sorted(NUMERIC_ONLY),
+        "collocations": sorted([a, b] for a, b in params.collocations),
+        "sent_starters": sorted(set(params.sent_starters) | set(STARTERS)),
+        "ortho_context": ortho,
+    }
+    OUT.write_text(json.dumps(data, ensure_ascii=False, indent=0, sort_keys=False) + "\n", encoding="utf-8")
+    print(
+        f"wrote {OUT}: {len(abbrevs)} abbreviations "
+        f"({len(learned)} of {len(params.abbrev_types)} learned kept), "
+        f"{len(data['collocations'])} collocations, {len(data['sent_starters'])} sentence starters, "
+        f"{len(ortho)} words of orthographic context, {OUT.stat().st_size // 1024} KiB"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""SentenceSplitter: the labelled set, fragmentation independence, budgets, hold timer, bad input."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pacer import Boundary, Chunk, SentenceSplitter, VirtualClock, run, simulate, split_sentences
+from pacer.punkt import PunktModel, english_punkt
+
+from .sentence_cases import CASES
+from .strategies import HARD_PIECES
+
+MARKDOWN_PIECES = [
+    "\n",
+    "\n\n",
+    "```",
+    "```py\n",
+    "~~~",
+    "`",
+    "``",
+    "# ",
+    "- ",
+    "* ",
+    "1. ",
+    "a) ",
+    "| ",
+    "> ",
+    "---",
+    "  ",
+    ". ",
+    "? ",
+    "! ",
+    "...",
+    "。",
+    "！",
+    "「",
+    "」",
+    "“",
+    "”",
+    "(",
+    ")",
+    '"',
+    "Dr. ",
+    "e.g. ",
+    "J. ",
+    "U.S. ",
+    "The ",
+    "it ",
+    "No. 4",
+    "3.5",
+    "と",
+    "你好",
+    "x",
+    "Word",
+    ", ",
+    "、",
+]
+
+markdownish = st.lists(
+    st.one_of(st.sampled_from(MARKDOWN_PIECES), st.sampled_from(HARD_PIECES), st.text(max_size=4)),
+    max_size=40,
+).map("".join)
+
+
+def fragments(draw: st.DrawFn, text: str) -> list[str]:
+    pieces, i = [], 0
+    while i < len(text):
+        k = draw(st.integers(1, 6))
+        pieces.append(text[i : i + k])
+        i += k
+    return pieces
+
+
+def stream(splitter: SentenceSplitter, pieces: list[str]) -> list[str]:
+    out: list[str] = []
+    for piece in pieces:
+        out.extend(splitter.feed(piece))
+    return out + splitter.flush()
+
+
+@pytest.mark.parametrize(
+    ("lang", "topic", "units"), CASES, ids=[f"{c[0]}-{c[1]}-{i}" for i, c in enumerate(CASES)]
+)
+def test_labelled_case_offline(lang: str, topic: str, units: list[str]) -> None:
+    assert split_sentences("".join(units)) == units
+
+
+def test_labelled_set_is_big_enough_and_lossless() -> None:
+    assert len(CASES) >= 150
+    for lang in ("en", "zh", "ja", "md"):
+        assert sum(1 for c in CASES if c[0] == lang) >= 15
+    assert all(all(unit for unit in units) for _, _, units in CASES)
+
+
+@pytest.mark.parametrize(
+    "units", [c[2] for c in CASES], ids=[f"{c[0]}-{c[1]}-{i}" for i, c in enumerate(CASES)]
+)
+@settings(max_examples=15)
+@given(data=st.data())
+def test_labelled_case_streamed_in_random_fragments(units: list[str], data: st.DataObject) -> None:
+    text = "".join(units)
+    assert stream(SentenceSplitter(), fragments(data.draw, text)) == units
+
+
+def test_labelled_set_streamed_one_character_at_a_time() -> None:
+    for _, _, units in CASES:
+        assert stream(SentenceSplitter(), list("".join(units))) == units
+
+
+@settings(max_examples=400)
+@given(markdownish, st.data(), st.sampled_from([None, 8, 30]))
+def test_output_never_depends_on_fragmentation(text: str, data: st.DataObject, max_chars: int | None) -> None:
+    whole = split_sentences(text, max_chars=max_chars)
+    assert "".join(whole) == text
+    streamed = stream(SentenceSplitter(max_chars=max_chars), fragments(data.draw, text))
+    assert streamed == whole
+
+
+@settings(max_examples=200)
+@given(markdownish, st.sampled_from([8, 13, 30]))
+def test_budget_bounds_every_unit_outside_code(text: str, max_chars: int) -> None:
+    splitter = SentenceSplitter(max_chars=max_chars)
+    chunks = splitter.push(Chunk(text, 0.0), 0.0) + splitter.finish(0.0) if text else []
+    assert "".join(c.text for c in chunks) == text
+    for c in chunks:
+        if "`" not in c.text and "~~~" not in c.text:
+            assert len(c.text.rstrip()) <= max_chars, c
+
+
+def test_streamed_sentences_come_out_as_soon_as_proven() -> None:
+    splitter = SentenceSplitter()
+    assert splitter.feed("Hello there.") == []
+    assert splitter.feed(" ") == []
+    assert splitter.feed("N") == ["Hello there. "]
+    assert splitter.feed("ext one. Mr.") == ["Next one. "]
+    assert splitter.feed(" Smith") == []  # Mr. is a title: never an end
+    assert splitter.flush() == ["Mr. Smith"]
+
+
+def test_cjk_needs_no_space_to_commit() -> None:
+    splitter = SentenceSplitter()
+    assert splitter.feed("你好。") == []
+    assert splitter.feed("我") == ["你好。"]
+    assert splitter.feed("很好」と") == []
+    assert splitter.flush() == ["我很好」と"]
+
+
+def test_abbreviation_waits_for_the_next_word() -> None:
+    splitter = SentenceSplitter()
+    assert splitter.feed("We need eggs, etc. Th") == []
+    assert splitter.feed("e") == []
+    assert splitter.feed(" list") == ["We need eggs, etc. "]
+
+
+def test_fenced_code_is_one_unit_even_when_the_source_stalls() -> None:
+    clock = VirtualClock()
+    splitter = SentenceSplitter(max_hold=0.5)
+    out = splitter.push(Chunk("Intro.\n```py\nx = 1. Y = 2.\n", 0.0), 0.0)
+    assert [c.text for c in out] == ["Intro.\n"]
+    clock.advance(1.0)
+    assert splitter.deadline == 0.5
+    assert splitter.poll(1.0) == []  # the open fence is never cut
+    out = splitter.push(Chunk("```\nAfter.", 1.0), 1.0) + splitter.finish(1.0)
+    assert [c.text for c in out] == ["```py\nx = 1. Y = 2.\n```\n", "After."]
+
+
+def test_hold_timer_sends_pending_text_when_the_source_stalls() -> None:
+    trace = [(0.0, "Thinking about it"), (0.1, " for a while"), (2.0, ". Done.")]
+    timeline = simulate(trace, SentenceSplitter(max_hold=0.4))
+    emitted = [(e.emitted, e.text, e.boundary) for e in timeline.emissions]
+    assert emitted[0] == (pytest.approx(0.5), "Thinking about it for a while", Boundary.FORCED)
+    assert "".join(e.text for e in timeline.emissions) == "Thinking about it for a while. Done."
+
+
+def test_clause_and_forced_cuts_say_what_they_are() -> None:
+    splitter = SentenceSplitter(max_chars=30, first_max_chars=12)
+    text = "Well, this sentence runs on, and on, and on without any stop at all, for ever and ever"
+    chunks = splitter.push(Chunk(text, 0.0), 0.0) + splitter.finish(0.0)
+    assert "".join(c.text for c in chunks) == text
+    assert chunks[0].text == "Well, "
+    assert chunks[0].boundary == Boundary.CLAUSE
+    assert all(len(c.text.rstrip()) <= 30 for c in chunks)
+    assert {c.boundary for c in chunks[1:-1]} <= {Boundary.CLAUSE, Boundary.FORCED}
+    assert chunks[-1].boundary == Boundary.SENTENCE
+
+
+def test_cjk_clause_cut() -> None:
+    text = "这是一个很长的句子，里面有很多逗号，而且没有句号，所以需要在逗号处切开"
+    out = split_sentences(text, max_chars=12)
+    assert "".join(out) == text
+    assert out[0] == "这是一个很长的句子，"
+    assert all(len(u) <= 12 for u in out)
+
+
+def test_no_boundary_text_streams_in_bounded_memory_with_a_budget() -> None:
+    splitter = SentenceSplitter(max_chars=200)
+    total = 0
+    piece = "lorem ipsum dolor sit amet consectetur " * 1000  # ~39 kB, no boundary
+    for _ in range(256):  # ~10 MB
+        for text in splitter.feed(piece):
+            total += len(text)
+            assert len(text.rstrip()) <= 200
+        assert len(splitter._buf) < 200_000  # pending text stays bounded
+    total += sum(len(t) for t in splitter.flush())
+    assert total == len(piece) * 256
+
+
+def test_no_boundary_text_without_budget_is_one_unit() -> None:
+    text = "x" * 100_000
+    splitter = SentenceSplitter()
+    assert all(splitter.feed(text[i : i + 3]) == [] for i in range(0, len(text), 3))
+    assert splitter.flush() == [text]
+
+
+def test_chunks_carry_arrival_of_their_first_character() -> None:
+    splitter = SentenceSplitter()
+    out = splitter.push(Chunk("One. T", 1.0), 1.0)
+    out += splitter.push(Chunk("wo. Three", 2.0), 2.0)
+    out += splitter.finish(3.0)
+    assert [(c.text, c.arrival) for c in out] == [("One. ", 1.0), ("Two. ", 1.0), ("Three", 2.0)]
+
+
+def test_in_a_pipeline_run() -> None:
+    pieces = ["Hel", "lo. Wor", "ld! ", "你好。", "再见"]
+    assert list(run(SentenceSplitter(), pieces)) == ["Hello. ", "World! ", "你好。", "再见"]
+
+
+def test_lang_en_ignores_cjk_marks_and_zh_skips_abbreviations() -> None:
+    assert split_sentences("你好。我", lang="en") == ["你好。我"]
+    assert split_sentences("Dr. Who is here.", lang="zh") == ["Dr. ", "Who is here."]
+    assert split_sentences("Dr. Who is here.", lang="en") == ["Dr. Who is here."]
+
+
+def test_shipped_punkt_parameters_load_without_pickle_and_drive_nltk() -> None:
+    from nltk.tokenize.punkt import PunktSentenceTokenizer
+
+    model = english_punkt()
+    assert {"dr", "e.g", "etc", "u.s"} <= model.abbreviations
+    assert "the" in model.sentence_starters
+    tokenizer = PunktSentenceTokenizer(model.to_nltk())
+    assert tokenizer.tokenize("Dr. Patel is in. The rest are out.") == [
+        "Dr. Patel is in.",
+        "The rest are out.",
+    ]
+    with pytest.raises(ValueError, match="not a pacer Punkt parameter file"):
+        PunktModel.from_json({"abbrev_types": []})
+
+
+@pytest.mark.parametrize("bad", [b"bytes", 3, None, ["list"]])
+def test_non_text_input_is_a_type_error(bad: object) -> None:
+    with pytest.raises(TypeError, match="SentenceSplitter takes str or Chunk"):
+        SentenceSplitter().feed(bad)
+    with pytest.raises(TypeError, match="split_sentences takes str"):
+        split_sentences(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"max_chars": 0}, "max_chars"),
+        ({"max_chars": 3}, "max_chars"),
+        ({"first_max_chars": -1}, "first_max_chars"),
+        ({"max_chars": 20, "first_max_chars": 40}, "first_max_chars"),
+        ({"max_hold": 0}, "max_hold"),
+        ({"lang": "fr"}, "lang"),
+    ],
+)
+def test_bad_options_name_the_parameter(kwargs: dict[str, object], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        SentenceSplitter(**kwargs)  # type: ignore[arg-type]
