@@ -10,20 +10,24 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import detokenize, overhead
+from . import detokenize, overhead, sentences
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the benchmarks run")
-    parser.add_argument("only", nargs="*", help="benchmarks to run (default: all): overhead, detokenize")
+    parser.add_argument(
+        "only", nargs="*", help="benchmarks to run (default: all): overhead, detokenize, sentences"
+    )
     args = parser.parse_args(argv)
-    chosen = set(args.only) or {"overhead", "detokenize"}
+    chosen = set(args.only) or {"overhead", "detokenize", "sentences"}
     if "overhead" in chosen:
         overhead.main(quick=args.quick)
     if "detokenize" in chosen:
         detokenize.main(quick=args.quick)
         detokenize.depth(quick=args.quick)
+    if "sentences" in chosen:
+        sentences.main(quick=args.quick)
     return 0
 
 
