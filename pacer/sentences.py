@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from typing import Literal
+from typing import Any, Literal
 
 import regex
 
@@ -163,16 +163,24 @@ class SentenceSplitter(Stage):
             return self._last_input + self.max_hold
         return None
 
+    def feed(self, item: Any, now: float | None = None) -> list[str]:
+        """Give the splitter text; return the units it completes (no ``Chunk`` built on the way)."""
+        if type(item) is str and now is None and not self._closed and self.max_hold is None:
+            return [c.text for c in self._take(item, self._now)]
+        return super().feed(item, now)
+
     def push(self, chunk: Chunk, now: float) -> list[Chunk]:
-        text = chunk.text
+        self._last_input = now
+        return self._take(chunk.text, chunk.arrival)
+
+    def _take(self, text: str, arrival: float) -> list[Chunk]:
         if not text:
             return []
         buf = self._buf
         self._buf = ""
-        self._marks.append((self._base + len(buf), chunk.arrival))
+        self._marks.append((self._base + len(buf), arrival))
         buf += text  # the only reference: CPython extends in place
         self._buf = buf
-        self._last_input = now
         self._hold_armed = True
         self._scan(False)
         out: list[Chunk] = []
@@ -240,6 +248,8 @@ class SentenceSplitter(Stage):
 
     def _emit(self, eof: bool, out: list[Chunk]) -> None:
         breaks = self._breaks
+        if not breaks and self.max_chars is None and not eof:
+            return
         while True:
             start = self._start
             while breaks and breaks[0] <= start:
