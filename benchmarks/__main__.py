@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import detokenize, overhead, sentences
+from . import detokenize, overhead, pacing, sentences
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         "only", nargs="*", help="benchmarks to run (default: all): overhead, detokenize, sentences"
     )
     args = parser.parse_args(argv)
-    chosen = set(args.only) or {"overhead", "detokenize", "sentences"}
+    chosen = set(args.only) or {"overhead", "detokenize", "sentences", "pacing"}
     if "overhead" in chosen:
         overhead.main(quick=args.quick)
     if "detokenize" in chosen:
@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         detokenize.depth(quick=args.quick)
     if "sentences" in chosen:
         sentences.main(quick=args.quick)
+    if "pacing" in chosen:
+        pacing.main(quick=args.quick)
     return 0
 
 

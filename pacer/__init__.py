@@ -9,6 +9,7 @@ from ._core import Boundary, Chunk, Pipeline, Stage, StageClosedError, pipeline
 from .clock import Clock, MonotonicClock, VirtualClock
 from .detokenize import ByteDecoder, Detokenizer, Vocab
 from .metrics import StreamMetrics
+from .pacing import Pacer
 from .packets import Packetizer
 from .run import AsyncRun, SyncRun, arun, run
 from .sentences import SentenceSplitter, split_sentences
@@ -25,6 +26,7 @@ __all__ = [
     "Clock",
     "Detokenizer",
     "MonotonicClock",
+    "Pacer",
     "PacerStreamer",
     "Packetizer",
     "Pipeline",

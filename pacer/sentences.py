@@ -476,8 +476,8 @@ class SentenceSplitter(Stage):
             return 1
         if nxt.isdigit():
             return 1 if typ == "##number##" and not is_abbrev else 0
-        if not nxt.isalpha():
-            return 1
+        if not nxt.isalpha() or not nxt.isupper():
+            return 1  # a symbol, or a letter of a script without case (你, 안)
         e = _WORD_CHARS.match(buf, m + 1).end()  # type: ignore[union-attr]
         if e == n and not eof and e - m < _LOOKAHEAD:
             return _NEED_MORE

@@ -11,7 +11,7 @@ import random
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-__all__ = ["bursty", "steady"]
+__all__ = ["bursty", "dump", "stalled", "steady"]
 
 T = TypeVar("T")
 
@@ -55,3 +55,19 @@ def bursty(
         if rnd.random() < n / stall_every:
             t += rnd.uniform(*stall)
     return out
+
+
+def dump(items: Sequence[T], at: float = 0.0) -> list[tuple[float, T]]:
+    """Everything at once, as a cached or very fast model delivers it."""
+    return [(at, item) for item in items]
+
+
+def stalled(
+    items: Sequence[T], per_second: float, *, after: int, pause: float, start: float = 0.0
+) -> list[tuple[float, T]]:
+    """Steady items with one silence of ``pause`` seconds after the first ``after`` items."""
+    if not pause >= 0:
+        raise ValueError(f"stalled: pause must be >= 0, got {pause}")
+    head = steady(items[:after], per_second, start)
+    resume = (head[-1][0] if head else start) + pause
+    return head + steady(items[after:], per_second, resume)

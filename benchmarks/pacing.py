@@ -1,0 +1,252 @@
+"""Pacing quality against the reference smoothers, scale on asyncio, whole-pipeline throughput.
+
+Quality: every smoother replays the same arrival traces on the virtual clock;
+reported are the worst and p99 lag after the first second and smoothness (the
+coefficient of variation of characters per 100 ms window while text is flowing:
+lower is smoother).
+
+Scale: N concurrent streams, each a paced pipeline over an async source that
+sleeps between bursts, all on one asyncio event loop with the real clock;
+lateness is how long after its deadline a pacer was actually polled.
+
+Throughput: detokenize | sentences | pace | packetize on the virtual clock, no
+sleeping: tokens per second on one core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import resource
+import statistics
+import time
+from typing import Any
+
+from pacer import (
+    Chunk,
+    Detokenizer,
+    MonotonicClock,
+    Pacer,
+    Packetizer,
+    SentenceSplitter,
+    Stage,
+    arun,
+    simulate,
+    traces,
+)
+from pacer.metrics import percentile
+from pacer.simulate import Timeline
+
+from ._table import print_table
+from .smoothers import AdaptiveChars, FixedDelayWords
+
+PROSE = (
+    "Streaming output needs a calm rhythm. A model sends many words at once, then stops for a "
+    "moment; a reader cannot follow that, and a voice cannot speak it. Pacing spreads the words "
+    "out, pauses briefly where a sentence ends, and catches up when it falls behind, so that the "
+    "display never trails the model by more than half a second. "
+)
+
+
+def _tokens(n: int) -> list[str]:
+    words = re.findall(r"\S+\s*", PROSE * (n // 40 + 2))
+    return words[:n]
+
+
+def _traces(quick: bool) -> dict[str, list[tuple[float, Any]]]:
+    n = 2000 if quick else 10_000
+    tokens = _tokens(n)
+    short = tokens[:1500]
+    return {
+        "steady 30 tok/s": traces.steady(short, 30),
+        "bursty 40 tok/s": traces.bursty(short, per_second=40, seed=1),
+        "fast 150 tok/s": traces.bursty(short, per_second=150, burst=(4, 20), seed=2),
+        "dump (all at once)": traces.dump(short[:400]),
+        "packets of 20 words / 50 ms": [
+            (k * 0.05, "".join(short[i : i + 20])) for k, i in enumerate(range(0, len(short), 20))
+        ],
+        "stall 4 s": traces.stalled(short[:600], 30, after=250, pause=4.0),
+        f"{n // 1000}k tokens bursty": traces.bursty(tokens, per_second=60, seed=3),
+    }
+
+
+def _flowing_cv(timeline: Timeline) -> float:
+    """CV of characters per 100 ms, over windows between the first and last emission
+    that are not inside a source stall (no arrival within the last 0.6 s)."""
+    bins = timeline.chars_per_window(0.1)
+    if len(bins) < 3:
+        return 0.0
+    t0 = timeline.emissions[0].emitted or 0.0
+    arrival_times = [t for t, _ in timeline.arrivals]
+    active = []
+    j = 0
+    for k, b in enumerate(bins[:-1]):
+        end = t0 + (k + 1) * 0.1
+        while j < len(arrival_times) and arrival_times[j] <= end:
+            j += 1
+        last = arrival_times[j - 1] if j else -1.0
+        if end - last <= 0.6 or k == 0:
+            active.append(b)
+    if len(active) < 2 or not statistics.mean(active):
+        return 0.0
+    return statistics.pstdev(active) / statistics.mean(active)
+
+
+def quality(quick: bool = False) -> None:
+    smoothers: dict[str, Any] = {
+        "pacer Pacer() word": lambda: Pacer(),
+        "pacer Pacer(unit=grapheme)": lambda: Pacer(unit="grapheme"),
+        "pacer sentences | Pacer()": lambda: SentenceSplitter(max_hold=0.3) | Pacer(),
+        "fixed 10 ms/word (Vercel)": lambda: FixedDelayWords(0.010),
+        "adaptive chars (chat-ui)": lambda: AdaptiveChars(),
+    }
+    rows = []
+    for trace_name, trace in _traces(quick).items():
+        for name, make in smoothers.items():
+            timeline = simulate(trace, make())
+            late = [
+                c.emitted - c.arrival
+                for c in timeline.emissions
+                if c.emitted is not None and c.arrival >= 1.0
+            ]
+            worst = max(late, default=0.0)
+            p99 = percentile(late, 99) or 0.0
+            rows.append([trace_name, name, f"{worst:.3f}", f"{p99:.3f}", f"{_flowing_cv(timeline):.3f}"])
+    print_table(
+        "Pacing on the virtual clock (lag in seconds after the first second; CV: lower is smoother)",
+        ["trace", "smoother", "max lag", "p99 lag", "CV chars/100 ms"],
+        rows,
+    )
+
+
+class _LatenessPacer(Pacer):
+    """A Pacer that records how late each timer wake-up came."""
+
+    lateness: list[float]
+
+    def poll(self, now: float) -> list[Chunk]:
+        deadline = self.deadline
+        if deadline is not None and now >= deadline:
+            self.lateness.append(now - deadline)
+        return super().poll(now)
+
+
+async def _source(tokens: list[str], per_second: float, seed: int) -> Any:
+    trace = traces.bursty(tokens, per_second=per_second, seed=seed)
+    start = time.monotonic()
+    for t, token in trace:
+        delay = start + t - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield token
+
+
+async def _scale(streams: int, tokens_per_stream: int, per_second: float) -> tuple[list[float], float, int]:
+    lateness: list[float] = []
+    tokens = _tokens(tokens_per_stream)
+    clock = MonotonicClock()
+    delivered = 0
+
+    async def one(seed: int) -> None:
+        nonlocal delivered
+        pacer = _LatenessPacer(cps=40)
+        pacer.lateness = lateness
+        async for text in arun(pacer, _source(tokens, per_second, seed), clock=clock):
+            delivered += len(text)
+
+    cpu0 = time.process_time()
+    async with asyncio.TaskGroup() as tg:
+        for seed in range(streams):
+            tg.create_task(one(seed))
+    cpu = time.process_time() - cpu0
+    expected = len("".join(tokens)) * streams
+    assert delivered == expected, (delivered, expected)
+    return lateness, cpu, len(asyncio.all_tasks())
+
+
+def scale(quick: bool = False) -> None:
+    rows = []
+    configs = [(200, 40, 10.0)] if quick else [(1000, 100, 10.0), (3000, 40, 5.0), (10_000, 20, 2.0)]
+    for streams, tokens, rate in configs:
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t0 = time.perf_counter()
+        lateness, cpu, tasks_left = asyncio.run(_scale(streams, tokens, rate))
+        wall = time.perf_counter() - t0
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        lat = sorted(lateness)
+        rows.append(
+            [
+                f"{streams:,}",
+                f"{rate:g} tok/s x {tokens}",
+                f"{wall:.1f}",
+                f"{1000 * (percentile(lat, 50) or 0):.2f}",
+                f"{1000 * (percentile(lat, 99) or 0):.2f}",
+                f"{1000 * lat[-1]:.1f}" if lat else "-",
+                f"{1e6 * cpu / streams / (wall or 1):.0f}",
+                f"{max(0, rss - rss0) / streams:.1f}",
+                str(tasks_left - 1),
+            ]
+        )
+    print_table(
+        "Concurrent paced streams on one asyncio loop, real clock",
+        [
+            "streams",
+            "each",
+            "wall s",
+            "lateness p50 ms",
+            "p99 ms",
+            "max ms",
+            "CPU us/s per stream",
+            "peak KiB/stream",
+            "tasks left",
+        ],
+        rows,
+    )
+
+
+def throughput(quick: bool = False) -> None:
+    from pacer.tokenizers import load_tekken
+
+    enc = load_tekken()
+    text = PROSE * (30 if quick else 300)
+    ids = enc.encode(text)
+    trace = traces.steady(ids, 2000)  # 2,000 tokens a second of virtual time
+
+    def make(stages: str) -> Stage:
+        parts: list[Stage] = [Detokenizer(enc)]
+        if "s" in stages:
+            parts.append(SentenceSplitter())
+        if "p" in stages:
+            parts.append(Pacer())
+        if "k" in stages:
+            parts.append(Packetizer())
+        out = parts[0]
+        for part in parts[1:]:
+            out = out | part
+        return out
+
+    rows = []
+    for label, stages in (
+        ("detokenize", ""),
+        ("detokenize | sentences", "s"),
+        ("detokenize | pace", "p"),
+        ("detokenize | sentences | pace | packetize", "spk"),
+    ):
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            timeline = simulate(trace, make(stages))
+            best = min(best, time.perf_counter() - t0)
+        assert timeline.text == text
+        rows.append([label, f"{len(ids) / best / 1000:.0f}k"])
+    print_table(
+        f"Whole pipeline on the virtual clock, {len(ids):,} tekken tokens (aim: >= 500k tokens/s)",
+        ["pipeline", "tokens/s"],
+        rows,
+    )
+
+
+def main(quick: bool = False) -> None:
+    quality(quick)
+    throughput(quick)
+    scale(quick)

@@ -1,0 +1,277 @@
+"""Pace a bursty text stream into a steady rhythm with a hard bound on added lag.
+
+Text is cut into units (graphemes, words, sentences or the input chunks as they
+are) and each unit is given a due time:
+
+    due = min(max(ready, entered), entered + max_lag)
+
+``ready`` is when the previous unit has been on screen long enough: its cost (in
+characters) over the current rate, plus a pause after a sentence or clause end.
+``entered + max_lag`` is the hard bound (``entered``: when the unit reached the
+pacer; a sentence splitter upstream holds text until its sentence is complete, and
+that wait is the splitter's, bounded by its own ``max_hold``): a unit never waits longer than
+``max_lag``, so a display never falls behind the model, and a unit never goes out
+before it arrived. The rate is the largest of the configured rate, the arrival
+rate (a decayed estimate over about a second) plus the backlog over twice
+``max_lag`` (when ``adaptive``), and the rate that empties
+the current backlog before its newest unit hits the bound; so
+pauses are borrowed back from the backlog by speaking a little faster after them,
+and a slow source is never stalled: a unit that arrives after ``ready`` goes out
+at once.
+
+Cost: O(1) per unit for scheduling; splitting input into units is linear in the
+text. Memory is the backlog, which the lag bound keeps to about ``max_lag``
+seconds of input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Literal
+
+import regex
+
+from ._core import Boundary, Chunk, Stage
+from .sentences import SentenceSplitter
+
+__all__ = ["Pacer"]
+
+Unit = Literal["grapheme", "word", "sentence", "chunk"]
+OnEnd = Literal["drain", "flush"]
+
+_CJK = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}"
+# A word: a run of non-space, non-CJK characters with the space after it; one CJK
+# character with the punctuation and space after it; or a run of space.
+_WORD = regex.compile(rf"[^\s{_CJK}]+\s*|[{_CJK}][\p{{M}}\p{{P}}\p{{S}}\s]*|\s+")
+_GRAPHEME = regex.compile(r"\X")
+_ARRIVAL_WINDOW = 1.0  # seconds over which the arrival rate is estimated
+_FOLLOW = 1.0  # adaptive pacing runs at least this multiple of the arrival rate
+_CATCH_UP = 2.0  # a backlog is worked off in about this many max_lags
+_COALESCE = 0.005  # units due this close together go out in one wake-up
+
+
+class Pacer(Stage):
+    """Steady, natural output: ``Pacer(cps=40)`` or ``Pacer(wpm=300, unit="word")``.
+
+    ``cps`` (characters per second) or ``wpm`` (words per minute, a word being five
+    characters) is the natural rate; ``adaptive`` lets it follow a faster source.
+    ``max_lag`` (seconds) bounds how long any text waits. ``sentence_pause`` and
+    ``clause_pause`` (seconds) follow units that end a sentence or a clause, as
+    marked by a ``SentenceSplitter`` upstream (``unit="sentence"`` runs one inside).
+    ``on_end="drain"`` keeps the pace after the source ends (still within
+    ``max_lag``); ``"flush"`` sends the rest at once. ``cancel`` returns everything
+    not yet shown, at once.
+    """
+
+    timed = True
+
+    def __init__(
+        self,
+        cps: float | None = None,
+        *,
+        wpm: float | None = None,
+        unit: Unit = "word",
+        adaptive: bool = True,
+        max_lag: float = 0.5,
+        sentence_pause: float = 0.2,
+        clause_pause: float = 0.08,
+        on_end: OnEnd = "drain",
+    ) -> None:
+        super().__init__()
+        if cps is not None and wpm is not None:
+            raise ValueError("Pacer: give cps or wpm, not both")
+        if cps is None and wpm is None:
+            cps = 40.0
+        for name, value in (("cps", cps), ("wpm", wpm)):
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not value > 0
+                or math.isinf(value)
+            ):
+                raise ValueError(f"Pacer: {name} must be a positive finite number, got {value!r}")
+        if not isinstance(max_lag, int | float) or not max_lag > 0:
+            raise ValueError(f"Pacer: max_lag must be > 0 seconds, got {max_lag!r}")
+        for name, value in (("sentence_pause", sentence_pause), ("clause_pause", clause_pause)):
+            if not isinstance(value, int | float) or not value >= 0:
+                raise ValueError(f"Pacer: {name} must be >= 0 seconds, got {value!r}")
+        if unit not in ("grapheme", "word", "sentence", "chunk"):
+            raise ValueError(f"Pacer: unit must be 'grapheme', 'word', 'sentence' or 'chunk', got {unit!r}")
+        if on_end not in ("drain", "flush"):
+            raise ValueError(f"Pacer: on_end must be 'drain' or 'flush', got {on_end!r}")
+        self.rate = float(cps) if cps is not None else float(wpm) * 5 / 60  # type: ignore[arg-type]
+        self.unit: Unit = unit
+        self.adaptive = adaptive
+        self.max_lag = float(max_lag)
+        self.sentence_pause = float(sentence_pause)
+        self.clause_pause = float(clause_pause)
+        self.on_end: OnEnd = on_end
+        self._splitter = SentenceSplitter() if unit == "sentence" else None
+        self._queue: deque[tuple[Chunk, float]] = deque()  # (unit, when it reached the pacer)
+        self._queued_cost = 0
+        # The last unit sent: when it was due, its cost and the pause after it. The next
+        # unit's ready time is derived from them with the rate *now*, so a backlog that
+        # builds up meanwhile shortens the wait at once.
+        self._last_due = -math.inf
+        self._last_cost = 0
+        self._last_pause = 0.0
+        self._seen = 0.0  # the latest time the pacer was told
+        self._tail = ""  # an incomplete word or grapheme held for more text
+        self._tail_arrival = 0.0
+        self._tail_entered = 0.0
+        self._arrival_rate = 0.0
+        self._last_arrival = -math.inf
+        self._ended = False
+
+    def __repr__(self) -> str:
+        return f"Pacer(cps={self.rate:g}, unit={self.unit!r}, max_lag={self.max_lag:g})"
+
+    # -- stage protocol ---------------------------------------------------------------
+
+    @property
+    def deadline(self) -> float | None:
+        if self._queue:
+            entered = self._queue[0][1]
+            return min(max(self._ready(self._seen), entered), entered + self.max_lag)
+        if self._tail:
+            return self._tail_entered + self.max_lag
+        return None
+
+    def push(self, chunk: Chunk, now: float) -> list[Chunk]:
+        text = chunk.text
+        if not text:
+            return []
+        self._seen = now
+        self._note_arrival(len(text), now)
+        if self._splitter is not None:
+            for sentence in self._splitter.push(chunk, now):
+                self._enqueue(sentence, now)
+        elif self.unit == "chunk":
+            self._enqueue(chunk, now)
+        else:
+            self._split(chunk, now)
+        return self._release(now)
+
+    def poll(self, now: float) -> list[Chunk]:
+        self._seen = now
+        if self._tail and now >= self._tail_entered + self.max_lag:
+            self._flush_tail(Boundary.NONE)
+        return self._release(now)
+
+    def _flush_tail(self, boundary: Boundary) -> None:
+        if self._tail:
+            self._enqueue(Chunk(self._tail, self._tail_arrival, boundary), self._tail_entered)
+            self._tail = ""
+
+    def finish(self, now: float) -> list[Chunk]:
+        self._ended = True
+        if self._splitter is not None:
+            for sentence in self._splitter.finish(now):
+                self._enqueue(sentence, now)
+        self._flush_tail(Boundary.SENTENCE)
+        if self.on_end == "flush":
+            return self._release(math.inf, now)
+        return self._release(now)
+
+    def cancel(self, now: float) -> list[Chunk]:
+        self._closed = True
+        self._ended = True
+        if self._splitter is not None:
+            for sentence in self._splitter.cancel(now):
+                self._enqueue(sentence, now)
+        self._flush_tail(Boundary.NONE)
+        return self._release(math.inf, now)
+
+    # -- units --------------------------------------------------------------------------
+
+    def _note_arrival(self, chars: int, now: float) -> None:
+        dt = now - self._last_arrival
+        decay = math.exp(-dt / _ARRIVAL_WINDOW) if dt < 50 * _ARRIVAL_WINDOW else 0.0
+        self._arrival_rate = self._arrival_rate * decay + chars / _ARRIVAL_WINDOW
+        self._last_arrival = now
+
+    def _split(self, chunk: Chunk, now: float) -> None:
+        if self._tail:
+            text = self._tail + chunk.text
+            arrival, entered = self._tail_arrival, self._tail_entered
+        else:
+            text = chunk.text
+            arrival, entered = chunk.arrival, now
+        pattern = _WORD if self.unit == "word" else _GRAPHEME
+        pieces = pattern.findall(text)
+        complete = chunk.boundary >= Boundary.WORD
+        if not complete:
+            last = pieces[-1]
+            # The last piece may still grow: a word until a space, a grapheme until the next one.
+            if self.unit == "grapheme" or not last[-1].isspace():
+                self._tail = last
+                if len(pieces) > 1:
+                    self._tail_arrival, self._tail_entered = chunk.arrival, now
+                else:
+                    self._tail_arrival, self._tail_entered = arrival, entered
+                pieces.pop()
+            else:
+                self._tail = ""
+        else:
+            self._tail = ""
+        if pieces:
+            self._enqueue(Chunk(pieces[0], arrival), entered)
+            for piece in pieces[1:]:
+                self._enqueue(Chunk(piece, chunk.arrival), now)
+            if complete:
+                self._queue[-1][0].boundary = chunk.boundary
+
+    def _enqueue(self, unit: Chunk, entered: float) -> None:
+        self._queue.append((unit, entered))
+        self._queued_cost += len(unit.text)
+
+    # -- scheduling -----------------------------------------------------------------------
+
+    def _release(self, now: float, stamp: float | None = None) -> list[Chunk]:
+        """Emit every unit due by ``now`` (``inf``: all of them, at time ``stamp``)."""
+        queue = self._queue
+        out: list[Chunk] = []
+        max_lag = self.max_lag
+        while queue:
+            head, entered = queue[0]
+            due = min(max(self._ready(now if stamp is None else stamp), entered), entered + max_lag)
+            if due > now + _COALESCE:
+                break
+            queue.popleft()
+            cost = len(head.text)
+            self._queued_cost -= cost
+            self._last_due, self._last_cost, self._last_pause = due, cost, self._pause(head)
+            out.append(head)
+        return out
+
+    def _ready(self, now: float) -> float:
+        if self._last_due == -math.inf:
+            return -math.inf
+        return self._last_due + self._last_cost / self._rate(now, self._queue) + self._last_pause
+
+    def _rate(self, now: float, queue: deque[tuple[Chunk, float]]) -> float:
+        rate = self.rate
+        if self.adaptive:
+            decay = (
+                math.exp(-(now - self._last_arrival) / _ARRIVAL_WINDOW) if now > self._last_arrival else 1.0
+            )
+            arrival = self._arrival_rate * decay
+            # Follow the source and work off any backlog over about two max_lags, so lag
+            # settles below the bound and a burst is spread over the time the bound allows.
+            rate = max(rate, _FOLLOW * arrival, arrival + self._queued_cost / (_CATCH_UP * self.max_lag))
+        if queue:
+            # Empty the backlog before its newest unit reaches the lag bound.
+            newest, entered = queue[-1]
+            room = entered + self.max_lag - now
+            backlog = self._queued_cost - len(newest.text)
+            if backlog > 0:
+                rate = max(rate, backlog / room) if room > 1e-3 else math.inf
+        return rate
+
+    def _pause(self, unit: Chunk) -> float:
+        if unit.boundary == Boundary.SENTENCE:
+            return self.sentence_pause
+        if unit.boundary == Boundary.CLAUSE:
+            return self.clause_pause
+        return 0.0

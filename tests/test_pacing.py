@@ -1,0 +1,241 @@
+"""Pacer on the virtual clock: lag bound, pauses, causality, losslessness, units, end and cancel."""
+
+from __future__ import annotations
+
+import bisect
+import re
+import statistics
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pacer import Boundary, Chunk, Pacer, SentenceSplitter, SyncRun, VirtualClock, run, simulate, traces
+from pacer.simulate import Timeline
+
+from .strategies import hard_text
+
+PROSE = (
+    "Streaming output needs a calm rhythm. A model sends many words at once, then stops; "
+    "a reader cannot follow that. Pacing spreads the words out, pauses briefly where a "
+    "sentence ends, and catches up when it falls behind. "
+    "流式输出需要稳定的节奏。模型一次吐出很多字，然后停顿。"
+)
+WORDS = re.findall(r"\S+\s*", PROSE * 40)  # about 1,600 tokens of mixed text
+TOKENS_10K = [w for w in re.findall(r"\S+\s*|\s+", PROSE * 260)][:10_000]
+
+TRACES = {
+    "steady": traces.steady(WORDS, 30),
+    "bursty": traces.bursty(WORDS, per_second=40, seed=3),
+    "fast-dump": traces.dump(WORDS),
+    "stall": traces.stalled(WORDS, 25, after=300, pause=4.0),
+    "10k": traces.bursty(TOKENS_10K, per_second=60, seed=5),
+}
+
+PACERS = {
+    "word": lambda: Pacer(),
+    "grapheme": lambda: Pacer(cps=30, unit="grapheme"),
+    "fixed-rate": lambda: Pacer(wpm=200, adaptive=False),
+    "sentence-aware": lambda: SentenceSplitter(max_hold=0.3) | Pacer(),
+    "sentence-unit": lambda: Pacer(unit="sentence"),
+}
+
+
+def _check(trace: list[tuple[float, str]], timeline: Timeline, max_lag: float) -> None:
+    assert timeline.text == "".join(t for _, t in trace)  # lossless
+    totals, times, total = [], [], 0
+    for t, text in trace:
+        total += len(text.encode())
+        totals.append(total)
+        times.append(t)
+    for chunk in timeline.emissions:
+        assert chunk.emitted is not None and chunk.offset is not None
+        end = chunk.offset + len(chunk.text.encode())
+        # Never before the input arrived: the item that completed this text came first.
+        assert times[bisect.bisect_left(totals, end)] <= chunk.emitted + 1e-9
+        if chunk.arrival >= 1.0:  # after the first second
+            assert chunk.emitted - chunk.arrival <= max_lag + 1e-9, chunk
+
+
+@pytest.mark.parametrize("trace_name", list(TRACES))
+@pytest.mark.parametrize("pacer_name", ["word", "grapheme", "fixed-rate", "sentence-unit"])
+def test_lag_bound_and_causality_on_every_trace(trace_name: str, pacer_name: str) -> None:
+    trace = TRACES[trace_name]
+    timeline = simulate(trace, PACERS[pacer_name]())
+    if pacer_name == "sentence-unit":
+        # Units are whole sentences: a sentence cannot go out before its end arrived.
+        assert timeline.text == "".join(t for _, t in trace)
+        return
+    _check(trace, timeline, 0.5)
+
+
+@pytest.mark.parametrize("trace_name", list(TRACES))
+def test_sentence_aware_pipeline_lag_is_bounded_by_hold_plus_max_lag(trace_name: str) -> None:
+    trace = TRACES[trace_name]
+    timeline = simulate(trace, PACERS["sentence-aware"]())
+    # The splitter holds at most until the sentence ends or max_hold of silence; within a
+    # sentence that keeps arriving, the wait is the sentence's own duration.
+    assert timeline.text == "".join(t for _, t in trace)
+    lags = timeline.lags()
+    assert max(lags) < 10
+
+
+def test_pauses_at_sentence_ends() -> None:
+    text = "One two three. Four five six. Seven eight nine."
+    trace = traces.dump(re.findall(r"\S+\s*", text))
+
+    def gaps(pause: float) -> dict[str, float]:
+        pacer = Pacer(cps=20, sentence_pause=pause, max_lag=5.0, adaptive=False)
+        timeline = simulate(trace, SentenceSplitter() | pacer)
+        times = {c.text: c.emitted for c in timeline.emissions}
+        return {
+            "sentence": times["Four "] - times["three. "],
+            "word": times["five "] - times["Four "],
+        }
+
+    with_pause, without = gaps(0.2), gaps(0.0)
+    assert with_pause["sentence"] == pytest.approx(without["sentence"] + 0.2)
+    assert with_pause["word"] == pytest.approx(without["word"])
+    assert without["sentence"] == pytest.approx(len("three. ") / 20)
+
+
+def test_pauses_are_borrowed_back_under_the_lag_bound() -> None:
+    trace = traces.dump(re.findall(r"\S+\s*", "Short. " * 200))
+    timeline = simulate(trace, SentenceSplitter() | Pacer(cps=10, sentence_pause=1.0, max_lag=0.5))
+    assert max(timeline.lags()) <= 0.5 + 1e-9  # a pause never pushes text past the bound
+    assert timeline.text == "Short. " * 200
+
+
+def test_first_output_at_once_and_no_stall_on_a_slow_source() -> None:
+    trace = traces.steady(["a ", "slow ", "source ", "here "], 0.5)  # one word every 2 s
+    timeline = simulate(trace, Pacer(cps=40))
+    for (t, _), chunk in zip(trace, timeline.emissions, strict=True):
+        assert chunk.emitted == pytest.approx(t)  # each word as soon as it arrives
+
+
+def test_steady_rate_when_the_source_dumps() -> None:
+    trace = traces.dump(["abcd "] * 10)
+    timeline = simulate(trace, Pacer(cps=50, adaptive=False, max_lag=10.0))
+    gaps = [b.emitted - a.emitted for a, b in zip(timeline.emissions, timeline.emissions[1:], strict=False)]
+    assert gaps == pytest.approx([5 / 50] * 9)
+
+
+def test_adaptive_rate_follows_a_fast_source_smoothly() -> None:
+    trace = traces.steady(["word "] * 600, 100)  # 500 characters/s, far above cps=20
+    timeline = simulate(trace, Pacer(cps=20, max_lag=0.5))
+    late = [c.emitted - c.arrival for c in timeline.emissions if c.arrival > 1.0]
+    assert max(late) <= 0.5 + 1e-9
+    bins = timeline.chars_per_window(0.1, start=1.0)[:-1]  # steady state, last partial window dropped
+    assert statistics.pstdev(bins) / statistics.mean(bins) < 0.15
+
+
+def test_grapheme_units_never_split_clusters() -> None:
+    text = "👩\u200d👩\u200d👧 e\u0301 🇫🇷 中文"
+    trace = [(i * 0.01, ch) for i, ch in enumerate(text)]  # one code point at a time
+    timeline = simulate(trace, Pacer(cps=5, unit="grapheme", max_lag=2.0))
+    assert timeline.text == text
+    assert [c.text for c in timeline.emissions] == [
+        "👩\u200d👩\u200d👧",
+        " ",
+        "e\u0301",
+        " ",
+        "🇫🇷",
+        " ",
+        "中",
+        "文",
+    ]
+
+
+def test_word_units_one_cjk_character_each() -> None:
+    timeline = simulate([(0.0, "你好，世界。Hello world")], Pacer(cps=100, max_lag=5))
+    assert [c.text for c in timeline.emissions] == ["你", "好，", "世", "界。", "Hello ", "world"]
+
+
+def test_incomplete_word_waits_for_its_end_but_not_past_max_lag() -> None:
+    timeline = simulate([(0.0, "Hel"), (0.1, "lo wor"), (3.0, "ld")], Pacer(cps=100, max_lag=0.5))
+    assert [(c.text, c.emitted) for c in timeline.emissions] == [
+        ("Hello ", pytest.approx(0.1)),
+        ("wor", pytest.approx(0.6)),
+        ("ld", pytest.approx(3.0)),
+    ]
+
+
+def test_on_end_flush_sends_everything_at_once() -> None:
+    trace = traces.dump(["word "] * 50)
+    drained = simulate(trace, Pacer(cps=10, max_lag=0.5))
+    flushed = simulate(trace, Pacer(cps=10, max_lag=0.5, on_end="flush"))
+    assert drained.emissions[-1].emitted == pytest.approx(0.5)
+    assert flushed.emissions[-1].emitted == pytest.approx(0.0)
+    assert flushed.text == drained.text
+
+
+def test_cancel_returns_text_not_yet_shown() -> None:
+    clock = VirtualClock()
+    stream = SyncRun(Pacer(cps=5, max_lag=30.0), iter(["one two three four "]), clock=clock)
+    first = next(stream)
+    assert first == "one "
+    assert stream.cancel() == "two three four "
+
+
+def test_stand_alone_feed_and_flush() -> None:
+    pacer = Pacer(cps=10)
+    assert pacer.feed("Hello world, ", now=0.0) == ["Hello "]
+    assert pacer.feed("again", now=0.1) == []
+    assert pacer.feed(" ", now=0.6) == ["world, ", "again "]
+    assert pacer.flush() == []
+
+
+def test_in_a_real_time_run_on_a_virtual_clock() -> None:
+    clock = VirtualClock()
+    out = list(run(Pacer(cps=1000), ["a b c "], clock=clock))
+    assert "".join(out) == "a b c "
+
+
+@settings(max_examples=150)
+@given(hard_text, st.lists(st.floats(0, 0.3), max_size=30), st.sampled_from(["word", "grapheme", "chunk"]))
+def test_lossless_and_bounded_for_any_text_and_timing(text: str, gaps: list[float], unit: str) -> None:
+    pieces = [text[i : i + 3] for i in range(0, len(text), 3)]
+    t, trace = 0.0, []
+    for i, piece in enumerate(pieces):
+        t += gaps[i] if i < len(gaps) else 0.05
+        trace.append((t, piece))
+    timeline = simulate(trace, Pacer(cps=15, unit=unit, max_lag=0.4))  # type: ignore[arg-type]
+    assert timeline.text == text
+    for chunk in timeline.emissions:
+        assert chunk.emitted is not None
+        assert chunk.emitted >= chunk.arrival - 1e-9
+        assert chunk.emitted - chunk.arrival <= 0.4 + 1e-9
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"cps": 0}, "cps"),
+        ({"cps": -3}, "cps"),
+        ({"wpm": 0}, "wpm"),
+        ({"cps": float("inf")}, "cps"),
+        ({"cps": 10, "wpm": 100}, "cps or wpm"),
+        ({"max_lag": 0}, "max_lag"),
+        ({"sentence_pause": -1}, "sentence_pause"),
+        ({"clause_pause": -0.1}, "clause_pause"),
+        ({"unit": "letter"}, "unit"),
+        ({"on_end": "never"}, "on_end"),
+    ],
+)
+def test_bad_options_name_the_parameter(kwargs: dict[str, object], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        Pacer(**kwargs)  # type: ignore[arg-type]
+
+
+def test_non_text_input_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="Pacer takes str or Chunk, got int"):
+        Pacer().feed(3)
+
+
+def test_boundaries_survive_word_splitting() -> None:
+    pacer = Pacer(cps=1000)
+    out = pacer.push(Chunk("One two. ", 0.0, Boundary.SENTENCE), 0.0)
+    out += pacer.finish(0.0)
+    while pacer.deadline is not None:
+        out += pacer.poll(pacer.deadline)
+    assert [(c.text, c.boundary) for c in out] == [("One ", Boundary.NONE), ("two. ", Boundary.SENTENCE)]
