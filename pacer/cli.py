@@ -144,6 +144,29 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="alternate packet colours (default: auto, when the output is a terminal)",
     )
+    x = sub.add_parser(
+        "proxy",
+        help="run an OpenAI-compatible pacing proxy in front of an upstream server",
+        description=(
+            "Serve POST /v1/chat/completions: streaming requests are forwarded to the upstream "
+            "(vLLM, llama.cpp, Ollama, any OpenAI-compatible server) and their content re-paced; "
+            "everything else passes through untouched. Needs the 'server' extra."
+        ),
+    )
+    x.add_argument(
+        "--upstream", required=True, help="base URL of the upstream server, e.g. http://127.0.0.1:8000"
+    )
+    x.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    x.add_argument("--port", type=int, default=8100, help="port to listen on (default: 8100)")
+    x.add_argument(
+        "--cps", type=float, default=60.0, help="pacing rate in characters per second (default: 60)"
+    )
+    x.add_argument(
+        "--heartbeat",
+        type=float,
+        default=15.0,
+        help="seconds of silence before a keep-alive comment (default: 15)",
+    )
     return parser
 
 
@@ -154,6 +177,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.speed > 0 or not args.tokens_per_second > 0:
             parser.error("--speed and --tokens-per-second must be > 0")
         return demo(args)
+    if args.command == "proxy":
+        if not args.cps > 0 or not args.heartbeat > 0:
+            parser.error("--cps and --heartbeat must be > 0")
+        from .proxy import serve
+
+        serve(args.upstream, host=args.host, port=args.port, cps=args.cps, heartbeat=args.heartbeat)
+        return 0
     parser.print_help()
     return 0
 

@@ -1,0 +1,179 @@
+"""Source adapters: turn provider streams into the text a pipeline takes.
+
+- ``openai_text``: OpenAI chat-completion chunks (SDK objects or parsed JSON) to
+  their content deltas; the usage-only chunk with empty ``choices`` and role or
+  finish chunks carry no text; an ``{"error": ...}`` chunk raises ``UpstreamError``.
+- ``anthropic_text``: Anthropic message stream events to their ``text_delta`` text;
+  ``ping`` and unknown event types are ignored; an ``error`` event raises.
+- ``sse_events`` / ``asse_events``: event-stream bytes (for example ``httpx``'s
+  ``iter_bytes``/``aiter_bytes``) to ``ServerSentEvent`` objects.
+- ``openai_sse_text`` / ``aopenai_sse_text``: an OpenAI-compatible SSE byte stream
+  straight to content text, ending at ``data: [DONE]``.
+
+All work per item is O(size of the item).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from typing import Any
+
+from .sse import ServerSentEvent, SSEDecoder
+
+__all__ = [
+    "UpstreamError",
+    "anthropic_text",
+    "aopenai_sse_text",
+    "asse_events",
+    "openai_delta",
+    "openai_sse_text",
+    "openai_text",
+    "parse_openai_event",
+    "sse_events",
+]
+
+
+class UpstreamError(RuntimeError):
+    """The upstream stream reported an error or sent something that cannot be read."""
+
+    def __init__(self, message: str, *, body: Any = None, type: str = "upstream_error") -> None:
+        super().__init__(message)
+        self.body = body
+        self.type = type
+
+    def to_json(self) -> dict[str, Any]:
+        """The error as an OpenAI-style ``{"error": {...}}`` object."""
+        if isinstance(self.body, Mapping) and isinstance(self.body.get("error"), Mapping):
+            return {"error": dict(self.body["error"])}
+        return {"error": {"message": str(self), "type": self.type}}
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def openai_delta(chunk: Any) -> str:
+    """The content text of one chat-completion chunk (``""`` when it has none).
+
+    Takes an SDK ``ChatCompletionChunk`` or the parsed JSON; only choice 0's text.
+    """
+    error = _get(chunk, "error")
+    if error:
+        message = _get(error, "message") or str(error)
+        raise UpstreamError(f"upstream error: {message}", body={"error": error}, type="upstream_error")
+    choices = _get(chunk, "choices")
+    if choices is None:
+        if isinstance(chunk, Mapping) or hasattr(chunk, "choices"):
+            return ""
+        raise TypeError(f"openai_text: expected a chat-completion chunk, got {type(chunk).__name__}")
+    for choice in choices:  # the usage-only chunk has none
+        if (_get(choice, "index") or 0) != 0:
+            continue
+        delta = _get(choice, "delta")
+        content = _get(delta, "content") if delta is not None else None
+        if content is None:
+            return ""
+        if not isinstance(content, str):
+            raise UpstreamError(f"upstream delta content is {type(content).__name__}, not text")
+        return content
+    return ""
+
+
+def openai_text(chunks: Iterable[Any]) -> Iterator[str]:
+    """Content deltas of OpenAI chat-completion chunks, skipping chunks with none."""
+    for chunk in chunks:
+        text = openai_delta(chunk)
+        if text:
+            yield text
+
+
+def anthropic_text(events: Iterable[Any]) -> Iterator[str]:
+    """``text_delta`` text of Anthropic message stream events; raises on an ``error`` event."""
+    for event in events:
+        kind = _get(event, "type")
+        if kind is None:
+            raise TypeError(f"anthropic_text: expected a message stream event, got {type(event).__name__}")
+        if kind == "content_block_delta":
+            delta = _get(event, "delta")
+            if _get(delta, "type") == "text_delta":
+                text = _get(delta, "text") or ""
+                if text:
+                    yield text
+        elif kind == "error":
+            error = _get(event, "error")
+            raise UpstreamError(
+                f"upstream error: {_get(error, 'message') or error}",
+                body={"error": error},
+                type=str(_get(error, "type") or "upstream_error"),
+            )
+        # ping, message_start, content_block_start/stop, message_delta, message_stop and
+        # any type added later carry no text.
+
+
+def sse_events(data: Iterable[bytes], **limits: int) -> Iterator[ServerSentEvent]:
+    """Events of an event-stream byte iterable (``SSEDecoder`` limits as keywords)."""
+    decoder = SSEDecoder(**limits)
+    for piece in data:
+        yield from decoder.feed(piece)
+    yield from decoder.flush()
+
+
+async def asse_events(data: AsyncIterable[bytes], **limits: int) -> AsyncIterator[ServerSentEvent]:
+    """Events of an async event-stream byte iterable."""
+    decoder = SSEDecoder(**limits)
+    async for piece in data:
+        for event in decoder.feed(piece):
+            yield event
+    for event in decoder.flush():
+        yield event
+
+
+def parse_openai_event(event: ServerSentEvent) -> dict[str, Any] | None:
+    """The JSON chunk of an OpenAI-compatible event; ``None`` for ``[DONE]``.
+
+    Raises ``UpstreamError`` for an ``error`` event, an ``{"error": ...}`` body or data
+    that is not a JSON object.
+    """
+    if event.data.strip() == "[DONE]":
+        return None
+    try:
+        body = json.loads(event.data)
+    except json.JSONDecodeError as exc:
+        raise UpstreamError(
+            f"upstream sent malformed JSON ({exc.msg} at character {exc.pos}): {event.data[:80]!r}",
+            type="malformed_upstream",
+        ) from None
+    if not isinstance(body, dict):
+        raise UpstreamError(
+            f"upstream event data is not a JSON object: {event.data[:80]!r}", type="malformed_upstream"
+        )
+    if event.event == "error" or body.get("error"):
+        error = body.get("error", body)
+        message = error.get("message") if isinstance(error, dict) else error
+        raise UpstreamError(f"upstream error: {message}", body={"error": error})
+    return body
+
+
+async def aopenai_sse_text(data: AsyncIterable[bytes], **limits: int) -> AsyncIterator[str]:
+    """Content text of an OpenAI-compatible SSE byte stream, up to ``data: [DONE]``."""
+    async for event in asse_events(data, **limits):
+        body = parse_openai_event(event)
+        if body is None:
+            return
+        text = openai_delta(body)
+        if text:
+            yield text
+
+
+def openai_sse_text(data: Iterable[bytes], **limits: int) -> Iterator[str]:
+    """Content text of an OpenAI-compatible SSE byte stream, up to ``data: [DONE]``."""
+    for event in sse_events(data, **limits):
+        body = parse_openai_event(event)
+        if body is None:
+            return
+        text = openai_delta(body)
+        if text:
+            yield text

@@ -1,0 +1,376 @@
+"""Serve a paced pipeline as Server-Sent Events (Starlette/FastAPI), and re-pace other apps.
+
+``PacedEventSource`` is a Starlette ``Response``: it runs a pipeline over a source
+and streams each output chunk as an SSE event, with
+
+- a heartbeat comment after ``heartbeat`` seconds of silence (silence, not a fixed
+  timer: a busy stream sends none);
+- a ``send_timeout`` on every write: a client that stops reading is dropped;
+- client disconnect detection that cancels the run at once; the source is always
+  closed (``aclose``) on the way out;
+- ``data: [DONE]`` at the end, or, when the source or the pipeline fails, an
+  ``event: error`` whose data is ``{"error": {"message", "type"}}``, after everything
+  produced before the failure;
+- headers ``Content-Type: text/event-stream``, ``Cache-Control: no-cache``,
+  ``X-Accel-Buffering: no``.
+
+``PacingMiddleware`` re-paces the ``text/event-stream`` responses of an existing ASGI
+app that streams OpenAI chat-completion chunks, without the app changing.
+
+We use Starlette (its ``Response`` and app types) but not sse-starlette: its ping
+is a fixed timer, and the stream here must be driven by the pipeline's own clock and
+deadlines; the SSE framing is ``pacer.sse``'s.
+
+Needs the ``server`` extra (starlette, uvicorn, httpx).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from typing import Any
+
+import anyio
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from ._core import Chunk, Stage
+from .adapters import UpstreamError, asse_events, openai_delta, parse_openai_event
+from .clock import Clock
+from .run import AsyncRun
+from .sse import DONE, SSEError, encode, encode_comment
+
+__all__ = [
+    "SSE_HEADERS",
+    "EventStreamResponse",
+    "PacedEventSource",
+    "PacingMiddleware",
+    "error_frame",
+    "openai_chunk_frames",
+    "paced_openai_sse",
+]
+
+log = logging.getLogger("pacer.server")
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
+
+Encoder = Callable[[Chunk], bytes]
+
+
+def text_frame(chunk: Chunk) -> bytes:
+    """The default event: the chunk's text as the data."""
+    return encode(chunk.text)
+
+
+def error_frame(exc: BaseException) -> bytes:
+    """An ``event: error`` frame whose data is an OpenAI-style error object."""
+    if isinstance(exc, UpstreamError):
+        body = exc.to_json()
+    else:
+        kind = "stream_error" if isinstance(exc, SSEError) else type(exc).__name__
+        body = {"error": {"message": str(exc) or type(exc).__name__, "type": kind}}
+    return encode(json.dumps(body, ensure_ascii=False), event="error")
+
+
+class EventStreamResponse(Response):
+    """Stream SSE ``frames`` (bytes, one or more events each) to the client, robustly.
+
+    Adds heartbeats after ``heartbeat`` seconds of silence, a ``send_timeout`` on
+    every write, disconnect detection that cancels the frames at once, closing of
+    the frames (shielded from cancellation, so the source behind them is always
+    closed), and an ``event: error`` frame when the frames raise. ``heartbeat`` and
+    ``send_timeout`` are seconds (``None`` turns either off). ``on_close`` is called
+    with how the stream ended: ``"done"``, ``"error"``, ``"disconnect"`` or
+    ``"send_timeout"``; ``outcome`` keeps it.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        frames: AsyncIterator[bytes],
+        *,
+        heartbeat: float | None = 15.0,
+        send_timeout: float | None = 30.0,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        on_close: Callable[[str], None] | None = None,
+    ) -> None:
+        name = type(self).__name__
+        if heartbeat is not None and not heartbeat > 0:
+            raise ValueError(f"{name}: heartbeat must be > 0 seconds or None, got {heartbeat!r}")
+        if send_timeout is not None and not send_timeout > 0:
+            raise ValueError(f"{name}: send_timeout must be > 0 seconds or None, got {send_timeout!r}")
+        super().__init__(status_code=status_code, headers={**SSE_HEADERS, **(headers or {})})
+        # A stream has no length: drop the "content-length: 0" Response adds for an empty body.
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
+        self.frames = frames
+        self.heartbeat = heartbeat
+        self.send_timeout = send_timeout
+        self.on_close = on_close
+        self.outcome = "running"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        send_frames, recv_frames = anyio.create_memory_object_stream[bytes](1)
+        outcome = "done"
+        heartbeat = self.heartbeat if self.heartbeat is not None else float("inf")
+        send_timeout = self.send_timeout if self.send_timeout is not None else float("inf")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._produce, send_frames)
+            tg.start_soon(self._watch_disconnect, receive, tg.cancel_scope)
+            try:
+                async with recv_frames:
+                    while True:
+                        frame: bytes | None = None
+                        with anyio.move_on_after(heartbeat):
+                            try:
+                                frame = await recv_frames.receive()
+                            except anyio.EndOfStream:
+                                break
+                        if frame is None:
+                            frame = encode_comment("ping")
+                        elif frame.startswith(b"event: error"):
+                            outcome = "error"
+                        with anyio.fail_after(send_timeout):
+                            await send({"type": "http.response.body", "body": frame, "more_body": True})
+                with anyio.fail_after(send_timeout):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+            except TimeoutError:
+                outcome = "send_timeout"
+                log.warning("pacer: client did not read for %ss; stream dropped", self.send_timeout)
+            except OSError:  # the transport went away under a write
+                outcome = "disconnect"
+            finally:
+                tg.cancel_scope.cancel()
+        if tg.cancel_scope.cancelled_caught and outcome == "done":
+            outcome = "disconnect"
+        self.outcome = outcome
+        if self.on_close is not None:
+            self.on_close(outcome)
+
+    async def _watch_disconnect(self, receive: Receive, scope: anyio.CancelScope) -> None:
+        while True:
+            message: Message = await receive()
+            if message["type"] == "http.disconnect":
+                log.info("pacer: client disconnected; cancelling the stream")
+                scope.cancel()
+                return
+
+    async def _produce(self, out: anyio.abc.ObjectSendStream[bytes]) -> None:
+        async with out:
+            try:
+                async for frame in self.frames:
+                    await out.send(frame)
+            except Exception as exc:  # the stream ends with a clear error event
+                log.warning("pacer: stream failed: %r", exc)
+                await out.send(error_frame(exc))
+            finally:
+                aclose = getattr(self.frames, "aclose", None)
+                if aclose is not None:
+                    with anyio.CancelScope(shield=True):
+                        await aclose()
+
+
+class PacedEventSource(EventStreamResponse):
+    """Stream ``pipeline`` over ``source`` as SSE: ``return PacedEventSource(source, pipeline)``.
+
+    ``encoder`` turns each output chunk into a frame (default: its text as ``data``);
+    ``done`` sends ``data: [DONE]`` after the last chunk. The other options are
+    ``EventStreamResponse``'s.
+    """
+
+    def __init__(
+        self,
+        source: AsyncIterable[Any] | Iterable[Any],
+        pipeline: Stage,
+        *,
+        encoder: Encoder = text_frame,
+        done: bool = True,
+        clock: Clock | None = None,
+        **options: Any,
+    ) -> None:
+        self.source = source
+        self.pipeline = pipeline
+        self.encoder = encoder
+        self.done = done
+        self.clock = clock
+        super().__init__(self._frames(), **options)
+
+    async def _frames(self) -> AsyncIterator[bytes]:
+        run: AsyncRun[Chunk] = AsyncRun(self.pipeline, self.source, clock=self.clock, chunks=True)
+        try:
+            async for chunk in run:
+                yield self.encoder(chunk)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await run.aclose()
+        if self.done:
+            yield DONE
+
+
+# -- OpenAI chat-completion streams -------------------------------------------------------
+
+
+class _OpenAIStream:
+    """Splits an OpenAI chunk stream into content text (paced) and the other chunks (kept).
+
+    Chunks without content before the first content (the role chunk) go out at once;
+    those after it (finish reason, usage, tool calls) go out after the paced content,
+    in their order. Content chunks become the template for the paced ones.
+    """
+
+    def __init__(self, events: AsyncIterator[Any]) -> None:
+        self.events = events
+        self.template: dict[str, Any] | None = None
+        self.before: list[dict[str, Any]] = []
+        self.after: list[dict[str, Any]] = []
+        self.started = False
+
+    async def text(self) -> AsyncIterator[str]:
+        try:
+            async for event in self.events:
+                body = parse_openai_event(event)
+                if body is None:
+                    return
+                text = openai_delta(body)
+                if text and self._only_content(body):
+                    if self.template is None:
+                        self.template = body
+                    self.started = True
+                    yield text
+                elif self.started:
+                    self.after.append(body)
+                else:
+                    self.before.append(body)
+        finally:
+            aclose = getattr(self.events, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
+
+    @staticmethod
+    def _only_content(body: Mapping[str, Any]) -> bool:
+        choices = body.get("choices") or []
+        if len(choices) != 1:
+            return False
+        choice = choices[0]
+        delta = choice.get("delta") or {}
+        return choice.get("finish_reason") is None and set(delta) <= {"content", "role", "refusal"}
+
+    def frame(self, text: str) -> bytes:
+        base = dict(self.template or {"object": "chat.completion.chunk"})
+        choice = dict((base.get("choices") or [{}])[0])
+        choice["delta"] = {"content": text}
+        choice["finish_reason"] = None
+        choice.setdefault("index", 0)
+        base["choices"] = [choice]
+        return encode(json.dumps(base, ensure_ascii=False, separators=(",", ":")))
+
+
+def openai_chunk_frames(body: Mapping[str, Any]) -> bytes:
+    """One OpenAI chunk as an SSE frame."""
+    return encode(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+
+
+async def paced_openai_sse(
+    data: AsyncIterable[bytes],
+    pipeline: Stage,
+    *,
+    clock: Clock | None = None,
+    max_line: int = 1 << 20,
+) -> AsyncGenerator[bytes, None]:
+    """Re-pace an OpenAI-compatible SSE byte stream: content deltas through ``pipeline``.
+
+    Yields SSE frames: the chunks before the content, the paced content chunks, the
+    chunks after it (finish reason, usage), then ``data: [DONE]``. Raises what the
+    upstream raised (``UpstreamError``, ``SSEError``, transport errors) after the
+    frames of everything paced before it.
+    """
+    stream = _OpenAIStream(asse_events(data, max_line=max_line, max_event=16 * max_line))
+    run: AsyncRun[str] = AsyncRun(pipeline, stream.text(), clock=clock)
+    try:
+        first = True
+        async for text in run:
+            if first:
+                for body in stream.before:
+                    yield openai_chunk_frames(body)
+                stream.before.clear()
+                first = False
+            yield stream.frame(text)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await run.aclose()
+    for body in [*stream.before, *stream.after]:
+        yield openai_chunk_frames(body)
+    yield DONE
+
+
+class PacingMiddleware:
+    """Re-pace the ``text/event-stream`` responses of an ASGI app (OpenAI chunk format).
+
+    ``PacingMiddleware(app, pipeline_factory)``: each streaming response's content
+    deltas go through a fresh ``pipeline_factory()``; other responses pass through
+    untouched. A failure in the stream ends it with an ``event: error`` frame.
+    """
+
+    def __init__(
+        self, app: Any, pipeline_factory: Callable[[], Stage], *, clock: Clock | None = None
+    ) -> None:
+        self.app = app
+        self.pipeline_factory = pipeline_factory
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body_send, body_recv = anyio.create_memory_object_stream[bytes](16)
+        state: dict[str, Any] = {"sse": None}
+        started = anyio.Event()
+
+        async def intercept(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                content_type = dict(message.get("headers", [])).get(b"content-type", b"")
+                state["sse"] = content_type.startswith(b"text/event-stream")
+                ours = {k.lower().encode() for k in SSE_HEADERS} | {b"content-length"}
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in ours]
+                headers += [(k.lower().encode(), v.encode()) for k, v in SSE_HEADERS.items()]
+                await send({**message, "headers": headers} if state["sse"] else message)
+                started.set()
+            elif message["type"] == "http.response.body" and state["sse"]:
+                if message.get("body"):
+                    await body_send.send(message["body"])
+                if not message.get("more_body", False):
+                    await body_send.aclose()
+            else:
+                await send(message)
+
+        async def app_body() -> AsyncIterator[bytes]:
+            async with body_recv:
+                async for piece in body_recv:
+                    yield piece
+
+        async def run_app() -> None:
+            try:
+                await self.app(scope, receive, intercept)
+            finally:
+                started.set()
+                await body_send.aclose()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_app)
+            await started.wait()
+            if state["sse"]:
+                frames = paced_openai_sse(app_body(), self.pipeline_factory(), clock=self.clock)
+                try:
+                    async for frame in frames:
+                        await send({"type": "http.response.body", "body": frame, "more_body": True})
+                except Exception as exc:
+                    log.warning("pacer: re-paced stream failed: %r", exc)
+                    await send({"type": "http.response.body", "body": error_frame(exc), "more_body": True})
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await frames.aclose()
+                await send({"type": "http.response.body", "body": b"", "more_body": False})

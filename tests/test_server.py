@@ -1,0 +1,226 @@
+"""Transport: the pacing proxy, PacedEventSource and PacingMiddleware on real uvicorn servers."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import Route
+
+from pacer import Pacer, SentenceSplitter
+from pacer.proxy import create_proxy
+from pacer.server import PacedEventSource, PacingMiddleware
+from pacer.sse import ServerSentEvent, SSEDecoder
+
+from .servers import TEXT, Upstream, serve
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[tuple[Upstream, str]]:
+    fake = Upstream()
+    with serve(fake.app) as url:
+        yield fake, url
+
+
+@pytest.fixture(scope="module")
+def proxy(upstream: tuple[Upstream, str]) -> Iterator[str]:
+    app = create_proxy(
+        upstream[1], lambda: Pacer(cps=3000, max_lag=0.2), heartbeat=0.3, send_timeout=5, max_line=1 << 16
+    )
+    with serve(app) as url:
+        yield url
+
+
+def _events(url: str, model: str, user: str = "") -> tuple[list[ServerSentEvent], bytes]:
+    decoder = SSEDecoder()
+    events: list[ServerSentEvent] = []
+    raw = b""
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True, "user": user}
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=30) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["x-accel-buffering"] == "no"
+        for piece in response.iter_raw():
+            raw += piece
+            events.extend(decoder.feed(piece))
+    return events + decoder.flush(), raw
+
+
+def _content(events: list[ServerSentEvent]) -> str:
+    text = ""
+    for event in events:
+        if event.data == "[DONE]" or event.event != "message":
+            continue
+        for choice in json.loads(event.data)["choices"]:
+            text += choice["delta"].get("content") or ""
+    return text
+
+
+def test_paced_output_equals_upstream_content_with_done_last(proxy: str) -> None:
+    events, _ = _events(proxy, "normal")
+    assert _content(events) == TEXT
+    assert events[-1].data == "[DONE]"
+    chunks = [json.loads(e.data) for e in events[:-1]]
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}  # role chunk kept first
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 11  # usage kept last
+    assert {c["id"] for c in chunks} == {"chatcmpl-42"} and {c["model"] for c in chunks} == {"normal"}
+    content_chunks = [c for c in chunks[1:-2]]
+    assert len(content_chunks) >= 10  # re-chunked by the pacer: words, not the upstream's pieces
+
+
+def test_heartbeats_during_a_stall(proxy: str) -> None:
+    events, raw = _events(proxy, "stall")
+    assert _content(events) == TEXT
+    assert b": ping\n\n" in raw  # a comment: clients ignore it, proxies keep the connection
+    assert raw.index(b": ping") < raw.index(b"[DONE]")
+
+
+def test_no_heartbeat_while_text_flows(proxy: str) -> None:
+    _, raw = _events(proxy, "normal")
+    assert b": ping" not in raw
+
+
+def test_disconnect_cancels_the_upstream_request_at_once(upstream: tuple[Upstream, str], proxy: str) -> None:
+    fake, _ = upstream
+    body = {"model": "slow", "messages": [], "stream": True, "user": "disconnect-1"}
+    with httpx.stream("POST", f"{proxy}/v1/chat/completions", json=body, timeout=30) as response:
+        for piece in response.iter_raw():
+            if b"content" in piece and b"Streaming" in piece:
+                break
+        closed_at = time.monotonic()
+    deadline = time.monotonic() + 5
+    while "disconnect-1" not in fake.closed and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert "disconnect-1" in fake.closed
+    assert "disconnect-1" not in fake.completed
+    assert fake.closed["disconnect-1"] - closed_at < 0.1
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("error", "model crashed"),
+        ("malformed", "malformed JSON"),
+        ("drop", ""),
+        ("longline", "max_line"),
+    ],
+)
+def test_upstream_failures_end_with_an_error_event_after_what_came_before(
+    proxy: str, model: str, message: str
+) -> None:
+    events, _ = _events(proxy, model)
+    assert events[-1].event == "error"
+    error = json.loads(events[-1].data)["error"]
+    assert message in error["message"]
+    assert error["type"]
+    assert _content(events[:-1]) == "".join(TEXT_PIECES_BEFORE_FAILURE)
+    assert all(e.data != "[DONE]" for e in events)
+
+
+TEXT_PIECES_BEFORE_FAILURE = ["Streaming ", "output ", "needs a ", "calm rhythm"]
+
+
+def test_upstream_error_status_passes_through(proxy: str) -> None:
+    body = {"model": "rate-limited", "messages": [], "stream": True}
+    response = httpx.post(f"{proxy}/v1/chat/completions", json=body)
+    assert response.status_code == 429
+    assert response.json()["error"]["message"] == "slow down"
+
+
+def test_non_streaming_and_other_routes_pass_through(proxy: str) -> None:
+    response = httpx.post(f"{proxy}/v1/chat/completions", json={"model": "normal", "messages": []})
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"] == TEXT
+    models = httpx.get(f"{proxy}/v1/models")
+    assert models.json()["data"][0]["id"] == "normal"
+
+
+def test_bad_request_body_is_a_clear_400(proxy: str) -> None:
+    response = httpx.post(
+        f"{proxy}/v1/chat/completions", content=b"{nope", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert "not JSON" in response.json()["error"]["message"]
+
+
+def test_official_openai_client_consumes_the_proxy(proxy: str) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=f"{proxy}/v1", api_key="not-needed", max_retries=0)
+    stream = client.chat.completions.create(
+        model="normal", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    text = ""
+    finish = None
+    for chunk in stream:
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+            finish = choice.finish_reason or finish
+    assert text == TEXT
+    assert finish == "stop"
+    with pytest.raises(openai.APIError, match="model crashed"):
+        for _ in client.chat.completions.create(model="error", messages=[], stream=True):
+            pass
+
+
+# -- PacedEventSource and PacingMiddleware ------------------------------------------------
+
+
+async def _sentences(request: Request) -> PacedEventSource:
+    mode = request.query_params.get("mode", "ok")
+
+    async def source() -> Any:
+        for piece in ["Hello there. ", "How are ", "you? ", "Fine."]:
+            yield piece
+        if mode == "fail":
+            raise ValueError("the model went away")
+
+    return PacedEventSource(source(), SentenceSplitter() | Pacer(cps=5000), heartbeat=1.0)
+
+
+def test_paced_event_source_streams_sentences_then_done() -> None:
+    app = Starlette(routes=[Route("/s", _sentences)])
+    with serve(app) as url:
+        with httpx.stream("GET", f"{url}/s") as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            decoder = SSEDecoder()
+            events = [e for piece in response.iter_raw() for e in decoder.feed(piece)]
+        assert [e.data for e in events] == ["Hello ", "there. ", "How ", "are ", "you? ", "Fine.", "[DONE]"]
+        with httpx.stream("GET", f"{url}/s?mode=fail") as response:
+            decoder = SSEDecoder()
+            events = [e for piece in response.iter_raw() for e in decoder.feed(piece)]
+        assert "".join(e.data for e in events[:-1]) == "Hello there. How are you? Fine."
+        assert events[-1].event == "error"
+        assert json.loads(events[-1].data) == {
+            "error": {"message": "the model went away", "type": "ValueError"}
+        }
+
+
+def test_middleware_repaces_an_existing_app(upstream: tuple[Upstream, str]) -> None:
+    fake, _ = upstream
+    app = PacingMiddleware(fake.app, lambda: Pacer(cps=3000, max_lag=0.2))
+    with serve(app) as url:
+        events, _ = _events(url, "normal")
+        assert _content(events) == TEXT
+        assert events[-1].data == "[DONE]"
+        assert sum(1 for e in events if e.data.count("[DONE]")) == 1
+        assert httpx.get(f"{url}/v1/models").json()["data"][0]["id"] == "normal"  # not SSE: untouched
+
+
+def test_bad_options() -> None:
+    with pytest.raises(ValueError, match="heartbeat"):
+        PacedEventSource([], Pacer(), heartbeat=0)
+    with pytest.raises(ValueError, match="send_timeout"):
+        PacedEventSource([], Pacer(), send_timeout=-1)
+    with pytest.raises(ValueError, match="upstream must be an http"):
+        create_proxy("localhost:8000", Pacer)
