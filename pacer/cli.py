@@ -1,4 +1,5 @@
-"""The ``pacer`` command: ``pacer demo`` replays a real model-like stream in the terminal."""
+"""The ``pacer`` command: ``pacer demo`` replays a real model-like stream in the terminal;
+``pacer proxy`` runs the OpenAI-compatible pacing proxy."""
 
 from __future__ import annotations
 
@@ -58,38 +59,70 @@ def demo(args: argparse.Namespace) -> int:
         print(f"pacer demo: {exc}. Install the demo extra: pip install 'pacer[demo]'", file=sys.stderr)
         return 2
     trace = pacer.traces.bursty(ids, per_second=args.tokens_per_second, seed=args.seed)
-    pipe = pacer.Detokenizer(tokenizer) | pacer.Packetizer(
-        args.max_bytes, args.min_bytes, max_delay=args.max_delay
-    )
+    if args.mode == "paced":
+        pipe = (
+            pacer.Detokenizer(tokenizer)
+            | pacer.SentenceSplitter(max_hold=0.4)
+            | pacer.Pacer(cps=args.cps, max_lag=args.max_lag)
+        )
+    else:
+        pipe = pacer.Detokenizer(tokenizer) | pacer.Packetizer(
+            args.max_bytes, args.min_bytes, max_delay=args.max_delay
+        )
     colour = _use_colour(args.colour)
     out = sys.stdout
     total = len(trace)
     if args.instant:
         chunks = pacer.simulate(trace, pipe).emissions
     else:
-        chunks = list(_stream(pacer, pipe, trace, args.speed, colour, out))
+        chunks = list(_stream(pacer, pipe, trace, args.speed, colour, out, args.mode))
     if args.instant:
-        for k, chunk in enumerate(chunks):
-            out.write(_paint(chunk.text, k, colour))
+        shade = _Shade(args.mode)
+        for chunk in chunks:
+            out.write(_paint(chunk.text, shade(chunk), colour))
     m = pipe.metrics
     out.write("\n" if not chunks or not chunks[-1].text.endswith("\n") else "")
+    what = (
+        f"{m.chunks_out} words and sentences paced at >= {args.cps:g} chars/s"
+        if args.mode == "paced"
+        else f"{m.chunks_out} packets of <= {args.max_bytes} bytes"
+    )
     summary = (
-        f"{total} tokens ({args.tokenizer}) -> {m.chunks_out} packets of <= {args.max_bytes} bytes, "
-        f"{m.bytes_out} bytes; first output after {m.time_to_first_output or 0:.3f} s; "
+        f"{total} tokens ({args.tokenizer}) -> {what}, {m.bytes_out} bytes; "
+        f"first output after {m.time_to_first_output or 0:.3f} s; "
         f"lag p50 {m.lag(50) or 0:.3f} s, p99 {m.lag(99) or 0:.3f} s"
     )
     out.write((_DIM + summary + _RESET if colour else summary) + "\n")
     return 0
 
 
+class _Shade:
+    """Colour index per chunk: alternate per sentence when paced, per packet otherwise."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.k = 0
+
+    def __call__(self, chunk: Any) -> int:
+        from ._core import Boundary
+
+        k = self.k
+        if self.mode != "paced" or chunk.boundary >= Boundary.SENTENCE:
+            self.k += 1
+        return k
+
+
 def _paint(text: str, k: int, colour: bool) -> str:
     return _COLOURS[k % 2] + text + _RESET if colour else text
 
 
-def _stream(pacer: Any, pipe: Any, trace: Any, speed: float, colour: bool, out: Any) -> Iterator[Any]:
+def _stream(
+    pacer: Any, pipe: Any, trace: Any, speed: float, colour: bool, out: Any, mode: str
+) -> Iterator[Any]:
     total = len(trace)
-    for k, chunk in enumerate(pacer.run(pipe, _replay(trace, speed), chunks=True)):
-        out.write(_paint(chunk.text, k, colour))
+    shade = _Shade(mode)
+    for chunk in pacer.run(pipe, _replay(trace, speed), chunks=True):
+        out.write(_paint(chunk.text, shade(chunk), colour))
         if colour:  # progress in the terminal title: visible without disturbing the text
             out.write(f"\x1b]0;pacer demo: {pipe.metrics.items_in}/{total} tokens\x07")
         out.flush()
@@ -123,6 +156,27 @@ def _parser() -> argparse.ArgumentParser:
         "--speed", type=float, default=1.0, help="replay speed factor, 2 = twice as fast (default: 1)"
     )
     d.add_argument("--seed", type=int, default=0, help="seed of the bursty timing (default: 0)")
+    d.add_argument(
+        "--mode",
+        choices=["paced", "packets"],
+        default="paced",
+        help=(
+            "paced: sentences, then a steady rhythm with pauses at sentence ends, colour per sentence; "
+            "packets: byte-bounded packets as a network would get them, colour per packet (default: paced)"
+        ),
+    )
+    d.add_argument(
+        "--cps",
+        type=float,
+        default=80.0,
+        help="paced mode: reading rate in characters per second (default: 80)",
+    )
+    d.add_argument(
+        "--max-lag",
+        type=float,
+        default=0.5,
+        help="paced mode: most seconds any text waits behind the model (default: 0.5)",
+    )
     d.add_argument("--max-bytes", type=int, default=64, help="largest packet, in UTF-8 bytes (default: 64)")
     d.add_argument(
         "--min-bytes",
@@ -176,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         if not args.speed > 0 or not args.tokens_per_second > 0:
             parser.error("--speed and --tokens-per-second must be > 0")
+        if not args.cps > 0 or not args.max_lag > 0:
+            parser.error("--cps and --max-lag must be > 0")
         return demo(args)
     if args.command == "proxy":
         if not args.cps > 0 or not args.heartbeat > 0:
