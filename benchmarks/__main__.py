@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import detokenize, overhead, pacing, sentences
+from . import detokenize, overhead, pacing, proxy_load, sentences
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         "only", nargs="*", help="benchmarks to run (default: all): overhead, detokenize, sentences"
     )
     args = parser.parse_args(argv)
-    chosen = set(args.only) or {"overhead", "detokenize", "sentences", "pacing"}
+    chosen = set(args.only) or {"overhead", "detokenize", "sentences", "pacing", "proxy"}
     if "overhead" in chosen:
         overhead.main(quick=args.quick)
     if "detokenize" in chosen:
@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         sentences.main(quick=args.quick)
     if "pacing" in chosen:
         pacing.main(quick=args.quick)
+    if "proxy" in chosen:
+        proxy_load.main(quick=args.quick)
     return 0
 
 
