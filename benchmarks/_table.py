@@ -17,6 +17,9 @@ def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
 
 
 def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    """Print a Markdown table; a ``|`` inside a cell is escaped so the columns hold."""
+    header = [str(h).replace("|", "\\|") for h in header]
+    rows = [[str(c).replace("|", "\\|") for c in row] for row in rows]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     print(f"\n## {title}\n")
     print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")

@@ -1,5 +1,6 @@
 """The ``pacer`` command: ``pacer demo`` replays a real model-like stream in the terminal;
-``pacer proxy`` runs the OpenAI-compatible pacing proxy."""
+``pacer proxy`` runs the OpenAI-compatible pacing proxy; ``pacer serve`` shows one
+stream three ways on a local web page."""
 
 from __future__ import annotations
 
@@ -221,6 +222,17 @@ def _parser() -> argparse.ArgumentParser:
         default=15.0,
         help="seconds of silence before a keep-alive comment (default: 15)",
     )
+    v = sub.add_parser(
+        "serve",
+        help="open a local web page that shows one model stream three ways side by side",
+        description=(
+            "Serve a page with three panes fed by one Server-Sent Events stream from pacer: the raw "
+            "tokens as a model sends them, the paced text, and sentences as they are committed. Rate, "
+            "unit and model speed are controls on the page. Needs the 'server' and 'demo' extras."
+        ),
+    )
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    v.add_argument("--port", type=int, default=8200, help="port to listen on (default: 8200)")
     return parser
 
 
@@ -239,6 +251,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .proxy import serve
 
         serve(args.upstream, host=args.host, port=args.port, cps=args.cps, heartbeat=args.heartbeat)
+        return 0
+    if args.command == "serve":
+        try:
+            from .playground import serve as serve_page
+        except ModuleNotFoundError as exc:
+            hint = "Install the extras: pip install 'pacer[server,demo]'"
+            print(f"pacer serve: {exc}. {hint}", file=sys.stderr)
+            return 2
+        print(f"pacer: open http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
+        serve_page(args.host, args.port)
         return 0
     parser.print_help()
     return 0

@@ -1,0 +1,191 @@
+"""Write the notebooks in this folder from the cells below: ``python notebooks/build.py``.
+
+The notebooks are committed without outputs (CI executes them with nbmake, so an
+output can never be stale); this script is their source of truth.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+
+SETUP = """\
+import sys, pathlib
+sys.path.insert(0, str(pathlib.Path.cwd().parent))  # the repository root, for benchmarks.smoothers
+import matplotlib
+matplotlib.use("Agg")  # plots render inline in Jupyter and headless in CI
+import matplotlib.pyplot as plt
+import pacer"""
+
+NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
+    "01_timeline.ipynb": [
+        ("md", "# Wrap a token iterator and look at its timeline\n\n"
+               "A real tokenizer (mistral-common's tekken file, through tiktoken) turns a text into ids; "
+               "`pacer.traces.bursty` gives them model-like arrival times; `pacer.simulate` replays them "
+               "through a pipeline on a virtual clock, instantly, and returns what came out when."),
+        ("code", SETUP),
+        ("code", """\
+from pacer.tokenizers import load_tekken
+
+enc = load_tekken()
+text = (pathlib.Path(pacer.__file__).parent / "data" / "demo.md").read_text()
+ids = enc.encode(text)
+trace = pacer.traces.bursty(ids, per_second=50, seed=1)
+pipe = pacer.Detokenizer(enc) | pacer.SentenceSplitter(max_hold=0.4) | pacer.Pacer(cps=80)
+timeline = pacer.simulate(trace, pipe)
+assert timeline.text == enc.decode(ids)  # lossless
+print(len(ids), "tokens;", len(timeline.emissions), "chunks out;",
+      f"lag p50 {timeline.lag(50):.3f} s, p99 {timeline.lag(99):.3f} s")"""),
+        ("md", "The same run as a picture: characters that have arrived against characters shown, "
+               "the lag of each chunk, and the output rate per 100 ms window."),
+        ("code", """\
+import itertools
+
+arrived_t = [t for t, _ in trace]
+arrived_n = list(itertools.accumulate(len(enc.decode([i])) for _, i in trace))
+shown_t = [c.emitted for c in timeline.emissions]
+shown_n = list(itertools.accumulate(len(c.text) for c in timeline.emissions))
+
+fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
+axes[0].step(arrived_t, arrived_n, where="post", label="arrived")
+axes[0].step(shown_t, shown_n, where="post", label="shown")
+axes[0].set_ylabel("characters"); axes[0].legend()
+axes[1].plot(shown_t, [c.lag for c in timeline.emissions], ".", markersize=3)
+axes[1].axhline(0.5, color="grey", linestyle=":", label="Pacer max_lag")
+axes[1].set_ylabel("lag (s)"); axes[1].legend()
+bins = timeline.chars_per_window(0.1)
+axes[2].bar([shown_t[0] + 0.1 * k for k in range(len(bins))], bins, width=0.09)
+axes[2].set_ylabel("chars / 100 ms"); axes[2].set_xlabel("seconds")
+fig.tight_layout()"""),
+        ("md", "The lag above includes the sentence splitter's wait for each sentence to end (up to its "
+               "`max_hold`); the pacer itself never holds text longer than its `max_lag`."),
+    ],
+    "02_pacing_sweep.ipynb": [
+        ("md", "# Sweep the pacing parameters and compare with the reference smoothers\n\n"
+               "Every smoother replays the same traces. Lower coefficient of variation (CV) of characters "
+               "per 100 ms is smoother; lag is how long text waited."),
+        ("code", SETUP),
+        ("code", """\
+import re, statistics
+from benchmarks.smoothers import AdaptiveChars, FixedDelayWords
+
+words = re.findall(r"\\S+\\s*", "Streaming output needs a calm rhythm, not bursts and stalls. " * 60)
+traces = {
+    "steady": pacer.traces.steady(words, 30),
+    "bursty": pacer.traces.bursty(words, per_second=40, seed=2),
+    "packets": [(k * 0.05, "".join(words[i:i + 20])) for k, i in enumerate(range(0, len(words), 20))],
+}
+
+def cv(timeline):
+    bins = timeline.chars_per_window(0.1)[:-1]
+    return statistics.pstdev(bins) / statistics.mean(bins)
+
+def worst_lag(timeline):
+    return max(c.lag for c in timeline.emissions if c.arrival >= 1.0)
+
+rows = []
+for name, trace in traces.items():
+    for label, make in [("pacer", lambda: pacer.Pacer(cps=40)),
+                        ("fixed 10 ms/word", lambda: FixedDelayWords()),
+                        ("adaptive chars", lambda: AdaptiveChars())]:
+        t = pacer.simulate(trace, make())
+        rows.append((name, label, worst_lag(t), cv(t)))
+for row in rows:
+    print(f"{row[0]:8} {row[1]:17} max lag {row[2]:7.3f} s   CV {row[3]:.3f}")"""),
+        ("md", "A sweep of `max_lag`: a larger budget lets the pacer spread bursts wider (smoother), "
+               "at the cost of more lag."),
+        ("code", """\
+budgets = [0.1, 0.25, 0.5, 1.0, 2.0]
+fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+for name, trace in traces.items():
+    results = [pacer.simulate(trace, pacer.Pacer(cps=40, max_lag=b)) for b in budgets]
+    ax[0].plot(budgets, [cv(r) for r in results], "o-", label=name)
+    ax[1].plot(budgets, [worst_lag(r) for r in results], "o-", label=name)
+ax[0].set_xlabel("max_lag (s)"); ax[0].set_ylabel("CV of chars / 100 ms"); ax[0].legend()
+ax[1].set_xlabel("max_lag (s)"); ax[1].set_ylabel("worst lag (s)")
+fig.tight_layout()"""),
+    ],
+    "03_sentences.ipynb": [
+        ("md", "# Sentences from a live stream\n\n"
+               "Fed one character at a time, each sentence comes out as soon as the following text proves "
+               "it ended. The latency is how many characters arrived after its last character."),
+        ("code", SETUP),
+        ("code", """\
+text = ("Dr. Patel arrived at 5 p.m. and left early. The U.S. team won! Did they? Yes... it was close. "
+        "今天天气很好。我们去公园吧！「おはよう。」と彼は言った。\\n\\n"
+        "# Markdown\\n- a list item\\n- another one\\n\\n```python\\nx = 1. y = 2.\\n```\\nDone.")
+splitter = pacer.SentenceSplitter()
+latencies = []
+for fed, ch in enumerate(text, 1):
+    for sentence in splitter.feed(ch):
+        end = text.index(sentence) + len(sentence.rstrip())
+        latencies.append(fed - end)
+        print(f"+{fed - end} chars  {sentence!r}")
+for sentence in splitter.flush():
+    print(f"(flush)   {sentence!r}")"""),
+        ("code", """\
+fig, ax = plt.subplots(figsize=(6, 2.5))
+ax.hist(latencies, bins=range(0, max(latencies) + 2), align="left", rwidth=0.8)
+ax.set_xlabel("characters after the sentence's end before it came out"); ax.set_ylabel("sentences")
+fig.tight_layout()"""),
+        ("md", "A length budget cuts long sentences at clause marks, and says so:"),
+        ("code", """\
+long = "When the model rambles on, and on, without ever stopping, a voice still needs something to say"
+splitter = pacer.SentenceSplitter(max_chars=40, first_max_chars=20)
+chunks = splitter.push(pacer.Chunk(long, 0.0), 0.0) + splitter.finish(0.0)
+for c in chunks:
+    print(f"{c.boundary.name:9} {c.text!r}")"""),
+    ],
+    "04_generate.ipynb": [
+        ("md", "# `model.generate` through the pacer streamer\n\n"
+               "A tiny, randomly initialised Llama (no download) with a real SentencePiece tokenizer shipped "
+               "by mistral-common. `PacerStreamer` takes the place of `TextIteratorStreamer`: the text is "
+               "byte-exact, and it goes through any pipeline on the way."),
+        ("code", SETUP),
+        ("code", """\
+import os, shutil, tempfile, threading, sys, time
+import torch, transformers
+from pacer.tokenizers import mistral_data_file
+
+folder = tempfile.mkdtemp()
+shutil.copy(mistral_data_file("tokenizer.model.v1"), os.path.join(folder, "tokenizer.model"))
+tok = transformers.LlamaTokenizer.from_pretrained(folder)
+torch.manual_seed(0)
+config = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                  num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+                                  bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+model = transformers.LlamaForCausalLM(config).eval()"""),
+        ("code", """\
+streamer = pacer.PacerStreamer(tok, pacer.Pacer(cps=400, unit="grapheme"), skip_prompt=True,
+                               skip_special_tokens=True)
+inputs = tok("Once upon a time", return_tensors="pt")
+worker = threading.Thread(target=model.generate, kwargs=dict(**inputs, streamer=streamer, max_new_tokens=30,
+                                                               do_sample=True, pad_token_id=tok.eos_token_id))
+worker.start()
+shown = ""
+for text in streamer:  # a typing effect: graphemes at a steady rate
+    sys.stdout.write(text); sys.stdout.flush()
+    shown += text
+worker.join()
+print()
+print(repr(shown[:80]))"""),
+    ],
+}
+
+
+def build() -> None:
+    for name, cells in NOTEBOOKS.items():
+        nb = new_notebook(
+            cells=[new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in cells],
+            metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        )
+        nbformat.write(nb, HERE / name)
+        print("wrote", name)
+
+
+if __name__ == "__main__":
+    build()

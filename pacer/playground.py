@@ -1,0 +1,186 @@
+"""``pacer serve``: a local page that shows one model stream three ways, side by side.
+
+The page (``pacer/data/playground.html``) opens one Server-Sent Events stream from
+``GET /stream`` and fills three panes as events arrive: the raw tokens as the model
+produced them, the paced text (``Detokenizer | Pacer``), and sentences as the
+sentence splitter commits them (``Detokenizer | SentenceSplitter``). Rate, unit and
+the model's speed are controls on the page, passed as query parameters.
+
+The three pipelines are driven by one loop over the same replayed token stream: each
+token is ingested by all three at its arrival time, and the loop sleeps until the next
+arrival or the earliest pipeline deadline. That is the sans-I/O design at work: no
+task per pipeline, one clock. Cost: O(1) per token and per emitted chunk, plus the
+stages' own.
+
+Each event is ``event: raw|paced|sentence`` with JSON data ``{"text", "t", "lag",
+"boundary"}`` (``t`` seconds since the stream started), then ``event: end`` with the
+stream's metrics, then ``data: [DONE]``. Needs the ``server`` and ``demo`` extras.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from importlib import resources
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from . import traces
+from ._core import Chunk, Pipeline
+from .clock import Clock, MonotonicClock
+from .detokenize import Detokenizer
+from .pacing import Pacer
+from .sentences import SentenceSplitter
+from .server import EventStreamResponse
+from .sse import DONE, encode
+
+__all__ = ["create_playground", "stream_views"]
+
+_UNITS = ("grapheme", "word", "sentence", "chunk")
+# Query parameter: (type, default, lowest, highest).
+_LIMITS: dict[str, tuple[type, float, float, float]] = {
+    "cps": (float, 40.0, 1.0, 5000.0),
+    "tps": (float, 30.0, 1.0, 5000.0),
+    "max_lag": (float, 0.5, 0.05, 10.0),
+    "seed": (int, 0, 0, 2**31),
+    "tokens": (int, 0, 0, 1_000_000),
+}
+
+
+def _page() -> str:
+    return (resources.files("pacer") / "data" / "playground.html").read_text(encoding="utf-8")
+
+
+def _frame(view: str, chunk: Chunk, start: float) -> bytes:
+    emitted = chunk.emitted if chunk.emitted is not None else chunk.arrival
+    body = {
+        "text": chunk.text,
+        "t": round(emitted - start, 4),
+        "lag": round(emitted - chunk.arrival, 4),
+        "boundary": chunk.boundary.name.lower(),
+    }
+    return encode(json.dumps(body, ensure_ascii=False), event=view)
+
+
+async def stream_views(
+    trace: Sequence[tuple[float, Any]],
+    views: dict[str, Pipeline],
+    *,
+    clock: Clock | None = None,
+) -> AsyncIterator[bytes]:
+    """Replay ``trace`` (seconds, token id) into every pipeline of ``views`` at once and
+    yield one SSE frame per output chunk, named after its view; then ``event: end`` with
+    each view's metrics and ``data: [DONE]``. Every view gets the same items at the
+    same times, so their texts differ only in when and how they are cut."""
+    clock = clock or MonotonicClock()
+    start = clock.now()
+    pipes = list(views.items())
+    i, n = 0, len(trace)
+    finished = False
+    while True:
+        now = clock.now()
+        while i < n and start + trace[i][0] <= now:
+            item = trace[i][1]
+            for name, pipe in pipes:
+                for chunk in pipe.ingest(item, now):
+                    yield _frame(name, chunk, start)
+            i += 1
+        if i == n and not finished:
+            finished = True
+            for name, pipe in pipes:
+                for chunk in pipe.finish(now):
+                    yield _frame(name, chunk, start)
+        wake: float | None = start + trace[i][0] if i < n else None
+        for name, pipe in pipes:
+            deadline = pipe.deadline
+            if deadline is None:
+                continue
+            if deadline <= now:
+                for chunk in pipe.poll(now):
+                    yield _frame(name, chunk, start)
+                deadline = pipe.deadline
+            if deadline is not None and (wake is None or deadline < wake):
+                wake = deadline
+        if wake is None:
+            break
+        await clock.asleep_until(wake)
+    summary = {
+        name: {
+            "chunks": pipe.metrics.chunks_out,
+            "chars": pipe.metrics.chars_out,
+            "lag_p99": round(pipe.metrics.lag(99) or 0.0, 4),
+            "stalls": pipe.metrics.stalls,
+        }
+        for name, pipe in pipes
+    }
+    yield encode(json.dumps(summary), event="end")
+    yield DONE
+
+
+def _parse(request: Request) -> dict[str, Any]:
+    """The stream's options from the query string, each checked; ValueError says which."""
+    options: dict[str, Any] = {}
+    for name, (kind, default, low, high) in _LIMITS.items():
+        raw = request.query_params.get(name)
+        try:
+            value = kind(raw) if raw is not None else kind(default)
+        except ValueError:
+            raise ValueError(f"{name} must be a number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"{name} must be between {low:g} and {high:g}, got {raw}")
+        options[name] = value
+    unit = request.query_params.get("unit", "word")
+    if unit not in _UNITS:
+        raise ValueError(f"unit must be one of {', '.join(_UNITS)}, got {unit!r}")
+    options["unit"] = unit
+    return options
+
+
+def create_playground(
+    tokenizer: Any | None = None, text: str | None = None, *, heartbeat: float = 15.0
+) -> Starlette:
+    """The ``pacer serve`` app: ``GET /`` is the page, ``GET /stream`` its event stream.
+
+    ``tokenizer`` defaults to mistral-common's tekken file loaded as a tiktoken
+    ``Encoding`` and ``text`` to the demo text shipped in the package; the stream
+    replays that text's tokens with bursty, model-like timing (``traces.bursty``).
+    """
+    if tokenizer is None:
+        from .tokenizers import load_tekken
+
+        tokenizer = load_tekken()
+    if text is None:
+        text = (resources.files("pacer") / "data" / "demo.md").read_text(encoding="utf-8")
+    ids: list[int] = list(tokenizer.encode(text))
+    page = _page()
+
+    async def index(request: Request) -> Response:
+        return HTMLResponse(page)
+
+    async def stream(request: Request) -> Response:
+        try:
+            o = _parse(request)
+        except ValueError as exc:
+            return JSONResponse({"error": {"message": str(exc), "type": "invalid_request"}}, status_code=400)
+        chosen = ids[: o["tokens"]] if o["tokens"] else ids
+        trace = traces.bursty(chosen, per_second=o["tps"], seed=o["seed"])
+        pacer = Pacer(cps=o["cps"], unit=o["unit"], max_lag=o["max_lag"])
+        views = {
+            "raw": Pipeline(Detokenizer(tokenizer)),
+            "paced": Pipeline(Detokenizer(tokenizer), pacer),
+            "sentence": Pipeline(Detokenizer(tokenizer), SentenceSplitter(max_hold=0.6)),
+        }
+        return EventStreamResponse(stream_views(trace, views), heartbeat=heartbeat)
+
+    return Starlette(routes=[Route("/", index), Route("/stream", stream)])
+
+
+def serve(host: str = "127.0.0.1", port: int = 8200) -> None:  # pragma: no cover - runs a server
+    """Run the playground with uvicorn until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_playground(), host=host, port=port, log_level="warning")

@@ -1,0 +1,124 @@
+"""The documentation's examples run: each page's Python blocks are executed in order,
+with only the names a page says it assumes (a model, a TTS engine) provided here."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import pacer
+from pacer.sse import SSEDecoder
+
+from .tokenizers_fixtures import get
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def run_page(page: str, **names: Any) -> tuple[dict[str, Any], list[str]]:
+    """Execute every ```python block of ``page`` in one namespace; return it and what
+    the blocks printed (one entry per ``print`` call, ``end`` included)."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert blocks, f"{page} has no Python example"
+    printed: list[str] = []
+
+    def record(*args: object, sep: str = " ", end: str = "\n", **_: object) -> None:
+        printed.append(sep.join(map(str, args)) + end)
+
+    namespace: dict[str, Any] = {"print": record, **names}
+    for block in blocks:
+        exec(compile(block, str(DOCS / page), "exec"), namespace)
+    return namespace, printed
+
+
+def test_index_example() -> None:
+    pytest.importorskip("tiktoken")
+    _, printed = run_page("index.md")
+    assert "".join(printed) == "Hello there. How are you today?"
+
+
+def test_tutorial_examples() -> None:
+    pytest.importorskip("tiktoken")
+    namespace, printed = run_page("tutorial.md")
+    lag, smoothness = map(float, printed[0].split())
+    assert 0 <= lag <= 0.5 and smoothness >= 0
+
+    async def source() -> Any:
+        for word in ["Live ", "text. ", "Second ", "sentence."]:
+            yield word
+
+    printed.clear()
+    anyio.run(namespace["main"], source())
+    assert "".join(printed) == "Live text. Second sentence."
+
+
+def test_fastapi_how_to_streams_paced_sse() -> None:
+    pytest.importorskip("fastapi")
+    from starlette.testclient import TestClient
+
+    namespace, _ = run_page("how-to/fastapi.md")
+    decoder = SSEDecoder()
+    with TestClient(namespace["app"]) as client, client.stream("GET", "/stream") as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [e for part in response.iter_bytes() for e in decoder.feed(part)]
+    events += decoder.flush()
+    assert events[-1].data == "[DONE]"
+    assert "".join(e.data for e in events[:-1]) == "Hello there. How are you?"
+
+
+def test_hf_generate_how_to() -> None:
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    tokenizer = get("hf-fast-tokenizer.model.v1").tokenizer
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+    )
+    real = transformers.LlamaForCausalLM(config).eval()
+
+    class Recording:
+        """The page's ``model``: generates with the tiny model and keeps the ids."""
+
+        ids: Any = None
+
+        def generate(self, **kwargs: Any) -> Any:
+            self.ids = real.generate(**kwargs, do_sample=False)
+            return self.ids
+
+    model = Recording()
+    inputs = tokenizer("The quick brown fox", return_tensors="pt")
+    namespace, printed = run_page("how-to/hf-generate.md", tokenizer=tokenizer, model=model, inputs=inputs)
+    namespace["thread"].join()
+    prompt = inputs["input_ids"].shape[1]
+    expected = tokenizer.decode(model.ids[0, prompt:], skip_special_tokens=True)
+    assert expected and "".join(p[:-1] for p in printed) == expected
+
+
+def test_tts_how_to_gets_whole_sentences() -> None:
+    namespace, _ = run_page("how-to/tts.md")
+    said: list[tuple[str, bool]] = []
+
+    class TTS:
+        async def say(self, text: str, final: bool) -> None:
+            said.append((text, final))
+
+    async def tokens() -> Any:
+        for piece in ["Hello ", "there. ", "How ", "are ", "you?"]:
+            yield piece
+
+    anyio.run(namespace["speak"], tokens(), TTS())
+    assert said == [("Hello there. ", True), ("How are you?", True)]
+    assert isinstance(namespace["splitter"], pacer.SentenceSplitter)

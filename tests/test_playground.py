@@ -1,0 +1,183 @@
+"""``pacer serve``: the three-view stream (virtual clock), its HTTP endpoint on a real
+uvicorn server, and the page in a real headless Chromium with a screenshot check."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from typing import Any
+
+import anyio
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("tiktoken")
+
+import httpx
+
+import pacer
+from pacer.playground import create_playground, stream_views
+from pacer.sse import ServerSentEvent, SSEDecoder
+from pacer.tokenizers import load_tekken
+
+from .servers import serve
+
+
+@pytest.fixture(scope="module")
+def enc() -> Any:
+    return load_tekken()
+
+
+TEXT = "Streaming 中文 is fun. Dr. Patel said so! 👩\u200d👩\u200d👧 waves.\n\n- a list item\n- another one\n"
+
+
+def collect(frames: list[bytes]) -> list[ServerSentEvent]:
+    decoder = SSEDecoder()
+    events = [e for f in frames for e in decoder.feed(f)]
+    return events + decoder.flush()
+
+
+def test_three_views_get_the_same_text_on_the_virtual_clock(enc: Any) -> None:
+    ids = enc.encode(TEXT)
+    trace = pacer.traces.bursty(ids, per_second=20, seed=3)
+    views = {
+        "raw": pacer.Pipeline(pacer.Detokenizer(enc)),
+        "paced": pacer.Pipeline(pacer.Detokenizer(enc), pacer.Pacer(cps=30, max_lag=0.5)),
+        "sentence": pacer.Pipeline(pacer.Detokenizer(enc), pacer.SentenceSplitter(max_hold=0.6)),
+    }
+    clock = pacer.VirtualClock()
+
+    async def gather() -> list[bytes]:
+        return [frame async for frame in stream_views(trace, views, clock=clock)]
+
+    events = collect(anyio.run(gather))
+    assert events[-1].data == "[DONE]" and events[-2].event == "end"
+    by_view: dict[str, list[dict[str, Any]]] = {"raw": [], "paced": [], "sentence": []}
+    for e in events[:-2]:
+        by_view[e.event].append(json.loads(e.data))
+    for view, chunks in by_view.items():
+        assert "".join(c["text"] for c in chunks) == TEXT, view
+        times = [c["t"] for c in chunks]
+        assert times == sorted(times), f"{view} events out of time order"
+    # One raw event per token that completes text: what the model sent, as it sent it.
+    detok = pacer.Detokenizer(enc)
+    assert [c["text"] for c in by_view["raw"]] == [t for i in ids for t in detok.feed(i)]
+    assert max(c["lag"] for c in by_view["paced"]) <= 0.5 + 1e-9
+    sentences = [c["text"] for c in by_view["sentence"]]
+    assert sentences[:2] == ["Streaming 中文 is fun. ", "Dr. Patel said so! "]
+    summary = json.loads(events[-2].data)
+    assert summary["raw"]["chars"] == summary["paced"]["chars"] == len(TEXT)
+    # The whole replay took the trace's time on the virtual clock: the loop slept.
+    assert clock.now() >= trace[-1][0]
+
+
+def test_stream_endpoint_over_real_http(enc: Any) -> None:
+    app = create_playground(enc, TEXT)
+    with serve(app) as base, httpx.Client(base_url=base, timeout=20) as client:
+        page = client.get("/")
+        assert page.status_code == 200 and 'id="paced"' in page.text
+        with client.stream("GET", "/stream", params={"tps": 400, "cps": 2000, "unit": "grapheme"}) as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            frames = list(r.iter_bytes())
+        events = collect(frames)
+        assert events[-1].data == "[DONE]"
+        for view in ("raw", "paced", "sentence"):
+            assert "".join(json.loads(e.data)["text"] for e in events if e.event == view) == TEXT
+        short = client.get("/stream", params={"tokens": 3, "tps": 1000})
+        assert "".join(json.loads(e.data)["text"] for e in collect([short.content]) if e.event == "raw") == (
+            enc.decode(enc.encode(TEXT)[:3])
+        )
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"cps": "0"}, "cps must be between 1 and 5000, got 0"),
+        ({"tps": "fast"}, "tps must be a number, got 'fast'"),
+        ({"unit": "line"}, "unit must be one of grapheme, word, sentence, chunk, got 'line'"),
+        ({"max_lag": "-1"}, "max_lag must be between"),
+    ],
+)
+def test_bad_query_is_a_400_naming_the_parameter(enc: Any, query: dict[str, str], message: str) -> None:
+    from starlette.testclient import TestClient
+
+    with TestClient(create_playground(enc, TEXT)) as client:
+        r = client.get("/stream", params=query)
+    assert r.status_code == 400
+    assert message in r.json()["error"]["message"]
+
+
+def _chromium() -> tuple[str, str] | None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+def wait_done(driver: Any) -> None:
+    deadline = time.monotonic() + 60
+    while driver.execute_script("return document.body.dataset.state") != "done":
+        assert time.monotonic() < deadline, "the page did not finish streaming in 60 s"
+        time.sleep(0.1)
+
+
+def count_children(driver: Any, view: str) -> int:
+    return int(driver.execute_script(f"return document.getElementById('{view}').children.length"))
+
+
+def test_page_in_headless_chromium_fills_three_panes(enc: Any, tmp_path: Any) -> None:
+    """The page, in a real browser: all three panes fill with the whole stream's text,
+    and a screenshot shows ink in each pane. CI installs Debian's chromium; elsewhere
+    the test is skipped when no browser is installed."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    found = _chromium()
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have chromium and chromedriver (apt-get install chromium chromium-driver)")
+        pytest.skip("no chromium/chromedriver here: apt-get install chromium chromium-driver")
+    from PIL import Image
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    browser, driver_path = found
+    options = Options()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    options.add_argument("--window-size=1400,800")
+    text = (TEXT * 3).strip() + "\n"
+    app = create_playground(enc, text)
+    with serve(app) as base:
+        driver = webdriver.Chrome(service=Service(driver_path), options=options)
+        try:
+            driver.get(f"{base}/?tps=150&cps=600")
+            wait_done(driver)
+            panes = {}
+            for view in ("raw", "paced", "sentence"):
+                element = driver.find_element("id", view)
+                assert driver.execute_script("return arguments[0].textContent", element) == text, view
+                panes[view] = element.rect
+            status = driver.find_element("id", "status").text
+            assert status.startswith("done"), status
+            assert driver.find_element("id", "cps").get_attribute("value") == "600"  # the URL's value
+            words = count_children(driver, "paced")
+            # The controls restart the stream with new options: by sentence, far fewer chunks.
+            driver.execute_script("document.getElementById('unit').value = 'sentence'")
+            driver.find_element("id", "start").click()
+            wait_done(driver)
+            assert driver.execute_script("return document.getElementById('paced').textContent") == text
+            assert count_children(driver, "paced") < words / 3
+            shot = tmp_path / "playground.png"
+            driver.save_screenshot(str(shot))
+            if os.environ.get("PACER_SCREENSHOT"):
+                shutil.copy(shot, os.environ["PACER_SCREENSHOT"])
+            ratio = driver.execute_script("return window.devicePixelRatio") or 1
+        finally:
+            driver.quit()
+    image = Image.open(shot).convert("L")
+    for view, rect in panes.items():
+        left, top = int(rect["x"] * ratio), int(rect["y"] * ratio)
+        pane = image.crop((left, top, left + int(rect["width"] * ratio), top + int(rect["height"] * ratio)))
+        ink = sum(pane.histogram()[:128])  # dark pixels: text on the white pane
+        assert ink > 500, f"the {view} pane looks empty in the screenshot ({ink} dark pixels)"
