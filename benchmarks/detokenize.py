@@ -67,6 +67,16 @@ def _hf_tekken() -> Any:
     return convert_tekken_tokenizer(str(mistral_data_file("tekken_240911.json")))
 
 
+def _hf_wordpiece() -> Any:
+    """The WordPiece tokenizer the tests train (no such file ships in a registry package),
+    as a transformers ``BertTokenizerFast``."""
+    from transformers import BertTokenizerFast
+
+    from tests.tokenizers_fixtures import wordpiece
+
+    return BertTokenizerFast(tokenizer_object=wordpiece(), clean_up_tokenization_spaces=True)
+
+
 def main(quick: bool = False) -> None:
     reps = 2 if quick else 20
     rows: list[list[str]] = []
@@ -74,6 +84,7 @@ def main(quick: bool = False) -> None:
     families = {
         "tekken BPE": (enc, _hf_tekken()),
         "v3 SentencePiece": (None, _hf_fast("mistral_instruct_tokenizer_240323.model.v3")),
+        "WordPiece (BERT-style)": (None, _hf_wordpiece()),
     }
     corpora = {"English": ENGLISH, "Chinese": CHINESE, "emoji": EMOJI, "code": CODE}
     for label, text in corpora.items():

@@ -131,9 +131,8 @@ class _LatenessPacer(Pacer):
         return super().poll(now)
 
 
-async def _source(tokens: list[str], per_second: float, seed: int) -> Any:
-    trace = traces.bursty(tokens, per_second=per_second, seed=seed)
-    start = time.monotonic()
+async def _source(trace: list[tuple[float, Any]], start: float) -> Any:
+    """Replay ``trace`` from ``start`` (monotonic seconds), like a model behind a server."""
     for t, token in trace:
         delay = start + t - time.monotonic()
         if delay > 0:
@@ -141,23 +140,33 @@ async def _source(tokens: list[str], per_second: float, seed: int) -> Any:
         yield token
 
 
-async def _scale(streams: int, tokens_per_stream: int, per_second: float) -> tuple[list[float], float, int]:
+async def _scale(
+    streams: int, tokens_per_stream: int, per_second: float, ramp: float = 0.0
+) -> tuple[list[float], float, int]:
+    """Run ``streams`` paced streams on this loop; stream ``i`` starts ``i / streams * ramp``
+    seconds in (requests arrive over ``ramp`` seconds; 0: all at once)."""
     lateness: list[float] = []
     tokens = _tokens(tokens_per_stream)
+    # The arrival traces are the benchmark's, not pacer's: made before the clock starts.
+    plans = [traces.bursty(tokens, per_second=per_second, seed=seed) for seed in range(streams)]
     clock = MonotonicClock()
     delivered = 0
 
-    async def one(seed: int) -> None:
+    async def one(seed: int, start: float) -> None:
         nonlocal delivered
+        delay = start - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
         pacer = _LatenessPacer(cps=40)
         pacer.lateness = lateness
-        async for text in arun(pacer, _source(tokens, per_second, seed), clock=clock):
+        async for text in arun(pacer, _source(plans[seed], start), clock=clock):
             delivered += len(text)
 
     cpu0 = time.process_time()
+    t0 = time.monotonic()
     async with asyncio.TaskGroup() as tg:
         for seed in range(streams):
-            tg.create_task(one(seed))
+            tg.create_task(one(seed, t0 + ramp * seed / streams))
     cpu = time.process_time() - cpu0
     expected = len("".join(tokens)) * streams
     assert delivered == expected, (delivered, expected)
@@ -166,11 +175,16 @@ async def _scale(streams: int, tokens_per_stream: int, per_second: float) -> tup
 
 def scale(quick: bool = False) -> None:
     rows = []
-    configs = [(200, 40, 10.0)] if quick else [(1000, 100, 10.0), (3000, 40, 5.0), (10_000, 20, 2.0)]
-    for streams, tokens, rate in configs:
+    # (streams, tokens each, tokens/s each, seconds over which the streams start)
+    configs = (
+        [(200, 40, 10.0, 0.0)]
+        if quick
+        else [(1000, 100, 10.0, 0.0), (10_000, 20, 2.0, 0.0), (10_000, 30, 2.0, 5.0)]
+    )
+    for streams, tokens, rate, ramp in configs:
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t0 = time.perf_counter()
-        lateness, cpu, tasks_left = asyncio.run(_scale(streams, tokens, rate))
+        lateness, cpu, tasks_left = asyncio.run(_scale(streams, tokens, rate, ramp))
         wall = time.perf_counter() - t0
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         lat = sorted(lateness)
@@ -178,6 +192,7 @@ def scale(quick: bool = False) -> None:
             [
                 f"{streams:,}",
                 f"{rate:g} tok/s x {tokens}",
+                f"over {ramp:g} s" if ramp else "all at once",
                 f"{wall:.1f}",
                 f"{1000 * (percentile(lat, 50) or 0):.2f}",
                 f"{1000 * (percentile(lat, 99) or 0):.2f}",
@@ -192,6 +207,7 @@ def scale(quick: bool = False) -> None:
         [
             "streams",
             "each",
+            "start",
             "wall s",
             "lateness p50 ms",
             "p99 ms",

@@ -9,6 +9,13 @@ window. Held: at most 3 bytes of an unfinished character, or, for decoders with
 byte-fallback runs (HF ``ByteFallback``), the current run of byte tokens, because
 one bad byte anywhere in such a run turns the whole run into U+FFFD.
 
+Decoders that are not a plain concatenation stay exact with constant work per token:
+HF ``WordPiece`` works token by token (a token after the first loses its ``##`` or
+gains a space, then a fixed cleanup runs on that token alone), so it becomes two
+tables, one for the first token and one for the rest; transformers'
+``clean_up_tokenization`` is a chain of ``str.replace`` calls on the whole text,
+streamed as a chain of replacers each holding fewer characters than its pattern.
+
 A genuine U+FFFD in the text is just three bytes like any other: it never stalls.
 """
 
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import codecs
 import functools
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +71,9 @@ class Vocab:
     special_ids: frozenset[int] = field(default_factory=frozenset)
     skipped_ids: frozenset[int] = field(default_factory=frozenset)
     """Ids the decoder drops before it runs (skipped specials): they never end a byte run."""
+    first: list[Any] | None = None
+    """Byte pieces for the decoder's first token, where it differs (HF ``WordPiece``:
+    no space added, continuation prefix kept); ``pieces`` for every later token."""
 
     @functools.cached_property
     def texts(self) -> list[str | None]:
@@ -97,7 +108,8 @@ class Detokenizer(Stage):
         self._size = len(self._pieces)
         self._count = 0  # ids taken so far, for error messages
         self._decoder = codecs.getincrementaldecoder("utf-8")(self.vocab.errors)
-        self._at_start = self.vocab.strip_first == "token"  # next piece may lose its space
+        # Until the first non-empty piece, the decoder may treat it specially.
+        self._at_start = self.vocab.strip_first == "token" or self.vocab.first is not None
         from .tokenizers import wants_cleanup
 
         self._strip_both = self.vocab.strip_first == "both"
@@ -197,14 +209,16 @@ class Detokenizer(Stage):
 
     def _convert_start(self, ids: Sequence[int]) -> str:
         # Until the first non-empty piece, the decoder may drop its leading space.
-        pieces, strip_ids = self._pieces, self.vocab.strip_ids
+        pieces, strip_ids, first = self._pieces, self.vocab.strip_ids, self.vocab.first
         out: list[bytes] = []
         for k, i in enumerate(ids):
             piece = pieces[i]
             if not piece:
                 continue
             self._at_start = False
-            if i in strip_ids and piece[:1] == b" ":
+            if first is not None:
+                piece = first[i]
+            elif i in strip_ids and piece[:1] == b" ":
                 piece = piece[1:]
             out.append(piece)
             out.extend(pieces[j] for j in ids[k + 1 :])
@@ -274,6 +288,10 @@ CLEANUP_REPLACEMENTS = (
 )  # fmt: skip
 
 
+_CLEANUP_START = re.compile(r" [.?!,'n]")  # where any cleanup pattern could start
+assert all(p[0] == " " and p[1] in ".?!,'n" for p, _ in CLEANUP_REPLACEMENTS)
+
+
 class _Replace:
     """``str.replace(pattern, replacement)`` over a stream: exact, holding < len(pattern) chars."""
 
@@ -314,10 +332,17 @@ class _Cleanup:
 
     def __init__(self) -> None:
         self.steps = [_Replace(p, r) for p, r in CLEANUP_REPLACEMENTS]
+        self._holding = False  # some step holds the start of a pattern
 
     def feed(self, text: str) -> str:
+        # Every pattern starts with a space and one of ".?!,'n", so every start of one
+        # that a step could hold is such a pair or a final space: text with neither
+        # passes every step unchanged. Most tokens take this path.
+        if not self._holding and text[-1:] != " " and _CLEANUP_START.search(text) is None:
+            return text
         for step in self.steps:
             text = step.feed(text)
+        self._holding = any(step.held for step in self.steps)
         return text
 
     def flush(self) -> str:

@@ -49,6 +49,7 @@ _ARRIVAL_WINDOW = 1.0  # seconds over which the arrival rate is estimated
 _FOLLOW = 1.0  # adaptive pacing runs at least this multiple of the arrival rate
 _CATCH_UP = 2.0  # a backlog is worked off in about this many max_lags
 _COALESCE = 0.005  # units due this close together go out in one wake-up
+_STALE = object()  # the cached deadline needs recomputing
 
 
 class Pacer(Stage):
@@ -123,6 +124,7 @@ class Pacer(Stage):
         self._arrival_rate = 0.0
         self._last_arrival = -math.inf
         self._ended = False
+        self._deadline: float | object | None = _STALE
 
     def __repr__(self) -> str:
         return f"Pacer(cps={self.rate:g}, unit={self.unit!r}, max_lag={self.max_lag:g})"
@@ -131,6 +133,14 @@ class Pacer(Stage):
 
     @property
     def deadline(self) -> float | None:
+        # Computed once per state change: drivers and pipelines ask several times
+        # between two calls, and every mutator ends in _release, which clears it.
+        deadline = self._deadline
+        if deadline is _STALE:
+            deadline = self._deadline = self._compute_deadline()
+        return deadline  # type: ignore[return-value]
+
+    def _compute_deadline(self) -> float | None:
         if self._queue:
             entered = self._queue[0][1]
             return min(max(self._ready(self._seen), entered), entered + self.max_lag)
@@ -243,6 +253,7 @@ class Pacer(Stage):
             self._queued_cost -= cost
             self._last_due, self._last_cost, self._last_pause = due, cost, self._pause(head)
             out.append(head)
+        self._deadline = _STALE
         return out
 
     def _ready(self, now: float) -> float:

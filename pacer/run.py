@@ -250,6 +250,7 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
             raise TypeError(f"arun: source must be an (async) iterable, got {type(source).__name__}")
         self._agen: Any = None
         self._reader: _Reader | None = None
+        self._puller: _AsyncioPuller | None = None
 
     def __aiter__(self) -> AsyncIterator[T]:
         if self._agen is None:
@@ -285,6 +286,8 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
     def __del__(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
+        if self._puller is not None:
+            self._puller.cancel()
 
     async def _drive(self) -> AsyncIterator[T]:
         p, clock = self.pipeline, self.clock
@@ -292,7 +295,10 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
         timed = p.timed
         source = self._source
         try:
-            if self._threaded():
+            if self._threaded() and isinstance(source, AsyncIterable) and _on_asyncio():
+                puller = self._puller = _AsyncioPuller(source)
+                pull = puller.get
+            elif self._threaded():
                 reader = self._reader = _Reader(source, self._buffer)
                 pull = reader.get
             else:
@@ -325,7 +331,7 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
                 self._reader.cancel()
             else:
                 with anyio.CancelScope(shield=True):
-                    await _aclose_source(source)
+                    await (self._puller.aclose() if self._puller is not None else _aclose_source(source))
             if not finished and not p.done:
                 self._unshown = p.cancel(clock.now())
 
@@ -418,6 +424,81 @@ class _Reader:
     def cancel(self) -> None:
         self._scope.cancel()
         self._recv.close()
+
+
+class _AsyncioPuller:
+    """Reads an async source on asyncio from the consumer's own task.
+
+    A read with no deadline is a plain ``await`` of the source: no helper task, no
+    buffer, one event-loop step per item. Only a read that a deadline interrupts
+    moves into a task of its own, picked up by the next ``get``; a timed wait is a
+    future woken by that task or by a ``call_later`` handle, so no task is ever
+    cancelled on a timeout. At most one item is read ahead: a slow consumer stops
+    the source. This is what lets one loop carry thousands of paced streams.
+    """
+
+    def __init__(self, source: AsyncIterable[Any]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._source = source
+        self._ait = source.__aiter__()
+        self._pending: asyncio.Task[tuple[int, Any]] | None = None
+
+    async def _next(self) -> tuple[int, Any]:
+        try:
+            return _ITEM, await self._ait.__anext__()
+        except StopAsyncIteration:
+            return _END, None
+
+    async def get(self, timeout: float | None) -> tuple[int, Any]:
+        pending = self._pending
+        if pending is None:
+            if timeout is None:
+                return await self._next()
+            if timeout <= 0:
+                await asyncio.sleep(0)  # a checkpoint, as every wait is
+                return _TIMEOUT, None
+            pending = self._pending = self._loop.create_task(self._next())
+        if not pending.done():
+            waiter = self._loop.create_future()
+
+            def wake(_: object) -> None:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+            pending.add_done_callback(wake)
+            handle = None if timeout is None else self._loop.call_later(timeout, wake, None)
+            try:
+                await waiter
+            finally:
+                pending.remove_done_callback(wake)
+                if handle is not None:
+                    handle.cancel()
+            if not pending.done():
+                return _TIMEOUT, None
+        self._pending = None
+        return pending.result()
+
+    def cancel(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+
+    async def aclose(self) -> None:
+        """Stop a read in flight, then close the source."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.cancel()
+            await asyncio.wait([pending])
+            if not pending.cancelled() and pending.exception() is not None:
+                _log.debug("pacer: a read in flight failed while closing: %r", pending.exception())
+        await _aclose_source(self._source)
+
+
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _spawn_detached(fn: Any) -> None:

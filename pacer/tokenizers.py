@@ -231,7 +231,51 @@ def _hf_vocab(tok: Any, skip_special_tokens: bool, name: str) -> Vocab:
             special_ids=frozenset(special),
         )
 
+    if kinds == ["WordPiece"]:
+        # HF's WordPiece decoder works token by token: a token after the first loses
+        # its continuation prefix or gains a space, then (``cleanup``) a fixed list of
+        # replacements runs on that token alone. So each id has one piece for the first
+        # position and one for every later position: two tables, O(1) per token.
+        prefix, cleanup = steps[0].get("prefix", "##"), steps[0].get("cleanup", True)
+
+        def clean(text: str) -> bytes:
+            if cleanup:
+                for old, new in _WORDPIECE_CLEANUP:
+                    text = text.replace(old, new)
+            return text.encode()
+
+        later: list[Any] = []
+        first: list[Any] = []
+        for i, token in enumerate(tokens):
+            if token is None:
+                later.append(None)
+                first.append(None)
+            elif i in skip:
+                later.append(b"")
+                first.append(b"")
+            else:
+                rest = token[len(prefix) :] if prefix and token.startswith(prefix) else " " + token
+                later.append(clean(rest))
+                first.append(clean(token))
+        return Vocab(f"{name}:WordPiece", later, first=first, special_ids=frozenset(special))
+
     raise NotImplementedError(f"Detokenizer: the HF decoder {kinds} is not supported yet")
+
+
+# The replacements of HF's WordPiece ``cleanup``, in its order.
+_WORDPIECE_CLEANUP = (
+    (" .", "."),
+    (" ?", "?"),
+    (" !", "!"),
+    (" ,", ","),
+    (" ' ", "'"),
+    (" n't", "n't"),
+    (" 'm", "'m"),
+    (" do not", " don't"),
+    (" 's", "'s"),
+    (" 've", "'ve"),
+    (" 're", "'re"),
+)
 
 
 # -- transformers slow (Python) tokenizers ---------------------------------------------------

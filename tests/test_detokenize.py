@@ -71,8 +71,12 @@ def test_no_spurious_replacement_character_and_genuine_one_never_stalls(name: st
     assert full == b.decode(ids, False)
     assert full.count("\ufffd") == b.decode(ids, False).count("\ufffd")
     assert "\ufffd" not in shown.replace("\ufffd", "", 1)
-    # Everything up to the last token is out before flush, U+FFFD included.
-    assert "\ufffd then" in shown
+    # Everything up to the last token is out before flush, U+FFFD included. (BERT's
+    # normalizer deletes U+FFFD before tokenizing: then no id carries it.)
+    if "wordpiece" in name:
+        assert "\ufffd" not in full and "ok then" in shown
+    else:
+        assert "\ufffd then" in shown
 
 
 def test_feed_takes_numpy_and_torch_shapes() -> None:

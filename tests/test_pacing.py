@@ -207,6 +207,32 @@ def test_lossless_and_bounded_for_any_text_and_timing(text: str, gaps: list[floa
         assert chunk.emitted - chunk.arrival <= 0.4 + 1e-9
 
 
+@given(
+    st.lists(st.tuples(st.sampled_from(["push", "poll", "wait"]), hard_text, st.floats(0, 0.4)), max_size=25),
+    st.sampled_from(["word", "grapheme", "sentence", "chunk"]),
+)
+def test_cached_deadline_always_equals_a_fresh_computation(
+    steps: list[tuple[str, str, float]], unit: str
+) -> None:
+    """The deadline is cached between state changes; it must never go stale."""
+    pacer = Pacer(cps=20, unit=unit, max_lag=0.3)  # type: ignore[arg-type]
+    now = 0.0
+    for action, text, dt in steps:
+        now += dt
+        if action == "push" and text:
+            pacer.push(Chunk(text, now), now)
+        elif action == "poll" or (action == "wait" and pacer.deadline is not None):
+            now = max(now, pacer.deadline or now)
+            pacer.poll(now)
+        assert pacer.deadline == pacer._compute_deadline()
+    pacer.finish(now)
+    while pacer.deadline is not None:
+        assert pacer.deadline == pacer._compute_deadline()
+        now = pacer.deadline
+        pacer.poll(now)
+    assert pacer._compute_deadline() is None
+
+
 @pytest.mark.parametrize(
     ("kwargs", "name"),
     [

@@ -41,6 +41,30 @@ def _hf_tekken() -> Any:
 
 
 @functools.cache
+def wordpiece() -> Any:
+    """A BERT-style WordPiece tokenizer trained here (no file of that family ships in
+    a registry package): HF tokenizers' own model, pre-tokenizer and decoder."""
+    from pydoc_data.topics import topics
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=False)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
+    extra = "Streaming 中文 和 日本語のかな 👩‍👩‍👧 🇫🇷 naïve café don't I'm it's we've you're. Wait?! Yes, no."
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=3000, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    )
+    tok.train_from_iterator([*topics.values(), extra] * 2, trainer)
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    return tok
+
+
+@functools.cache
 def backend(name: str) -> Backend:
     if name == "tiktoken-tekken":
         enc = load_tekken()
@@ -66,7 +90,20 @@ def backend(name: str) -> Backend:
             lambda ids, skip: slow.decode(ids, skip_special_tokens=skip),
             len(slow),
         )
-    if name.startswith("hf-fast-"):
+    if name == "hf-rust-wordpiece":
+        wp = wordpiece()
+        return Backend(
+            name,
+            wp,
+            lambda s: wp.encode(s).ids,
+            lambda ids, skip: wp.decode(ids, skip_special_tokens=skip),
+            wp.get_vocab_size(),
+        )
+    if name == "hf-fast-wordpiece":
+        from transformers import BertTokenizerFast
+
+        tok = BertTokenizerFast(tokenizer_object=wordpiece(), clean_up_tokenization_spaces=True)
+    elif name.startswith("hf-fast-"):
         tok = _hf_from_spm(name.removeprefix("hf-fast-"))
     elif name == "hf-fast-tekken":
         tok = _hf_tekken()
@@ -110,6 +147,8 @@ ALL = [
     f"hf-rust-{SPM_FILES[0]}",
     *(f"hf-slow-{f}" for f in SPM_FILES),
     "hf-fast-tekken",
+    "hf-rust-wordpiece",
+    "hf-fast-wordpiece",
 ]
 
 
