@@ -179,7 +179,7 @@ def scale(quick: bool = False) -> None:
     configs = (
         [(200, 40, 10.0, 0.0)]
         if quick
-        else [(1000, 100, 10.0, 0.0), (10_000, 20, 2.0, 0.0), (10_000, 30, 2.0, 5.0)]
+        else [(1000, 100, 10.0, 0.0), (5000, 30, 2.0, 5.0), (10_000, 20, 2.0, 0.0), (10_000, 30, 2.0, 5.0)]
     )
     for streams, tokens, rate, ramp in configs:
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

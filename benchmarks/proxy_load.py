@@ -118,7 +118,11 @@ def main(quick: bool = False) -> None:
         r = asyncio.run(_load(url, proc.pid, clients, tokens))
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:  # uvicorn still draining streams: stop it
+            proc.kill()
+            proc.wait(10)
     print_table(
         f"Pacing proxy under load: {clients} concurrent SSE clients, "
         f"{tokens} tokens each at ~{rate:g}/s, loopback",

@@ -71,8 +71,13 @@ def create_proxy(
     max_line: int = 1 << 20,
     clock: Clock | None = None,
     client: httpx.AsyncClient | None = None,
+    max_connections: int | None = None,
 ) -> Starlette:
-    """The proxy as a Starlette app; ``pipeline_factory()`` makes each stream's pipeline."""
+    """The proxy as a Starlette app; ``pipeline_factory()`` makes each stream's pipeline.
+
+    ``max_connections`` caps concurrent upstream requests (default: no cap, so every
+    client stream has its upstream stream at once; a capped proxy queues the rest).
+    """
     base = upstream.rstrip("/")
     if not base.startswith(("http://", "https://")):
         raise ValueError(f"create_proxy: upstream must be an http(s) URL, got {upstream!r}")
@@ -82,7 +87,10 @@ def create_proxy(
         if client is not None:
             return client
         if "client" not in state:
-            state["client"] = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=10.0))
+            # One upstream connection per open stream: httpx's default pool of 100
+            # would queue the 101st stream behind the others for their whole length.
+            limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=100)
+            state["client"] = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=10.0), limits=limits)
         return state["client"]
 
     async def chat(request: Request) -> Response:

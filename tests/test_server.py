@@ -224,3 +224,42 @@ def test_bad_options() -> None:
         PacedEventSource([], Pacer(), send_timeout=-1)
     with pytest.raises(ValueError, match="upstream must be an http"):
         create_proxy("localhost:8000", Pacer)
+
+
+def test_proxy_serves_more_concurrent_streams_than_a_default_connection_pool(
+    proxy: str, upstream: tuple[Upstream, str]
+) -> None:
+    """110 long streams at once all start: no upstream pool queues one behind another."""
+    import asyncio
+    import contextlib
+
+    n = 110
+    body = {"model": "slow", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+
+    async def first_event(client: httpx.AsyncClient, started: asyncio.Event, counter: list[int]) -> None:
+        async with client.stream("POST", f"{proxy}/v1/chat/completions", json=body) as response:
+            decoder = SSEDecoder()
+            async for piece in response.aiter_raw():
+                if any(e.data != "[DONE]" for e in decoder.feed(piece)):
+                    counter[0] += 1
+                    if counter[0] == n:
+                        started.set()
+                    await started.wait()  # hold the stream open until every one has begun
+                    return
+
+    async def main() -> int:
+        counter = [0]
+        started = asyncio.Event()
+        limits = httpx.Limits(max_connections=n + 10)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+            tasks = [asyncio.create_task(first_event(client, started, counter)) for _ in range(n)]
+            # Each upstream stream lasts over 20 s: a queued one could not begin in 10.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(started.wait(), 10)
+            begun = counter[0]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return begun
+
+    assert asyncio.run(main()) == n
