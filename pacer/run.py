@@ -3,9 +3,11 @@
 A driver pulls items from the source, stamps them with the clock, pushes them
 through the pipeline and yields what comes out. It sleeps only until the
 pipeline's next ``deadline``. A pipeline with a time-driven stage on a real clock
-must hear about deadlines while the source is silent, so its source is read by a
-helper (a thread for sync sources, a detached task for async ones) through a
-bounded buffer: a slow consumer stops the source instead of piling items up.
+must hear about deadlines while the source is silent. On asyncio an async source
+is read from the consumer's own task, and only a read that a deadline interrupts is
+moved into a task of its own; otherwise the source is read by a helper (a thread for
+sync sources, a detached task on trio) through a bounded buffer. Either way a slow
+consumer stops the source instead of piling items up.
 Every other pipeline reads its source directly, one item per output request.
 
 Closing the run (``close``/``aclose``, leaving a ``with`` block, ``break`` and

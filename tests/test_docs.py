@@ -13,7 +13,7 @@ import pytest
 import pacer
 from pacer.sse import SSEDecoder
 
-from .tokenizers_fixtures import get
+from .tokenizers_fixtures import get, tiny_llama
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -71,23 +71,10 @@ def test_fastapi_how_to_streams_paced_sse() -> None:
 
 
 def test_hf_generate_how_to() -> None:
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
     tokenizer = get("hf-fast-tokenizer.model.v1").tokenizer
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.eos_token_id,
-    )
-    real = transformers.LlamaForCausalLM(config).eval()
+    real = tiny_llama(tokenizer, max_positions=512)
 
     class Recording:
         """The page's ``model``: generates with the tiny model and keeps the ids."""

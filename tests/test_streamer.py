@@ -10,7 +10,7 @@ import pytest
 
 import pacer
 
-from .tokenizers_fixtures import get
+from .tokenizers_fixtures import get, tiny_llama
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -19,19 +19,7 @@ transformers = pytest.importorskip("transformers")
 @pytest.fixture(scope="module")
 def model_and_tokenizer() -> tuple[Any, Any]:
     tok = get("hf-fast-tokenizer.model.v1").tokenizer
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
-    model = transformers.LlamaForCausalLM(config).eval()
+    model = tiny_llama(tok)
     return model, tok
 
 

@@ -64,6 +64,27 @@ def wordpiece() -> Any:
     return tok
 
 
+def tiny_llama(tok: Any, max_positions: int = 128) -> Any:
+    """A randomly initialised one-layer Llama for ``tok`` (seeded): no weights to download."""
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=max_positions,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.eos_token_id,
+    )
+    return transformers.LlamaForCausalLM(config).eval()
+
+
 @functools.cache
 def backend(name: str) -> Backend:
     if name == "tiktoken-tekken":
