@@ -5,9 +5,12 @@ the bytes (or text) that id contributes, plus the few rules its decoder applies
 that are not plain concatenation (which replacement a bad byte gets, the leading
 space of the first token, byte-fallback runs). Feeding ids is then a table lookup
 and an incremental UTF-8 decode: O(1) work per token, never a re-decode of a
-window. Held: at most 3 bytes of an unfinished character, or, for decoders with
-byte-fallback runs (HF ``ByteFallback``), the current run of byte tokens, because
-one bad byte anywhere in such a run turns the whole run into U+FFFD.
+window. Most tokens take a shorter path still: while nothing is pending (no partial
+character, byte run or start rule), a token's text is fixed, so it is one lookup in
+a table of whole-character texts built once per vocabulary. Held: at most 3 bytes
+of an unfinished character, or, for decoders with byte-fallback runs (HF
+``ByteFallback``), the current run of byte tokens, because one
+bad byte anywhere in such a run turns the whole run into U+FFFD.
 
 Decoders that are not a plain concatenation stay exact with constant work per token:
 HF ``WordPiece`` works token by token (a token after the first loses its ``##`` or
@@ -86,6 +89,15 @@ class Vocab:
                 out.append(None)
         return out
 
+    @functools.cached_property
+    def steady_texts(self) -> dict[int, str]:
+        """The non-empty text of each id whose text is fixed once nothing is pending:
+        no partial character before it and no byte run it could join or end."""
+        if self.byte_runs is None:
+            return {i: t for i, t in enumerate(self.texts) if t}
+        runs, skipped = self.byte_runs, self.skipped_ids
+        return {i: p for i, p in enumerate(self.pieces) if p and i not in runs and i not in skipped}
+
 
 class Detokenizer(Stage):
     """Token ids in, text out: ``"".join`` of everything equals the one-shot decode.
@@ -119,35 +131,27 @@ class Detokenizer(Stage):
         self._leading = True  # nothing but whitespace shown so far ("both")
         self._held_space = ""  # trailing whitespace, shown only if more text follows ("both")
         self._run = bytearray()
-        self._plain = self.vocab.byte_runs is None  # byte-stream decoding: no run state
         self._run_ids = self.vocab.byte_runs or {}
-        self._texts = self.vocab.texts if self._plain else []
         self._partial = False  # the UTF-8 decoder holds part of a character
         self._convert: Callable[[Sequence[int]], str] = (
             self._convert_runs if self.vocab.byte_runs is not None else self._convert_bytes
         )
+        self._fast_get = self.vocab.steady_texts.get
+        self._settle()
 
     def __repr__(self) -> str:
         return f"Detokenizer({self.vocab.name})"
 
     def feed(self, item: Any, now: float | None = None) -> list[str]:
         """Take one id or a sequence of ids; return the text they complete."""
-        if now is None and type(item) is int and not self._closed and 0 <= item < self._size:
-            piece = self._pieces[item]
-            text: str | None = None
-            if self._plain:
-                if self._at_start or piece is None:
-                    pass
-                elif not self._partial and self._texts[item] is not None:
-                    text = self._texts[item]  # whole characters, nothing pending: no decoding
-                else:
-                    text = self._decode(piece)
-            elif not self._run and item not in self._run_ids and item not in self.vocab.skipped_ids:
-                text = piece  # an ordinary token with no byte run pending: its text as is
-            if text is not None:  # the common case: no Chunk to build, nothing to re-check
-                self._count += 1
-                if self._strip_out:
-                    text = self._strip_output(text)
+        if type(item) is int and now is None:
+            if self._steady:
+                text = self._fast_get(item)
+                if text is not None:  # the common case: a table lookup, nothing else to do
+                    self._count += 1
+                    return [text]
+            text = self._one(item)
+            if text is not None:
                 return [text] if text else []
         return super().feed(item, now)
 
@@ -155,13 +159,9 @@ class Detokenizer(Stage):
         raise TypeError("Detokenizer takes token ids, not text: put it first in the pipeline")
 
     def ingest(self, item: object, now: float) -> list[Chunk]:
-        if type(item) is int and self._plain and not self._at_start and 0 <= item < self._size:
-            piece = self._pieces[item]
-            if piece is not None:  # the common case: one id, mid-stream, byte decoder
-                self._count += 1
-                text = self._decode(piece)
-                if self._strip_out:
-                    text = self._strip_output(text)
+        if type(item) is int:
+            text = self._one(item)
+            if text is not None:
                 return [Chunk(text, now)] if text else []
         if isinstance(item, Chunk):
             return self.push(item, now)
@@ -169,9 +169,44 @@ class Detokenizer(Stage):
         self._check(ids)
         self._count += len(ids)
         text = self._convert(ids)
+        self._settle()
         return [Chunk(text, now)] if text else []
 
+    def _settle(self) -> None:
+        # Which quick path the next id may take. ``_lookup``: a token's text is its table
+        # entry (no partial character, byte run or start rule pending), then the
+        # whole-text steps; ``_steady``: the table entry and nothing else; ``_bytewise``:
+        # a byte decoder past its start, so one valid id is one incremental decode.
+        ready = not (self._closed or self._at_start)
+        self._lookup = ready and not (self._partial or self._run)
+        self._steady = self._lookup and not self._strip_out
+        self._bytewise = ready and self.vocab.byte_runs is None
+
+    def _one(self, item: int) -> str | None:
+        """The text one valid id completes, by a quick path; ``None``: take the checked one."""
+        if self._lookup:
+            text = self._fast_get(item)
+            if text is not None:
+                self._count += 1
+                if self._strip_out:
+                    text = self._strip_output(text)
+                    self._steady = not self._strip_out  # a first-space rule ends with the first text
+                return text
+        if self._bytewise and 0 <= item < self._size:
+            piece = self._pieces[item]
+            if piece is not None:
+                self._count += 1
+                text = self._decoder.decode(piece)
+                self._partial = partial = self._decoder.getstate()[0] != b""
+                if self._strip_out:
+                    text = self._strip_output(text)
+                self._lookup = not partial  # what _settle would say: only _partial changed
+                self._steady = not (partial or self._strip_out)
+                return text
+        return None
+
     def finish(self, now: float) -> list[Chunk]:
+        self._steady = self._lookup = self._bytewise = False  # ended: later calls take the checked path
         text = self._end()
         return [Chunk(text, now)] if text else []
 

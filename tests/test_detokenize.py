@@ -61,6 +61,36 @@ def test_streamed_text_equals_one_shot_decode_of_random_ids(name: str, data: st.
 
 
 @pytest.mark.parametrize("name", ALL)
+@settings(max_examples=30)
+@given(data=st.data())
+def test_every_route_for_one_id_gives_the_same_text(name: str, data: st.DataObject) -> None:
+    # One id can take the table-only path (feed(id)), the timed path (feed(id, now)),
+    # the sequence path (feed([id])) or a pipeline's ingest: mixed freely, the text
+    # must still be the one-shot decode, whatever state each path leaves behind.
+    b = get(name)
+    any_id = st.one_of(st.integers(0, 300), st.integers(0, b.vocab_size - 1))
+    text_ids = b.encode(data.draw(hard_text))
+    ids = data.draw(st.lists(st.one_of(st.sampled_from(text_ids or [0]), any_id), max_size=30))
+    for skip in (False, True):
+        d = Detokenizer(b.tokenizer, skip_special_tokens=skip)
+        through_pipeline = pacer.pipeline(d)
+        pieces: list[str] = []
+        for i in ids:
+            route = data.draw(st.sampled_from(["id", "timed", "list", "pipeline"]))
+            if route == "id":
+                pieces += d.feed(i)
+            elif route == "timed":
+                pieces += d.feed(i, now=1.0)
+            elif route == "list":
+                pieces += d.feed([i])
+            else:
+                pieces += through_pipeline.feed(i)
+        pieces += d.flush()
+        assert "".join(pieces) == b.decode(ids, skip)
+        assert "" not in pieces
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_no_spurious_replacement_character_and_genuine_one_never_stalls(name: str) -> None:
     b = get(name)
     text = "ok \ufffd then 中文 and 🤖 end"
