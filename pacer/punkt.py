@@ -46,6 +46,15 @@ class PunktModel:
     ortho_context: Mapping[str, int]
     """Lower-case word -> flags of where it was seen capitalised or lower case."""
 
+    @functools.cached_property
+    def after_number_prefixes(self) -> frozenset[str]:
+        """Every prefix of a word that, after a number and a period, keeps the sentence
+        going (a collocation, or a word seen capitalised only mid-sentence). A next word
+        that starts otherwise ends the sentence, so no need to wait for the rest of it."""
+        words = {b for a, b in self.collocations if a == "##number##"}
+        words.update(w for w, c in self.ortho_context.items() if c & ORTHO_MID_UC and not c & ORTHO_LC)
+        return frozenset(w[:k] for w in words for k in range(1, len(w) + 1))
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PunktModel:
         """Build a model from the JSON object ``scripts/build_punkt.py`` writes."""

@@ -480,6 +480,12 @@ class SentenceSplitter(Stage):
             return 1  # a symbol, or a letter of a script without case (你, 안)
         e = _WORD_CHARS.match(buf, m + 1).end()  # type: ignore[union-attr]
         if e == n and not eof and e - m < _LOOKAHEAD:
+            start = buf[m:e]
+            if not (is_abbrev or is_initial) and start.isascii():
+                # After a number only a few words keep the sentence going: decide as soon
+                # as the next word cannot be one of them, whatever the rest of it is.
+                if start.lower() not in punkt.after_number_prefixes:
+                    return 1
             return _NEED_MORE
         next_word = buf[m:e]
         next_typ = next_word.lower()
@@ -516,6 +522,8 @@ class SentenceSplitter(Stage):
         """Classify the line at ``_line``; decide the break at the line end before it."""
         kind = self._line_kind_at(self._line, eof)
         if kind == _NEED_MORE:
+            if self._prev_kind >= 0 and self._line > 0 and self._break_before_is_certain():
+                self._add_break(self._line - 1)  # decided now; classifying later adds the same
             return False
         self._line_pending = False
         self._label_dot = -1
@@ -536,6 +544,25 @@ class SentenceSplitter(Stage):
         # Inside a fence a line is code unless it closes the fence: _scan_fenced finds out.
         self._fence_possible = kind == _CODE
         return True
+
+    def _break_before_is_certain(self) -> bool:
+        """Whether the unclassified line at ``_line`` starts a unit whatever its kind turns
+        out to be: after a block end, after a list item unless the line is indented (it
+        may continue the item), or when its start already proves a list item, a thematic
+        break or a fence, all block starts."""
+        prev, buf, line = self._prev_kind, self._buf, self._line
+        if prev in _BLOCK_END:
+            return True
+        if prev == _LIST and buf[line] not in " \t":
+            return True
+        f = line
+        n = len(buf)
+        while f < n and buf[f] in " \t\r":
+            f += 1
+        if f + 1 >= n:
+            return False
+        c = buf[f]
+        return (c in "-*+" and buf[f + 1] in " \t") or (c in "`~" and buf.startswith(c * 3, f))
 
     def _line_kind_at(self, line: int, eof: bool) -> int:
         buf = self._buf

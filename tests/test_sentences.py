@@ -154,6 +154,47 @@ def test_abbreviation_waits_for_the_next_word() -> None:
     assert splitter.feed(" list") == ["We need eggs, etc. "]
 
 
+def test_after_a_number_the_next_word_decides_as_soon_as_its_start_does() -> None:
+    shipped = english_punkt()
+    # A model where only "None" keeps a sentence going after a number (seen capitalised
+    # only mid-sentence): any word that cannot become "none" ends the sentence at once.
+    model = PunktModel(
+        abbreviations=shipped.abbreviations,
+        titles=shipped.titles,
+        numeric_only=shipped.numeric_only,
+        collocations=frozenset(),
+        sentence_starters=shipped.sentence_starters,
+        ortho_context={"none": 4},
+    )
+    assert model.after_number_prefixes == {"n", "no", "non", "none"}
+    splitter = SentenceSplitter(punkt=model)
+    assert splitter.feed("It was 5. No") == []  # may still become "None"
+    assert splitter.feed("t") == ["It was 5. "]
+    splitter = SentenceSplitter(punkt=model)
+    assert splitter.feed("It was 5. None") == []
+    assert splitter.feed(" of them.") == []  # "None" kept the sentence going
+    assert splitter.flush() == ["It was 5. None of them."]
+
+
+@pytest.mark.parametrize(
+    ("text", "out"),
+    [
+        ("- milk\n-", ["- milk\n"]),  # after a list item, an unindented line starts a unit
+        ("# Title\nT", ["# Title\n"]),  # after a heading, any line does
+        ("Intro:\n- ", ["Intro:\n"]),  # a list item or a thematic break: both start a unit
+        ("Intro:\n-", []),  # may still be "-5 degrees", which goes on
+        ("Intro:\n```", ["Intro:\n"]),  # a fence, whatever its length and info string
+        ("Intro:\n``", []),  # may be inline code
+        ("- item\n  -", []),  # may continue the item
+        ("- item\n  - ", ["- item\n  "]),  # a nested item (a unit keeps the space after it)
+    ],
+)
+def test_markdown_line_starts_a_unit_as_soon_as_its_start_proves_it(text: str, out: list[str]) -> None:
+    splitter = SentenceSplitter()
+    assert splitter.feed(text) == out
+    assert "".join(out + splitter.flush()) == text
+
+
 def test_fenced_code_is_one_unit_even_when_the_source_stalls() -> None:
     clock = VirtualClock()
     splitter = SentenceSplitter(max_hold=0.5)
