@@ -69,7 +69,8 @@ _GRAPHEME = regex.compile(r"\X")
 _NONSPACE = re.compile(r"\S")
 _WORD_CHARS = re.compile(r"[\w'’\-]*")
 _HR = re.compile(r"[ \t]*([-*_])(?:[ \t]*\1){2,}[ \t\r]*")
-_LOOKAHEAD = 40  # longest next word Punkt waits for
+_LOOKAHEAD = 40  # longest next word Punkt waits for, longest word before a period it reads
+_LAST_WORD = re.compile(r"\S+\Z")  # searched up to a period: the word the period ends
 _MAX_SPACE_RUN = 256  # a whitespace run this long decides a pending break
 _CONTEXT = 64  # characters kept before the pending unit, for look-behind
 
@@ -82,7 +83,7 @@ _NEED_MORE = -1
 
 
 def _is_cjk(ch: str) -> bool:
-    return _CJK.match(ch) is not None
+    return not ch.isascii() and _CJK.match(ch) is not None
 
 
 class SentenceSplitter(Stage):
@@ -132,7 +133,8 @@ class SentenceSplitter(Stage):
         self._base = 0  # absolute offset of _buf[0]
         self._start = 0  # first character not yet emitted
         self._first = True
-        self._marks: deque[tuple[int, float]] = deque()  # (absolute offset, arrival) per input chunk
+        # (absolute offset, arrival) where each input chunk with a new arrival time starts
+        self._marks: deque[tuple[int, float]] = deque([(0, 0.0)])
         self._hold_armed = False
         self._last_input = 0.0
         # scanner state
@@ -178,10 +180,23 @@ class SentenceSplitter(Stage):
             return []
         buf = self._buf
         self._buf = ""
-        self._marks.append((self._base + len(buf), arrival))
+        marks = self._marks
+        if marks[-1][1] != arrival:  # equal arrivals need one mark: a unit's arrival is the same
+            marks.append((self._base + len(buf), arrival))
+        caught_up = self._pos == len(buf)
         buf += text  # the only reference: CPython extends in place
         self._buf = buf
         self._hold_armed = True
+        if (
+            caught_up
+            and not self._breaks
+            and not self._line_pending
+            and self._fence is None
+            and self.max_chars is None
+            and _INTERESTING.search(text) is None
+        ):  # nothing pending and nothing new to decide: the scanner just moves on
+            self._pos = len(buf)
+            return []
         self._scan(False)
         out: list[Chunk] = []
         self._emit(False, out)
@@ -400,7 +415,10 @@ class SentenceSplitter(Stage):
         """Judge the marks at ``buf[i:j]``; record a break if there is one; return where to go on."""
         buf = self._buf
         n = len(buf)
-        k, closes = self._closers_end(j)
+        if j < n and buf[j] not in _CLOSERS and buf[j] not in _MARKS:
+            k, closes = j, 0  # the common case: nothing closes after the marks
+        else:
+            k, closes = self._closers_end(j)
         if k == n and not eof:
             return _NEED_MORE
         verdict = self._verdict(i, j, k, eof)
@@ -426,7 +444,7 @@ class SentenceSplitter(Stage):
         after = buf[k]
         before = buf[i - 1] if i > 0 else ""
         if self._cjk_rules and (
-            any(c in _CJK_MARKS for c in marks)
+            (not marks.isascii() and any(c in _CJK_MARKS for c in marks))
             or (_is_cjk(after) and ("." not in marks or (before and _is_cjk(before))))
         ):
             if after in _CONTINUATION and (k > j or after in "、，,"):
@@ -449,9 +467,8 @@ class SentenceSplitter(Stage):
         n = len(buf)
         if i == self._label_dot:
             return 0
-        w = i
-        while w > 0 and not buf[w - 1].isspace() and i - w < _LOOKAHEAD:
-            w -= 1
+        last = _LAST_WORD.search(buf, max(0, i - _LOOKAHEAD), i)
+        w = last.start() if last is not None else i
         word = buf[w:i].lstrip("([{\"'“‘*_`")
         if not word:
             return 1
@@ -480,12 +497,15 @@ class SentenceSplitter(Stage):
             return 1  # a symbol, or a letter of a script without case (你, 안)
         e = _WORD_CHARS.match(buf, m + 1).end()  # type: ignore[union-attr]
         if e == n and not eof and e - m < _LOOKAHEAD:
+            # After a number only a few words keep the sentence going: decide as soon as
+            # the next word cannot be one of them, whatever the rest of it is.
             start = buf[m:e]
-            if not (is_abbrev or is_initial) and start.isascii():
-                # After a number only a few words keep the sentence going: decide as soon
-                # as the next word cannot be one of them, whatever the rest of it is.
-                if start.lower() not in punkt.after_number_prefixes:
-                    return 1
+            if (
+                not (is_abbrev or is_initial)
+                and start.isascii()
+                and start.lower() not in punkt.after_number_prefixes
+            ):
+                return 1
             return _NEED_MORE
         next_word = buf[m:e]
         next_typ = next_word.lower()
