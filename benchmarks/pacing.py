@@ -7,7 +7,11 @@ lower is smoother).
 
 Scale: N concurrent streams, each a paced pipeline over an async source that
 sleeps between bursts, all on one asyncio event loop with the real clock;
-lateness is how long after its deadline a pacer was actually polled.
+lateness is how long after its deadline a pacer was actually polled. Each load
+runs twice: with CPython's default garbage collector, whose full collections
+stop the loop for tens of milliseconds once thousands of streams are alive, and
+with the cyclic collector off, as a latency-minded server runs (pacer streams
+make no reference cycles, tests/test_run.py checks it, so nothing leaks).
 
 Throughput: detokenize | sentences | pace | packetize on the virtual clock, no
 sleeping: tokens per second on one core.
@@ -16,6 +20,8 @@ sleeping: tokens per second on one core.
 from __future__ import annotations
 
 import asyncio
+import gc
+import itertools
 import re
 import resource
 import statistics
@@ -173,6 +179,22 @@ async def _scale(
     return lateness, cpu, len(asyncio.all_tasks())
 
 
+class _GCPauses:
+    """Records how long each full (generation 2) collection stopped the program."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.pauses.append(time.perf_counter() - self._start)
+
+
 def scale(quick: bool = False) -> None:
     rows = []
     # (streams, tokens each, tokens/s each, seconds over which the streams start)
@@ -181,10 +203,19 @@ def scale(quick: bool = False) -> None:
         if quick
         else [(1000, 100, 10.0, 0.0), (5000, 30, 2.0, 5.0), (10_000, 20, 2.0, 0.0), (10_000, 30, 2.0, 5.0)]
     )
-    for streams, tokens, rate, ramp in configs:
+    for (streams, tokens, rate, ramp), collector in itertools.product(configs, ("default", "off")):
+        gc.collect()
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        pauses = _GCPauses()
+        gc.callbacks.append(pauses)
+        if collector == "off":
+            gc.disable()
         t0 = time.perf_counter()
-        lateness, cpu, tasks_left = asyncio.run(_scale(streams, tokens, rate, ramp))
+        try:
+            lateness, cpu, tasks_left = asyncio.run(_scale(streams, tokens, rate, ramp))
+        finally:
+            gc.enable()
+            gc.callbacks.remove(pauses)
         wall = time.perf_counter() - t0
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         lat = sorted(lateness)
@@ -193,6 +224,8 @@ def scale(quick: bool = False) -> None:
                 f"{streams:,}",
                 f"{rate:g} tok/s x {tokens}",
                 f"over {ramp:g} s" if ramp else "all at once",
+                collector,
+                f"{len(pauses.pauses)} / {1000 * max(pauses.pauses, default=0):.0f}",
                 f"{wall:.1f}",
                 f"{1000 * (percentile(lat, 50) or 0):.2f}",
                 f"{1000 * (percentile(lat, 99) or 0):.2f}",
@@ -208,6 +241,8 @@ def scale(quick: bool = False) -> None:
             "streams",
             "each",
             "start",
+            "cyclic GC",
+            "full GCs / longest ms",
             "wall s",
             "lateness p50 ms",
             "p99 ms",

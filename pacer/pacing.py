@@ -243,17 +243,19 @@ class Pacer(Stage):
         queue = self._queue
         out: list[Chunk] = []
         max_lag = self.max_lag
+        self._deadline = _STALE
         while queue:
             head, entered = queue[0]
             due = min(max(self._ready(now if stamp is None else stamp), entered), entered + max_lag)
             if due > now + _COALESCE:
+                if stamp is None and now == self._seen:
+                    self._deadline = due  # what _compute_deadline would say: spare it the work
                 break
             queue.popleft()
             cost = len(head.text)
             self._queued_cost -= cost
             self._last_due, self._last_cost, self._last_pause = due, cost, self._pause(head)
             out.append(head)
-        self._deadline = _STALE
         return out
 
     def _ready(self, now: float) -> float:

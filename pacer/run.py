@@ -4,10 +4,12 @@ A driver pulls items from the source, stamps them with the clock, pushes them
 through the pipeline and yields what comes out. It sleeps only until the
 pipeline's next ``deadline``. A pipeline with a time-driven stage on a real clock
 must hear about deadlines while the source is silent. On asyncio an async source
-is read from the consumer's own task, and only a read that a deadline interrupts is
-moved into a task of its own; otherwise the source is read by a helper (a thread for
-sync sources, a detached task on trio) through a bounded buffer. Either way a slow
-consumer stops the source instead of piling items up.
+is read from the consumer's own task until a deadline first interrupts a read; from
+then on a reader task of its own reads it; otherwise the source is read by a helper
+(a thread for sync sources, a detached task on trio). Helpers read through a buffer
+of ``buffer`` items, so a slow consumer stops the source instead of piling items up.
+A stream makes no reference cycles: all it allocates is freed by reference counting,
+so a server may run with the cyclic garbage collector off (tested).
 Every other pipeline reads its source directly, one item per output request.
 
 Closing the run (``close``/``aclose``, leaving a ``with`` block, ``break`` and
@@ -24,6 +26,7 @@ import logging
 import queue
 import sys
 import threading
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Generic, TypeVar, Union
@@ -298,7 +301,7 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
         source = self._source
         try:
             if self._threaded() and isinstance(source, AsyncIterable) and _on_asyncio():
-                puller = self._puller = _AsyncioPuller(source)
+                puller = self._puller = _AsyncioPuller(source, self._buffer)
                 pull = puller.get
             elif self._threaded():
                 reader = self._reader = _Reader(source, self._buffer)
@@ -429,70 +432,99 @@ class _Reader:
 
 
 class _AsyncioPuller:
-    """Reads an async source on asyncio from the consumer's own task.
+    """Reads an async source on asyncio, from the consumer's own task while it can.
 
     A read with no deadline is a plain ``await`` of the source: no helper task, no
-    buffer, one event-loop step per item. Only a read that a deadline interrupts
-    moves into a task of its own, picked up by the next ``get``; a timed wait is a
-    future woken by that task or by a ``call_later`` handle, so no task is ever
-    cancelled on a timeout. At most one item is read ahead: a slow consumer stops
-    the source. This is what lets one loop carry thousands of paced streams.
+    buffer, one event-loop step per item. The first read that a deadline interrupts
+    hands the source to a reader task for the rest of the stream: it reads ahead at
+    most ``buffer`` items (a slow consumer stops the source) and wakes the consumer
+    with a future, which a ``call_later`` handle also wakes at the deadline. So each
+    item costs the reader one step and the consumer one step, with no task made and
+    none cancelled per item. This is what lets one loop carry thousands of paced
+    streams.
     """
 
-    def __init__(self, source: AsyncIterable[Any]) -> None:
+    def __init__(self, source: AsyncIterable[Any], buffer: int) -> None:
         self._loop = asyncio.get_running_loop()
         self._source = source
         self._ait = source.__aiter__()
-        self._pending: asyncio.Task[tuple[int, Any]] | None = None
-
-    async def _next(self) -> tuple[int, Any]:
-        try:
-            return _ITEM, await self._ait.__anext__()
-        except StopAsyncIteration:
-            return _END, None
+        self._buffer = buffer
+        self._reader: asyncio.Task[None] | None = None
+        self._items: deque[tuple[int, Any]] = deque()  # read ahead by the reader, in order
+        self._waiter: asyncio.Future[None] | None = None  # the consumer, waiting for an item
+        self._space: asyncio.Future[None] | None = None  # the reader, waiting for room
 
     async def get(self, timeout: float | None) -> tuple[int, Any]:
-        pending = self._pending
-        if pending is None:
+        if self._reader is None:
             if timeout is None:
-                return await self._next()
-            if timeout <= 0:
+                try:
+                    return _ITEM, await self._ait.__anext__()
+                except StopAsyncIteration:
+                    return _END, None
+            self._reader = self._loop.create_task(self._read())
+        items = self._items
+        if not items:
+            if timeout is not None and timeout <= 0:
                 await asyncio.sleep(0)  # a checkpoint, as every wait is
-                return _TIMEOUT, None
-            pending = self._pending = self._loop.create_task(self._next())
-        if not pending.done():
-            waiter = self._loop.create_future()
+                if not items:
+                    return _TIMEOUT, None
+            else:
+                waiter = self._waiter = self._loop.create_future()
+                handle = None if timeout is None else self._loop.call_later(timeout, _wake, waiter)
+                try:
+                    await waiter
+                finally:
+                    self._waiter = None
+                    if handle is not None:
+                        handle.cancel()
+                if not items:
+                    return _TIMEOUT, None
+        kind, item = items.popleft()
+        space = self._space
+        if space is not None:
+            _wake(space)
+        if kind == _ERROR:
+            raise item
+        return kind, item
 
-            def wake(_: object) -> None:
-                if not waiter.done():
-                    waiter.set_result(None)
-
-            pending.add_done_callback(wake)
-            handle = None if timeout is None else self._loop.call_later(timeout, wake, None)
+    async def _read(self) -> None:
+        items, ait = self._items, self._ait
+        while True:
             try:
-                await waiter
-            finally:
-                pending.remove_done_callback(wake)
-                if handle is not None:
-                    handle.cancel()
-            if not pending.done():
-                return _TIMEOUT, None
-        self._pending = None
-        return pending.result()
+                entry: tuple[int, Any] = (_ITEM, await ait.__anext__())
+            except StopAsyncIteration:
+                entry = (_END, None)
+            except Exception as exc:  # handed to the consumer, raised there
+                entry = (_ERROR, exc)
+            items.append(entry)
+            waiter = self._waiter
+            if waiter is not None:
+                _wake(waiter)
+            if entry[0] != _ITEM:
+                return
+            if len(items) >= self._buffer:
+                space = self._space = self._loop.create_future()
+                try:
+                    await space
+                finally:
+                    self._space = None
 
     def cancel(self) -> None:
-        if self._pending is not None:
-            self._pending.cancel()
+        if self._reader is not None:
+            self._reader.cancel()
 
     async def aclose(self) -> None:
-        """Stop a read in flight, then close the source."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.cancel()
-            await asyncio.wait([pending])
-            if not pending.cancelled() and pending.exception() is not None:
-                _log.debug("pacer: a read in flight failed while closing: %r", pending.exception())
+        """Stop the reader, then close the source."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            await asyncio.wait([reader])
         await _aclose_source(self._source)
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _on_asyncio() -> bool:
