@@ -157,13 +157,17 @@ def parse_openai_event(event: ServerSentEvent) -> dict[str, Any] | None:
     return body
 
 
+def _event_text(event: ServerSentEvent) -> str | None:
+    """The content text one OpenAI SSE event carries (maybe ``""``); ``None`` at ``[DONE]``."""
+    body = parse_openai_event(event)
+    return None if body is None else openai_delta(body)
+
+
 async def aopenai_sse_text(data: AsyncIterable[bytes], **limits: int) -> AsyncIterator[str]:
     """Content text of an OpenAI-compatible SSE byte stream, up to ``data: [DONE]``."""
     async for event in asse_events(data, **limits):
-        body = parse_openai_event(event)
-        if body is None:
+        if (text := _event_text(event)) is None:
             return
-        text = openai_delta(body)
         if text:
             yield text
 
@@ -171,9 +175,7 @@ async def aopenai_sse_text(data: AsyncIterable[bytes], **limits: int) -> AsyncIt
 def openai_sse_text(data: Iterable[bytes], **limits: int) -> Iterator[str]:
     """Content text of an OpenAI-compatible SSE byte stream, up to ``data: [DONE]``."""
     for event in sse_events(data, **limits):
-        body = parse_openai_event(event)
-        if body is None:
+        if (text := _event_text(event)) is None:
             return
-        text = openai_delta(body)
         if text:
             yield text

@@ -271,11 +271,8 @@ class SentenceSplitter(Stage):
                 breaks.popleft()
             limit = self.first_max_chars if self._first else self.max_chars
             if breaks and (limit is None or breaks[0] - start <= limit):
-                end = self._space_end(breaks[0], eof)
-                if end == _NEED_MORE:
+                if not self._unit_at_break(eof, out):
                     return
-                breaks.popleft()
-                self._unit(end, Boundary.SENTENCE, out)
                 continue
             known = len(self._buf) if eof else self._pos
             # Over budget once text (not just trailing space) is known past the limit.
@@ -287,17 +284,23 @@ class SentenceSplitter(Stage):
                     self._unit(cut[0], cut[1], out)
                     continue
                 if breaks:  # the budget falls inside code: the code goes out whole
-                    end = self._space_end(breaks[0], eof)
-                    if end == _NEED_MORE:
+                    if not self._unit_at_break(eof, out):
                         return
-                    breaks.popleft()
-                    self._unit(end, Boundary.SENTENCE, out)
                     continue
                 if not eof:
                     return
             if eof and len(self._buf) > self._start:
                 self._unit(len(self._buf), Boundary.SENTENCE, out)
             return
+
+    def _unit_at_break(self, eof: bool, out: list[Chunk]) -> bool:
+        """Emit the unit ending at the next break, with the space after it; False: wait for more."""
+        end = self._space_end(self._breaks[0], eof)
+        if end == _NEED_MORE:
+            return False
+        self._breaks.popleft()
+        self._unit(end, Boundary.SENTENCE, out)
+        return True
 
     def _in_code(self, i: int) -> bool:
         return any(s < i and (e < 0 or i < e) for s, e in self._spans)

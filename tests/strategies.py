@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from hypothesis import strategies as st
+
+S = TypeVar("S", str, list[int])
 
 HARD_PIECES = [
     "👩\u200d👩\u200d👧",
@@ -42,3 +46,13 @@ def splits(draw: st.DrawFn, text: str, min_size: int = 0) -> list[str]:
     if prev < len(text):
         pieces.append(text[prev:])
     return pieces
+
+
+def runs(draw: st.DrawFn, seq: S, most: int) -> list[S]:
+    """``seq`` cut into consecutive runs of 1 to ``most`` items, hypothesis choosing each."""
+    out, k = [], 0
+    while k < len(seq):
+        n = draw(st.integers(1, most))
+        out.append(seq[k : k + n])
+        k += n
+    return out

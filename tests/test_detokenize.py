@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 import pacer
 from pacer.detokenize import Detokenizer
 
-from .strategies import hard_text, splits
+from .strategies import hard_text, runs, splits
 from .tokenizers_fixtures import ALL, get
 
 pytest.importorskip("tiktoken")
@@ -16,12 +16,12 @@ pytest.importorskip("transformers")
 
 @st.composite
 def id_splits(draw: st.DrawFn, ids: list[int]) -> list[list[int]]:
-    out, k = [], 0
-    while k < len(ids):
-        n = draw(st.integers(1, 5))
-        out.append(ids[k : k + n])
-        k += n
-    return out
+    return runs(draw, ids, 5)
+
+
+def any_id(vocab_size: int) -> st.SearchStrategy[int]:
+    # Low ids are byte tokens and specials on these vocabularies: the invalid-UTF-8 cases.
+    return st.one_of(st.integers(0, 300), st.integers(0, vocab_size - 1))
 
 
 def stream(tokenizer: object, batches: list[list[int]], skip: bool = False) -> tuple[str, list[str]]:
@@ -52,9 +52,7 @@ def test_streamed_text_equals_one_shot_decode_of_encoded_text(
 @given(data=st.data())
 def test_streamed_text_equals_one_shot_decode_of_random_ids(name: str, data: st.DataObject) -> None:
     b = get(name)
-    # Low ids are byte tokens and specials on these vocabularies: the invalid-UTF-8 cases.
-    any_id = st.one_of(st.integers(0, 300), st.integers(0, b.vocab_size - 1))
-    ids = data.draw(st.lists(any_id, min_size=1, max_size=40))
+    ids = data.draw(st.lists(any_id(b.vocab_size), min_size=1, max_size=40))
     for skip in (False, True):
         joined, _ = stream(b.tokenizer, data.draw(id_splits(ids)), skip)
         assert joined == b.decode(ids, skip)
@@ -68,9 +66,8 @@ def test_every_route_for_one_id_gives_the_same_text(name: str, data: st.DataObje
     # the sequence path (feed([id])) or a pipeline's ingest: mixed freely, the text
     # must still be the one-shot decode, whatever state each path leaves behind.
     b = get(name)
-    any_id = st.one_of(st.integers(0, 300), st.integers(0, b.vocab_size - 1))
     text_ids = b.encode(data.draw(hard_text))
-    ids = data.draw(st.lists(st.one_of(st.sampled_from(text_ids or [0]), any_id), max_size=30))
+    ids = data.draw(st.lists(st.one_of(st.sampled_from(text_ids or [0]), any_id(b.vocab_size)), max_size=30))
     for skip in (False, True):
         d = Detokenizer(b.tokenizer, skip_special_tokens=skip)
         through_pipeline = pacer.pipeline(d)

@@ -10,7 +10,7 @@ from pacer import Boundary, Chunk, SentenceSplitter, VirtualClock, run, simulate
 from pacer.punkt import PunktModel, english_punkt
 
 from .sentence_cases import CASES
-from .strategies import HARD_PIECES
+from .strategies import HARD_PIECES, runs
 
 MARKDOWN_PIECES = [
     "\n",
@@ -65,12 +65,7 @@ markdownish = st.lists(
 
 
 def fragments(draw: st.DrawFn, text: str) -> list[str]:
-    pieces, i = [], 0
-    while i < len(text):
-        k = draw(st.integers(1, 6))
-        pieces.append(text[i : i + k])
-        i += k
-    return pieces
+    return runs(draw, text, 6)
 
 
 def stream(splitter: SentenceSplitter, pieces: list[str]) -> list[str]:

@@ -85,6 +85,28 @@ def tiny_llama(tok: Any, max_positions: int = 128) -> Any:
     return transformers.LlamaForCausalLM(config).eval()
 
 
+def _rust_backend(name: str, rust: Any) -> Backend:
+    """An HF ``tokenizers.Tokenizer`` used directly (no transformers wrapper)."""
+    return Backend(
+        name,
+        rust,
+        lambda s: rust.encode(s).ids,
+        lambda ids, skip: rust.decode(ids, skip_special_tokens=skip),
+        rust.get_vocab_size(),
+    )
+
+
+def _transformers_backend(name: str, tok: Any, add_special_tokens: bool = True) -> Backend:
+    """A transformers tokenizer, fast or slow."""
+    return Backend(
+        name,
+        tok,
+        lambda s: tok.encode(s, add_special_tokens=add_special_tokens),
+        lambda ids, skip: tok.decode(ids, skip_special_tokens=skip),
+        len(tok),
+    )
+
+
 @functools.cache
 def backend(name: str) -> Backend:
     if name == "tiktoken-tekken":
@@ -104,22 +126,9 @@ def backend(name: str) -> Backend:
         from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
 
         slow = SentencePieceBackend(vocab_file=str(mistral_data_file(name.removeprefix("hf-slow-"))))
-        return Backend(
-            name,
-            slow,
-            lambda s: slow.encode(s, add_special_tokens=True),
-            lambda ids, skip: slow.decode(ids, skip_special_tokens=skip),
-            len(slow),
-        )
+        return _transformers_backend(name, slow)
     if name == "hf-rust-wordpiece":
-        wp = wordpiece()
-        return Backend(
-            name,
-            wp,
-            lambda s: wp.encode(s).ids,
-            lambda ids, skip: wp.decode(ids, skip_special_tokens=skip),
-            wp.get_vocab_size(),
-        )
+        return _rust_backend(name, wordpiece())
     if name == "hf-fast-wordpiece":
         from transformers import BertTokenizerFast
 
@@ -129,36 +138,15 @@ def backend(name: str) -> Backend:
     elif name == "hf-fast-tekken":
         tok = _hf_tekken()
     elif name.startswith("hf-rust-"):
-        fast = _hf_from_spm(name.removeprefix("hf-rust-"))
-        rust = fast.backend_tokenizer
-        return Backend(
-            name,
-            rust,
-            lambda s: rust.encode(s).ids,
-            lambda ids, skip: rust.decode(ids, skip_special_tokens=skip),
-            rust.get_vocab_size(),
-        )
+        return _rust_backend(name, _hf_from_spm(name.removeprefix("hf-rust-")).backend_tokenizer)
     else:
         raise KeyError(name)
-    return Backend(
-        name,
-        tok,
-        lambda s: tok.encode(s, add_special_tokens=True),
-        lambda ids, skip: tok.decode(ids, skip_special_tokens=skip),
-        len(tok),
-    )
+    return _transformers_backend(name, tok)
 
 
 @functools.cache
 def hf_tekken_backend() -> Backend:
-    tok = _hf_tekken()
-    return Backend(
-        "hf-fast-tekken",
-        tok,
-        lambda s: tok.encode(s, add_special_tokens=False),
-        lambda ids, skip: tok.decode(ids, skip_special_tokens=skip),
-        len(tok),
-    )
+    return _transformers_backend("hf-fast-tekken", _hf_tekken(), add_special_tokens=False)
 
 
 ALL = [
