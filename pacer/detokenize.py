@@ -74,6 +74,9 @@ class Vocab:
     special_ids: frozenset[int] = field(default_factory=frozenset)
     skipped_ids: frozenset[int] = field(default_factory=frozenset)
     """Ids the decoder drops before it runs (skipped specials): they never end a byte run."""
+    run_breakers: frozenset[int] = frozenset()
+    """Ids that add no text but end an unfinished character (SentencePiece's control
+    tokens): bytes on either side of one never join into one character."""
     first: list[Any] | None = None
     """Byte pieces for the decoder's first token, where it differs (HF ``WordPiece``:
     no space added, continuation prefix kept); ``pieces`` for every later token."""
@@ -196,7 +199,10 @@ class Detokenizer(Stage):
             piece = self._pieces[item]
             if piece is not None:
                 self._count += 1
-                text = self._decoder.decode(piece)
+                if not piece and item in self.vocab.run_breakers:
+                    text = self._decoder.decode(b"", True)  # resolves an unfinished character
+                else:
+                    text = self._decoder.decode(piece)
                 self._partial = partial = self._decoder.getstate()[0] != b""
                 if self._strip_out:
                     text = self._strip_output(text)
@@ -233,19 +239,30 @@ class Detokenizer(Stage):
         return text
 
     def _convert_bytes(self, ids: Sequence[int]) -> str:
-        pieces = self._pieces
-        if self._at_start:
-            text = self._convert_start(ids)
-        elif len(ids) == 1:
-            text = self._decode(pieces[ids[0]])
-        else:
-            text = self._decode(b"".join([pieces[i] for i in ids]))
+        text = self._convert_start(ids) if self._at_start else self._decode_ids(ids)
         return self._strip_output(text) if self._strip_out else text
+
+    def _decode_ids(self, ids: Sequence[int]) -> str:
+        pieces, breakers = self._pieces, self.vocab.run_breakers
+        if len(ids) == 1 and ids[0] not in breakers:
+            return self._decode(pieces[ids[0]])
+        if not breakers or breakers.isdisjoint(ids):
+            return self._decode(b"".join([pieces[i] for i in ids]))
+        out: list[str] = []
+        run: list[bytes] = []
+        for i in ids:
+            if i in breakers:
+                out.append(self._decode(b"".join(run)))
+                out.append(self._decoder.decode(b"", True))  # resolves an unfinished character
+                run.clear()
+            else:
+                run.append(pieces[i])
+        out.append(self._decode(b"".join(run)))
+        return "".join(out)
 
     def _convert_start(self, ids: Sequence[int]) -> str:
         # Until the first non-empty piece, the decoder may drop its leading space.
         pieces, strip_ids, first = self._pieces, self.vocab.strip_ids, self.vocab.first
-        out: list[bytes] = []
         for k, i in enumerate(ids):
             piece = pieces[i]
             if not piece:
@@ -255,10 +272,8 @@ class Detokenizer(Stage):
                 piece = first[i]
             elif i in strip_ids and piece[:1] == b" ":
                 piece = piece[1:]
-            out.append(piece)
-            out.extend(pieces[j] for j in ids[k + 1 :])
-            break
-        return self._decode(b"".join(out))
+            return self._decode(piece) + self._decode_ids(ids[k + 1 :])
+        return ""
 
     def _convert_runs(self, ids: Sequence[int]) -> str:
         pieces, runs, run, skipped = self._pieces, self.vocab.byte_runs, self._run, self.vocab.skipped_ids

@@ -110,10 +110,12 @@ def _tiktoken_vocab(enc: Any, skip_special_tokens: bool) -> Vocab:
 def _sentencepiece_vocab(sp: Any) -> Vocab:
     pieces: list[bytes] = []
     strip_ids: set[int] = set()
+    controls: set[int] = set()
     for i in range(sp.get_piece_size()):
         piece = sp.id_to_piece(i)
         if sp.is_control(i):
             pieces.append(b"")
+            controls.add(i)
         elif sp.is_unknown(i):
             pieces.append(_SPM_UNKNOWN_SURFACE.encode())
         elif sp.is_byte(i):
@@ -127,6 +129,7 @@ def _sentencepiece_vocab(sp: Any) -> Vocab:
         errors="pacer.perbyte",
         strip_first="token",
         strip_ids=frozenset(strip_ids),
+        run_breakers=frozenset(controls),  # SentencePiece decodes each byte run on its own
     )
 
 
