@@ -15,7 +15,11 @@ bad byte anywhere in such a run turns the whole run into U+FFFD.
 Decoders that are not a plain concatenation stay exact with constant work per token:
 HF ``WordPiece`` works token by token (a token after the first loses its ``##`` or
 gains a space, then a fixed cleanup runs on that token alone), so it becomes two
-tables, one for the first token and one for the rest; transformers'
+tables, one for the first token and one for the rest (so does a tokenizer with no
+decoder, whose tokens HF joins with spaces); HF ``BPEDecoder`` turns an end-of-word
+suffix into a space except in the last token, so the part of a token's text that
+depends on whether it is last waits for the next token (one token's ending held);
+HF ``CTC`` counts a run of the same token once (one token remembered); transformers'
 ``clean_up_tokenization`` is a chain of ``str.replace`` calls on the whole text,
 streamed as a chain of replacers each holding fewer characters than its pattern.
 
@@ -80,6 +84,13 @@ class Vocab:
     first: list[Any] | None = None
     """Byte pieces for the decoder's first token, where it differs (HF ``WordPiece``:
     no space added, continuation prefix kept); ``pieces`` for every later token."""
+    last: list[Any] | None = None
+    """Byte pieces for the decoder's last token, where it differs (HF ``BPEDecoder``:
+    the end-of-word suffix becomes nothing rather than a space); ``pieces`` for every
+    earlier one. What a token's two forms do not share is held until the next token."""
+    repeats: list[Any] | None = None
+    """Per id, the key that makes a token a repeat of the one before it, dropped (HF
+    ``CTC`` collapses runs of the same token); ``None``: nothing is dropped."""
 
     @functools.cached_property
     def texts(self) -> list[str | None]:
@@ -136,8 +147,16 @@ class Detokenizer(Stage):
         self._run = bytearray()
         self._run_ids = self.vocab.byte_runs or {}
         self._partial = False  # the UTF-8 decoder holds part of a character
+        # Decoders that look at the token before or after (BPEDecoder, CTC) go token by token.
+        self._chain = self.vocab.last is not None or self.vocab.repeats is not None
+        self._held_mid = self._held_last = b""  # a token's ending, in its not-last and last forms
+        self._previous: Any = None  # the repeat key of the last token taken
         self._convert: Callable[[Sequence[int]], str] = (
-            self._convert_runs if self.vocab.byte_runs is not None else self._convert_bytes
+            self._convert_runs
+            if self.vocab.byte_runs is not None
+            else self._convert_chain
+            if self._chain
+            else self._convert_bytes
         )
         self._fast_get = self.vocab.steady_texts.get
         self._settle()
@@ -180,7 +199,7 @@ class Detokenizer(Stage):
         # entry (no partial character, byte run or start rule pending), then the
         # whole-text steps; ``_steady``: the table entry and nothing else; ``_bytewise``:
         # a byte decoder past its start, so one valid id is one incremental decode.
-        ready = not (self._closed or self._at_start)
+        ready = not (self._closed or self._at_start or self._chain)
         self._lookup = ready and not (self._partial or self._run)
         self._steady = self._lookup and not self._strip_out
         self._bytewise = ready and self.vocab.byte_runs is None
@@ -240,6 +259,33 @@ class Detokenizer(Stage):
 
     def _convert_bytes(self, ids: Sequence[int]) -> str:
         text = self._convert_start(ids) if self._at_start else self._decode_ids(ids)
+        return self._strip_output(text) if self._strip_out else text
+
+    def _convert_chain(self, ids: Sequence[int]) -> str:
+        pieces, last, repeats, skipped = (
+            self._pieces,
+            self.vocab.last,
+            self.vocab.repeats,
+            self.vocab.skipped_ids,
+        )
+        out = bytearray()
+        for i in ids:
+            if i in skipped:
+                continue  # dropped before the decoder runs: not part of the chain
+            if repeats is not None:
+                if repeats[i] == self._previous:
+                    continue
+                self._previous = repeats[i]
+            piece = pieces[i]
+            if last is None:
+                out += piece
+                continue
+            # The previous token was not the last after all; this one may be.
+            out += self._held_mid
+            shared = _shared_prefix(piece, last[i])
+            out += piece[:shared]
+            self._held_mid, self._held_last = piece[shared:], last[i][shared:]
+        text = self._decode(bytes(out))
         return self._strip_output(text) if self._strip_out else text
 
     def _decode_ids(self, ids: Sequence[int]) -> str:
@@ -326,9 +372,19 @@ class Detokenizer(Stage):
         if self.vocab.byte_runs is not None:
             text = self._close_run() if self._run else ""
         else:
-            text = self._decoder.decode(b"", True)
+            text = self._decoder.decode(self._held_last, True)  # the last token's own ending
+            self._held_mid = self._held_last = b""
         text = self._strip_output(text) if self._strip_out else text
         return text + self._cleanup.flush() if self._cleanup is not None else text
+
+
+def _shared_prefix(a: bytes, b: bytes) -> int:
+    """How many leading bytes ``a`` and ``b`` share."""
+    n = min(len(a), len(b))
+    k = 0
+    while k < n and a[k] == b[k]:
+        k += 1
+    return k
 
 
 #: transformers' clean_up_tokenization: applied in this order, each over the whole text.

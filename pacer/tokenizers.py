@@ -262,6 +262,52 @@ def _hf_vocab(tok: Any, skip_special_tokens: bool, name: str) -> Vocab:
                 first.append(clean(token))
         return Vocab(f"{name}:WordPiece", later, first=first, special_ids=frozenset(special))
 
+    if kinds == [None]:
+        # No decoder: HF joins the tokens with single spaces.
+        first = [None if t is None else b"" if i in skip else t.encode() for i, t in enumerate(tokens)]
+        later = [p if not p else b" " + p for p in first]
+        return Vocab(f"{name}:no decoder", later, first=first, special_ids=frozenset(special))
+
+    if kinds == ["BPEDecoder"]:
+        # Every end-of-word suffix becomes a space, except in the last token, where it
+        # becomes nothing: a token's differing ending waits for the next token.
+        suffix = steps[0].get("suffix", "</w>")
+        mid: list[Any] = []
+        end: list[Any] = []
+        for i, token in enumerate(tokens):
+            if token is None or i in skip:
+                mid.append(None if token is None else b"")
+                end.append(mid[-1])
+            else:
+                mid.append(token.replace(suffix, " ").encode())
+                end.append(token.replace(suffix, "").encode())
+        return Vocab(
+            f"{name}:BPEDecoder", mid, last=end, special_ids=frozenset(special), skipped_ids=frozenset(skip)
+        )
+
+    if kinds == ["CTC"]:
+        # A run of the same token counts once; then the pad token is removed and, with
+        # ``cleanup``, WordPiece's cleanup runs and the word delimiter becomes a space.
+        pad, delimiter = steps[0].get("pad_token", "<pad>"), steps[0].get("word_delimiter_token", "|")
+        cleanup = steps[0].get("cleanup", True)
+
+        def ctc_piece(token: str) -> bytes:
+            text = token.replace(pad, "")
+            if cleanup:
+                for old, new in _WORDPIECE_CLEANUP:
+                    text = text.replace(old, new)
+                text = text.replace(delimiter, " ")
+            return text.encode()
+
+        pieces = [None if t is None else b"" if i in skip else ctc_piece(t) for i, t in enumerate(tokens)]
+        return Vocab(
+            f"{name}:CTC",
+            pieces,
+            repeats=list(tokens),
+            special_ids=frozenset(special),
+            skipped_ids=frozenset(skip),
+        )
+
     raise NotImplementedError(f"Detokenizer: the HF decoder {kinds} is not supported yet")
 
 

@@ -21,7 +21,7 @@ def id_splits(draw: st.DrawFn, ids: list[int]) -> list[list[int]]:
 
 def any_id(vocab_size: int) -> st.SearchStrategy[int]:
     # Low ids are byte tokens and specials on these vocabularies: the invalid-UTF-8 cases.
-    return st.one_of(st.integers(0, 300), st.integers(0, vocab_size - 1))
+    return st.one_of(st.integers(0, min(300, vocab_size - 1)), st.integers(0, vocab_size - 1))
 
 
 def stream(tokenizer: object, batches: list[list[int]], skip: bool = False) -> tuple[str, list[str]]:
@@ -117,9 +117,12 @@ def test_no_spurious_replacement_character_and_genuine_one_never_stalls(name: st
     assert full.count("\ufffd") == b.decode(ids, False).count("\ufffd")
     assert "\ufffd" not in shown.replace("\ufffd", "", 1)
     # Everything up to the last token is out before flush, U+FFFD included. (BERT's
-    # normalizer deletes U+FFFD before tokenizing: then no id carries it.)
+    # normalizer deletes U+FFFD before tokenizing; the small vocabularies trained for
+    # the tests map it to an unknown token: then no id carries it.)
     if "wordpiece" in name:
         assert "\ufffd" not in full and "ok then" in shown
+    elif name in ("hf-rust-bpe-suffix", "hf-rust-no-decoder", "hf-rust-ctc"):
+        assert "\ufffd" not in full and "<unk>" in shown and "end" in shown
     else:
         assert "\ufffd then" in shown
 

@@ -40,6 +40,12 @@ def _hf_tekken() -> Any:
     return convert_tekken_tokenizer(str(mistral_data_file("tekken_240911.json")))
 
 
+#: Text every trained test tokenizer sees besides the Python docs: CJK, emoji, contractions.
+_TRAINING_EXTRA = (
+    "Streaming 中文 和 日本語のかな 👩‍👩‍👧 🇫🇷 naïve café don't I'm it's we've you're. Wait?! Yes, no."
+)
+
+
 @functools.cache
 def wordpiece() -> Any:
     """A BERT-style WordPiece tokenizer trained here (no file of that family ships in
@@ -52,16 +58,68 @@ def wordpiece() -> Any:
     tok.normalizer = normalizers.BertNormalizer(lowercase=False)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
-    extra = "Streaming 中文 和 日本語のかな 👩‍👩‍👧 🇫🇷 naïve café don't I'm it's we've you're. Wait?! Yes, no."
     trainer = trainers.WordPieceTrainer(
         vocab_size=3000, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     )
-    tok.train_from_iterator([*topics.values(), extra] * 2, trainer)
+    tok.train_from_iterator([*topics.values(), _TRAINING_EXTRA] * 2, trainer)
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
     )
     return tok
+
+
+@functools.cache
+def bpe_with_suffix(decoder: bool = True) -> Any:
+    """A BPE tokenizer with an end-of-word suffix (``</w>``, as GPT-1, CLIP and XLM
+    have), trained here, decoded by HF's ``BPEDecoder``; or with no decoder at all,
+    when HF joins the tokens with spaces."""
+    from pydoc_data.topics import topics
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>", end_of_word_suffix="</w>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    if decoder:
+        tok.decoder = decoders.BPEDecoder(suffix="</w>")
+    trainer = trainers.BpeTrainer(
+        vocab_size=1500, end_of_word_suffix="</w>", special_tokens=["<unk>", "<s>", "</s>"]
+    )
+    tok.train_from_iterator([*list(topics.values())[:200], _TRAINING_EXTRA] * 2, trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>",
+        special_tokens=[("<s>", tok.token_to_id("<s>")), ("</s>", tok.token_to_id("</s>"))],
+    )
+    return tok
+
+
+@functools.cache
+def ctc() -> Any:
+    """A character-level CTC tokenizer as speech models (wav2vec2) have: ``|`` between
+    words, ``<pad>`` as the blank, decoded by HF's ``CTC`` decoder. Encoding repeats
+    some characters and puts blanks between doubled letters, as a CTC model emits."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+    chars = sorted(set(_TRAINING_EXTRA.replace(" ", "")) | set("abcdefghijklmnopqrstuvwxyz.,'?!"))
+    vocab = {"<pad>": 0, "<unk>": 1, "|": 2, **{c: k + 3 for k, c in enumerate(chars)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Replace(" ", "|")
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.CTC(pad_token="<pad>", word_delimiter_token="|", cleanup=True)
+    tok.add_special_tokens([AddedToken("<pad>", special=True)])
+    return tok
+
+
+def _ctc_encode(tok: Any, text: str) -> list[int]:
+    # What a CTC model emits for ``text``: each label possibly repeated, and a blank
+    # between two equal labels (else they would collapse into one).
+    pad = tok.token_to_id("<pad>")
+    out: list[int] = []
+    for k, i in enumerate(tok.encode(text).ids):
+        if out and out[-1] == i:
+            out.append(pad)
+        out += [i] * (1 + k % 3)
+    return out
 
 
 def tiny_llama(tok: Any, max_positions: int = 128) -> Any:
@@ -129,6 +187,15 @@ def backend(name: str) -> Backend:
         return _transformers_backend(name, slow)
     if name == "hf-rust-wordpiece":
         return _rust_backend(name, wordpiece())
+    if name == "hf-rust-bpe-suffix":
+        return _rust_backend(name, bpe_with_suffix())
+    if name == "hf-rust-no-decoder":
+        return _rust_backend(name, bpe_with_suffix(decoder=False))
+    if name == "hf-rust-ctc":
+        tok = ctc()
+        backend = _rust_backend(name, tok)
+        backend.encode = lambda s: _ctc_encode(tok, s)
+        return backend
     if name == "hf-fast-wordpiece":
         from transformers import BertTokenizerFast
 
@@ -158,6 +225,9 @@ ALL = [
     "hf-fast-tekken",
     "hf-rust-wordpiece",
     "hf-fast-wordpiece",
+    "hf-rust-bpe-suffix",
+    "hf-rust-no-decoder",
+    "hf-rust-ctc",
 ]
 
 
