@@ -37,6 +37,16 @@ from typing import Any
 
 from ._core import Chunk, Stage, as_id_list
 
+_speedups: Any
+try:
+    from . import _speedups
+except ImportError:  # built without a C compiler: the pure-Python path gives the same results
+    _speedups = None
+
+#: Whether new Detokenizers use the C lookup when it is built (tests turn it off to
+#: check that both paths agree).
+_SPEEDUPS = True
+
 __all__ = ["ByteDecoder", "Detokenizer", "Vocab"]
 
 REPLACEMENT = "\ufffd"
@@ -151,14 +161,19 @@ class Detokenizer(Stage):
         self._chain = self.vocab.last is not None or self.vocab.repeats is not None
         self._held_mid = self._held_last = b""  # a token's ending, in its not-last and last forms
         self._previous: Any = None  # the repeat key of the last token taken
-        self._convert: Callable[[Sequence[int]], str] = (
-            self._convert_runs
+        # The function, not a bound method: a bound method kept here would make a cycle.
+        self._convert: Callable[[Detokenizer, Sequence[int]], str] = (
+            Detokenizer._convert_runs
             if self.vocab.byte_runs is not None
-            else self._convert_chain
+            else Detokenizer._convert_chain
             if self._chain
-            else self._convert_bytes
+            else Detokenizer._convert_bytes
         )
         self._fast_get = self.vocab.steady_texts.get
+        # What the C ``feed`` (when built) reads: the same table and the same steady flag.
+        self._lookup_state: Any = (
+            _speedups.TableState(self.vocab.steady_texts) if _speedups is not None and _SPEEDUPS else None
+        )
         self._settle()
 
     def __repr__(self) -> str:
@@ -190,7 +205,7 @@ class Detokenizer(Stage):
         ids = as_id_list(item, "Detokenizer")
         self._check(ids)
         self._count += len(ids)
-        text = self._convert(ids)
+        text = self._convert(self, ids)
         self._settle()
         return [Chunk(text, now)] if text else []
 
@@ -201,8 +216,17 @@ class Detokenizer(Stage):
         # a byte decoder past its start, so one valid id is one incremental decode.
         ready = not (self._closed or self._at_start or self._chain)
         self._lookup = ready and not (self._partial or self._run)
-        self._steady = self._lookup and not self._strip_out
+        self._set_steady(self._lookup and not self._strip_out)
         self._bytewise = ready and self.vocab.byte_runs is None
+
+    def _set_steady(self, steady: bool) -> None:
+        self._steady = steady
+        if self._lookup_state is not None:
+            self._lookup_state.steady = steady
+
+    def _taken(self) -> int:
+        """How many ids the stream has taken so far."""
+        return self._count + (self._lookup_state.count if self._lookup_state is not None else 0)
 
     def _one(self, item: int) -> str | None:
         """The text one valid id completes, by a quick path; ``None``: take the checked one."""
@@ -212,7 +236,7 @@ class Detokenizer(Stage):
                 self._count += 1
                 if self._strip_out:
                     text = self._strip_output(text)
-                    self._steady = not self._strip_out  # a first-space rule ends with the first text
+                    self._set_steady(not self._strip_out)  # a first-space rule ends with the first text
                 return text
         if self._bytewise and 0 <= item < self._size:
             piece = self._pieces[item]
@@ -226,12 +250,13 @@ class Detokenizer(Stage):
                 if self._strip_out:
                     text = self._strip_output(text)
                 self._lookup = not partial  # what _settle would say: only _partial changed
-                self._steady = not (partial or self._strip_out)
+                self._set_steady(not (partial or self._strip_out))
                 return text
         return None
 
     def finish(self, now: float) -> list[Chunk]:
-        self._steady = self._lookup = self._bytewise = False  # ended: later calls take the checked path
+        self._lookup = self._bytewise = False  # ended: later calls take the checked path
+        self._set_steady(False)
         text = self._end()
         return [Chunk(text, now)] if text else []
 
@@ -248,7 +273,7 @@ class Detokenizer(Stage):
             if not 0 <= i < size or pieces[i] is None:
                 raise ValueError(
                     f"Detokenizer: token id {i} at position {position} of this feed "
-                    f"(token {self._count + position} of the stream) is not in the vocabulary "
+                    f"(token {self._taken() + position} of the stream) is not in the vocabulary "
                     f"of {self.vocab.name} (ids 0..{size - 1})"
                 )
 
@@ -376,6 +401,11 @@ class Detokenizer(Stage):
             self._held_mid = self._held_last = b""
         text = self._strip_output(text) if self._strip_out else text
         return text + self._cleanup.flush() if self._cleanup is not None else text
+
+
+if _speedups is not None:
+    # ``feed`` in C while the table alone decides a token's text; the method above otherwise.
+    Detokenizer.feed = _speedups.FeedMethod(Detokenizer.feed, "_lookup_state")  # type: ignore[method-assign]
 
 
 def _shared_prefix(a: bytes, b: bytes) -> int:

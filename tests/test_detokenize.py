@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import gc
+import os
+import weakref
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pacer
+from pacer import detokenize
 from pacer.detokenize import Detokenizer
 
 from .strategies import hard_text, runs, splits
@@ -12,6 +17,17 @@ from .tokenizers_fixtures import ALL, get
 
 pytest.importorskip("tiktoken")
 pytest.importorskip("transformers")
+
+
+@pytest.fixture(autouse=True, params=["C lookup", "pure Python"])
+def speedups(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs with the optional C lookup and without it: same results."""
+    if request.param == "C lookup" and detokenize._speedups is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must build pacer._speedups (a C compiler and Python headers are needed)")
+        pytest.skip("pacer._speedups is not built (no C compiler at install time)")
+    monkeypatch.setattr(detokenize, "_SPEEDUPS", request.param == "C lookup")
+    return str(request.param)
 
 
 @st.composite
@@ -246,3 +262,53 @@ def test_clean_up_tokenization_spaces_is_reproduced(kind: str, data: st.DataObje
     ids = tok.encode(text, add_special_tokens=True)
     joined, _ = stream(tok, data.draw(id_splits(ids)))
     assert joined == tok.decode(ids)
+
+
+def test_feed_is_the_c_lookup_when_built_and_a_feed_bound_early_stays_exact(speedups: str) -> None:
+    b = get("tiktoken-tekken")
+    d = Detokenizer(b.tokenizer)
+    assert (d._lookup_state is not None) == (speedups == "C lookup")
+    if detokenize._speedups is not None:
+        assert type(Detokenizer.__dict__["feed"]).__name__ == "FeedMethod"
+        assert Detokenizer.feed.__doc__ == Detokenizer.feed.__wrapped__.__doc__  # type: ignore[attr-defined]
+    assert Detokenizer(b.tokenizer).feed(b.encode("Hi")) == ["Hi"]  # a temporary: kept alive by the call
+    feed = d.feed  # bound once, used across partial characters, errors and the end
+    ids = b.encode("plain words, then 🤖中文 split across tokens, then plain again")
+    out = [t for i in ids for t in feed(i)]
+    if speedups == "C lookup":
+        assert 0 < d._lookup_state.count < len(ids)  # C answered most ids; partial ones fell back
+    with pytest.raises(TypeError, match="expected an int or a sequence of ints, got float"):
+        feed(1.5)
+    with pytest.raises(TypeError, match="bool"):
+        feed(True)
+    with pytest.raises(ValueError, match=r"token id -1 at position 0 of this feed \(token"):
+        feed(-1)
+    out += feed(ids[0], now=1.0) + feed(ids[1], 2.0)  # positional and keyword time: checked path
+    out += d.flush()
+    assert "".join(out) == b.decode([*ids, ids[0], ids[1]], False)
+    with pytest.raises(pacer.StageClosedError):
+        feed(ids[0])
+
+
+def test_out_of_vocabulary_error_counts_every_id_taken_by_either_path(speedups: str) -> None:
+    b = get("tiktoken-tekken")
+    d = Detokenizer(b.tokenizer)
+    for i in b.encode("one two three"):
+        d.feed(i)
+    taken = len(b.encode("one two three"))
+    with pytest.raises(ValueError, match=rf"\(token {taken + 1} of the stream\)"):
+        d.feed([b.encode(" four")[0], 10**9])
+
+
+def test_a_detokenizer_is_freed_by_reference_counting_alone(speedups: str) -> None:
+    b = get("tiktoken-tekken")
+    gc.disable()
+    try:
+        d = Detokenizer(b.tokenizer)
+        d.feed(b.encode("hello")[0])
+        d.feed(b.encode("🤖")[:1])  # a partial character: the checked path too
+        ref = weakref.ref(d)
+        del d
+        assert ref() is None  # no reference cycle anywhere in it
+    finally:
+        gc.enable()

@@ -1,0 +1,234 @@
+/* Optional C speed-up for pacer.Detokenizer.feed: the steady-state table lookup.
+ *
+ * FeedMethod stands on the Detokenizer class in place of ``feed``; each instance
+ * keeps a TableState (``_lookup``). While the state is steady, one exact ``int`` id
+ * found in its table (a dict from id to text) returns ``[text]`` and counts the id:
+ * all that the pure-Python fast path does, without the cost of a Python-level call.
+ * Anything else (another type, a time argument, an id not in the table, a state
+ * that is not steady) calls the pure-Python ``feed``, which owns every rule and
+ * every error. Nothing here refers back to an instance: no reference cycles.
+ *
+ * Cost: one attribute lookup, one dict lookup and one one-element list per token.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+/* The per-instance state the fast path reads: a Detokenizer keeps one as ``_lookup``. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *table;  /* dict: id -> str */
+    Py_ssize_t count; /* ids the fast path has taken */
+    int steady;       /* set by the Detokenizer: the table alone decides a token's text */
+} TableState;
+
+static int
+TableState_init(TableState *self, PyObject *args, PyObject *kwds)
+{
+    static char *names[] = {"table", NULL};
+    PyObject *table;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!:TableState", names, &PyDict_Type, &table)) {
+        return -1;
+    }
+    Py_INCREF(table);
+    Py_XSETREF(self->table, table);
+    self->count = 0;
+    self->steady = 0;
+    return 0;
+}
+
+static void
+TableState_dealloc(TableState *self)
+{
+    Py_CLEAR(self->table);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef TableState_members[] = {
+    {"steady", T_INT, offsetof(TableState, steady), 0, "The table alone decides a token's text."},
+    {"count", T_PYSSIZET, offsetof(TableState, count), 0, "Ids taken by the fast path."},
+    {NULL},
+};
+
+static PyTypeObject TableStateType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pacer._speedups.TableState",
+    .tp_doc = PyDoc_STR("TableState(table): what FeedMethod's fast path reads, per Detokenizer."),
+    .tp_basicsize = sizeof(TableState),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)TableState_init,
+    .tp_dealloc = (destructor)TableState_dealloc,
+    .tp_members = TableState_members,
+};
+
+/* A method descriptor put on the Detokenizer class in place of ``feed``. Called as
+ * ``detokenizer.feed(id)`` it reads the instance's ``_lookup`` state and answers from
+ * the table when it can; anything else calls the pure-Python ``fallback`` with the
+ * same arguments. Being a method descriptor, a call through an instance makes no
+ * bound method; ``detokenizer.feed`` on its own gives an ordinary bound method. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *fallback; /* the pure-Python feed(self, item, now=None) */
+    PyObject *state_name;
+    vectorcallfunc vectorcall;
+} FeedMethod;
+
+static PyObject *
+FeedMethod_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    FeedMethod *self = (FeedMethod *)op;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs == 2 && kwnames == NULL && PyLong_CheckExact(args[1])) {
+        PyObject *state = PyObject_GetAttr(args[0], self->state_name);
+        if (state == NULL) {
+            return NULL;
+        }
+        if (Py_IS_TYPE(state, &TableStateType) && ((TableState *)state)->steady) {
+            TableState *s = (TableState *)state;
+            PyObject *text = PyDict_GetItemWithError(s->table, args[1]); /* borrowed */
+            if (text != NULL) {
+                PyObject *out = PyList_New(1);
+                if (out != NULL) {
+                    Py_INCREF(text);
+                    PyList_SET_ITEM(out, 0, text);
+                    s->count++;
+                }
+                Py_DECREF(state);
+                return out;
+            }
+            if (PyErr_Occurred()) {
+                Py_DECREF(state);
+                return NULL;
+            }
+        }
+        Py_DECREF(state);
+    }
+    return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
+}
+
+static PyObject *
+FeedMethod_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    if (obj == NULL || obj == Py_None) {
+        Py_INCREF(self);
+        return self;
+    }
+    return PyMethod_New(self, obj);
+}
+
+static int
+FeedMethod_init(FeedMethod *self, PyObject *args, PyObject *kwds)
+{
+    static char *names[] = {"fallback", "state_name", NULL};
+    PyObject *fallback, *state_name;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OU:FeedMethod", names, &fallback, &state_name)) {
+        return -1;
+    }
+    if (!PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "FeedMethod: fallback must be callable");
+        return -1;
+    }
+    Py_INCREF(fallback);
+    Py_INCREF(state_name);
+    PyUnicode_InternInPlace(&state_name);
+    Py_XSETREF(self->fallback, fallback);
+    Py_XSETREF(self->state_name, state_name);
+    self->vectorcall = FeedMethod_vectorcall;
+    return 0;
+}
+
+static PyObject *
+FeedMethod_doc(FeedMethod *self, void *closure)
+{
+    if (self->fallback == NULL) {
+        Py_RETURN_NONE;
+    }
+    return PyObject_GetAttrString(self->fallback, "__doc__");
+}
+
+static PyObject *
+FeedMethod_wrapped(FeedMethod *self, void *closure)
+{
+    PyObject *fallback = self->fallback == NULL ? Py_None : self->fallback;
+    Py_INCREF(fallback);
+    return fallback;
+}
+
+static PyGetSetDef FeedMethod_getset[] = {
+    {"__doc__", (getter)FeedMethod_doc, NULL, NULL, NULL},
+    {"__wrapped__", (getter)FeedMethod_wrapped, NULL, "The pure-Python feed it stands in front of.", NULL},
+    {NULL},
+};
+
+static int
+FeedMethod_traverse(FeedMethod *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->fallback);
+    return 0;
+}
+
+static int
+FeedMethod_clear(FeedMethod *self)
+{
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->state_name);
+    return 0;
+}
+
+static void
+FeedMethod_dealloc(FeedMethod *self)
+{
+    PyObject_GC_UnTrack(self);
+    FeedMethod_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject FeedMethodType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pacer._speedups.FeedMethod",
+    .tp_basicsize = sizeof(FeedMethod),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
+                | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)FeedMethod_init,
+    .tp_dealloc = (destructor)FeedMethod_dealloc,
+    .tp_traverse = (traverseproc)FeedMethod_traverse,
+    .tp_clear = (inquiry)FeedMethod_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(FeedMethod, vectorcall),
+    .tp_descr_get = FeedMethod_get,
+    .tp_getset = FeedMethod_getset,
+};
+
+static struct PyModuleDef speedups = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "pacer._speedups",
+    .m_doc = "Optional C speed-ups; pacer works the same without them.",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    if (PyType_Ready(&TableStateType) < 0 || PyType_Ready(&FeedMethodType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&speedups);
+    if (module == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&TableStateType);
+    if (PyModule_AddObject(module, "TableState", (PyObject *)&TableStateType) < 0) {
+        Py_DECREF(&TableStateType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&FeedMethodType);
+    if (PyModule_AddObject(module, "FeedMethod", (PyObject *)&FeedMethodType) < 0) {
+        Py_DECREF(&FeedMethodType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,17 @@
+from collections.abc import Callable
+from typing import Any
+
+class TableState:
+    """What FeedMethod's fast path reads, per Detokenizer."""
+
+    steady: int
+    count: int
+    def __init__(self, table: dict[int, str]) -> None: ...
+
+class FeedMethod:
+    """A method descriptor standing in front of the pure-Python ``feed``."""
+
+    __wrapped__: Callable[..., list[str]]
+    def __init__(self, fallback: Callable[..., list[str]], state_name: str) -> None: ...
+    def __get__(self, obj: Any, owner: Any = None) -> Any: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> list[str]: ...
