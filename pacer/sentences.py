@@ -63,6 +63,7 @@ _WIDE_CLAUSE_MARKS = frozenset("、，；：—–")  # need no space after them
 _INTERESTING = re.compile(r"[\n`.?!…‼⁇⁈⁉。！？｡．「『“（《〈【〔」』”）》〉】〕]")
 _CJK = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\u3000-\u303f\uff00-\uffef]")
 _NUMBER = re.compile(r"-?[.,]?\d[\d,.\-]*")
+_NUMBER_START = frozenset("-.,0123456789")
 _DOTTED = regex.compile(r"(?:\p{L}\.)+\p{L}")
 _LABEL = re.compile(r"[ \t]*(?:\d{1,9}|[ivxIVX]{1,4}|[A-Za-z])")
 _GRAPHEME = regex.compile(r"\X")
@@ -479,7 +480,7 @@ class SentenceSplitter(Stage):
         assert punkt is not None
         typ = word.lower()
         nxt = buf[m]
-        if _NUMBER.fullmatch(word):
+        if word[0] in _NUMBER_START and _NUMBER.fullmatch(word):
             # A short number that opens its sentence or follows a colon is a list label.
             if len(word) <= 2 and word.isdigit():
                 prev = buf[self._last_break : w]
@@ -487,7 +488,7 @@ class SentenceSplitter(Stage):
                     return 0
             typ = "##number##"
         is_initial = len(word) == 1 and word.isalpha() and word != "I"
-        is_abbrev = typ in punkt.abbreviations or _DOTTED.fullmatch(word) is not None
+        is_abbrev = typ in punkt.abbreviations or ("." in word and _DOTTED.fullmatch(word) is not None)
         if typ in punkt.numeric_only and not nxt.isdigit():
             is_abbrev = False  # "No. 7" but "The answer is no. Ask again."
         if typ in punkt.titles:
