@@ -208,9 +208,12 @@ class Pipeline(Stage):
                 raise TypeError(f"{type(stage).__name__}.__init__ did not call Stage.__init__()")
         self.stages: tuple[Stage, ...] = tuple(flat)
         self.timed = any(s.timed for s in flat)
-        self._timed = tuple(s.timed for s in flat)
+        self._timed_stages = tuple(s for s in flat if s.timed)  # the only ones with deadlines
         self._first_ingest = flat[0].ingest
         self._pushes = tuple(s.push for s in flat[1:])
+        # (stage, timed) from stage 0 and from stage 1: what _step walks.
+        plan = tuple((s, s.timed) for s in flat)
+        self._plans = (plan, plan[1:])
         self._timed_or_finishing = self.timed
         self._finishing = False
         self._finished_upto = 0  # stages[:k] have had finish() called
@@ -294,7 +297,7 @@ class Pipeline(Stage):
     @property
     def deadline(self) -> float | None:
         best: float | None = None
-        for stage in self.stages:
+        for stage in self._timed_stages:
             d = stage.deadline
             if d is not None and (best is None or d < best):
                 best = d
@@ -312,9 +315,10 @@ class Pipeline(Stage):
     # -- internals -----------------------------------------------------------------
 
     def _step(self, items: list[Chunk], start: int, now: float) -> list[Chunk]:
-        stages, timed = self.stages, self._timed
-        for i in range(start, len(stages)):
-            stage = stages[i]
+        finishing = self._finishing
+        i = start - 1
+        for stage, timed in self._plans[start]:
+            i += 1
             if items:
                 if len(items) == 1:
                     items = stage.push(items[0], now)
@@ -323,11 +327,11 @@ class Pipeline(Stage):
                     for chunk in items:
                         out.extend(stage.push(chunk, now))
                     items = out
-            if timed[i]:
+            if timed:
                 d = stage.deadline
                 if d is not None and d <= now:
                     items = [*items, *stage.poll(now)]
-            if self._finishing and i == self._finished_upto and all(s.deadline is None for s in stages[:i]):
+            if finishing and i == self._finished_upto and all(s.deadline is None for s in self.stages[:i]):
                 items.extend(stage.finish(now))
                 self._finished_upto += 1
         return self._emit(items, now) if items else items
