@@ -9,8 +9,8 @@ window. Most tokens take a shorter path still: while nothing is pending (no part
 character, byte run or start rule), a token's text is fixed, so it is one lookup in
 a table of whole-character texts built once per vocabulary. Held: at most 3 bytes
 of an unfinished character, or, for decoders with byte-fallback runs (HF
-``ByteFallback``), the current run of byte tokens, because one
-bad byte anywhere in such a run turns the whole run into U+FFFD.
+``ByteFallback``), the current run of byte tokens, because one bad byte anywhere
+in such a run turns the whole run into U+FFFD.
 
 Decoders that are not a plain concatenation stay exact with constant work per token:
 HF ``WordPiece`` works token by token (a token after the first loses its ``##`` or
