@@ -189,6 +189,12 @@ def backend(name: str) -> Backend:
         return _rust_backend(name, wordpiece())
     if name == "hf-rust-bpe-suffix":
         return _rust_backend(name, bpe_with_suffix())
+    if name == "hf-fast-bpe-suffix":
+        from transformers import PreTrainedTokenizerFast
+
+        # transformers ignores clean_up_tokenization_spaces for BPE models (and warns).
+        tok = PreTrainedTokenizerFast(tokenizer_object=bpe_with_suffix(), clean_up_tokenization_spaces=False)
+        return _transformers_backend(name, tok)
     if name == "hf-rust-no-decoder":
         return _rust_backend(name, bpe_with_suffix(decoder=False))
     if name == "hf-rust-ctc":
@@ -226,6 +232,7 @@ ALL = [
     "hf-rust-wordpiece",
     "hf-fast-wordpiece",
     "hf-rust-bpe-suffix",
+    "hf-fast-bpe-suffix",
     "hf-rust-no-decoder",
     "hf-rust-ctc",
 ]
