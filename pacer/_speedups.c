@@ -1,20 +1,20 @@
 /* Optional C speed-up for pacer.Detokenizer.feed: the steady-state table lookup.
  *
  * FeedMethod stands on the Detokenizer class in place of ``feed``; each instance
- * keeps a TableState (``_lookup``). While the state is steady, one exact ``int`` id
+ * keeps a TableState in a ``__slots__`` member (``_lookup_state``), read at its offset. While the state is steady, one exact ``int`` id
  * found in its table (a dict from id to text) returns ``[text]`` and counts the id:
  * all that the pure-Python fast path does, without the cost of a Python-level call.
  * Anything else (another type, a time argument, an id not in the table, a state
  * that is not steady) calls the pure-Python ``feed``, which owns every rule and
  * every error. Nothing here refers back to an instance: no reference cycles.
  *
- * Cost: one attribute lookup, one dict lookup and one one-element list per token.
+ * Cost: one type check, one dict lookup and one one-element list per token.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
 
-/* The per-instance state the fast path reads: a Detokenizer keeps one as ``_lookup``. */
+/* The per-instance state the fast path reads: a Detokenizer keeps one in a slot. */
 typedef struct {
     PyObject_HEAD
     PyObject *table;  /* dict: id -> str */
@@ -69,8 +69,9 @@ static PyTypeObject TableStateType = {
  * bound method; ``detokenizer.feed`` on its own gives an ordinary bound method. */
 typedef struct {
     PyObject_HEAD
-    PyObject *fallback; /* the pure-Python feed(self, item, now=None) */
-    PyObject *state_name;
+    PyObject *fallback;        /* the pure-Python feed(self, item, now=None) */
+    PyTypeObject *owner_type;  /* the class whose slot holds the TableState */
+    Py_ssize_t offset;         /* where that slot is in an instance */
     vectorcallfunc vectorcall;
 } FeedMethod;
 
@@ -79,18 +80,23 @@ FeedMethod_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObje
 {
     FeedMethod *self = (FeedMethod *)op;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (nargs == 2 && kwnames == NULL && PyLong_CheckExact(args[1])) {
-        PyObject *state = PyObject_GetAttr(args[0], self->state_name);
+    if (nargs == 2 && kwnames == NULL && PyLong_CheckExact(args[1])
+        && PyObject_TypeCheck(args[0], self->owner_type)) {
+        PyObject *state = *(PyObject **)((char *)args[0] + self->offset); /* the slot; NULL if unset */
         if (state == NULL) {
-            return NULL;
+            return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
         }
+        Py_INCREF(state);
         if (Py_IS_TYPE(state, &TableStateType) && ((TableState *)state)->steady) {
             TableState *s = (TableState *)state;
             PyObject *text = PyDict_GetItemWithError(s->table, args[1]); /* borrowed */
             if (text != NULL) {
+                Py_INCREF(text);
                 PyObject *out = PyList_New(1);
-                if (out != NULL) {
-                    Py_INCREF(text);
+                if (out == NULL) {
+                    Py_DECREF(text);
+                }
+                else {
                     PyList_SET_ITEM(out, 0, text);
                     s->count++;
                 }
@@ -120,20 +126,26 @@ FeedMethod_get(PyObject *self, PyObject *obj, PyObject *type)
 static int
 FeedMethod_init(FeedMethod *self, PyObject *args, PyObject *kwds)
 {
-    static char *names[] = {"fallback", "state_name", NULL};
-    PyObject *fallback, *state_name;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OU:FeedMethod", names, &fallback, &state_name)) {
+    static char *names[] = {"fallback", "slot", NULL};
+    PyObject *fallback, *slot;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!:FeedMethod", names, &fallback, &PyMemberDescr_Type,
+                                     &slot)) {
         return -1;
     }
     if (!PyCallable_Check(fallback)) {
         PyErr_SetString(PyExc_TypeError, "FeedMethod: fallback must be callable");
         return -1;
     }
+    PyMemberDescrObject *member = (PyMemberDescrObject *)slot;
+    if (member->d_member->type != T_OBJECT_EX || (member->d_member->flags & READONLY)) {
+        PyErr_SetString(PyExc_TypeError, "FeedMethod: slot must be a writable __slots__ member");
+        return -1;
+    }
     Py_INCREF(fallback);
-    Py_INCREF(state_name);
-    PyUnicode_InternInPlace(&state_name);
+    Py_INCREF(PyDescr_TYPE(member));
     Py_XSETREF(self->fallback, fallback);
-    Py_XSETREF(self->state_name, state_name);
+    Py_XSETREF(self->owner_type, PyDescr_TYPE(member));
+    self->offset = member->d_member->offset;
     self->vectorcall = FeedMethod_vectorcall;
     return 0;
 }
@@ -165,6 +177,7 @@ static int
 FeedMethod_traverse(FeedMethod *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->fallback);
+    Py_VISIT(self->owner_type);
     return 0;
 }
 
@@ -172,7 +185,7 @@ static int
 FeedMethod_clear(FeedMethod *self)
 {
     Py_CLEAR(self->fallback);
-    Py_CLEAR(self->state_name);
+    Py_CLEAR(self->owner_type);
     return 0;
 }
 

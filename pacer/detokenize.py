@@ -134,6 +134,9 @@ class Detokenizer(Stage):
     tensor of shape [n] or [1, n]).
     """
 
+    # A slot, not a dict entry: the C ``feed`` reads it at a fixed offset.
+    __slots__ = ("_lookup_state",)
+
     def __init__(self, tokenizer: Any, *, skip_special_tokens: bool = False) -> None:
         super().__init__()
         from .tokenizers import vocab_for
@@ -405,7 +408,8 @@ class Detokenizer(Stage):
 
 if _speedups is not None:
     # ``feed`` in C while the table alone decides a token's text; the method above otherwise.
-    Detokenizer.feed = _speedups.FeedMethod(Detokenizer.feed, "_lookup_state")  # type: ignore[method-assign]
+    _slot = Detokenizer.__dict__["_lookup_state"]  # the member descriptor of the slot
+    Detokenizer.feed = _speedups.FeedMethod(Detokenizer.feed, _slot)  # type: ignore[method-assign]
 
 
 def _shared_prefix(a: bytes, b: bytes) -> int:

@@ -312,3 +312,23 @@ def test_a_detokenizer_is_freed_by_reference_counting_alone(speedups: str) -> No
         assert ref() is None  # no reference cycle anywhere in it
     finally:
         gc.enable()
+
+
+def test_feed_on_a_subclass_or_a_foreign_object_is_safe(speedups: str) -> None:
+    # The C feed reads its state from a slot at a fixed offset: it must check that the
+    # object really is a Detokenizer first, and take the Python path when not.
+    b = get("tiktoken-tekken")
+
+    class Named(Detokenizer):
+        def __init__(self, tokenizer: object) -> None:
+            super().__init__(tokenizer)
+            self.label = "named"
+
+    ids = b.encode("a subclass streams the same text")
+    d = Named(b.tokenizer)
+    assert "".join([t for i in ids for t in d.feed(i)] + d.flush()) == b.decode(ids, False)
+    with pytest.raises(AttributeError):
+        Detokenizer.feed(object(), ids[0])  # type: ignore[arg-type]
+    bare = Detokenizer.__new__(Detokenizer)  # never initialised: the slot is empty
+    with pytest.raises(AttributeError):
+        bare.feed(ids[0])
