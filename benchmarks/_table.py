@@ -16,6 +16,21 @@ def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
     return best
 
 
+def best_of_each(cases: dict[str, Callable[[], object]], rounds: int = 5) -> dict[str, float]:
+    """Best wall time of each case over ``rounds`` rounds that run every case once, in turn.
+
+    Interleaved, so a slow stretch of a shared machine (seconds long, here) touches
+    every case alike instead of landing on one case's repeats and skewing the ratios.
+    """
+    best = dict.fromkeys(cases, float("inf"))
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
 def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
     """Print a Markdown table; a ``|`` inside a cell is escaped so the columns hold."""
     header = [str(h).replace("|", "\\|") for h in header]

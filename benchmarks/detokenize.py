@@ -16,7 +16,7 @@ from typing import Any
 from pacer import Detokenizer
 from pacer.tokenizers import load_tekken, mistral_data_file
 
-from ._table import best_of, print_table
+from ._table import best_of, best_of_each, print_table
 
 ENGLISH = (
     "The quick brown fox jumps over the lazy dog while the model streams its answer, token by token, "
@@ -104,7 +104,7 @@ def main(quick: bool = False) -> None:
                 assert _pacer(tiktoken_enc, t_ids) == tiktoken_enc.decode(t_ids)
                 cases["pacer Detokenizer (tiktoken)"] = lambda t_ids=t_ids, e=tiktoken_enc: _pacer(e, t_ids)
                 cases["one-shot decode (tiktoken)"] = lambda t_ids=t_ids, e=tiktoken_enc: e.decode(t_ids)
-            times = {name: best_of(fn, 3) / len(ids) * 1e6 for name, fn in cases.items()}
+            times = {name: t / len(ids) * 1e6 for name, t in best_of_each(cases, 5).items()}
             ref = times["HF DecodeStream"]
             for name, us in times.items():
                 rows.append([label, family, name, f"{us:.3f}", f"{ref / us:.1f}x"])

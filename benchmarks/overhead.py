@@ -14,7 +14,7 @@ import trio
 import pacer
 from pacer import Chunk, Stage
 
-from ._table import best_of, print_table
+from ._table import best_of_each, print_table
 
 
 class Passthrough(Stage):
@@ -78,7 +78,7 @@ def main(quick: bool = False) -> None:
         "pacer.run, 4 stages (sync iterator)": lambda: sum(1 for _ in pacer.run(four(), items)),
         "Pipeline.feed loop, 4 stages (sans-I/O)": feed_loop,
     }
-    times = {name: best_of(fn, 3) / n * 1e6 for name, fn in cases.items()}
+    times = {name: t / n * 1e6 for name, t in best_of_each(cases, 3).items()}
     ref = times["bare chain of 4 async generators (asyncio) [reference]"]
     rows = [[name, f"{us:.3f}", f"{us / ref:.2f}"] for name, us in times.items()]
     print_table(

@@ -2,13 +2,14 @@
  *
  * FeedMethod stands on the Detokenizer class in place of ``feed``; each instance
  * keeps a TableState in a ``__slots__`` member (``_lookup_state``), read at its offset. While the state is steady, one exact ``int`` id
- * found in its table (a dict from id to text) returns ``[text]`` and counts the id:
+ * with text in its table (a list indexed by id, ``None`` where the id has no fixed
+ * text) returns ``[text]`` and counts the id:
  * all that the pure-Python fast path does, without the cost of a Python-level call.
  * Anything else (another type, a time argument, an id not in the table, a state
  * that is not steady) calls the pure-Python ``feed``, which owns every rule and
  * every error. Nothing here refers back to an instance: no reference cycles.
  *
- * Cost: one type check, one dict lookup and one one-element list per token.
+ * Cost: one type check, one list index and one one-element list per token.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -17,7 +18,7 @@
 /* The per-instance state the fast path reads: a Detokenizer keeps one in a slot. */
 typedef struct {
     PyObject_HEAD
-    PyObject *table;  /* dict: id -> str */
+    PyObject *table;  /* list: id -> str, or None */
     Py_ssize_t count; /* ids the fast path has taken */
     int steady;       /* set by the Detokenizer: the table alone decides a token's text */
 } TableState;
@@ -27,7 +28,7 @@ TableState_init(TableState *self, PyObject *args, PyObject *kwds)
 {
     static char *names[] = {"table", NULL};
     PyObject *table;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!:TableState", names, &PyDict_Type, &table)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!:TableState", names, &PyList_Type, &table)) {
         return -1;
     }
     Py_INCREF(table);
@@ -89,8 +90,12 @@ FeedMethod_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObje
         Py_INCREF(state);
         if (Py_IS_TYPE(state, &TableStateType) && ((TableState *)state)->steady) {
             TableState *s = (TableState *)state;
-            PyObject *text = PyDict_GetItemWithError(s->table, args[1]); /* borrowed */
-            if (text != NULL) {
+            Py_ssize_t id = PyLong_AsSsize_t(args[1]);
+            if (id == -1 && PyErr_Occurred()) {
+                PyErr_Clear(); /* too big for any table: the Python path says what is wrong */
+            }
+            PyObject *text = 0 <= id && id < PyList_GET_SIZE(s->table) ? PyList_GET_ITEM(s->table, id) : Py_None;
+            if (text != Py_None) {
                 Py_INCREF(text);
                 PyObject *out = PyList_New(1);
                 if (out == NULL) {
@@ -102,10 +107,6 @@ FeedMethod_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObje
                 }
                 Py_DECREF(state);
                 return out;
-            }
-            if (PyErr_Occurred()) {
-                Py_DECREF(state);
-                return NULL;
             }
         }
         Py_DECREF(state);

@@ -6,7 +6,7 @@ class TableState:
 
     steady: int
     count: int
-    def __init__(self, table: dict[int, str]) -> None: ...
+    def __init__(self, table: list[str | None]) -> None: ...
 
 class FeedMethod:
     """A method descriptor standing in front of the pure-Python ``feed``."""

@@ -122,6 +122,14 @@ class Vocab:
         runs, skipped = self.byte_runs, self.skipped_ids
         return {i: p for i, p in enumerate(self.pieces) if p and i not in runs and i not in skipped}
 
+    @functools.cached_property
+    def steady_list(self) -> list[str | None]:
+        """``steady_texts`` as a list indexed by id (``None``: no fixed text), for the C lookup."""
+        table: list[str | None] = [None] * len(self.pieces)
+        for i, text in self.steady_texts.items():
+            table[i] = text
+        return table
+
 
 class Detokenizer(Stage):
     """Token ids in, text out: ``"".join`` of everything equals the one-shot decode.
@@ -175,7 +183,7 @@ class Detokenizer(Stage):
         self._fast_get = self.vocab.steady_texts.get
         # What the C ``feed`` (when built) reads: the same table and the same steady flag.
         self._lookup_state: Any = (
-            _speedups.TableState(self.vocab.steady_texts) if _speedups is not None and _SPEEDUPS else None
+            _speedups.TableState(self.vocab.steady_list) if _speedups is not None and _SPEEDUPS else None
         )
         self._settle()
 

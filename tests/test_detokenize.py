@@ -283,6 +283,8 @@ def test_feed_is_the_c_lookup_when_built_and_a_feed_bound_early_stays_exact(spee
         feed(True)
     with pytest.raises(ValueError, match=r"token id -1 at position 0 of this feed \(token"):
         feed(-1)
+    with pytest.raises(ValueError, match=r"token id 10{30} at position 0"):
+        feed(10**30)  # beyond any C integer: the C lookup must hand it over, not fail
     out += feed(ids[0], now=1.0) + feed(ids[1], 2.0)  # positional and keyword time: checked path
     out += d.flush()
     assert "".join(out) == b.decode([*ids, ids[0], ids[1]], False)
