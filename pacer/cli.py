@@ -75,12 +75,11 @@ def demo(args: argparse.Namespace) -> int:
     total = len(trace)
     if args.instant:
         chunks = pacer.simulate(trace, pipe).emissions
-    else:
-        chunks = list(_stream(pacer, pipe, trace, args.speed, colour, out, args.mode))
-    if args.instant:
         shade = _Shade(args.mode)
         for chunk in chunks:
             out.write(_paint(chunk.text, shade(chunk), colour))
+    else:
+        chunks = list(_stream(pacer, pipe, trace, args.speed, colour, out, args.mode))
     m = pipe.metrics
     out.write("\n" if not chunks or not chunks[-1].text.endswith("\n") else "")
     what = (

@@ -147,7 +147,7 @@ class Detokenizer(Stage):
 
     def __init__(self, tokenizer: Any, *, skip_special_tokens: bool = False) -> None:
         super().__init__()
-        from .tokenizers import vocab_for
+        from .tokenizers import vocab_for, wants_cleanup
 
         self.vocab = tokenizer if isinstance(tokenizer, Vocab) else vocab_for(tokenizer, skip_special_tokens)
         self.skip_special_tokens = skip_special_tokens
@@ -157,8 +157,6 @@ class Detokenizer(Stage):
         self._decoder = codecs.getincrementaldecoder("utf-8")(self.vocab.errors)
         # Until the first non-empty piece, the decoder may treat it specially.
         self._at_start = self.vocab.strip_first == "token" or self.vocab.first is not None
-        from .tokenizers import wants_cleanup
-
         self._strip_both = self.vocab.strip_first == "both"
         self._first_space = self.vocab.strip_first == "output"  # the next text may lose its space
         self._cleanup = _Cleanup() if not isinstance(tokenizer, Vocab) and wants_cleanup(tokenizer) else None

@@ -123,7 +123,6 @@ class Pacer(Stage):
         self._tail_entered = 0.0
         self._arrival_rate = 0.0
         self._last_arrival = -math.inf
-        self._ended = False
         self._deadline: float | object | None = _STALE
 
     def __repr__(self) -> str:
@@ -142,8 +141,7 @@ class Pacer(Stage):
 
     def _compute_deadline(self) -> float | None:
         if self._queue:
-            entered = self._queue[0][1]
-            return min(max(self._ready(self._seen), entered), entered + self.max_lag)
+            return self._due(self._queue[0][1], self._seen)
         if self._tail:
             return self._tail_entered + self.max_lag
         return None
@@ -175,7 +173,6 @@ class Pacer(Stage):
             self._tail = ""
 
     def finish(self, now: float) -> list[Chunk]:
-        self._ended = True
         if self._splitter is not None:
             for sentence in self._splitter.finish(now):
                 self._enqueue(sentence, now)
@@ -186,7 +183,6 @@ class Pacer(Stage):
 
     def cancel(self, now: float) -> list[Chunk]:
         self._closed = True
-        self._ended = True
         if self._splitter is not None:
             for sentence in self._splitter.cancel(now):
                 self._enqueue(sentence, now)
@@ -242,11 +238,10 @@ class Pacer(Stage):
         """Emit every unit due by ``now`` (``inf``: all of them, at time ``stamp``)."""
         queue = self._queue
         out: list[Chunk] = []
-        max_lag = self.max_lag
         self._deadline = _STALE
         while queue:
             head, entered = queue[0]
-            due = min(max(self._ready(now if stamp is None else stamp), entered), entered + max_lag)
+            due = self._due(entered, now if stamp is None else stamp)
             if due > now + _COALESCE:
                 if stamp is None and now == self._seen:
                     self._deadline = due  # what _compute_deadline would say: spare it the work
@@ -258,12 +253,16 @@ class Pacer(Stage):
             out.append(head)
         return out
 
+    def _due(self, entered: float, now: float) -> float:
+        """When the queue's head, which reached the pacer at ``entered``, goes out."""
+        return min(max(self._ready(now), entered), entered + self.max_lag)
+
     def _ready(self, now: float) -> float:
         if self._last_due == -math.inf:
             return -math.inf
-        return self._last_due + self._last_cost / self._rate(now, self._queue) + self._last_pause
+        return self._last_due + self._last_cost / self._rate(now) + self._last_pause
 
-    def _rate(self, now: float, queue: deque[tuple[Chunk, float]]) -> float:
+    def _rate(self, now: float) -> float:
         rate = self.rate
         if self.adaptive:
             decay = (
@@ -273,9 +272,9 @@ class Pacer(Stage):
             # Follow the source and work off any backlog over about two max_lags, so lag
             # settles below the bound and a burst is spread over the time the bound allows.
             rate = max(rate, _FOLLOW * arrival, arrival + self._queued_cost / (_CATCH_UP * self.max_lag))
-        if queue:
+        if self._queue:
             # Empty the backlog before its newest unit reaches the lag bound.
-            newest, entered = queue[-1]
+            newest, entered = self._queue[-1]
             room = entered + self.max_lag - now
             backlog = self._queued_cost - len(newest.text)
             if backlog > 0:

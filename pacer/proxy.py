@@ -61,6 +61,23 @@ def _response_headers(upstream: httpx.Response) -> dict[str, str]:
     return {k: v for k, v in upstream.headers.items() if k.lower() not in skip}
 
 
+def _unreachable(exc: httpx.HTTPError) -> JSONResponse:
+    log.warning("pacer proxy: upstream unreachable: %r", exc)
+    return JSONResponse(
+        {"error": {"message": f"upstream unreachable: {exc}", "type": "upstream_error"}}, status_code=502
+    )
+
+
+async def _closing(response: httpx.Response, pieces: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+    """``pieces``, then the upstream response closed, however the iteration ends."""
+    try:
+        async for piece in pieces:
+            yield piece
+    finally:
+        with anyio.CancelScope(shield=True):
+            await response.aclose()
+
+
 def create_proxy(
     upstream: str,
     pipeline_factory: Callable[[], Stage],
@@ -115,30 +132,17 @@ def create_proxy(
         try:
             response = await http().send(upstream_request, stream=True)
         except httpx.HTTPError as exc:
-            log.warning("pacer proxy: upstream unreachable: %r", exc)
-            return JSONResponse(
-                {"error": {"message": f"upstream unreachable: {exc}", "type": "upstream_error"}},
-                status_code=502,
-            )
+            return _unreachable(exc)
         if response.status_code != 200 or not response.headers.get("content-type", "").startswith(
             "text/event-stream"
         ):
             content = await response.aread()
             await response.aclose()
             return Response(content, status_code=response.status_code, headers=_response_headers(response))
+        frames = paced_openai_sse(response.aiter_raw(), pipeline_factory(), clock=clock, max_line=max_line)
         return EventStreamResponse(
-            frames(response), heartbeat=heartbeat, send_timeout=send_timeout, on_close=closed
+            _closing(response, frames), heartbeat=heartbeat, send_timeout=send_timeout, on_close=closed
         )
-
-    async def frames(response: httpx.Response) -> AsyncGenerator[bytes, None]:
-        try:
-            async for frame in paced_openai_sse(
-                response.aiter_raw(), pipeline_factory(), clock=clock, max_line=max_line
-            ):
-                yield frame
-        finally:
-            with anyio.CancelScope(shield=True):
-                await response.aclose()
 
     def closed(outcome: str) -> None:
         log.info("pacer proxy: stream ended: %s", outcome)
@@ -154,21 +158,11 @@ def create_proxy(
         try:
             response = await http().send(upstream_request, stream=True)
         except httpx.HTTPError as exc:
-            return JSONResponse(
-                {"error": {"message": f"upstream unreachable: {exc}", "type": "upstream_error"}},
-                status_code=502,
-            )
-
-        async def body() -> AsyncGenerator[bytes, None]:
-            try:
-                async for piece in response.aiter_raw():
-                    yield piece
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await response.aclose()
-
+            return _unreachable(exc)
         return StreamingResponse(
-            body(), status_code=response.status_code, headers=_response_headers(response)
+            _closing(response, response.aiter_raw()),
+            status_code=response.status_code,
+            headers=_response_headers(response),
         )
 
     async def other(request: Request) -> Response:

@@ -83,6 +83,14 @@ _BLOCK_START = frozenset({_BLANK, _HEADING, _LIST, _TABLE, _QUOTE, _HR_LINE, _FE
 _NEED_MORE = -1
 
 
+def _indent_end(buf: str, line: int) -> int:
+    """Where the indentation of the line starting at ``line`` ends."""
+    f, n = line, len(buf)
+    while f < n and buf[f] in " \t\r":
+        f += 1
+    return f
+
+
 def _is_cjk(ch: str) -> bool:
     return not ch.isascii() and _CJK.match(ch) is not None
 
@@ -579,11 +587,8 @@ class SentenceSplitter(Stage):
             return True
         if prev == _LIST and buf[line] not in " \t":
             return True
-        f = line
-        n = len(buf)
-        while f < n and buf[f] in " \t\r":
-            f += 1
-        if f + 1 >= n:
+        f = _indent_end(buf, line)
+        if f + 1 >= len(buf):
             return False
         c = buf[f]
         return (c in "-*+" and buf[f + 1] in " \t") or (c in "`~" and buf.startswith(c * 3, f))
@@ -593,9 +598,7 @@ class SentenceSplitter(Stage):
         n = len(buf)
         if self._fence is not None:
             return _CODE
-        f = line
-        while f < n and buf[f] in " \t\r":
-            f += 1
+        f = _indent_end(buf, line)
         if f == n:
             return _BLANK if eof else _NEED_MORE
         c = buf[f]

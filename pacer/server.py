@@ -38,7 +38,7 @@ from starlette.types import Message, Receive, Scope, Send
 from ._core import Chunk, Stage
 from .adapters import UpstreamError, asse_events, openai_delta, parse_openai_event
 from .clock import Clock
-from .run import AsyncRun
+from .run import AsyncRun, _aclose_source
 from .sse import DONE, SSEError, encode, encode_comment
 
 __all__ = [
@@ -167,10 +167,8 @@ class EventStreamResponse(Response):
                 log.warning("pacer: stream failed: %r", exc)
                 await out.send(error_frame(exc))
             finally:
-                aclose = getattr(self.frames, "aclose", None)
-                if aclose is not None:
-                    with anyio.CancelScope(shield=True):
-                        await aclose()
+                with anyio.CancelScope(shield=True):
+                    await _aclose_source(self.frames)
 
 
 class PacedEventSource(EventStreamResponse):
@@ -245,10 +243,8 @@ class _OpenAIStream:
                 else:
                     self.before.append(body)
         finally:
-            aclose = getattr(self.events, "aclose", None)
-            if aclose is not None:
-                with anyio.CancelScope(shield=True):
-                    await aclose()
+            with anyio.CancelScope(shield=True):
+                await _aclose_source(self.events)
 
     @staticmethod
     def _only_content(body: Mapping[str, Any]) -> bool:
@@ -266,7 +262,7 @@ class _OpenAIStream:
         choice["finish_reason"] = None
         choice.setdefault("index", 0)
         base["choices"] = [choice]
-        return encode(json.dumps(base, ensure_ascii=False, separators=(",", ":")))
+        return openai_chunk_frames(base)
 
 
 def openai_chunk_frames(body: Mapping[str, Any]) -> bytes:

@@ -11,6 +11,7 @@ import base64
 import json
 import re
 import weakref
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -172,19 +173,19 @@ def _hf_vocab(tok: Any, skip_special_tokens: bool, name: str) -> Vocab:
     steps = config.get("decoders", []) if config and config["type"] == "Sequence" else [config]
     kinds = [s["type"] if s else None for s in steps]
 
+    def per_token(make: Callable[[str], bytes]) -> list[bytes | None]:
+        """``make(token)`` per id: ``None`` where no token has the id, ``b""`` for a skipped one."""
+        return [None if t is None else b"" if i in skip else make(t) for i, t in enumerate(tokens)]
+
     if kinds == ["ByteLevel"]:
-        table = _byte_level_decoder()
-        pieces: list[Any] = []
-        for i, token in enumerate(tokens):
-            if token is None:
-                pieces.append(None)
-            elif i in skip:
-                pieces.append(b"")
-            elif all(c in table for c in token):
-                pieces.append(bytes(table[c] for c in token))
-            else:
-                pieces.append(token.encode())
-        return Vocab(f"{name}:ByteLevel", pieces, special_ids=frozenset(special))
+        byte_of = _byte_level_decoder()
+
+        def level_bytes(token: str) -> bytes:
+            if all(c in byte_of for c in token):
+                return bytes(byte_of[c] for c in token)
+            return token.encode()
+
+        return Vocab(f"{name}:ByteLevel", per_token(level_bytes), special_ids=frozenset(special))
 
     if kinds and kinds[-1] == "Strip" and kinds[:-1] in (["Replace", "ByteFallback", "Fuse"],):
         replace, strip = steps[0], steps[-1]
@@ -197,7 +198,7 @@ def _hf_vocab(tok: Any, skip_special_tokens: bool, name: str) -> Vocab:
             raise NotImplementedError(f"Detokenizer: unsupported decoder settings {config}")
         old, new = replace["pattern"]["String"], replace["content"]
         runs: dict[int, int] = {}
-        pieces = []
+        pieces: list[Any] = []
         for i, token in enumerate(tokens):
             if token is None:
                 pieces.append(None)
@@ -222,13 +223,9 @@ def _hf_vocab(tok: Any, skip_special_tokens: bool, name: str) -> Vocab:
         meta = steps[0]
         repl = meta.get("replacement", "\u2581")
         prepend = meta.get("prepend_scheme", "always" if meta.get("add_prefix_space", True) else "never")
-        pieces = [
-            None if t is None else b"" if i in skip else t.replace(repl, " ").encode()
-            for i, t in enumerate(tokens)
-        ]
         return Vocab(
             f"{name}:Metaspace",
-            pieces,
+            per_token(lambda t: t.replace(repl, " ").encode()),
             strip_first="token" if prepend != "never" else None,
             strip_ids=frozenset(range(len(tokens))),
             special_ids=frozenset(special),
@@ -242,47 +239,34 @@ def _hf_vocab(tok: Any, skip_special_tokens: bool, name: str) -> Vocab:
         prefix, cleanup = steps[0].get("prefix", "##"), steps[0].get("cleanup", True)
 
         def clean(text: str) -> bytes:
-            if cleanup:
-                for old, new in _WORDPIECE_CLEANUP:
-                    text = text.replace(old, new)
-            return text.encode()
+            return (_wordpiece_cleanup(text) if cleanup else text).encode()
 
-        later: list[Any] = []
-        first: list[Any] = []
-        for i, token in enumerate(tokens):
-            if token is None:
-                later.append(None)
-                first.append(None)
-            elif i in skip:
-                later.append(b"")
-                first.append(b"")
-            else:
-                rest = token[len(prefix) :] if prefix and token.startswith(prefix) else " " + token
-                later.append(clean(rest))
-                first.append(clean(token))
-        return Vocab(f"{name}:WordPiece", later, first=first, special_ids=frozenset(special))
+        def later(token: str) -> bytes:
+            return clean(token[len(prefix) :] if prefix and token.startswith(prefix) else " " + token)
+
+        return Vocab(
+            f"{name}:WordPiece", per_token(later), first=per_token(clean), special_ids=frozenset(special)
+        )
 
     if kinds == [None]:
         # No decoder: HF joins the tokens with single spaces.
-        first = [None if t is None else b"" if i in skip else t.encode() for i, t in enumerate(tokens)]
-        later = [p if not p else b" " + p for p in first]
-        return Vocab(f"{name}:no decoder", later, first=first, special_ids=frozenset(special))
+        return Vocab(
+            f"{name}:no decoder",
+            per_token(lambda t: b" " + t.encode() if t else b""),
+            first=per_token(str.encode),
+            special_ids=frozenset(special),
+        )
 
     if kinds == ["BPEDecoder"]:
         # Every end-of-word suffix becomes a space, except in the last token, where it
         # becomes nothing: a token's differing ending waits for the next token.
         suffix = steps[0].get("suffix", "</w>")
-        mid: list[Any] = []
-        end: list[Any] = []
-        for i, token in enumerate(tokens):
-            if token is None or i in skip:
-                mid.append(None if token is None else b"")
-                end.append(mid[-1])
-            else:
-                mid.append(token.replace(suffix, " ").encode())
-                end.append(token.replace(suffix, "").encode())
         return Vocab(
-            f"{name}:BPEDecoder", mid, last=end, special_ids=frozenset(special), skipped_ids=frozenset(skip)
+            f"{name}:BPEDecoder",
+            per_token(lambda t: t.replace(suffix, " ").encode()),
+            last=per_token(lambda t: t.replace(suffix, "").encode()),
+            special_ids=frozenset(special),
+            skipped_ids=frozenset(skip),
         )
 
     if kinds == ["CTC"]:
@@ -294,21 +278,24 @@ def _hf_vocab(tok: Any, skip_special_tokens: bool, name: str) -> Vocab:
         def ctc_piece(token: str) -> bytes:
             text = token.replace(pad, "")
             if cleanup:
-                for old, new in _WORDPIECE_CLEANUP:
-                    text = text.replace(old, new)
-                text = text.replace(delimiter, " ")
+                text = _wordpiece_cleanup(text).replace(delimiter, " ")
             return text.encode()
 
-        pieces = [None if t is None else b"" if i in skip else ctc_piece(t) for i, t in enumerate(tokens)]
         return Vocab(
             f"{name}:CTC",
-            pieces,
+            per_token(ctc_piece),
             repeats=list(tokens),
             special_ids=frozenset(special),
             skipped_ids=frozenset(skip),
         )
 
     raise NotImplementedError(f"Detokenizer: the HF decoder {kinds} is not supported yet")
+
+
+def _wordpiece_cleanup(text: str) -> str:
+    for old, new in _WORDPIECE_CLEANUP:
+        text = text.replace(old, new)
+    return text
 
 
 # The replacements of HF's WordPiece ``cleanup``, in its order.
