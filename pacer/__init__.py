@@ -8,7 +8,9 @@ from . import traces
 from ._core import Boundary, Chunk, Pipeline, Stage, StageClosedError, pipeline
 from .clock import Clock, MonotonicClock, VirtualClock
 from .detokenize import ByteDecoder, Detokenizer, Vocab
+from .hub import Hub, HubStream
 from .metrics import StreamMetrics
+from .mux import Mux, MuxStream
 from .pacing import Pacer
 from .packets import Packetizer
 from .run import AsyncRun, SyncRun, arun, run
@@ -25,7 +27,11 @@ __all__ = [
     "Chunk",
     "Clock",
     "Detokenizer",
+    "Hub",
+    "HubStream",
     "MonotonicClock",
+    "Mux",
+    "MuxStream",
     "Pacer",
     "PacerStreamer",
     "Packetizer",

@@ -27,6 +27,7 @@ seconds of input.
 from __future__ import annotations
 
 import math
+import re
 from collections import deque
 from typing import Literal
 
@@ -45,11 +46,15 @@ _CJK = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}"
 # character with the punctuation and space after it; or a run of space.
 _WORD = regex.compile(rf"[^\s{_CJK}]+\s*|[{_CJK}][\p{{M}}\p{{P}}\p{{S}}\s]*|\s+")
 _GRAPHEME = regex.compile(r"\X")
+# The same pieces as _WORD on ASCII text (where regex's \s is [\t\n\v\f\r ]), found by
+# the standard library's engine, which is several times cheaper per call on short text.
+_ASCII_WORD = re.compile(r"\S+\s*|\s+", re.ASCII)
 _ARRIVAL_WINDOW = 1.0  # seconds over which the arrival rate is estimated
 _FOLLOW = 1.0  # adaptive pacing runs at least this multiple of the arrival rate
 _CATCH_UP = 2.0  # a backlog is worked off in about this many max_lags
 _COALESCE = 0.005  # units due this close together go out in one wake-up
 _STALE = object()  # the cached deadline needs recomputing
+_SENTENCE, _CLAUSE = Boundary.SENTENCE, Boundary.CLAUSE  # module globals: cheaper to read
 
 
 class Pacer(Stage):
@@ -123,6 +128,8 @@ class Pacer(Stage):
         self._tail_entered = 0.0
         self._arrival_rate = 0.0
         self._last_arrival = -math.inf
+        self._decayed_at = math.nan  # the arrival rate decayed to this time is _decayed
+        self._decayed = 0.0
         self._deadline: float | object | None = _STALE
 
     def __repr__(self) -> str:
@@ -196,6 +203,7 @@ class Pacer(Stage):
         decay = math.exp(-dt / _ARRIVAL_WINDOW) if dt < 50 * _ARRIVAL_WINDOW else 0.0
         self._arrival_rate = self._arrival_rate * decay + chars / _ARRIVAL_WINDOW
         self._last_arrival = now
+        self._decayed_at = math.nan
 
     def _split(self, chunk: Chunk, now: float) -> None:
         if self._tail:
@@ -204,8 +212,12 @@ class Pacer(Stage):
         else:
             text = chunk.text
             arrival, entered = chunk.arrival, now
-        pattern = _WORD if self.unit == "word" else _GRAPHEME
-        pieces = pattern.findall(text)
+        if self.unit == "word":
+            pieces = (_ASCII_WORD if text.isascii() else _WORD).findall(text)
+        elif text.isascii() and "\r" not in text:
+            pieces = list(text)  # every ASCII character but CR (CR LF) is a grapheme of its own
+        else:
+            pieces = _GRAPHEME.findall(text)
         complete = chunk.boundary >= Boundary.WORD
         if not complete:
             last = pieces[-1]
@@ -222,11 +234,19 @@ class Pacer(Stage):
         else:
             self._tail = ""
         if pieces:
-            self._enqueue(Chunk(pieces[0], arrival), entered)
-            for piece in pieces[1:]:
-                self._enqueue(Chunk(piece, chunk.arrival), now)
+            queue = self._queue
+            cost = self._queued_cost
+            first = pieces[0]
+            queue.append((Chunk(first, arrival), entered))
+            cost += len(first)
+            if len(pieces) > 1:
+                later = chunk.arrival
+                for piece in pieces[1:]:
+                    queue.append((Chunk(piece, later), now))
+                    cost += len(piece)
+            self._queued_cost = cost
             if complete:
-                self._queue[-1][0].boundary = chunk.boundary
+                queue[-1][0].boundary = chunk.boundary
 
     def _enqueue(self, unit: Chunk, entered: float) -> None:
         self._queue.append((unit, entered))
@@ -239,51 +259,61 @@ class Pacer(Stage):
         queue = self._queue
         out: list[Chunk] = []
         self._deadline = _STALE
+        at = now if stamp is None else stamp
+        limit = now + _COALESCE
         while queue:
             head, entered = queue[0]
-            due = self._due(entered, now if stamp is None else stamp)
-            if due > now + _COALESCE:
+            due = self._due(entered, at)
+            if due > limit:
                 if stamp is None and now == self._seen:
                     self._deadline = due  # what _compute_deadline would say: spare it the work
                 break
             queue.popleft()
             cost = len(head.text)
             self._queued_cost -= cost
-            self._last_due, self._last_cost, self._last_pause = due, cost, self._pause(head)
+            self._last_due, self._last_cost = due, cost
+            boundary = head.boundary
+            if boundary == _SENTENCE:
+                self._last_pause = self.sentence_pause
+            elif boundary == _CLAUSE:
+                self._last_pause = self.clause_pause
+            else:
+                self._last_pause = 0.0
             out.append(head)
         return out
 
     def _due(self, entered: float, now: float) -> float:
-        """When the queue's head, which reached the pacer at ``entered``, goes out."""
-        return min(max(self._ready(now), entered), entered + self.max_lag)
+        """When the queue's head, which reached the pacer at ``entered``, goes out at ``now``.
 
-    def _ready(self, now: float) -> float:
-        if self._last_due == -math.inf:
-            return -math.inf
-        return self._last_due + self._last_cost / self._rate(now) + self._last_pause
-
-    def _rate(self, now: float) -> float:
+        The head is ready when the last unit has had its time at the current rate (and
+        its pause); the rate is the largest of the configured rate, the arrival rate plus
+        the backlog over ``_CATCH_UP`` max_lags (adaptive), and the rate that empties
+        the backlog before its newest unit reaches the bound.
+        """
+        last_due = self._last_due
+        if last_due == -math.inf:  # nothing sent yet: first output at once
+            return entered
+        max_lag = self.max_lag
         rate = self.rate
+        queued = self._queued_cost
         if self.adaptive:
-            decay = (
-                math.exp(-(now - self._last_arrival) / _ARRIVAL_WINDOW) if now > self._last_arrival else 1.0
-            )
-            arrival = self._arrival_rate * decay
+            if now > self._last_arrival:
+                if now != self._decayed_at:
+                    self._decayed_at = now
+                    self._decayed = self._arrival_rate * math.exp(
+                        (self._last_arrival - now) / _ARRIVAL_WINDOW
+                    )
+                arrival = self._decayed
+            else:
+                arrival = self._arrival_rate
             # Follow the source and work off any backlog over about two max_lags, so lag
             # settles below the bound and a burst is spread over the time the bound allows.
-            rate = max(rate, _FOLLOW * arrival, arrival + self._queued_cost / (_CATCH_UP * self.max_lag))
-        if self._queue:
+            rate = max(rate, _FOLLOW * arrival, arrival + queued / (_CATCH_UP * max_lag))
+        newest, newest_entered = self._queue[-1]
+        backlog = queued - len(newest.text)
+        if backlog > 0:
             # Empty the backlog before its newest unit reaches the lag bound.
-            newest, entered = self._queue[-1]
-            room = entered + self.max_lag - now
-            backlog = self._queued_cost - len(newest.text)
-            if backlog > 0:
-                rate = max(rate, backlog / room) if room > 1e-3 else math.inf
-        return rate
-
-    def _pause(self, unit: Chunk) -> float:
-        if unit.boundary == Boundary.SENTENCE:
-            return self.sentence_pause
-        if unit.boundary == Boundary.CLAUSE:
-            return self.clause_pause
-        return 0.0
+            room = newest_entered + max_lag - now
+            rate = max(rate, backlog / room) if room > 1e-3 else math.inf
+        ready = last_due + self._last_cost / rate + self._last_pause
+        return min(max(ready, entered), entered + max_lag)

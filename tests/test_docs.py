@@ -109,3 +109,26 @@ def test_tts_how_to_gets_whole_sentences() -> None:
     anyio.run(namespace["speak"], tokens(), TTS())
     assert said == [("Hello there. ", True), ("How are you?", True)]
     assert isinstance(namespace["splitter"], pacer.SentenceSplitter)
+
+
+@pytest.mark.anyio
+async def test_proxy_how_to_hub_example_writes_every_byte() -> None:
+    namespace, _ = run_page("how-to/proxy.md")
+
+    class Transport:
+        def __init__(self) -> None:
+            self.data = b""
+
+        def write(self, data: bytes) -> None:
+            self.data += data
+
+    async def source() -> Any:
+        for word in ["Many ", "streams, ", "one ", "timer. "]:
+            await anyio.sleep(0.001)
+            yield word
+
+    transports = [Transport() for _ in range(3)]
+    async with anyio.create_task_group() as tg:
+        for transport in transports:
+            tg.start_soon(namespace["serve"], source(), transport)
+    assert [t.data for t in transports] == [b"Many streams, one timer. "] * 3

@@ -1,0 +1,214 @@
+"""Many paced streams on one event loop, one timer for all of them (asyncio and trio).
+
+``arun`` gives each stream a consumer task that wakes for every output and a timer of
+its own; with thousands of streams those wake-ups are most of the work. A ``Hub``
+instead hands each stream's output to a *sink*, a plain callable (a transport's
+``write``, a queue's ``put_nowait``, a TTS engine's ``push``), and keeps one timer,
+at the earliest deadline of all its streams (``pacer.mux.Mux`` is the sans-I/O core).
+A stream costs the task that reads its source and nothing else::
+
+    hub = Hub()
+
+    async def handle(request, transport):
+        await hub.pump(Pacer(cps=40), model_stream(request), lambda chunks: transport.write(...))
+
+``pump`` reads the source in the calling task, feeds the stream, and returns when
+everything has gone to the sink. A source that raises has everything it produced
+delivered at once, then the error propagates; a sink that raises stops its own
+stream (the error propagates from that stream's ``pump``), never the others.
+Cancelling the calling task (a client that went away) stops the source and drops
+what was held.
+
+Cost: O(log n) per deadline change for n streams, one timer callback per distinct
+earliest deadline, plus the pipelines' own work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterable, Iterable
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+from ._core import Stage
+from .clock import Clock, MonotonicClock
+from .metrics import StreamMetrics
+from .mux import Mux, MuxStream, Sink
+from .run import _aclose_source, _on_asyncio
+
+__all__ = ["Hub", "HubStream"]
+
+
+class HubStream:
+    """A stream opened on a ``Hub`` whose source the caller reads: ``feed`` each item,
+    then ``finish`` and ``await wait()``; or ``cancel`` to stop and get what was held."""
+
+    def __init__(self, hub: Hub, stream: MuxStream, event: anyio.Event) -> None:
+        self._hub = hub
+        self._stream = stream
+        self._event = event
+
+    @property
+    def metrics(self) -> StreamMetrics:
+        return self._stream.metrics
+
+    @property
+    def done(self) -> bool:
+        return self._stream.done
+
+    def feed(self, item: object) -> None:
+        """Push one source item; its output goes to the sink now."""
+        hub = self._hub
+        hub.mux.feed(self._stream, item, hub.clock.now())
+        hub._arm()
+
+    def finish(self) -> None:
+        """End of input; the rest reaches the sink at its deadlines."""
+        hub = self._hub
+        hub.mux.finish(self._stream, hub.clock.now())
+        hub._arm()
+
+    def cancel(self) -> str:
+        """Stop at once; return the text held and not given to the sink."""
+        return "".join(c.text for c in self._hub.mux.cancel(self._stream, self._hub.clock.now()))
+
+    async def wait(self) -> None:
+        """Wait until everything has gone to the sink; raise what the sink raised, if anything."""
+        if not self._stream.done:
+            await self._event.wait()
+        if self._stream.error is not None:
+            raise self._stream.error
+
+
+class Hub:
+    """Runs many pipelines, each into its sink, with one timer on the running event loop.
+
+    One hub serves one event loop (asyncio or trio), the loop it is first used on.
+    ``clock`` must be a real clock; virtual time is ``pacer.mux.Mux`` driven by hand
+    (or ``simulate`` for one stream).
+    """
+
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock if clock is not None else MonotonicClock()
+        if self.clock.virtual:
+            raise ValueError("Hub needs a real clock; drive pacer.mux.Mux by hand for virtual time")
+        self.mux = Mux()
+        self._armed_at = math.inf  # the earliest pending wake-up
+        self._call_later: Any = None  # asyncio: the loop's call_later
+        self._trio_scope: Any = None  # trio: the cancel scope the timer task sleeps in
+        self._loop: object = None  # the event loop (trio: its root task) of the first open
+
+    def __repr__(self) -> str:
+        return f"Hub(streams={self.mux.streams})"
+
+    def open(self, stage: Stage, sink: Sink) -> HubStream:
+        """A stream into ``sink`` whose source the caller reads (see ``HubStream``)."""
+        self._bind()
+        event = anyio.Event()
+        return HubStream(self, self.mux.open(stage, sink, on_done=event.set), event)
+
+    async def pump(
+        self, stage: Stage, source: AsyncIterable[Any] | Iterable[Any], sink: Sink
+    ) -> StreamMetrics:
+        """Run ``stage`` over ``source`` into ``sink``; return the stream's metrics when done.
+
+        A sync ``source`` is read in this task and must not block.
+        """
+        if not isinstance(source, (AsyncIterable, Iterable)):
+            raise TypeError(f"Hub.pump: source must be an (async) iterable, got {type(source).__name__}")
+        stream = self.open(stage, sink)
+        failed = stream._stream  # where poll puts what the sink raised
+        try:
+            if isinstance(source, AsyncIterable):
+                items = source.__aiter__()
+                while failed.error is None:
+                    try:
+                        item = await items.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    except Exception:
+                        self._deliver_rest(stream, sink)
+                        raise
+                    stream.feed(item)
+            else:
+                it = iter(source)
+                while failed.error is None:
+                    await anyio.lowlevel.checkpoint()
+                    try:
+                        item = next(it)
+                    except StopIteration:
+                        break
+                    except Exception:
+                        self._deliver_rest(stream, sink)
+                        raise
+                    stream.feed(item)
+            stream.finish()
+            await stream.wait()
+        finally:
+            if not stream.done:
+                stream.cancel()  # cancelled: the client is gone; nobody to give it to
+            with anyio.CancelScope(shield=True):
+                await _aclose_source(source)
+        return stream.metrics
+
+    def _deliver_rest(self, stream: HubStream, sink: Sink) -> None:
+        rest = self.mux.cancel(stream._stream, self.clock.now())
+        if rest:
+            sink(rest)  # everything produced goes out before the source's error
+
+    # -- the one timer ------------------------------------------------------------------
+
+    def _bind(self) -> None:
+        if _on_asyncio():
+            loop: object = asyncio.get_running_loop()
+        else:
+            import trio  # anyio runs on asyncio or trio: not asyncio, so trio
+
+            loop = trio.lowlevel.current_root_task()
+        if self._loop is loop:
+            return
+        if self._loop is not None:
+            raise RuntimeError("Hub: this hub belongs to another event loop; make one hub per loop")
+        self._loop = loop
+        if isinstance(loop, asyncio.AbstractEventLoop):
+            self._call_later = loop.call_later
+        else:
+            trio.lowlevel.spawn_system_task(self._trio_timer)
+
+    def _arm(self) -> None:
+        """Make sure a wake-up is pending at or before the mux's deadline."""
+        deadline = self.mux.deadline
+        if deadline is None or deadline >= self._armed_at:
+            return
+        self._armed_at = deadline
+        delay = max(0.0, deadline - self.clock.now())
+        if self._call_later is not None:
+            # A later wake-up still pending is left to fire and find nothing due:
+            # cheaper than cancelling it, and the loop's handle is the only reference.
+            self._call_later(delay, self._fire, deadline)
+        elif self._trio_scope is not None:  # else the timer task, not started yet, reads _armed_at
+            import trio
+
+            self._trio_scope.deadline = trio.current_time() + delay
+
+    def _fire(self, when: float) -> None:
+        if when == self._armed_at:
+            self._armed_at = math.inf
+        elif when > self._armed_at:
+            return  # superseded by an earlier wake-up, which polls for it
+        self.mux.poll(self.clock.now())
+        self._arm()
+
+    async def _trio_timer(self) -> None:
+        import trio
+
+        while True:
+            with trio.CancelScope() as scope:
+                self._trio_scope = scope
+                if self._armed_at < math.inf:  # armed before this scope existed
+                    scope.deadline = trio.current_time() + max(0.0, self._armed_at - self.clock.now())
+                await trio.sleep_forever()
+            self._fire(self._armed_at)

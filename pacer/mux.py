@@ -1,0 +1,192 @@
+"""Many pipelines behind one wake-up: the sans-I/O core of a server that paces many streams.
+
+Each stream is a pipeline and a *sink*, a plain callable that takes the chunks the
+pipeline emits. ``Mux.feed`` pushes an item into one stream and hands its output to
+the sink at once; ``Mux.deadline`` is the earliest deadline of all streams, and
+``Mux.poll(now)`` polls every stream due by ``now`` and hands each its output. A
+driver therefore keeps *one* timer for all streams instead of one per stream, and a
+stream's output reaches its sink without a task of its own waking up: the cheapest
+shape for thousands of streams whose sinks can take data synchronously (a transport's
+``write``, a queue's ``put_nowait``, a TTS engine's ``push``). ``pacer.hub.Hub`` is
+that driver for asyncio and trio.
+
+A stream's emissions are exactly those ``simulate`` gives for its pipeline and the
+same arrivals (tested): the mux only decides *when* ``poll`` is called, at each
+deadline, in deadline order.
+
+Cost: O(log n) per deadline change (n: scheduled deadlines, at most a few per
+stream), plus the pipelines' own work; memory O(n). A deadline that moves leaves its
+old heap entry behind, skipped when it comes up.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from ._core import Chunk, Pipeline, Stage, StageClosedError
+from .metrics import StreamMetrics
+
+__all__ = ["Mux", "MuxStream", "Sink"]
+
+#: Where a stream's output goes: called with the chunks, in order, as they are emitted.
+Sink = Callable[[list[Chunk]], Any]
+
+
+class MuxStream:
+    """One stream of a ``Mux``: its pipeline, its sink, and where it stands.
+
+    ``error`` holds an exception the sink raised during ``Mux.poll`` (the stream was
+    then cancelled, and the poll went on with the other streams).
+    """
+
+    __slots__ = ("_at", "_counted", "_seq", "error", "finished", "on_done", "pipeline", "sink")
+
+    def __init__(self, pipeline: Pipeline, sink: Sink, on_done: Callable[[], Any] | None) -> None:
+        self.pipeline = pipeline
+        self.sink = sink
+        self.on_done = on_done
+        self.finished = False  # finish or cancel was called
+        self.error: BaseException | None = None
+        self._seq = -1  # the sequence number of this stream's live heap entry; -1: none
+        self._at = 0.0  # the live entry's deadline
+        self._counted = True  # still counted in Mux.streams
+
+    @property
+    def metrics(self) -> StreamMetrics:
+        return self.pipeline.metrics
+
+    @property
+    def done(self) -> bool:
+        """True once input has ended and everything has gone to the sink (or was cancelled)."""
+        return self.finished and self._seq < 0
+
+    def __repr__(self) -> str:
+        state = "done" if self.done else "finishing" if self.finished else "open"
+        return f"MuxStream({self.pipeline!r}, {state})"
+
+
+class Mux:
+    """Streams, each a pipeline with a sink, scheduled together on one clock.
+
+    Time is an argument, as for every stage; ``deadline``/``poll`` is the same
+    wake-up shape a single stage has. ``streams`` counts the streams not yet done.
+    """
+
+    def __init__(self) -> None:
+        # (deadline, sequence number, stream); an entry is live while its number is
+        # the stream's _seq. Numbers are unique, so streams are never compared.
+        self._heap: list[tuple[float, int, MuxStream]] = []
+        self._order = itertools.count()
+        self._stale = 0
+        self.streams = 0
+
+    def __repr__(self) -> str:
+        return f"Mux(streams={self.streams}, deadline={self.deadline!r})"
+
+    def open(self, stage: Stage, sink: Sink, on_done: Callable[[], Any] | None = None) -> MuxStream:
+        """A new stream: ``stage`` (a stage or pipeline, fresh) emitting into ``sink``.
+
+        ``on_done`` is called once, when the stream is done (drained or cancelled).
+        """
+        if not callable(sink):
+            raise TypeError(f"Mux.open: sink must be callable, got {type(sink).__name__}")
+        if isinstance(stage, Pipeline):
+            p = stage
+        elif isinstance(stage, Stage):
+            p = Pipeline(stage)
+        else:
+            raise TypeError(f"Mux.open: stage must be a Stage or Pipeline, got {type(stage).__name__}")
+        self.streams += 1
+        return MuxStream(p, sink, on_done)
+
+    def feed(self, stream: MuxStream, item: object, now: float) -> None:
+        """Push one source item into ``stream``; its output goes to the sink now."""
+        if stream.finished:
+            raise StageClosedError("Mux.feed: the stream has finished or was cancelled")
+        out = stream.pipeline.ingest(item, now)
+        self._schedule(stream)
+        if out:
+            stream.sink(out)
+
+    def finish(self, stream: MuxStream, now: float) -> None:
+        """End of ``stream``'s input; what is still held follows at its deadlines."""
+        if stream.finished:
+            return
+        stream.finished = True
+        out = stream.pipeline.finish(now)
+        self._schedule(stream)
+        if out:
+            stream.sink(out)
+
+    def cancel(self, stream: MuxStream, now: float) -> list[Chunk]:
+        """Stop ``stream`` at once and return what it held, *not* given to the sink."""
+        out = [] if stream.done or stream.pipeline._closed else stream.pipeline.cancel(now)
+        stream.finished = True
+        if stream._seq >= 0:
+            stream._seq = -1
+            self._stale += 1
+        self._count_done(stream)
+        return out
+
+    @property
+    def deadline(self) -> float | None:
+        """The earliest time some stream must be polled, or ``None``."""
+        heap = self._heap
+        while heap and heap[0][2]._seq != heap[0][1]:
+            heapq.heappop(heap)
+            self._stale -= 1
+        return heap[0][0] if heap else None
+
+    def poll(self, now: float) -> int:
+        """Poll every stream due by ``now``, in deadline order; return how many were polled.
+
+        A sink that raises does not stop the others: its stream is cancelled and the
+        exception kept in ``stream.error`` for the stream's owner to raise.
+        """
+        heap = self._heap
+        polled = 0
+        while heap and heap[0][0] <= now:
+            _, seq, stream = heapq.heappop(heap)
+            if stream._seq != seq:
+                self._stale -= 1
+                continue
+            stream._seq = -1
+            polled += 1
+            out = stream.pipeline.poll(now)
+            self._schedule(stream)
+            if out:
+                try:
+                    stream.sink(out)
+                except Exception as exc:  # one stream's sink must not stop every stream
+                    stream.error = exc
+                    self.cancel(stream, now)
+        return polled
+
+    def _schedule(self, stream: MuxStream) -> None:
+        deadline = stream.pipeline.deadline
+        if stream._seq >= 0:
+            # The live entry: keep it if the deadline has not moved.
+            if stream._at == deadline:
+                return
+            stream._seq = -1
+            self._stale += 1
+        if deadline is None:
+            self._count_done(stream)
+            return
+        seq = stream._seq = next(self._order)
+        stream._at = deadline
+        heapq.heappush(self._heap, (deadline, seq, stream))
+        if self._stale > 64 and self._stale > len(self._heap) // 2:
+            self._heap = [e for e in self._heap if e[2]._seq == e[1]]
+            heapq.heapify(self._heap)
+            self._stale = 0
+
+    def _count_done(self, stream: MuxStream) -> None:
+        if stream._counted and stream.done:
+            stream._counted = False
+            self.streams -= 1
+            if stream.on_done is not None:
+                stream.on_done()
