@@ -259,7 +259,7 @@ class Pipeline(Stage):
 
     def poll(self, now: float) -> list[Chunk]:
         out = self._step([], 0, now)
-        for stage in self.stages:
+        for stage in self._timed_stages:  # the others never have a deadline
             d = stage.deadline
             if d is not None and d <= now:
                 raise RuntimeError(f"{stage!r} left its deadline {d} at or before now ({now}) after poll")

@@ -308,12 +308,23 @@ class Pacer(Stage):
                 arrival = self._arrival_rate
             # Follow the source and work off any backlog over about two max_lags, so lag
             # settles below the bound and a burst is spread over the time the bound allows.
-            rate = max(rate, _FOLLOW * arrival, arrival + queued / (_CATCH_UP * max_lag))
+            # (Comparisons, not max(): this runs once or twice per unit.)
+            if _FOLLOW * arrival > rate:
+                rate = _FOLLOW * arrival
+            catch_up = arrival + queued / (_CATCH_UP * max_lag)
+            if catch_up > rate:
+                rate = catch_up
         newest, newest_entered = self._queue[-1]
         backlog = queued - len(newest.text)
         if backlog > 0:
             # Empty the backlog before its newest unit reaches the lag bound.
             room = newest_entered + max_lag - now
-            rate = max(rate, backlog / room) if room > 1e-3 else math.inf
+            if room <= 1e-3:
+                rate = math.inf
+            elif backlog / room > rate:
+                rate = backlog / room
         ready = last_due + self._last_cost / rate + self._last_pause
-        return min(max(ready, entered), entered + max_lag)
+        if ready < entered:
+            return entered
+        bound = entered + max_lag
+        return ready if ready < bound else bound
