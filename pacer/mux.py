@@ -118,8 +118,11 @@ class Mux:
         stream.finished = True
         out = stream.pipeline.finish(now)
         self._schedule(stream)
-        if out:
-            stream.sink(out)
+        try:
+            if out:
+                stream.sink(out)
+        finally:
+            self._count_done(stream)  # after the sink: on_done means all has gone out
 
     def cancel(self, stream: MuxStream, now: float) -> list[Chunk]:
         """Stop ``stream`` at once and return what it held, *not* given to the sink."""
@@ -163,6 +166,7 @@ class Mux:
                 except Exception as exc:  # one stream's sink must not stop every stream
                     stream.error = exc
                     self.cancel(stream, now)
+            self._count_done(stream)
         return polled
 
     def _schedule(self, stream: MuxStream) -> None:
@@ -174,7 +178,6 @@ class Mux:
             stream._seq = -1
             self._stale += 1
         if deadline is None:
-            self._count_done(stream)
             return
         seq = stream._seq = next(self._order)
         stream._at = deadline

@@ -16,6 +16,7 @@ from pacer.hub import Hub
 from pacer.mux import Mux
 
 from .strategies import hard_text
+from .test_run import silent_after_first
 
 MAKERS: dict[str, Callable[[], Stage]] = {
     "pacer": lambda: Pacer(cps=30, max_lag=0.4),
@@ -187,17 +188,11 @@ async def test_hub_timer_fires_while_the_source_is_silent() -> None:
     release = anyio.Event()
     order: list[str] = []
 
-    async def source() -> AsyncIterator[str]:
-        yield "ab"
-        await release.wait()
-        order.append("source resumed")
-        yield "cd"
-
     def sink(chunks: list[Chunk]) -> None:
         order.extend(c.text for c in chunks)
         release.set()
 
-    await hub.pump(Packetizer(64, 64, max_delay=0.01), source(), sink)
+    await hub.pump(Packetizer(64, 64, max_delay=0.01), silent_after_first(release, order), sink)
     assert order == ["ab", "source resumed", "cd"]
 
 
@@ -308,3 +303,21 @@ def test_a_hub_serves_one_event_loop() -> None:
     anyio.run(one)
     with pytest.raises(RuntimeError, match="belongs to another event loop"):
         anyio.run(one)  # a new loop: the hub's timer lives on the first one
+
+
+def test_on_done_comes_after_the_last_output() -> None:
+    mux = Mux()
+    events: list[str] = []
+    for on_end in ("flush", "drain"):
+        stream = mux.open(
+            Pacer(cps=10, on_end=on_end),  # type: ignore[arg-type]
+            lambda chunks: events.extend(c.text for c in chunks),
+            on_done=lambda: events.append("done"),
+        )
+        mux.feed(stream, "one two three ", 0.0)
+        mux.finish(stream, 0.0)  # flush: all goes out here; drain: at the deadlines
+        while (d := mux.deadline) is not None:
+            mux.poll(d)
+        assert events == ["one ", "two ", "three ", "done"]
+        events.clear()
+    assert mux.streams == 0

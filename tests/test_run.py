@@ -229,18 +229,19 @@ async def test_async_slow_consumer_bounds_what_is_read_ahead() -> None:
         assert source.produced <= consumed + 4 + 2
 
 
+async def silent_after_first(release: anyio.Event, order: list[str]) -> AsyncIterator[str]:
+    """Yields "ab", then waits for ``release`` (set by whoever received "ab"), then "cd"."""
+    yield "ab"
+    await release.wait()
+    order.append("source resumed")
+    yield "cd"
+
+
 @pytest.mark.anyio
 async def test_async_timer_fires_while_source_is_silent() -> None:
     release = anyio.Event()
     order: list[str] = []
-
-    async def source() -> AsyncIterator[str]:
-        yield "ab"
-        await release.wait()
-        order.append("source resumed")
-        yield "cd"
-
-    async with pacer.arun(Packetizer(64, 64, max_delay=0.01), source()) as run:
+    async with pacer.arun(Packetizer(64, 64, max_delay=0.01), silent_after_first(release, order)) as run:
         async for text in run:
             order.append(text)
             release.set()
