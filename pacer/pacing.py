@@ -283,7 +283,7 @@ class Pacer(Stage):
         return out
 
     def _due(self, entered: float, now: float) -> float:
-        """When the queue's head, which reached the pacer at ``entered``, goes out at ``now``.
+        """When the queue's head, which reached the pacer at ``entered``, goes out, reckoned at ``now``.
 
         The head is ready when the last unit has had its time at the current rate (and
         its pause); the rate is the largest of the configured rate, the arrival rate plus
