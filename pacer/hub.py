@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
 import anyio
@@ -40,6 +40,13 @@ from .mux import Mux, MuxStream, Sink
 from .run import _aclose_source, _on_asyncio
 
 __all__ = ["Hub", "HubStream"]
+
+
+async def _checkpointed(source: Iterable[Any]) -> AsyncGenerator[Any, None]:
+    """A sync source's items, with a checkpoint before each, so other tasks run between them."""
+    for item in source:
+        await anyio.lowlevel.checkpoint()
+        yield item
 
 
 class HubStream:
@@ -121,36 +128,29 @@ class Hub:
             raise TypeError(f"Hub.pump: source must be an (async) iterable, got {type(source).__name__}")
         stream = self.open(stage, sink)
         failed = stream._stream  # where poll puts what the sink raised
+        wrapper: AsyncGenerator[Any, None] | None = None  # made for a sync source
         try:
             if isinstance(source, AsyncIterable):
-                items = source.__aiter__()
-                while failed.error is None:
-                    try:
-                        item = await items.__anext__()
-                    except StopAsyncIteration:
-                        break
-                    except Exception:
-                        self._deliver_rest(stream, sink)
-                        raise
-                    stream.feed(item)
+                items: AsyncIterator[Any] = source.__aiter__()
             else:
-                it = iter(source)
-                while failed.error is None:
-                    await anyio.lowlevel.checkpoint()
-                    try:
-                        item = next(it)
-                    except StopIteration:
-                        break
-                    except Exception:
-                        self._deliver_rest(stream, sink)
-                        raise
-                    stream.feed(item)
+                items = wrapper = _checkpointed(source)
+            while failed.error is None:
+                try:
+                    item = await items.__anext__()
+                except StopAsyncIteration:
+                    break
+                except Exception:
+                    self._deliver_rest(stream, sink)
+                    raise
+                stream.feed(item)
             stream.finish()
             await stream.wait()
         finally:
             if not stream.done:
                 stream.cancel()  # cancelled: the client is gone; nobody to give it to
             with anyio.CancelScope(shield=True):
+                if wrapper is not None:
+                    await wrapper.aclose()
                 await _aclose_source(source)
         return stream.metrics
 
