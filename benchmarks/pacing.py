@@ -281,7 +281,16 @@ def scale(quick: bool = False) -> None:
     )
 
 
-def throughput(quick: bool = False) -> None:
+PIPELINES = (
+    ("detokenize", ""),
+    ("detokenize | sentences", "s"),
+    ("detokenize | pace", "p"),
+    ("detokenize | sentences | pace | packetize", "spk"),
+)
+
+
+def pipeline_rates(quick: bool = False) -> list[float]:
+    """Tokens per second of each of ``PIPELINES``, in this process's build of pacer."""
     from pacer.tokenizers import load_tekken
 
     enc = load_tekken()
@@ -302,23 +311,42 @@ def throughput(quick: bool = False) -> None:
             out = out | part
         return out
 
-    rows = []
-    for label, stages in (
-        ("detokenize", ""),
-        ("detokenize | sentences", "s"),
-        ("detokenize | pace", "p"),
-        ("detokenize | sentences | pace | packetize", "spk"),
-    ):
+    rates = []
+    for _, stages in PIPELINES:
         best = float("inf")
         for _ in range(3):
             t0 = time.perf_counter()
             timeline = simulate(trace, make(stages))
             best = min(best, time.perf_counter() - t0)
         assert timeline.text == text
-        rows.append([label, f"{len(ids) / best / 1000:.0f}k"])
+        rates.append(len(ids) / best)
+    return rates
+
+
+def throughput(quick: bool = False) -> None:
+    """This build against the pure-Python one (``PACER_PURE=1``, in a child process)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import pacer
+
+    builds = [("compiled (mypyc)" if pacer.compiled else "pure Python", pipeline_rates(quick))]
+    if pacer.compiled:
+        code = f"import json, benchmarks.pacing as b; print(json.dumps(b.pipeline_rates({quick})))"
+        env = {**os.environ, "PACER_PURE": "1"}
+        command = [sys.executable, "-c", code]
+        out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        builds.append(("pure Python", json.loads(out.stdout)))
+    rows = [
+        [label, *(f"{rates[i] / 1000:.0f}k" for _, rates in builds)]
+        + ([f"{builds[0][1][i] / builds[1][1][i]:.2f}"] if len(builds) > 1 else [])
+        for i, (label, _) in enumerate(PIPELINES)
+    ]
     print_table(
-        f"Whole pipeline on the virtual clock, {len(ids):,} tekken tokens (aim: >= 500k tokens/s)",
-        ["pipeline", "tokens/s"],
+        "Whole pipeline on the virtual clock, tekken tokens (aim: >= 500k tokens/s)",
+        ["pipeline", *(f"tokens/s, {name}" for name, _ in builds)] + (["ratio"] if len(builds) > 1 else []),
         rows,
     )
 

@@ -22,6 +22,8 @@ import enum
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from mypy_extensions import mypyc_attr
+
 if TYPE_CHECKING:
     from .metrics import StreamMetrics
 
@@ -80,10 +82,12 @@ class Chunk:
     __hash__ = None  # type: ignore[assignment]
 
 
+@mypyc_attr(native_class=False)  # compiled classes cannot derive from built-in exceptions
 class StageClosedError(RuntimeError):
     """Input was given to a stage after ``finish`` or ``cancel``."""
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # users write stages
 class Stage:
     """Base class of every stage: subclasses implement ``push`` and, if needed, the rest.
 
@@ -98,6 +102,11 @@ class Stage:
     def __init__(self) -> None:
         self._now = 0.0
         self._closed = False
+        # A compiled Stage (setup.py) keeps ``timed`` in a slot, which a ``timed = True``
+        # in the body of an interpreted subclass does not reach: copy it there.
+        timed = getattr(type(self), "timed", False)
+        if type(timed) is bool:
+            self.timed = timed
 
     # -- the protocol a stage implements -------------------------------------------
 
@@ -117,6 +126,21 @@ class Stage:
         """Stop early: return everything still held, at once."""
         self._closed = True
         return self.finish(now) + drain(self, now)
+
+    def __call__(self, source: Any, **options: Any) -> Any:
+        """Run over ``source``: a ``SyncRun`` for iterables, an ``AsyncRun`` for async ones.
+
+        A lone stage runs as a one-stage pipeline. ``options`` are those of ``pacer.run``.
+        (Defined here rather than on ``Pipeline`` also because mypyc lays out a compiled
+        subclass that adds ``__call__`` differently from its base: setup.py.)
+        """
+        from collections.abc import AsyncIterable
+
+        from .run import arun, run  # drivers sit above stages; imported only when used
+
+        if isinstance(source, AsyncIterable):
+            return arun(self, source, **options)
+        return run(self, source, **options)
 
     @property
     def deadline(self) -> float | None:
@@ -191,7 +215,9 @@ class Pipeline(Stage):
     ``metrics`` as they leave. A pipeline is itself a stage, so pipelines nest.
     """
 
-    def __init__(self, *stages: Stage) -> None:
+    def __init__(self, *stages: object) -> None:
+        # ``object``, checked below: a compiled build (setup.py) would otherwise reject a
+        # non-stage before this runs, with a message that does not say where it was.
         super().__init__()
         flat: list[Stage] = []
         for stage in stages:
@@ -265,19 +291,6 @@ class Pipeline(Stage):
                 raise RuntimeError(f"{stage!r} left its deadline {d} at or before now ({now}) after poll")
         return out
 
-    def __call__(self, source: Any, **options: Any) -> Any:
-        """Run over ``source``: a ``SyncRun`` for iterables, an ``AsyncRun`` for async ones.
-
-        ``options`` are those of ``pacer.run``.
-        """
-        from collections.abc import AsyncIterable
-
-        from .run import arun, run  # drivers sit above stages; imported only when used
-
-        if isinstance(source, AsyncIterable):
-            return arun(self, source, **options)
-        return run(self, source, **options)
-
     def finish(self, now: float) -> list[Chunk]:
         self._finishing = self._timed_or_finishing = True
         return self._step([], 0, now)
@@ -345,8 +358,11 @@ class Pipeline(Stage):
         return items
 
 
-def pipeline(*stages: Stage) -> Pipeline:
-    """Compose stages left to right; the same as joining them with ``|``."""
+def pipeline(*stages: object) -> Pipeline:
+    """Compose stages left to right; the same as joining them with ``|``.
+
+    Anything but a ``Stage`` is a ``TypeError`` naming it (checked by ``Pipeline``).
+    """
     return Pipeline(*stages)
 
 

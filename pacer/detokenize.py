@@ -142,8 +142,11 @@ class Detokenizer(Stage):
     tensor of shape [n] or [1, n]).
     """
 
-    # A slot, not a dict entry: the C ``feed`` reads it at a fixed offset.
-    __slots__ = ("_lookup_state",)
+    # A slot, not a dict entry: the C ``feed`` reads it at a fixed offset. Where ``Stage``
+    # is compiled (setup.py) it has no dict or weak references to inherit: add them.
+    __slots__ = (
+        ("_lookup_state",) if "__dict__" in vars(Stage) else ("__dict__", "__weakref__", "_lookup_state")
+    )
 
     def __init__(self, tokenizer: Any, *, skip_special_tokens: bool = False) -> None:
         super().__init__()

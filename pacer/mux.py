@@ -86,8 +86,8 @@ class Mux:
     def __repr__(self) -> str:
         return f"Mux(streams={self.streams}, deadline={self.deadline!r})"
 
-    def open(self, stage: Stage, sink: Sink, on_done: Callable[[], Any] | None = None) -> MuxStream:
-        """A new stream: ``stage`` (a stage or pipeline, fresh) emitting into ``sink``.
+    def open(self, stage: object, sink: Sink, on_done: Callable[[], Any] | None = None) -> MuxStream:
+        """A new stream: ``stage`` (a ``Stage`` or ``Pipeline``, fresh) emitting into ``sink``.
 
         ``on_done`` is called once, when the stream is done (drained or cancelled).
         """

@@ -32,6 +32,7 @@ from collections import deque
 from typing import Literal
 
 import regex
+from mypy_extensions import mypyc_attr
 
 from ._core import Boundary, Chunk, Stage
 from .sentences import SentenceSplitter
@@ -57,6 +58,7 @@ _STALE = object()  # the cached deadline needs recomputing
 _SENTENCE, _CLAUSE = Boundary.SENTENCE, Boundary.CLAUSE  # module globals: cheaper to read
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Pacer(Stage):
     """Steady, natural output: ``Pacer(cps=40)`` or ``Pacer(wpm=300, unit="word")``.
 

@@ -8,6 +8,9 @@ timer) shows it is complete: a combining mark or a ZWJ may still extend it.
 
 from __future__ import annotations
 
+import operator
+from typing import SupportsIndex
+
 from ._core import Boundary, Chunk, Stage
 from ._text import GRAPHEME, utf8_len
 
@@ -28,27 +31,23 @@ class Packetizer(Stage):
 
     def __init__(
         self,
-        max_bytes: int = 256,
-        min_bytes: int | None = None,
+        max_bytes: SupportsIndex = 256,
+        min_bytes: SupportsIndex | None = None,
         *,
         max_delay: float | None = 0.05,
         flush_on_sentence: bool = False,
     ) -> None:
         super().__init__()
-        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
-            raise TypeError(f"Packetizer: max_bytes must be an int, got {type(max_bytes).__name__}")
-        if max_bytes < 4:
-            raise ValueError(f"Packetizer: max_bytes must be >= 4 (one UTF-8 code point), got {max_bytes}")
-        if min_bytes is None:
-            min_bytes = max_bytes // 2
-        if isinstance(min_bytes, bool) or not isinstance(min_bytes, int):
-            raise TypeError(f"Packetizer: min_bytes must be an int, got {type(min_bytes).__name__}")
-        if not 1 <= min_bytes <= max_bytes:
-            raise ValueError(f"Packetizer: min_bytes must be in 1..max_bytes ({max_bytes}), got {min_bytes}")
+        most = _size(max_bytes, "max_bytes")
+        if most < 4:
+            raise ValueError(f"Packetizer: max_bytes must be >= 4 (one UTF-8 code point), got {most}")
+        least = most // 2 if min_bytes is None else _size(min_bytes, "min_bytes")
+        if not 1 <= least <= most:
+            raise ValueError(f"Packetizer: min_bytes must be in 1..max_bytes ({most}), got {least}")
         if max_delay is not None and not max_delay > 0:
             raise ValueError(f"Packetizer: max_delay must be > 0 seconds or None, got {max_delay}")
-        self.max_bytes = max_bytes
-        self.min_bytes = min_bytes
+        self.max_bytes = most
+        self.min_bytes = least
         self.max_delay = max_delay
         self.flush_on_sentence = flush_on_sentence
         self._held = ""
@@ -142,3 +141,10 @@ class Packetizer(Stage):
             if start <= consumed:
                 keep = i
         self._marks = [(max(0, s - consumed), t) for s, t in marks[keep:]] if self._held else []
+
+
+def _size(value: object, name: str) -> int:
+    """An integer size (``int``, numpy's ints: anything with ``__index__``), not a bool or float."""
+    if isinstance(value, bool) or not isinstance(value, SupportsIndex):
+        raise TypeError(f"Packetizer: {name} must be an int, got {type(value).__name__}")
+    return operator.index(value)

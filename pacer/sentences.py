@@ -157,7 +157,7 @@ class SentenceSplitter(Stage):
         self._line_pending = True  # the current line has not been classified yet
         self._fence: tuple[str, int] | None = None
         self._fence_possible = False  # the current fenced line may still be the closer
-        self._inline = 0  # backtick run length of the open inline code span
+        self._code_ticks = 0  # backtick run length of the open inline code span
         self._depth = 0  # open CJK brackets and curly quotes in this line
         self._label_dot = -1  # index of the '.' of a list label at the start of this line
 
@@ -331,7 +331,7 @@ class SentenceSplitter(Stage):
             if buf[p].isspace() and not buf[p - 1].isspace() and not self._in_code(p):
                 end = self._space_end(p, eof)
                 return None if end == _NEED_MORE else (end, Boundary.FORCED)
-        ends = [m.end() for m in _GRAPHEME.finditer(buf, start, hi + 1)]
+        ends: list[int] = [m.end() for m in _GRAPHEME.finditer(buf, start, hi + 1)]
         if len(ends) > 1:
             ends.pop()  # the last cluster may go on past the budget
         for end in reversed(ends):
@@ -375,14 +375,14 @@ class SentenceSplitter(Stage):
                     pos = i
                     break
                 run = j - i
-                if not self._inline:
-                    self._inline = run
+                if not self._code_ticks:
+                    self._code_ticks = run
                     self._spans.append([i, -1])
-                elif run == self._inline:
-                    self._inline = 0
+                elif run == self._code_ticks:
+                    self._code_ticks = 0
                     self._spans[-1][1] = j
                 pos = j
-            elif self._inline:
+            elif self._code_ticks:
                 pos = i + 1
             elif ch in _OPEN_BRACKETS:
                 self._depth += 1
@@ -541,8 +541,8 @@ class SentenceSplitter(Stage):
     # -- Markdown lines ---------------------------------------------------------------
 
     def _end_line(self, nl: int) -> None:
-        if self._inline:
-            self._inline = 0
+        if self._code_ticks:
+            self._code_ticks = 0
             self._spans[-1][1] = nl
         self._depth = 0
         self._prev_kind = self._line_kind
@@ -698,13 +698,16 @@ class SentenceSplitter(Stage):
 
 
 def split_sentences(
-    text: str,
+    text: object,
     lang: Lang = "auto",
     *,
     max_chars: int | None = None,
     first_max_chars: int | None = None,
 ) -> list[str]:
-    """Split a whole text the way ``SentenceSplitter`` splits it streamed; ``"".join`` is ``text``."""
+    """Split a whole text the way ``SentenceSplitter`` splits it streamed; ``"".join`` is ``text``.
+
+    ``text`` must be a ``str``: anything else is a ``TypeError`` saying so.
+    """
     if not isinstance(text, str):
         raise TypeError(f"split_sentences takes str, got {type(text).__name__}")
     splitter = SentenceSplitter(lang, max_chars=max_chars, first_max_chars=first_max_chars)

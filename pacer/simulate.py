@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._core import Chunk, Pipeline, Stage
+from ._core import Chunk, Pipeline
 from .metrics import StreamMetrics, percentile
 
 __all__ = ["Timeline", "simulate"]
@@ -63,16 +63,17 @@ class Timeline:
         return math.sqrt(var) / mean if mean else 0.0
 
 
-def simulate(trace: Iterable[tuple[float, Any]], stage: Stage) -> Timeline:
+def simulate(trace: Iterable[tuple[float, Any]], stage: object) -> Timeline:
     """Feed ``trace`` through ``stage`` on virtual time; return the ``Timeline``.
 
-    The stage (or pipeline) must be fresh: a run leaves it finished.
+    The ``Stage`` (or ``Pipeline``) must be fresh: a run leaves it finished.
     """
     p = stage if isinstance(stage, Pipeline) else Pipeline(stage)
     arrivals: list[tuple[float, Any]] = []
     emissions: list[Chunk] = []
     last = -math.inf
-    for position, entry in enumerate(trace):
+    entries: Iterable[Any] = trace  # checked here, not by a compiled build's unboxing
+    for position, entry in enumerate(entries):
         try:
             t, item = entry
             t = float(t)

@@ -96,5 +96,17 @@ def test_bad_settings_raise_value_error_naming_the_parameter(kwargs: dict[str, o
 
 
 def test_non_int_sizes_raise_type_error() -> None:
-    with pytest.raises(TypeError, match="max_bytes must be an int"):
+    with pytest.raises(TypeError, match="max_bytes must be an int, got float"):
         Packetizer(max_bytes=25.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="min_bytes must be an int, got bool"):
+        Packetizer(max_bytes=64, min_bytes=True)
+    with pytest.raises(TypeError, match="max_bytes must be an int, got str"):
+        Packetizer(max_bytes="64")  # type: ignore[arg-type]
+
+
+def test_sizes_may_be_any_integer_type() -> None:
+    np = pytest.importorskip("numpy")
+    p = Packetizer(max_bytes=np.int64(8), min_bytes=np.uint16(4))
+    assert (p.max_bytes, p.min_bytes) == (8, 4)
+    assert type(p.max_bytes) is int and type(p.min_bytes) is int
+    assert p.feed("abcd efgh ijkl") == ["abcd efg", "h ijk"]
