@@ -29,11 +29,12 @@ from __future__ import annotations
 import math
 import re
 from collections import deque
-from typing import Literal
+from typing import Literal, SupportsFloat
 
 import regex
 from mypy_extensions import mypyc_attr
 
+from ._args import number, one_of
 from ._core import Boundary, Chunk, Stage
 from .sentences import SentenceSplitter
 
@@ -76,44 +77,41 @@ class Pacer(Stage):
 
     def __init__(
         self,
-        cps: float | None = None,
+        cps: SupportsFloat | None = None,
         *,
-        wpm: float | None = None,
+        wpm: SupportsFloat | None = None,
         unit: Unit = "word",
         adaptive: bool = True,
-        max_lag: float = 0.5,
-        sentence_pause: float = 0.2,
-        clause_pause: float = 0.08,
+        max_lag: SupportsFloat = 0.5,
+        sentence_pause: SupportsFloat = 0.2,
+        clause_pause: SupportsFloat = 0.08,
         on_end: OnEnd = "drain",
     ) -> None:
         super().__init__()
         if cps is not None and wpm is not None:
             raise ValueError("Pacer: give cps or wpm, not both")
-        if cps is None and wpm is None:
-            cps = 40.0
-        for name, value in (("cps", cps), ("wpm", wpm)):
-            if value is not None and (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not value > 0
-                or math.isinf(value)
-            ):
-                raise ValueError(f"Pacer: {name} must be a positive finite number, got {value!r}")
-        if not isinstance(max_lag, int | float) or not max_lag > 0:
+        name, given = ("cps", cps) if wpm is None else ("wpm", wpm)
+        rate = 40.0 if given is None else number(given, f"Pacer: {name}")
+        if not 0 < rate < math.inf:
+            raise ValueError(f"Pacer: {name} must be a positive finite number, got {given!r}")
+        if wpm is not None:
+            rate = rate * 5 / 60  # a word is five characters
+        lag = number(max_lag, "Pacer: max_lag")
+        if not lag > 0:
             raise ValueError(f"Pacer: max_lag must be > 0 seconds, got {max_lag!r}")
-        for name, value in (("sentence_pause", sentence_pause), ("clause_pause", clause_pause)):
-            if not isinstance(value, int | float) or not value >= 0:
-                raise ValueError(f"Pacer: {name} must be >= 0 seconds, got {value!r}")
-        if unit not in ("grapheme", "word", "sentence", "chunk"):
-            raise ValueError(f"Pacer: unit must be 'grapheme', 'word', 'sentence' or 'chunk', got {unit!r}")
-        if on_end not in ("drain", "flush"):
-            raise ValueError(f"Pacer: on_end must be 'drain' or 'flush', got {on_end!r}")
-        self.rate = float(cps) if cps is not None else float(wpm) * 5 / 60  # type: ignore[arg-type]
+        pauses = {}
+        for option, value in (("sentence_pause", sentence_pause), ("clause_pause", clause_pause)):
+            pauses[option] = number(value, f"Pacer: {option}")
+            if not pauses[option] >= 0:
+                raise ValueError(f"Pacer: {option} must be >= 0 seconds, got {value!r}")
+        one_of(unit, "Pacer: unit", ("grapheme", "word", "sentence", "chunk"))
+        one_of(on_end, "Pacer: on_end", ("drain", "flush"))
+        self.rate = rate
         self.unit: Unit = unit
         self.adaptive = adaptive
-        self.max_lag = float(max_lag)
-        self.sentence_pause = float(sentence_pause)
-        self.clause_pause = float(clause_pause)
+        self.max_lag = lag
+        self.sentence_pause = pauses["sentence_pause"]
+        self.clause_pause = pauses["clause_pause"]
         self.on_end: OnEnd = on_end
         self._splitter = SentenceSplitter() if unit == "sentence" else None
         self._queue: deque[tuple[Chunk, float]] = deque()  # (unit, when it reached the pacer)

@@ -8,9 +8,9 @@ timer) shows it is complete: a combining mark or a ZWJ may still extend it.
 
 from __future__ import annotations
 
-import operator
-from typing import SupportsIndex
+from typing import SupportsFloat, SupportsIndex
 
+from ._args import number, whole
 from ._core import Boundary, Chunk, Stage
 from ._text import GRAPHEME, utf8_len
 
@@ -34,21 +34,22 @@ class Packetizer(Stage):
         max_bytes: SupportsIndex = 256,
         min_bytes: SupportsIndex | None = None,
         *,
-        max_delay: float | None = 0.05,
+        max_delay: SupportsFloat | None = 0.05,
         flush_on_sentence: bool = False,
     ) -> None:
         super().__init__()
-        most = _size(max_bytes, "max_bytes")
+        most = whole(max_bytes, "Packetizer: max_bytes")
         if most < 4:
             raise ValueError(f"Packetizer: max_bytes must be >= 4 (one UTF-8 code point), got {most}")
-        least = most // 2 if min_bytes is None else _size(min_bytes, "min_bytes")
+        least = most // 2 if min_bytes is None else whole(min_bytes, "Packetizer: min_bytes")
         if not 1 <= least <= most:
             raise ValueError(f"Packetizer: min_bytes must be in 1..max_bytes ({most}), got {least}")
-        if max_delay is not None and not max_delay > 0:
+        delay = None if max_delay is None else number(max_delay, "Packetizer: max_delay")
+        if delay is not None and not delay > 0:
             raise ValueError(f"Packetizer: max_delay must be > 0 seconds or None, got {max_delay}")
         self.max_bytes = most
         self.min_bytes = least
-        self.max_delay = max_delay
+        self.max_delay = delay
         self.flush_on_sentence = flush_on_sentence
         self._held = ""
         self._marks: list[tuple[int, float]] = []  # (offset in _held, arrival) of each input piece
@@ -141,10 +142,3 @@ class Packetizer(Stage):
             if start <= consumed:
                 keep = i
         self._marks = [(max(0, s - consumed), t) for s, t in marks[keep:]] if self._held else []
-
-
-def _size(value: object, name: str) -> int:
-    """An integer size (``int``, numpy's ints: anything with ``__index__``), not a bool or float."""
-    if isinstance(value, bool) or not isinstance(value, SupportsIndex):
-        raise TypeError(f"Packetizer: {name} must be an int, got {type(value).__name__}")
-    return operator.index(value)

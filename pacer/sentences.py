@@ -40,10 +40,11 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from typing import Any, Literal
+from typing import Any, Literal, SupportsFloat, SupportsIndex
 
 import regex
 
+from ._args import number, one_of, whole
 from ._core import Boundary, Chunk, Stage
 from .punkt import ORTHO_LC, ORTHO_MID_UC, PunktModel, english_punkt
 
@@ -114,28 +115,30 @@ class SentenceSplitter(Stage):
         self,
         lang: Lang = "auto",
         *,
-        max_chars: int | None = None,
-        first_max_chars: int | None = None,
-        max_hold: float | None = None,
+        max_chars: SupportsIndex | None = None,
+        first_max_chars: SupportsIndex | None = None,
+        max_hold: SupportsFloat | None = None,
         punkt: PunktModel | None = None,
     ) -> None:
         super().__init__()
-        if lang not in ("auto", "en", "zh", "ja"):
-            raise ValueError(f"SentenceSplitter: lang must be 'auto', 'en', 'zh' or 'ja', got {lang!r}")
+        one_of(lang, "SentenceSplitter: lang", ("auto", "en", "zh", "ja"))
+        budgets: dict[str, int | None] = {}
         for name, value in (("max_chars", max_chars), ("first_max_chars", first_max_chars)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 8):
+            budget = budgets[name] = None if value is None else whole(value, f"SentenceSplitter: {name}")
+            if budget is not None and budget < 8:
                 raise ValueError(f"SentenceSplitter: {name} must be an int >= 8 or None, got {value!r}")
-        if first_max_chars is not None and max_chars is not None and first_max_chars > max_chars:
+        most, first = budgets["max_chars"], budgets["first_max_chars"]
+        if first is not None and most is not None and first > most:
             raise ValueError(
-                f"SentenceSplitter: first_max_chars ({first_max_chars}) "
-                f"must not exceed max_chars ({max_chars})"
+                f"SentenceSplitter: first_max_chars ({first}) must not exceed max_chars ({most})"
             )
-        if max_hold is not None and not max_hold > 0:
+        hold = None if max_hold is None else number(max_hold, "SentenceSplitter: max_hold")
+        if hold is not None and not hold > 0:
             raise ValueError(f"SentenceSplitter: max_hold must be > 0 seconds or None, got {max_hold!r}")
         self.lang: Lang = lang
-        self.max_chars = max_chars
-        self.first_max_chars = first_max_chars if first_max_chars is not None else max_chars
-        self.max_hold = max_hold
+        self.max_chars = most
+        self.first_max_chars = first if first is not None else most
+        self.max_hold = hold
         self._punkt = None if lang in ("zh", "ja") else (punkt or english_punkt())
         self._cjk_rules = lang != "en"
         self._buf = ""

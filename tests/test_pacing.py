@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import pacer as pacer_module
 from pacer import Boundary, Chunk, Pacer, SentenceSplitter, SyncRun, VirtualClock, run, simulate, traces
 from pacer.simulate import Timeline
 
@@ -265,3 +266,39 @@ def test_boundaries_survive_word_splitting() -> None:
     while pacer.deadline is not None:
         out += pacer.poll(pacer.deadline)
     assert [(c.text, c.boundary) for c in out] == [("One ", Boundary.NONE), ("two. ", Boundary.SENTENCE)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"cps": "fast"}, "cps"),
+        ({"wpm": True}, "wpm"),
+        ({"max_lag": "1"}, "max_lag"),
+        ({"sentence_pause": None}, "sentence_pause"),
+        ({"clause_pause": [0.1]}, "clause_pause"),
+    ],
+)
+def test_options_of_the_wrong_type_are_type_errors_naming_the_parameter(
+    kwargs: dict[str, object], name: str
+) -> None:
+    with pytest.raises(TypeError, match=f"Pacer: {name} must be a number, got "):
+        Pacer(**kwargs)  # type: ignore[arg-type]
+
+
+def test_numeric_options_take_any_real_number_type() -> None:
+    np = pytest.importorskip("numpy")
+    from fractions import Fraction
+
+    p = Pacer(np.float32(20), max_lag=Fraction(1, 4), sentence_pause=np.int64(0), clause_pause=0)
+    assert (p.rate, p.max_lag, p.sentence_pause, p.clause_pause) == (20.0, 0.25, 0.0, 0.0)
+    assert all(type(v) is float for v in (p.rate, p.max_lag, p.sentence_pause, p.clause_pause))
+    assert Pacer(wpm=np.float64(600)).rate == 50.0
+    with pytest.raises(ValueError, match="cps must be a number, got NaN"):
+        Pacer(cps=float("nan"))
+
+
+@pytest.mark.parametrize(("kwargs", "name"), [({"unit": 3}, "unit"), ({"on_end": None}, "on_end")])
+def test_a_choice_that_is_not_a_str_is_a_type_error(kwargs: dict[str, object], name: str) -> None:
+    # A compiled build checks these ``Literal`` options itself, in its own words.
+    with pytest.raises(TypeError, match=None if pacer_module.compiled else f"Pacer: {name} must be "):
+        Pacer(**kwargs)  # type: ignore[arg-type]

@@ -102,6 +102,8 @@ def test_non_int_sizes_raise_type_error() -> None:
         Packetizer(max_bytes=64, min_bytes=True)
     with pytest.raises(TypeError, match="max_bytes must be an int, got str"):
         Packetizer(max_bytes="64")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="Packetizer: max_delay must be a number, got str"):
+        Packetizer(max_delay="0.1")  # type: ignore[arg-type]
 
 
 def test_sizes_may_be_any_integer_type() -> None:

@@ -306,3 +306,25 @@ def test_non_text_input_is_a_type_error(bad: object) -> None:
 def test_bad_options_name_the_parameter(kwargs: dict[str, object], name: str) -> None:
     with pytest.raises(ValueError, match=name):
         SentenceSplitter(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_chars": "80"}, "max_chars must be an int, got str"),
+        ({"first_max_chars": 40.0}, "first_max_chars must be an int, got float"),
+        ({"max_hold": "1s"}, "max_hold must be a number, got str"),
+    ],
+)
+def test_options_of_the_wrong_type_are_type_errors_naming_the_parameter(
+    kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(TypeError, match=f"SentenceSplitter: {message}"):
+        SentenceSplitter(**kwargs)  # type: ignore[arg-type]
+
+
+def test_budgets_take_numpy_ints() -> None:
+    np = pytest.importorskip("numpy")
+    s = SentenceSplitter(max_chars=np.int32(40), first_max_chars=np.int64(20), max_hold=np.float32(0.5))
+    assert (s.max_chars, s.first_max_chars, s.max_hold) == (40, 20, 0.5)
+    assert type(s.max_chars) is int and type(s.max_hold) is float

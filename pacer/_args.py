@@ -1,0 +1,42 @@
+"""Checks of the stages' options: a wrong type is a ``TypeError``, a value out of range a
+``ValueError``, each naming the stage and the parameter (``where``).
+
+The numeric options these check are declared with protocols (``SupportsFloat``,
+``SupportsIndex``) rather than ``float`` or ``int``: a compiled build (setup.py) checks
+a declared ``float`` or ``int`` itself before the body runs, with a message that names
+neither the stage nor the parameter. The protocols also admit numpy's numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import SupportsFloat, SupportsIndex
+
+__all__ = ["number", "one_of", "whole"]
+
+
+def number(value: object, where: str) -> float:
+    """``value`` as a float: any real number but a bool; NaN is a ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, SupportsFloat):
+        raise TypeError(f"{where} must be a number, got {type(value).__name__}: {value!r}")
+    result = float(value)
+    if math.isnan(result):
+        raise ValueError(f"{where} must be a number, got NaN")
+    return result
+
+
+def whole(value: object, where: str) -> int:
+    """``value`` as an int: an int or anything with ``__index__`` (numpy's ints), not a bool."""
+    if isinstance(value, bool) or not isinstance(value, SupportsIndex):
+        raise TypeError(f"{where} must be an int, got {type(value).__name__}: {value!r}")
+    return int(value.__index__())
+
+
+def one_of(value: object, where: str, options: tuple[str, ...]) -> None:
+    """Check that ``value`` is one of ``options``: a ``TypeError`` if it is not even a str."""
+    if isinstance(value, str) and value in options:
+        return
+    names = [repr(option) for option in options]
+    listed = ", ".join(names[:-1]) + " or " + names[-1]
+    error = ValueError if isinstance(value, str) else TypeError
+    raise error(f"{where} must be {listed}, got {value!r}")
