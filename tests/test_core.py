@@ -66,6 +66,12 @@ def test_wrong_item_type_raises_type_error_naming_stage() -> None:
         Packetizer().feed(b"abc")
 
 
+def test_a_lone_stage_runs_over_a_source_as_a_one_stage_pipeline() -> None:
+    run = Upper()(["ab", "cd"])
+    assert isinstance(run, pacer.SyncRun)
+    assert list(run) == ["AB", "CD"]
+
+
 def test_pipeline_rejects_non_stages() -> None:
     with pytest.raises(TypeError, match="Pipeline takes stages, got str"):
         Pipeline(Passthrough(), "nope")  # type: ignore[arg-type]
