@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import SupportsFloat, SupportsIndex
 
-__all__ = ["number", "one_of", "whole"]
+__all__ = ["number", "one_of", "optional_seconds", "seconds", "whole"]
 
 
 def number(value: object, where: str) -> float:
@@ -23,6 +23,19 @@ def number(value: object, where: str) -> float:
     if math.isnan(result):
         raise ValueError(f"{where} must be a number, got NaN")
     return result
+
+
+def seconds(value: object, where: str, *, zero: bool = False, suffix: str = "") -> float:
+    """A duration: a number > 0, or >= 0 where ``zero`` is allowed."""
+    result = number(value, where)
+    if not (result >= 0 if zero else result > 0):
+        raise ValueError(f"{where} must be {'>=' if zero else '>'} 0 seconds{suffix}, got {value!r}")
+    return result
+
+
+def optional_seconds(value: object, where: str) -> float | None:
+    """A duration > 0, or ``None`` for none."""
+    return None if value is None else seconds(value, where, suffix=" or None")
 
 
 def whole(value: object, where: str) -> int:

@@ -34,7 +34,7 @@ from typing import Literal, SupportsFloat
 import regex
 from mypy_extensions import mypyc_attr
 
-from ._args import number, one_of
+from ._args import number, one_of, seconds
 from ._core import Boundary, Chunk, Stage
 from .sentences import SentenceSplitter
 
@@ -96,22 +96,14 @@ class Pacer(Stage):
             raise ValueError(f"Pacer: {name} must be a positive finite number, got {given!r}")
         if wpm is not None:
             rate = rate * 5 / 60  # a word is five characters
-        lag = number(max_lag, "Pacer: max_lag")
-        if not lag > 0:
-            raise ValueError(f"Pacer: max_lag must be > 0 seconds, got {max_lag!r}")
-        pauses = {}
-        for option, value in (("sentence_pause", sentence_pause), ("clause_pause", clause_pause)):
-            pauses[option] = number(value, f"Pacer: {option}")
-            if not pauses[option] >= 0:
-                raise ValueError(f"Pacer: {option} must be >= 0 seconds, got {value!r}")
         one_of(unit, "Pacer: unit", ("grapheme", "word", "sentence", "chunk"))
         one_of(on_end, "Pacer: on_end", ("drain", "flush"))
         self.rate = rate
         self.unit: Unit = unit
         self.adaptive = adaptive
-        self.max_lag = lag
-        self.sentence_pause = pauses["sentence_pause"]
-        self.clause_pause = pauses["clause_pause"]
+        self.max_lag = seconds(max_lag, "Pacer: max_lag")
+        self.sentence_pause = seconds(sentence_pause, "Pacer: sentence_pause", zero=True)
+        self.clause_pause = seconds(clause_pause, "Pacer: clause_pause", zero=True)
         self.on_end: OnEnd = on_end
         self._splitter = SentenceSplitter() if unit == "sentence" else None
         self._queue: deque[tuple[Chunk, float]] = deque()  # (unit, when it reached the pacer)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import SupportsFloat, SupportsIndex
 
-from ._args import number, whole
+from ._args import optional_seconds, whole
 from ._core import Boundary, Chunk, Stage
 from ._text import GRAPHEME, utf8_len
 
@@ -44,12 +44,9 @@ class Packetizer(Stage):
         least = most // 2 if min_bytes is None else whole(min_bytes, "Packetizer: min_bytes")
         if not 1 <= least <= most:
             raise ValueError(f"Packetizer: min_bytes must be in 1..max_bytes ({most}), got {least}")
-        delay = None if max_delay is None else number(max_delay, "Packetizer: max_delay")
-        if delay is not None and not delay > 0:
-            raise ValueError(f"Packetizer: max_delay must be > 0 seconds or None, got {max_delay}")
         self.max_bytes = most
         self.min_bytes = least
-        self.max_delay = delay
+        self.max_delay = optional_seconds(max_delay, "Packetizer: max_delay")
         self.flush_on_sentence = flush_on_sentence
         self._held = ""
         self._marks: list[tuple[int, float]] = []  # (offset in _held, arrival) of each input piece

@@ -44,7 +44,7 @@ from typing import Any, Literal, SupportsFloat, SupportsIndex
 
 import regex
 
-from ._args import number, one_of, whole
+from ._args import one_of, optional_seconds, whole
 from ._core import Boundary, Chunk, Stage
 from .punkt import ORTHO_LC, ORTHO_MID_UC, PunktModel, english_punkt
 
@@ -122,23 +122,15 @@ class SentenceSplitter(Stage):
     ) -> None:
         super().__init__()
         one_of(lang, "SentenceSplitter: lang", ("auto", "en", "zh", "ja"))
-        budgets: dict[str, int | None] = {}
-        for name, value in (("max_chars", max_chars), ("first_max_chars", first_max_chars)):
-            budget = budgets[name] = None if value is None else whole(value, f"SentenceSplitter: {name}")
-            if budget is not None and budget < 8:
-                raise ValueError(f"SentenceSplitter: {name} must be an int >= 8 or None, got {value!r}")
-        most, first = budgets["max_chars"], budgets["first_max_chars"]
+        most, first = _budget(max_chars, "max_chars"), _budget(first_max_chars, "first_max_chars")
         if first is not None and most is not None and first > most:
             raise ValueError(
                 f"SentenceSplitter: first_max_chars ({first}) must not exceed max_chars ({most})"
             )
-        hold = None if max_hold is None else number(max_hold, "SentenceSplitter: max_hold")
-        if hold is not None and not hold > 0:
-            raise ValueError(f"SentenceSplitter: max_hold must be > 0 seconds or None, got {max_hold!r}")
         self.lang: Lang = lang
         self.max_chars = most
         self.first_max_chars = first if first is not None else most
-        self.max_hold = hold
+        self.max_hold = optional_seconds(max_hold, "SentenceSplitter: max_hold")
         self._punkt = None if lang in ("zh", "ja") else (punkt or english_punkt())
         self._cjk_rules = lang != "en"
         self._buf = ""
@@ -704,8 +696,8 @@ def split_sentences(
     text: object,
     lang: Lang = "auto",
     *,
-    max_chars: int | None = None,
-    first_max_chars: int | None = None,
+    max_chars: SupportsIndex | None = None,
+    first_max_chars: SupportsIndex | None = None,
 ) -> list[str]:
     """Split a whole text the way ``SentenceSplitter`` splits it streamed; ``"".join`` is ``text``.
 
@@ -715,3 +707,11 @@ def split_sentences(
         raise TypeError(f"split_sentences takes str, got {type(text).__name__}")
     splitter = SentenceSplitter(lang, max_chars=max_chars, first_max_chars=first_max_chars)
     return splitter.feed(text) + splitter.flush()
+
+
+def _budget(value: SupportsIndex | None, name: str) -> int | None:
+    """A unit length budget: an int >= 8 characters, or ``None`` for none."""
+    budget = None if value is None else whole(value, f"SentenceSplitter: {name}")
+    if budget is not None and budget < 8:
+        raise ValueError(f"SentenceSplitter: {name} must be an int >= 8 or None, got {value!r}")
+    return budget
