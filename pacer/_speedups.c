@@ -1,15 +1,18 @@
-/* Optional C speed-up for pacer.Detokenizer.feed: the steady-state table lookup.
+/* Optional C speed-up for pacer.Detokenizer.feed and .ingest: the steady-state table lookup.
  *
- * FeedMethod stands on the Detokenizer class in place of ``feed``; each instance
+ * FeedMethod stands on the Detokenizer class in place of ``feed``, and another in
+ * place of ``ingest`` (what a pipeline calls: it wraps each text in a Chunk); each instance
  * keeps a TableState in a ``__slots__`` member (``_lookup_state``), read at its offset. While the state is steady, one exact ``int`` id
  * with text in its table (a list indexed by id, ``None`` where the id has no fixed
  * text) returns ``[text]`` and counts the id:
+ * (``ingest``: ``[Chunk(text, now)]``, or ``[]`` for an empty text)
  * all that the pure-Python fast path does, without the cost of a Python-level call.
  * Anything else (another type, a time argument, an id not in the table, a state
  * that is not steady) calls the pure-Python ``feed``, which owns every rule and
  * every error. Nothing here refers back to an instance: no reference cycles.
  *
- * Cost: one type check, one list index and one one-element list per token.
+ * Cost: one type check, one list index and one one-element list per token (and
+ * one Chunk, for ``ingest``).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -70,7 +73,8 @@ static PyTypeObject TableStateType = {
  * bound method; ``detokenizer.feed`` on its own gives an ordinary bound method. */
 typedef struct {
     PyObject_HEAD
-    PyObject *fallback;        /* the pure-Python feed(self, item, now=None) */
+    PyObject *fallback;        /* the pure-Python feed(self, item, now=None) or ingest(self, item, now) */
+    PyObject *chunk;           /* NULL for feed; for ingest, what makes a Chunk of (text, now) */
     PyTypeObject *owner_type;  /* the class whose slot holds the TableState */
     Py_ssize_t offset;         /* where that slot is in an instance */
     vectorcallfunc vectorcall;
@@ -81,7 +85,7 @@ FeedMethod_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObje
 {
     FeedMethod *self = (FeedMethod *)op;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (nargs == 2 && kwnames == NULL && PyLong_CheckExact(args[1])
+    if (nargs == (self->chunk == NULL ? 2 : 3) && kwnames == NULL && PyLong_CheckExact(args[1])
         && PyObject_TypeCheck(args[0], self->owner_type)) {
         PyObject *state = *(PyObject **)((char *)args[0] + self->offset); /* the slot; NULL if unset */
         if (state == NULL) {
@@ -96,13 +100,30 @@ FeedMethod_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObje
             }
             PyObject *text = 0 <= id && id < PyList_GET_SIZE(s->table) ? PyList_GET_ITEM(s->table, id) : Py_None;
             if (text != Py_None) {
-                Py_INCREF(text);
-                PyObject *out = PyList_New(1);
-                if (out == NULL) {
-                    Py_DECREF(text);
+                PyObject *item;
+                if (self->chunk == NULL) {
+                    Py_INCREF(text);
+                    item = text;
+                }
+                else if (PyUnicode_GET_LENGTH(text) == 0) {
+                    s->count++;
+                    Py_DECREF(state);
+                    return PyList_New(0);
                 }
                 else {
-                    PyList_SET_ITEM(out, 0, text);
+                    PyObject *chunk_args[2] = {text, args[2]};
+                    item = PyObject_Vectorcall(self->chunk, chunk_args, 2, NULL);
+                    if (item == NULL) {
+                        Py_DECREF(state);
+                        return NULL;
+                    }
+                }
+                PyObject *out = PyList_New(1);
+                if (out == NULL) {
+                    Py_DECREF(item);
+                }
+                else {
+                    PyList_SET_ITEM(out, 0, item);
                     s->count++;
                 }
                 Py_DECREF(state);
@@ -127,14 +148,18 @@ FeedMethod_get(PyObject *self, PyObject *obj, PyObject *type)
 static int
 FeedMethod_init(FeedMethod *self, PyObject *args, PyObject *kwds)
 {
-    static char *names[] = {"fallback", "slot", NULL};
-    PyObject *fallback, *slot;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!:FeedMethod", names, &fallback, &PyMemberDescr_Type,
-                                     &slot)) {
+    static char *names[] = {"fallback", "slot", "chunk", NULL};
+    PyObject *fallback, *slot, *chunk = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!|O:FeedMethod", names, &fallback, &PyMemberDescr_Type,
+                                     &slot, &chunk)) {
         return -1;
     }
     if (!PyCallable_Check(fallback)) {
         PyErr_SetString(PyExc_TypeError, "FeedMethod: fallback must be callable");
+        return -1;
+    }
+    if (chunk != Py_None && !PyCallable_Check(chunk)) {
+        PyErr_SetString(PyExc_TypeError, "FeedMethod: chunk must be callable or None");
         return -1;
     }
     PyMemberDescrObject *member = (PyMemberDescrObject *)slot;
@@ -145,6 +170,7 @@ FeedMethod_init(FeedMethod *self, PyObject *args, PyObject *kwds)
     Py_INCREF(fallback);
     Py_INCREF(PyDescr_TYPE(member));
     Py_XSETREF(self->fallback, fallback);
+    Py_XSETREF(self->chunk, chunk == Py_None ? NULL : Py_NewRef(chunk));
     Py_XSETREF(self->owner_type, PyDescr_TYPE(member));
     self->offset = member->d_member->offset;
     self->vectorcall = FeedMethod_vectorcall;
@@ -178,6 +204,7 @@ static int
 FeedMethod_traverse(FeedMethod *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->fallback);
+    Py_VISIT(self->chunk);
     Py_VISIT(self->owner_type);
     return 0;
 }
@@ -186,6 +213,7 @@ static int
 FeedMethod_clear(FeedMethod *self)
 {
     Py_CLEAR(self->fallback);
+    Py_CLEAR(self->chunk);
     Py_CLEAR(self->owner_type);
     return 0;
 }

@@ -1,13 +1,18 @@
-"""Text helpers every stage shares: UTF-8 sizes and grapheme cluster boundaries."""
+"""Text helpers every stage shares: UTF-8 sizes, grapheme clusters, and when each piece of a text arrived.
+
+Cost: ``Arrivals`` is O(1) amortized per piece added and per lookup.
+"""
 
 from __future__ import annotations
 
+from typing import Final
+
 import regex
 
-__all__ = ["GRAPHEME", "graphemes", "utf8_len"]
+__all__ = ["GRAPHEME", "Arrivals", "graphemes", "utf8_len"]
 
 #: One extended grapheme cluster (UAX #29), as ``regex`` defines ``\X``.
-GRAPHEME = regex.compile(r"\X")
+GRAPHEME: Final = regex.compile(r"\X")
 
 
 def utf8_len(text: str) -> int:
@@ -19,3 +24,38 @@ def graphemes(text: str) -> list[str]:
     """The grapheme clusters of ``text``, in order."""
     found: list[str] = GRAPHEME.findall(text)
     return found
+
+
+class Arrivals:
+    """When each input piece of a stage's text arrived, looked up by character offset.
+
+    Offsets count from the start of the stream. Pieces are added in order, and the
+    offsets looked up never decrease, so the pieces before the last lookup are dropped
+    as lookups pass them: memory is the pieces not yet looked past.
+    """
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []  # offset of each piece's first character, increasing
+        self._times: list[float] = []  # and when it arrived
+        self._head = 0  # the piece the last lookup fell in
+
+    def add(self, start: int, arrival: float) -> None:
+        """A piece starting at offset ``start`` arrived at ``arrival`` (a repeated time needs no entry)."""
+        times = self._times
+        if not times or times[-1] != arrival:
+            self._starts.append(start)
+            times.append(arrival)
+
+    def at(self, offset: int) -> float:
+        """When the piece holding character ``offset`` arrived; no later lookup may ask for less."""
+        starts = self._starts
+        head = self._head
+        while head + 1 < len(starts) and starts[head + 1] <= offset:
+            head += 1
+        arrival = self._times[head]
+        if head > 32 and 2 * head > len(starts):  # most entries are behind: drop them
+            del starts[:head]
+            del self._times[:head]
+            head = 0
+        self._head = head
+        return arrival

@@ -416,9 +416,11 @@ class Detokenizer(Stage):
 
 
 if _speedups is not None:
-    # ``feed`` in C while the table alone decides a token's text; the method above otherwise.
+    # ``feed`` and ``ingest`` in C while the table alone decides a token's text; the
+    # methods above otherwise.
     _slot = Detokenizer.__dict__["_lookup_state"]  # the member descriptor of the slot
     Detokenizer.feed = _speedups.FeedMethod(Detokenizer.feed, _slot)  # type: ignore[method-assign]
+    Detokenizer.ingest = _speedups.FeedMethod(Detokenizer.ingest, _slot, Chunk)  # type: ignore[method-assign]
 
 
 def _shared_prefix(a: bytes, b: bytes) -> int:

@@ -28,8 +28,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections import deque
-from typing import Literal, SupportsFloat
+from typing import Final, Literal, SupportsFloat
 
 import regex
 from mypy_extensions import mypyc_attr
@@ -43,20 +42,24 @@ __all__ = ["Pacer"]
 Unit = Literal["grapheme", "word", "sentence", "chunk"]
 OnEnd = Literal["drain", "flush"]
 
-_CJK = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}"
+# Module constants are Final: a compiled build (setup.py) inlines or keeps them in C
+# statics instead of looking them up in the module's dict on every use.
+_CJK: Final = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}"
 # A word: a run of non-space, non-CJK characters with the space after it; one CJK
 # character with the punctuation and space after it; or a run of space.
-_WORD = regex.compile(rf"[^\s{_CJK}]+\s*|[{_CJK}][\p{{M}}\p{{P}}\p{{S}}\s]*|\s+")
-_GRAPHEME = regex.compile(r"\X")
+_WORD: Final = regex.compile(rf"[^\s{_CJK}]+\s*|[{_CJK}][\p{{M}}\p{{P}}\p{{S}}\s]*|\s+")
+_GRAPHEME: Final = regex.compile(r"\X")
 # The same pieces as _WORD on ASCII text (where regex's \s is [\t\n\v\f\r ]), found by
 # the standard library's engine, which is several times cheaper per call on short text.
-_ASCII_WORD = re.compile(r"\S+\s*|\s+", re.ASCII)
-_ARRIVAL_WINDOW = 1.0  # seconds over which the arrival rate is estimated
-_FOLLOW = 1.0  # adaptive pacing runs at least this multiple of the arrival rate
-_CATCH_UP = 2.0  # a backlog is worked off in about this many max_lags
-_COALESCE = 0.005  # units due this close together go out in one wake-up
-_STALE = object()  # the cached deadline needs recomputing
-_SENTENCE, _CLAUSE = Boundary.SENTENCE, Boundary.CLAUSE  # module globals: cheaper to read
+_ASCII_WORD: Final = re.compile(r"\S+\s*|\s+", re.ASCII)
+_ARRIVAL_WINDOW: Final = 1.0  # seconds over which the arrival rate is estimated
+_FOLLOW: Final = 1.0  # adaptive pacing runs at least this multiple of the arrival rate
+_CATCH_UP: Final = 2.0  # a backlog is worked off in about this many max_lags
+_COALESCE: Final = 0.005  # units due this close together go out in one wake-up
+_STALE: Final = object()  # the cached deadline needs recomputing
+_SENTENCE: Final = Boundary.SENTENCE
+_CLAUSE: Final = Boundary.CLAUSE
+_COMPILED: Final = not __file__.endswith(".py")
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -106,7 +109,11 @@ class Pacer(Stage):
         self.clause_pause = seconds(clause_pause, "Pacer: clause_pause", zero=True)
         self.on_end: OnEnd = on_end
         self._splitter = SentenceSplitter() if unit == "sentence" else None
-        self._queue: deque[tuple[Chunk, float]] = deque()  # (unit, when it reached the pacer)
+        # The queue: units waiting, when each reached the pacer, and the index of its head
+        # (plain lists: a compiled build indexes them natively; compacted as the head moves).
+        self._units: list[Chunk] = []
+        self._entered: list[float] = []
+        self._head = 0
         self._queued_cost = 0
         # The last unit sent: when it was due, its cost and the pause after it. The next
         # unit's ready time is derived from them with the rate *now*, so a backlog that
@@ -139,8 +146,8 @@ class Pacer(Stage):
         return deadline  # type: ignore[return-value]
 
     def _compute_deadline(self) -> float | None:
-        if self._queue:
-            return self._due(self._queue[0][1], self._seen)
+        if self._head < len(self._units):
+            return self._due(self._entered[self._head], self._seen)
         if self._tail:
             return self._tail_entered + self.max_lag
         return None
@@ -204,8 +211,14 @@ class Pacer(Stage):
         else:
             text = chunk.text
             arrival, entered = chunk.arrival, now
+        pieces: list[str]  # declared: a compiled build then indexes and pops it natively
         if self.unit == "word":
-            pieces = (_ASCII_WORD if text.isascii() else _WORD).findall(text)
+            if not text.isascii():
+                pieces = _WORD.findall(text)
+            elif _COMPILED:
+                pieces = _ascii_words(text)
+            else:
+                pieces = _ASCII_WORD.findall(text)
         elif text.isascii() and "\r" not in text:
             pieces = list(text)  # every ASCII character but CR (CR LF) is a grapheme of its own
         else:
@@ -226,41 +239,45 @@ class Pacer(Stage):
         else:
             self._tail = ""
         if pieces:
-            queue = self._queue
+            units, times = self._units, self._entered
             cost = self._queued_cost
             first = pieces[0]
-            queue.append((Chunk(first, arrival), entered))
+            units.append(Chunk(first, arrival))
+            times.append(entered)
             cost += len(first)
             if len(pieces) > 1:
                 later = chunk.arrival
                 for piece in pieces[1:]:
-                    queue.append((Chunk(piece, later), now))
+                    units.append(Chunk(piece, later))
+                    times.append(now)
                     cost += len(piece)
             self._queued_cost = cost
             if complete:
-                queue[-1][0].boundary = chunk.boundary
+                units[-1].boundary = chunk.boundary
 
     def _enqueue(self, unit: Chunk, entered: float) -> None:
-        self._queue.append((unit, entered))
+        self._units.append(unit)
+        self._entered.append(entered)
         self._queued_cost += len(unit.text)
 
     # -- scheduling -----------------------------------------------------------------------
 
     def _release(self, now: float, stamp: float | None = None) -> list[Chunk]:
         """Emit every unit due by ``now`` (``inf``: all of them, at time ``stamp``)."""
-        queue = self._queue
+        units, times = self._units, self._entered
         out: list[Chunk] = []
         self._deadline = _STALE
         at = now if stamp is None else stamp
         limit = now + _COALESCE
-        while queue:
-            head, entered = queue[0]
-            due = self._due(entered, at)
+        i = self._head
+        while i < len(units):
+            due = self._due(times[i], at)
             if due > limit:
                 if stamp is None and now == self._seen:
                     self._deadline = due  # what _compute_deadline would say: spare it the work
                 break
-            queue.popleft()
+            head = units[i]
+            i += 1
             cost = len(head.text)
             self._queued_cost -= cost
             self._last_due, self._last_cost = due, cost
@@ -272,6 +289,15 @@ class Pacer(Stage):
             else:
                 self._last_pause = 0.0
             out.append(head)
+        self._head = i
+        if i == len(units):
+            units.clear()
+            times.clear()
+            self._head = 0
+        elif i > 64 and 2 * i > len(units):  # most of the lists is gone: drop it
+            del units[:i]
+            del times[:i]
+            self._head = 0
         return out
 
     def _due(self, entered: float, now: float) -> float:
@@ -306,11 +332,10 @@ class Pacer(Stage):
             catch_up = arrival + queued / (_CATCH_UP * max_lag)
             if catch_up > rate:
                 rate = catch_up
-        newest, newest_entered = self._queue[-1]
-        backlog = queued - len(newest.text)
+        backlog = queued - len(self._units[-1].text)
         if backlog > 0:
             # Empty the backlog before its newest unit reaches the lag bound.
-            room = newest_entered + max_lag - now
+            room = self._entered[-1] + max_lag - now
             if room <= 1e-3:
                 rate = math.inf
             elif backlog / room > rate:
@@ -320,3 +345,22 @@ class Pacer(Stage):
             return entered
         bound = entered + max_lag
         return ready if ready < bound else bound
+
+
+def _ascii_words(text: str) -> list[str]:
+    """``_ASCII_WORD.findall(text)`` on ASCII ``text``: a loop a compiled build runs natively."""
+    pieces = []
+    size = len(text)
+    start = i = 0
+    while i < size:
+        while i < size and not _is_ascii_space(ord(text[i])):
+            i += 1
+        while i < size and _is_ascii_space(ord(text[i])):
+            i += 1
+        pieces.append(text[start:i])
+        start = i
+    return pieces
+
+
+def _is_ascii_space(code: int) -> bool:
+    return code == 32 or 9 <= code <= 13

@@ -1,9 +1,12 @@
 """Re-chunk text into packets bounded in UTF-8 bytes, never splitting a grapheme.
 
 Held: the text not yet sent, which is less than ``max_bytes`` plus the last input
-chunk; each push scans only that, so the work is O(bytes in) overall. The last
-grapheme of the held text is kept back until more text (or the end, or the idle
-timer) shows it is complete: a combining mark or a ZWJ may still extend it.
+chunk. A push costs O(its own text) until ``min_bytes`` are held; then the held
+text is scanned once and all of it goes out but less than ``min_bytes`` and the
+last grapheme, so the work is O(bytes in) overall (one grapheme that keeps growing
+over many pushes, such as a long run of combining marks, is rescanned each time).
+The last grapheme of the held text is kept back until more text (or the end, or
+the idle timer) shows it is complete: a combining mark or a ZWJ may still extend it.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import SupportsFloat, SupportsIndex
 
 from ._args import optional_seconds, whole
 from ._core import Boundary, Chunk, Stage
-from ._text import GRAPHEME, utf8_len
+from ._text import GRAPHEME, Arrivals, utf8_len
 
 __all__ = ["Packetizer"]
 
@@ -49,7 +52,10 @@ class Packetizer(Stage):
         self.max_delay = optional_seconds(max_delay, "Packetizer: max_delay")
         self.flush_on_sentence = flush_on_sentence
         self._held = ""
-        self._marks: list[tuple[int, float]] = []  # (offset in _held, arrival) of each input piece
+        self._held_bytes = 0
+        self._simple = True  # _held is ASCII without CR: each character one byte and one grapheme
+        self._base = 0  # offset of _held in the stream
+        self._arrivals = Arrivals()
         self._last_input = 0.0
 
     def __repr__(self) -> str:
@@ -62,13 +68,23 @@ class Packetizer(Stage):
         return self._last_input + self.max_delay
 
     def push(self, chunk: Chunk, now: float) -> list[Chunk]:
-        if not chunk.text:
+        text = chunk.text
+        if not text:
             return []
-        self._marks.append((len(self._held), chunk.arrival))
-        self._held += chunk.text
+        self._arrivals.add(self._base + len(self._held), chunk.arrival)
+        self._held += text
+        if text.isascii():
+            self._held_bytes += len(text)
+            if "\r" in text:
+                self._simple = False
+        else:
+            self._held_bytes += utf8_len(text)
+            self._simple = False
         self._last_input = now
         if self.flush_on_sentence and chunk.boundary >= Boundary.SENTENCE:
             return self._cut(everything=True, boundary=chunk.boundary)
+        if self._held_bytes < self.min_bytes:
+            return []  # no packet can be cut yet, and nothing is over max_bytes
         return self._cut(everything=False)
 
     def poll(self, now: float) -> list[Chunk]:
@@ -87,7 +103,7 @@ class Packetizer(Stage):
         start = 0
         size = 0
         end = len(held)
-        if held.isascii() and "\r" not in held:
+        if self._simple:
             # Every character is one byte and one grapheme.
             usable = end if everything else end - 1
             while usable - start > max_bytes:
@@ -116,26 +132,12 @@ class Packetizer(Stage):
         out: list[Chunk] = []
         prev = 0
         for cut in cuts:
-            out.append(Chunk(held[prev:cut], self._arrival_at(prev), Boundary.NONE))
+            out.append(Chunk(held[prev:cut], self._arrivals.at(self._base + prev), Boundary.NONE))
             prev = cut
         if everything and prev == len(held):
             out[-1].boundary = boundary
-        self._held = held[prev:]
-        self._rebase(prev)
+        rest = self._held = held[prev:]
+        self._base += prev
+        self._held_bytes = utf8_len(rest)
+        self._simple = rest.isascii() and "\r" not in rest
         return out
-
-    def _arrival_at(self, offset: int) -> float:
-        arrival = self._marks[0][1]
-        for start, t in self._marks:
-            if start > offset:
-                break
-            arrival = t
-        return arrival
-
-    def _rebase(self, consumed: int) -> None:
-        marks = self._marks
-        keep = 0
-        for i, (start, _) in enumerate(marks):
-            if start <= consumed:
-                keep = i
-        self._marks = [(max(0, s - consumed), t) for s, t in marks[keep:]] if self._held else []

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from nltk.tokenize.punkt import PunktParameters
@@ -23,10 +23,14 @@ if TYPE_CHECKING:
 __all__ = ["ORTHO_LC", "ORTHO_MID_UC", "ORTHO_UC", "PunktModel", "english_punkt"]
 
 # Orthographic context flags, in the bit layout nltk's trainer writes.
-ORTHO_BEG_UC, ORTHO_MID_UC, ORTHO_UNK_UC = 1 << 1, 1 << 2, 1 << 3
-ORTHO_BEG_LC, ORTHO_MID_LC, ORTHO_UNK_LC = 1 << 4, 1 << 5, 1 << 6
-ORTHO_UC = ORTHO_BEG_UC | ORTHO_MID_UC | ORTHO_UNK_UC
-ORTHO_LC = ORTHO_BEG_LC | ORTHO_MID_LC | ORTHO_UNK_LC
+ORTHO_BEG_UC: Final = 1 << 1
+ORTHO_MID_UC: Final = 1 << 2
+ORTHO_UNK_UC: Final = 1 << 3
+ORTHO_BEG_LC: Final = 1 << 4
+ORTHO_MID_LC: Final = 1 << 5
+ORTHO_UNK_LC: Final = 1 << 6
+ORTHO_UC: Final = ORTHO_BEG_UC | ORTHO_MID_UC | ORTHO_UNK_UC
+ORTHO_LC: Final = ORTHO_BEG_LC | ORTHO_MID_LC | ORTHO_UNK_LC
 
 
 @dataclass(frozen=True)

@@ -39,49 +39,71 @@ characters of context.
 from __future__ import annotations
 
 import re
-from collections import deque
-from typing import Any, Literal, SupportsFloat, SupportsIndex
+from typing import Any, Final, Literal, SupportsFloat, SupportsIndex
 
 import regex
 
 from ._args import one_of, optional_seconds, whole
 from ._core import Boundary, Chunk, Stage
+from ._text import Arrivals
 from .punkt import ORTHO_LC, ORTHO_MID_UC, PunktModel, english_punkt
 
 __all__ = ["SentenceSplitter", "split_sentences"]
 
 Lang = Literal["auto", "en", "zh", "ja"]
 
-_EN_MARKS = ".?!…‼⁇⁈⁉"
-_CJK_MARKS = "。！？｡．"
-_MARKS = frozenset(_EN_MARKS + _CJK_MARKS)
-_OPEN_BRACKETS = frozenset("「『“（《〈【〔")
-_CLOSE_BRACKETS = frozenset("」』”）》〉】〕")
-_CLOSERS = frozenset("\"'’»)]}*_") | _CLOSE_BRACKETS
-_CONTINUATION = frozenset("とっ、，,")
-_CLAUSE_MARKS = frozenset(",;:、，；：—–")
-_WIDE_CLAUSE_MARKS = frozenset("、，；：—–")  # need no space after them
-_INTERESTING = re.compile(r"[\n`.?!…‼⁇⁈⁉。！？｡．「『“（《〈【〔」』”）》〉】〕]")
-_CJK = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\u3000-\u303f\uff00-\uffef]")
-_NUMBER = re.compile(r"-?[.,]?\d[\d,.\-]*")
-_NUMBER_START = frozenset("-.,0123456789")
-_DOTTED = regex.compile(r"(?:\p{L}\.)+\p{L}")
-_LABEL = re.compile(r"[ \t]*(?:\d{1,9}|[ivxIVX]{1,4}|[A-Za-z])")
-_GRAPHEME = regex.compile(r"\X")
-_NONSPACE = re.compile(r"\S")
-_WORD_CHARS = re.compile(r"[\w'’\-]*")
-_HR = re.compile(r"[ \t]*([-*_])(?:[ \t]*\1){2,}[ \t\r]*")
-_LOOKAHEAD = 40  # longest next word Punkt waits for, longest word before a period it reads
-_LAST_WORD = re.compile(r"\S+\Z")  # searched up to a period: the word the period ends
-_MAX_SPACE_RUN = 256  # a whitespace run this long decides a pending break
-_CONTEXT = 64  # characters kept before the pending unit, for look-behind
+# Final: a compiled build (setup.py) inlines these or keeps them in C statics.
+_EN_MARKS: Final = ".?!…‼⁇⁈⁉"
+_CJK_MARKS: Final = "。！？｡．"
+_MARKS: Final = frozenset(_EN_MARKS + _CJK_MARKS)
+_OPEN_BRACKETS: Final = frozenset("「『“（《〈【〔")
+_CLOSE_BRACKETS: Final = frozenset("」』”）》〉】〕")
+_CLOSERS: Final = frozenset("\"'’»)]}*_") | _CLOSE_BRACKETS
+_CONTINUATION: Final = frozenset("とっ、，,")
+_CLAUSE_MARKS: Final = frozenset(",;:、，；：—–")
+_WIDE_CLAUSE_MARKS: Final = frozenset("、，；：—–")  # need no space after them
+_INTERESTING: Final = re.compile(r"[\n`.?!…‼⁇⁈⁉。！？｡．「『“（《〈【〔」』”）》〉】〕]")
+_CJK: Final = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\u3000-\u303f\uff00-\uffef]")
+_NUMBER: Final = re.compile(r"-?[.,]?\d[\d,.\-]*")
+_NUMBER_START: Final = frozenset("-.,0123456789")
+_DOTTED: Final = regex.compile(r"(?:\p{L}\.)+\p{L}")
+_LABEL: Final = re.compile(r"[ \t]*(?:\d{1,9}|[ivxIVX]{1,4}|[A-Za-z])")
+_GRAPHEME: Final = regex.compile(r"\X")
+_NONSPACE: Final = re.compile(r"\S")
+_WORD_CHARS: Final = re.compile(r"[\w'’\-]*")
+_HR: Final = re.compile(r"[ \t]*([-*_])(?:[ \t]*\1){2,}[ \t\r]*")
+_LOOKAHEAD: Final = 40  # longest next word Punkt waits for, longest word before a period it reads
+_LAST_WORD: Final = re.compile(r"\S+\Z")  # searched up to a period: the word the period ends
+_MAX_SPACE_RUN: Final = 256  # a whitespace run this long decides a pending break
+_CONTEXT: Final = 64  # characters kept before the pending unit, for look-behind
 
 # Markdown line kinds.
-_PARA, _BLANK, _HEADING, _LIST, _TABLE, _QUOTE, _HR_LINE, _FENCE_OPEN, _FENCE_CLOSE, _CODE = range(10)
-_BLOCK_END = frozenset({_HEADING, _TABLE, _HR_LINE, _FENCE_CLOSE, _QUOTE, _BLANK})
-_BLOCK_START = frozenset({_BLANK, _HEADING, _LIST, _TABLE, _QUOTE, _HR_LINE, _FENCE_OPEN})
+_PARA: Final = 0
+_BLANK: Final = 1
+_HEADING: Final = 2
+_LIST: Final = 3
+_TABLE: Final = 4
+_QUOTE: Final = 5
+_HR_LINE: Final = 6
+_FENCE_OPEN: Final = 7
+_FENCE_CLOSE: Final = 8
+_CODE: Final = 9
+_BLOCK_END: Final = frozenset({_HEADING, _TABLE, _HR_LINE, _FENCE_CLOSE, _QUOTE, _BLANK})
+_BLOCK_START: Final = frozenset({_BLANK, _HEADING, _LIST, _TABLE, _QUOTE, _HR_LINE, _FENCE_OPEN})
 
-_NEED_MORE = -1
+_NEED_MORE: Final = -1
+_COMPILED: Final = not __file__.endswith(".py")
+
+
+def _quiet(text: str) -> bool:
+    """True when ``text`` has none of ``_INTERESTING``'s characters: nothing in it can end a unit."""
+    if _COMPILED and text.isascii():  # a native loop beats a regex call on a token's few characters
+        for ch in text:
+            code = ord(ch)
+            if code == 10 or code == 33 or code == 46 or code == 63 or code == 96:  # \n ! . ? `
+                return False
+        return True
+    return _INTERESTING.search(text) is None
 
 
 def _indent_end(buf: str, line: int) -> int:
@@ -137,13 +159,15 @@ class SentenceSplitter(Stage):
         self._base = 0  # absolute offset of _buf[0]
         self._start = 0  # first character not yet emitted
         self._first = True
-        # (absolute offset, arrival) where each input chunk with a new arrival time starts
-        self._marks: deque[tuple[int, float]] = deque([(0, 0.0)])
+        self._arrivals = Arrivals()  # by absolute offset
         self._hold_armed = False
         self._last_input = 0.0
         # scanner state
         self._pos = 0
-        self._breaks: deque[int] = deque()  # content ends of decided breaks, increasing
+        # Content ends of decided breaks, increasing; those before _next_break are used.
+        # (A list and an index, not a deque: a compiled build indexes a list natively.)
+        self._breaks: list[int] = []
+        self._next_break = 0
         self._last_break = 0
         self._spans: list[list[int]] = []  # [start, end] of code; end -1 while open
         self._line = 0  # start of the current line
@@ -184,20 +208,18 @@ class SentenceSplitter(Stage):
             return []
         buf = self._buf
         self._buf = ""
-        marks = self._marks
-        if marks[-1][1] != arrival:  # equal arrivals need one mark: a unit's arrival is the same
-            marks.append((self._base + len(buf), arrival))
+        self._arrivals.add(self._base + len(buf), arrival)
         caught_up = self._pos == len(buf)
         buf += text  # the only reference: CPython extends in place
         self._buf = buf
         self._hold_armed = True
         if (
             caught_up
-            and not self._breaks
+            and self._next_break == len(self._breaks)
             and not self._line_pending
             and self._fence is None
             and self.max_chars is None
-            and _INTERESTING.search(text) is None
+            and _quiet(text)
         ):  # nothing pending and nothing new to decide: the scanner just moves on
             self._pos = len(buf)
             return []
@@ -229,11 +251,7 @@ class SentenceSplitter(Stage):
 
     def _unit(self, end: int, boundary: Boundary, out: list[Chunk]) -> None:
         start = self._start
-        marks = self._marks
-        abs_start = self._base + start
-        while len(marks) > 1 and marks[1][0] <= abs_start:
-            marks.popleft()
-        out.append(Chunk(self._buf[start:end], marks[0][1], boundary))
+        out.append(Chunk(self._buf[start:end], self._arrivals.at(self._base + start), boundary))
         self._start = end
         self._first = False
         if end - _CONTEXT > len(self._buf) // 2 and end > 4096:
@@ -247,9 +265,8 @@ class SentenceSplitter(Stage):
         self._line = max(0, self._line - cut)
         self._last_break = max(0, self._last_break - cut)
         self._label_dot -= cut
-        shifted = [b - cut for b in self._breaks]
-        self._breaks.clear()  # in place: _emit holds a reference
-        self._breaks.extend(shifted)
+        self._breaks[:] = [b - cut for b in self._breaks[self._next_break :]]  # in place: _emit holds it
+        self._next_break = 0
         self._spans = [[s - cut, e - cut if e >= 0 else -1] for s, e in self._spans if e < 0 or e > cut]
 
     def _space_end(self, i: int, eof: bool) -> int:
@@ -267,14 +284,20 @@ class SentenceSplitter(Stage):
 
     def _emit(self, eof: bool, out: list[Chunk]) -> None:
         breaks = self._breaks
-        if not breaks and self.max_chars is None and not eof:
+        if self._next_break == len(breaks) and self.max_chars is None and not eof:
             return
         while True:
             start = self._start
-            while breaks and breaks[0] <= start:
-                breaks.popleft()
+            k = self._next_break
+            while k < len(breaks) and breaks[k] <= start:
+                k += 1
+            if k == len(breaks):
+                breaks.clear()
+                k = 0
+            self._next_break = k
+            pending = k < len(breaks)
             limit = self.first_max_chars if self._first else self.max_chars
-            if breaks and (limit is None or breaks[0] - start <= limit):
+            if pending and (limit is None or breaks[k] - start <= limit):
                 if not self._unit_at_break(eof, out):
                     return
                 continue
@@ -287,7 +310,7 @@ class SentenceSplitter(Stage):
                 if cut[0] > start:
                     self._unit(cut[0], cut[1], out)
                     continue
-                if breaks:  # the budget falls inside code: the code goes out whole
+                if pending:  # the budget falls inside code: the code goes out whole
                     if not self._unit_at_break(eof, out):
                         return
                     continue
@@ -299,10 +322,10 @@ class SentenceSplitter(Stage):
 
     def _unit_at_break(self, eof: bool, out: list[Chunk]) -> bool:
         """Emit the unit ending at the next break, with the space after it; False: wait for more."""
-        end = self._space_end(self._breaks[0], eof)
+        end = self._space_end(self._breaks[self._next_break], eof)
         if end == _NEED_MORE:
             return False
-        self._breaks.popleft()
+        self._next_break += 1
         self._unit(end, Boundary.SENTENCE, out)
         return True
 
@@ -437,7 +460,7 @@ class SentenceSplitter(Stage):
         return k
 
     def _add_break(self, end: int) -> None:
-        if not self._breaks or end > self._breaks[-1]:
+        if self._next_break == len(self._breaks) or end > self._breaks[-1]:
             self._breaks.append(end)
         self._last_break = end
 

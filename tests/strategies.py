@@ -56,3 +56,13 @@ def runs(draw: st.DrawFn, seq: S, most: int) -> list[S]:
         out.append(seq[k : k + n])
         k += n
     return out
+
+
+def arrival_of(pieces: list[str], offset: int) -> float:
+    """The arrival of the piece holding character ``offset`` of ``"".join(pieces)``, piece i arriving at i."""
+    end = 0
+    for index, piece in enumerate(pieces):
+        end += len(piece)
+        if offset < end:
+            return float(index)
+    raise AssertionError(f"offset {offset} is past the text")

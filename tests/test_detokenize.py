@@ -292,6 +292,40 @@ def test_feed_is_the_c_lookup_when_built_and_a_feed_bound_early_stays_exact(spee
         feed(ids[0])
 
 
+def test_ingest_is_the_c_lookup_when_built_and_makes_the_chunks_the_python_path_makes(speedups: str) -> None:
+    b = get("tiktoken-tekken")
+    if detokenize._speedups is not None:
+        assert type(Detokenizer.__dict__["ingest"]).__name__ == "FeedMethod"
+    d = Detokenizer(b.tokenizer)
+    ingest = d.ingest  # what a pipeline binds once
+    ids = b.encode("plain words, then 🤖中文 split across tokens, then plain again")
+    chunks: list[pacer.Chunk] = []
+    for k, i in enumerate(ids):
+        out = ingest(i, float(k))
+        assert all(type(c) is pacer.Chunk and c.text and c.arrival == float(k) for c in out)
+        chunks += out
+    if speedups == "C lookup":
+        assert 0 < d._lookup_state.count < len(ids)  # C answered most ids; partial ones fell back
+    with pytest.raises(TypeError, match="expected an int or a sequence of ints, got float"):
+        ingest(1.5, 0.0)
+    where = rf"token id 10{{30}} at position 0 of this feed \(token {len(ids)} of the stream"
+    with pytest.raises(ValueError, match=where):
+        ingest(10**30, 0.0)  # beyond any C integer: handed to the Python path, which counts C's ids too
+    chunks += d.finish(99.0)
+    assert "".join(c.text for c in chunks) == b.decode(ids, False)
+
+
+def test_c_ingest_gives_no_chunk_for_an_empty_text_as_the_python_path_does() -> None:
+    if detokenize._speedups is None:
+        pytest.skip("pacer._speedups is not built")
+    d = Detokenizer(get("tiktoken-tekken").tokenizer)
+    d._lookup_state = state = detokenize._speedups.TableState(["", "x"])  # a table with an empty text
+    state.steady = 1
+    assert d.ingest(0, 1.0) == []
+    assert d.ingest(1, 2.0) == [pacer.Chunk("x", 2.0)]
+    assert state.count == 2
+
+
 def test_out_of_vocabulary_error_counts_every_id_taken_by_either_path(speedups: str) -> None:
     b = get("tiktoken-tekken")
     d = Detokenizer(b.tokenizer)

@@ -11,7 +11,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pacer as pacer_module
-from pacer import Boundary, Chunk, Pacer, SentenceSplitter, SyncRun, VirtualClock, run, simulate, traces
+from pacer import (
+    Boundary,
+    Chunk,
+    Pacer,
+    SentenceSplitter,
+    SyncRun,
+    VirtualClock,
+    pacing,
+    run,
+    simulate,
+    traces,
+)
 from pacer.simulate import Timeline
 
 from .strategies import hard_text
@@ -302,3 +313,9 @@ def test_a_choice_that_is_not_a_str_is_a_type_error(kwargs: dict[str, object], n
     # A compiled build checks these ``Literal`` options itself, in its own words.
     with pytest.raises(TypeError, match=None if pacer_module.compiled else f"Pacer: {name} must be "):
         Pacer(**kwargs)  # type: ignore[arg-type]
+
+
+@given(st.text(st.characters(max_codepoint=127), max_size=40))
+def test_ascii_word_loop_finds_what_the_regex_finds(text: str) -> None:
+    # The compiled build splits ASCII text into words with a loop, the pure one with _ASCII_WORD.
+    assert pacing._ascii_words(text) == pacing._ASCII_WORD.findall(text)

@@ -6,9 +6,9 @@ from hypothesis import strategies as st
 
 import pacer
 from pacer import Boundary, Chunk, Packetizer
-from pacer._text import graphemes, utf8_len
+from pacer._text import Arrivals, graphemes, utf8_len
 
-from .strategies import hard_text, splits
+from .strategies import arrival_of, hard_text, splits
 
 
 def packets(text_pieces: list[str], **options: object) -> list[str]:
@@ -40,6 +40,24 @@ def test_packets_are_lossless_bounded_and_never_split_a_grapheme(
         assert pos in boundaries
         # Over max_bytes only when the packet is one oversized grapheme.
         assert utf8_len(packet) <= max_bytes or len(graphemes(packet)) == 1
+
+
+@given(st.data(), hard_text.filter(bool), st.integers(4, 40))
+def test_each_packet_carries_the_arrival_of_its_first_character(
+    data: st.DataObject, text: str, max_bytes: int
+) -> None:
+    pieces = [piece for piece in data.draw(splits(text)) if piece]
+    min_bytes = data.draw(st.integers(1, max_bytes))
+    p = Packetizer(max_bytes, min_bytes, max_delay=None)
+    out: list[Chunk] = []
+    for index, piece in enumerate(pieces):  # piece i arrives at time i
+        out += p.push(Chunk(piece, float(index)), float(index))
+    out += p.finish(float(len(pieces)))
+    assert "".join(c.text for c in out) == text
+    offset = 0
+    for chunk in out:
+        assert chunk.arrival == arrival_of(pieces, offset), (chunk, offset)
+        offset += len(chunk.text)
 
 
 @given(st.data(), hard_text)
@@ -112,3 +130,22 @@ def test_sizes_may_be_any_integer_type() -> None:
     assert (p.max_bytes, p.min_bytes) == (8, 4)
     assert type(p.max_bytes) is int and type(p.min_bytes) is int
     assert p.feed("abcd efgh ijkl") == ["abcd efg", "h ijk"]
+
+
+@given(st.lists(st.tuples(st.integers(1, 5), st.integers(0, 3)), min_size=1, max_size=120), st.data())
+def test_arrivals_answer_as_a_full_scan_would(pieces: list[tuple[int, int]], data: st.DataObject) -> None:
+    # Pieces of 1-5 characters with arrival times that repeat (0-3 s later each); lookups
+    # that never go back, past the compaction point (more than 32 pieces behind).
+    arrivals = Arrivals()
+    starts, times = [], []
+    offset, now = 0, 0.0
+    for size, wait in pieces:
+        now += wait
+        arrivals.add(offset, now)
+        starts.append(offset)
+        times.append(now)
+        offset += size
+    lookups = sorted(data.draw(st.lists(st.integers(0, offset - 1), max_size=60)))
+    for at in lookups:
+        expected = times[max(i for i, start in enumerate(starts) if start <= at)]
+        assert arrivals.at(at) == expected

@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pacer import Boundary, Chunk, SentenceSplitter, VirtualClock, run, simulate, split_sentences
+from pacer import Boundary, Chunk, SentenceSplitter, VirtualClock, run, sentences, simulate, split_sentences
 from pacer.punkt import PunktModel, english_punkt
 
 from .sentence_cases import CASES
-from .strategies import HARD_PIECES, runs
+from .strategies import HARD_PIECES, arrival_of, hard_text, runs, splits
 
 MARKDOWN_PIECES = [
     "\n",
@@ -258,6 +258,23 @@ def test_chunks_carry_arrival_of_their_first_character() -> None:
     assert [(c.text, c.arrival) for c in out] == [("One. ", 1.0), ("Two. ", 1.0), ("Three", 2.0)]
 
 
+@given(st.data(), hard_text.filter(bool), st.sampled_from([None, 8, 20]))
+def test_every_unit_carries_the_arrival_of_its_first_character(
+    data: st.DataObject, text: str, budget: int | None
+) -> None:
+    pieces = [piece for piece in data.draw(splits(text)) if piece]
+    splitter = SentenceSplitter(max_chars=budget)
+    out: list[Chunk] = []
+    for index, piece in enumerate(pieces):  # piece i arrives at time i
+        out += splitter.push(Chunk(piece, float(index)), float(index))
+    out += splitter.finish(float(len(pieces)))
+    assert "".join(c.text for c in out) == text
+    offset = 0
+    for chunk in out:
+        assert chunk.arrival == arrival_of(pieces, offset), (chunk, offset)
+        offset += len(chunk.text)
+
+
 def test_in_a_pipeline_run() -> None:
     pieces = ["Hel", "lo. Wor", "ld! ", "你好。", "再见"]
     assert list(run(SentenceSplitter(), pieces)) == ["Hello. ", "World! ", "你好。", "再见"]
@@ -328,3 +345,9 @@ def test_budgets_take_numpy_ints() -> None:
     s = SentenceSplitter(max_chars=np.int32(40), first_max_chars=np.int64(20), max_hold=np.float32(0.5))
     assert (s.max_chars, s.first_max_chars, s.max_hold) == (40, 20, 0.5)
     assert type(s.max_chars) is int and type(s.max_hold) is float
+
+
+@given(st.text(st.sampled_from("ab .?!\n`,。」\t"), max_size=12) | st.text(max_size=12))
+def test_quiet_text_is_text_the_interesting_pattern_does_not_match(text: str) -> None:
+    # The compiled build checks ASCII text with a loop, everything else with _INTERESTING.
+    assert sentences._quiet(text) == (sentences._INTERESTING.search(text) is None)
