@@ -21,7 +21,7 @@
 /* The per-instance state the fast path reads: a Detokenizer keeps one in a slot. */
 typedef struct {
     PyObject_HEAD
-    PyObject *table;  /* list: id -> str, or None */
+    PyObject *table;  /* tuple: id -> str, or None */
     Py_ssize_t count; /* ids the fast path has taken */
     int steady;       /* set by the Detokenizer: the table alone decides a token's text */
 } TableState;
@@ -31,7 +31,7 @@ TableState_init(TableState *self, PyObject *args, PyObject *kwds)
 {
     static char *names[] = {"table", NULL};
     PyObject *table;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!:TableState", names, &PyList_Type, &table)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!:TableState", names, &PyTuple_Type, &table)) {
         return -1;
     }
     Py_INCREF(table);
@@ -98,7 +98,7 @@ FeedMethod_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObje
             if (id == -1 && PyErr_Occurred()) {
                 PyErr_Clear(); /* too big for any table: the Python path says what is wrong */
             }
-            PyObject *text = 0 <= id && id < PyList_GET_SIZE(s->table) ? PyList_GET_ITEM(s->table, id) : Py_None;
+            PyObject *text = 0 <= id && id < PyTuple_GET_SIZE(s->table) ? PyTuple_GET_ITEM(s->table, id) : Py_None;
             if (text != Py_None) {
                 PyObject *item;
                 if (self->chunk == NULL) {

@@ -77,10 +77,14 @@ class Vocab:
     follows, and dropped at the end).
     ``byte_runs`` maps byte-fallback ids to their byte: consecutive ones are decoded
     together, all-or-nothing (HF ``ByteFallback``). ``name`` says which backend.
+
+    The per-id tables are kept as tuples whatever sequence they are given as: a tuple
+    of strings and bytes is one object the garbage collector stops tracking, where a
+    list of a vocabulary's 100k+ entries is walked by every full collection.
     """
 
     name: str
-    pieces: list[Any]
+    pieces: Sequence[Any]
     errors: str = "replace"
     strip_first: str | None = None
     strip_ids: frozenset[int] = frozenset()
@@ -91,19 +95,25 @@ class Vocab:
     run_breakers: frozenset[int] = frozenset()
     """Ids that add no text but end an unfinished character (SentencePiece's control
     tokens): bytes on either side of one never join into one character."""
-    first: list[Any] | None = None
+    first: Sequence[Any] | None = None
     """Byte pieces for the decoder's first token, where it differs (HF ``WordPiece``:
     no space added, continuation prefix kept); ``pieces`` for every later token."""
-    last: list[Any] | None = None
+    last: Sequence[Any] | None = None
     """Byte pieces for the decoder's last token, where it differs (HF ``BPEDecoder``:
     the end-of-word suffix becomes nothing rather than a space); ``pieces`` for every
     earlier one. What a token's two forms do not share is held until the next token."""
-    repeats: list[Any] | None = None
+    repeats: Sequence[Any] | None = None
     """Per id, the key that makes a token a repeat of the one before it, dropped (HF
     ``CTC`` collapses runs of the same token); ``None``: nothing is dropped."""
 
+    def __post_init__(self) -> None:
+        self.pieces = tuple(self.pieces)
+        self.first = None if self.first is None else tuple(self.first)
+        self.last = None if self.last is None else tuple(self.last)
+        self.repeats = None if self.repeats is None else tuple(self.repeats)
+
     @functools.cached_property
-    def texts(self) -> list[str | None]:
+    def texts(self) -> tuple[str | None, ...]:
         """For byte pieces that are complete UTF-8 on their own, their text; else ``None``."""
         out: list[str | None] = []
         for piece in self.pieces:
@@ -111,7 +121,7 @@ class Vocab:
                 out.append(piece.decode("utf-8") if isinstance(piece, bytes) else None)
             except UnicodeDecodeError:
                 out.append(None)
-        return out
+        return tuple(out)
 
     @functools.cached_property
     def steady_texts(self) -> dict[int, str]:
@@ -123,12 +133,12 @@ class Vocab:
         return {i: p for i, p in enumerate(self.pieces) if p and i not in runs and i not in skipped}
 
     @functools.cached_property
-    def steady_list(self) -> list[str | None]:
-        """``steady_texts`` as a list indexed by id (``None``: no fixed text), for the C lookup."""
+    def steady_list(self) -> tuple[str | None, ...]:
+        """``steady_texts`` as a tuple indexed by id (``None``: no fixed text), for the C lookup."""
         table: list[str | None] = [None] * len(self.pieces)
         for i, text in self.steady_texts.items():
             table[i] = text
-        return table
+        return tuple(table)
 
 
 class Detokenizer(Stage):

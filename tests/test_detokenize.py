@@ -319,7 +319,7 @@ def test_c_ingest_gives_no_chunk_for_an_empty_text_as_the_python_path_does() -> 
     if detokenize._speedups is None:
         pytest.skip("pacer._speedups is not built")
     d = Detokenizer(get("tiktoken-tekken").tokenizer)
-    d._lookup_state = state = detokenize._speedups.TableState(["", "x"])  # a table with an empty text
+    d._lookup_state = state = detokenize._speedups.TableState(("", "x"))  # a table with an empty text
     state.steady = 1
     assert d.ingest(0, 1.0) == []
     assert d.ingest(1, 2.0) == [pacer.Chunk("x", 2.0)]
