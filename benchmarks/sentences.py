@@ -199,11 +199,12 @@ def main(quick: bool = False) -> None:
     rows = []
     for fragment in (4, 64, 4096):
         rows.append([f"pacer streamed, {fragment}-character fragments", f"{_throughput(text, fragment):.2f}"])
-    t0 = time.perf_counter()
-    split_sentences(text)
-    rows.append(
-        ["pacer split_sentences (whole text)", f"{len(text.encode()) / (time.perf_counter() - t0) / 1e6:.2f}"]
-    )
+    best = float("inf")
+    for _ in range(3):  # the best of three: one run moves with the machine's noise
+        t0 = time.perf_counter()
+        split_sentences(text)
+        best = min(best, time.perf_counter() - t0)
+    rows.append(["pacer split_sentences (whole text)", f"{len(text.encode()) / best / 1e6:.2f}"])
     for name, split in systems.items():
         if name.startswith("pacer"):
             continue

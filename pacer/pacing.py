@@ -12,7 +12,8 @@ pacer; a sentence splitter upstream holds text until its sentence is complete, a
 that wait is the splitter's, bounded by its own ``max_hold``): a unit never waits longer than
 ``max_lag``, so a display never falls behind the model, and a unit never goes out
 before it arrived. The rate is the largest of the configured rate, the arrival
-rate (a decayed estimate over about a second) plus the backlog over twice
+rate (a decayed estimate over about a second, read over the time since the
+first arrival until a second has passed) plus the backlog over twice
 ``max_lag`` (when ``adaptive``), and the rate that empties
 the current backlog before its newest unit hits the bound; so
 pauses are borrowed back from the backlog by speaking a little faster after them,
@@ -53,6 +54,10 @@ _GRAPHEME: Final = regex.compile(r"\X")
 # the standard library's engine, which is several times cheaper per call on short text.
 _ASCII_WORD: Final = re.compile(r"\S+\s*|\s+", re.ASCII)
 _ARRIVAL_WINDOW: Final = 1.0  # seconds over which the arrival rate is estimated
+# Until a few windows have passed, the estimate is read over the time since the first
+# arrival, but over at least this long: the first chunk alone is no rate yet.
+_MIN_SPAN: Final = 0.1
+_SETTLED: Final = 5 * _ARRIVAL_WINDOW  # from here on the estimate needs no correction (< 1%)
 _FOLLOW: Final = 1.0  # adaptive pacing runs at least this multiple of the arrival rate
 _CATCH_UP: Final = 2.0  # a backlog is worked off in about this many max_lags
 _COALESCE: Final = 0.005  # units due this close together go out in one wake-up
@@ -127,6 +132,7 @@ class Pacer(Stage):
         self._tail_entered = 0.0
         self._arrival_rate = 0.0
         self._last_arrival = -math.inf
+        self._first_arrival = math.nan
         self._decayed_at = math.nan  # the arrival rate decayed to this time is _decayed
         self._decayed = 0.0
         self._deadline: float | object | None = _STALE
@@ -199,6 +205,10 @@ class Pacer(Stage):
 
     def _note_arrival(self, chars: int, now: float) -> None:
         dt = now - self._last_arrival
+        if self._last_arrival == -math.inf:
+            self._first_arrival = now
+        if now == self._first_arrival:
+            chars = 0  # text that came all at once is no rate to follow: the backlog terms pace it
         decay = math.exp(-dt / _ARRIVAL_WINDOW) if dt < 50 * _ARRIVAL_WINDOW else 0.0
         self._arrival_rate = self._arrival_rate * decay + chars / _ARRIVAL_WINDOW
         self._last_arrival = now
@@ -315,15 +325,19 @@ class Pacer(Stage):
         rate = self.rate
         queued = self._queued_cost
         if self.adaptive:
-            if now > self._last_arrival:
-                if now != self._decayed_at:
-                    self._decayed_at = now
-                    self._decayed = self._arrival_rate * math.exp(
-                        (self._last_arrival - now) / _ARRIVAL_WINDOW
-                    )
-                arrival = self._decayed
-            else:
+            if now != self._decayed_at:
+                self._decayed_at = now
                 arrival = self._arrival_rate
+                if now > self._last_arrival:
+                    arrival *= math.exp((self._last_arrival - now) / _ARRIVAL_WINDOW)
+                span = now - self._first_arrival
+                if span < _SETTLED:
+                    # The decayed sum has seen only ``span`` of arrivals, not a whole
+                    # window's worth: scale it to the rate over that span, so the pace
+                    # follows the source from the start instead of ramping up over a second.
+                    arrival /= 1.0 - math.exp(-max(span, _MIN_SPAN) / _ARRIVAL_WINDOW)
+                self._decayed = arrival
+            arrival = self._decayed
             # Follow the source and work off any backlog over about two max_lags, so lag
             # settles below the bound and a burst is spread over the time the bound allows.
             # (Comparisons, not max(): this runs once or twice per unit.)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from typing import TypeVar
 
 from hypothesis import strategies as st
+
+from pacer import Chunk, Stage
 
 S = TypeVar("S", str, list[int])
 
@@ -58,11 +62,16 @@ def runs(draw: st.DrawFn, seq: S, most: int) -> list[S]:
     return out
 
 
-def arrival_of(pieces: list[str], offset: int) -> float:
-    """The arrival of the piece holding character ``offset`` of ``"".join(pieces)``, piece i arriving at i."""
-    end = 0
+def check_arrivals(stage: Stage, pieces: list[str]) -> None:
+    """Push piece i into ``stage`` at time i, then finish: everything comes out, and each
+    chunk carries the arrival of the piece holding its first character."""
+    out: list[Chunk] = []
     for index, piece in enumerate(pieces):
-        end += len(piece)
-        if offset < end:
-            return float(index)
-    raise AssertionError(f"offset {offset} is past the text")
+        out += stage.push(Chunk(piece, float(index)), float(index))
+    out += stage.finish(float(len(pieces)))
+    assert "".join(c.text for c in out) == "".join(pieces)
+    starts = list(itertools.accumulate(map(len, pieces), initial=0))
+    offset = 0
+    for chunk in out:
+        assert chunk.arrival == float(bisect.bisect_right(starts, offset) - 1), (chunk, offset)
+        offset += len(chunk.text)

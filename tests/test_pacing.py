@@ -172,6 +172,14 @@ def test_incomplete_word_waits_for_its_end_but_not_past_max_lag() -> None:
     ]
 
 
+def test_adaptive_pace_follows_a_steady_source_from_its_first_second() -> None:
+    # 30 words a second, far above cps=40: the arrival rate is read over the time since
+    # the first arrival, so the pace keeps up at once instead of ramping up over the
+    # estimate's one-second window (which left 0.36 s of lag behind here).
+    timeline = simulate(traces.steady(WORDS[:300], 30), Pacer(cps=40))
+    assert max(timeline.lags()) < 0.2
+
+
 def test_on_end_flush_sends_everything_at_once() -> None:
     trace = traces.dump(["word "] * 50)
     drained = simulate(trace, Pacer(cps=10, max_lag=0.5))
@@ -192,7 +200,9 @@ def test_cancel_returns_text_not_yet_shown() -> None:
 def test_stand_alone_feed_and_flush() -> None:
     pacer = Pacer(cps=10)
     assert pacer.feed("Hello world, ", now=0.0) == ["Hello "]
-    assert pacer.feed("again", now=0.1) == []
+    # 5 characters 50 ms after the start: followed at about 60 characters/s, so
+    # "world, " is due at about 0.1 s, not yet.
+    assert pacer.feed("again", now=0.05) == []
     assert pacer.feed(" ", now=0.6) == ["world, ", "again "]
     assert pacer.flush() == []
 

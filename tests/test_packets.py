@@ -8,7 +8,7 @@ import pacer
 from pacer import Boundary, Chunk, Packetizer
 from pacer._text import Arrivals, graphemes, utf8_len
 
-from .strategies import arrival_of, hard_text, splits
+from .strategies import check_arrivals, hard_text, splits
 
 
 def packets(text_pieces: list[str], **options: object) -> list[str]:
@@ -48,16 +48,7 @@ def test_each_packet_carries_the_arrival_of_its_first_character(
 ) -> None:
     pieces = [piece for piece in data.draw(splits(text)) if piece]
     min_bytes = data.draw(st.integers(1, max_bytes))
-    p = Packetizer(max_bytes, min_bytes, max_delay=None)
-    out: list[Chunk] = []
-    for index, piece in enumerate(pieces):  # piece i arrives at time i
-        out += p.push(Chunk(piece, float(index)), float(index))
-    out += p.finish(float(len(pieces)))
-    assert "".join(c.text for c in out) == text
-    offset = 0
-    for chunk in out:
-        assert chunk.arrival == arrival_of(pieces, offset), (chunk, offset)
-        offset += len(chunk.text)
+    check_arrivals(Packetizer(max_bytes, min_bytes, max_delay=None), pieces)
 
 
 @given(st.data(), hard_text)

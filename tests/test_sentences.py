@@ -10,7 +10,7 @@ from pacer import Boundary, Chunk, SentenceSplitter, VirtualClock, run, sentence
 from pacer.punkt import PunktModel, english_punkt
 
 from .sentence_cases import CASES
-from .strategies import HARD_PIECES, arrival_of, hard_text, runs, splits
+from .strategies import HARD_PIECES, check_arrivals, hard_text, runs, splits
 
 MARKDOWN_PIECES = [
     "\n",
@@ -263,16 +263,7 @@ def test_every_unit_carries_the_arrival_of_its_first_character(
     data: st.DataObject, text: str, budget: int | None
 ) -> None:
     pieces = [piece for piece in data.draw(splits(text)) if piece]
-    splitter = SentenceSplitter(max_chars=budget)
-    out: list[Chunk] = []
-    for index, piece in enumerate(pieces):  # piece i arrives at time i
-        out += splitter.push(Chunk(piece, float(index)), float(index))
-    out += splitter.finish(float(len(pieces)))
-    assert "".join(c.text for c in out) == text
-    offset = 0
-    for chunk in out:
-        assert chunk.arrival == arrival_of(pieces, offset), (chunk, offset)
-        offset += len(chunk.text)
+    check_arrivals(SentenceSplitter(max_chars=budget), pieces)
 
 
 def test_in_a_pipeline_run() -> None:
