@@ -1,17 +1,17 @@
 /* Optional C speed-up for pacer.Detokenizer.feed and .ingest: the steady-state table lookup.
  *
- * FeedMethod stands on the Detokenizer class in place of ``feed``, and another in
- * place of ``ingest`` (what a pipeline calls: it wraps each text in a Chunk); each instance
- * keeps a TableState in a ``__slots__`` member (``_lookup_state``), read at its offset. While the state is steady, one exact ``int`` id
- * with text in its table (a list indexed by id, ``None`` where the id has no fixed
- * text) returns ``[text]`` and counts the id:
- * (``ingest``: ``[Chunk(text, now)]``, or ``[]`` for an empty text)
- * all that the pure-Python fast path does, without the cost of a Python-level call.
- * Anything else (another type, a time argument, an id not in the table, a state
- * that is not steady) calls the pure-Python ``feed``, which owns every rule and
+ * A FeedMethod stands on the Detokenizer class in place of ``feed``, and another in
+ * place of ``ingest`` (what a pipeline calls). Each instance keeps a TableState in a
+ * ``__slots__`` member (``_lookup_state``), read at its offset. While the state is
+ * steady, one exact ``int`` id with text in its table (a tuple indexed by id, ``None``
+ * where the id has no fixed text) is counted and answered: ``feed`` returns
+ * ``[text]``; ``ingest`` returns ``[Chunk(text, now)]``, or ``[]`` for an empty text.
+ * That is all the pure-Python fast path does, without the cost of a Python-level call.
+ * Anything else (another type, a time argument to ``feed``, an id not in the table,
+ * a state that is not steady) calls the pure-Python method, which owns every rule and
  * every error. Nothing here refers back to an instance: no reference cycles.
  *
- * Cost: one type check, one list index and one one-element list per token (and
+ * Cost: one type check, one tuple index and one one-element list per token (and
  * one Chunk, for ``ingest``).
  */
 #define PY_SSIZE_T_CLEAN
@@ -66,9 +66,10 @@ static PyTypeObject TableStateType = {
     .tp_members = TableState_members,
 };
 
-/* A method descriptor put on the Detokenizer class in place of ``feed``. Called as
- * ``detokenizer.feed(id)`` it reads the instance's ``_lookup`` state and answers from
- * the table when it can; anything else calls the pure-Python ``fallback`` with the
+/* A method descriptor put on the Detokenizer class in place of ``feed`` (``chunk``
+ * NULL) or ``ingest`` (``chunk`` set). Called as ``detokenizer.feed(id)`` or
+ * ``detokenizer.ingest(id, now)`` it reads the instance's ``_lookup_state`` and answers
+ * from the table when it can; anything else calls the pure-Python ``fallback`` with the
  * same arguments. Being a method descriptor, a call through an instance makes no
  * bound method; ``detokenizer.feed`` on its own gives an ordinary bound method. */
 typedef struct {
