@@ -130,6 +130,64 @@ def quality(quick: bool = False) -> None:
     )
 
 
+_WIDE = "\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef"  # CJK punctuation, kana, ideographs, full-width forms
+_TOKEN = re.compile(rf"[{_WIDE}]{{1,2}}\s*|[^\s{_WIDE}]+\s*|\s+")
+
+
+def _sweep_texts(quick: bool) -> dict[str, list[str]]:
+    """Texts of different shapes, as tokens (a word with its space; CJK two characters at a time)."""
+    from tests.sentence_cases import CASES
+
+    def joined(lang: str) -> str:
+        return "".join("".join(units) + "\n" for case_lang, _, units in CASES if case_lang == lang)
+
+    texts = {"prose": PROSE * 40, "English cases": joined("en"), "Chinese cases": joined("zh")}
+    if not quick:
+        texts["Markdown cases"] = joined("md")
+    return {name: _TOKEN.findall(text)[:1500] for name, text in texts.items()}
+
+
+def sweep(quick: bool = False) -> None:
+    """Smoothness over many traces: three shapes at three rates on several texts.
+
+    The quality table shows one text; this one shows whether its ranking holds on
+    texts of other shapes (short English sentences, Chinese, Markdown) and rates.
+    """
+    smoothers: dict[str, Any] = {
+        "Pacer() word": lambda: Pacer(),
+        "Pacer(unit=grapheme)": lambda: Pacer(unit="grapheme"),
+        "fixed (Vercel)": lambda: FixedDelayWords(0.010),
+        "chat-ui": lambda: AdaptiveChars(),
+    }
+    rows = []
+    wins = dict.fromkeys(list(smoothers)[:2], 0)
+    total = 0
+    for text_name, tokens in _sweep_texts(quick).items():
+        for rate in (30,) if quick else (15, 30, 60):
+            shapes = {
+                "steady": traces.steady(tokens, rate),
+                "stall 4 s": traces.stalled(tokens[:600], rate, after=len(tokens[:600]) // 2, pause=4.0),
+                "bursty": traces.bursty(tokens, per_second=rate, seed=rate),
+            }
+            for shape, trace in shapes.items():
+                cvs = {name: _flowing_cv(simulate(trace, make())) for name, make in smoothers.items()}
+                best_reference = min(cvs["fixed (Vercel)"], cvs["chat-ui"])
+                total += 1
+                for name in wins:
+                    wins[name] += cvs[name] < best_reference
+                rows.append([text_name, f"{shape}, {rate} tok/s", *(f"{cv:.3f}" for cv in cvs.values())])
+    print_table(
+        "Smoothness on more texts and rates (CV of characters per 100 ms while flowing; lower is smoother)",
+        ["text", "trace", *smoothers],
+        rows,
+    )
+    print_table(
+        "Traces where pacer is smoother than both references",
+        ["pacer", "traces"],
+        [[name, f"{count} of {total}"] for name, count in wins.items()],
+    )
+
+
 class _LatenessPacer(Pacer):
     """A Pacer that remembers the deadline of the timer wake-up whose output is on its way."""
 
@@ -410,6 +468,7 @@ def throughput(quick: bool = False) -> None:
 
 def main(quick: bool = False) -> None:
     quality(quick)
+    sweep(quick)
     throughput(quick)
     scale(quick)
     scale_runs(quick)

@@ -3,9 +3,10 @@
 Written from the behaviour their projects document (not from their code):
 
 - ``FixedDelayWords``: the Vercel AI SDK's ``smoothStream``: text is cut into words
-  at whitespace; the first word of each input chunk goes out when the previous
-  chunk is done, every further word ``delay`` seconds after the one before; the
-  chunks queue behind one another, so lag grows without bound when the source is
+  at whitespace, and every word sent is followed by a ``delay`` wait (the last
+  word of an input chunk too); the stream hands it the next chunk only once that
+  wait is over. So a word goes out ``delay`` after the one before or when it
+  arrives, whichever is later, and lag grows without bound when the source is
   faster than one word per ``delay``. A partial word waits for whitespace or the end.
 - ``AdaptiveChars``: HF chat-ui's smoother: characters go out one at a time at
   ``max(1.1 x arrival estimate, floor, catch-up)``; the floor is 0.3 characters
@@ -25,7 +26,7 @@ _WORD = re.compile(r"\S*\s+")
 
 
 class FixedDelayWords(Stage):
-    """A fixed delay per word, never catching up (Vercel's ``smoothStream``, delay 10 ms)."""
+    """A fixed delay after each word, never catching up (Vercel's ``smoothStream``, delay 10 ms)."""
 
     timed = True
 
@@ -35,7 +36,7 @@ class FixedDelayWords(Stage):
         self._buffer = ""
         self._arrival = 0.0
         self._pending: deque[tuple[float, Chunk]] = deque()  # scheduled (time, word)
-        self._busy_until = 0.0
+        self._free_at = -float("inf")  # when the wait after the last word scheduled ends
 
     @property
     def deadline(self) -> float | None:
@@ -45,19 +46,17 @@ class FixedDelayWords(Stage):
         if not self._buffer:
             self._arrival = chunk.arrival
         self._buffer += chunk.text
-        start = max(now, self._busy_until)
-        t = start
-        first = True
         end = 0
         for m in _WORD.finditer(self._buffer):
-            if not first:
-                t += self.delay
-            first = False
-            self._pending.append((t, Chunk(m.group(), chunk.arrival if end else self._arrival)))
+            self._schedule(m.group(), chunk.arrival if end else self._arrival, now)
             end = m.end()
         self._buffer = self._buffer[end:]
-        self._busy_until = t
         return self.poll(now)
+
+    def _schedule(self, word: str, arrival: float, now: float) -> None:
+        t = max(now, self._free_at)
+        self._pending.append((t, Chunk(word, arrival)))
+        self._free_at = t + self.delay
 
     def poll(self, now: float) -> list[Chunk]:
         out = []
@@ -66,8 +65,8 @@ class FixedDelayWords(Stage):
         return out
 
     def finish(self, now: float) -> list[Chunk]:
-        if self._buffer:
-            self._pending.append((max(now, self._busy_until), Chunk(self._buffer, self._arrival)))
+        if self._buffer:  # streamText flushes the partial word at the step's end
+            self._schedule(self._buffer, self._arrival, now)
             self._buffer = ""
         return self.poll(now)
 

@@ -13,9 +13,9 @@ that wait is the splitter's, bounded by its own ``max_hold``): a unit never wait
 ``max_lag``, so a display never falls behind the model, and a unit never goes out
 before it arrived. The rate is the largest of the configured rate, the arrival
 rate (a decayed estimate over about a second, read over the time since the
-first arrival until a second has passed) plus the backlog over twice
-``max_lag`` (when ``adaptive``), and the rate that empties
-the current backlog before its newest unit hits the bound; so
+first arrival, or the first after a pause of more than 1.5 s, until a second
+has passed) plus the backlog over four ``max_lag`` (when ``adaptive``), and the
+rate that empties the current backlog before its newest unit hits the bound; so
 pauses are borrowed back from the backlog by speaking a little faster after them,
 and a slow source is never stalled: a unit that arrives after ``ready`` goes out
 at once.
@@ -55,11 +55,16 @@ _GRAPHEME: Final = regex.compile(r"\X")
 _ASCII_WORD: Final = re.compile(r"\S+\s*|\s+", re.ASCII)
 _ARRIVAL_WINDOW: Final = 1.0  # seconds over which the arrival rate is estimated
 # Until a few windows have passed, the estimate is read over the time since the first
-# arrival, but over at least this long: the first chunk alone is no rate yet.
-_MIN_SPAN: Final = 0.1
+# arrival (whose text counts as backlog, not rate), but over at least this long, so two
+# chunks close together do not read as a huge rate.
+_MIN_SPAN: Final = 0.05
+# A silence longer than this is a pause (a tool call, a queue), not a slower source: the
+# estimate, decayed towards nothing meanwhile, starts again from the next arrival, as at
+# the start of the stream. Shorter silences are part of a bursty source's rhythm.
+_PAUSE: Final = 1.5 * _ARRIVAL_WINDOW
 _SETTLED: Final = 5 * _ARRIVAL_WINDOW  # from here on the estimate needs no correction (< 1%)
 _FOLLOW: Final = 1.0  # adaptive pacing runs at least this multiple of the arrival rate
-_CATCH_UP: Final = 2.0  # a backlog is worked off in about this many max_lags
+_CATCH_UP: Final = 4.0  # a backlog is worked off in about this many max_lags
 _COALESCE: Final = 0.005  # units due this close together go out in one wake-up
 _STALE: Final = object()  # the cached deadline needs recomputing
 _SENTENCE: Final = Boundary.SENTENCE
@@ -79,6 +84,10 @@ class Pacer(Stage):
     ``on_end="drain"`` keeps the pace after the source ends (still within
     ``max_lag``); ``"flush"`` sends the rest at once. ``cancel`` returns everything
     not yet shown, at once.
+
+    ``unit="grapheme"`` gives the evenest flow of characters (a typing effect); the
+    default ``"word"`` never shows part of a word and wakes its driver about five
+    times less often, which matters with thousands of streams on one core.
     """
 
     timed = True
@@ -205,12 +214,14 @@ class Pacer(Stage):
 
     def _note_arrival(self, chars: int, now: float) -> None:
         dt = now - self._last_arrival
-        if self._last_arrival == -math.inf:
+        if dt > _PAUSE:  # the first arrival (dt is infinite), or the first after a pause
             self._first_arrival = now
+            self._arrival_rate = 0.0
         if now == self._first_arrival:
             chars = 0  # text that came all at once is no rate to follow: the backlog terms pace it
-        decay = math.exp(-dt / _ARRIVAL_WINDOW) if dt < 50 * _ARRIVAL_WINDOW else 0.0
-        self._arrival_rate = self._arrival_rate * decay + chars / _ARRIVAL_WINDOW
+        else:
+            self._arrival_rate = self._arrival_rate * math.exp(-dt / _ARRIVAL_WINDOW)
+        self._arrival_rate += chars / _ARRIVAL_WINDOW
         self._last_arrival = now
         self._decayed_at = math.nan
 
@@ -338,8 +349,8 @@ class Pacer(Stage):
                     arrival /= 1.0 - math.exp(-max(span, _MIN_SPAN) / _ARRIVAL_WINDOW)
                 self._decayed = arrival
             arrival = self._decayed
-            # Follow the source and work off any backlog over about two max_lags, so lag
-            # settles below the bound and a burst is spread over the time the bound allows.
+            # Follow the source and work off any backlog over a few max_lags, so lag settles
+            # below the bound and a burst is spread over the time the bound allows.
             # (Comparisons, not max(): this runs once or twice per unit.)
             if _FOLLOW * arrival > rate:
                 rate = _FOLLOW * arrival

@@ -180,6 +180,17 @@ def test_adaptive_pace_follows_a_steady_source_from_its_first_second() -> None:
     assert max(timeline.lags()) < 0.2
 
 
+def test_adaptive_pace_follows_a_steady_source_again_after_a_pause() -> None:
+    # 30 words a second, a 4 s silence (a tool call), then the same pace: the estimate,
+    # decayed to almost nothing during the silence, starts again from the next arrival,
+    # so the text after the pause is not left behind (it was 0.38 s behind here when the
+    # decayed estimate had to climb back over a second).
+    trace = traces.stalled(WORDS[:400], 30, after=200, pause=4.0)
+    resumed = trace[200][0]
+    timeline = simulate(trace, Pacer(cps=40))
+    assert max(c.emitted - c.arrival for c in timeline.emissions if c.arrival >= resumed) < 0.2
+
+
 def test_on_end_flush_sends_everything_at_once() -> None:
     trace = traces.dump(["word "] * 50)
     drained = simulate(trace, Pacer(cps=10, max_lag=0.5))
