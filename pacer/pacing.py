@@ -86,8 +86,8 @@ class Pacer(Stage):
     not yet shown, at once.
 
     ``unit="grapheme"`` gives the evenest flow of characters (a typing effect); the
-    default ``"word"`` never shows part of a word and wakes its driver about five
-    times less often, which matters with thousands of streams on one core.
+    default ``"word"`` never shows part of a word and wakes its driver several times
+    less often, which matters with thousands of streams on one core.
     """
 
     timed = True
