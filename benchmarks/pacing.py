@@ -153,32 +153,36 @@ def sweep(quick: bool = False) -> None:
     The quality table shows one text; this one shows whether its ranking holds on
     texts of other shapes (short English sentences, Chinese, Markdown) and rates.
     """
-    smoothers: dict[str, Any] = {
+    pacers: dict[str, Any] = {
         "Pacer() word": lambda: Pacer(),
         "Pacer(unit=grapheme)": lambda: Pacer(unit="grapheme"),
+    }
+    references: dict[str, Any] = {
         "fixed (Vercel)": lambda: FixedDelayWords(0.010),
         "chat-ui": lambda: AdaptiveChars(),
     }
     rows = []
-    wins = dict.fromkeys(list(smoothers)[:2], 0)
+    wins = dict.fromkeys(pacers, 0)
     total = 0
     for text_name, tokens in _sweep_texts(quick).items():
         for rate in (30,) if quick else (15, 30, 60):
+            head = tokens[:600]
             shapes = {
                 "steady": traces.steady(tokens, rate),
-                "stall 4 s": traces.stalled(tokens[:600], rate, after=len(tokens[:600]) // 2, pause=4.0),
+                "stall 4 s": traces.stalled(head, rate, after=len(head) // 2, pause=4.0),
                 "bursty": traces.bursty(tokens, per_second=rate, seed=rate),
             }
             for shape, trace in shapes.items():
-                cvs = {name: _flowing_cv(simulate(trace, make())) for name, make in smoothers.items()}
-                best_reference = min(cvs["fixed (Vercel)"], cvs["chat-ui"])
+                ours = {name: _flowing_cv(simulate(trace, make())) for name, make in pacers.items()}
+                theirs = [_flowing_cv(simulate(trace, make())) for make in references.values()]
                 total += 1
-                for name in wins:
-                    wins[name] += cvs[name] < best_reference
-                rows.append([text_name, f"{shape}, {rate} tok/s", *(f"{cv:.3f}" for cv in cvs.values())])
+                for name, cv in ours.items():
+                    wins[name] += cv < min(theirs)
+                cvs = [*ours.values(), *theirs]
+                rows.append([text_name, f"{shape}, {rate} tok/s", *(f"{cv:.3f}" for cv in cvs)])
     print_table(
         "Smoothness on more texts and rates (CV of characters per 100 ms while flowing; lower is smoother)",
-        ["text", "trace", *smoothers],
+        ["text", "trace", *pacers, *references],
         rows,
     )
     print_table(

@@ -63,7 +63,6 @@ _MIN_SPAN: Final = 0.05
 # the start of the stream. Shorter silences are part of a bursty source's rhythm.
 _PAUSE: Final = 1.5 * _ARRIVAL_WINDOW
 _SETTLED: Final = 5 * _ARRIVAL_WINDOW  # from here on the estimate needs no correction (< 1%)
-_FOLLOW: Final = 1.0  # adaptive pacing runs at least this multiple of the arrival rate
 _CATCH_UP: Final = 4.0  # a backlog is worked off in about this many max_lags
 _COALESCE: Final = 0.005  # units due this close together go out in one wake-up
 _STALE: Final = object()  # the cached deadline needs recomputing
@@ -350,10 +349,9 @@ class Pacer(Stage):
                 self._decayed = arrival
             arrival = self._decayed
             # Follow the source and work off any backlog over a few max_lags, so lag settles
-            # below the bound and a burst is spread over the time the bound allows.
-            # (Comparisons, not max(): this runs once or twice per unit.)
-            if _FOLLOW * arrival > rate:
-                rate = _FOLLOW * arrival
+            # below the bound and a burst is spread over the time the bound allows. (The
+            # backlog is never negative, so this is never below the arrival rate itself.
+            # A comparison, not max(): this runs once or twice per unit.)
             catch_up = arrival + queued / (_CATCH_UP * max_lag)
             if catch_up > rate:
                 rate = catch_up
