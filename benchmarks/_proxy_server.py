@@ -61,7 +61,8 @@ async def main(tokens: int, rate: float) -> None:
 
     up_sock, px_sock = _socket(), _socket()
     upstream = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
-    proxy = create_proxy(f"http://127.0.0.1:{up_sock.getsockname()[1]}", lambda: Pacer(cps=200), heartbeat=5)
+    url = f"http://127.0.0.1:{up_sock.getsockname()[1]}"
+    proxy = create_proxy(url, lambda: Pacer(cps=200, unit="word"), heartbeat=5)
     proxy.router.routes.insert(0, Route("/debug/tasks", tasks))
     servers = [
         uvicorn.Server(uvicorn.Config(app, log_level="error", backlog=4096, timeout_keep_alive=60))

@@ -105,8 +105,8 @@ def _flowing_cv(timeline: Timeline) -> float:
 
 def quality(quick: bool = False) -> None:
     smoothers: dict[str, Any] = {
-        "pacer Pacer() word": lambda: Pacer(),
-        "pacer Pacer(unit=grapheme)": lambda: Pacer(unit="grapheme"),
+        "pacer Pacer() graphemes": lambda: Pacer(),
+        "pacer Pacer(unit=word)": lambda: Pacer(unit="word"),
         "pacer sentences | Pacer()": lambda: SentenceSplitter(max_hold=0.3) | Pacer(),
         "fixed 10 ms/word (Vercel)": lambda: FixedDelayWords(0.010),
         "adaptive chars (chat-ui)": lambda: AdaptiveChars(),
@@ -154,8 +154,8 @@ def sweep(quick: bool = False) -> None:
     texts of other shapes (short English sentences, Chinese, Markdown) and rates.
     """
     pacers: dict[str, Any] = {
-        "Pacer() word": lambda: Pacer(),
-        "Pacer(unit=grapheme)": lambda: Pacer(unit="grapheme"),
+        "Pacer() graphemes": lambda: Pacer(),
+        "Pacer(unit=word)": lambda: Pacer(unit="word"),
     }
     references: dict[str, Any] = {
         "fixed (Vercel)": lambda: FixedDelayWords(0.010),

@@ -89,8 +89,8 @@ def worst_lag(timeline):
 
 rows = []
 for name, trace in traces.items():
-    for label, make in [("pacer words", lambda: pacer.Pacer(cps=40)),
-                        ("pacer graphemes", lambda: pacer.Pacer(cps=40, unit="grapheme")),
+    for label, make in [("pacer graphemes", lambda: pacer.Pacer(cps=40)),
+                        ("pacer words", lambda: pacer.Pacer(cps=40, unit="word")),
                         ("fixed 10 ms/word", lambda: FixedDelayWords()),
                         ("adaptive chars", lambda: AdaptiveChars())]:
         t = pacer.simulate(trace, make())

@@ -20,9 +20,15 @@ pauses are borrowed back from the backlog by speaking a little faster after them
 and a slow source is never stalled: a unit that arrives after ``ready`` goes out
 at once.
 
-Cost: O(1) per unit for scheduling; splitting input into units is linear in the
-text. Memory is the backlog, which the lag bound keeps to about ``max_lag``
-seconds of input.
+The queue holds one entry per arrival, not one object per unit: a release works
+out how many of an entry's units are due in O(1) for ASCII graphemes (the units
+are its characters) and in O(units) for words and other graphemes, and units due
+together go out as one chunk of graphemes or one chunk per word.
+
+Cost: O(1) per arrival and per release for scheduling, plus O(units released) for
+words and non-ASCII graphemes; splitting input into units is linear in the text.
+Memory is the backlog, which the lag bound keeps to about ``max_lag`` seconds of
+input.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ _MIN_SPAN: Final = 0.05
 _PAUSE: Final = 1.5 * _ARRIVAL_WINDOW
 _SETTLED: Final = 5 * _ARRIVAL_WINDOW  # from here on the estimate needs no correction (< 1%)
 _CATCH_UP: Final = 4.0  # a backlog is worked off in about this many max_lags
+_TAIL_WAIT: Final = 0.1  # a last grapheme that only a rare mark could extend waits this long for more text
 _COALESCE: Final = 0.005  # units due this close together go out in one wake-up
 _STALE: Final = object()  # the cached deadline needs recomputing
 _SENTENCE: Final = Boundary.SENTENCE
@@ -84,9 +91,13 @@ class Pacer(Stage):
     ``max_lag``); ``"flush"`` sends the rest at once. ``cancel`` returns everything
     not yet shown, at once.
 
-    ``unit="grapheme"`` gives the evenest flow of characters (a typing effect); the
-    default ``"word"`` never shows part of a word and wakes its driver several times
-    less often, which matters with thousands of streams on one core.
+    The default ``unit="grapheme"`` gives the evenest flow of characters (a typing
+    effect); graphemes due at the same moment go out as one chunk, which never splits
+    a grapheme cluster. ``"word"`` never shows part of a word and sends a chunk per
+    word; it wakes its driver less often (a few times a second per stream at the
+    natural rate, against the rate's graphemes a second), but whole words of uneven
+    length make the flow of characters lumpier. ``"sentence"`` sends whole sentences
+    (for speech), ``"chunk"`` the input chunks as they are.
     """
 
     timed = True
@@ -96,7 +107,7 @@ class Pacer(Stage):
         cps: SupportsFloat | None = None,
         *,
         wpm: SupportsFloat | None = None,
-        unit: Unit = "word",
+        unit: Unit = "grapheme",
         adaptive: bool = True,
         max_lag: SupportsFloat = 0.5,
         sentence_pause: SupportsFloat = 0.2,
@@ -122,12 +133,19 @@ class Pacer(Stage):
         self.clause_pause = seconds(clause_pause, "Pacer: clause_pause", zero=True)
         self.on_end: OnEnd = on_end
         self._splitter = SentenceSplitter() if unit == "sentence" else None
-        # The queue: units waiting, when each reached the pacer, and the index of its head
-        # (plain lists: a compiled build indexes them natively; compacted as the head moves).
-        self._units: list[Chunk] = []
+        # The queue, in entries: the units of one arrival, as a Chunk holding their text,
+        # arrival and the boundary after the last of them; the pieces (None where each
+        # character is a unit); and when they reached the pacer. Plain lists, which a
+        # compiled build indexes natively; compacted as the head moves. ``_sent``: units
+        # of the head entry already sent. One entry per arrival, not one object per unit,
+        # so a grapheme costs no more than a word to queue.
+        self._chunks: list[Chunk] = []
+        self._pieces: list[list[str] | None] = []
         self._entered: list[float] = []
         self._head = 0
+        self._sent = 0
         self._queued_cost = 0
+        self._newest_cost = 0  # the newest unit's cost: it is not backlog, it just came
         # The last unit sent: when it was due, its cost and the pause after it. The next
         # unit's ready time is derived from them with the rate *now*, so a backlog that
         # builds up meanwhile shortens the wait at once.
@@ -144,6 +162,7 @@ class Pacer(Stage):
         self._decayed_at = math.nan  # the arrival rate decayed to this time is _decayed
         self._decayed = 0.0
         self._deadline: float | object | None = _STALE
+        self._head_rate = 0.0  # the rate _head_due last reckoned with
 
     def __repr__(self) -> str:
         return f"Pacer(cps={self.rate:g}, unit={self.unit!r}, max_lag={self.max_lag:g})"
@@ -160,11 +179,26 @@ class Pacer(Stage):
         return deadline  # type: ignore[return-value]
 
     def _compute_deadline(self) -> float | None:
-        if self._head < len(self._units):
-            return self._due(self._entered[self._head], self._seen)
+        if self._head < len(self._chunks):
+            return self._head_due(self._seen)
         if self._tail:
+            if self.unit == "grapheme" and _settled(self._tail):
+                return self._tail_turn(self._seen)
             return self._tail_entered + self.max_lag
         return None
+
+    def _tail_turn(self, now: float) -> float:
+        """When the held last grapheme would go out if it were queued (the queue is empty)."""
+        tail = self._tail
+        self._flush_tail(Boundary.NONE)
+        due = self._head_due(now)
+        self._chunks.pop()  # back to being held: more text may still join it
+        self._pieces.pop()
+        self._entered.pop()
+        self._queued_cost -= len(tail)
+        self._tail = tail
+        wait = self._tail_entered + min(_TAIL_WAIT, self.max_lag)
+        return due if due > wait else wait
 
     def push(self, chunk: Chunk, now: float) -> list[Chunk]:
         text = chunk.text
@@ -174,9 +208,9 @@ class Pacer(Stage):
         self._note_arrival(len(text), now)
         if self._splitter is not None:
             for sentence in self._splitter.push(chunk, now):
-                self._enqueue(sentence, now)
+                self._enqueue(sentence, [sentence.text], now)
         elif self.unit == "chunk":
-            self._enqueue(chunk, now)
+            self._enqueue(chunk, [text], now)
         else:
             self._split(chunk, now)
         return self._release(now)
@@ -189,13 +223,14 @@ class Pacer(Stage):
 
     def _flush_tail(self, boundary: Boundary) -> None:
         if self._tail:
-            self._enqueue(Chunk(self._tail, self._tail_arrival, boundary), self._tail_entered)
+            tail = Chunk(self._tail, self._tail_arrival, boundary)
+            self._enqueue(tail, [self._tail], self._tail_entered)
             self._tail = ""
 
     def finish(self, now: float) -> list[Chunk]:
         if self._splitter is not None:
             for sentence in self._splitter.finish(now):
-                self._enqueue(sentence, now)
+                self._enqueue(sentence, [sentence.text], now)
         self._flush_tail(Boundary.SENTENCE)
         if self.on_end == "flush":
             return self._release(math.inf, now)
@@ -205,7 +240,7 @@ class Pacer(Stage):
         self._closed = True
         if self._splitter is not None:
             for sentence in self._splitter.cancel(now):
-                self._enqueue(sentence, now)
+                self._enqueue(sentence, [sentence.text], now)
         self._flush_tail(Boundary.NONE)
         return self._release(math.inf, now)
 
@@ -225,13 +260,14 @@ class Pacer(Stage):
         self._decayed_at = math.nan
 
     def _split(self, chunk: Chunk, now: float) -> None:
-        if self._tail:
+        joined = bool(self._tail)
+        if joined:
             text = self._tail + chunk.text
             arrival, entered = self._tail_arrival, self._tail_entered
         else:
             text = chunk.text
             arrival, entered = chunk.arrival, now
-        pieces: list[str]  # declared: a compiled build then indexes and pops it natively
+        pieces: list[str] | None  # None: every character is a unit (ASCII graphemes)
         if self.unit == "word":
             if not text.isascii():
                 pieces = _WORD.findall(text)
@@ -240,97 +276,184 @@ class Pacer(Stage):
             else:
                 pieces = _ASCII_WORD.findall(text)
         elif text.isascii() and "\r" not in text:
-            pieces = list(text)  # every ASCII character but CR (CR LF) is a grapheme of its own
+            pieces = None  # every ASCII character but CR (CR LF) is a grapheme of its own
         else:
             pieces = _GRAPHEME.findall(text)
-        complete = chunk.boundary >= Boundary.WORD
-        if not complete:
-            last = pieces[-1]
-            # The last piece may still grow: a word until a space, a grapheme until the next one.
+        boundary = chunk.boundary
+        end = len(text)
+        if boundary < Boundary.WORD:
+            boundary = Boundary.NONE
+            # The last unit may still grow: a word until a space, a grapheme until the next one.
+            last = text[-1] if pieces is None else pieces[-1]
             if self.unit == "grapheme" or not last[-1].isspace():
                 self._tail = last
-                if len(pieces) > 1:
+                if (end if pieces is None else len(pieces)) > 1:
                     self._tail_arrival, self._tail_entered = chunk.arrival, now
                 else:
                     self._tail_arrival, self._tail_entered = arrival, entered
-                pieces.pop()
+                end -= len(last)
+                if pieces is not None:
+                    pieces.pop()
             else:
                 self._tail = ""
         else:
             self._tail = ""
-        if pieces:
-            units, times = self._units, self._entered
-            cost = self._queued_cost
-            first = pieces[0]
-            units.append(Chunk(first, arrival))
-            times.append(entered)
-            cost += len(first)
-            if len(pieces) > 1:
-                later = chunk.arrival
-                for piece in pieces[1:]:
-                    units.append(Chunk(piece, later))
-                    times.append(now)
-                    cost += len(piece)
-            self._queued_cost = cost
-            if complete:
-                units[-1].boundary = chunk.boundary
+        if not end:
+            return
+        if joined:
+            # The first unit holds the text that waited as the tail: it keeps that text's
+            # times in an entry of its own; the rest is the new arrival's.
+            first = text[0] if pieces is None else pieces[0]
+            size = len(first)
+            alone = size == end
+            head = Chunk(first, arrival, boundary if alone else Boundary.NONE)
+            self._enqueue(head, None if pieces is None else [first], entered)
+            if alone:
+                return
+            if pieces is not None:
+                del pieces[0]
+            text, arrival = text[size:end], chunk.arrival
+        elif end < len(text):
+            text = text[:end]
+        self._enqueue(Chunk(text, arrival, boundary), pieces, now)
 
-    def _enqueue(self, unit: Chunk, entered: float) -> None:
-        self._units.append(unit)
+    def _enqueue(self, unit: Chunk, pieces: list[str] | None, entered: float) -> None:
+        """Queue an entry: ``unit`` holds its text, ``pieces`` its units (None: each character)."""
+        self._chunks.append(unit)
+        self._pieces.append(pieces)
         self._entered.append(entered)
         self._queued_cost += len(unit.text)
+        self._newest_cost = 1 if pieces is None else len(pieces[-1])
 
     # -- scheduling -----------------------------------------------------------------------
 
     def _release(self, now: float, stamp: float | None = None) -> list[Chunk]:
-        """Emit every unit due by ``now`` (``inf``: all of them, at time ``stamp``)."""
-        units, times = self._units, self._entered
+        """Emit every unit due by ``now`` (``inf``: all of them, at time ``stamp``).
+
+        Units of one entry due together go out as one chunk of graphemes, or as a chunk
+        per word; a grapheme run also takes in the entries after it, up to a boundary.
+        """
+        chunks, all_pieces, times = self._chunks, self._pieces, self._entered
         out: list[Chunk] = []
         self._deadline = _STALE
         at = now if stamp is None else stamp
         limit = now + _COALESCE
+        graphemes = self.unit == "grapheme"
+        # Graphemes released but not yet in a chunk: their texts, their arrival, and their
+        # entry when they are all of it (that chunk then goes out as it is).
+        run: list[str] = []
+        run_arrival = 0.0
+        run_whole: Chunk | None = None
+        text = ""
         i = self._head
-        while i < len(units):
-            due = self._due(times[i], at)
-            if due > limit:
-                if stamp is None and now == self._seen:
-                    self._deadline = due  # what _compute_deadline would say: spare it the work
-                break
-            head = units[i]
-            i += 1
-            cost = len(head.text)
-            self._queued_cost -= cost
-            self._last_due, self._last_cost = due, cost
-            boundary = head.boundary
-            if boundary == _SENTENCE:
-                self._last_pause = self.sentence_pause
-            elif boundary == _CLAUSE:
-                self._last_pause = self.clause_pause
-            else:
+        while True:
+            while i < len(chunks):
+                due = self._head_due(at)
+                if due > limit:
+                    if stamp is None and now == self._seen:
+                        self._deadline = due  # what _compute_deadline would say: spare it the work
+                    break
+                rate = self._head_rate
+                entry = chunks[i]
+                pieces = all_pieces[i]
+                bound = times[i] + self.max_lag
+                sent = self._sent
+                if pieces is None:  # one character a unit: how many are due, at once
+                    size = len(entry.text)
+                    count = size - sent
+                    if bound > limit and rate < math.inf:
+                        count = min(count, int((limit - due) * rate) + 1)
+                    last = due + (count - 1) / rate if count > 1 else due
+                    if last > bound:
+                        last = bound
+                    cost = count
+                    unit_cost = 1
+                    self._last_due = last
+                    sent += count
+                    text = entry.text if count == size else entry.text[sent - count : sent]
+                else:
+                    size = len(pieces)
+                    cost = 0
+                    first = sent
+                    while True:
+                        unit_cost = len(pieces[sent])
+                        cost += unit_cost
+                        self._last_due = due
+                        sent += 1
+                        if not graphemes:  # a chunk a unit; the entry itself when it is one unit
+                            if size == 1:
+                                out.append(entry)
+                            else:
+                                end = entry.boundary if sent == size else Boundary.NONE
+                                out.append(Chunk(pieces[sent - 1], entry.arrival, end))
+                        if sent == size:
+                            break
+                        due += unit_cost / rate
+                        if due > bound:
+                            due = bound
+                        if due > limit:
+                            break
+                    if graphemes:
+                        text = entry.text if first == 0 and sent == size else "".join(pieces[first:sent])
+                self._queued_cost -= cost
+                self._last_cost = unit_cost
                 self._last_pause = 0.0
-            out.append(head)
-        self._head = i
-        if i == len(units):
-            units.clear()
+                if sent == size:  # the entry is done
+                    boundary = entry.boundary
+                    if boundary == _SENTENCE:
+                        self._last_pause = self.sentence_pause
+                    elif boundary == _CLAUSE:
+                        self._last_pause = self.clause_pause
+                    i += 1
+                    self._head = i
+                    self._sent = 0
+                else:
+                    boundary = Boundary.NONE
+                    self._sent = sent
+                if graphemes:
+                    if run:
+                        run_whole = None
+                    else:
+                        run_arrival = entry.arrival
+                        run_whole = entry if text is entry.text else None
+                    run.append(text)
+                    if boundary != Boundary.NONE:
+                        out.append(_run(run, run_arrival, boundary, run_whole))
+                        run = []
+            if i < len(chunks) or not graphemes or stamp is not None or not _settled(self._tail):
+                break
+            # Nothing waits ahead of the last grapheme so far, and only an unlikely
+            # combining mark could still extend it: it goes out at its turn instead of
+            # waiting for more text (which joins it if it comes first).
+            due = self._tail_turn(at)
+            if due > limit:
+                if now == self._seen:
+                    self._deadline = due
+                break
+            self._flush_tail(Boundary.NONE)
+        if run:
+            out.append(_run(run, run_arrival, Boundary.NONE, run_whole))
+        if i == len(chunks):
+            chunks.clear()
+            all_pieces.clear()
             times.clear()
             self._head = 0
-        elif i > 64 and 2 * i > len(units):  # most of the lists is gone: drop it
-            del units[:i]
+        elif i > 64 and 2 * i > len(chunks):  # most of the lists is gone: drop it
+            del chunks[:i]
+            del all_pieces[:i]
             del times[:i]
             self._head = 0
         return out
 
-    def _due(self, entered: float, now: float) -> float:
-        """When the queue's head, which reached the pacer at ``entered``, goes out, reckoned at ``now``.
+    def _head_due(self, now: float) -> float:
+        """When the head entry's next unit goes out, reckoned at ``now``; sets ``_head_rate``.
 
-        The head is ready when the last unit has had its time at the current rate (and
+        The unit is ready when the last unit has had its time at the current rate (and
         its pause); the rate is the largest of the configured rate, the arrival rate plus
         the backlog over ``_CATCH_UP`` max_lags (adaptive), and the rate that empties
-        the backlog before its newest unit reaches the bound.
+        the backlog before its newest unit reaches the bound. A unit never goes out
+        before it reached the pacer, nor after the bound.
         """
-        last_due = self._last_due
-        if last_due == -math.inf:  # nothing sent yet: first output at once
-            return entered
         max_lag = self.max_lag
         rate = self.rate
         queued = self._queued_cost
@@ -351,11 +474,11 @@ class Pacer(Stage):
             # Follow the source and work off any backlog over a few max_lags, so lag settles
             # below the bound and a burst is spread over the time the bound allows. (The
             # backlog is never negative, so this is never below the arrival rate itself.
-            # A comparison, not max(): this runs once or twice per unit.)
+            # A comparison, not max(): this runs once or twice per entry.)
             catch_up = arrival + queued / (_CATCH_UP * max_lag)
             if catch_up > rate:
                 rate = catch_up
-        backlog = queued - len(self._units[-1].text)
+        backlog = queued - self._newest_cost
         if backlog > 0:
             # Empty the backlog before its newest unit reaches the lag bound.
             room = self._entered[-1] + max_lag - now
@@ -363,11 +486,46 @@ class Pacer(Stage):
                 rate = math.inf
             elif backlog / room > rate:
                 rate = backlog / room
+        self._head_rate = rate
+        entered = self._entered[self._head]
+        last_due = self._last_due
+        if last_due == -math.inf:  # nothing sent yet: first output at once
+            return entered
         ready = last_due + self._last_cost / rate + self._last_pause
         if ready < entered:
             return entered
         bound = entered + max_lag
         return ready if ready < bound else bound
+
+
+def _settled(tail: str) -> bool:
+    """Whether ``tail``, the last grapheme so far, can grow only by an unlikely combining mark.
+
+    ASCII but CR (which LF would join) and the keycap bases ``#``, ``*`` and digits
+    (``1`` U+FE0F U+20E3 is one emoji), CJK punctuation, kana, ideographs and full-width
+    forms: text a model writes is NFC, where these carry no mark after them. A held
+    emoji, Hangul jamo or an Indic consonant (whose vowel sign may be the next token's)
+    waits for more text, up to ``max_lag``.
+    """
+    if len(tail) != 1:
+        return False
+    code = ord(tail)
+    if code < 128:
+        return code != 13 and code != 35 and code != 42 and not 48 <= code <= 57
+    return (
+        0x3000 <= code <= 0x303F  # CJK punctuation
+        or 0x3041 <= code <= 0x3096  # hiragana (not the combining voicing marks after it)
+        or 0x30A1 <= code <= 0x30FA  # katakana
+        or 0x4E00 <= code <= 0x9FFF  # CJK ideographs
+        or 0xFF01 <= code <= 0xFF60  # full-width forms
+    )
+
+
+def _run(texts: list[str], arrival: float, boundary: Boundary, whole: Chunk | None) -> Chunk:
+    """One chunk of the graphemes released together (``whole``: the entry, if they are all of it)."""
+    if whole is not None:
+        return whole
+    return Chunk(texts[0] if len(texts) == 1 else "".join(texts), arrival, boundary)
 
 
 def _ascii_words(text: str) -> list[str]:

@@ -185,12 +185,17 @@ def create_proxy(
 
 
 def default_pipeline(cps: float = 60.0, max_bytes: int | None = None) -> Callable[[], Stage]:
-    """Word pacing at ``cps``, then (optionally) packets of at most ``max_bytes``."""
+    """Word pacing at ``cps``, then (optionally) packets of at most ``max_bytes``.
+
+    Words, not the ``Pacer`` default of graphemes: every chunk becomes an SSE event
+    with a JSON envelope of a hundred-odd bytes, and a word per event sends a fraction
+    of the events (and bytes) that a few characters per event would.
+    """
     from .pacing import Pacer
     from .packets import Packetizer
 
     def make() -> Stage:
-        stage: Stage = Pacer(cps=cps)
+        stage: Stage = Pacer(cps=cps, unit="word")
         if max_bytes is not None:
             stage = stage | Packetizer(max_bytes=max_bytes, min_bytes=1)
         return stage

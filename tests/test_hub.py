@@ -85,7 +85,7 @@ def test_a_sink_that_raises_stops_only_its_own_stream() -> None:
         if any("three" in c.text for c in chunks):
             raise OSError("client went away")
 
-    streams = [mux.open(Pacer(cps=10), good.extend), mux.open(Pacer(cps=10), bad)]
+    streams = [mux.open(Pacer(cps=10, unit="word"), good.extend), mux.open(Pacer(cps=10, unit="word"), bad)]
     for stream in streams:
         mux.feed(stream, "one two three four five ", 0.0)
         mux.finish(stream, 0.0)
@@ -310,7 +310,7 @@ def test_on_done_comes_after_the_last_output() -> None:
     events: list[str] = []
     for on_end in ("flush", "drain"):
         stream = mux.open(
-            Pacer(cps=10, on_end=on_end),  # type: ignore[arg-type]
+            Pacer(cps=10, unit="word", on_end=on_end),  # type: ignore[arg-type]
             lambda chunks: events.extend(c.text for c in chunks),
             on_done=lambda: events.append("done"),
         )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 import statistics
 
 import pytest
+import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -92,23 +94,27 @@ def test_sentence_aware_pipeline_lag_is_bounded_by_hold_plus_max_lag(trace_name:
     assert max(lags) < 10
 
 
-def test_pauses_at_sentence_ends() -> None:
+def _emitted_at(timeline: Timeline) -> list[float]:
+    """When each character of the output went out."""
+    return [c.emitted for c in timeline.emissions for _ in c.text if c.emitted is not None]
+
+
+@pytest.mark.parametrize(("unit", "before_four"), [("word", "three. "), ("grapheme", " ")])
+def test_pauses_at_sentence_ends(unit: str, before_four: str) -> None:
     text = "One two three. Four five six. Seven eight nine."
     trace = traces.dump(re.findall(r"\S+\s*", text))
 
     def gaps(pause: float) -> dict[str, float]:
-        pacer = Pacer(cps=20, sentence_pause=pause, max_lag=5.0, adaptive=False)
-        timeline = simulate(trace, SentenceSplitter() | pacer)
-        times = {c.text: c.emitted for c in timeline.emissions}
-        return {
-            "sentence": times["Four "] - times["three. "],
-            "word": times["five "] - times["Four "],
-        }
+        pacer = Pacer(cps=20, unit=unit, sentence_pause=pause, max_lag=5.0, adaptive=False)  # type: ignore[arg-type]
+        at = _emitted_at(simulate(trace, SentenceSplitter() | pacer))
+        four, five = text.index("Four"), text.index("five")
+        return {"sentence": at[four] - at[four - 1], "word": at[five] - at[five - 1]}
 
     with_pause, without = gaps(0.2), gaps(0.0)
     assert with_pause["sentence"] == pytest.approx(without["sentence"] + 0.2)
     assert with_pause["word"] == pytest.approx(without["word"])
-    assert without["sentence"] == pytest.approx(len("three. ") / 20)
+    # Without a pause the unit before "Four" has its time at the rate, no more.
+    assert without["sentence"] == pytest.approx(len(before_four) / 20)
 
 
 def test_pauses_are_borrowed_back_under_the_lag_bound() -> None:
@@ -120,16 +126,42 @@ def test_pauses_are_borrowed_back_under_the_lag_bound() -> None:
 
 def test_first_output_at_once_and_no_stall_on_a_slow_source() -> None:
     trace = traces.steady(["a ", "slow ", "source ", "here "], 0.5)  # one word every 2 s
-    timeline = simulate(trace, Pacer(cps=40))
+    timeline = simulate(trace, Pacer(cps=40, unit="word"))
     for (t, _), chunk in zip(trace, timeline.emissions, strict=True):
         assert chunk.emitted == pytest.approx(t)  # each word as soon as it arrives
 
 
-def test_steady_rate_when_the_source_dumps() -> None:
+def test_graphemes_of_a_slow_source_go_out_at_the_natural_rate_the_last_after_a_short_wait() -> None:
+    trace = traces.steady(["a ", "slow ", "source ", "here "], 0.5)  # one word every 2 s
+    at = _emitted_at(simulate(trace, Pacer(cps=40)))
+    start = 0
+    for t, word in trace:
+        # The first character as it arrives, the rest at 40 a second; the last one waits
+        # 0.1 s for text that could extend it (not max_lag: a space takes no combining
+        # mark but an unlikely one).
+        expected = [t + k / 40 for k in range(len(word))]
+        expected[-1] = max(expected[-1], t + 0.1)
+        assert at[start : start + len(word)] == pytest.approx(expected)
+        start += len(word)
+
+
+def test_a_held_emoji_waits_for_the_rest_of_its_sequence() -> None:
+    family = "👩\u200d👩\u200d👧"
+    # The sequence is cut after its first emoji, and the rest comes 0.3 s later: within
+    # max_lag, so the emoji is not shown alone (a letter would have gone after 0.1 s).
+    timeline = simulate([(0.0, "Hi " + family[:2]), (0.3, family[2:] + " ok")], Pacer(cps=40))
+    shown = next(c for c in timeline.emissions if c.text.startswith(family[0]))
+    assert shown.text.startswith(family)
+    assert shown.emitted == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize(("unit", "size"), [("word", 5), ("grapheme", 1)])
+def test_steady_rate_when_the_source_dumps(unit: str, size: int) -> None:
     trace = traces.dump(["abcd "] * 10)
-    timeline = simulate(trace, Pacer(cps=50, adaptive=False, max_lag=10.0))
+    timeline = simulate(trace, Pacer(cps=50, unit=unit, adaptive=False, max_lag=10.0))  # type: ignore[arg-type]
+    assert [c.text for c in timeline.emissions] == re.findall("." * size, "abcd " * 10)
     gaps = [b.emitted - a.emitted for a, b in zip(timeline.emissions, timeline.emissions[1:], strict=False)]
-    assert gaps == pytest.approx([5 / 50] * 9)
+    assert gaps == pytest.approx([size / 50] * (50 // size - 1))
 
 
 def test_adaptive_rate_follows_a_fast_source_smoothly() -> None:
@@ -158,13 +190,55 @@ def test_grapheme_units_never_split_clusters() -> None:
     ]
 
 
+@settings(max_examples=150)
+@given(hard_text, st.lists(st.floats(0, 0.3), max_size=30), st.integers(1, 4))
+def test_grapheme_chunks_split_a_cluster_only_when_its_rest_came_after_its_start_was_shown(
+    text: str, gaps: list[float], size: int
+) -> None:
+    # Graphemes due together go out as one chunk; a chunk ends inside a cluster only
+    # if part of the cluster had not arrived when its start went out (a held last
+    # grapheme waits for more text up to max_lag, or 0.1 s where only a rare combining
+    # mark could extend it), never because the pacer cut a cluster it had whole.
+    pieces = [text[i : i + size] for i in range(0, len(text), size)]
+    t, trace, arrived = 0.0, [], []
+    for i, piece in enumerate(pieces):
+        t += gaps[i] if i < len(gaps) else 0.02
+        trace.append((t, piece))
+        arrived += [t] * len(piece)
+    timeline = simulate(trace, Pacer(cps=30, max_lag=0.4))
+    assert timeline.text == text
+    shown = _emitted_at(timeline)
+    clusters = [m.span() for m in regex.finditer(r"\X", text)]
+    ends = set(itertools.accumulate(len(c.text) for c in timeline.emissions))
+    for start, stop in clusters:
+        if any(start < end < stop for end in ends):
+            assert max(arrived[start:stop]) > shown[start], (text[start:stop], trace)
+
+
+def test_graphemes_due_together_go_out_as_one_chunk_ending_at_a_boundary() -> None:
+    text = "Hello world. " * 50
+    pacer = Pacer(cps=10, adaptive=False, max_lag=10.0, on_end="flush")
+    timeline = simulate([(0.0, text)], pacer)
+    # The first grapheme at once; at the end of input all the rest, in one chunk.
+    assert [c.text for c in timeline.emissions] == ["H", text[1:]]
+    assert timeline.emissions[-1].boundary == Boundary.SENTENCE  # the end of the stream
+    pacer = Pacer(cps=1000)
+    out = pacer.push(Chunk("One two. ", 0.0, Boundary.SENTENCE), 0.0)
+    while pacer.deadline is not None:
+        out += pacer.poll(pacer.deadline)
+    assert "".join(c.text for c in out) == "One two. "
+    assert [c.boundary for c in out] == [Boundary.NONE] * (len(out) - 1) + [Boundary.SENTENCE]
+    assert 1 < len(out) < len("One two. ")  # several graphemes to a chunk, not all at once
+
+
 def test_word_units_one_cjk_character_each() -> None:
-    timeline = simulate([(0.0, "你好，世界。Hello world")], Pacer(cps=100, max_lag=5))
+    timeline = simulate([(0.0, "你好，世界。Hello world")], Pacer(cps=100, unit="word", max_lag=5))
     assert [c.text for c in timeline.emissions] == ["你", "好，", "世", "界。", "Hello ", "world"]
 
 
 def test_incomplete_word_waits_for_its_end_but_not_past_max_lag() -> None:
-    timeline = simulate([(0.0, "Hel"), (0.1, "lo wor"), (3.0, "ld")], Pacer(cps=100, max_lag=0.5))
+    trace = [(0.0, "Hel"), (0.1, "lo wor"), (3.0, "ld")]
+    timeline = simulate(trace, Pacer(cps=100, unit="word", max_lag=0.5))
     assert [(c.text, c.emitted) for c in timeline.emissions] == [
         ("Hello ", pytest.approx(0.1)),
         ("wor", pytest.approx(0.6)),
@@ -172,22 +246,26 @@ def test_incomplete_word_waits_for_its_end_but_not_past_max_lag() -> None:
     ]
 
 
-def test_adaptive_pace_follows_a_steady_source_from_its_first_second() -> None:
+@pytest.mark.parametrize(("unit", "most"), [("word", 0.2), ("grapheme", 0.25)])
+def test_adaptive_pace_follows_a_steady_source_from_its_first_second(unit: str, most: float) -> None:
     # 30 words a second, far above cps=40: the arrival rate is read over the time since
     # the first arrival, so the pace keeps up at once instead of ramping up over the
-    # estimate's one-second window (which left 0.36 s of lag behind here).
-    timeline = simulate(traces.steady(WORDS[:300], 30), Pacer(cps=40))
-    assert max(timeline.lags()) < 0.2
+    # estimate's one-second window (which left 0.36 s of lag behind here, with words).
+    # A word's last character goes out with the word; as a grapheme it has its own turn,
+    # a word's length at the rate later (most: the long Chinese token before "Streaming").
+    timeline = simulate(traces.steady(WORDS[:300], 30), Pacer(cps=40, unit=unit))  # type: ignore[arg-type]
+    assert max(timeline.lags()) < most
 
 
-def test_adaptive_pace_follows_a_steady_source_again_after_a_pause() -> None:
+@pytest.mark.parametrize("unit", ["word", "grapheme"])
+def test_adaptive_pace_follows_a_steady_source_again_after_a_pause(unit: str) -> None:
     # 30 words a second, a 4 s silence (a tool call), then the same pace: the estimate,
     # decayed to almost nothing during the silence, starts again from the next arrival,
     # so the text after the pause is not left behind (it was 0.38 s behind here when the
     # decayed estimate had to climb back over a second).
     trace = traces.stalled(WORDS[:400], 30, after=200, pause=4.0)
     resumed = trace[200][0]
-    timeline = simulate(trace, Pacer(cps=40))
+    timeline = simulate(trace, Pacer(cps=40, unit=unit))  # type: ignore[arg-type]
     assert max(c.emitted - c.arrival for c in timeline.emissions if c.arrival >= resumed) < 0.2
 
 
@@ -200,16 +278,17 @@ def test_on_end_flush_sends_everything_at_once() -> None:
     assert flushed.text == drained.text
 
 
-def test_cancel_returns_text_not_yet_shown() -> None:
+@pytest.mark.parametrize(("unit", "first"), [("word", "one "), ("grapheme", "o")])
+def test_cancel_returns_text_not_yet_shown(unit: str, first: str) -> None:
     clock = VirtualClock()
-    stream = SyncRun(Pacer(cps=5, max_lag=30.0), iter(["one two three four "]), clock=clock)
-    first = next(stream)
-    assert first == "one "
-    assert stream.cancel() == "two three four "
+    pacer = Pacer(cps=5, unit=unit, max_lag=30.0)  # type: ignore[arg-type]
+    stream = SyncRun(pacer, iter(["one two three four "]), clock=clock)
+    assert next(stream) == first
+    assert stream.cancel() == "one two three four "[len(first) :]
 
 
 def test_stand_alone_feed_and_flush() -> None:
-    pacer = Pacer(cps=10)
+    pacer = Pacer(cps=10, unit="word")
     assert pacer.feed("Hello world, ", now=0.0) == ["Hello "]
     # 5 characters 50 ms after the start: followed at about 60 characters/s, so
     # "world, " is due at about 0.1 s, not yet.
@@ -292,7 +371,7 @@ def test_non_text_input_is_a_type_error() -> None:
 
 
 def test_boundaries_survive_word_splitting() -> None:
-    pacer = Pacer(cps=1000)
+    pacer = Pacer(cps=1000, unit="word")
     out = pacer.push(Chunk("One two. ", 0.0, Boundary.SENTENCE), 0.0)
     out += pacer.finish(0.0)
     while pacer.deadline is not None:

@@ -185,7 +185,7 @@ async def _sentences(request: Request) -> PacedEventSource:
         if mode == "fail":
             raise ValueError("the model went away")
 
-    return PacedEventSource(source(), SentenceSplitter() | Pacer(cps=5000), heartbeat=1.0)
+    return PacedEventSource(source(), SentenceSplitter() | Pacer(cps=5000, unit="word"), heartbeat=1.0)
 
 
 def test_paced_event_source_streams_sentences_then_done() -> None:
