@@ -10,7 +10,7 @@ A stream costs the task that reads its source and nothing else::
     hub = Hub()
 
     async def handle(request, transport):
-        await hub.pump(Pacer(cps=40), model_stream(request), lambda chunks: transport.write(...))
+        await hub.pump(Pacer(cps=40, unit="word"), model_stream(request), lambda chunks: transport.write(...))
 
 ``pump`` reads the source in the calling task, feeds the stream, and returns when
 everything has gone to the sink. A source that raises has everything it produced
