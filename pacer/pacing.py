@@ -191,14 +191,14 @@ class Pacer(Stage):
 
     def _tail_turn(self, now: float) -> float:
         """When the held last grapheme would go out if it were queued (the queue is empty)."""
-        tail = self._tail
+        tail, newest = self._tail, self._newest_cost
         self._flush_tail(Boundary.NONE)
         due = self._head_due(now)
         self._chunks.pop()  # back to being held: more text may still join it
         self._pieces.pop()
         self._entered.pop()
         self._queued_cost -= len(tail)
-        self._tail = tail
+        self._tail, self._newest_cost = tail, newest
         wait = self._tail_entered + min(_TAIL_WAIT, self.max_lag)
         return due if due > wait else wait
 
@@ -355,52 +355,10 @@ class Pacer(Stage):
                     if stamp is None and now == self._seen:
                         self._deadline = due  # what _compute_deadline would say: spare it the work
                     break
-                rate = self._head_rate
                 entry = chunks[i]
-                pieces = all_pieces[i]
-                bound = times[i] + self.max_lag
-                sent = self._sent
-                if pieces is None:  # one character a unit: how many are due, at once
-                    size = len(entry.text)
-                    count = size - sent
-                    if bound > limit and rate < math.inf:
-                        count = min(count, int((limit - due) * rate) + 1)
-                    last = due + (count - 1) / rate if count > 1 else due
-                    if last > bound:
-                        last = bound
-                    cost = count
-                    unit_cost = 1
-                    self._last_due = last
-                    sent += count
-                    text = entry.text if count == size else entry.text[sent - count : sent]
-                else:
-                    size = len(pieces)
-                    cost = 0
-                    first = sent
-                    while True:
-                        unit_cost = len(pieces[sent])
-                        cost += unit_cost
-                        self._last_due = due
-                        sent += 1
-                        if not graphemes:  # a chunk a unit; the entry itself when it is one unit
-                            if size == 1:
-                                out.append(entry)
-                            else:
-                                end = entry.boundary if sent == size else Boundary.NONE
-                                out.append(Chunk(pieces[sent - 1], entry.arrival, end))
-                        if sent == size:
-                            break
-                        due += unit_cost / rate
-                        if due > bound:
-                            due = bound
-                        if due > limit:
-                            break
-                    if graphemes:
-                        text = entry.text if first == 0 and sent == size else "".join(pieces[first:sent])
-                self._queued_cost -= cost
-                self._last_cost = unit_cost
+                text, done = self._take(entry, all_pieces[i], times[i] + self.max_lag, due, limit, out)
                 self._last_pause = 0.0
-                if sent == size:  # the entry is done
+                if done:
                     boundary = entry.boundary
                     if boundary == _SENTENCE:
                         self._last_pause = self.sentence_pause
@@ -411,7 +369,6 @@ class Pacer(Stage):
                     self._sent = 0
                 else:
                     boundary = Boundary.NONE
-                    self._sent = sent
                 if graphemes:
                     if run:
                         run_whole = None
@@ -446,6 +403,56 @@ class Pacer(Stage):
             del times[:i]
             self._head = 0
         return out
+
+    def _take(
+        self, entry: Chunk, pieces: list[str] | None, bound: float, due: float, limit: float, out: list[Chunk]
+    ) -> tuple[str, bool]:
+        """Send the head entry's units from the one due at ``due`` while they are due by ``limit``.
+
+        Words go to ``out`` as a chunk each; graphemes come back as text, for the caller
+        to gather into runs; and whether the entry is done. Advances ``_sent`` and the
+        last unit's due time and cost.
+        """
+        rate = self._head_rate
+        sent = self._sent
+        if pieces is None:  # one character a unit: how many are due, in one step
+            size = len(entry.text)
+            count = size - sent
+            if bound > limit and rate < math.inf:
+                count = min(count, int((limit - due) * rate) + 1)
+            last = due + (count - 1) / rate if count > 1 else due
+            self._last_due = last if last < bound else bound
+            self._last_cost = 1
+            self._queued_cost -= count
+            self._sent = sent + count
+            return (entry.text if count == size else entry.text[sent : sent + count]), sent + count == size
+        size = len(pieces)
+        first = sent
+        cost = 0
+        while True:
+            unit_cost = len(pieces[sent])
+            cost += unit_cost
+            self._last_due = due
+            sent += 1
+            if self.unit != "grapheme":  # a chunk a unit; the entry itself when it is one unit
+                if size == 1:
+                    out.append(entry)
+                else:
+                    after = entry.boundary if sent == size else Boundary.NONE
+                    out.append(Chunk(pieces[sent - 1], entry.arrival, after))
+            if sent == size:
+                break
+            due += unit_cost / rate
+            if due > bound:
+                due = bound
+            if due > limit:
+                break
+        self._last_cost = unit_cost
+        self._queued_cost -= cost
+        self._sent = sent
+        if self.unit != "grapheme":
+            return "", sent == size
+        return (entry.text if first == 0 and sent == size else "".join(pieces[first:sent])), sent == size
 
     def _head_due(self, now: float) -> float:
         """When the head entry's next unit goes out, reckoned at ``now``; sets ``_head_rate``.
