@@ -208,6 +208,7 @@ async def test_hub_source_error_delivers_output_then_propagates() -> None:
 
 
 def failing_sink(chunks: list[Chunk]) -> None:
+    # Streams with this sink pace by words, so "word5" comes in one chunk.
     if any("word5" in c.text for c in chunks):
         raise OSError("client went away")
 
@@ -227,7 +228,7 @@ async def test_hub_sink_error_at_a_deadline_stops_its_stream_and_propagates() ->
         # The whole source arrives at once; word5 goes out at a deadline, in the timer's poll.
         source = AsyncSource(WORDS)
         with pytest.raises(OSError, match="client went away"):
-            await hub.pump(Pacer(cps=400, max_lag=0.5), source.__aiter__(), failing_sink)
+            await hub.pump(Pacer(cps=400, unit="word", max_lag=0.5), source.__aiter__(), failing_sink)
     assert source.produced == len(WORDS)  # read to the end: the error came from a poll
     assert "".join(fine) == "".join(WORDS)
     assert hub.mux.streams == 0
@@ -239,7 +240,7 @@ async def test_hub_sink_error_on_arrival_stops_the_source() -> None:
     source = AsyncSource(WORDS, gap=0.01)
     # Words arrive slower than they are shown: each goes to the sink as it arrives.
     with pytest.raises(OSError, match="client went away"):
-        await hub.pump(Pacer(cps=4000), source.__aiter__(), failing_sink)
+        await hub.pump(Pacer(cps=4000, unit="word"), source.__aiter__(), failing_sink)
     assert source.closed and source.produced == 6
 
 
