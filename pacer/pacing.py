@@ -346,7 +346,6 @@ class Pacer(Stage):
         run: list[str] = []
         run_arrival = 0.0
         run_whole: Chunk | None = None
-        text = ""
         i = self._head
         while True:
             while i < len(chunks):
@@ -427,6 +426,7 @@ class Pacer(Stage):
             self._sent = sent + count
             return (entry.text if count == size else entry.text[sent : sent + count]), sent + count == size
         size = len(pieces)
+        words = self.unit != "grapheme"  # words go out a chunk each; graphemes as one text
         first = sent
         cost = 0
         while True:
@@ -434,7 +434,7 @@ class Pacer(Stage):
             cost += unit_cost
             self._last_due = due
             sent += 1
-            if self.unit != "grapheme":  # a chunk a unit; the entry itself when it is one unit
+            if words:  # a chunk a unit; the entry itself when it is one unit
                 if size == 1:
                     out.append(entry)
                 else:
@@ -450,7 +450,7 @@ class Pacer(Stage):
         self._last_cost = unit_cost
         self._queued_cost -= cost
         self._sent = sent
-        if self.unit != "grapheme":
+        if words:
             return "", sent == size
         return (entry.text if first == 0 and sent == size else "".join(pieces[first:sent])), sent == size
 
