@@ -1,19 +1,25 @@
-"""Native builds, both optional: pacer runs the same source as pure Python without them.
+"""pacer installs as pure Python; the compiled build is opted into with ``PACER_COMPILE=1``.
 
-* ``pacer._speedups``: Detokenizer.feed's and .ingest's table lookup, hand-written C.
-* The per-token stages (``COMPILED``) compiled by mypyc from their typed source: the
-  whole pipeline about four times as fast. ``PACER_PURE=1`` at build time skips this; at run time it makes an
-  installed build import the source instead (``pacer/__init__.py``), which is how the
-  tests check that both give the same results.
-
-Without a C compiler (or without mypyc) the build goes on without them.
+``PACER_COMPILE=1 pip install .`` (or ``python -m build``, as release wheels are
+built: ``[tool.cibuildwheel]`` in pyproject.toml sets it) compiles the per-token
+stages (``COMPILED``) with mypyc from their typed source, about four times as fast
+for the whole pipeline, and builds ``pacer._speedups``, the detokenizer's per-token
+lookup in C. It records a hash of each compiled source in ``pacer/_build.json``;
+at import (``pacer/_build.py``) the compiled modules run only while their sources
+are unchanged, so an edit after a compiled editable install is never silently
+ignored. Without a C compiler or mypyc a compiled build goes on without them.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 
 from setuptools import Extension, setup
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "pacer"))
+from _build import RECORD, source_digest  # the module alone: pacer's deps may be absent
 
 COMPILED = [
     "pacer/_core.py",
@@ -29,9 +35,9 @@ COMPILED = [
 
 
 def extensions() -> list[Extension]:
+    if os.environ.get("PACER_COMPILE") != "1":
+        return []
     found = [Extension("pacer._speedups", ["pacer/_speedups.c"], optional=True)]
-    if os.environ.get("PACER_PURE") == "1":
-        return found
     try:
         from mypyc.build import mypycify
     except ImportError:
@@ -42,6 +48,9 @@ def extensions() -> list[Extension]:
     compiled = mypycify([*options, *COMPILED], opt_level="3", group_name="pacer")
     for ext in compiled:
         ext.optional = True
+    record = {os.path.basename(path): source_digest(path) for path in COMPILED}
+    with open(os.path.join("pacer", RECORD), "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=1, sort_keys=True)
     return found + compiled
 
 

@@ -4,28 +4,10 @@ Stages are sans-I/O objects joined with ``|``; drivers run the result over sync
 or async sources. See the README for the tour.
 """
 
-import importlib.machinery as _machinery
-import importlib.util as _util
-import os as _os
-import sys as _sys
+from . import _build
 
-
-def _run_from_source() -> bool:
-    """Whether to import the stages from their source, not from a mypyc build (setup.py).
-
-    On request (``PACER_PURE=1``), or where a partial build left compiled modules
-    without the shared library they need.
-    """
-    if _os.environ.get("PACER_PURE") == "1":
-        return True
-    built = (_os.path.join(__path__[0], "_core" + s) for s in _machinery.EXTENSION_SUFFIXES)
-    return any(map(_os.path.exists, built)) and _util.find_spec("pacer__mypyc") is None
-
-
-if _run_from_source():
-    from ._source import SourceFinder as _SourceFinder
-
-    _sys.meta_path.insert(0, _SourceFinder(__path__[0]))
+# Before any stage is imported: the compiled build if one is installed and current.
+_from_source = _build.choose(__path__[0])
 
 from . import traces
 from ._core import Boundary, Chunk, Pipeline, Stage, StageClosedError, pipeline
@@ -43,9 +25,9 @@ from .streamer import PacerStreamer
 
 __version__ = "0.1.0"
 
-#: True where the per-token stages run compiled by mypyc (setup.py), False where
-#: they run as pure Python (no C compiler at install, or ``PACER_PURE=1``).
-compiled = not (_sys.modules[__name__ + "._core"].__file__ or "").endswith(".py")
+#: True where the per-token stages run compiled by mypyc (built with ``PACER_COMPILE=1``,
+#: as release wheels are: setup.py), False where they run as their pure-Python source.
+compiled = not _from_source
 
 __all__ = [
     "AsyncRun",

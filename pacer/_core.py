@@ -31,18 +31,23 @@ __all__ = ["Boundary", "Chunk", "Pipeline", "Stage", "StageClosedError", "pipeli
 
 
 class Boundary(enum.IntEnum):
-    """What kind of boundary a chunk ends on, weakest first."""
+    """What kind of boundary a chunk ends on, weakest first.
+
+    Ordered so that a comparison reads as it sounds: ``boundary >= Boundary.SENTENCE``
+    is a sentence end (or the end of the stream), ``>= Boundary.CLAUSE`` at least a
+    clause end; a ``FORCED`` cut is neither.
+    """
 
     NONE = 0
     """The chunk ends mid-word or wherever its producer happened to stop."""
     WORD = 1
     """The chunk ends at a word boundary."""
-    CLAUSE = 2
-    """The chunk ends a clause (a comma, semicolon, colon or dash split)."""
-    SENTENCE = 3
-    """The chunk ends a sentence, a Markdown block or the stream."""
-    FORCED = 4
+    FORCED = 2
     """The chunk was cut without a natural boundary (a length budget or a hold timeout)."""
+    CLAUSE = 3
+    """The chunk ends a clause (a comma, semicolon, colon or dash split)."""
+    SENTENCE = 4
+    """The chunk ends a sentence, a Markdown block or the stream."""
 
 
 class Chunk:

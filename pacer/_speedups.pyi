@@ -1,17 +1,20 @@
+# Checked against the built module by ``python -m mypy.stubtest pacer._speedups`` (.ci/run).
 from collections.abc import Callable
-from typing import Any
+from typing import Any, final
 
+@final
 class TableState:
     """What FeedMethod's fast path reads, per Detokenizer."""
 
     steady: int
     count: int
-    def __init__(self, table: list[str | None]) -> None: ...
+    def __init__(self, table: tuple[str | None, ...]) -> None: ...
 
+@final
 class FeedMethod:
-    """A method descriptor standing in front of the pure-Python ``feed``."""
+    """A method descriptor standing in front of the pure-Python ``feed`` (or ``ingest``)."""
 
-    __wrapped__: Callable[..., list[str]]
-    def __init__(self, fallback: Callable[..., list[str]], slot: Any) -> None: ...
-    def __get__(self, obj: Any, owner: Any = None) -> Any: ...
-    def __call__(self, *args: Any, **kwargs: Any) -> list[str]: ...
+    __wrapped__: Callable[..., Any]
+    def __init__(self, fallback: Callable[..., Any], slot: Any, chunk: type | None = ...) -> None: ...
+    def __get__(self, instance: Any, owner: Any = None, /) -> Any: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...

@@ -57,7 +57,7 @@ def demo(args: argparse.Namespace) -> int:
     try:
         tokenizer, ids = _tokenizer(args.tokenizer)
     except ModuleNotFoundError as exc:
-        print(f"pacer demo: {exc}. Install the demo extra: pip install 'pacer[demo]'", file=sys.stderr)
+        print(f"pacer demo: {exc}. Install the demo extra: pip install 'pacer-llm[demo]'", file=sys.stderr)
         return 2
     trace = pacer.traces.bursty(ids, per_second=args.tokens_per_second, seed=args.seed)
     if args.mode == "paced":
@@ -255,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             from .playground import serve as serve_page
         except ModuleNotFoundError as exc:
-            hint = "Install the extras: pip install 'pacer[server,demo]'"
+            hint = "Install the extras: pip install 'pacer-llm[server,demo]'"
             print(f"pacer serve: {exc}. {hint}", file=sys.stderr)
             return 2
         print(f"pacer: open http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)

@@ -350,7 +350,7 @@ def mistral_data_file(name: str) -> Path:
     try:
         root = resources.files("mistral_common") / "data" / name
     except ModuleNotFoundError:
-        raise ModuleNotFoundError("this needs mistral-common: pip install 'pacer[demo]'") from None
+        raise ModuleNotFoundError("this needs mistral-common: pip install 'pacer-llm[demo]'") from None
     path = Path(str(root))
     if not path.is_file():
         raise FileNotFoundError(f"mistral-common ships no data file {name!r} (looked at {path})")

@@ -1,20 +1,27 @@
-"""Which build runs: the stages compiled by mypyc (setup.py) or their pure-Python source.
+"""Which build runs: the pure-Python source (an install from source) or the stages
+compiled by mypyc (opted into with ``PACER_COMPILE=1``, as release wheels are).
 
-CI runs the whole suite both ways (README): compiled, then with ``PACER_PURE=1``.
+CI runs the whole suite both ways (README): first as installed from source, then
+after a compiled editable install with ``PACER_COMPILE=1`` in the environment.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import pacer
-from pacer import pacing
+from pacer import _build, pacing
 
+ROOT = Path(__file__).resolve().parent.parent
 NAMES = ["_core", "_text", "metrics", "mux", "pacing", "packets", "punkt", "sentences", "simulate"]
 STAGES = [importlib.import_module(f"pacer.{name}") for name in NAMES]
 
@@ -25,16 +32,21 @@ def from_source(module: object) -> bool:
     return path.endswith(".py")
 
 
-def test_the_stages_run_compiled_unless_told_not_to() -> None:
+def test_the_stages_run_compiled_only_when_built_so() -> None:
     if os.environ.get("PACER_PURE") == "1":
         assert not pacer.compiled
         assert all(map(from_source, STAGES))
-    elif pacer.compiled:
+    elif os.environ.get("PACER_COMPILE") == "1":  # CI's second run: a compiled build must be there
+        assert pacer.compiled, "PACER_COMPILE=1: the stages must be compiled (mypyc and a C compiler)"
         assert not any(map(from_source, STAGES)), "a build compiles all the stages or none"
-    elif os.environ.get("CI") == "true":
-        pytest.fail("CI must build the compiled stages (mypyc and a C compiler are needed)")
     else:
-        pytest.skip("the stages are not compiled here (no C compiler or mypyc at install)")
+        assert pacer.compiled == (not any(map(from_source, STAGES))), "all the stages or none"
+
+
+def test_setup_compiles_exactly_the_modules_the_build_check_knows() -> None:
+    setup = (ROOT / "setup.py").read_text(encoding="utf-8")
+    listed = re.findall(r'"pacer/(\w+)\.py"', setup)
+    assert sorted(listed) == sorted(NAMES)
 
 
 def test_pacer_pure_makes_a_compiled_install_run_the_source() -> None:
@@ -44,6 +56,65 @@ def test_pacer_pure_makes_a_compiled_install_run_the_source() -> None:
     compiled, path = out.stdout.split()
     assert compiled == "False"
     assert path == pacing.__file__.rsplit(os.sep, 1)[0] + os.sep + "pacing.py"
+
+
+def _package_copy(tmp_path: Path) -> Path:
+    """A copy of pacer's source in ``tmp_path``/pacer, with a built module faked beside it."""
+    folder = tmp_path / "pacer"
+    shutil.copytree(ROOT / "pacer", folder, ignore=shutil.ignore_patterns("*.so", "*.pyd", "_build.json"))
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    (folder / f"_core{suffix}").write_bytes(b"not a real extension: importing it would fail")
+    (folder / f"_speedups{suffix}").write_bytes(b"nor this one")
+    return folder
+
+
+def test_a_compiled_module_older_than_its_source_is_never_run(tmp_path: Path) -> None:
+    folder = _package_copy(tmp_path)
+    assert "missing" in (_build.stale_reason(str(folder)) or "")
+    record = {f"{name}.py": _build.source_digest(str(folder / f"{name}.py")) for name in NAMES}
+    (folder / _build.RECORD).write_text(json.dumps(record), encoding="utf-8")
+    with open(folder / "pacing.py", "a", encoding="utf-8") as f:
+        f.write("# an edit after the build\n")
+    assert _build.stale_reason(str(folder)) == "pacing.py changed after they were compiled"
+    # Imported, the package warns and runs its source, the C helper included.
+    code = "import pacer, pacer.detokenize as d; print(pacer.compiled, d._speedups)"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env.pop("PACER_PURE", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "None"]
+    assert "RuntimeWarning: pacer: not running the compiled modules" in out.stderr
+    assert "pacing.py changed after they were compiled" in out.stderr
+
+
+def test_pacer_pure_runs_the_source_without_a_warning_and_without_the_c_helper(tmp_path: Path) -> None:
+    _package_copy(tmp_path)
+    code = "import pacer, pacer.detokenize as d; print(pacer.compiled, d._speedups)"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "PACER_PURE": "1"}
+    out = subprocess.run([sys.executable, "-W", "error", "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "None"]
+
+
+def test_install_hints_name_this_distribution_not_the_unrelated_pacer() -> None:
+    # "pacer" on the package index is another project: every hint must say pacer-llm.
+    project = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'name = "pacer-llm"' in project
+    wrong = re.compile(r"pip install(?:\s+-[\w-]+)*\s+['\"]?pacer(?![\w-])")
+    texts = [ROOT / "README.md", *(ROOT / "docs").rglob("*.md"), *(ROOT / "pacer").rglob("*.py")]
+    for path in texts:
+        found = wrong.search(path.read_text(encoding="utf-8"))
+        assert found is None, f"{path}: {found.group(0)!r}"
+    assert wrong.search("pip install 'pacer[demo]'") and wrong.search("pip install -U pacer")
+    assert not wrong.search("pip install 'pacer-llm[demo]'") and not wrong.search("pip install -e . && pacer")
+
+
+def test_help_shows_the_docstrings_of_a_source_install() -> None:
+    if pacer.compiled:
+        pytest.skip("mypyc drops class docstrings: an install from source (the default) keeps them")
+    for name in ("Detokenizer", "SentenceSplitter", "Pacer", "Packetizer", "Pipeline", "Stage"):
+        doc = getattr(pacer, name).__doc__
+        assert doc and "mypyc" not in doc, name
 
 
 def test_an_interpreted_stage_declares_timed_in_its_class_body() -> None:

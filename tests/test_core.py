@@ -143,8 +143,10 @@ def test_simulate_rejects_time_travel_and_bad_entries() -> None:
         pacer.simulate(["a"], Packetizer())  # type: ignore[list-item]
 
 
-def test_chunk_boundary_order() -> None:
-    assert Boundary.NONE < Boundary.WORD < Boundary.CLAUSE < Boundary.SENTENCE < Boundary.FORCED
+def test_chunk_boundary_order_reads_as_it_sounds() -> None:
+    assert Boundary.NONE < Boundary.WORD < Boundary.FORCED < Boundary.CLAUSE < Boundary.SENTENCE
+    # A cut forced by a budget or a hold timer is not "at least a sentence" (nor a clause).
+    assert not Boundary.FORCED >= Boundary.SENTENCE and not Boundary.FORCED >= Boundary.CLAUSE
 
 
 def test_virtual_clock() -> None:

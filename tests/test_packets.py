@@ -90,6 +90,13 @@ def test_flush_on_sentence_sends_at_sentence_end() -> None:
     assert p.push(Chunk(" Two", 0.0), 0.0) == []
 
 
+def test_flush_on_sentence_does_not_take_a_forced_cut_for_a_sentence_end() -> None:
+    # A budget or hold-timer cut (FORCED) is not a sentence end: the packet keeps filling.
+    p = Packetizer(64, 32, flush_on_sentence=True, max_delay=None)
+    assert p.push(Chunk("Thinking about it for a", 0.0, Boundary.FORCED), 0.0) == []
+    assert p.push(Chunk(" while. ", 0.0, Boundary.SENTENCE), 0.0)[0].text == "Thinking about it for a while. "
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
