@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+import regex
+
 if TYPE_CHECKING:
     from nltk.tokenize.punkt import PunktParameters
 
-__all__ = ["ORTHO_LC", "ORTHO_MID_UC", "ORTHO_UC", "PunktModel", "english_punkt"]
+__all__ = ["ORTHO_LC", "ORTHO_MID_UC", "ORTHO_UC", "PunktModel", "english_punkt", "period_ends_sentence"]
 
 # Orthographic context flags, in the bit layout nltk's trainer writes.
 ORTHO_BEG_UC: Final = 1 << 1
@@ -98,3 +101,89 @@ def english_punkt() -> PunktModel:
     """The English parameters shipped in the package (loaded once)."""
     text = resources.files("pacer").joinpath("data/punkt_en.json").read_text(encoding="utf-8")
     return PunktModel.from_json(json.loads(text))
+
+
+# -- the period verdict -------------------------------------------------------------------
+
+LOOKAHEAD: Final = 40  # longest next word the verdict waits for, longest word before a period it reads
+_LAST_WORD: Final = re.compile(r"\S+\Z")  # searched up to a period: the word the period ends
+_NUMBER: Final = re.compile(r"-?[.,]?\d[\d,.\-]*")
+_NUMBER_START: Final = frozenset("-.,0123456789")
+_DOTTED: Final = regex.compile(r"(?:\p{L}\.)+\p{L}")
+_WORD_CHARS: Final = re.compile(r"[\w'’\-]*")
+_OPENERS: Final = "([{\"'“‘*_`"
+NUMBER: Final = "##number##"  # the type Punkt gives every number
+
+
+def period_ends_sentence(
+    punkt: PunktModel, buf: str, i: int, m: int, eof: bool, unit_start: int
+) -> bool | None:
+    """Whether the single period at ``buf[i]`` ends a sentence; ``None``: the next word must be read.
+
+    The period is followed by space and, at ``m``, a character that is not lower case;
+    ``unit_start`` is where the sentence the period may end began; ``eof``: the text
+    ends with ``buf``. Punkt's decision: after an abbreviation, an initial or a number,
+    what the next word is (a collocation, a common sentence opener, or its orthographic
+    context) decides; titles never end a sentence, other words always do.
+    """
+    last = _LAST_WORD.search(buf, max(0, i - LOOKAHEAD), i)
+    w = last.start() if last is not None else i
+    word = buf[w:i].lstrip(_OPENERS)
+    if not word:
+        return True
+    typ = word.lower()
+    nxt = buf[m]
+    if word[0] in _NUMBER_START and _NUMBER.fullmatch(word):
+        if _list_label(word, buf[unit_start:w]):
+            return False
+        typ = NUMBER
+    is_initial = len(word) == 1 and word.isalpha() and word != "I"
+    is_abbrev = _abbreviation(punkt, word, typ, nxt)
+    if typ in punkt.titles:
+        return False
+    if not (is_abbrev or is_initial or typ == NUMBER):
+        return True
+    if nxt.isdigit():
+        return typ == NUMBER and not is_abbrev
+    if not nxt.isalpha() or not nxt.isupper():
+        return True  # a symbol, or a letter of a script without case (你, 안)
+    return _next_word_verdict(punkt, buf, m, eof, typ, is_abbrev or is_initial, "." in word)
+
+
+def _abbreviation(punkt: PunktModel, word: str, typ: str, nxt: str) -> bool:
+    """Whether ``word`` (lower case ``typ``) before a period and ``nxt`` is an abbreviation."""
+    if typ in punkt.numeric_only and not nxt.isdigit():
+        return False  # "No. 7" but "The answer is no. Ask again."
+    return typ in punkt.abbreviations or ("." in word and _DOTTED.fullmatch(word) is not None)
+
+
+def _list_label(word: str, before: str) -> bool:
+    """A short number that opens its sentence or follows a colon is a list label."""
+    return len(word) <= 2 and word.isdigit() and (not before.strip() or before.rstrip().endswith(":"))
+
+
+def _next_word_verdict(
+    punkt: PunktModel, buf: str, m: int, eof: bool, typ: str, short: bool, dotted: bool
+) -> bool | None:
+    """After an abbreviation or initial (``short``) or a number, the capitalised word at ``m`` decides."""
+    e = _WORD_CHARS.match(buf, m + 1).end()  # type: ignore[union-attr]
+    if e == len(buf) and not eof and e - m < LOOKAHEAD:
+        # After a number only a few words keep the sentence going: decide as soon as
+        # the next word cannot be one of them, whatever the rest of it is.
+        start = buf[m:e]
+        if not short and start.isascii() and start.lower() not in punkt.after_number_prefixes:
+            return True
+        return None
+    next_typ = buf[m:e].lower()
+    if (typ, next_typ) in punkt.collocations:
+        return False
+    ctx = punkt.ortho_context.get(next_typ, 0)
+    if short:
+        # After an abbreviation or an initial a name or a noun is far more likely than
+        # a new sentence ("Dr. Patel", "E. B. White"): only a common sentence opener
+        # ends it, or, after a dotted abbreviation ("p.m.", "U.S."), Punkt's orthographic
+        # heuristic: a word seen lower case inside sentences, and never capitalised there.
+        if next_typ in punkt.sentence_starters:
+            return True
+        return dotted and bool(ctx & ORTHO_LC) and not ctx & ORTHO_MID_UC
+    return not (ctx & ORTHO_MID_UC and not ctx & ORTHO_LC)

@@ -22,7 +22,19 @@ import pacer
 from pacer import _build, pacing
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMES = ["_core", "_text", "metrics", "mux", "pacing", "packets", "punkt", "sentences", "simulate"]
+NAMES = [
+    "_breaks",
+    "_core",
+    "_markdown",
+    "_text",
+    "metrics",
+    "mux",
+    "pacing",
+    "packets",
+    "punkt",
+    "sentences",
+    "simulate",
+]
 STAGES = [importlib.import_module(f"pacer.{name}") for name in NAMES]
 
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pacer import Boundary, Chunk, SentenceSplitter, VirtualClock, run, sentences, simulate, split_sentences
+from pacer import Boundary, Chunk, SentenceSplitter, VirtualClock, _breaks, run, simulate, split_sentences
 from pacer.punkt import PunktModel, english_punkt
 
 from .sentence_cases import CASES
@@ -238,7 +238,7 @@ def test_no_boundary_text_streams_in_bounded_memory_with_a_budget() -> None:
         for text in splitter.feed(piece):
             total += len(text)
             assert len(text.rstrip()) <= 200
-        assert len(splitter._buf) < 200_000  # pending text stays bounded
+        assert len(splitter._scanner.buf) < 200_000  # pending text stays bounded
     total += sum(len(t) for t in splitter.flush())
     assert total == len(piece) * 256
 
@@ -341,4 +341,4 @@ def test_budgets_take_numpy_ints() -> None:
 @given(st.text(st.sampled_from("ab .?!\n`,。」\t"), max_size=12) | st.text(max_size=12))
 def test_quiet_text_is_text_the_interesting_pattern_does_not_match(text: str) -> None:
     # The compiled build checks ASCII text with a loop, everything else with _INTERESTING.
-    assert sentences._quiet(text) == (sentences._INTERESTING.search(text) is None)
+    assert _breaks.quiet(text) == (_breaks._INTERESTING.search(text) is None)
