@@ -148,6 +148,20 @@ def _sweep_texts(quick: bool) -> dict[str, list[str]]:
     return {name: _TOKEN.findall(text)[:1500] for name, text in texts.items()}
 
 
+def sweep_traces(quick: bool) -> list[tuple[str, int, str, list[tuple[float, Any]]]]:
+    """(text, rate, shape, trace) for every trace of the sweep: three shapes at three rates."""
+    out = []
+    for text_name, tokens in _sweep_texts(quick).items():
+        for rate in (30,) if quick else (15, 30, 60):
+            head = tokens[:600]
+            out += [
+                (text_name, rate, "steady", traces.steady(tokens, rate)),
+                (text_name, rate, "stall 4 s", traces.stalled(head, rate, after=len(head) // 2, pause=4.0)),
+                (text_name, rate, "bursty", traces.bursty(tokens, per_second=rate, seed=rate)),
+            ]
+    return out
+
+
 def sweep(quick: bool = False) -> None:
     """Smoothness over many traces: three shapes at three rates on several texts.
 
@@ -165,22 +179,14 @@ def sweep(quick: bool = False) -> None:
     rows = []
     wins = dict.fromkeys(pacers, 0)
     total = 0
-    for text_name, tokens in _sweep_texts(quick).items():
-        for rate in (30,) if quick else (15, 30, 60):
-            head = tokens[:600]
-            shapes = {
-                "steady": traces.steady(tokens, rate),
-                "stall 4 s": traces.stalled(head, rate, after=len(head) // 2, pause=4.0),
-                "bursty": traces.bursty(tokens, per_second=rate, seed=rate),
-            }
-            for shape, trace in shapes.items():
-                ours = {name: _flowing_cv(simulate(trace, make())) for name, make in pacers.items()}
-                theirs = [_flowing_cv(simulate(trace, make())) for make in references.values()]
-                total += 1
-                for name, cv in ours.items():
-                    wins[name] += cv < min(theirs)
-                cvs = [*ours.values(), *theirs]
-                rows.append([text_name, f"{shape}, {rate} tok/s", *(f"{cv:.3f}" for cv in cvs)])
+    for text_name, rate, shape, trace in sweep_traces(quick):
+        ours = {name: _flowing_cv(simulate(trace, make())) for name, make in pacers.items()}
+        theirs = [_flowing_cv(simulate(trace, make())) for make in references.values()]
+        total += 1
+        for name, cv in ours.items():
+            wins[name] += cv < min(theirs)
+        cvs = [*ours.values(), *theirs]
+        rows.append([text_name, f"{shape}, {rate} tok/s", *(f"{cv:.3f}" for cv in cvs)])
     print_table(
         "Smoothness on more texts and rates (CV of characters per 100 ms while flowing; lower is smoother)",
         ["text", "trace", *pacers, *references],

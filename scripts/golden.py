@@ -23,7 +23,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pacer
-from pacer import Pacer, Packetizer, SentenceSplitter, simulate, traces
+from pacer import Pacer, Packetizer, SentenceSplitter, simulate
 
 
 def _shared(name: str) -> Any:
@@ -89,7 +89,7 @@ def _timed(pieces: list[str], rng: random.Random) -> list[tuple[float, str]]:
 
 
 def sections() -> dict[str, Callable[[], list[object]]]:
-    from benchmarks.pacing import _sweep_texts, _traces
+    from benchmarks.pacing import _traces, sweep_traces
 
     CASES = _shared("CASES")
 
@@ -109,19 +109,11 @@ def sections() -> dict[str, Callable[[], list[object]]]:
         ]
 
     def pacing_sweep() -> list[object]:
-        rows: list[object] = []
-        for text_name, tokens in _sweep_texts(False).items():
-            for rate in (15, 30, 60):
-                head = tokens[:600]
-                shapes = {
-                    "steady": traces.steady(tokens, rate),
-                    "stall": traces.stalled(head, rate, after=len(head) // 2, pause=4.0),
-                    "bursty": traces.bursty(tokens, per_second=rate, seed=rate),
-                }
-                for shape, trace in shapes.items():
-                    for unit in ("grapheme", "word"):
-                        rows.append((text_name, rate, shape, unit, _timeline_rows(trace, Pacer(unit=unit))))
-        return rows
+        return [
+            (text_name, rate, shape, unit, _timeline_rows(trace, Pacer(unit=unit)))
+            for text_name, rate, shape, trace in sweep_traces(False)
+            for unit in ("grapheme", "word")
+        ]
 
     def sentence_cases() -> list[object]:
         rng = random.Random(7)
