@@ -22,10 +22,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "pac
 from _build import RECORD, source_digest  # the module alone: pacer's deps may be absent
 
 COMPILED = [
+    "pacer/_arrival.py",
     "pacer/_breaks.py",
     "pacer/_core.py",
     "pacer/_markdown.py",
     "pacer/_text.py",
+    "pacer/_units.py",
     "pacer/metrics.py",
     "pacer/mux.py",
     "pacer/pacing.py",

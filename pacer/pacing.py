@@ -20,10 +20,12 @@ pauses are borrowed back from the backlog by speaking a little faster after them
 and a slow source is never stalled: a unit that arrives after ``ready`` goes out
 at once.
 
-The queue holds one entry per arrival, not one object per unit: a release works
-out how many of an entry's units are due in O(1) for ASCII graphemes (the units
-are its characters) and in O(units) for words and other graphemes, and units due
-together go out as one chunk of graphemes or one chunk per word.
+The pieces have names of their own: ``_arrival.ArrivalRate`` estimates the source's
+rate; ``_units`` holds the unit strategy chosen at construction and the queue, one
+entry per arrival, not one object per unit; ``Rhythm`` here reckons due times. A
+release works out how many of an entry's units are due in O(1) for ASCII graphemes
+(the units are its characters) and in O(units) for words and other graphemes, and
+units due together go out as one chunk of graphemes or one chunk per word.
 
 Cost: O(1) per arrival and per release for scheduling, plus O(units released) for
 words and non-ASCII graphemes; splitting input into units is linear in the text.
@@ -34,48 +36,139 @@ input.
 from __future__ import annotations
 
 import math
-import re
 from typing import Final, Literal, SupportsFloat
 
-import regex
 from mypy_extensions import mypyc_attr
 
 from ._args import number, one_of, seconds
+from ._arrival import ArrivalRate
 from ._core import Boundary, Chunk, Stage
+from ._units import Chunks, Graphemes, Sentences, UnitQueue, Units, Words
 from .sentences import SentenceSplitter
 
-__all__ = ["Pacer"]
+__all__ = ["Pacer", "Rhythm"]
 
 Unit = Literal["grapheme", "word", "sentence", "chunk"]
 OnEnd = Literal["drain", "flush"]
 
 # Module constants are Final: a compiled build (setup.py) inlines or keeps them in C
 # statics instead of looking them up in the module's dict on every use.
-_CJK: Final = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}"
-# A word: a run of non-space, non-CJK characters with the space after it; one CJK
-# character with the punctuation and space after it; or a run of space.
-_WORD: Final = regex.compile(rf"[^\s{_CJK}]+\s*|[{_CJK}][\p{{M}}\p{{P}}\p{{S}}\s]*|\s+")
-_GRAPHEME: Final = regex.compile(r"\X")
-# The same pieces as _WORD on ASCII text (where regex's \s is [\t\n\v\f\r ]), found by
-# the standard library's engine, which is several times cheaper per call on short text.
-_ASCII_WORD: Final = re.compile(r"\S+\s*|\s+", re.ASCII)
-_ARRIVAL_WINDOW: Final = 1.0  # seconds over which the arrival rate is estimated
-# Until a few windows have passed, the estimate is read over the time since the first
-# arrival (whose text counts as backlog, not rate), but over at least this long, so two
-# chunks close together do not read as a huge rate.
-_MIN_SPAN: Final = 0.05
-# A silence longer than this is a pause (a tool call, a queue), not a slower source: the
-# estimate, decayed towards nothing meanwhile, starts again from the next arrival, as at
-# the start of the stream. Shorter silences are part of a bursty source's rhythm.
-_PAUSE: Final = 1.5 * _ARRIVAL_WINDOW
-_SETTLED: Final = 5 * _ARRIVAL_WINDOW  # from here on the estimate needs no correction (< 1%)
 _CATCH_UP: Final = 4.0  # a backlog is worked off in about this many max_lags
 _TAIL_WAIT: Final = 0.1  # a last grapheme that only a rare mark could extend waits this long for more text
 _COALESCE: Final = 0.005  # units due this close together go out in one wake-up
 _STALE: Final = object()  # the cached deadline needs recomputing
 _SENTENCE: Final = Boundary.SENTENCE
 _CLAUSE: Final = Boundary.CLAUSE
-_COMPILED: Final = not __file__.endswith(".py")
+
+
+class Rhythm:
+    """When the next unit goes out: the rate now, and how long the last unit stays on screen.
+
+    ``rate`` (characters per second) is the natural rate; ``adaptive`` follows a faster
+    source (``arrival``); ``max_lag`` (seconds) bounds any unit's wait; the pauses
+    (seconds) follow units that end a sentence or a clause.
+    """
+
+    def __init__(
+        self, rate: float, adaptive: bool, max_lag: float, sentence_pause: float, clause_pause: float
+    ) -> None:
+        self.rate = rate
+        self.adaptive = adaptive
+        self.max_lag = max_lag
+        self.sentence_pause = sentence_pause
+        self.clause_pause = clause_pause
+        self.arrival = ArrivalRate()
+        # The last unit sent: when it was due, its cost and the pause after it. The next
+        # unit's ready time is derived from them with the rate *now*, so a backlog that
+        # builds up meanwhile shortens the wait at once.
+        self.last_due = -math.inf
+        self.last_cost = 0
+        self.last_pause = 0.0
+        self.head_rate = 0.0  # the rate the last due time was reckoned with
+
+    def due(self, queued: int, newest_cost: int, newest_entered: float, entered: float, now: float) -> float:
+        """When the next unit goes out, reckoned at ``now``; sets ``head_rate``.
+
+        ``queued`` characters wait, the newest unit of ``newest_cost`` entered at
+        ``newest_entered``, the next unit at ``entered``. The unit is ready when the last
+        unit has had its time at the current rate (and its pause); the rate is the largest
+        of the configured rate, the arrival rate plus the backlog over ``_CATCH_UP``
+        max_lags (adaptive), and the rate that empties the backlog before its newest unit
+        reaches the bound. A unit never goes out before it entered, nor after the bound.
+        """
+        max_lag = self.max_lag
+        rate = self.rate
+        if self.adaptive:
+            # Follow the source and work off any backlog over a few max_lags, so lag settles
+            # below the bound and a burst is spread over the time the bound allows. (The
+            # backlog is never negative, so this is never below the arrival rate itself.
+            # A comparison, not max(): this runs once or twice per entry.)
+            catch_up = self.arrival.at(now) + queued / (_CATCH_UP * max_lag)
+            if catch_up > rate:
+                rate = catch_up
+        backlog = queued - newest_cost
+        if backlog > 0:
+            # Empty the backlog before its newest unit reaches the lag bound.
+            room = newest_entered + max_lag - now
+            if room <= 1e-3:
+                rate = math.inf
+            elif backlog / room > rate:
+                rate = backlog / room
+        self.head_rate = rate
+        last_due = self.last_due
+        if last_due == -math.inf:  # nothing sent yet: first output at once
+            return entered
+        ready = last_due + self.last_cost / rate + self.last_pause
+        if ready < entered:
+            return entered
+        bound = entered + max_lag
+        return ready if ready < bound else bound
+
+    def pause_after(self, boundary: Boundary) -> float:
+        if boundary == _SENTENCE:
+            return self.sentence_pause
+        if boundary == _CLAUSE:
+            return self.clause_pause
+        return 0.0
+
+
+class _Run:
+    """Graphemes released together, gathered into one chunk that ends at a boundary."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.arrival = 0.0
+        self.whole: Chunk | None = None  # the entry, while the run is all of it
+
+    def add(self, entry: Chunk, text: str, boundary: Boundary, out: list[Chunk]) -> None:
+        if self.texts:
+            self.whole = None
+        else:
+            self.arrival = entry.arrival
+            self.whole = entry if text is entry.text else None
+        self.texts.append(text)
+        if boundary != Boundary.NONE:
+            self.close(boundary, out)
+
+    def close(self, boundary: Boundary, out: list[Chunk]) -> None:
+        texts = self.texts
+        if not texts:
+            return
+        if self.whole is not None:
+            out.append(self.whole)  # sent as it came
+        else:
+            out.append(Chunk(texts[0] if len(texts) == 1 else "".join(texts), self.arrival, boundary))
+        self.texts = []
+
+
+def _units(unit: Unit) -> Units:
+    if unit == "grapheme":
+        return Graphemes()
+    if unit == "word":
+        return Words()
+    if unit == "sentence":
+        return Sentences(SentenceSplitter())
+    return Chunks()
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -127,44 +220,48 @@ class Pacer(Stage):
             rate = rate * 5 / 60  # a word is five characters
         one_of(unit, "Pacer: unit", ("grapheme", "word", "sentence", "chunk"))
         one_of(on_end, "Pacer: on_end", ("drain", "flush"))
-        self.rate = rate
         self.unit: Unit = unit
-        self.adaptive = adaptive
-        self.max_lag = seconds(max_lag, "Pacer: max_lag")
-        self.sentence_pause = seconds(sentence_pause, "Pacer: sentence_pause", zero=True)
-        self.clause_pause = seconds(clause_pause, "Pacer: clause_pause", zero=True)
         self.on_end: OnEnd = on_end
-        self._splitter = SentenceSplitter() if unit == "sentence" else None
-        # The queue, in entries: the units of one arrival, as a Chunk holding their text,
-        # arrival and the boundary after the last of them; the pieces (None where each
-        # character is a unit); and when they reached the pacer. Plain lists, which a
-        # compiled build indexes natively; compacted as the head moves. ``_sent``: units
-        # of the head entry already sent. One entry per arrival, not one object per unit,
-        # so a grapheme costs no more than a word to queue.
-        self._chunks: list[Chunk] = []
-        self._pieces: list[list[str] | None] = []
-        self._entered: list[float] = []
-        self._head = 0
-        self._sent = 0
-        self._queued_cost = 0
-        self._newest_cost = 0  # the newest unit's cost: it is not backlog, it just came
-        # The last unit sent: when it was due, its cost and the pause after it. The next
-        # unit's ready time is derived from them with the rate *now*, so a backlog that
-        # builds up meanwhile shortens the wait at once.
-        self._last_due = -math.inf
-        self._last_cost = 0
-        self._last_pause = 0.0
+        self._rhythm = Rhythm(
+            rate,
+            adaptive,
+            seconds(max_lag, "Pacer: max_lag"),
+            seconds(sentence_pause, "Pacer: sentence_pause", zero=True),
+            seconds(clause_pause, "Pacer: clause_pause", zero=True),
+        )
+        self._units = _units(unit)
+        self._run = _Run() if self._units.runs else None  # empty between releases
+        self._queue = UnitQueue()
         self._seen = 0.0  # the latest time the pacer was told
         self._tail = ""  # an incomplete word or grapheme held for more text
         self._tail_arrival = 0.0
         self._tail_entered = 0.0
-        self._arrival_rate = 0.0
-        self._last_arrival = -math.inf
-        self._first_arrival = math.nan
-        self._decayed_at = math.nan  # the arrival rate decayed to this time is _decayed
-        self._decayed = 0.0
         self._deadline: float | object | None = _STALE
-        self._head_rate = 0.0  # the rate _head_due last reckoned with
+
+    @property
+    def rate(self) -> float:
+        """The natural rate, in characters per second."""
+        return self._rhythm.rate
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the rate follows a faster source."""
+        return self._rhythm.adaptive
+
+    @property
+    def max_lag(self) -> float:
+        """The longest any text waits in the pacer, in seconds."""
+        return self._rhythm.max_lag
+
+    @property
+    def sentence_pause(self) -> float:
+        """Seconds of pause after a unit that ends a sentence."""
+        return self._rhythm.sentence_pause
+
+    @property
+    def clause_pause(self) -> float:
+        """Seconds of pause after a unit that ends a clause."""
+        return self._rhythm.clause_pause
 
     def __repr__(self) -> str:
         return f"Pacer(cps={self.rate:g}, unit={self.unit!r}, max_lag={self.max_lag:g})"
@@ -173,33 +270,37 @@ class Pacer(Stage):
 
     @property
     def deadline(self) -> float | None:
-        # Computed once per state change: drivers and pipelines ask several times
-        # between two calls, and every mutator ends in _release, which clears it.
+        # Computed once per state change (a pure function of the state, remembered):
+        # drivers and pipelines ask several times between two calls, and every mutator
+        # ends in _release, which clears it.
         deadline = self._deadline
         if deadline is _STALE:
             deadline = self._deadline = self._compute_deadline()
         return deadline  # type: ignore[return-value]
 
     def _compute_deadline(self) -> float | None:
-        if self._head < len(self._chunks):
+        if self._queue.waiting():
             return self._head_due(self._seen)
         if self._tail:
-            if self.unit == "grapheme" and _settled(self._tail):
+            if self._units.settled(self._tail):
                 return self._tail_turn(self._seen)
             return self._tail_entered + self.max_lag
         return None
 
+    def _head_due(self, now: float) -> float:
+        """When the head entry's next unit goes out, reckoned at ``now``."""
+        queue = self._queue
+        return self._rhythm.due(
+            queue.cost, queue.newest_cost, queue.entered[-1], queue.entered[queue.head], now
+        )
+
     def _tail_turn(self, now: float) -> float:
-        """When the held last grapheme would go out if it were queued (the queue is empty)."""
-        tail, newest = self._tail, self._newest_cost
-        self._flush_tail(Boundary.NONE)
-        due = self._head_due(now)
-        self._chunks.pop()  # back to being held: more text may still join it
-        self._pieces.pop()
-        self._entered.pop()
-        self._queued_cost -= len(tail)
-        self._tail, self._newest_cost = tail, newest
-        wait = self._tail_entered + min(_TAIL_WAIT, self.max_lag)
+        """When the held last grapheme would go out if it were queued (the queue is empty),
+        but not before it has waited ``_TAIL_WAIT`` for more text."""
+        cost = len(self._tail)
+        entered = self._tail_entered
+        due = self._rhythm.due(self._queue.cost + cost, cost, entered, entered, now)
+        wait = entered + min(_TAIL_WAIT, self.max_lag)
         return due if due > wait else wait
 
     def push(self, chunk: Chunk, now: float) -> list[Chunk]:
@@ -207,12 +308,11 @@ class Pacer(Stage):
         if not text:
             return []
         self._seen = now
-        self._note_arrival(len(text), now)
-        if self._splitter is not None:
-            for sentence in self._splitter.push(chunk, now):
-                self._enqueue(sentence, [sentence.text], now)
-        elif self.unit == "chunk":
-            self._enqueue(chunk, [text], now)
+        self._rhythm.arrival.note(len(text), now)
+        units = self._units
+        if units.whole:
+            for unit in units.ready(chunk, now):
+                self._queue.add(unit, [unit.text], now)
         else:
             self._split(chunk, now)
         return self._release(now)
@@ -226,13 +326,12 @@ class Pacer(Stage):
     def _flush_tail(self, boundary: Boundary) -> None:
         if self._tail:
             tail = Chunk(self._tail, self._tail_arrival, boundary)
-            self._enqueue(tail, [self._tail], self._tail_entered)
+            self._queue.add(tail, [self._tail], self._tail_entered)
             self._tail = ""
 
     def finish(self, now: float) -> list[Chunk]:
-        if self._splitter is not None:
-            for sentence in self._splitter.finish(now):
-                self._enqueue(sentence, [sentence.text], now)
+        for unit in self._units.finish(now):
+            self._queue.add(unit, [unit.text], now)
         self._flush_tail(Boundary.SENTENCE)
         if self.on_end == "flush":
             return self._release(math.inf, now)
@@ -240,26 +339,12 @@ class Pacer(Stage):
 
     def cancel(self, now: float) -> list[Chunk]:
         self._closed = True
-        if self._splitter is not None:
-            for sentence in self._splitter.cancel(now):
-                self._enqueue(sentence, [sentence.text], now)
+        for unit in self._units.cancel(now):
+            self._queue.add(unit, [unit.text], now)
         self._flush_tail(Boundary.NONE)
         return self._release(math.inf, now)
 
     # -- units --------------------------------------------------------------------------
-
-    def _note_arrival(self, chars: int, now: float) -> None:
-        dt = now - self._last_arrival
-        if dt > _PAUSE:  # the first arrival (dt is infinite), or the first after a pause
-            self._first_arrival = now
-            self._arrival_rate = 0.0
-        if now == self._first_arrival:
-            chars = 0  # text that came all at once is no rate to follow: the backlog terms pace it
-        else:
-            self._arrival_rate = self._arrival_rate * math.exp(-dt / _ARRIVAL_WINDOW)
-        self._arrival_rate += chars / _ARRIVAL_WINDOW
-        self._last_arrival = now
-        self._decayed_at = math.nan
 
     def _split(self, chunk: Chunk, now: float) -> None:
         joined = bool(self._tail)
@@ -269,25 +354,15 @@ class Pacer(Stage):
         else:
             text = chunk.text
             arrival, entered = chunk.arrival, now
-        pieces: list[str] | None  # None: every character is a unit (ASCII graphemes)
-        if self.unit == "word":
-            if not text.isascii():
-                pieces = _WORD.findall(text)
-            elif _COMPILED:
-                pieces = _ascii_words(text)
-            else:
-                pieces = _ASCII_WORD.findall(text)
-        elif text.isascii() and "\r" not in text:
-            pieces = None  # every ASCII character but CR (CR LF) is a grapheme of its own
-        else:
-            pieces = _GRAPHEME.findall(text)
+        self._tail = ""
+        pieces = self._units.pieces(text)  # None: every character is a unit (ASCII graphemes)
         boundary = chunk.boundary
         end = len(text)
         if boundary < Boundary.WORD:
             boundary = Boundary.NONE
             # The last unit may still grow: a word until a space, a grapheme until the next one.
             last = text[-1] if pieces is None else pieces[-1]
-            if self.unit == "grapheme" or not last[-1].isspace():
+            if self._units.holds(last):
                 self._tail = last
                 if (end if pieces is None else len(pieces)) > 1:
                     self._tail_arrival, self._tail_entered = chunk.arrival, now
@@ -296,10 +371,6 @@ class Pacer(Stage):
                 end -= len(last)
                 if pieces is not None:
                     pieces.pop()
-            else:
-                self._tail = ""
-        else:
-            self._tail = ""
         if not end:
             return
         if joined:
@@ -309,7 +380,7 @@ class Pacer(Stage):
             size = len(first)
             alone = size == end
             head = Chunk(first, arrival, boundary if alone else Boundary.NONE)
-            self._enqueue(head, None if pieces is None else [first], entered)
+            self._queue.add(head, None if pieces is None else [first], entered)
             if alone:
                 return
             if pieces is not None:
@@ -317,15 +388,7 @@ class Pacer(Stage):
             text, arrival = text[size:end], chunk.arrival
         elif end < len(text):
             text = text[:end]
-        self._enqueue(Chunk(text, arrival, boundary), pieces, now)
-
-    def _enqueue(self, unit: Chunk, pieces: list[str] | None, entered: float) -> None:
-        """Queue an entry: ``unit`` holds its text, ``pieces`` its units (None: each character)."""
-        self._chunks.append(unit)
-        self._pieces.append(pieces)
-        self._entered.append(entered)
-        self._queued_cost += len(unit.text)
-        self._newest_cost = 1 if pieces is None else len(pieces[-1])
+        self._queue.add(Chunk(text, arrival, boundary), pieces, now)
 
     # -- scheduling -----------------------------------------------------------------------
 
@@ -335,50 +398,21 @@ class Pacer(Stage):
         Units of one entry due together go out as one chunk of graphemes, or as a chunk
         per word; a grapheme run also takes in the entries after it, up to a boundary.
         """
-        chunks, all_pieces, times = self._chunks, self._pieces, self._entered
+        queue = self._queue
         out: list[Chunk] = []
         self._deadline = _STALE
         at = now if stamp is None else stamp
         limit = now + _COALESCE
-        graphemes = self.unit == "grapheme"
-        # Graphemes released but not yet in a chunk: their texts, their arrival, and their
-        # entry when they are all of it (that chunk then goes out as it is).
-        run: list[str] = []
-        run_arrival = 0.0
-        run_whole: Chunk | None = None
-        i = self._head
+        run = self._run
         while True:
-            while i < len(chunks):
+            while queue.waiting():
                 due = self._head_due(at)
                 if due > limit:
                     if stamp is None and now == self._seen:
                         self._deadline = due  # what _compute_deadline would say: spare it the work
                     break
-                entry = chunks[i]
-                text, done = self._take(entry, all_pieces[i], times[i] + self.max_lag, due, limit, out)
-                self._last_pause = 0.0
-                if done:
-                    boundary = entry.boundary
-                    if boundary == _SENTENCE:
-                        self._last_pause = self.sentence_pause
-                    elif boundary == _CLAUSE:
-                        self._last_pause = self.clause_pause
-                    i += 1
-                    self._head = i
-                    self._sent = 0
-                else:
-                    boundary = Boundary.NONE
-                if graphemes:
-                    if run:
-                        run_whole = None
-                    else:
-                        run_arrival = entry.arrival
-                        run_whole = entry if text is entry.text else None
-                    run.append(text)
-                    if boundary != Boundary.NONE:
-                        out.append(_run(run, run_arrival, boundary, run_whole))
-                        run = []
-            if i < len(chunks) or not graphemes or stamp is not None or not _settled(self._tail):
+                self._send_head(due, limit, run, out)
+            if queue.waiting() or run is None or stamp is not None or not self._units.settled(self._tail):
                 break
             # Nothing waits ahead of the last grapheme so far, and only an unlikely
             # combining mark could still extend it: it goes out at its turn instead of
@@ -389,50 +423,67 @@ class Pacer(Stage):
                     self._deadline = due
                 break
             self._flush_tail(Boundary.NONE)
-        if run:
-            out.append(_run(run, run_arrival, Boundary.NONE, run_whole))
-        if i == len(chunks):
-            chunks.clear()
-            all_pieces.clear()
-            times.clear()
-            self._head = 0
-        elif i > 64 and 2 * i > len(chunks):  # most of the lists is gone: drop it
-            del chunks[:i]
-            del all_pieces[:i]
-            del times[:i]
-            self._head = 0
+        if run is not None:
+            run.close(Boundary.NONE, out)
+        queue.compact()
         return out
 
+    def _send_head(self, due: float, limit: float, run: _Run | None, out: list[Chunk]) -> None:
+        """Send the head entry's units due by ``limit``, the first at ``due``: words to ``out``,
+        graphemes into ``run``; move to the next entry when this one is all sent."""
+        queue = self._queue
+        rhythm = self._rhythm
+        i = queue.head
+        entry = queue.chunks[i]
+        bound = queue.entered[i] + rhythm.max_lag
+        text, done = self._take(entry, queue.pieces[i], bound, due, limit, out, run is None)
+        boundary = Boundary.NONE
+        rhythm.last_pause = 0.0
+        if done:
+            boundary = entry.boundary
+            rhythm.last_pause = rhythm.pause_after(boundary)
+            queue.next_entry()
+        if run is not None:
+            run.add(entry, text, boundary, out)
+
     def _take(
-        self, entry: Chunk, pieces: list[str] | None, bound: float, due: float, limit: float, out: list[Chunk]
+        self,
+        entry: Chunk,
+        pieces: list[str] | None,
+        bound: float,
+        due: float,
+        limit: float,
+        out: list[Chunk],
+        words: bool,
     ) -> tuple[str, bool]:
         """Send the head entry's units from the one due at ``due`` while they are due by ``limit``.
 
-        Words go to ``out`` as a chunk each; graphemes come back as text, for the caller
-        to gather into runs; and whether the entry is done. Advances ``_sent`` and the
-        last unit's due time and cost.
+        ``words``: each unit goes to ``out`` as a chunk; otherwise (graphemes) the text
+        comes back, for the caller to gather into runs; and whether the entry is done.
+        Advances the queue's ``sent`` and the last unit's due time and cost.
         """
-        rate = self._head_rate
-        sent = self._sent
+        queue = self._queue
+        rhythm = self._rhythm
+        rate = rhythm.head_rate
+        sent = queue.sent
         if pieces is None:  # one character a unit: how many are due, in one step
             size = len(entry.text)
             count = size - sent
             if bound > limit and rate < math.inf:
                 count = min(count, int((limit - due) * rate) + 1)
             last = due + (count - 1) / rate if count > 1 else due
-            self._last_due = last if last < bound else bound
-            self._last_cost = 1
-            self._queued_cost -= count
-            self._sent = sent + count
+            rhythm.last_due = last if last < bound else bound
+            rhythm.last_cost = 1
+            queue.cost -= count
+            queue.sent = sent + count
             return (entry.text if count == size else entry.text[sent : sent + count]), sent + count == size
         size = len(pieces)
-        words = self.unit != "grapheme"  # words go out a chunk each; graphemes as one text
         first = sent
         cost = 0
         while True:
             unit_cost = len(pieces[sent])
             cost += unit_cost
-            self._last_due = due
+            rhythm.last_due = due
             sent += 1
             if words:  # a chunk a unit; the entry itself when it is one unit
                 if size == 1:
@@ -447,110 +498,9 @@ class Pacer(Stage):
                 due = bound
             if due > limit:
                 break
-        self._last_cost = unit_cost
-        self._queued_cost -= cost
-        self._sent = sent
+        rhythm.last_cost = unit_cost
+        queue.cost -= cost
+        queue.sent = sent
         if words:
             return "", sent == size
         return (entry.text if first == 0 and sent == size else "".join(pieces[first:sent])), sent == size
-
-    def _head_due(self, now: float) -> float:
-        """When the head entry's next unit goes out, reckoned at ``now``; sets ``_head_rate``.
-
-        The unit is ready when the last unit has had its time at the current rate (and
-        its pause); the rate is the largest of the configured rate, the arrival rate plus
-        the backlog over ``_CATCH_UP`` max_lags (adaptive), and the rate that empties
-        the backlog before its newest unit reaches the bound. A unit never goes out
-        before it reached the pacer, nor after the bound.
-        """
-        max_lag = self.max_lag
-        rate = self.rate
-        queued = self._queued_cost
-        if self.adaptive:
-            if now != self._decayed_at:
-                self._decayed_at = now
-                arrival = self._arrival_rate
-                if now > self._last_arrival:
-                    arrival *= math.exp((self._last_arrival - now) / _ARRIVAL_WINDOW)
-                span = now - self._first_arrival
-                if span < _SETTLED:
-                    # The decayed sum has seen only ``span`` of arrivals, not a whole
-                    # window's worth: scale it to the rate over that span, so the pace
-                    # follows the source from the start instead of ramping up over a second.
-                    arrival /= 1.0 - math.exp(-max(span, _MIN_SPAN) / _ARRIVAL_WINDOW)
-                self._decayed = arrival
-            arrival = self._decayed
-            # Follow the source and work off any backlog over a few max_lags, so lag settles
-            # below the bound and a burst is spread over the time the bound allows. (The
-            # backlog is never negative, so this is never below the arrival rate itself.
-            # A comparison, not max(): this runs once or twice per entry.)
-            catch_up = arrival + queued / (_CATCH_UP * max_lag)
-            if catch_up > rate:
-                rate = catch_up
-        backlog = queued - self._newest_cost
-        if backlog > 0:
-            # Empty the backlog before its newest unit reaches the lag bound.
-            room = self._entered[-1] + max_lag - now
-            if room <= 1e-3:
-                rate = math.inf
-            elif backlog / room > rate:
-                rate = backlog / room
-        self._head_rate = rate
-        entered = self._entered[self._head]
-        last_due = self._last_due
-        if last_due == -math.inf:  # nothing sent yet: first output at once
-            return entered
-        ready = last_due + self._last_cost / rate + self._last_pause
-        if ready < entered:
-            return entered
-        bound = entered + max_lag
-        return ready if ready < bound else bound
-
-
-def _settled(tail: str) -> bool:
-    """Whether ``tail``, the last grapheme so far, can grow only by an unlikely combining mark.
-
-    ASCII but CR (which LF would join) and the keycap bases ``#``, ``*`` and digits
-    (``1`` U+FE0F U+20E3 is one emoji), CJK punctuation, kana, ideographs and full-width
-    forms: text a model writes is NFC, where these carry no mark after them. A held
-    emoji, Hangul jamo or an Indic consonant (whose vowel sign may be the next token's)
-    waits for more text, up to ``max_lag``.
-    """
-    if len(tail) != 1:
-        return False
-    code = ord(tail)
-    if code < 128:
-        return code != 13 and code != 35 and code != 42 and not 48 <= code <= 57
-    return (
-        0x3000 <= code <= 0x303F  # CJK punctuation
-        or 0x3041 <= code <= 0x3096  # hiragana (not the combining voicing marks after it)
-        or 0x30A1 <= code <= 0x30FA  # katakana
-        or 0x4E00 <= code <= 0x9FFF  # CJK ideographs
-        or 0xFF01 <= code <= 0xFF60  # full-width forms
-    )
-
-
-def _run(texts: list[str], arrival: float, boundary: Boundary, whole: Chunk | None) -> Chunk:
-    """One chunk of the graphemes released together (``whole``: the entry, if they are all of it)."""
-    if whole is not None:
-        return whole
-    return Chunk(texts[0] if len(texts) == 1 else "".join(texts), arrival, boundary)
-
-
-def _ascii_words(text: str) -> list[str]:
-    """``_ASCII_WORD.findall(text)`` on ASCII ``text``: a loop a compiled build runs natively."""
-    pieces = []
-    size = len(text)
-    start = i = 0
-    while i < size:
-        while i < size and not _is_ascii_space(ord(text[i])):
-            i += 1
-        while i < size and _is_ascii_space(ord(text[i])):
-            i += 1
-        pieces.append(text[start:i])
-        start = i
-    return pieces
-
-
-def _is_ascii_space(code: int) -> bool:
-    return code == 32 or 9 <= code <= 13

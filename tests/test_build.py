@@ -23,10 +23,12 @@ from pacer import _build, pacing
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = [
+    "_arrival",
     "_breaks",
     "_core",
     "_markdown",
     "_text",
+    "_units",
     "metrics",
     "mux",
     "pacing",

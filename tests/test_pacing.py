@@ -20,7 +20,7 @@ from pacer import (
     SentenceSplitter,
     SyncRun,
     VirtualClock,
-    pacing,
+    _units,
     run,
     simulate,
     traces,
@@ -418,4 +418,4 @@ def test_a_choice_that_is_not_a_str_is_a_type_error(kwargs: dict[str, object], n
 @given(st.text(st.characters(max_codepoint=127), max_size=40))
 def test_ascii_word_loop_finds_what_the_regex_finds(text: str) -> None:
     # The compiled build splits ASCII text into words with a loop, the pure one with _ASCII_WORD.
-    assert pacing._ascii_words(text) == pacing._ASCII_WORD.findall(text)
+    assert _units._ascii_words(text) == _units._ASCII_WORD.findall(text)

@@ -1,0 +1,67 @@
+"""How fast a source is sending: a decayed estimate of its rate, for a pacer to follow.
+
+Cost: O(1) per arrival and per reading; two exponentials per new reading time.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+__all__ = ["ArrivalRate"]
+
+WINDOW: Final = 1.0  # seconds over which the arrival rate is estimated
+# Until a few windows have passed, the estimate is read over the time since the first
+# arrival (whose text counts as backlog, not rate), but over at least this long, so two
+# chunks close together do not read as a huge rate.
+_MIN_SPAN: Final = 0.05
+# A silence longer than this is a pause (a tool call, a queue), not a slower source: the
+# estimate, decayed towards nothing meanwhile, starts again from the next arrival, as at
+# the start of the stream. Shorter silences are part of a bursty source's rhythm.
+PAUSE: Final = 1.5 * WINDOW
+_SETTLED: Final = 5 * WINDOW  # from here on the estimate needs no correction (< 1%)
+
+
+class ArrivalRate:
+    """Characters per second arriving, decayed over about ``WINDOW``.
+
+    Read from the first arrival on, or the first after a pause of more than ``PAUSE``:
+    until the window has filled, the decayed sum is scaled to the rate over the time
+    seen, so a pace follows its source from the start instead of ramping up.
+    """
+
+    def __init__(self) -> None:
+        self._sum = 0.0  # the decayed sum of characters per WINDOW, as of ``_last``
+        self._last = -math.inf  # when text last arrived
+        self._first = math.nan  # the first arrival, or the first after a pause
+        self._read_at = math.nan  # ``_value`` is the rate read at this time
+        self._value = 0.0
+
+    def note(self, chars: int, now: float) -> None:
+        """``chars`` characters arrived at ``now`` (never earlier than the last arrival)."""
+        dt = now - self._last
+        if dt > PAUSE:  # the first arrival (dt is infinite), or the first after a pause
+            self._first = now
+            self._sum = 0.0
+        if now == self._first:
+            chars = 0  # text that came all at once is no rate to follow: the backlog terms pace it
+        else:
+            self._sum = self._sum * math.exp(-dt / WINDOW)
+        self._sum += chars / WINDOW
+        self._last = now
+        self._read_at = math.nan
+
+    def at(self, now: float) -> float:
+        """The rate at ``now`` (characters per second); read again at the same time, remembered."""
+        if now != self._read_at:
+            self._read_at = now
+            rate = self._sum
+            if now > self._last:
+                rate *= math.exp((self._last - now) / WINDOW)
+            span = now - self._first
+            if span < _SETTLED:
+                # The decayed sum has seen only ``span`` of arrivals, not a whole window's
+                # worth: scale it to the rate over that span.
+                rate /= 1.0 - math.exp(-max(span, _MIN_SPAN) / WINDOW)
+            self._value = rate
+        return self._value

@@ -1,0 +1,215 @@
+"""What a pacer paces: how its input is cut into units, and the queue of units waiting.
+
+A unit strategy is chosen once, when the pacer is built: ``Graphemes`` (each
+character as a reader would count it), ``Words`` (a word with the space after it;
+one CJK character is a word), ``Sentences`` (a ``SentenceSplitter`` composed in
+front) or ``Chunks`` (the input as it comes). ``UnitQueue`` holds one entry per
+arrival, not one object per unit.
+
+Cost: cutting text into units is linear in the text (none for ASCII graphemes,
+whose units are its characters); the queue is O(1) amortized per entry.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import regex
+
+from ._core import Chunk
+from ._text import GRAPHEME
+from .sentences import SentenceSplitter
+
+__all__ = ["Chunks", "Graphemes", "Sentences", "UnitQueue", "Units", "Words"]
+
+_CJK: Final = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}"
+# A word: a run of non-space, non-CJK characters with the space after it; one CJK
+# character with the punctuation and space after it; or a run of space.
+_WORD: Final = regex.compile(rf"[^\s{_CJK}]+\s*|[{_CJK}][\p{{M}}\p{{P}}\p{{S}}\s]*|\s+")
+# The same pieces as _WORD on ASCII text (where regex's \s is [\t\n\v\f\r ]), found by
+# the standard library's engine, which is several times cheaper per call on short text.
+_ASCII_WORD: Final = re.compile(r"\S+\s*|\s+", re.ASCII)
+_COMPILED: Final = not __file__.endswith(".py")
+
+
+class Units:
+    """How a pacer cuts its input into units; this base takes each input chunk as one unit.
+
+    ``whole``: every chunk ``ready`` returns is one unit, queued as it is (never held).
+    ``runs``: units due together go out as one chunk (graphemes), not a chunk each.
+    """
+
+    def __init__(self, whole: bool = True, runs: bool = False) -> None:
+        self.whole = whole
+        self.runs = runs
+
+    def ready(self, chunk: Chunk, now: float) -> list[Chunk]:
+        """The text ``chunk`` makes ready to queue."""
+        return [chunk]
+
+    def finish(self, now: float) -> list[Chunk]:
+        """End of input: what is still held, to queue."""
+        return []
+
+    def cancel(self, now: float) -> list[Chunk]:
+        """Stop: what is still held, to queue at once."""
+        return []
+
+    def pieces(self, text: str) -> list[str] | None:
+        """The units of ``text``, in order; ``None``: each character is one."""
+        return [text]
+
+    def holds(self, last: str) -> bool:
+        """Whether the last unit so far may still grow with the next text, and must wait for it."""
+        return False
+
+    def settled(self, last: str) -> bool:
+        """Whether a held last unit can grow only by a mark a model hardly ever writes."""
+        return False
+
+
+class Chunks(Units):
+    """The input chunks as they come."""
+
+
+class Sentences(Units):
+    """Whole sentences (and clauses under a budget), as a ``SentenceSplitter`` cuts them."""
+
+    def __init__(self, splitter: SentenceSplitter) -> None:
+        super().__init__()
+        self.splitter = splitter
+
+    def ready(self, chunk: Chunk, now: float) -> list[Chunk]:
+        return self.splitter.push(chunk, now)
+
+    def finish(self, now: float) -> list[Chunk]:
+        return self.splitter.finish(now)
+
+    def cancel(self, now: float) -> list[Chunk]:
+        return self.splitter.cancel(now)
+
+
+class Words(Units):
+    """A word with the space after it; one CJK character with the punctuation after it."""
+
+    def __init__(self) -> None:
+        super().__init__(whole=False)
+
+    def pieces(self, text: str) -> list[str] | None:
+        if not text.isascii():
+            found: list[str] = _WORD.findall(text)
+            return found
+        if _COMPILED:
+            return _ascii_words(text)
+        return _ASCII_WORD.findall(text)
+
+    def holds(self, last: str) -> bool:
+        return not last[-1].isspace()  # a word is whole once a space follows it
+
+
+class Graphemes(Units):
+    """Extended grapheme clusters; those due together go out as one chunk."""
+
+    def __init__(self) -> None:
+        super().__init__(whole=False, runs=True)
+
+    def pieces(self, text: str) -> list[str] | None:
+        if text.isascii() and "\r" not in text:
+            return None  # every ASCII character but CR (CR LF) is a grapheme of its own
+        found: list[str] = GRAPHEME.findall(text)
+        return found
+
+    def holds(self, last: str) -> bool:
+        return True  # the next text may extend it (an emoji sequence cut between tokens)
+
+    def settled(self, last: str) -> bool:
+        return _settled(last)
+
+
+def _settled(tail: str) -> bool:
+    """Whether ``tail``, the last grapheme so far, can grow only by an unlikely combining mark.
+
+    ASCII but CR (which LF would join) and the keycap bases ``#``, ``*`` and digits
+    (``1`` U+FE0F U+20E3 is one emoji), CJK punctuation, kana, ideographs and full-width
+    forms: text a model writes is NFC, where these carry no mark after them. A held
+    emoji, Hangul jamo or an Indic consonant (whose vowel sign may be the next token's)
+    waits for more text, up to ``max_lag``.
+    """
+    if len(tail) != 1:
+        return False
+    code = ord(tail)
+    if code < 128:
+        return code != 13 and code != 35 and code != 42 and not 48 <= code <= 57
+    return (
+        0x3000 <= code <= 0x303F  # CJK punctuation
+        or 0x3041 <= code <= 0x3096  # hiragana (not the combining voicing marks after it)
+        or 0x30A1 <= code <= 0x30FA  # katakana
+        or 0x4E00 <= code <= 0x9FFF  # CJK ideographs
+        or 0xFF01 <= code <= 0xFF60  # full-width forms
+    )
+
+
+def _ascii_words(text: str) -> list[str]:
+    """``_ASCII_WORD.findall(text)`` on ASCII ``text``: a loop a compiled build runs natively."""
+    pieces = []
+    size = len(text)
+    start = i = 0
+    while i < size:
+        while i < size and not _is_ascii_space(ord(text[i])):
+            i += 1
+        while i < size and _is_ascii_space(ord(text[i])):
+            i += 1
+        pieces.append(text[start:i])
+        start = i
+    return pieces
+
+
+def _is_ascii_space(code: int) -> bool:
+    return code == 32 or 9 <= code <= 13
+
+
+class UnitQueue:
+    """The units waiting, one entry per arrival: its text as a ``Chunk`` (with its arrival
+    and the boundary after its last unit), its units (``None``: each character), and
+    when it reached the pacer. Plain lists, which a compiled build indexes natively,
+    compacted as the head moves."""
+
+    def __init__(self) -> None:
+        self.chunks: list[Chunk] = []
+        self.pieces: list[list[str] | None] = []
+        self.entered: list[float] = []
+        self.head = 0  # the entry whose units go out next
+        self.sent = 0  # units of the head entry already sent
+        self.cost = 0  # characters queued and not sent
+        self.newest_cost = 0  # the newest unit's: it is not backlog, it just came
+
+    def add(self, unit: Chunk, pieces: list[str] | None, entered: float) -> None:
+        """Queue an entry: ``unit`` holds its text, ``pieces`` its units (``None``: each character)."""
+        self.chunks.append(unit)
+        self.pieces.append(pieces)
+        self.entered.append(entered)
+        self.cost += len(unit.text)
+        self.newest_cost = 1 if pieces is None else len(pieces[-1])
+
+    def waiting(self) -> bool:
+        return self.head < len(self.chunks)
+
+    def next_entry(self) -> None:
+        """The head entry is all sent."""
+        self.head += 1
+        self.sent = 0
+
+    def compact(self) -> None:
+        """Drop the entries sent, once they are all or most of the lists."""
+        head = self.head
+        if head == len(self.chunks):
+            self.chunks.clear()
+            self.pieces.clear()
+            self.entered.clear()
+            self.head = 0
+        elif head > 64 and 2 * head > len(self.chunks):
+            del self.chunks[:head]
+            del self.pieces[:head]
+            del self.entered[:head]
+            self.head = 0
