@@ -12,7 +12,7 @@ _from_source = _build.choose(__path__[0])
 from . import traces
 from ._core import Boundary, Chunk, Pipeline, Stage, StageClosedError, pipeline
 from .clock import Clock, MonotonicClock, VirtualClock
-from .detokenize import ByteDecoder, Detokenizer, Vocab
+from .detokenize import ByteDecoder, Detokenizer
 from .hub import Hub, HubStream
 from .metrics import StreamMetrics
 from .mux import Mux, MuxStream
@@ -22,6 +22,7 @@ from .run import AsyncRun, SyncRun, arun, run
 from .sentences import SentenceSplitter, split_sentences
 from .simulate import Timeline, simulate
 from .streamer import PacerStreamer
+from .tokenizers import Vocab
 
 __version__ = "0.1.0"
 

@@ -29,13 +29,12 @@ A genuine U+FFFD in the text is just three bytes like any other: it never stalls
 from __future__ import annotations
 
 import codecs
-import functools
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from ._core import Chunk, Stage, as_id_list
+from .tokenizers import Vocab, vocab_for
 
 _speedups: Any
 try:
@@ -47,7 +46,7 @@ except ImportError:  # built without a C compiler: the pure-Python path gives th
 #: check that both paths agree).
 _SPEEDUPS = True
 
-__all__ = ["ByteDecoder", "Detokenizer", "Vocab"]
+__all__ = ["ByteDecoder", "Detokenizer"]
 
 REPLACEMENT = "\ufffd"
 
@@ -59,86 +58,6 @@ def _per_byte_replace(exc: UnicodeError) -> tuple[str, int]:
 
 
 codecs.register_error("pacer.perbyte", _per_byte_replace)
-
-
-@dataclass
-class Vocab:
-    """What a tokenizer's decoder does, reduced to tables and a few rules.
-
-    ``pieces[i]`` is what id ``i`` contributes: ``bytes`` for byte-stream decoders,
-    ``str`` for run decoders, ``None`` where ``i`` is not a valid id.
-    ``errors`` is the replacement rule for invalid UTF-8: ``"replace"`` (one
-    U+FFFD per maximal invalid subpart, as Python, Rust and tiktoken do) or
-    ``"pacer.perbyte"`` (one per byte, as SentencePiece does).
-    ``strip_first`` is how the decoder drops a leading space: ``None``; ``"token"``
-    (from the first non-empty piece, if that id is in ``strip_ids``); ``"output"``
-    (the first character of the whole text, if it is a space); or ``"both"``
-    (``str.strip()`` of the whole text: trailing whitespace is held until more text
-    follows, and dropped at the end).
-    ``byte_runs`` maps byte-fallback ids to their byte: consecutive ones are decoded
-    together, all-or-nothing (HF ``ByteFallback``). ``name`` says which backend.
-
-    The per-id tables are kept as tuples whatever sequence they are given as: a tuple
-    of strings and bytes is one object the garbage collector stops tracking, where a
-    list of a vocabulary's 100k+ entries is walked by every full collection.
-    """
-
-    name: str
-    pieces: Sequence[Any]
-    errors: str = "replace"
-    strip_first: str | None = None
-    strip_ids: frozenset[int] = frozenset()
-    byte_runs: dict[int, int] | None = None
-    special_ids: frozenset[int] = field(default_factory=frozenset)
-    skipped_ids: frozenset[int] = field(default_factory=frozenset)
-    """Ids the decoder drops before it runs (skipped specials): they never end a byte run."""
-    run_breakers: frozenset[int] = frozenset()
-    """Ids that add no text but end an unfinished character (SentencePiece's control
-    tokens): bytes on either side of one never join into one character."""
-    first: Sequence[Any] | None = None
-    """Byte pieces for the decoder's first token, where it differs (HF ``WordPiece``:
-    no space added, continuation prefix kept); ``pieces`` for every later token."""
-    last: Sequence[Any] | None = None
-    """Byte pieces for the decoder's last token, where it differs (HF ``BPEDecoder``:
-    the end-of-word suffix becomes nothing rather than a space); ``pieces`` for every
-    earlier one. What a token's two forms do not share is held until the next token."""
-    repeats: Sequence[Any] | None = None
-    """Per id, the key that makes a token a repeat of the one before it, dropped (HF
-    ``CTC`` collapses runs of the same token); ``None``: nothing is dropped."""
-
-    def __post_init__(self) -> None:
-        self.pieces = tuple(self.pieces)
-        self.first = None if self.first is None else tuple(self.first)
-        self.last = None if self.last is None else tuple(self.last)
-        self.repeats = None if self.repeats is None else tuple(self.repeats)
-
-    @functools.cached_property
-    def texts(self) -> tuple[str | None, ...]:
-        """For byte pieces that are complete UTF-8 on their own, their text; else ``None``."""
-        out: list[str | None] = []
-        for piece in self.pieces:
-            try:
-                out.append(piece.decode("utf-8") if isinstance(piece, bytes) else None)
-            except UnicodeDecodeError:
-                out.append(None)
-        return tuple(out)
-
-    @functools.cached_property
-    def steady_texts(self) -> dict[int, str]:
-        """The non-empty text of each id whose text is fixed once nothing is pending:
-        no partial character before it and no byte run it could join or end."""
-        if self.byte_runs is None:
-            return {i: t for i, t in enumerate(self.texts) if t}
-        runs, skipped = self.byte_runs, self.skipped_ids
-        return {i: p for i, p in enumerate(self.pieces) if p and i not in runs and i not in skipped}
-
-    @functools.cached_property
-    def steady_list(self) -> tuple[str | None, ...]:
-        """``steady_texts`` as a tuple indexed by id (``None``: no fixed text), for the C lookup."""
-        table: list[str | None] = [None] * len(self.pieces)
-        for i, text in self.steady_texts.items():
-            table[i] = text
-        return tuple(table)
 
 
 class Detokenizer(Stage):
@@ -160,8 +79,6 @@ class Detokenizer(Stage):
 
     def __init__(self, tokenizer: Any, *, skip_special_tokens: bool = False) -> None:
         super().__init__()
-        from .tokenizers import vocab_for, wants_cleanup
-
         self.vocab = tokenizer if isinstance(tokenizer, Vocab) else vocab_for(tokenizer, skip_special_tokens)
         self.skip_special_tokens = skip_special_tokens
         self._pieces = self.vocab.pieces
@@ -172,7 +89,7 @@ class Detokenizer(Stage):
         self._at_start = self.vocab.strip_first == "token" or self.vocab.first is not None
         self._strip_both = self.vocab.strip_first == "both"
         self._first_space = self.vocab.strip_first == "output"  # the next text may lose its space
-        self._cleanup = _Cleanup() if not isinstance(tokenizer, Vocab) and wants_cleanup(tokenizer) else None
+        self._cleanup = _Cleanup() if self.vocab.cleanup else None
         self._strip_out = self._first_space or self._strip_both or self._cleanup is not None  # post-process
         self._leading = True  # nothing but whitespace shown so far ("both")
         self._held_space = ""  # trailing whitespace, shown only if more text follows ("both")

@@ -8,37 +8,131 @@ a dependency of pacer's core.
 from __future__ import annotations
 
 import base64
+import dataclasses
+import functools
 import json
 import re
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .detokenize import Vocab
-
-__all__ = ["load_sentencepiece", "load_tekken", "mistral_data_file", "vocab_for", "wants_cleanup"]
+__all__ = ["Vocab", "load_sentencepiece", "load_tekken", "mistral_data_file", "vocab_for", "wants_cleanup"]
 
 _BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 _SPM_UNKNOWN_SURFACE = " \u2047 "
 
 
-_CACHE: weakref.WeakKeyDictionary[Any, dict[bool, Vocab]] = weakref.WeakKeyDictionary()
+@dataclass
+class Vocab:
+    """What a tokenizer's decoder does, reduced to tables and a few rules.
+
+    ``pieces[i]`` is what id ``i`` contributes: ``bytes`` for byte-stream decoders,
+    ``str`` for run decoders, ``None`` where ``i`` is not a valid id.
+    ``errors`` is the replacement rule for invalid UTF-8: ``"replace"`` (one
+    U+FFFD per maximal invalid subpart, as Python, Rust and tiktoken do) or
+    ``"pacer.perbyte"`` (one per byte, as SentencePiece does).
+    ``strip_first`` is how the decoder drops a leading space: ``None``; ``"token"``
+    (from the first non-empty piece, if that id is in ``strip_ids``); ``"output"``
+    (the first character of the whole text, if it is a space); or ``"both"``
+    (``str.strip()`` of the whole text: trailing whitespace is held until more text
+    follows, and dropped at the end).
+    ``byte_runs`` maps byte-fallback ids to their byte: consecutive ones are decoded
+    together, all-or-nothing (HF ``ByteFallback``). ``name`` says which backend.
+
+    The per-id tables are kept as tuples whatever sequence they are given as: a tuple
+    of strings and bytes is one object the garbage collector stops tracking, where a
+    list of a vocabulary's 100k+ entries is walked by every full collection.
+    """
+
+    name: str
+    pieces: Sequence[Any]
+    errors: str = "replace"
+    strip_first: str | None = None
+    strip_ids: frozenset[int] = frozenset()
+    byte_runs: dict[int, int] | None = None
+    special_ids: frozenset[int] = field(default_factory=frozenset)
+    skipped_ids: frozenset[int] = field(default_factory=frozenset)
+    """Ids the decoder drops before it runs (skipped specials): they never end a byte run."""
+    run_breakers: frozenset[int] = frozenset()
+    """Ids that add no text but end an unfinished character (SentencePiece's control
+    tokens): bytes on either side of one never join into one character."""
+    first: Sequence[Any] | None = None
+    """Byte pieces for the decoder's first token, where it differs (HF ``WordPiece``:
+    no space added, continuation prefix kept); ``pieces`` for every later token."""
+    last: Sequence[Any] | None = None
+    """Byte pieces for the decoder's last token, where it differs (HF ``BPEDecoder``:
+    the end-of-word suffix becomes nothing rather than a space); ``pieces`` for every
+    earlier one. What a token's two forms do not share is held until the next token."""
+    repeats: Sequence[Any] | None = None
+    """Per id, the key that makes a token a repeat of the one before it, dropped (HF
+    ``CTC`` collapses runs of the same token); ``None``: nothing is dropped."""
+    cleanup: bool = False
+    """Whether transformers' ``clean_up_tokenization`` runs over the decoded text (a
+    chain of replacements such as ``" ." -> "."``, streamed by the Detokenizer)."""
+
+    def __post_init__(self) -> None:
+        self.pieces = tuple(self.pieces)
+        self.first = None if self.first is None else tuple(self.first)
+        self.last = None if self.last is None else tuple(self.last)
+        self.repeats = None if self.repeats is None else tuple(self.repeats)
+
+    @functools.cached_property
+    def texts(self) -> tuple[str | None, ...]:
+        """For byte pieces that are complete UTF-8 on their own, their text; else ``None``."""
+        out: list[str | None] = []
+        for piece in self.pieces:
+            try:
+                out.append(piece.decode("utf-8") if isinstance(piece, bytes) else None)
+            except UnicodeDecodeError:
+                out.append(None)
+        return tuple(out)
+
+    @functools.cached_property
+    def steady_texts(self) -> dict[int, str]:
+        """The non-empty text of each id whose text is fixed once nothing is pending:
+        no partial character before it and no byte run it could join or end."""
+        if self.byte_runs is None:
+            return {i: t for i, t in enumerate(self.texts) if t}
+        runs, skipped = self.byte_runs, self.skipped_ids
+        return {i: p for i, p in enumerate(self.pieces) if p and i not in runs and i not in skipped}
+
+    @functools.cached_property
+    def steady_list(self) -> tuple[str | None, ...]:
+        """``steady_texts`` as a tuple indexed by id (``None``: no fixed text), for the C lookup."""
+        table: list[str | None] = [None] * len(self.pieces)
+        for i, text in self.steady_texts.items():
+            table[i] = text
+        return tuple(table)
+
+
+_CACHE: weakref.WeakKeyDictionary[Any, dict[tuple[bool, bool], Vocab]] = weakref.WeakKeyDictionary()
 
 
 def vocab_for(tokenizer: Any, skip_special_tokens: bool = False) -> Vocab:
-    """The ``Vocab`` of a tokenizer object, built once per tokenizer and option.
+    """The ``Vocab`` of a tokenizer object, built once per tokenizer and options.
 
-    Raises ``TypeError`` for objects that are not a supported tokenizer.
+    Whether it cleans up (``wants_cleanup``) is read on every call: transformers keeps
+    that setting in a mutable attribute. Raises ``TypeError`` for objects that are not
+    a supported tokenizer.
     """
+    if isinstance(tokenizer, Vocab):
+        return tokenizer
+    cleanup = wants_cleanup(tokenizer)
     try:
         per_tokenizer = _CACHE.setdefault(tokenizer, {})
     except TypeError:  # not weakly referenceable: build every time
-        return _build_vocab(tokenizer, skip_special_tokens)
-    vocab = per_tokenizer.get(skip_special_tokens)
+        return dataclasses.replace(_build_vocab(tokenizer, skip_special_tokens), cleanup=cleanup)
+    vocab = per_tokenizer.get((skip_special_tokens, cleanup))
     if vocab is None:
-        vocab = per_tokenizer[skip_special_tokens] = _build_vocab(tokenizer, skip_special_tokens)
+        # The other cleanup setting's Vocab, if built, differs in that flag alone.
+        built = per_tokenizer.get((skip_special_tokens, not cleanup)) or _build_vocab(
+            tokenizer, skip_special_tokens
+        )
+        vocab = built if built.cleanup == cleanup else dataclasses.replace(built, cleanup=cleanup)
+        per_tokenizer[(skip_special_tokens, cleanup)] = vocab
     return vocab
 
 

@@ -264,6 +264,30 @@ def test_clean_up_tokenization_spaces_is_reproduced(kind: str, data: st.DataObje
     assert joined == tok.decode(ids)
 
 
+def test_a_vocab_given_directly_carries_its_cleanup_and_the_setting_is_read_per_detokenizer() -> None:
+    import copy
+
+    from pacer.tokenizers import vocab_for
+
+    tok = copy.copy(get("hf-slow-tokenizer.model.v1").tokenizer)
+    text = "Well , it is n't over . Is it ? Yes !"
+    ids = tok.encode(text, add_special_tokens=False)
+    tok.clean_up_tokenization_spaces = True
+    cleaned = vocab_for(tok)
+    assert cleaned.cleanup
+    tok.clean_up_tokenization_spaces = False
+    raw = vocab_for(tok)
+    assert not raw.cleanup and raw.pieces is cleaned.pieces  # one table, two settings
+    # A Vocab handed over directly keeps the rule it was built with.
+    d = Detokenizer(cleaned)
+    assert "".join(d.feed(ids) + d.flush()) == tok.decode(ids, clean_up_tokenization_spaces=True)
+    d = Detokenizer(raw)
+    assert "".join(d.feed(ids) + d.flush()) == tok.decode(ids, clean_up_tokenization_spaces=False)
+    assert tok.decode(ids, clean_up_tokenization_spaces=True) != tok.decode(
+        ids, clean_up_tokenization_spaces=False
+    )
+
+
 def test_feed_is_the_c_lookup_when_built_and_a_feed_bound_early_stays_exact(speedups: str) -> None:
     b = get("tiktoken-tekken")
     d = Detokenizer(b.tokenizer)
