@@ -29,11 +29,12 @@ A genuine U+FFFD in the text is just three bytes like any other: it never stalls
 from __future__ import annotations
 
 import codecs
+import enum
 import re
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Final
 
-from ._core import Chunk, Stage, as_id_list
+from ._core import Chunk, Stage, StageClosedError, as_id_list
 from .tokenizers import Vocab, vocab_for
 
 _speedups: Any
@@ -60,6 +61,21 @@ def _per_byte_replace(exc: UnicodeError) -> tuple[str, int]:
 codecs.register_error("pacer.perbyte", _per_byte_replace)
 
 
+class _Mode(enum.Enum):
+    """Which quick path the next id may take; ``Detokenizer._settle`` alone decides it."""
+
+    STEADY = "the table entry is the text"
+    LOOKUP = "the table entry, then the whole-text steps"
+    BYTEWISE = "one incremental UTF-8 decode of the id's bytes"
+    CHECKED = "the checked path, which owns every rule and error"
+
+
+_STEADY: Final = _Mode.STEADY
+_LOOKUP: Final = _Mode.LOOKUP
+_BYTEWISE: Final = _Mode.BYTEWISE
+_CHECKED: Final = _Mode.CHECKED
+
+
 class Detokenizer(Stage):
     """Token ids in, text out: ``"".join`` of everything equals the one-shot decode.
 
@@ -79,37 +95,20 @@ class Detokenizer(Stage):
 
     def __init__(self, tokenizer: Any, *, skip_special_tokens: bool = False) -> None:
         super().__init__()
-        self.vocab = tokenizer if isinstance(tokenizer, Vocab) else vocab_for(tokenizer, skip_special_tokens)
+        self.vocab = vocab_for(tokenizer, skip_special_tokens)
         self.skip_special_tokens = skip_special_tokens
-        self._pieces = self.vocab.pieces
-        self._size = len(self._pieces)
-        self._count = 0  # ids taken so far, for error messages
-        self._decoder = codecs.getincrementaldecoder("utf-8")(self.vocab.errors)
+        self._table = self.vocab.steady_texts  # id -> its text, where that text is fixed
+        self._count = 0  # ids taken so far by the Python paths, for error messages
+        self._utf8 = _Utf8(self.vocab.errors)
         # Until the first non-empty piece, the decoder may treat it specially.
         self._at_start = self.vocab.strip_first == "token" or self.vocab.first is not None
-        self._strip_both = self.vocab.strip_first == "both"
-        self._first_space = self.vocab.strip_first == "output"  # the next text may lose its space
-        self._cleanup = _Cleanup() if self.vocab.cleanup else None
-        self._strip_out = self._first_space or self._strip_both or self._cleanup is not None  # post-process
-        self._leading = True  # nothing but whitespace shown so far ("both")
-        self._held_space = ""  # trailing whitespace, shown only if more text follows ("both")
-        self._run = bytearray()
-        self._run_ids = self.vocab.byte_runs or {}
-        self._partial = False  # the UTF-8 decoder holds part of a character
+        self._steps = _TextSteps(self.vocab.strip_first, self.vocab.cleanup)
         # Decoders that look at the token before or after (BPEDecoder, CTC) go token by token.
-        self._chain = self.vocab.last is not None or self.vocab.repeats is not None
-        self._held_mid = self._held_last = b""  # a token's ending, in its not-last and last forms
-        self._previous: Any = None  # the repeat key of the last token taken
-        # The function, not a bound method: a bound method kept here would make a cycle.
-        self._convert: Callable[[Detokenizer, Sequence[int]], str] = (
-            Detokenizer._convert_runs
-            if self.vocab.byte_runs is not None
-            else Detokenizer._convert_chain
-            if self._chain
-            else Detokenizer._convert_bytes
-        )
-        self._fast_get = self.vocab.steady_texts.get
-        # What the C ``feed`` (when built) reads: the same table and the same steady flag.
+        chain = self.vocab.last is not None or self.vocab.repeats is not None
+        self._neighbours = _Neighbours(self.vocab) if chain else None
+        self._run = bytearray()  # the pending byte-fallback run (HF ByteFallback)
+        self._mode = _CHECKED
+        # What the C ``feed`` (when built) reads: the same table, and whether the mode is steady.
         self._lookup_state: Any = (
             _speedups.TableState(self.vocab.steady_list) if _speedups is not None and _SPEEDUPS else None
         )
@@ -121,8 +120,8 @@ class Detokenizer(Stage):
     def feed(self, item: Any, now: float | None = None) -> list[str]:
         """Take one id or a sequence of ids; return the text they complete."""
         if type(item) is int and now is None:
-            if self._steady:
-                text = self._fast_get(item)
+            if self._mode is _STEADY:
+                text = self._table.get(item)
                 if text is not None:  # the common case: a table lookup, nothing else to do
                     self._count += 1
                     return [text]
@@ -141,27 +140,27 @@ class Detokenizer(Stage):
                 return [Chunk(text, now)] if text else []
         if isinstance(item, Chunk):
             return self.push(item, now)
+        if self._closed:
+            raise StageClosedError("Detokenizer: ids given after its end (finish, flush or cancel)")
         ids = as_id_list(item, "Detokenizer")
         self._check(ids)
         self._count += len(ids)
-        text = self._convert(self, ids)
+        text = self._convert(ids)
         self._settle()
         return [Chunk(text, now)] if text else []
 
     def _settle(self) -> None:
-        # Which quick path the next id may take. ``_lookup``: a token's text is its table
-        # entry (no partial character, byte run or start rule pending), then the
-        # whole-text steps; ``_steady``: the table entry and nothing else; ``_bytewise``:
-        # a byte decoder past its start, so one valid id is one incremental decode.
-        ready = not (self._closed or self._at_start or self._chain)
-        self._lookup = ready and not (self._partial or self._run)
-        self._set_steady(self._lookup and not self._strip_out)
-        self._bytewise = ready and self.vocab.byte_runs is None
-
-    def _set_steady(self, steady: bool) -> None:
-        self._steady = steady
+        """Decide the mode from the state: the one place that does."""
+        vocab = self.vocab
+        if self._closed or self._at_start or self._neighbours is not None:
+            mode = _CHECKED
+        elif self._utf8.partial or self._run:
+            mode = _BYTEWISE if vocab.byte_runs is None else _CHECKED
+        else:
+            mode = _LOOKUP if self._steps.active else _STEADY
+        self._mode = mode
         if self._lookup_state is not None:
-            self._lookup_state.steady = steady
+            self._lookup_state.steady = mode is _STEADY
 
     def _taken(self) -> int:
         """How many ids the stream has taken so far."""
@@ -169,40 +168,43 @@ class Detokenizer(Stage):
 
     def _one(self, item: int) -> str | None:
         """The text one valid id completes, by a quick path; ``None``: take the checked one."""
-        if self._lookup:
-            text = self._fast_get(item)
+        mode = self._mode
+        if mode is _CHECKED:
+            return None
+        if mode is not _BYTEWISE:
+            text = self._table.get(item)
             if text is not None:
                 self._count += 1
-                if self._strip_out:
-                    text = self._strip_output(text)
-                    self._set_steady(not self._strip_out)  # a first-space rule ends with the first text
+                if mode is _LOOKUP:
+                    text = self._steps.apply(text)
+                    self._settle()  # a first-space rule ends with the first text
                 return text
-        if self._bytewise and 0 <= item < self._size:
-            piece = self._pieces[item]
+        pieces = self.vocab.pieces
+        if self.vocab.byte_runs is None and 0 <= item < len(pieces):
+            piece = pieces[item]
             if piece is not None:
                 self._count += 1
                 if not piece and item in self.vocab.run_breakers:
-                    text = self._decoder.decode(b"", True)  # resolves an unfinished character
+                    text = self._utf8.end(b"")  # resolves an unfinished character
                 else:
-                    text = self._decoder.decode(piece)
-                self._partial = partial = self._decoder.getstate()[0] != b""
-                if self._strip_out:
-                    text = self._strip_output(text)
-                self._lookup = not partial  # what _settle would say: only _partial changed
-                self._set_steady(not (partial or self._strip_out))
+                    text = self._utf8.decode(piece)
+                if self._steps.active:
+                    text = self._steps.apply(text)
+                self._settle()
                 return text
         return None
 
     def finish(self, now: float) -> list[Chunk]:
-        self._lookup = self._bytewise = False  # ended: later calls take the checked path
-        self._set_steady(False)
+        self._closed = True  # ended: more ids are an error, and nothing takes a quick path
+        self._settle()
         text = self._end()
         return [Chunk(text, now)] if text else []
 
     # -- decoding ----------------------------------------------------------------------
 
     def _check(self, ids: Sequence[int]) -> None:
-        pieces, size = self._pieces, self._size
+        pieces = self.vocab.pieces
+        size = len(pieces)
         for position, i in enumerate(ids):
             if type(i) is not int and (isinstance(i, bool) or not hasattr(i, "__index__")):
                 raise TypeError(
@@ -216,77 +218,57 @@ class Detokenizer(Stage):
                     f"of {self.vocab.name} (ids 0..{size - 1})"
                 )
 
-    def _decode(self, data: bytes) -> str:
-        text = self._decoder.decode(data)
-        self._partial = self._decoder.getstate()[0] != b""
-        return text
-
-    def _convert_bytes(self, ids: Sequence[int]) -> str:
-        text = self._convert_start(ids) if self._at_start else self._decode_ids(ids)
-        return self._strip_output(text) if self._strip_out else text
-
-    def _convert_chain(self, ids: Sequence[int]) -> str:
-        pieces, last, repeats, skipped = (
-            self._pieces,
-            self.vocab.last,
-            self.vocab.repeats,
-            self.vocab.skipped_ids,
-        )
-        out = bytearray()
-        for i in ids:
-            if i in skipped:
-                continue  # dropped before the decoder runs: not part of the chain
-            if repeats is not None:
-                if repeats[i] == self._previous:
-                    continue
-                self._previous = repeats[i]
-            piece = pieces[i]
-            if last is None:
-                out += piece
-                continue
-            # The previous token was not the last after all; this one may be.
-            out += self._held_mid
-            shared = _shared_prefix(piece, last[i])
-            out += piece[:shared]
-            self._held_mid, self._held_last = piece[shared:], last[i][shared:]
-        text = self._decode(bytes(out))
-        return self._strip_output(text) if self._strip_out else text
+    def _convert(self, ids: Sequence[int]) -> str:
+        if self.vocab.byte_runs is not None:
+            text = self._convert_runs(ids)
+        elif self._neighbours is not None:
+            text = self._utf8.decode(self._neighbours.join(ids))
+        elif self._at_start:
+            text = self._convert_start(ids)
+        else:
+            text = self._decode_ids(ids)
+        return self._steps.apply(text) if self._steps.active else text
 
     def _decode_ids(self, ids: Sequence[int]) -> str:
-        pieces, breakers = self._pieces, self.vocab.run_breakers
+        pieces, breakers, utf8 = self.vocab.pieces, self.vocab.run_breakers, self._utf8
         if len(ids) == 1 and ids[0] not in breakers:
-            return self._decode(pieces[ids[0]])
+            return utf8.decode(pieces[ids[0]])
         if not breakers or breakers.isdisjoint(ids):
-            return self._decode(b"".join([pieces[i] for i in ids]))
+            return utf8.decode(b"".join([pieces[i] for i in ids]))
         out: list[str] = []
         run: list[bytes] = []
         for i in ids:
             if i in breakers:
-                out.append(self._decode(b"".join(run)))
-                out.append(self._decoder.decode(b"", True))  # resolves an unfinished character
+                out.append(utf8.decode(b"".join(run)))
+                out.append(utf8.end(b""))  # resolves an unfinished character
                 run.clear()
             else:
                 run.append(pieces[i])
-        out.append(self._decode(b"".join(run)))
+        out.append(utf8.decode(b"".join(run)))
         return "".join(out)
 
     def _convert_start(self, ids: Sequence[int]) -> str:
         # Until the first non-empty piece, the decoder may drop its leading space.
-        pieces, strip_ids, first = self._pieces, self.vocab.strip_ids, self.vocab.first
+        vocab = self.vocab
         for k, i in enumerate(ids):
-            piece = pieces[i]
+            piece = vocab.pieces[i]
             if not piece:
                 continue
             self._at_start = False
-            if first is not None:
-                piece = first[i]
-            elif i in strip_ids and piece[:1] == b" ":
+            if vocab.first is not None:
+                piece = vocab.first[i]
+            elif i in vocab.strip_ids and piece[:1] == b" ":
                 piece = piece[1:]
-            return self._decode(piece) + self._decode_ids(ids[k + 1 :])
+            return self._utf8.decode(piece) + self._decode_ids(ids[k + 1 :])
         return ""
 
     def _convert_runs(self, ids: Sequence[int]) -> str:
-        pieces, runs, run, skipped = self._pieces, self.vocab.byte_runs, self._run, self.vocab.skipped_ids
+        pieces, runs, run, skipped = (
+            self.vocab.pieces,
+            self.vocab.byte_runs,
+            self._run,
+            self.vocab.skipped_ids,
+        )
         assert runs is not None
         out: list[str] = []
         for i in ids:
@@ -299,7 +281,7 @@ class Detokenizer(Stage):
             if run:
                 out.append(self._close_run())
             out.append(pieces[i])
-        return self._strip_output("".join(out))
+        return "".join(out)
 
     def _close_run(self) -> str:
         run = self._run
@@ -310,36 +292,111 @@ class Detokenizer(Stage):
         run.clear()
         return text
 
-    def _strip_output(self, text: str) -> str:
-        """The decoder's whole-text steps, applied as the text streams: strips, then cleanup."""
-        if self._strip_both:
-            # Python's str.strip() of the whole text: drop leading whitespace, hold trailing.
-            if self._leading:
-                text = text.lstrip()
-                if not text:
-                    return ""
-                self._leading = False
-            text = self._held_space + text
-            body = text.rstrip()
-            self._held_space = text[len(body) :]
-            text = body
-        elif self._first_space and text:
-            self._first_space = False
-            self._strip_out = self._cleanup is not None
-            if text[0] == " ":
-                text = text[1:]
-        if self._cleanup is not None:
-            text = self._cleanup.feed(text)
-        return text
-
     def _end(self) -> str:
         if self.vocab.byte_runs is not None:
             text = self._close_run() if self._run else ""
+        elif self._neighbours is not None:
+            text = self._utf8.end(self._neighbours.end())  # the last token's own ending
         else:
-            text = self._decoder.decode(self._held_last, True)  # the last token's own ending
-            self._held_mid = self._held_last = b""
-        text = self._strip_output(text) if self._strip_out else text
-        return text + self._cleanup.flush() if self._cleanup is not None else text
+            text = self._utf8.end(b"")
+        return self._steps.end(text)
+
+
+class _Utf8:
+    """An incremental UTF-8 decode that says whether it holds part of a character."""
+
+    def __init__(self, errors: str) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors)
+        self.partial = False
+
+    def decode(self, data: bytes) -> str:
+        text: str = self._decoder.decode(data)
+        self.partial = self._decoder.getstate()[0] != b""
+        return text
+
+    def end(self, data: bytes) -> str:
+        """Decode the last ``data``, resolving an unfinished character as the end of a stream does."""
+        text: str = self._decoder.decode(data, True)
+        self.partial = False
+        return text
+
+
+class _Neighbours:
+    """Decoders that look at the neighbouring token: HF ``BPEDecoder`` (a token's ending
+    depends on whether it is the last) and ``CTC`` (a repeat of the token before is dropped)."""
+
+    def __init__(self, vocab: Vocab) -> None:
+        self.vocab = vocab
+        self.held_mid = self.held_last = b""  # a token's ending, in its not-last and last forms
+        self.previous: Any = None  # the repeat key of the last token taken
+
+    def join(self, ids: Sequence[int]) -> bytes:
+        """The bytes ``ids`` settle, holding back what depends on the next token."""
+        vocab = self.vocab
+        pieces, last, repeats, skipped = vocab.pieces, vocab.last, vocab.repeats, vocab.skipped_ids
+        out = bytearray()
+        for i in ids:
+            if i in skipped:
+                continue  # dropped before the decoder runs: not part of the chain
+            if repeats is not None:
+                if repeats[i] == self.previous:
+                    continue
+                self.previous = repeats[i]
+            piece = pieces[i]
+            if last is None:
+                out += piece
+                continue
+            # The previous token was not the last after all; this one may be.
+            out += self.held_mid
+            shared = _shared_prefix(piece, last[i])
+            out += piece[:shared]
+            self.held_mid, self.held_last = piece[shared:], last[i][shared:]
+        return bytes(out)
+
+    def end(self) -> bytes:
+        """The last token's own ending."""
+        held = self.held_last
+        self.held_mid = self.held_last = b""
+        return held
+
+
+class _TextSteps:
+    """The decoder's whole-text steps, applied as the text streams: a strip of leading
+    (and for ``"both"`` trailing) whitespace, then transformers' clean-up."""
+
+    def __init__(self, strip_first: str | None, cleanup: bool) -> None:
+        self.strip_both = strip_first == "both"
+        self.first_space = strip_first == "output"  # the next text may lose its space
+        self.cleanup = _Cleanup() if cleanup else None
+        self.active = self.first_space or self.strip_both or self.cleanup is not None
+        self.leading = True  # nothing but whitespace shown so far ("both")
+        self.held_space = ""  # trailing whitespace, shown only if more text follows ("both")
+
+    def apply(self, text: str) -> str:
+        if self.strip_both:
+            # Python's str.strip() of the whole text: drop leading whitespace, hold trailing.
+            if self.leading:
+                text = text.lstrip()
+                if not text:
+                    return ""
+                self.leading = False
+            text = self.held_space + text
+            body = text.rstrip()
+            self.held_space = text[len(body) :]
+            text = body
+        elif self.first_space and text:
+            self.first_space = False
+            self.active = self.cleanup is not None
+            if text[0] == " ":
+                text = text[1:]
+        if self.cleanup is not None:
+            text = self.cleanup.feed(text)
+        return text
+
+    def end(self, text: str) -> str:
+        """The last text, and what the steps still hold."""
+        text = self.apply(text) if self.active else text
+        return text + self.cleanup.flush() if self.cleanup is not None else text
 
 
 if _speedups is not None:
