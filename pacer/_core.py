@@ -12,6 +12,15 @@ each ``deadline`` until ``deadline`` is ``None``: then the stage is done. A stag
 that can emit everything at once simply does so in ``finish``. ``cancel(now)``
 ends the stream early and returns everything still held, unpaced.
 
+The vocabulary, in one place. Three ways in, each a layer on the one below:
+``push(chunk, now)`` (a ``Chunk`` from the stage before), ``ingest(item, now)`` (a
+raw item from a source: text stages take ``str``, the detokenizer ids) and
+``feed(item)`` (stand-alone use: plain values in, a list of ``str`` out). Three ways
+to end: ``finish(now)`` (no more input; the rest follows through ``poll``),
+``cancel(now)`` (stop: everything held, at once) and ``flush()`` (stand-alone: the
+same as ``cancel``, as ``str``). After ``finish`` or ``cancel`` any input, by any of
+the three, is a ``StageClosedError``; ``flush`` after ``cancel`` returns nothing.
+
 Cost: the pipeline adds O(1) work per chunk per stage on top of the stages' own
 work, and holds nothing itself.
 """
@@ -106,7 +115,8 @@ class Stage:
 
     def __init__(self) -> None:
         self._now = 0.0
-        self._closed = False
+        self._ended = False  # finish or cancel was called: no more input
+        self._closed = False  # cancel (or flush) was called: nothing more out
         # A compiled Stage (setup.py) keeps ``timed`` in a slot, which a ``timed = True``
         # in the body of an interpreted subclass does not reach: copy it there.
         timed = getattr(type(self), "timed", False)
@@ -129,8 +139,15 @@ class Stage:
 
     def cancel(self, now: float) -> list[Chunk]:
         """Stop early: return everything still held, at once."""
-        self._closed = True
+        self._end_input(cancelled=True)
         return self.finish(now) + drain(self, now)
+
+    def _end_input(self, cancelled: bool = False) -> None:
+        """Input has ended (``finish``), or the stream was stopped (``cancel``): from now
+        on any input is a ``StageClosedError``, and after a cancel ``flush`` returns nothing."""
+        self._ended = True
+        if cancelled:
+            self._closed = True
 
     def __call__(self, source: Any, **options: Any) -> Any:
         """Run over ``source``: a ``SyncRun`` for iterables, an ``AsyncRun`` for async ones.
@@ -167,8 +184,8 @@ class Stage:
     def feed(self, item: Any, now: float | None = None) -> list[str]:
         """Give the stage one item; return the texts ready now."""
         now = self._tick(now)
-        if self._closed:
-            raise StageClosedError(f"{type(self).__name__}.feed called after flush or cancel")
+        if self._ended:
+            raise closed_error(self)
         out = self.ingest(item, now)
         if self.timed:
             deadline = self.deadline
@@ -198,6 +215,11 @@ class Stage:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def closed_error(stage: object) -> StageClosedError:
+    """The error for input given to ``stage`` after its end: one message for every stage."""
+    return StageClosedError(f"{type(stage).__name__}: input after its end (finish, flush or cancel)")
 
 
 def drain(stage: Stage, now: float) -> list[Chunk]:
@@ -268,6 +290,8 @@ class Pipeline(Stage):
     # -- stage protocol --------------------------------------------------------------
 
     def ingest(self, item: object, now: float) -> list[Chunk]:
+        if self._ended:
+            raise closed_error(self)
         metrics = self.metrics
         metrics.items_in += 1
         if metrics.first_input is None:
@@ -297,11 +321,12 @@ class Pipeline(Stage):
         return out
 
     def finish(self, now: float) -> list[Chunk]:
+        self._end_input()
         self._finishing = self._timed_or_finishing = True
         return self._step([], 0, now)
 
     def cancel(self, now: float) -> list[Chunk]:
-        self._closed = True
+        self._end_input(cancelled=True)
         items: list[Chunk] = []
         for i, stage in enumerate(self.stages):
             out: list[Chunk] = []

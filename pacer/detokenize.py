@@ -34,7 +34,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, Final
 
-from ._core import Chunk, Stage, StageClosedError, as_id_list
+from ._core import Chunk, Stage, as_id_list, closed_error
 from .tokenizers import Vocab, vocab_for
 
 _speedups: Any
@@ -140,8 +140,8 @@ class Detokenizer(Stage):
                 return [Chunk(text, now)] if text else []
         if isinstance(item, Chunk):
             return self.push(item, now)
-        if self._closed:
-            raise StageClosedError("Detokenizer: ids given after its end (finish, flush or cancel)")
+        if self._ended:
+            raise closed_error(self)
         ids = as_id_list(item, "Detokenizer")
         self._check(ids)
         self._count += len(ids)
@@ -152,7 +152,7 @@ class Detokenizer(Stage):
     def _settle(self) -> None:
         """Decide the mode from the state: the one place that does."""
         vocab = self.vocab
-        if self._closed or self._at_start or self._neighbours is not None:
+        if self._ended or self._at_start or self._neighbours is not None:
             mode = _CHECKED
         elif self._utf8.partial or self._run:
             mode = _BYTEWISE if vocab.byte_runs is None else _CHECKED
@@ -195,7 +195,7 @@ class Detokenizer(Stage):
         return None
 
     def finish(self, now: float) -> list[Chunk]:
-        self._closed = True  # ended: more ids are an error, and nothing takes a quick path
+        self._end_input()  # more ids are an error, and nothing takes a quick path
         self._settle()
         text = self._end()
         return [Chunk(text, now)] if text else []
@@ -508,6 +508,8 @@ class ByteDecoder(Stage):
         return f"ByteDecoder(errors={self.errors!r})"
 
     def ingest(self, item: object, now: float) -> list[Chunk]:
+        if self._ended:
+            raise closed_error(self)
         if isinstance(item, (bytes, bytearray, memoryview)):
             text = self._decoder.decode(bytes(item))
         elif isinstance(item, (str, Chunk)):
@@ -520,5 +522,6 @@ class ByteDecoder(Stage):
         return self.ingest(chunk, now)
 
     def finish(self, now: float) -> list[Chunk]:
+        self._end_input()
         text = self._decoder.decode(b"", True)
         return [Chunk(text, now)] if text else []

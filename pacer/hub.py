@@ -69,18 +69,18 @@ class HubStream:
     def feed(self, item: object) -> None:
         """Push one source item; its output goes to the sink now."""
         hub = self._hub
-        hub.mux.feed(self._stream, item, hub.clock.now())
+        self._stream.feed(item, hub.clock.now())
         hub._arm()
 
     def finish(self) -> None:
         """End of input; the rest reaches the sink at its deadlines."""
         hub = self._hub
-        hub.mux.finish(self._stream, hub.clock.now())
+        self._stream.finish(hub.clock.now())
         hub._arm()
 
     def cancel(self) -> str:
         """Stop at once; return the text held and not given to the sink."""
-        return "".join(c.text for c in self._hub.mux.cancel(self._stream, self._hub.clock.now()))
+        return "".join(c.text for c in self._stream.cancel(self._hub.clock.now()))
 
     async def wait(self) -> None:
         """Wait until everything has gone to the sink; raise what the sink raised, if anything."""
@@ -155,7 +155,7 @@ class Hub:
         return stream.metrics
 
     def _deliver_rest(self, stream: HubStream, sink: Sink) -> None:
-        rest = self.mux.cancel(stream._stream, self.clock.now())
+        rest = stream._stream.cancel(self.clock.now())
         if rest:
             sink(rest)  # everything produced goes out before the source's error
 

@@ -1,8 +1,10 @@
 """Many pipelines behind one wake-up: the sans-I/O core of a server that paces many streams.
 
 Each stream is a pipeline and a *sink*, a plain callable that takes the chunks the
-pipeline emits. ``Mux.feed`` pushes an item into one stream and hands its output to
-the sink at once; ``Mux.deadline`` is the earliest deadline of all streams, and
+pipeline emits. ``Mux.open`` makes a stream; ``stream.feed(item, now)`` pushes an
+item into it and hands its output to the sink at once, and ``stream.finish(now)`` or
+``stream.cancel(now)`` ends it (a ``HubStream`` has the same verbs and reads its
+clock). ``Mux.deadline`` is the earliest deadline of all streams, and
 ``Mux.poll(now)`` polls every stream due by ``now`` and hands each its output. A
 driver therefore keeps *one* timer for all streams instead of one per stream, and a
 stream's output reaches its sink without a task of its own waking up: the cheapest
@@ -42,9 +44,12 @@ class MuxStream:
     then cancelled, and the poll went on with the other streams).
     """
 
-    __slots__ = ("_at", "_counted", "_seq", "error", "finished", "on_done", "pipeline", "sink")
+    __slots__ = ("_at", "_counted", "_mux", "_seq", "error", "finished", "on_done", "pipeline", "sink")
 
-    def __init__(self, pipeline: Pipeline, sink: Sink, on_done: Callable[[], Any] | None) -> None:
+    def __init__(self, mux: Mux, pipeline: Pipeline, sink: Sink, on_done: Callable[[], Any] | None) -> None:
+        # The mux until the stream is done: then dropped, so that no done stream and its
+        # mux hold each other (the mux's heap may still hold the stream for a while).
+        self._mux: Mux | None = mux
         self.pipeline = pipeline
         self.sink = sink
         self.on_done = on_done
@@ -57,6 +62,24 @@ class MuxStream:
     @property
     def metrics(self) -> StreamMetrics:
         return self.pipeline.metrics
+
+    def feed(self, item: object, now: float) -> None:
+        """Push one source item into the stream; its output goes to the sink now."""
+        if self.finished or self._mux is None:
+            raise StageClosedError("MuxStream.feed: the stream has finished or was cancelled")
+        self._mux._feed(self, item, now)
+
+    def finish(self, now: float) -> None:
+        """End of input; what is still held follows at its deadlines."""
+        if not self.finished and self._mux is not None:
+            self._mux._finish(self, now)
+
+    def cancel(self, now: float) -> list[Chunk]:
+        """Stop at once and return what the stream held, *not* given to the sink."""
+        mux = self._mux
+        if mux is None:
+            return []  # done: nothing held
+        return mux._cancel(self, now)
 
     @property
     def done(self) -> bool:
@@ -100,21 +123,15 @@ class Mux:
         else:
             raise TypeError(f"Mux.open: stage must be a Stage or Pipeline, got {type(stage).__name__}")
         self.streams += 1
-        return MuxStream(p, sink, on_done)
+        return MuxStream(self, p, sink, on_done)
 
-    def feed(self, stream: MuxStream, item: object, now: float) -> None:
-        """Push one source item into ``stream``; its output goes to the sink now."""
-        if stream.finished:
-            raise StageClosedError("Mux.feed: the stream has finished or was cancelled")
+    def _feed(self, stream: MuxStream, item: object, now: float) -> None:
         out = stream.pipeline.ingest(item, now)
         self._schedule(stream)
         if out:
             stream.sink(out)
 
-    def finish(self, stream: MuxStream, now: float) -> None:
-        """End of ``stream``'s input; what is still held follows at its deadlines."""
-        if stream.finished:
-            return
+    def _finish(self, stream: MuxStream, now: float) -> None:
         stream.finished = True
         out = stream.pipeline.finish(now)
         self._schedule(stream)
@@ -124,8 +141,7 @@ class Mux:
         finally:
             self._count_done(stream)  # after the sink: on_done means all has gone out
 
-    def cancel(self, stream: MuxStream, now: float) -> list[Chunk]:
-        """Stop ``stream`` at once and return what it held, *not* given to the sink."""
+    def _cancel(self, stream: MuxStream, now: float) -> list[Chunk]:
         out = [] if stream.done or stream.pipeline._closed else stream.pipeline.cancel(now)
         stream.finished = True
         if stream._seq >= 0:
@@ -165,7 +181,7 @@ class Mux:
                     stream.sink(out)
                 except Exception as exc:  # one stream's sink must not stop every stream
                     stream.error = exc
-                    self.cancel(stream, now)
+                    self._cancel(stream, now)
             self._count_done(stream)
         return polled
 
@@ -190,6 +206,7 @@ class Mux:
     def _count_done(self, stream: MuxStream) -> None:
         if stream._counted and stream.done:
             stream._counted = False
+            stream._mux = None
             self.streams -= 1
             if stream.on_done is not None:
                 stream.on_done()

@@ -42,7 +42,7 @@ from mypy_extensions import mypyc_attr
 
 from ._args import number, one_of, seconds
 from ._arrival import ArrivalRate
-from ._core import Boundary, Chunk, Stage
+from ._core import Boundary, Chunk, Stage, closed_error
 from ._units import Chunks, Graphemes, Sentences, UnitQueue, Units, Words
 from .sentences import SentenceSplitter
 
@@ -304,6 +304,8 @@ class Pacer(Stage):
         return due if due > wait else wait
 
     def push(self, chunk: Chunk, now: float) -> list[Chunk]:
+        if self._ended:
+            raise closed_error(self)
         text = chunk.text
         if not text:
             return []
@@ -330,6 +332,7 @@ class Pacer(Stage):
             self._tail = ""
 
     def finish(self, now: float) -> list[Chunk]:
+        self._end_input()
         for unit in self._units.finish(now):
             self._queue.add(unit, [unit.text], now)
         self._flush_tail(Boundary.SENTENCE)
@@ -338,7 +341,7 @@ class Pacer(Stage):
         return self._release(now)
 
     def cancel(self, now: float) -> list[Chunk]:
-        self._closed = True
+        self._end_input(cancelled=True)
         for unit in self._units.cancel(now):
             self._queue.add(unit, [unit.text], now)
         self._flush_tail(Boundary.NONE)

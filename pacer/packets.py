@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import SupportsFloat, SupportsIndex
 
 from ._args import optional_seconds, whole
-from ._core import Boundary, Chunk, Stage
+from ._core import Boundary, Chunk, Stage, closed_error
 from ._text import GRAPHEME, Arrivals, utf8_len
 
 __all__ = ["Packetizer"]
@@ -68,6 +68,8 @@ class Packetizer(Stage):
         return self._last_input + self.max_delay
 
     def push(self, chunk: Chunk, now: float) -> list[Chunk]:
+        if self._ended:
+            raise closed_error(self)
         text = chunk.text
         if not text:
             return []
@@ -91,6 +93,7 @@ class Packetizer(Stage):
         return self._cut(everything=True)
 
     def finish(self, now: float) -> list[Chunk]:
+        self._end_input()
         return self._cut(everything=True)
 
     def _cut(self, everything: bool, boundary: Boundary = Boundary.NONE) -> list[Chunk]:

@@ -42,7 +42,7 @@ from typing import Any, Final, Literal, SupportsFloat, SupportsIndex
 
 from ._args import one_of, optional_seconds, whole
 from ._breaks import Scanner, quiet, space_end
-from ._core import Boundary, Chunk, Stage
+from ._core import Boundary, Chunk, Stage, closed_error
 from ._markdown import CodeSpans
 from ._text import GRAPHEME, Arrivals
 from .punkt import PunktModel, english_punkt
@@ -116,11 +116,13 @@ class SentenceSplitter(Stage):
 
     def feed(self, item: Any, now: float | None = None) -> list[str]:
         """Give the splitter text; return the units it completes (no ``Chunk`` built on the way)."""
-        if type(item) is str and now is None and not self._closed and self.max_hold is None:
+        if type(item) is str and now is None and not self._ended and self.max_hold is None:
             return [c.text for c in self._take(item, self._now)]
         return super().feed(item, now)
 
     def push(self, chunk: Chunk, now: float) -> list[Chunk]:
+        if self._ended:
+            raise closed_error(self)
         self._last_input = now
         return self._take(chunk.text, chunk.arrival)
 
@@ -155,6 +157,7 @@ class SentenceSplitter(Stage):
         return out
 
     def finish(self, now: float) -> list[Chunk]:
+        self._end_input()
         self._hold_armed = False
         self._scanner.scan(True)
         out: list[Chunk] = []

@@ -31,10 +31,11 @@ _END = object()
 class PacerStreamer:
     """Streams what ``generate`` produces through ``Detokenizer(tokenizer) | stages``.
 
-    ``skip_prompt`` drops the ids of the first ``put`` (the prompt), as transformers'
-    streamers do. ``timeout`` (seconds, or ``None``) bounds how long the consumer
-    waits for the next token before raising ``TimeoutError``. ``max_pending`` is how
-    many ``put`` calls may wait for a slow consumer before ``generate`` blocks.
+    ``skip_prompt`` drops the ids of the first ``put`` (the prompt); off by default,
+    as in transformers' ``TextStreamer`` and ``TextIteratorStreamer``, which it
+    replaces. ``timeout`` (seconds, or ``None``) bounds how long the consumer waits
+    for the next token before raising ``TimeoutError``. ``max_pending`` is how many
+    ``put`` calls may wait for a slow consumer before ``generate`` blocks.
     Iterate it once, in one thread or task.
     """
 
@@ -42,7 +43,7 @@ class PacerStreamer:
         self,
         tokenizer: Any,
         *stages: Stage,
-        skip_prompt: bool = True,
+        skip_prompt: bool = False,
         skip_special_tokens: bool = False,
         timeout: float | None = None,
         max_pending: int = 1024,

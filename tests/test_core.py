@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -83,8 +85,56 @@ def test_feed_after_flush_raises() -> None:
     p = Passthrough() | Upper()
     assert p.feed("a") == ["A"]
     p.flush()
-    with pytest.raises(StageClosedError, match="after flush"):
+    with pytest.raises(StageClosedError, match=r"Pipeline: input after its end \(finish, flush or cancel\)"):
         p.feed("b")
+
+
+def _stages() -> dict[str, Any]:
+    from pacer.tokenizers import load_tekken
+
+    enc = load_tekken()
+    return {
+        "Detokenizer": (lambda: pacer.Detokenizer(enc), enc.encode("Hi there")[0]),
+        "ByteDecoder": (lambda: pacer.ByteDecoder(), b"hi"),
+        "SentenceSplitter": (lambda: pacer.SentenceSplitter(), "Hi. "),
+        "Pacer": (lambda: pacer.Pacer(), "Hi. "),
+        "Packetizer": (lambda: Packetizer(), "Hi. "),
+        "Pipeline": (lambda: pacer.SentenceSplitter() | pacer.Pacer(), "Hi. "),
+    }
+
+
+@pytest.mark.parametrize("end", ["finish", "cancel", "flush"])
+@pytest.mark.parametrize(
+    "name", ["Detokenizer", "ByteDecoder", "SentenceSplitter", "Pacer", "Packetizer", "Pipeline"]
+)
+def test_every_input_after_the_end_is_rejected_the_same_way(name: str, end: str) -> None:
+    pytest.importorskip("tiktoken")
+    make, item = _stages()[name]
+    stage = make()
+    stage.feed(item)
+    if end == "flush":
+        stage.flush()
+    else:
+        getattr(stage, end)(1.0)
+    message = rf"{name}: input after its end \(finish, flush or cancel\)"
+    with pytest.raises(StageClosedError, match=message):
+        stage.feed(item)
+    with pytest.raises(StageClosedError, match=message):
+        stage.ingest(item, 2.0)
+    if name != "Detokenizer":  # which takes ids, never chunks
+        with pytest.raises(StageClosedError, match=message):
+            stage.push(Chunk("more", 2.0), 2.0)
+
+
+def test_flush_after_finish_still_returns_what_was_held() -> None:
+    # finish ends input; the rest would follow at its deadlines, and flush takes it now.
+    p = pacer.Pacer(cps=1)
+    text = "one two three four "
+    shown = p.feed(text) + [c.text for c in p.finish(0.0)]
+    assert "".join(shown) != text  # at 1 character a second, most is still held
+    rest = p.flush()
+    assert rest and "".join(shown + rest) == text
+    assert p.flush() == []  # flushed: nothing more
 
 
 def test_time_going_backwards_is_an_error() -> None:

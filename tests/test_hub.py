@@ -35,9 +35,9 @@ def drive(mux: Mux, traces: list[list[tuple[float, str]]], make: Callable[[], St
     for t, i, k in events:
         while (d := mux.deadline) is not None and d <= t:
             mux.poll(d)
-        mux.feed(streams[i], traces[i][k][1], t)
+        streams[i].feed(traces[i][k][1], t)
         if k == len(traces[i]) - 1:
-            mux.finish(streams[i], t)
+            streams[i].finish(t)
     while (d := mux.deadline) is not None:
         mux.poll(d)
     assert all(s.done for s in streams)
@@ -87,8 +87,8 @@ def test_a_sink_that_raises_stops_only_its_own_stream() -> None:
 
     streams = [mux.open(Pacer(cps=10, unit="word"), good.extend), mux.open(Pacer(cps=10, unit="word"), bad)]
     for stream in streams:
-        mux.feed(stream, "one two three four five ", 0.0)
-        mux.finish(stream, 0.0)
+        stream.feed("one two three four five ", 0.0)
+        stream.finish(0.0)
     while (d := mux.deadline) is not None:
         mux.poll(d)
     assert "".join(c.text for c in good) == "one two three four five "
@@ -101,13 +101,13 @@ def test_cancel_returns_what_the_sink_never_got() -> None:
     mux = Mux()
     got: list[Chunk] = []
     stream = mux.open(Pacer(cps=5), got.extend)
-    mux.feed(stream, "alpha beta gamma delta ", 0.0)
+    stream.feed("alpha beta gamma delta ", 0.0)
     mux.poll(mux.deadline or 0.0)
-    rest = mux.cancel(stream, 0.5)
+    rest = stream.cancel(0.5)
     assert got and rest
     assert "".join(c.text for c in got + rest) == "alpha beta gamma delta "
     assert stream.done and mux.streams == 0 and mux.deadline is None
-    assert mux.cancel(stream, 1.0) == []  # a second cancel has nothing left
+    assert stream.cancel(1.0) == []  # a second cancel has nothing left
 
 
 def test_bad_use_is_a_clear_error() -> None:
@@ -117,9 +117,9 @@ def test_bad_use_is_a_clear_error() -> None:
     with pytest.raises(TypeError, match="must be a Stage or Pipeline"):
         mux.open("not a stage", print)  # type: ignore[arg-type]
     stream = mux.open(Pacer(), print)
-    mux.finish(stream, 0.0)
-    with pytest.raises(StageClosedError, match="finished or was cancelled"):
-        mux.feed(stream, "late", 1.0)
+    stream.finish(0.0)
+    with pytest.raises(StageClosedError, match=r"MuxStream\.feed: the stream has finished or was cancelled"):
+        stream.feed("late", 1.0)
     with pytest.raises(ValueError, match="real clock"):
         Hub(clock=VirtualClock())
 
@@ -130,7 +130,7 @@ def test_moved_deadlines_do_not_pile_up() -> None:
     t = 0.0
     for step in range(3000):
         t += 0.0001  # every feed moves the stream's deadline and leaves an old entry behind
-        mux.feed(streams[step % 10], "w ", t)
+        streams[step % 10].feed("w ", t)
     assert len(mux._heap) <= 2 * len(streams) + 130
 
 
@@ -315,8 +315,8 @@ def test_on_done_comes_after_the_last_output() -> None:
             lambda chunks: events.extend(c.text for c in chunks),
             on_done=lambda: events.append("done"),
         )
-        mux.feed(stream, "one two three ", 0.0)
-        mux.finish(stream, 0.0)  # flush: all goes out here; drain: at the deadlines
+        stream.feed("one two three ", 0.0)
+        stream.finish(0.0)  # flush: all goes out here; drain: at the deadlines
         while (d := mux.deadline) is not None:
             mux.poll(d)
         assert events == ["one ", "two ", "three ", "done"]

@@ -48,7 +48,9 @@ def test_streamer_output_equals_decode_of_generated_ids(
     model_and_tokenizer: tuple[Any, Any], skip: bool
 ) -> None:
     model, tok = model_and_tokenizer
-    streamer = pacer.PacerStreamer(tok, pacer.Packetizer(16, 4), skip_special_tokens=skip, timeout=60)
+    streamer = pacer.PacerStreamer(
+        tok, pacer.Packetizer(16, 4), skip_prompt=True, skip_special_tokens=skip, timeout=60
+    )
     inputs, thread, result = generate(model, tok, streamer)
     text = "".join(streamer)
     thread.join()
@@ -60,7 +62,7 @@ def test_streamer_output_equals_decode_of_generated_ids(
 @pytest.mark.anyio
 async def test_async_streamer_output_equals_decode(model_and_tokenizer: tuple[Any, Any]) -> None:
     model, tok = model_and_tokenizer
-    streamer = pacer.PacerStreamer(tok, timeout=60)
+    streamer = pacer.PacerStreamer(tok, skip_prompt=True, timeout=60)
     inputs, thread, result = generate(model, tok, streamer)
     parts = [t async for t in streamer]
     await anyio.to_thread.run_sync(thread.join)
@@ -72,6 +74,19 @@ def test_streamer_rejects_batches() -> None:
     streamer = pacer.PacerStreamer(get("tiktoken-tekken").tokenizer)
     with pytest.raises(ValueError, match="batch size 1 only"):
         streamer.put(torch.zeros((2, 3), dtype=torch.long))
+
+
+def test_streamer_keeps_the_prompt_by_default_as_transformers_streamers_do() -> None:
+    tok = get("tiktoken-tekken").tokenizer
+    prompt, answer = tok.encode("Question? "), tok.encode("Answer.")
+    for streamer, expected in (
+        (pacer.PacerStreamer(tok), "Question? Answer."),
+        (pacer.PacerStreamer(tok, skip_prompt=True), "Answer."),
+    ):
+        streamer.put(prompt)
+        streamer.put(answer)
+        streamer.end()
+        assert "".join(streamer) == expected
 
 
 def test_streamer_times_out_when_generate_goes_silent() -> None:
