@@ -72,7 +72,7 @@ def _hf_wordpiece() -> Any:
     as a transformers ``BertTokenizerFast``."""
     from transformers import BertTokenizerFast
 
-    from tests.tokenizers_fixtures import wordpiece
+    from pacer.testing.backends import wordpiece
 
     return BertTokenizerFast(tokenizer_object=wordpiece(), clean_up_tokenization_spaces=True)
 

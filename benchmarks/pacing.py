@@ -48,9 +48,9 @@ from pacer.hub import Hub
 from pacer.metrics import percentile
 from pacer.pacing import Unit
 from pacer.simulate import Timeline
+from pacer.testing.references import AdaptiveChars, FixedDelayWords
 
 from ._table import print_table
-from .smoothers import AdaptiveChars, FixedDelayWords
 
 PROSE = (
     "Streaming output needs a calm rhythm. A model sends many words at once, then stops for a "
@@ -137,7 +137,7 @@ _TOKEN = re.compile(rf"[{_WIDE}]{{1,2}}\s*|[^\s{_WIDE}]+\s*|\s+")
 
 def _sweep_texts(quick: bool) -> dict[str, list[str]]:
     """Texts of different shapes, as tokens (a word with its space; CJK two characters at a time)."""
-    from tests.sentence_cases import CASES
+    from pacer.testing.cases import CASES
 
     def joined(lang: str) -> str:
         return "".join("".join(units) + "\n" for case_lang, _, units in CASES if case_lang == lang)

@@ -27,7 +27,7 @@ LANGS = ("en", "zh", "ja", "md")
 
 
 def _cases() -> tuple[list[tuple[str, str, list[str]]], list[tuple[str, str, list[str]]]]:
-    from tests.sentence_cases import CASES, HELDOUT
+    from pacer.testing.cases import CASES, HELDOUT
 
     return CASES, HELDOUT
 

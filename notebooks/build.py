@@ -14,8 +14,6 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 HERE = Path(__file__).resolve().parent
 
 SETUP = """\
-import sys, pathlib
-sys.path.insert(0, str(pathlib.Path.cwd().parent))  # the repository root, for benchmarks.smoothers
 import matplotlib
 matplotlib.use("Agg")  # plots render inline in Jupyter and headless in CI
 import matplotlib.pyplot as plt
@@ -29,6 +27,7 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
                "through a pipeline on a virtual clock, instantly, and returns what came out when."),
         ("code", SETUP),
         ("code", """\
+import pathlib
 from pacer.tokenizers import load_tekken
 
 enc = load_tekken()
@@ -71,7 +70,7 @@ fig.tight_layout()"""),
         ("code", SETUP),
         ("code", """\
 import re, statistics
-from benchmarks.smoothers import AdaptiveChars, FixedDelayWords
+from pacer.testing.references import AdaptiveChars, FixedDelayWords
 
 words = re.findall(r"\\S+\\s*", "Streaming output needs a calm rhythm, not bursts and stalls. " * 60)
 traces = {

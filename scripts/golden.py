@@ -27,20 +27,13 @@ from pacer import Pacer, Packetizer, SentenceSplitter, simulate
 
 
 def _shared(name: str) -> Any:
-    """A shared fixture: from ``pacer.testing`` where it is, else from the old test modules."""
-    try:
-        import pacer.testing as testing  # type: ignore[import-not-found,unused-ignore]
+    """A shared fixture, from ``pacer.testing``."""
+    from pacer.testing import backends, cases, strategies
 
-        return getattr(testing, name)
-    except ImportError:
-        import tests.sentence_cases
-        import tests.strategies
-        import tests.tokenizers_fixtures
-
-        for module in (tests.sentence_cases, tests.strategies, tests.tokenizers_fixtures):
-            if hasattr(module, name):
-                return getattr(module, name)
-        raise
+    for module in (cases, strategies, backends):
+        if hasattr(module, name):
+            return getattr(module, name)
+    raise AttributeError(name)
 
 
 def _digest(rows: Iterable[object]) -> str:

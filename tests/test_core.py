@@ -8,8 +8,7 @@ from hypothesis import strategies as st
 
 import pacer
 from pacer import Boundary, Chunk, Packetizer, Pipeline, Stage, StageClosedError
-
-from .strategies import hard_text, splits
+from pacer.testing.strategies import hard_text, splits
 
 
 class Upper(Stage):

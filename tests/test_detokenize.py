@@ -11,9 +11,8 @@ from hypothesis import strategies as st
 import pacer
 from pacer import detokenize
 from pacer.detokenize import Detokenizer
-
-from .strategies import hard_text, runs, splits
-from .tokenizers_fixtures import ALL, get
+from pacer.testing.backends import ALL, get
+from pacer.testing.strategies import hard_text, runs, splits
 
 pytest.importorskip("tiktoken")
 pytest.importorskip("transformers")

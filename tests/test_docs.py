@@ -12,8 +12,7 @@ import pytest
 
 import pacer
 from pacer.sse import SSEDecoder
-
-from .tokenizers_fixtures import get, tiny_llama
+from pacer.testing.backends import get, tiny_llama
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from pacer import Chunk, Pacer, Packetizer, SentenceSplitter, Stage, StageClosedError, VirtualClock, simulate
 from pacer.hub import Hub
 from pacer.mux import Mux
+from pacer.testing.strategies import hard_text
 
-from .strategies import hard_text
 from .test_run import silent_after_first
 
 MAKERS: dict[str, Callable[[], Stage]] = {

@@ -26,8 +26,7 @@ from pacer import (
     traces,
 )
 from pacer.simulate import Timeline
-
-from .strategies import hard_text
+from pacer.testing.strategies import hard_text
 
 PROSE = (
     "Streaming output needs a calm rhythm. A model sends many words at once, then stops; "

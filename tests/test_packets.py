@@ -7,8 +7,7 @@ from hypothesis import strategies as st
 import pacer
 from pacer import Boundary, Chunk, Packetizer
 from pacer._text import Arrivals, graphemes, utf8_len
-
-from .strategies import check_arrivals, hard_text, splits
+from pacer.testing.strategies import check_arrivals, hard_text, splits
 
 
 def packets(text_pieces: list[str], **options: object) -> list[str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.smoothers import AdaptiveChars, FixedDelayWords
 from pacer import simulate, traces
+from pacer.testing.references import AdaptiveChars, FixedDelayWords
 
 
 def test_fixed_delay_waits_after_every_word_and_chunks_queue_behind_it() -> None:

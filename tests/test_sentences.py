@@ -8,9 +8,8 @@ from hypothesis import strategies as st
 
 from pacer import Boundary, Chunk, SentenceSplitter, VirtualClock, _breaks, run, simulate, split_sentences
 from pacer.punkt import PunktModel, english_punkt
-
-from .sentence_cases import CASES
-from .strategies import HARD_PIECES, check_arrivals, hard_text, runs, splits
+from pacer.testing.cases import CASES
+from pacer.testing.strategies import HARD_PIECES, check_arrivals, hard_text, runs, splits
 
 MARKDOWN_PIECES = [
     "\n",

@@ -9,8 +9,7 @@ import anyio
 import pytest
 
 import pacer
-
-from .tokenizers_fixtures import get, tiny_llama
+from pacer.testing.backends import get, tiny_llama
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

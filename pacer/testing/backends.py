@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import shutil
 import tempfile
@@ -11,6 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from pacer.tokenizers import load_sentencepiece, load_tekken, mistral_data_file
+
+
+def _transformers() -> Any:
+    """transformers, untyped: it exports most names lazily, and its stubs differ by version."""
+    return importlib.import_module("transformers")
+
 
 SPM_FILES = ["tokenizer.model.v1", "mistral_instruct_tokenizer_240323.model.v3"]
 
@@ -125,8 +132,8 @@ def _ctc_encode(tok: Any, text: str) -> list[int]:
 def tiny_llama(tok: Any, max_positions: int = 128) -> Any:
     """A randomly initialised one-layer Llama for ``tok`` (seeded): no weights to download."""
     import torch
-    import transformers
 
+    transformers = _transformers()
     torch.manual_seed(0)
     config = transformers.LlamaConfig(
         vocab_size=len(tok),
@@ -181,19 +188,18 @@ def backend(name: str) -> Backend:
         sp = load_sentencepiece(mistral_data_file(name.removeprefix("sentencepiece-")))
         return Backend(name, sp, sp.encode, lambda ids, skip: sp.decode(ids), sp.get_piece_size())
     if name.startswith("hf-slow-"):
-        from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
-
-        slow = SentencePieceBackend(vocab_file=str(mistral_data_file(name.removeprefix("hf-slow-"))))
+        module = importlib.import_module("transformers.tokenization_utils_sentencepiece")
+        slow = module.SentencePieceBackend(vocab_file=str(mistral_data_file(name.removeprefix("hf-slow-"))))
         return _transformers_backend(name, slow)
     if name == "hf-rust-wordpiece":
         return _rust_backend(name, wordpiece())
     if name == "hf-rust-bpe-suffix":
         return _rust_backend(name, bpe_with_suffix())
     if name == "hf-fast-bpe-suffix":
-        from transformers import PreTrainedTokenizerFast
-
         # transformers ignores clean_up_tokenization_spaces for BPE models (and warns).
-        tok = PreTrainedTokenizerFast(tokenizer_object=bpe_with_suffix(), clean_up_tokenization_spaces=False)
+        tok = _transformers().PreTrainedTokenizerFast(
+            tokenizer_object=bpe_with_suffix(), clean_up_tokenization_spaces=False
+        )
         return _transformers_backend(name, tok)
     if name == "hf-rust-no-decoder":
         return _rust_backend(name, bpe_with_suffix(decoder=False))
@@ -203,9 +209,9 @@ def backend(name: str) -> Backend:
         backend.encode = lambda s: _ctc_encode(tok, s)
         return backend
     if name == "hf-fast-wordpiece":
-        from transformers import BertTokenizerFast
-
-        tok = BertTokenizerFast(tokenizer_object=wordpiece(), clean_up_tokenization_spaces=True)
+        tok = _transformers().BertTokenizerFast(
+            tokenizer_object=wordpiece(), clean_up_tokenization_spaces=True
+        )
     elif name.startswith("hf-fast-"):
         tok = _hf_from_spm(name.removeprefix("hf-fast-"))
     elif name == "hf-fast-tekken":

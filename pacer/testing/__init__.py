@@ -1,0 +1,13 @@
+"""What pacer's own tests, benchmarks and notebooks share, importable from one place.
+
+* ``pacer.testing.cases``: the labelled sentence-boundary set (English, Chinese,
+  Japanese, Markdown), written for this project.
+* ``pacer.testing.strategies``: hypothesis strategies for hard text and arbitrary
+  splits of it (needs ``hypothesis``).
+* ``pacer.testing.references``: faithful re-implementations of the pacers pacer is
+  measured against (Vercel AI SDK's ``smoothStream``, HF chat-ui's smoother), as stages.
+* ``pacer.testing.backends``: the real tokenizers the tests run on, built from files
+  that registry packages ship (needs the ``hf``, ``tiktoken`` and ``demo`` extras).
+
+None of it is imported by ``import pacer``.
+"""
