@@ -35,7 +35,6 @@ from typing import Any
 from pacer import (
     Chunk,
     Detokenizer,
-    MonotonicClock,
     Pacer,
     Packetizer,
     SentenceSplitter,
@@ -44,6 +43,7 @@ from pacer import (
     simulate,
     traces,
 )
+from pacer.clock import MonotonicClock
 from pacer.hub import Hub
 from pacer.metrics import percentile
 from pacer.pacing import Unit

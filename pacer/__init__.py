@@ -9,20 +9,17 @@ from . import _build
 # Before any stage is imported: the compiled build if one is installed and current.
 _from_source = _build.choose(__path__[0])
 
-from . import traces
+from . import traces as traces  # a module: pacer.traces.bursty(...) and the like
 from ._core import Boundary, Chunk, Pipeline, Stage, StageClosedError, pipeline
-from .clock import Clock, MonotonicClock, VirtualClock
+from .clock import VirtualClock
 from .detokenize import ByteDecoder, Detokenizer
-from .hub import Hub, HubStream
-from .metrics import StreamMetrics
-from .mux import Mux, MuxStream
+from .hub import Hub
 from .pacing import Pacer
 from .packets import Packetizer
-from .run import AsyncRun, SyncRun, arun, run
+from .run import arun, run
 from .sentences import SentenceSplitter, split_sentences
-from .simulate import Timeline, simulate
+from .simulate import simulate
 from .streamer import PacerStreamer
-from .tokenizers import Vocab
 
 __version__ = "0.1.0"
 
@@ -30,35 +27,30 @@ __version__ = "0.1.0"
 #: as release wheels are: setup.py), False where they run as their pure-Python source.
 compiled = not _from_source
 
+# The stages, the drivers and the few types a user touches. The rest is one module
+# down: pacer.run (SyncRun, AsyncRun), pacer.hub (HubStream), pacer.mux (Mux,
+# MuxStream), pacer.metrics (StreamMetrics), pacer.simulate (Timeline), pacer.clock
+# (Clock, MonotonicClock), pacer.tokenizers (Vocab).
 __all__ = [
-    "AsyncRun",
-    "Boundary",
+    # stages
     "ByteDecoder",
-    "Chunk",
-    "Clock",
     "Detokenizer",
-    "Hub",
-    "HubStream",
-    "MonotonicClock",
-    "Mux",
-    "MuxStream",
     "Pacer",
     "PacerStreamer",
     "Packetizer",
-    "Pipeline",
     "SentenceSplitter",
+    "split_sentences",
+    # composing them, and what flows between them
+    "Boundary",
+    "Chunk",
+    "Pipeline",
     "Stage",
     "StageClosedError",
-    "StreamMetrics",
-    "SyncRun",
-    "Timeline",
-    "VirtualClock",
-    "Vocab",
-    "arun",
-    "compiled",
     "pipeline",
+    # drivers
+    "Hub",
+    "VirtualClock",
+    "arun",
     "run",
     "simulate",
-    "split_sentences",
-    "traces",
 ]

@@ -28,7 +28,6 @@ work, and holds nothing itself.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mypy_extensions import mypyc_attr
@@ -394,25 +393,3 @@ def pipeline(*stages: object) -> Pipeline:
     Anything but a ``Stage`` is a ``TypeError`` naming it (checked by ``Pipeline``).
     """
     return Pipeline(*stages)
-
-
-def as_id_list(ids: object, where: str) -> Sequence[int]:
-    """Normalise one id or a sequence of ids (list, tuple, numpy, torch [n] or [1, n])."""
-    if isinstance(ids, bool):
-        raise TypeError(f"{where}: token ids must be integers, got bool {ids!r}")
-    if isinstance(ids, int):
-        return (ids,)
-    tolist = getattr(ids, "tolist", None)
-    if tolist is not None:
-        shape = getattr(ids, "shape", None)
-        if shape is not None and len(shape) == 2 and shape[0] == 1:
-            ids = tolist()[0]
-        elif shape is not None and len(shape) > 1:
-            raise ValueError(f"{where}: token ids must have shape [n] or [1, n], got {tuple(shape)}")
-        else:
-            ids = tolist()
-        if isinstance(ids, int):
-            return (ids,)
-    if isinstance(ids, (str, bytes, bytearray)) or not isinstance(ids, Iterable):
-        raise TypeError(f"{where}: expected an int or a sequence of ints, got {type(ids).__name__}")
-    return ids if isinstance(ids, (list, tuple)) else list(ids)  # type: ignore[arg-type]

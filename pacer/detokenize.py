@@ -31,10 +31,10 @@ from __future__ import annotations
 import codecs
 import enum
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-from ._core import Chunk, Stage, as_id_list, closed_error
+from ._core import Chunk, Stage, closed_error
 from .tokenizers import Vocab, vocab_for
 
 _speedups: Any
@@ -525,3 +525,25 @@ class ByteDecoder(Stage):
         self._end_input()
         text = self._decoder.decode(b"", True)
         return [Chunk(text, now)] if text else []
+
+
+def as_id_list(ids: object, where: str) -> Sequence[int]:
+    """Normalise one id or a sequence of ids (list, tuple, numpy, torch [n] or [1, n])."""
+    if isinstance(ids, bool):
+        raise TypeError(f"{where}: token ids must be integers, got bool {ids!r}")
+    if isinstance(ids, int):
+        return (ids,)
+    tolist = getattr(ids, "tolist", None)
+    if tolist is not None:
+        shape = getattr(ids, "shape", None)
+        if shape is not None and len(shape) == 2 and shape[0] == 1:
+            ids = tolist()[0]
+        elif shape is not None and len(shape) > 1:
+            raise ValueError(f"{where}: token ids must have shape [n] or [1, n], got {tuple(shape)}")
+        else:
+            ids = tolist()
+        if isinstance(ids, int):
+            return (ids,)
+    if isinstance(ids, (str, bytes, bytearray)) or not isinstance(ids, Iterable):
+        raise TypeError(f"{where}: expected an int or a sequence of ints, got {type(ids).__name__}")
+    return ids if isinstance(ids, (list, tuple)) else list(ids)  # type: ignore[arg-type]

@@ -33,11 +33,11 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
+from ._aio import aclose_source, on_asyncio
 from ._core import Stage
 from .clock import Clock, MonotonicClock
 from .metrics import StreamMetrics
 from .mux import Mux, MuxStream, Sink
-from .run import _aclose_source, _on_asyncio
 
 __all__ = ["Hub", "HubStream"]
 
@@ -151,7 +151,7 @@ class Hub:
             with anyio.CancelScope(shield=True):
                 if wrapper is not None:
                     await wrapper.aclose()
-                await _aclose_source(source)
+                await aclose_source(source)
         return stream.metrics
 
     def _deliver_rest(self, stream: HubStream, sink: Sink) -> None:
@@ -162,7 +162,7 @@ class Hub:
     # -- the one timer ------------------------------------------------------------------
 
     def _bind(self) -> None:
-        if _on_asyncio():
+        if on_asyncio():
             loop: object = asyncio.get_running_loop()
         else:
             import trio  # anyio runs on asyncio or trio: not asyncio, so trio

@@ -84,8 +84,16 @@ class PunktModel:
             return cls.from_json(json.load(f))
 
     def to_nltk(self) -> PunktParameters:
-        """The same parameters as nltk's ``PunktParameters``, for ``PunktSentenceTokenizer``."""
-        from nltk.tokenize.punkt import PunktParameters
+        """The same parameters as nltk's ``PunktParameters``, for ``PunktSentenceTokenizer``.
+
+        Needs nltk, which pacer itself does not: ``pip install 'pacer-llm[punkt]'``.
+        """
+        try:
+            from nltk.tokenize.punkt import PunktParameters
+        except ModuleNotFoundError:
+            raise ModuleNotFoundError(
+                "PunktModel.to_nltk needs nltk: pip install 'pacer-llm[punkt]'", name="nltk"
+            ) from None
 
         params = PunktParameters()
         params.abbrev_types = set(self.abbreviations)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
-import sys
 import threading
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Iterator
@@ -33,6 +32,7 @@ from typing import Any, Generic, TypeVar, Union
 
 import anyio
 
+from ._aio import aclose_source, on_asyncio, spawn_detached, wake
 from ._core import Chunk, Pipeline, Stage
 from .clock import Clock, MonotonicClock
 from .metrics import StreamMetrics
@@ -279,7 +279,7 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
         if self._agen is not None:
             await self._agen.aclose()
         else:
-            await _aclose_source(self._source)
+            await aclose_source(self._source)
         if self._reader is not None:
             self._reader.cancel()
 
@@ -300,7 +300,7 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
         timed = p.timed
         source = self._source
         try:
-            if self._threaded() and isinstance(source, AsyncIterable) and _on_asyncio():
+            if self._threaded() and isinstance(source, AsyncIterable) and on_asyncio():
                 puller = self._puller = _AsyncioPuller(source, self._buffer)
                 pull = puller.get
             elif self._threaded():
@@ -336,19 +336,9 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
                 self._reader.cancel()
             else:
                 with anyio.CancelScope(shield=True):
-                    await (self._puller.aclose() if self._puller is not None else _aclose_source(source))
+                    await (self._puller.aclose() if self._puller is not None else aclose_source(source))
             if not finished and not p.done:
                 self._unshown = p.cancel(clock.now())
-
-
-async def _aclose_source(source: object) -> None:
-    aclose = getattr(source, "aclose", None)
-    if aclose is not None:
-        await aclose()
-    else:
-        close = getattr(source, "close", None)
-        if close is not None:
-            close()
 
 
 def _direct_async_puller(source: AsyncIterable[Any] | Iterable[Any]) -> Any:
@@ -386,7 +376,7 @@ class _Reader:
         self._send, self._recv = anyio.create_memory_object_stream[tuple[int, Any]](buffer)
         self._scope = anyio.CancelScope()
         self._source = source
-        _spawn_detached(self._work)
+        spawn_detached(self._work)
 
     async def _work(self) -> None:
         with self._scope:
@@ -407,7 +397,7 @@ class _Reader:
             finally:
                 with anyio.CancelScope(shield=True):
                     try:
-                        await _aclose_source(self._source)
+                        await aclose_source(self._source)
                     except Exception:  # the consumer may be gone: the log is all that is left
                         _log.exception("pacer: closing the source failed")
 
@@ -470,7 +460,7 @@ class _AsyncioPuller:
                     return _TIMEOUT, None
             else:
                 waiter = self._waiter = self._loop.create_future()
-                handle = None if timeout is None else self._loop.call_later(timeout, _wake, waiter)
+                handle = None if timeout is None else self._loop.call_later(timeout, wake, waiter)
                 try:
                     await waiter
                 finally:
@@ -482,7 +472,7 @@ class _AsyncioPuller:
         kind, item = items.popleft()
         space = self._space
         if space is not None:
-            _wake(space)
+            wake(space)
         if kind == _ERROR:
             raise item
         return kind, item
@@ -499,7 +489,7 @@ class _AsyncioPuller:
             items.append(entry)
             waiter = self._waiter
             if waiter is not None:
-                _wake(waiter)
+                wake(waiter)
             if entry[0] != _ITEM:
                 return
             if len(items) >= self._buffer:
@@ -519,41 +509,7 @@ class _AsyncioPuller:
         if reader is not None:
             reader.cancel()
             await asyncio.wait([reader])
-        await _aclose_source(self._source)
-
-
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-def _on_asyncio() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-def _spawn_detached(fn: Any) -> None:
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        loop = None
-    if loop is not None:
-        task = loop.create_task(fn())
-        _TASKS.add(task)
-        task.add_done_callback(_TASKS.discard)
-        return
-    if "trio" in sys.modules:
-        import trio
-
-        trio.lowlevel.spawn_system_task(fn)
-        return
-    raise RuntimeError("pacer.arun needs a running asyncio or trio event loop")
-
-
-_TASKS: set[asyncio.Task[None]] = set()  # strong references to detached asyncio tasks
+        await aclose_source(self._source)
 
 
 SourceT = Union[Iterable[Any], AsyncIterable[Any]]  # noqa: UP007 (runtime alias on 3.10)

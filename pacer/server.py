@@ -35,10 +35,11 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from ._aio import aclose_source
 from ._core import Chunk, Stage
 from .adapters import UpstreamError, asse_events, openai_delta, parse_openai_event
 from .clock import Clock
-from .run import AsyncRun, _aclose_source
+from .run import AsyncRun
 from .sse import DONE, SSEError, encode, encode_comment
 
 __all__ = [
@@ -168,7 +169,7 @@ class EventStreamResponse(Response):
                 await out.send(error_frame(exc))
             finally:
                 with anyio.CancelScope(shield=True):
-                    await _aclose_source(self.frames)
+                    await aclose_source(self.frames)
 
 
 class PacedEventSource(EventStreamResponse):
@@ -244,7 +245,7 @@ class _OpenAIStream:
                     self.before.append(body)
         finally:
             with anyio.CancelScope(shield=True):
-                await _aclose_source(self.events)
+                await aclose_source(self.events)
 
     @staticmethod
     def _only_content(body: Mapping[str, Any]) -> bool:

@@ -19,8 +19,8 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from ._core import Pipeline, Stage, as_id_list
-from .detokenize import Detokenizer
+from ._core import Pipeline, Stage
+from .detokenize import Detokenizer, as_id_list
 from .run import arun, run
 
 __all__ = ["PacerStreamer"]

@@ -155,3 +155,15 @@ def test_an_interpreted_stage_declares_timed_in_its_class_body() -> None:
     assert Ticker().timed and pacer.Pipeline(Ticker()).timed
     timeline = pacer.simulate([(0.0, "a"), (0.5, "b")], Ticker())
     assert [(c.text, c.emitted) for c in timeline.emissions] == [("a", 1.0), ("b", 1.0)]
+
+
+def test_pacer_runs_without_nltk_and_says_which_extra_brings_it() -> None:
+    code = (
+        "import sys; sys.modules['nltk'] = None  # as if nltk were not installed\n"
+        "import pacer; print(pacer.split_sentences('Dr. Patel is in. He left at 5 p.m. Then rain.'))\n"
+        "from pacer.punkt import english_punkt; english_punkt().to_nltk()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip() == "['Dr. Patel is in. ', 'He left at 5 p.m. ', 'Then rain.']"
+    assert out.returncode != 0
+    assert "ModuleNotFoundError: PunktModel.to_nltk needs nltk: pip install 'pacer-llm[punkt]'" in out.stderr

@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 import pacer
 from pacer import Boundary, Chunk, Packetizer, Pipeline, Stage, StageClosedError
+from pacer.metrics import StreamMetrics
+from pacer.run import SyncRun
 from pacer.testing.strategies import hard_text, splits
 
 
@@ -69,7 +71,7 @@ def test_wrong_item_type_raises_type_error_naming_stage() -> None:
 
 def test_a_lone_stage_runs_over_a_source_as_a_one_stage_pipeline() -> None:
     run = Upper()(["ab", "cd"])
-    assert isinstance(run, pacer.SyncRun)
+    assert isinstance(run, SyncRun)
     assert list(run) == ["AB", "CD"]
 
 
@@ -211,7 +213,7 @@ def test_virtual_clock() -> None:
 
 
 def test_lag_samples_stay_bounded_and_representative() -> None:
-    m = pacer.StreamMetrics(max_samples=100)
+    m = StreamMetrics(max_samples=100)
     for k in range(10_000):
         m.record(Chunk("x", arrival=0.0), now=k / 10_000)
     assert len(m._lags) < 100

@@ -18,13 +18,13 @@ from pacer import (
     Chunk,
     Pacer,
     SentenceSplitter,
-    SyncRun,
     VirtualClock,
     _units,
     run,
     simulate,
     traces,
 )
+from pacer.run import SyncRun
 from pacer.simulate import Timeline
 from pacer.testing.strategies import hard_text
 

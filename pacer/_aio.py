@@ -1,0 +1,61 @@
+"""Small async helpers the drivers share (``run``, ``hub``, ``server``): closing a source,
+knowing the event loop, waking a future, starting a task nobody awaits.
+
+Cost: O(1) each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+__all__ = ["aclose_source", "on_asyncio", "spawn_detached", "wake"]
+
+
+async def aclose_source(source: object) -> None:
+    """Close an (async) iterator or generator the way its kind closes, if it can be closed."""
+    aclose = getattr(source, "aclose", None)
+    if aclose is not None:
+        await aclose()
+    else:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+
+
+def wake(future: asyncio.Future[None]) -> None:
+    """Resolve ``future`` unless it already is."""
+    if not future.done():
+        future.set_result(None)
+
+
+def on_asyncio() -> bool:
+    """Whether this runs inside a running asyncio event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def spawn_detached(fn: Any) -> None:
+    """Start ``fn()`` as a task of the running loop (asyncio or trio) that nobody awaits."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is not None:
+        task = loop.create_task(fn())
+        _TASKS.add(task)
+        task.add_done_callback(_TASKS.discard)
+        return
+    if "trio" in sys.modules:
+        import trio
+
+        trio.lowlevel.spawn_system_task(fn)
+        return
+    raise RuntimeError("pacer.arun needs a running asyncio or trio event loop")
+
+
+_TASKS: set[asyncio.Task[None]] = set()  # strong references to detached asyncio tasks
