@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._core import Chunk
 
-__all__ = ["StreamMetrics", "percentile"]
+__all__ = ["LagSamples", "StreamMetrics", "percentile"]
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -26,16 +26,37 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[rank]
 
 
+class LagSamples:
+    """Lag samples for percentiles, at most ``max_samples`` of them: when full, every
+    other sample is dropped and from then on every other chunk is sampled."""
+
+    def __init__(self, max_samples: int) -> None:
+        self.max_samples = max_samples
+        self.values = array("d")  # plain doubles: no float object per sample
+        self._stride = 1  # keep one sample in every _stride chunks
+        self._countdown = 1
+
+    def add(self, lag: float) -> None:
+        self._countdown -= 1
+        if not self._countdown:
+            self._countdown = self._stride
+            values = self.values
+            values.append(lag)
+            if len(values) >= self.max_samples:  # keep every other sample, sample half as often
+                del values[::2]
+                self._stride *= 2
+                self._countdown = self._stride
+
+
 class StreamMetrics:
     """Counters and timings of one stream, updated as chunks leave the pipeline.
 
     Times are in the clock's seconds. ``stall_gap`` is the silence (seconds between
-    two emissions) that counts as a stall.
+    two emissions) that counts as a stall; ``max_samples`` bounds the lag samples kept.
     """
 
     def __init__(self, stall_gap: float = 1.0, max_samples: int = 10_000) -> None:
         self.stall_gap = stall_gap
-        self.max_samples = max_samples
         self.items_in = 0
         self.chunks_out = 0
         self.chars_out = 0
@@ -45,9 +66,12 @@ class StreamMetrics:
         self.last_output: float | None = None
         self.max_lag = 0.0
         self.stalls = 0
-        self._lags = array("d")  # plain doubles: no float object per sample
-        self._stride = 1  # keep one lag sample in every _stride chunks
-        self._countdown = 1
+        self._lags = LagSamples(max_samples)
+
+    @property
+    def max_samples(self) -> int:
+        """The most lag samples kept."""
+        return self._lags.max_samples
 
     def record(self, chunk: Chunk, now: float) -> None:
         text = chunk.text
@@ -64,15 +88,7 @@ class StreamMetrics:
         lag = now - chunk.arrival
         if lag > self.max_lag:
             self.max_lag = lag
-        self._countdown -= 1
-        if not self._countdown:
-            self._countdown = self._stride
-            lags = self._lags
-            lags.append(lag)
-            if len(lags) >= self.max_samples:  # keep every other sample, sample half as often
-                del lags[::2]
-                self._stride *= 2
-                self._countdown = self._stride
+        self._lags.add(lag)
 
     @property
     def time_to_first_output(self) -> float | None:
@@ -83,7 +99,7 @@ class StreamMetrics:
 
     def lag(self, q: float) -> float | None:
         """Lag percentile ``q`` (0-100), seconds from arrival to emission."""
-        return percentile(self._lags, q)
+        return percentile(self._lags.values, q)
 
     def as_dict(self) -> dict[str, float | int | None]:
         return {

@@ -94,21 +94,36 @@ async def stream_views(
             for name, pipe in pipes:
                 for chunk in pipe.finish(now):
                     yield _frame(name, chunk, start)
-        wake: float | None = start + trace[i][0] if i < n else None
-        for name, pipe in pipes:
-            deadline = pipe.deadline
-            if deadline is None:
-                continue
-            if deadline <= now:
-                for chunk in pipe.poll(now):
-                    yield _frame(name, chunk, start)
-                deadline = pipe.deadline
-            if deadline is not None and (wake is None or deadline < wake):
-                wake = deadline
+        frames, wake = _poll_due(pipes, now, start, start + trace[i][0] if i < n else None)
+        for frame in frames:
+            yield frame
         if wake is None:
             break
         await clock.asleep_until(wake)
-    summary = {
+    yield encode(json.dumps(_summary(pipes)), event="end")
+    yield DONE
+
+
+def _poll_due(
+    pipes: list[tuple[str, Pipeline]], now: float, start: float, wake: float | None
+) -> tuple[list[bytes], float | None]:
+    """Poll every view due by ``now``: its frames, and the earliest of ``wake`` and the deadlines."""
+    frames: list[bytes] = []
+    for name, pipe in pipes:
+        deadline = pipe.deadline
+        if deadline is None:
+            continue
+        if deadline <= now:
+            frames += [_frame(name, chunk, start) for chunk in pipe.poll(now)]
+            deadline = pipe.deadline
+        if deadline is not None and (wake is None or deadline < wake):
+            wake = deadline
+    return frames, wake
+
+
+def _summary(pipes: list[tuple[str, Pipeline]]) -> dict[str, dict[str, float | int]]:
+    """Each view's numbers, for the ``end`` event."""
+    return {
         name: {
             "chunks": pipe.metrics.chunks_out,
             "chars": pipe.metrics.chars_out,
@@ -117,8 +132,6 @@ async def stream_views(
         }
         for name, pipe in pipes
     }
-    yield encode(json.dumps(summary), event="end")
-    yield DONE
 
 
 def _parse(request: Request) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 __all__ = [
@@ -56,6 +57,67 @@ class ServerSentEvent:
         return encode(self.data, event=None if self.event == "message" else self.event, id=self.id or None)
 
 
+class _Lines:
+    """The lines of an event stream from its bytes, however they are split: UTF-8 (bad
+    bytes replaced), a leading BOM dropped, lines ended by CR, LF or CRLF, also when a
+    CRLF is split between two chunks. A line longer than ``max_line`` is an ``SSEError``."""
+
+    def __init__(self, max_line: int) -> None:
+        self.max_line = max_line
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._started = False  # the first character (a possible BOM) has been seen
+        self._skip_lf = False  # the last line ended with CR: an LF next belongs to it
+        self._line: list[str] = []  # the pieces of the unfinished line
+        self._line_len = 0
+
+    def feed(self, data: bytes, final: bool = False) -> Iterator[str]:
+        """The lines ``data`` completes, one at a time (each taken before the next is read)."""
+        text = self._decoder.decode(data, final)
+        if not text:
+            return
+        if not self._started:
+            self._started = True
+            if text[0] == "\ufeff":
+                text = text[1:]
+        if self._skip_lf:
+            self._skip_lf = False
+            if text.startswith("\n"):
+                text = text[1:]
+        start = 0
+        for m in _LINE_END.finditer(text):
+            piece = text[start : m.start()]
+            start = m.end()
+            if self._line:
+                self._append(piece)
+                line = "".join(self._line)
+                self._line.clear()
+                self._line_len = 0
+            else:
+                if len(piece) > self.max_line:
+                    raise SSEError(f"event stream line longer than max_line={self.max_line} characters")
+                line = piece
+            yield line
+        rest = text[start:]
+        if rest:
+            self._append(rest)
+        if text.endswith("\r"):
+            self._skip_lf = True
+
+    def _append(self, piece: str) -> None:
+        self._line_len += len(piece)
+        if self._line_len > self.max_line:
+            raise SSEError(f"event stream line longer than max_line={self.max_line} characters")
+        self._line.append(piece)
+
+    def reset(self) -> None:
+        """A new connection: no partial character, line or BOM state is carried over."""
+        self._decoder.reset()
+        self._started = False
+        self._skip_lf = False
+        self._line.clear()
+        self._line_len = 0
+
+
 class SSEDecoder:
     """Turn event-stream bytes into ``ServerSentEvent`` objects, chunk by chunk.
 
@@ -76,76 +138,38 @@ class SSEDecoder:
             raise ValueError(f"SSEDecoder: max_line must be >= 1, got {max_line}")
         if max_event < 1:
             raise ValueError(f"SSEDecoder: max_event must be >= 1, got {max_event}")
-        self.max_line = max_line
         self.max_event = max_event
         self.retry: int | None = None
         self.last_event_id = ""
-        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self._started = False  # the first character (a possible BOM) has been seen
-        self._skip_lf = False  # the last line ended with CR: an LF next belongs to it
-        self._line: list[str] = []
-        self._line_len = 0
+        self._lines = _Lines(max_line)
         self._data: list[str] = []
         self._data_len = 0
         self._event = ""
         self._id_buffer = ""
 
+    @property
+    def max_line(self) -> int:
+        """The longest line accepted, in characters."""
+        return self._lines.max_line
+
     def feed(self, data: bytes) -> list[ServerSentEvent]:
         """Take the next bytes of the stream; return the events they complete."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"SSEDecoder.feed takes bytes, got {type(data).__name__}")
-        return self._text(self._decoder.decode(bytes(data)))
+        out: list[ServerSentEvent] = []
+        for line in self._lines.feed(bytes(data)):
+            self._process(line, out)
+        return out
 
     def flush(self) -> list[ServerSentEvent]:
         """End of stream: discard an unterminated event and reset for a new connection."""
-        out = self._text(self._decoder.decode(b"", final=True))
-        self._decoder.reset()
-        self._started = False
-        self._skip_lf = False
-        self._line.clear()
-        self._line_len = 0
+        out: list[ServerSentEvent] = []
+        for line in self._lines.feed(b"", final=True):
+            self._process(line, out)
+        self._lines.reset()
         self._reset_event()
         self._id_buffer = self.last_event_id
         return out
-
-    def _text(self, text: str) -> list[ServerSentEvent]:
-        if not text:
-            return []
-        if not self._started:
-            self._started = True
-            if text[0] == "\ufeff":
-                text = text[1:]
-        if self._skip_lf:
-            self._skip_lf = False
-            if text.startswith("\n"):
-                text = text[1:]
-        out: list[ServerSentEvent] = []
-        start = 0
-        for m in _LINE_END.finditer(text):
-            piece = text[start : m.start()]
-            if self._line:
-                self._append_line(piece)
-                line = "".join(self._line)
-                self._line.clear()
-                self._line_len = 0
-            else:
-                if len(piece) > self.max_line:
-                    raise SSEError(f"event stream line longer than max_line={self.max_line} characters")
-                line = piece
-            self._process(line, out)
-            start = m.end()
-        rest = text[start:]
-        if rest:
-            self._append_line(rest)
-        if text.endswith("\r"):
-            self._skip_lf = True
-        return out
-
-    def _append_line(self, piece: str) -> None:
-        self._line_len += len(piece)
-        if self._line_len > self.max_line:
-            raise SSEError(f"event stream line longer than max_line={self.max_line} characters")
-        self._line.append(piece)
 
     def _process(self, line: str, out: list[ServerSentEvent]) -> None:
         if not line:

@@ -260,130 +260,165 @@ def _hf_tokens(tok: Any, skip_special_tokens: bool) -> tuple[list[str | None], s
     return tokens, special
 
 
+@dataclass
+class _HFDecoder:
+    """What every HF decoder reduction reads: the tokens by id and the decoder's steps."""
+
+    name: str
+    tokens: list[str | None]
+    special: set[int]
+    skip: set[int]  # the specials skipped, when ``skip_special_tokens``
+    steps: list[Any]  # the decoder's configuration, one dict per step
+
+    def per_token(self, make: Callable[[str], bytes]) -> list[bytes | None]:
+        """``make(token)`` per id: ``None`` where no token has the id, ``b""`` for a skipped one."""
+        skip = self.skip
+        return [None if t is None else b"" if i in skip else make(t) for i, t in enumerate(self.tokens)]
+
+
 def _hf_vocab(tok: Any, skip_special_tokens: bool, name: str) -> Vocab:
     config = json.loads(tok.to_str()).get("decoder")
     tokens, special = _hf_tokens(tok, skip_special_tokens)
-    skip = special if skip_special_tokens else set()
     steps = config.get("decoders", []) if config and config["type"] == "Sequence" else [config]
-    kinds = [s["type"] if s else None for s in steps]
+    kinds = tuple(s["type"] if s else None for s in steps)
+    build = _HF_DECODERS.get(kinds)
+    if build is None:
+        raise NotImplementedError(f"Detokenizer: the HF decoder {list(kinds)} is not supported yet")
+    decoder = _HFDecoder(name, tokens, special, special if skip_special_tokens else set(), steps)
+    return build(decoder)
 
-    def per_token(make: Callable[[str], bytes]) -> list[bytes | None]:
-        """``make(token)`` per id: ``None`` where no token has the id, ``b""`` for a skipped one."""
-        return [None if t is None else b"" if i in skip else make(t) for i, t in enumerate(tokens)]
 
-    if kinds == ["ByteLevel"]:
-        byte_of = _byte_level_decoder()
+def _hf_byte_level(d: _HFDecoder) -> Vocab:
+    byte_of = _byte_level_decoder()
 
-        def level_bytes(token: str) -> bytes:
-            if all(c in byte_of for c in token):
-                return bytes(byte_of[c] for c in token)
-            return token.encode()
+    def level_bytes(token: str) -> bytes:
+        if all(c in byte_of for c in token):
+            return bytes(byte_of[c] for c in token)
+        return token.encode()
 
-        return Vocab(f"{name}:ByteLevel", per_token(level_bytes), special_ids=frozenset(special))
+    return Vocab(f"{d.name}:ByteLevel", d.per_token(level_bytes), special_ids=frozenset(d.special))
 
-    if kinds and kinds[-1] == "Strip" and kinds[:-1] in (["Replace", "ByteFallback", "Fuse"],):
-        replace, strip = steps[0], steps[-1]
-        if (
-            replace["pattern"].get("String") is None
-            or strip.get("content") != " "
-            or strip.get("stop", 0) != 0
-            or strip.get("start", 0) > 1
-        ):
-            raise NotImplementedError(f"Detokenizer: unsupported decoder settings {config}")
-        old, new = replace["pattern"]["String"], replace["content"]
-        runs: dict[int, int] = {}
-        pieces: list[Any] = []
-        for i, token in enumerate(tokens):
-            if token is None:
-                pieces.append(None)
-                continue
-            if i in skip:
-                pieces.append("")
-                continue
-            m = _BYTE_PIECE.fullmatch(token)
-            if m is not None:
-                runs[i] = int(m.group(1), 16)
-            pieces.append(token.replace(old, new))
-        return Vocab(
-            f"{name}:ByteFallback",
-            pieces,
-            strip_first="output" if strip.get("start", 0) == 1 else None,
-            byte_runs=runs,
-            special_ids=frozenset(special),
-            skipped_ids=frozenset(skip),
-        )
 
-    if kinds == ["Metaspace"]:
-        meta = steps[0]
-        repl = meta.get("replacement", "\u2581")
-        prepend = meta.get("prepend_scheme", "always" if meta.get("add_prefix_space", True) else "never")
-        return Vocab(
-            f"{name}:Metaspace",
-            per_token(lambda t: t.replace(repl, " ").encode()),
-            strip_first="token" if prepend != "never" else None,
-            strip_ids=frozenset(range(len(tokens))),
-            special_ids=frozenset(special),
-        )
+def _hf_byte_fallback(d: _HFDecoder) -> Vocab:
+    """SentencePiece as HF runs it: Replace, ByteFallback, Fuse, Strip."""
+    replace, strip = d.steps[0], d.steps[-1]
+    if (
+        replace["pattern"].get("String") is None
+        or strip.get("content") != " "
+        or strip.get("stop", 0) != 0
+        or strip.get("start", 0) > 1
+    ):
+        raise NotImplementedError(f"Detokenizer: unsupported decoder settings {d.steps}")
+    old, new = replace["pattern"]["String"], replace["content"]
+    runs: dict[int, int] = {}
+    pieces: list[Any] = []
+    for i, token in enumerate(d.tokens):
+        if token is None:
+            pieces.append(None)
+            continue
+        if i in d.skip:
+            pieces.append("")
+            continue
+        m = _BYTE_PIECE.fullmatch(token)
+        if m is not None:
+            runs[i] = int(m.group(1), 16)
+        pieces.append(token.replace(old, new))
+    return Vocab(
+        f"{d.name}:ByteFallback",
+        pieces,
+        strip_first="output" if strip.get("start", 0) == 1 else None,
+        byte_runs=runs,
+        special_ids=frozenset(d.special),
+        skipped_ids=frozenset(d.skip),
+    )
 
-    if kinds == ["WordPiece"]:
-        # HF's WordPiece decoder works token by token: a token after the first loses
-        # its continuation prefix or gains a space, then (``cleanup``) a fixed list of
-        # replacements runs on that token alone. So each id has one piece for the first
-        # position and one for every later position: two tables, O(1) per token.
-        prefix, cleanup = steps[0].get("prefix", "##"), steps[0].get("cleanup", True)
 
-        def clean(text: str) -> bytes:
-            return (_wordpiece_cleanup(text) if cleanup else text).encode()
+def _hf_metaspace(d: _HFDecoder) -> Vocab:
+    meta = d.steps[0]
+    repl = meta.get("replacement", "\u2581")
+    prepend = meta.get("prepend_scheme", "always" if meta.get("add_prefix_space", True) else "never")
+    return Vocab(
+        f"{d.name}:Metaspace",
+        d.per_token(lambda t: t.replace(repl, " ").encode()),
+        strip_first="token" if prepend != "never" else None,
+        strip_ids=frozenset(range(len(d.tokens))),
+        special_ids=frozenset(d.special),
+    )
 
-        def later(token: str) -> bytes:
-            return clean(token[len(prefix) :] if prefix and token.startswith(prefix) else " " + token)
 
-        return Vocab(
-            f"{name}:WordPiece", per_token(later), first=per_token(clean), special_ids=frozenset(special)
-        )
+def _hf_wordpiece(d: _HFDecoder) -> Vocab:
+    # HF's WordPiece decoder works token by token: a token after the first loses its
+    # continuation prefix or gains a space, then (``cleanup``) a fixed list of
+    # replacements runs on that token alone. So each id has one piece for the first
+    # position and one for every later position: two tables, O(1) per token.
+    prefix, cleanup = d.steps[0].get("prefix", "##"), d.steps[0].get("cleanup", True)
 
-    if kinds == [None]:
-        # No decoder: HF joins the tokens with single spaces.
-        return Vocab(
-            f"{name}:no decoder",
-            per_token(lambda t: b" " + t.encode() if t else b""),
-            first=per_token(str.encode),
-            special_ids=frozenset(special),
-        )
+    def clean(text: str) -> bytes:
+        return (_wordpiece_cleanup(text) if cleanup else text).encode()
 
-    if kinds == ["BPEDecoder"]:
-        # Every end-of-word suffix becomes a space, except in the last token, where it
-        # becomes nothing: a token's differing ending waits for the next token.
-        suffix = steps[0].get("suffix", "</w>")
-        return Vocab(
-            f"{name}:BPEDecoder",
-            per_token(lambda t: t.replace(suffix, " ").encode()),
-            last=per_token(lambda t: t.replace(suffix, "").encode()),
-            special_ids=frozenset(special),
-            skipped_ids=frozenset(skip),
-        )
+    def later(token: str) -> bytes:
+        return clean(token[len(prefix) :] if prefix and token.startswith(prefix) else " " + token)
 
-    if kinds == ["CTC"]:
-        # A run of the same token counts once; then the pad token is removed and, with
-        # ``cleanup``, WordPiece's cleanup runs and the word delimiter becomes a space.
-        pad, delimiter = steps[0].get("pad_token", "<pad>"), steps[0].get("word_delimiter_token", "|")
-        cleanup = steps[0].get("cleanup", True)
+    return Vocab(
+        f"{d.name}:WordPiece", d.per_token(later), first=d.per_token(clean), special_ids=frozenset(d.special)
+    )
 
-        def ctc_piece(token: str) -> bytes:
-            text = token.replace(pad, "")
-            if cleanup:
-                text = _wordpiece_cleanup(text).replace(delimiter, " ")
-            return text.encode()
 
-        return Vocab(
-            f"{name}:CTC",
-            per_token(ctc_piece),
-            repeats=list(tokens),
-            special_ids=frozenset(special),
-            skipped_ids=frozenset(skip),
-        )
+def _hf_no_decoder(d: _HFDecoder) -> Vocab:
+    # No decoder: HF joins the tokens with single spaces.
+    return Vocab(
+        f"{d.name}:no decoder",
+        d.per_token(lambda t: b" " + t.encode() if t else b""),
+        first=d.per_token(str.encode),
+        special_ids=frozenset(d.special),
+    )
 
-    raise NotImplementedError(f"Detokenizer: the HF decoder {kinds} is not supported yet")
+
+def _hf_bpe_decoder(d: _HFDecoder) -> Vocab:
+    # Every end-of-word suffix becomes a space, except in the last token, where it
+    # becomes nothing: a token's differing ending waits for the next token.
+    suffix = d.steps[0].get("suffix", "</w>")
+    return Vocab(
+        f"{d.name}:BPEDecoder",
+        d.per_token(lambda t: t.replace(suffix, " ").encode()),
+        last=d.per_token(lambda t: t.replace(suffix, "").encode()),
+        special_ids=frozenset(d.special),
+        skipped_ids=frozenset(d.skip),
+    )
+
+
+def _hf_ctc(d: _HFDecoder) -> Vocab:
+    # A run of the same token counts once; then the pad token is removed and, with
+    # ``cleanup``, WordPiece's cleanup runs and the word delimiter becomes a space.
+    step = d.steps[0]
+    pad, delimiter = step.get("pad_token", "<pad>"), step.get("word_delimiter_token", "|")
+    cleanup = step.get("cleanup", True)
+
+    def ctc_piece(token: str) -> bytes:
+        text = token.replace(pad, "")
+        if cleanup:
+            text = _wordpiece_cleanup(text).replace(delimiter, " ")
+        return text.encode()
+
+    return Vocab(
+        f"{d.name}:CTC",
+        d.per_token(ctc_piece),
+        repeats=list(d.tokens),
+        special_ids=frozenset(d.special),
+        skipped_ids=frozenset(d.skip),
+    )
+
+
+# The decoders reduced to a Vocab, by their steps' types (None: no decoder).
+_HF_DECODERS: dict[tuple[str | None, ...], Callable[[_HFDecoder], Vocab]] = {
+    ("ByteLevel",): _hf_byte_level,
+    ("Replace", "ByteFallback", "Fuse", "Strip"): _hf_byte_fallback,
+    ("Metaspace",): _hf_metaspace,
+    ("WordPiece",): _hf_wordpiece,
+    (None,): _hf_no_decoder,
+    ("BPEDecoder",): _hf_bpe_decoder,
+    ("CTC",): _hf_ctc,
+}
 
 
 def _wordpiece_cleanup(text: str) -> str:
