@@ -9,7 +9,7 @@ from typing import Final
 
 import regex
 
-__all__ = ["GRAPHEME", "Arrivals", "graphemes", "utf8_len"]
+__all__ = ["GRAPHEME", "Arrivals", "SurrogatePairs", "graphemes", "utf8_len"]
 
 #: One extended grapheme cluster (UAX #29), as ``regex`` defines ``\X``.
 GRAPHEME: Final = regex.compile(r"\X")
@@ -59,3 +59,43 @@ class Arrivals:
             head = 0
         self._head = head
         return arrival
+
+
+class SurrogatePairs:
+    """Joins a UTF-16 surrogate pair split across two texts into the one character it is.
+
+    JSON producers that cut text at UTF-16 units send ``"\\ud83d"`` then ``"\\ude00"``;
+    as Python strings these are two lone surrogates that UTF-8 cannot carry. A high
+    surrogate at the end of a text is held until the next text shows whether a low one
+    follows. A surrogate that has no partner stays as it is: the caller decides how to
+    carry it. O(1) per text beyond the pair found.
+    """
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, text: str) -> str:
+        """``text``, with any held high surrogate in front, pairs joined, a new trailing high one held."""
+        if self._held:
+            text, self._held = self._held + text, ""
+        if not text:
+            return text
+        if "\ud800" <= text[-1] <= "\udbff":
+            text, self._held = text[:-1], text[-1]
+        if _SURROGATE.search(text) is not None:
+            text = _PAIR.sub(_join_pair, text)
+        return text
+
+    def flush(self) -> str:
+        """What is held (a high surrogate with nothing after it)."""
+        held, self._held = self._held, ""
+        return held
+
+
+_SURROGATE: Final = regex.compile("[\ud800-\udfff]")
+_PAIR: Final = regex.compile("[\ud800-\udbff][\udc00-\udfff]")
+
+
+def _join_pair(match: regex.Match[str]) -> str:
+    high, low = match.group()
+    return chr(0x10000 + ((ord(high) - 0xD800) << 10) + (ord(low) - 0xDC00))

@@ -13,6 +13,7 @@ whose units are its characters); the queue is O(1) amortized per entry.
 from __future__ import annotations
 
 import re
+from collections import deque
 from typing import Final
 
 import regex
@@ -38,21 +39,31 @@ class Units:
 
     ``whole``: every chunk ``ready`` returns is one unit, queued as it is (never held).
     ``runs``: units due together go out as one chunk (graphemes), not a chunk each.
+    ``ready``, ``poll``, ``finish`` and ``cancel`` give each unit with when its text
+    entered the pacer, from which the lag bound counts.
     """
 
     def __init__(self, whole: bool = True, runs: bool = False) -> None:
         self.whole = whole
         self.runs = runs
 
-    def ready(self, chunk: Chunk, now: float) -> list[Chunk]:
+    def ready(self, chunk: Chunk, now: float) -> list[tuple[Chunk, float]]:
         """The text ``chunk`` makes ready to queue."""
-        return [chunk]
+        return [(chunk, now)]
 
-    def finish(self, now: float) -> list[Chunk]:
+    def due(self) -> float | None:
+        """When text held back (not yet a unit) must be let go, if any is."""
+        return None
+
+    def poll(self, now: float) -> list[tuple[Chunk, float]]:
+        """What is held past ``due``, let go as units."""
+        return []
+
+    def finish(self, now: float) -> list[tuple[Chunk, float]]:
         """End of input: what is still held, to queue."""
         return []
 
-    def cancel(self, now: float) -> list[Chunk]:
+    def cancel(self, now: float) -> list[tuple[Chunk, float]]:
         """Stop: what is still held, to queue at once."""
         return []
 
@@ -74,20 +85,53 @@ class Chunks(Units):
 
 
 class Sentences(Units):
-    """Whole sentences (and clauses under a budget), as a ``SentenceSplitter`` cuts them."""
+    """Whole sentences (and clauses under a budget), as a ``SentenceSplitter`` cuts them.
 
-    def __init__(self, splitter: SentenceSplitter) -> None:
+    Text waits in the splitter at most ``hold`` seconds from when it entered: then what
+    is pending goes out as a ``FORCED`` unit, so the pacer's lag bound holds for text
+    that never reaches a sentence end.
+    """
+
+    def __init__(self, splitter: SentenceSplitter, hold: float) -> None:
         super().__init__()
         self.splitter = splitter
+        self.hold = hold
+        self.taken = 0  # characters given to the splitter
+        self.given = 0  # characters it has let go
+        self.entries: deque[tuple[int, float]] = deque()  # (offset, entered) of each held input
 
-    def ready(self, chunk: Chunk, now: float) -> list[Chunk]:
-        return self.splitter.push(chunk, now)
+    def ready(self, chunk: Chunk, now: float) -> list[tuple[Chunk, float]]:
+        self.entries.append((self.taken, now))
+        self.taken += len(chunk.text)
+        return self._entered(self.splitter.push(chunk, now))
 
-    def finish(self, now: float) -> list[Chunk]:
-        return self.splitter.finish(now)
+    def due(self) -> float | None:
+        return self.entries[0][1] + self.hold if self.given < self.taken else None
 
-    def cancel(self, now: float) -> list[Chunk]:
-        return self.splitter.cancel(now)
+    def poll(self, now: float) -> list[tuple[Chunk, float]]:
+        due = self.due()
+        return self._entered(self.splitter.poll(now)) if due is not None and now >= due else []
+
+    def finish(self, now: float) -> list[tuple[Chunk, float]]:
+        return self._entered(self.splitter.finish(now))
+
+    def cancel(self, now: float) -> list[tuple[Chunk, float]]:
+        return self._entered(self.splitter.cancel(now))
+
+    def _entered(self, units: list[Chunk]) -> list[tuple[Chunk, float]]:
+        """Each unit with when its first character entered; entries passed are dropped."""
+        out = []
+        for unit in units:
+            self._drop_passed()
+            out.append((unit, self.entries[0][1]))
+            self.given += len(unit.text)
+        self._drop_passed()
+        return out
+
+    def _drop_passed(self) -> None:
+        entries = self.entries
+        while len(entries) > 1 and entries[1][0] <= self.given:
+            entries.popleft()
 
 
 class Words(Units):

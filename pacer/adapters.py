@@ -19,7 +19,7 @@ import json
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
-from .sse import ServerSentEvent, SSEDecoder
+from .sse import ServerSentEvent, SSEDecoder, SSEError
 
 __all__ = [
     "UpstreamError",
@@ -114,21 +114,35 @@ def anthropic_text(events: Iterable[Any]) -> Iterator[str]:
 
 
 def sse_events(data: Iterable[bytes], **limits: int) -> Iterator[ServerSentEvent]:
-    """Events of an event-stream byte iterable (``SSEDecoder`` limits as keywords)."""
+    """Events of an event-stream byte iterable (``SSEDecoder`` limits as keywords).
+
+    A stream that breaks a limit raises ``SSEError`` after every event before the
+    failure has been yielded.
+    """
     decoder = SSEDecoder(**limits)
     for piece in data:
-        yield from decoder.feed(piece)
+        yield from _fed(decoder, piece)
     yield from decoder.flush()
 
 
 async def asse_events(data: AsyncIterable[bytes], **limits: int) -> AsyncIterator[ServerSentEvent]:
-    """Events of an async event-stream byte iterable."""
+    """Events of an async event-stream byte iterable (as ``sse_events``)."""
     decoder = SSEDecoder(**limits)
     async for piece in data:
-        for event in decoder.feed(piece):
+        for event in _fed(decoder, piece):
             yield event
     for event in decoder.flush():
         yield event
+
+
+def _fed(decoder: SSEDecoder, piece: bytes) -> Iterator[ServerSentEvent]:
+    """The events ``piece`` completes; at a failure, those before it, then the error."""
+    try:
+        events = decoder.feed(piece)
+    except SSEError as exc:
+        yield from exc.events
+        raise
+    yield from events
 
 
 def parse_openai_event(event: ServerSentEvent) -> dict[str, Any] | None:

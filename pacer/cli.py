@@ -221,6 +221,30 @@ def _parser() -> argparse.ArgumentParser:
         default=15.0,
         help="seconds of silence before a keep-alive comment (default: 15)",
     )
+    x.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes serving the port, for a host with several cores (default: 1)",
+    )
+    for name, default, what in (
+        ("connect", 10.0, "seconds to wait to connect to the upstream"),
+        ("first-byte", 600.0, "seconds to wait for the upstream's response headers"),
+        ("idle", 300.0, "seconds the upstream may send nothing once it has answered"),
+        ("total", 3600.0, "seconds one whole upstream exchange may take"),
+    ):
+        x.add_argument(
+            f"--{name}-timeout",
+            type=float,
+            default=default,
+            help=f"{what} (default: {default:g}; 0: no limit)",
+        )
+    x.add_argument(
+        "--max-body",
+        type=int,
+        default=32 << 20,
+        help="largest request body in bytes; larger ones get a 413 (default: 33554432, 32 MiB)",
+    )
     v = sub.add_parser(
         "serve",
         help="open a local web page that shows one model stream three ways side by side",
@@ -235,6 +259,36 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _proxy(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if not args.cps > 0 or not args.heartbeat > 0:
+        parser.error("--cps and --heartbeat must be > 0")
+    if args.workers < 1 or args.max_body < 0:
+        parser.error("--workers must be >= 1 and --max-body >= 0")
+    waits = [args.connect_timeout, args.first_byte_timeout, args.idle_timeout, args.total_timeout]
+    if any(not wait >= 0 for wait in waits):
+        parser.error("timeouts must be >= 0 seconds (0: no limit)")
+    try:
+        from .proxy import ProxyTimeouts, serve
+    except ModuleNotFoundError as exc:
+        print(f"pacer proxy: {exc}. Install the extra: pip install 'pacer-llm[server]'", file=sys.stderr)
+        return 2
+    connect, first_byte, idle, total = (wait or None for wait in waits)
+    try:
+        serve(
+            args.upstream,
+            host=args.host,
+            port=args.port,
+            cps=args.cps,
+            workers=args.workers,
+            heartbeat=args.heartbeat,
+            timeouts=ProxyTimeouts(connect=connect, first_byte=first_byte, idle=idle, total=total),
+            max_body=args.max_body,
+        )
+    except ValueError as exc:  # a malformed upstream URL, above all
+        parser.error(str(exc))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -245,12 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--cps and --max-lag must be > 0")
         return demo(args)
     if args.command == "proxy":
-        if not args.cps > 0 or not args.heartbeat > 0:
-            parser.error("--cps and --heartbeat must be > 0")
-        from .proxy import serve
-
-        serve(args.upstream, host=args.host, port=args.port, cps=args.cps, heartbeat=args.heartbeat)
-        return 0
+        return _proxy(parser, args)
     if args.command == "serve":
         try:
             from .playground import serve as serve_page

@@ -161,13 +161,14 @@ class _Run:
         self.texts = []
 
 
-def _units(unit: Unit) -> Units:
+def _units(unit: Unit, max_lag: float) -> Units:
     if unit == "grapheme":
         return Graphemes()
     if unit == "word":
         return Words()
     if unit == "sentence":
-        return Sentences(SentenceSplitter())
+        # Half the lag bound to find a sentence's end, the other half to pace it out.
+        return Sentences(SentenceSplitter(), max_lag / 2)
     return Chunks()
 
 
@@ -229,7 +230,7 @@ class Pacer(Stage):
             seconds(sentence_pause, "Pacer: sentence_pause", zero=True),
             seconds(clause_pause, "Pacer: clause_pause", zero=True),
         )
-        self._units = _units(unit)
+        self._units = _units(unit, self._rhythm.max_lag)
         self._run = _Run() if self._units.runs else None  # empty between releases
         self._queue = UnitQueue()
         self._seen = 0.0  # the latest time the pacer was told
@@ -280,12 +281,19 @@ class Pacer(Stage):
 
     def _compute_deadline(self) -> float | None:
         if self._queue.waiting():
-            return self._head_due(self._seen)
-        if self._tail:
-            if self._units.settled(self._tail):
-                return self._tail_turn(self._seen)
-            return self._tail_entered + self.max_lag
-        return None
+            due = self._head_due(self._seen)
+        elif not self._tail:
+            return self._units.due()  # text a unit strategy holds back (sentences), if any
+        elif self._units.settled(self._tail):
+            due = self._tail_turn(self._seen)
+        else:
+            due = self._tail_entered + self.max_lag
+        return self._or_held(due)
+
+    def _or_held(self, due: float) -> float:
+        """``due``, or sooner when a unit strategy holds text that is due out sooner."""
+        held = self._units.due()
+        return due if held is None or due < held else held
 
     def _head_due(self, now: float) -> float:
         """When the head entry's next unit goes out, reckoned at ``now``."""
@@ -313,17 +321,21 @@ class Pacer(Stage):
         self._rhythm.arrival.note(len(text), now)
         units = self._units
         if units.whole:
-            for unit in units.ready(chunk, now):
-                self._queue.add(unit, [unit.text], now)
+            self._queue_units(units.ready(chunk, now))
         else:
             self._split(chunk, now)
         return self._release(now)
 
     def poll(self, now: float) -> list[Chunk]:
         self._seen = now
+        self._queue_units(self._units.poll(now))
         if self._tail and now >= self._tail_entered + self.max_lag:
             self._flush_tail(Boundary.NONE)
         return self._release(now)
+
+    def _queue_units(self, units: list[tuple[Chunk, float]]) -> None:
+        for unit, entered in units:
+            self._queue.add(unit, [unit.text], entered)
 
     def _flush_tail(self, boundary: Boundary) -> None:
         if self._tail:
@@ -333,8 +345,7 @@ class Pacer(Stage):
 
     def finish(self, now: float) -> list[Chunk]:
         self._end_input()
-        for unit in self._units.finish(now):
-            self._queue.add(unit, [unit.text], now)
+        self._queue_units(self._units.finish(now))
         self._flush_tail(Boundary.SENTENCE)
         if self.on_end == "flush":
             return self._release(math.inf, now)
@@ -342,8 +353,7 @@ class Pacer(Stage):
 
     def cancel(self, now: float) -> list[Chunk]:
         self._end_input(cancelled=True)
-        for unit in self._units.cancel(now):
-            self._queue.add(unit, [unit.text], now)
+        self._queue_units(self._units.cancel(now))
         self._flush_tail(Boundary.NONE)
         return self._release(math.inf, now)
 
@@ -412,7 +422,7 @@ class Pacer(Stage):
                 due = self._head_due(at)
                 if due > limit:
                     if stamp is None and now == self._seen:
-                        self._deadline = due  # what _compute_deadline would say: spare it the work
+                        self._deadline = self._or_held(due)  # as _compute_deadline: spare it the work
                     break
                 self._send_head(due, limit, run, out)
             if queue.waiting() or run is None or stamp is not None or not self._units.settled(self._tail):
@@ -423,7 +433,7 @@ class Pacer(Stage):
             due = self._tail_turn(at)
             if due > limit:
                 if now == self._seen:
-                    self._deadline = due
+                    self._deadline = self._or_held(due)
                 break
             self._flush_tail(Boundary.NONE)
         if run is not None:

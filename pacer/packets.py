@@ -1,23 +1,32 @@
 """Re-chunk text into packets bounded in UTF-8 bytes, never splitting a grapheme.
 
 Held: the text not yet sent, which is less than ``max_bytes`` plus the last input
-chunk. A push costs O(its own text) until ``min_bytes`` are held; then the held
-text is scanned once and all of it goes out but less than ``min_bytes`` and the
-last grapheme, so the work is O(bytes in) overall (one grapheme that keeps growing
-over many pushes, such as a long run of combining marks, is rescanned each time).
-The last grapheme of the held text is kept back until more text (or the end, or
-the idle timer) shows it is complete: a combining mark or a ZWJ may still extend it.
+chunk. A push costs O(its own text) until ``min_bytes`` are held; then the held text
+is scanned once and all of it goes out but less than ``min_bytes`` and the last
+grapheme, so the work is O(bytes in) overall (one grapheme that keeps growing over
+many pushes is not rescanned while what comes only extends it: marks, ZWJ and
+spacing marks join any cluster that is not a control, so they are appended in
+O(their length); a long cluster that grows by other characters, an emoji ZWJ chain
+or an Indic conjunct chain, is still rescanned when it grows). The last grapheme of
+the held text is kept back until more text (or the end, or the idle timer) shows it
+is complete: a combining mark or a ZWJ may still extend it.
 """
 
 from __future__ import annotations
 
-from typing import SupportsFloat, SupportsIndex
+from typing import Final, SupportsFloat, SupportsIndex
+
+import regex
 
 from ._args import optional_seconds, whole
 from ._core import Boundary, Chunk, Stage, closed_error
 from ._text import GRAPHEME, Arrivals, utf8_len
 
 __all__ = ["Packetizer"]
+
+# Characters that extend any cluster but a control (UAX #29 GB9, GB9a), whatever came before.
+_EXTENDS: Final = regex.compile(r"[\p{GCB=Extend}\p{GCB=ZWJ}\p{GCB=SpacingMark}]+")
+_LONG: Final = 32  # an open cluster this long is extended without a rescan
 
 
 class Packetizer(Stage):
@@ -57,13 +66,15 @@ class Packetizer(Stage):
         self._base = 0  # offset of _held in the stream
         self._arrivals = Arrivals()
         self._last_input = 0.0
+        self._open = 0  # length of the open last cluster, as the last scan found it
+        self._marks = _Marks()  # text that only extends that cluster, not yet in _held
 
     def __repr__(self) -> str:
         return f"Packetizer(max_bytes={self.max_bytes}, min_bytes={self.min_bytes})"
 
     @property
     def deadline(self) -> float | None:
-        if not self._held or self.max_delay is None:
+        if not (self._held or self._marks.size) or self.max_delay is None:
             return None
         return self._last_input + self.max_delay
 
@@ -73,6 +84,17 @@ class Packetizer(Stage):
         text = chunk.text
         if not text:
             return []
+        self._last_input = now
+        if self._open > _LONG and not text.isascii() and _EXTENDS.fullmatch(text) is not None:
+            # It only grows the open cluster: no cut can change, so no rescan.
+            self._arrivals.add(self._base + len(self._held) + self._marks.size, chunk.arrival)
+            self._marks.add(text)
+            self._open += len(text)
+            self._held_bytes += utf8_len(text)
+            if self.flush_on_sentence and chunk.boundary >= Boundary.SENTENCE:
+                return self._cut(everything=True, boundary=chunk.boundary)
+            return []
+        self._join_marks()
         self._arrivals.add(self._base + len(self._held), chunk.arrival)
         self._held += text
         if text.isascii():
@@ -82,7 +104,6 @@ class Packetizer(Stage):
         else:
             self._held_bytes += utf8_len(text)
             self._simple = False
-        self._last_input = now
         if self.flush_on_sentence and chunk.boundary >= Boundary.SENTENCE:
             return self._cut(everything=True, boundary=chunk.boundary)
         if self._held_bytes < self.min_bytes:
@@ -96,8 +117,14 @@ class Packetizer(Stage):
         self._end_input()
         return self._cut(everything=True)
 
+    def _join_marks(self) -> None:
+        if self._marks.size:
+            self._held += self._marks.take()
+
     def _cut(self, everything: bool, boundary: Boundary = Boundary.NONE) -> list[Chunk]:
+        self._join_marks()
         held = self._held
+        self._open = 0
         if not held:
             return []
         max_bytes = self.max_bytes
@@ -117,7 +144,8 @@ class Packetizer(Stage):
         else:
             matches = list(GRAPHEME.finditer(held))
             if not everything:
-                matches.pop()
+                last = matches.pop()
+                self._open = last.end() - last.start()
             for m in matches:
                 g_bytes = utf8_len(m.group())
                 if size + g_bytes > max_bytes and size:
@@ -144,3 +172,21 @@ class Packetizer(Stage):
         self._held_bytes = utf8_len(rest)
         self._simple = rest.isascii() and "\r" not in rest
         return out
+
+
+class _Marks:
+    """Text that only extends the open cluster, kept as pieces: appending one is O(its length)."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.size = 0
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+        self.size += len(text)
+
+    def take(self) -> str:
+        text = "".join(self.parts)
+        self.parts.clear()
+        self.size = 0
+        return text

@@ -5,11 +5,30 @@ SSE response re-paced: content deltas go through a fresh pipeline per request an
 come back as chat-completion chunks with the upstream's ``id``, ``model`` and other
 fields; the chunks without content (role, finish reason, the final usage chunk) are
 kept, in order around the content; ``data: [DONE]`` ends the stream. Every other
-request (non-streaming completions, ``/v1/models``, anything else) is passed through
-untouched. An upstream error status is returned as is; an error in the middle of
-a stream (an ``{"error": ...}`` chunk, malformed JSON, a dropped connection, a line
-over ``max_line``) ends the stream with an ``event: error`` frame after everything
-before it. A client that disconnects cancels the upstream request at once.
+request (non-streaming completions, ``/v1/models``, anything else, and a streaming
+request the upstream answers with an error or a body that is not an event stream)
+is relayed exactly: the same bytes, with the headers that describe them
+(``Content-Encoding`` included).
+
+What an operator can rely on:
+
+- **Nothing crosses between clients.** Requests are built from the client's own
+  end-to-end headers only; the upstream client keeps no cookies; hop-by-hop headers
+  (RFC 9110 section 7.6.1, and every header the ``Connection`` field names) stop here.
+- **A client that leaves cancels its upstream request**, from the moment its request
+  has arrived: before the upstream answers, while it streams, while it is paced.
+- **Bounded**: request bodies over ``max_body`` get a 413; upstream bodies are
+  streamed, never read whole; an SSE line over ``max_line`` ends the stream.
+- **Timeouts** (``ProxyTimeouts``): connect, first byte (the response headers), idle
+  (the longest the upstream may send nothing) and total, each settable.
+- **No false success**: a paced stream ends with ``data: [DONE]`` only when the
+  upstream's did. An upstream error, malformed JSON, a dropped or cut connection, an
+  upstream stream that ends without ``[DONE]`` or a timeout end it with an
+  ``event: error`` frame, after everything before it; a relayed body cut short is cut
+  short for the client too (the connection is aborted, never ended cleanly).
+- **Requests stay under the upstream's base path**: a path with ``.`` or ``..``
+  segments, in any percent-encoding, is refused with a 400.
+- **Bad input is a 4xx with a JSON error**, never a 500.
 
 Needs the ``server`` extra.
 """
@@ -17,55 +36,159 @@ Needs the ``server`` extra.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import http.cookiejar
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+import math
+import os
+import urllib.parse
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import httpx
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ._core import Stage
+from .adapters import UpstreamError
 from .clock import Clock
 from .server import EventStreamResponse, paced_openai_sse
 
-__all__ = ["create_proxy"]
+__all__ = ["ProxyTimeouts", "create_proxy"]
 
 log = logging.getLogger("pacer.proxy")
 
-_HOP_HEADERS = {
-    "host",
-    "content-length",
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "accept-encoding",
-}
+#: Hop-by-hop fields (RFC 9110 section 7.6.1), plus the proxy credentials meant for us.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "proxy-connection",
+        "keep-alive",
+        "te",
+        "transfer-encoding",
+        "upgrade",
+        "trailer",
+        "proxy-authorization",
+        "proxy-authenticate",
+    }
+)
 
 
-def _forward_headers(request: Request) -> dict[str, str]:
-    return {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
+@dataclass(frozen=True)
+class ProxyTimeouts:
+    """How long the proxy waits on the upstream, in seconds (``None``: no limit).
+
+    ``connect``: to open a connection. ``first_byte``: from sending the request to the
+    response headers (for a non-streaming completion that is the whole generation).
+    ``idle``: the longest the upstream may send nothing once it has answered. ``total``:
+    the whole exchange, headers to last byte.
+    """
+
+    connect: float | None = 10.0
+    first_byte: float | None = 600.0
+    idle: float | None = 300.0
+    total: float | None = 3600.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "first_byte", "idle", "total"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
+            ):
+                raise ValueError(f"ProxyTimeouts: {name} must be > 0 seconds or None, got {value!r}")
 
 
-def _response_headers(upstream: httpx.Response) -> dict[str, str]:
-    skip = _HOP_HEADERS | {"content-encoding"}
-    return {k: v for k, v in upstream.headers.items() if k.lower() not in skip}
+class _NoCookies(http.cookiejar.CookiePolicy):
+    """Keeps no cookie and sends none: the upstream client is shared by every client."""
+
+    netscape = True
+    rfc2965 = False
+    hide_cookie2 = False
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def domain_return_ok(self, domain: str, request: Any) -> bool:
+        return False
+
+    def path_return_ok(self, path: str, request: Any) -> bool:
+        return False
 
 
-def _unreachable(exc: httpx.HTTPError) -> JSONResponse:
-    log.warning("pacer proxy: upstream unreachable: %r", exc)
-    return JSONResponse(
-        {"error": {"message": f"upstream unreachable: {exc}", "type": "upstream_error"}}, status_code=502
-    )
+def end_to_end(headers: Iterable[tuple[str, str]], drop: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """``headers`` without the hop-by-hop ones, those the ``Connection`` field names, and ``drop``."""
+    pairs = list(headers)
+    skip = set(HOP_BY_HOP) | {name.lower() for name in drop}
+    for name, value in pairs:
+        if name.lower() == "connection":
+            skip.update(token.strip().lower() for token in value.split(",") if token.strip())
+    return [(name, value) for name, value in pairs if name.lower() not in skip]
+
+
+def _error(status: int, message: str, kind: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (``_TooLarge``) as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
+        raise _TooLarge
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+        if len(body) > limit:
+            raise _TooLarge
+    return bytes(body)
+
+
+def upstream_path(raw_path: bytes) -> str | None:
+    """The request path as the client wrote it, or ``None`` when it could leave the base.
+
+    Refused: a path not starting with ``/``, and any ``.`` or ``..`` segment however it
+    is written (``%2e``, ``%2E%2e``, with ``\\`` or an encoded ``/`` as separator).
+    """
+    path = raw_path.decode("latin-1")
+    if not path.startswith("/") or "#" in path:
+        return None
+    decoded = urllib.parse.unquote(path).replace("\\", "/")
+    if any(segment in (".", "..") for segment in decoded.split("/")):
+        return None
+    return path
+
+
+async def _timed(pieces: AsyncIterator[bytes], timeouts: ProxyTimeouts) -> AsyncGenerator[bytes, None]:
+    """``pieces``, raising ``UpstreamError`` when the upstream is idle or the total is spent."""
+    start = anyio.current_time()
+    idle = timeouts.idle if timeouts.idle is not None else math.inf
+    deadline = start + timeouts.total if timeouts.total is not None else math.inf
+    while True:
+        now = anyio.current_time()
+        wait = min(idle, deadline - now)
+        try:
+            with anyio.fail_after(max(wait, 0.0)):
+                piece = await pieces.__anext__()
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            if anyio.current_time() >= deadline:
+                message = f"upstream stream passed the total timeout of {timeouts.total} s"
+            else:
+                message = f"upstream sent nothing for {timeouts.idle} s"
+            raise UpstreamError(message, type="upstream_timeout") from None
+        yield piece
 
 
 async def _closing(response: httpx.Response, pieces: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
@@ -78,13 +201,215 @@ async def _closing(response: httpx.Response, pieces: AsyncIterator[bytes]) -> As
             await response.aclose()
 
 
+class _Relay(StreamingResponse):
+    """A relayed body that stops (and closes the upstream) when the client leaves, on any
+    ASGI version, and that an upstream failure cuts short for the client too."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        failure: Exception | None = None
+        async with anyio.create_task_group() as tg:
+
+            async def stream() -> None:
+                nonlocal failure
+                try:
+                    await self.stream_response(send)
+                except Exception as exc:  # raised again below, alone
+                    failure = exc
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(stream)
+            await self.listen_for_disconnect(receive)
+            tg.cancel_scope.cancel()
+        if failure is not None:
+            # The response has started: aborting the connection is the only way to tell
+            # the client its body is incomplete.
+            log.warning("pacer proxy: relayed body cut short: %r", failure)
+            raise failure
+
+
+def _relay_headers(upstream: httpx.Response) -> list[tuple[bytes, bytes]]:
+    """The upstream's end-to-end headers, for a body relayed byte for byte."""
+    return [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in end_to_end(upstream.headers.multi_items())
+    ]
+
+
+class _Proxy:
+    """The proxy's routes and its one upstream client."""
+
+    def __init__(
+        self,
+        base: str,
+        pipeline_factory: Callable[[], Stage],
+        stream_options: dict[str, Any],
+        timeouts: ProxyTimeouts,
+        max_body: int,
+        client: httpx.AsyncClient | None,
+        max_connections: int | None,
+    ) -> None:
+        self.base = base
+        self.base_path = httpx.URL(base).raw_path.split(b"?")[0].rstrip(b"/")
+        self.pipeline_factory = pipeline_factory
+        self.stream_options = stream_options  # heartbeat, send_timeout, clock, max_line
+        self.timeouts = timeouts
+        self.max_body = max_body
+        self.given_client = client
+        self.max_connections = max_connections
+        self.own_client: httpx.AsyncClient | None = None
+
+    def http(self) -> httpx.AsyncClient:
+        if self.given_client is not None:
+            return self.given_client
+        if self.own_client is None:
+            # One upstream connection per open stream: httpx's default pool of 100
+            # would queue the 101st stream behind the others for their whole length.
+            limits = httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=100)
+            t = self.timeouts
+            # Read timeouts are ours (first byte, idle, total), not httpx's per-read one.
+            timeout = httpx.Timeout(None, connect=t.connect, write=t.idle, pool=t.first_byte)
+            self.own_client = httpx.AsyncClient(
+                timeout=timeout,
+                limits=limits,
+                cookies=http.cookiejar.CookieJar(_NoCookies()),
+                follow_redirects=False,
+                trust_env=False,
+            )
+        return self.own_client
+
+    async def aclose(self) -> None:
+        if self.own_client is not None:
+            await self.own_client.aclose()
+            self.own_client = None
+
+    def url(self, request: Request) -> str | None:
+        path = upstream_path(request.scope.get("raw_path") or request.url.path.encode())
+        if path is None:
+            return None
+        url = self.base + path
+        query = request.scope.get("query_string", b"")
+        if query:
+            url += "?" + query.decode("latin-1")
+        if not httpx.URL(url).raw_path.startswith(self.base_path + b"/"):
+            return None
+        return url
+
+    async def body(self, request: Request) -> bytes | Response:
+        try:
+            return await _read_body(request, self.max_body)
+        except _TooLarge:
+            return _error(
+                413, f"request body is over the proxy's limit of {self.max_body} bytes", "request_too_large"
+            )
+        except ClientDisconnect:
+            return Response(status_code=499)  # nobody is there to read it
+
+    async def send(self, request: Request, upstream: httpx.Request) -> httpx.Response | Response:
+        """The upstream's response (headers read), or our error response; a client that
+        leaves meanwhile cancels the upstream request at once."""
+        left = False
+        response: httpx.Response | Response | None = None
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                nonlocal left
+                while (await request.receive())["type"] != "http.disconnect":
+                    pass
+                left = True
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            try:
+                with anyio.fail_after(self.timeouts.first_byte):
+                    response = await self.http().send(upstream, stream=True)
+            except TimeoutError:
+                log.warning("pacer proxy: no response headers within %s s", self.timeouts.first_byte)
+                message = f"upstream sent no response within {self.timeouts.first_byte} s"
+                response = _error(504, message, "upstream_timeout")
+            except httpx.HTTPError as exc:
+                log.warning("pacer proxy: upstream unreachable: %r", exc)
+                response = _error(502, f"upstream unreachable: {exc}", "upstream_error")
+            tg.cancel_scope.cancel()
+        if left:
+            log.info("pacer proxy: client left before the upstream answered; request cancelled")
+            if isinstance(response, httpx.Response):
+                await response.aclose()
+            return Response(status_code=499)
+        assert response is not None
+        return response
+
+    def relay(self, response: httpx.Response) -> Response:
+        """The upstream's body exactly as it came (still compressed, if it was)."""
+        relayed = _Relay(
+            _closing(response, _timed(response.aiter_raw(), self.timeouts)), status_code=response.status_code
+        )
+        relayed.raw_headers = _relay_headers(response)
+        return relayed
+
+    async def chat(self, request: Request) -> Response:
+        raw = await self.body(request)
+        if isinstance(raw, Response):
+            return raw
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, or nested too deep
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+            return _error(400, f"request body is not JSON: {reason}", "invalid_request_error")
+        if not isinstance(body, dict) or not body.get("stream"):
+            return await self.passthrough(request, raw)
+        # Ours to decode, so only the encodings httpx decodes without extras.
+        headers = [*end_to_end(request.headers.items(), drop=("host", "content-length", "accept-encoding"))]
+        headers.append(("accept-encoding", "gzip, deflate"))
+        upstream = httpx.Request("POST", f"{self.base}/v1/chat/completions", content=raw, headers=headers)
+        response = await self.send(request, upstream)
+        if not isinstance(response, httpx.Response):
+            return response
+        content_type = response.headers.get("content-type", "")
+        if response.status_code != 200 or not content_type.startswith("text/event-stream"):
+            return self.relay(response)
+        options = self.stream_options
+        frames = paced_openai_sse(
+            _timed(response.aiter_bytes(), self.timeouts),
+            self.pipeline_factory(),
+            clock=options["clock"],
+            max_line=options["max_line"],
+        )
+        return EventStreamResponse(
+            _closing(response, frames),
+            heartbeat=options["heartbeat"],
+            send_timeout=options["send_timeout"],
+            on_close=_closed,
+        )
+
+    async def passthrough(self, request: Request, raw: bytes | None = None) -> Response:
+        url = self.url(request)
+        if url is None:
+            return _error(400, "request path leaves the upstream's base path", "invalid_request_error")
+        if raw is None:
+            body = await self.body(request)
+            if isinstance(body, Response):
+                return body
+            raw = body
+        headers = end_to_end(request.headers.items(), drop=("host", "content-length"))
+        response = await self.send(request, httpx.Request(request.method, url, content=raw, headers=headers))
+        return self.relay(response) if isinstance(response, httpx.Response) else response
+
+    async def other(self, request: Request) -> Response:
+        return await self.passthrough(request)
+
+
+def _closed(outcome: str) -> None:
+    log.info("pacer proxy: stream ended: %s", outcome)
+
+
 def create_proxy(
     upstream: str,
     pipeline_factory: Callable[[], Stage],
     *,
     heartbeat: float | None = 15.0,
     send_timeout: float | None = 30.0,
-    timeout: float = 600.0,
+    timeouts: ProxyTimeouts | None = None,
+    max_body: int = 32 << 20,
     max_line: int = 1 << 20,
     clock: Clock | None = None,
     client: httpx.AsyncClient | None = None,
@@ -92,93 +417,48 @@ def create_proxy(
 ) -> Starlette:
     """The proxy as a Starlette app; ``pipeline_factory()`` makes each stream's pipeline.
 
-    ``max_connections`` caps concurrent upstream requests (default: no cap, so every
-    client stream has its upstream stream at once; a capped proxy queues the rest).
+    ``timeouts`` bound the waits on the upstream (``ProxyTimeouts()`` by default);
+    ``max_body`` caps request bodies in bytes (32 MiB); ``max_line`` caps one SSE line
+    of the upstream's stream. ``max_connections`` caps concurrent upstream requests
+    (default: no cap, so every client stream has its upstream stream at once; a capped
+    proxy queues the rest, up to ``timeouts.first_byte``). A ``client`` you pass is
+    used as it is: give it no cookie jar that could carry one client's cookies to
+    another (requests are built without the client's cookies either way).
     """
-    base = upstream.rstrip("/")
-    if not base.startswith(("http://", "https://")):
-        raise ValueError(f"create_proxy: upstream must be an http(s) URL, got {upstream!r}")
-    state: dict[str, httpx.AsyncClient] = {}
-
-    def http() -> httpx.AsyncClient:
-        if client is not None:
-            return client
-        if "client" not in state:
-            # One upstream connection per open stream: httpx's default pool of 100
-            # would queue the 101st stream behind the others for their whole length.
-            limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=100)
-            state["client"] = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=10.0), limits=limits)
-        return state["client"]
-
-    async def chat(request: Request) -> Response:
-        raw = await request.body()
-        try:
-            body = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            return JSONResponse(
-                {
-                    "error": {
-                        "message": f"request body is not JSON: {exc.msg}",
-                        "type": "invalid_request_error",
-                    }
-                },
-                status_code=400,
-            )
-        if not isinstance(body, dict) or not body.get("stream"):
-            return await passthrough(request, raw)
-        upstream_request = http().build_request(
-            "POST", f"{base}/v1/chat/completions", content=raw, headers=_forward_headers(request)
-        )
-        try:
-            response = await http().send(upstream_request, stream=True)
-        except httpx.HTTPError as exc:
-            return _unreachable(exc)
-        if response.status_code != 200 or not response.headers.get("content-type", "").startswith(
-            "text/event-stream"
-        ):
-            content = await response.aread()
-            await response.aclose()
-            return Response(content, status_code=response.status_code, headers=_response_headers(response))
-        frames = paced_openai_sse(response.aiter_raw(), pipeline_factory(), clock=clock, max_line=max_line)
-        return EventStreamResponse(
-            _closing(response, frames), heartbeat=heartbeat, send_timeout=send_timeout, on_close=closed
-        )
-
-    def closed(outcome: str) -> None:
-        log.info("pacer proxy: stream ended: %s", outcome)
-
-    async def passthrough(request: Request, raw: bytes | None = None) -> Response:
-        content = raw if raw is not None else await request.body()
-        url = f"{base}{request.url.path}"
-        if request.url.query:
-            url += f"?{request.url.query}"
-        upstream_request = http().build_request(
-            request.method, url, content=content, headers=_forward_headers(request)
-        )
-        try:
-            response = await http().send(upstream_request, stream=True)
-        except httpx.HTTPError as exc:
-            return _unreachable(exc)
-        return StreamingResponse(
-            _closing(response, response.aiter_raw()),
-            status_code=response.status_code,
-            headers=_response_headers(response),
-        )
-
-    async def other(request: Request) -> Response:
-        return await passthrough(request)
+    try:
+        url = httpx.URL(upstream)
+    except (httpx.InvalidURL, TypeError):
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host or url.query or url.fragment:
+        raise ValueError(f"create_proxy: upstream must be an http(s) URL with a host, got {upstream!r}")
+    if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 0:
+        raise ValueError(f"create_proxy: max_body must be a non-negative int (bytes), got {max_body!r}")
+    stream_options = {
+        "heartbeat": heartbeat,
+        "send_timeout": send_timeout,
+        "clock": clock,
+        "max_line": max_line,
+    }
+    proxy = _Proxy(
+        upstream.rstrip("/"),
+        pipeline_factory,
+        stream_options,
+        timeouts if timeouts is not None else ProxyTimeouts(),
+        max_body,
+        client,
+        max_connections,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        if "client" in state:
-            await state.pop("client").aclose()
+        await proxy.aclose()
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
     return Starlette(
         routes=[
-            Route("/v1/chat/completions", chat, methods=["POST"]),
-            Route("/{path:path}", other, methods=methods),
+            Route("/v1/chat/completions", proxy.chat, methods=["POST"]),
+            Route("/{path:path}", proxy.other, methods=methods),
         ],
         lifespan=lifespan,
     )
@@ -203,11 +483,64 @@ def default_pipeline(cps: float = 60.0, max_bytes: int | None = None) -> Callabl
     return make
 
 
+_SETTINGS_VARIABLE = "PACER_PROXY_SETTINGS"  # how ``serve`` hands its settings to worker processes
+
+
 def serve(
-    upstream: str, *, host: str = "127.0.0.1", port: int = 8100, cps: float = 60.0, **options: Any
+    upstream: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8100,
+    cps: float = 60.0,
+    workers: int = 1,
+    heartbeat: float | None = 15.0,
+    timeouts: ProxyTimeouts | None = None,
+    max_body: int = 32 << 20,
 ) -> None:
-    """Run the proxy with uvicorn until interrupted."""
+    """Run the proxy with uvicorn until interrupted; ``workers`` > 1 runs that many
+    processes sharing the port (uvicorn's process manager), one event loop each."""
     import uvicorn
 
-    app = create_proxy(upstream, default_pipeline(cps), **options)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"serve: workers must be an int >= 1, got {workers!r}")
+    settings = {
+        "upstream": upstream,
+        "cps": cps,
+        "heartbeat": heartbeat,
+        "timeouts": dataclasses.asdict(timeouts or ProxyTimeouts()),
+        "max_body": max_body,
+    }
+    app_from_settings(settings)  # a bad setting fails here, once, not in every worker
+    if workers == 1:
+        uvicorn.run(app_from_settings(settings), host=host, port=port, log_level="info")
+        return
+    os.environ[_SETTINGS_VARIABLE] = json.dumps(settings)
+    uvicorn.run(
+        "pacer.proxy:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )
+
+
+def app_from_settings(settings: dict[str, Any]) -> Starlette:
+    """The proxy ``serve`` runs, from its settings (plain JSON values)."""
+    return create_proxy(
+        settings["upstream"],
+        default_pipeline(settings["cps"]),
+        heartbeat=settings["heartbeat"],
+        timeouts=ProxyTimeouts(**settings["timeouts"]),
+        max_body=settings["max_body"],
+    )
+
+
+def app_from_environment() -> Starlette:
+    """The proxy of a worker process that ``serve(workers=N)`` started."""
+    settings = os.environ.get(_SETTINGS_VARIABLE)
+    if settings is None:
+        raise RuntimeError(
+            f"pacer proxy worker: {_SETTINGS_VARIABLE} is not set; start it with `pacer proxy`"
+        )
+    return app_from_settings(json.loads(settings))

@@ -23,7 +23,10 @@ Rules, by the script of the surrounding text (no language switch needed):
   comma, where the sentence goes on.
 * Markdown: a blank line, a heading, a list item, a table row, a block quote line
   and a thematic break end a unit; a fenced code block is one unit; nothing inside
-  inline code or a fence is ever a candidate or a cut point.
+  inline code or a fence is ever a sentence end. The bounds you set win over keeping
+  code whole: code longer than ``max_chars`` is cut (at a line end where it can be),
+  and ``max_hold`` sends open code too, so a stray backtick or an unclosed fence
+  never holds the rest of the stream.
 
 ``max_chars`` (and ``first_max_chars`` for the first unit) cut an over-long unit at
 the last clause mark (``, ; : — 、 ，；：``) in the budget, else at the last space,
@@ -147,10 +150,7 @@ class SentenceSplitter(Stage):
 
     def poll(self, now: float) -> list[Chunk]:
         self._hold_armed = False
-        end = len(self._scanner.buf)
-        code = self._scanner.code.open_start()
-        if code >= 0:  # never cut into open code
-            end = min(end, max(code, self._start))
+        end = len(self._scanner.buf)  # open code too: the hold bound holds on every input
         out: list[Chunk] = []
         if end > self._start:
             self._unit(end, Boundary.FORCED, out)
@@ -237,8 +237,9 @@ def cut_point(buf: str, start: int, limit: int, eof: bool, code: CodeSpans) -> t
 
     The last clause mark (``, ; : — 、 ，；：``) in the budget's last two thirds, with
     the space after it (``CLAUSE``); else the last space (``FORCED``); else the last
-    grapheme boundary (``FORCED``); never inside ``code``. ``(start, FORCED)`` when
-    only code is there to cut; ``None`` while the space after the cut may go on.
+    grapheme boundary (``FORCED``); never inside ``code`` while anything else is
+    there. When only code is, through the code (after a line end, else a space, else
+    a grapheme). ``None`` while the space after the cut may go on.
     """
     hi = start + limit  # the unit may end at most here
     lo = start + limit // 3
@@ -259,7 +260,20 @@ def cut_point(buf: str, start: int, limit: int, eof: bool, code: CodeSpans) -> t
     for end in reversed(ends):
         if not code.inside(end):
             return end, Boundary.FORCED
-    return start, Boundary.FORCED
+    return _cut_through_code(buf, start, lo, hi, ends), Boundary.FORCED
+
+
+def _cut_through_code(buf: str, start: int, lo: int, hi: int, ends: list[int]) -> int:
+    """Only code (or a stray backtick's text) in the budget: the bound wins over keeping
+    code whole. After the last line end in the budget's last two thirds, else after the
+    last space, else at the last grapheme boundary."""
+    newline = buf.rfind("\n", lo, hi)
+    if newline >= 0:
+        return newline + 1
+    for p in range(hi - 1, start, -1):
+        if buf[p].isspace():
+            return p + 1
+    return ends[-1]
 
 
 def split_sentences(

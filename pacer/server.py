@@ -37,6 +37,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from ._aio import aclose_source
 from ._core import Chunk, Stage
+from ._text import SurrogatePairs
 from .adapters import UpstreamError, asse_events, openai_delta, parse_openai_event
 from .clock import Clock
 from .run import AsyncRun
@@ -198,7 +199,10 @@ class PacedEventSource(EventStreamResponse):
         super().__init__(self._frames(), **options)
 
     async def _frames(self) -> AsyncIterator[bytes]:
-        run: AsyncRun[Chunk] = AsyncRun(self.pipeline, self.source, clock=self.clock, chunks=True)
+        source = self.source
+        if isinstance(source, (AsyncIterable, Iterable)):  # (else AsyncRun says what is wrong)
+            source = _joined_pairs(source)
+        run: AsyncRun[Chunk] = AsyncRun(self.pipeline, source, clock=self.clock, chunks=True)
         try:
             async for chunk in run:
                 yield self.encoder(chunk)
@@ -207,6 +211,32 @@ class PacedEventSource(EventStreamResponse):
                 await run.aclose()
         if self.done:
             yield DONE
+
+
+async def _joined_pairs(source: AsyncIterable[Any] | Iterable[Any]) -> AsyncIterator[Any]:
+    """``source``, with a surrogate pair split across two text items joined into its character."""
+    pairs = SurrogatePairs()
+    try:
+        async for item in _items(source):
+            if isinstance(item, str):
+                item = pairs.feed(item)
+                if not item:
+                    continue
+            yield item
+        if held := pairs.flush():
+            yield held
+    finally:
+        with anyio.CancelScope(shield=True):
+            await aclose_source(source)
+
+
+async def _items(source: AsyncIterable[Any] | Iterable[Any]) -> AsyncIterator[Any]:
+    if isinstance(source, AsyncIterable):
+        async for item in source:
+            yield item
+    else:
+        for item in source:
+            yield item
 
 
 # -- OpenAI chat-completion streams -------------------------------------------------------
@@ -228,13 +258,19 @@ class _OpenAIStream:
         self.started = False
 
     async def text(self) -> AsyncIterator[str]:
+        pairs = SurrogatePairs()  # a JSON "\\ud83d" then "\\ude00": one emoji
         try:
             async for event in self.events:
                 body = parse_openai_event(event)
                 if body is None:
+                    if held := pairs.flush():
+                        yield held
                     return
                 text = openai_delta(body)
                 if text and self._only_content(body):
+                    text = pairs.feed(text)
+                    if not text:
+                        continue
                     if self.template is None:
                         self.template = body
                     self.started = True
@@ -246,6 +282,11 @@ class _OpenAIStream:
         finally:
             with anyio.CancelScope(shield=True):
                 await aclose_source(self.events)
+        # Only [DONE] says the answer is whole: a stream that just stops was cut.
+        raise UpstreamError(
+            "upstream stream ended without data: [DONE]; the answer may be cut short",
+            type="upstream_truncated",
+        )
 
     @staticmethod
     def _only_content(body: Mapping[str, Any]) -> bool:
@@ -267,8 +308,11 @@ class _OpenAIStream:
 
 
 def openai_chunk_frames(body: Mapping[str, Any]) -> bytes:
-    """One OpenAI chunk as an SSE frame."""
-    return encode(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+    """One OpenAI chunk as an SSE frame (a lone surrogate goes as JSON's ``\\u`` escape)."""
+    try:
+        return encode(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+    except SSEError:  # a lone surrogate, which UTF-8 cannot carry and the escape can
+        return encode(json.dumps(body, separators=(",", ":")))
 
 
 async def paced_openai_sse(
@@ -309,7 +353,8 @@ class PacingMiddleware:
 
     ``PacingMiddleware(app, pipeline_factory)``: each streaming response's content
     deltas go through a fresh ``pipeline_factory()``; other responses pass through
-    untouched. A failure in the stream ends it with an ``event: error`` frame.
+    untouched. A failure in the stream (the app raising, or its stream ending without
+    ``data: [DONE]``) ends it with an ``event: error`` frame, never ``[DONE]``.
     """
 
     def __init__(
@@ -344,14 +389,22 @@ class PacingMiddleware:
             else:
                 await send(message)
 
+        failure: list[Exception] = []
+
         async def app_body() -> AsyncIterator[bytes]:
             async with body_recv:
                 async for piece in body_recv:
                     yield piece
+            if failure:  # the app failed mid-stream: the client must hear of it
+                raise failure[0]
 
         async def run_app() -> None:
             try:
                 await self.app(scope, receive, intercept)
+            except Exception as exc:
+                if not state["sse"]:
+                    raise  # before a stream started: the app's own error handling
+                failure.append(exc)
             finally:
                 started.set()
                 await body_send.aclose()

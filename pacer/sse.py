@@ -6,9 +6,9 @@ the byte stream: UTF-8 decoding with a single leading BOM removed, lines ended b
 CRLF, LF or CR (a CR at the end of one chunk and an LF at the start of the next
 are one line end), comments, fields with one optional space after the colon,
 ``id`` values containing NUL ignored, ``retry`` taken only when it is all ASCII
-digits, dispatch on a blank line, no event for a blank data buffer, the last event
-id carried over from event to event, and the unterminated tail discarded at the
-end of the stream.
+digits (at most 15: longer is ignored too), dispatch on a blank line, no event for
+a blank data buffer, the last event id carried over from event to event, and the
+unterminated tail discarded at the end of the stream.
 
 The encoder splits data on CR, LF and CRLF only (never on other Unicode line
 separators, which are ordinary characters in an event stream), and refuses to
@@ -39,7 +39,15 @@ _LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 class SSEError(ValueError):
-    """An event stream broke a limit or a frame could not be encoded."""
+    """An event stream broke a limit or a frame could not be encoded.
+
+    ``events``: the events the failing ``SSEDecoder.feed`` call completed before the
+    failure, in order, so that nothing already sent is lost with the error.
+    """
+
+    def __init__(self, message: str, events: list[ServerSentEvent] | None = None) -> None:
+        super().__init__(message)
+        self.events: list[ServerSentEvent] = events if events is not None else []
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +137,8 @@ class SSEDecoder:
     the last event id seen.
 
     ``max_line`` and ``max_event`` (characters) bound memory: a line or an event's
-    data longer than that raises ``SSEError``; the events before it were already
-    returned.
+    data longer than that raises ``SSEError``; the events before it were returned by
+    earlier calls or are on the error's ``events``.
     """
 
     def __init__(self, *, max_line: int = 1 << 20, max_event: int = 1 << 24) -> None:
@@ -157,8 +165,12 @@ class SSEDecoder:
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"SSEDecoder.feed takes bytes, got {type(data).__name__}")
         out: list[ServerSentEvent] = []
-        for line in self._lines.feed(bytes(data)):
-            self._process(line, out)
+        try:
+            for line in self._lines.feed(bytes(data)):
+                self._process(line, out)
+        except SSEError as exc:
+            exc.events = out
+            raise
         return out
 
     def flush(self) -> list[ServerSentEvent]:
@@ -193,7 +205,7 @@ class SSEDecoder:
         elif field == "id":
             if "\0" not in value:
                 self._id_buffer = value
-        elif field == "retry" and value and value.isascii() and value.isdigit():
+        elif field == "retry" and _good_retry(value):
             self.retry = int(value)
         # any other field is ignored
 
@@ -254,7 +266,22 @@ def encode(
     for line in _LINE_END.split(data):
         parts.append(f"data: {line}\n")
     parts.append("\n")
-    return "".join(parts).encode()
+    frame = "".join(parts)
+    try:
+        return frame.encode()
+    except UnicodeEncodeError as exc:
+        raise SSEError(
+            f"SSE frame has a lone surrogate {frame[exc.start]!r} at character {exc.start}: "
+            "the stream is UTF-8, which cannot carry it (join surrogate pairs, or escape it in JSON)"
+        ) from None
+
+
+_MAX_RETRY_DIGITS = 15  # about 31,700 years in milliseconds
+
+
+def _good_retry(value: str) -> bool:
+    """All ASCII digits, and not longer than any real delay (nor than ``int()`` takes)."""
+    return 0 < len(value) <= _MAX_RETRY_DIGITS and value.isascii() and value.isdigit()
 
 
 def _comment_lines(text: str) -> str:

@@ -75,10 +75,18 @@ def _check(trace: list[tuple[float, str]], timeline: Timeline, max_lag: float) -
 def test_lag_bound_and_causality_on_every_trace(trace_name: str, pacer_name: str) -> None:
     trace = TRACES[trace_name]
     timeline = simulate(trace, PACERS[pacer_name]())
-    if pacer_name == "sentence-unit":
-        # Units are whole sentences: a sentence cannot go out before its end arrived.
-        assert timeline.text == "".join(t for _, t in trace)
-        return
+    # Sentence units too (was exempt: a sentence waited for its end however long that took).
+    _check(trace, timeline, 0.5)
+
+
+def test_sentence_units_keep_the_lag_bound_for_text_without_a_sentence_end() -> None:
+    trace = [(0.0, "no sentence end here, "), (0.05, "and none "), (10.0, "for a while. Then one.")]
+    timeline = simulate(trace, Pacer(unit="sentence", max_lag=0.5))
+    assert timeline.text == "".join(t for _, t in trace)
+    first = timeline.emissions[0]
+    assert first.text.startswith("no sentence end here")
+    assert first.boundary == Boundary.FORCED
+    assert first.emitted is not None and first.emitted <= 0.5  # was: nothing until t=10
     _check(trace, timeline, 0.5)
 
 

@@ -146,3 +146,50 @@ def test_arrivals_answer_as_a_full_scan_would(pieces: list[tuple[int, int]], dat
     for at in lookups:
         expected = times[max(i for i, start in enumerate(starts) if start <= at)]
         assert arrivals.at(at) == expected
+
+
+_MARKS = st.sampled_from(
+    ["\u0301", "\u0308", "\u200d", "\u093e", "\U000e0061", "\ufe0f"]
+)  # Extend, ZWJ, SpacingMark
+
+
+@given(st.data(), st.integers(33, 120), st.sampled_from(["a", "\U0001f469", "क", "\r\n"]), hard_text)
+def test_a_cluster_growing_a_mark_at_a_time_stays_whole_as_a_one_shot_cut_would(
+    data: st.DataObject, length: int, base: str, after: str
+) -> None:
+    marks = "".join(data.draw(st.lists(_MARKS, min_size=length, max_size=length)))
+    text = "lead " + base + marks + after
+    pieces = ["lead " + base, *marks, *data.draw(splits(after))]  # the fast path for every mark
+    out = packets(pieces, max_bytes=16, min_bytes=4, max_delay=None)
+    assert "".join(out) == text
+    boundaries, pos = {0}, 0
+    for g in graphemes(text):
+        pos += len(g)
+        boundaries.add(pos)
+    pos = 0
+    for packet in out:
+        pos += len(packet)
+        assert pos in boundaries
+
+
+def test_a_cluster_growing_a_mark_at_a_time_is_scanned_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Was quadratic: every push rescanned the whole growing cluster (40k marks: 14 s).
+    import pacer.packets as packets_module
+
+    scanned = [0]
+    real = packets_module.GRAPHEME
+
+    class Counting:
+        def finditer(self, text: str) -> object:
+            scanned[0] += len(text)
+            return real.finditer(text)
+
+    monkeypatch.setattr(packets_module, "GRAPHEME", Counting())
+    p = Packetizer(max_bytes=64)
+    out = p.push(Chunk("x" * 100 + "a", 0.0), 0.0)
+    for _ in range(20_000):
+        out += p.push(Chunk("\u0301", 0.0), 0.0)
+    out += p.push(Chunk(" and on", 0.0), 0.0) + p.finish(0.0)
+    assert "".join(c.text for c in out) == "x" * 100 + "a" + "\u0301" * 20_000 + " and on"
+    assert "a" + "\u0301" * 20_000 in [c.text for c in out]  # the cluster whole, in its own packet
+    assert scanned[0] < 5 * 20_000  # linear, not 20,000 rescans of a growing cluster

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pacer import Boundary, Chunk, SentenceSplitter, VirtualClock, _breaks, run, simulate, split_sentences
+from pacer import Boundary, Chunk, SentenceSplitter, _breaks, run, simulate, split_sentences
 from pacer.punkt import PunktModel, english_punkt
 from pacer.testing.cases import CASES
 from pacer.testing.strategies import HARD_PIECES, check_arrivals, hard_text, runs, splits
@@ -114,13 +114,12 @@ def test_output_never_depends_on_fragmentation(text: str, data: st.DataObject, m
 
 @settings(max_examples=200)
 @given(markdownish, st.sampled_from([8, 13, 30]))
-def test_budget_bounds_every_unit_outside_code(text: str, max_chars: int) -> None:
+def test_budget_bounds_every_unit_code_too(text: str, max_chars: int) -> None:
     splitter = SentenceSplitter(max_chars=max_chars)
     chunks = splitter.push(Chunk(text, 0.0), 0.0) + splitter.finish(0.0) if text else []
     assert "".join(c.text for c in chunks) == text
-    for c in chunks:
-        if "`" not in c.text and "~~~" not in c.text:
-            assert len(c.text.rstrip()) <= max_chars, c
+    for c in chunks:  # code included: the budget wins over keeping code whole
+        assert len(c.text.rstrip()) <= max_chars, c
 
 
 def test_streamed_sentences_come_out_as_soon_as_proven() -> None:
@@ -189,16 +188,38 @@ def test_markdown_line_starts_a_unit_as_soon_as_its_start_proves_it(text: str, o
     assert "".join(out + splitter.flush()) == text
 
 
-def test_fenced_code_is_one_unit_even_when_the_source_stalls() -> None:
-    clock = VirtualClock()
+def test_fenced_code_is_one_unit_while_it_flows_and_max_hold_still_holds_inside_it() -> None:
+    # Was "the open fence is never cut": that let an unclosed fence hold the rest of the
+    # stream past max_hold for ever (issue 20). The bound wins; flowing code stays whole.
     splitter = SentenceSplitter(max_hold=0.5)
     out = splitter.push(Chunk("Intro.\n```py\nx = 1. Y = 2.\n", 0.0), 0.0)
-    assert [c.text for c in out] == ["Intro.\n"]
-    clock.advance(1.0)
+    out += splitter.push(Chunk("z = 3.\n```\nAfter.", 0.3), 0.3) + splitter.finish(0.3)
+    assert [c.text for c in out] == ["Intro.\n", "```py\nx = 1. Y = 2.\nz = 3.\n```\n", "After."]
+    splitter = SentenceSplitter(max_hold=0.5)
+    splitter.push(Chunk("Intro.\n```py\nx = 1. Y = 2.\n", 0.0), 0.0)
     assert splitter.deadline == 0.5
-    assert splitter.poll(1.0) == []  # the open fence is never cut
-    out = splitter.push(Chunk("```\nAfter.", 1.0), 1.0) + splitter.finish(1.0)
-    assert [c.text for c in out] == ["```py\nx = 1. Y = 2.\n```\n", "After."]
+    held = splitter.poll(0.5)
+    assert [(c.text, c.boundary) for c in held] == [("```py\nx = 1. Y = 2.\n", Boundary.FORCED)]
+
+
+@pytest.mark.parametrize("opening", ["`", "```", "~~~py\n"])
+def test_a_stray_backtick_or_unclosed_fence_never_defeats_max_chars_or_max_hold(opening: str) -> None:
+    splitter = SentenceSplitter(max_chars=200, max_hold=0.5)
+    piece = "word and more words; then a line\n" * 300  # ~10 kB a push
+    pending = 0
+    now = 0.0
+    out = splitter.push(Chunk("Start. " + opening, now), now)
+    for _ in range(100):  # ~1 MB after the opening, never closed
+        now += 0.01
+        out += splitter.push(Chunk(piece, now), now)
+        sent = sum(len(c.text) for c in out)
+        pending = len("Start. " + opening) + (len(piece) * (_ + 1)) - sent
+        assert pending <= 400  # was: everything since the opening
+    assert all(len(c.text.rstrip()) <= 200 for c in out)
+    now += 0.6
+    assert splitter.deadline is not None and splitter.deadline <= now
+    out += splitter.poll(now)
+    assert "".join(c.text for c in out) == "Start. " + opening + piece * 100  # nothing held past max_hold
 
 
 def test_hold_timer_sends_pending_text_when_the_source_stalls() -> None:

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pacer.adapters import sse_events
 from pacer.sse import DONE, ServerSentEvent, SSEDecoder, SSEError, encode, encode_comment
 
 E = ServerSentEvent
@@ -143,6 +144,18 @@ def test_line_limit_bounds_memory() -> None:
             decoder.feed(b"x")
 
 
+def test_events_before_a_broken_limit_in_the_same_chunk_are_kept() -> None:
+    chunk = b"data: one\n\ndata: two\n\ndata: " + b"x" * 200
+    with pytest.raises(SSEError, match="max_line=100") as failure:
+        SSEDecoder(max_line=100).feed(chunk)
+    assert failure.value.events == [E("one"), E("two")]
+    seen = []
+    with pytest.raises(SSEError, match="max_line=100"):
+        for event in sse_events([chunk], max_line=100):
+            seen.append(event)
+    assert seen == [E("one"), E("two")]
+
+
 def test_event_limit_bounds_memory() -> None:
     decoder = SSEDecoder(max_line=100, max_event=50)
     with pytest.raises(SSEError, match="max_event=50"):
@@ -227,3 +240,18 @@ def test_encode_requires_text_data() -> None:
         encode(None)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="data must be str, got bytes"):
         encode(b"x")  # type: ignore[arg-type]
+
+
+def test_a_retry_too_long_for_any_delay_is_ignored_like_any_bad_retry() -> None:
+    decoder = SSEDecoder()
+    events = decoder.feed(b"retry: " + b"9" * 5000 + b"\ndata: x\n\nretry: 1500\n")
+    assert events == [E("x")]
+    assert decoder.retry == 1500  # the next good value is still taken
+    decoder = SSEDecoder()
+    decoder.feed(b"retry: " + b"1" * 16 + b"\n")
+    assert decoder.retry is None
+
+
+def test_encode_says_where_a_lone_surrogate_is() -> None:
+    with pytest.raises(SSEError, match=r"lone surrogate '\\ud83d' at character 8"):
+        encode("ab\ud83d")  # "data: ab" is 8 characters before it
