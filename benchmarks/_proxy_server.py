@@ -1,9 +1,13 @@
-"""The servers of the proxy load benchmark, run in a child process.
+"""The servers of the proxy load benchmark, each run in a process of its own.
 
-``python -m benchmarks._proxy_server TOKENS RATE`` serves a fake OpenAI upstream
-(bursty streams of TOKENS content chunks at about RATE a second, the content a
-function of the request's ``user`` seed) and the pacing proxy in front of it, and
-prints the proxy's port. ``GET /debug/tasks`` on the proxy counts its asyncio tasks.
+``python -m benchmarks._proxy_server upstream TOKENS RATE``: a fake OpenAI upstream
+whose streams follow ``schedule(seed, TOKENS, RATE)`` (bursts of four content chunks,
+about RATE chunks a second, the seed being the request's ``user``).
+``... paced UPSTREAM_URL CPS``: pacer's proxy in front of it (word pacing at CPS).
+``... passthrough UPSTREAM_URL``: the reference, a plain pass-through proxy (httpx and
+Starlette, no pacing), built the way one usually is.
+
+Each prints its port, then serves; ``GET /debug/tasks`` counts its asyncio tasks.
 """
 
 from __future__ import annotations
@@ -15,21 +19,25 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 
+import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from pacer import Pacer
-from pacer.proxy import create_proxy
-
 WORDS = ["alpha ", "beta ", "gamma ", "δέλτα ", "中文", "👍🏽 ", "epsilon. "]
 
 
-def content(seed: int, tokens: int) -> list[str]:
-    rnd = random.Random(seed)
-    return [rnd.choice(WORDS) for _ in range(tokens)]
+def schedule(seed: int, tokens: int, rate: float) -> list[tuple[float, str]]:
+    """When (seconds after the request) the upstream sends each content chunk, and what."""
+    words, gaps = random.Random(seed), random.Random(-seed)
+    out, t = [], 0.0
+    for k in range(tokens):
+        if k % 4 == 0:
+            t += 4 / rate * gaps.uniform(0.5, 1.5)
+        out.append((t, words.choice(WORDS)))
+    return out
 
 
 def _socket() -> socket.socket:
@@ -40,37 +48,82 @@ def _socket() -> socket.socket:
     return s
 
 
-async def main(tokens: int, rate: float) -> None:
+async def _tasks(request: Request) -> Response:
+    return JSONResponse({"tasks": len(asyncio.all_tasks())})
+
+
+def upstream(tokens: int, rate: float) -> Starlette:
     async def chat(request: Request) -> Response:
         seed = int((await request.json())["user"])
+        start = asyncio.get_running_loop().time()
 
         async def gen() -> AsyncIterator[bytes]:
             base = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m"}
-            rnd = random.Random(-seed)
-            for k, word in enumerate(content(seed, tokens)):
-                if k % 4 == 0:
-                    await asyncio.sleep(4 / rate * rnd.uniform(0.5, 1.5))
+            loop = asyncio.get_running_loop()
+            for at, word in schedule(seed, tokens, rate):
+                if (wait := start + at - loop.time()) > 0:
+                    await asyncio.sleep(wait)
                 chunk = {**base, "choices": [{"index": 0, "delta": {"content": word}}]}
                 yield f"data: {json.dumps(chunk)}\n\n".encode()
             yield b"data: [DONE]\n\n"
 
         return StreamingResponse(gen(), media_type="text/event-stream")
 
-    async def tasks(request: Request) -> Response:
-        return JSONResponse({"tasks": len(asyncio.all_tasks())})
+    return Starlette(
+        routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/debug/tasks", _tasks)]
+    )
 
-    up_sock, px_sock = _socket(), _socket()
-    upstream = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
-    url = f"http://127.0.0.1:{up_sock.getsockname()[1]}"
-    proxy = create_proxy(url, lambda: Pacer(cps=200, unit="word"), heartbeat=5)
-    proxy.router.routes.insert(0, Route("/debug/tasks", tasks))
-    servers = [
-        uvicorn.Server(uvicorn.Config(app, log_level="error", backlog=4096, timeout_keep_alive=60))
-        for app in (upstream, proxy)
-    ]
-    print(px_sock.getsockname()[1], flush=True)
-    await asyncio.gather(servers[0].serve([up_sock]), servers[1].serve([px_sock]))
+
+def passthrough(base: str) -> Starlette:
+    """A proxy as one is usually written: forward the body, stream the answer back."""
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
+    client = httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=limits)
+
+    async def chat(request: Request) -> Response:
+        body = await request.body()
+        headers = {"content-type": "application/json"}
+        upstream = await client.send(
+            client.build_request("POST", f"{base}/v1/chat/completions", content=body, headers=headers),
+            stream=True,
+        )
+
+        async def relay() -> AsyncIterator[bytes]:
+            try:
+                async for piece in upstream.aiter_raw():
+                    yield piece
+            finally:
+                await upstream.aclose()
+
+        media = upstream.headers.get("content-type", "application/octet-stream")
+        return StreamingResponse(relay(), status_code=upstream.status_code, media_type=media)
+
+    return Starlette(
+        routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/debug/tasks", _tasks)]
+    )
+
+
+def paced(base: str, cps: float) -> Starlette:
+    from pacer import Pacer
+    from pacer.proxy import create_proxy
+
+    app = create_proxy(base, lambda: Pacer(cps=cps, unit="word"), heartbeat=5)
+    app.router.routes.insert(0, Route("/debug/tasks", _tasks))
+    return app
+
+
+def main(argv: list[str]) -> None:
+    role = argv[0]
+    if role == "upstream":
+        app = upstream(int(argv[1]), float(argv[2]))
+    elif role == "passthrough":
+        app = passthrough(argv[1])
+    else:
+        app = paced(argv[1], float(argv[2]))
+    sock = _socket()
+    print(sock.getsockname()[1], flush=True)
+    config = uvicorn.Config(app, log_level="error", backlog=4096, timeout_keep_alive=60)
+    asyncio.run(uvicorn.Server(config).serve([sock]))
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), float(sys.argv[2])))
+    main(sys.argv[1:])

@@ -26,12 +26,15 @@ Needs the ``server`` extra (starlette, uvicorn, httpx).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 import anyio
+from anyio.streams.memory import MemoryObjectSendStream
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
@@ -115,42 +118,72 @@ class EventStreamResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        # The frames, and the watchdog's pings, in one queue; b"" ends it.
         send_frames, recv_frames = anyio.create_memory_object_stream[bytes](1)
         outcome = "done"
-        heartbeat = self.heartbeat if self.heartbeat is not None else float("inf")
-        send_timeout = self.send_timeout if self.send_timeout is not None else float("inf")
+        self._quiet_since = anyio.current_time()  # the last frame went out then
+        self._send_started: float | None = None  # a send in progress began then
+        self._timed_out = False
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._produce, send_frames)
             tg.start_soon(self._watch_disconnect, receive, tg.cancel_scope)
+            tg.start_soon(self._watchdog, send_frames.clone(), tg.cancel_scope)
             try:
                 async with recv_frames:
-                    while True:
-                        frame: bytes | None = None
-                        with anyio.move_on_after(heartbeat):
-                            try:
-                                frame = await recv_frames.receive()
-                            except anyio.EndOfStream:
-                                break
-                        if frame is None:
-                            frame = encode_comment("ping")
-                        elif frame.startswith(b"event: error"):
+                    while frame := await recv_frames.receive():
+                        if frame.startswith(b"event: error"):
                             outcome = "error"
-                        with anyio.fail_after(send_timeout):
-                            await send({"type": "http.response.body", "body": frame, "more_body": True})
-                with anyio.fail_after(send_timeout):
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
-            except TimeoutError:
-                outcome = "send_timeout"
-                log.warning("pacer: client did not read for %ss; stream dropped", self.send_timeout)
+                        await self._send(send, frame, more=True)
+                await self._send(send, b"", more=False)
             except OSError:  # the transport went away under a write
                 outcome = "disconnect"
             finally:
                 tg.cancel_scope.cancel()
-        if tg.cancel_scope.cancelled_caught and outcome == "done":
+        if self._timed_out:
+            outcome = "send_timeout"
+            log.warning("pacer: client did not read for %ss; stream dropped", self.send_timeout)
+        elif tg.cancel_scope.cancelled_caught and outcome == "done":
             outcome = "disconnect"
         self.outcome = outcome
         if self.on_close is not None:
             self.on_close(outcome)
+
+    async def _send(self, send: Send, frame: bytes, more: bool) -> None:
+        self._send_started = anyio.current_time()
+        await send({"type": "http.response.body", "body": frame, "more_body": more})
+        self._send_started = None
+        self._quiet_since = anyio.current_time()
+
+    async def _watchdog(self, pings: MemoryObjectSendStream[bytes], scope: anyio.CancelScope) -> None:
+        """Pings after ``heartbeat`` seconds of silence; drops the stream when one send
+        has waited ``send_timeout`` on the client. One timer per stream, not per frame:
+        it wakes when a ping is due, and a few times per ``send_timeout``."""
+        heartbeat = self.heartbeat if self.heartbeat is not None else math.inf
+        check = self.send_timeout / 4 if self.send_timeout is not None else math.inf
+        ping = encode_comment("ping")
+        async with pings:
+            while True:
+                now = anyio.current_time()
+                started = self._send_started
+                if (
+                    started is not None
+                    and self.send_timeout is not None
+                    and now - started >= self.send_timeout
+                ):
+                    self._timed_out = True
+                    scope.cancel()
+                    return
+                due = self._quiet_since + heartbeat
+                if now >= due and started is None:
+                    # Full: frames are flowing. Closed: the stream is ending.
+                    with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
+                        pings.send_nowait(ping)
+                    self._quiet_since = due = now  # not again until this silence is over
+                    due += heartbeat
+                wake = min(due, now + check)
+                if started is not None and self.send_timeout is not None:
+                    wake = min(wake, started + self.send_timeout)
+                await anyio.sleep(max(wake - now, 0.0))
 
     async def _watch_disconnect(self, receive: Receive, scope: anyio.CancelScope) -> None:
         while True:
@@ -164,13 +197,15 @@ class EventStreamResponse(Response):
         async with out:
             try:
                 async for frame in self.frames:
-                    await out.send(frame)
+                    if frame:
+                        await out.send(frame)
             except Exception as exc:  # the stream ends with a clear error event
                 log.warning("pacer: stream failed: %r", exc)
                 await out.send(error_frame(exc))
             finally:
                 with anyio.CancelScope(shield=True):
                     await aclose_source(self.frames)
+            await out.send(b"")  # the end (the watchdog's clone keeps the stream open)
 
 
 class PacedEventSource(EventStreamResponse):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -15,7 +17,7 @@ from starlette.routing import Route
 
 from pacer import Pacer, SentenceSplitter
 from pacer.proxy import create_proxy
-from pacer.server import PacedEventSource, PacingMiddleware
+from pacer.server import EventStreamResponse, PacedEventSource, PacingMiddleware
 from pacer.sse import ServerSentEvent, SSEDecoder
 
 from .servers import TEXT, Upstream, serve
@@ -83,6 +85,42 @@ def test_heartbeats_during_a_stall(proxy: str) -> None:
     assert _content(events) == TEXT
     assert b": ping\n\n" in raw  # a comment: clients ignore it, proxies keep the connection
     assert raw.index(b": ping") < raw.index(b"[DONE]")
+
+
+def test_a_client_that_stops_reading_is_dropped_after_send_timeout() -> None:
+    outcomes: list[str] = []
+
+    async def endless() -> Any:
+        block = b"data: " + b"x" * 65536 + b"\n\n"
+        while True:
+            yield block
+
+    async def endpoint(request: Request) -> EventStreamResponse:
+        return EventStreamResponse(endless(), send_timeout=0.3, on_close=outcomes.append)
+
+    with serve(Starlette(routes=[Route("/s", endpoint)])) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as s:
+            s.sendall(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")  # and never reads
+            deadline = time.monotonic() + 10
+            while not outcomes and time.monotonic() < deadline:
+                time.sleep(0.05)
+    assert outcomes == ["send_timeout"]
+
+
+def test_a_ping_follows_each_stretch_of_silence_not_a_fixed_timer() -> None:
+    async def frames() -> Any:
+        for pause in (0.05, 0.5, 0.05, 0.05, 0.05, 0.5):
+            await anyio.sleep(pause)
+            yield b"data: x\n\n"
+
+    async def endpoint(request: Request) -> EventStreamResponse:
+        return EventStreamResponse(frames(), heartbeat=0.3)
+
+    with serve(Starlette(routes=[Route("/s", endpoint)])) as url:
+        raw = httpx.get(f"{url}/s").content
+    # One ping in each 0.5 s silence, none in the short ones.
+    assert raw.split(b"data: x\n\n") == [b"", b": ping\n\n", b"", b"", b"", b": ping\n\n", b""]
 
 
 def test_no_heartbeat_while_text_flows(proxy: str) -> None:
