@@ -23,6 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from pacer.sse import ServerSentEvent
+
 PIECES = ["One ", "two ", "three. ", "Four ", "five."]
 
 
@@ -37,6 +39,16 @@ def stream_bytes(pieces: list[str], done: bool = True) -> bytes:
     out += b"".join(chunk({"content": p}) for p in pieces)
     out += chunk({}, finish="stop")
     return out + (b"data: [DONE]\n\n" if done else b"")
+
+
+def content_of(events: list[ServerSentEvent]) -> str:
+    """The text of a chat-completion event stream, as a client joins it."""
+    text = ""
+    for event in events:
+        if event.event == "message" and event.data != "[DONE]":
+            for choice in json.loads(event.data)["choices"]:
+                text += choice["delta"].get("content") or ""
+    return text
 
 
 class HostileUpstream:

@@ -25,7 +25,7 @@ import json
 import socket
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +44,7 @@ from pacer.proxy import ProxyTimeouts, create_proxy
 from pacer.server import PacingMiddleware
 from pacer.sse import ServerSentEvent, SSEDecoder
 
-from .hostile import stream_bytes
+from .hostile import content_of, stream_bytes
 from .scripted import Script, ScriptedUpstream, scripted_upstream
 from .servers import serve
 
@@ -173,21 +173,21 @@ def _leave(url: str, user: str, script: Script, after: int) -> None:
         pass
 
 
-def _raw(url: str, data: bytes, read: bool = True, linger: float = 0.0) -> int:
-    """Send ``data`` as it is; the response's status (0: closed without one)."""
+def _raw(url: str, data: bytes | Iterable[bytes], read: bool = True, linger: float = 0.0) -> int:
+    """Send ``data`` (bytes, or pieces of them) as it is; the response's status (0: the
+    connection closed, or was reset, before one could be read)."""
     host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as s:
-        with contextlib.suppress(OSError):  # refused mid-body (a 413 closes the connection)
-            s.sendall(data)
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        with contextlib.suppress(OSError):  # refused partway (a 413 closes the connection)
+            for piece in [data] if isinstance(data, bytes) else data:
+                s.sendall(piece)
         time.sleep(linger)
         if not read:
             return 0
         answer = b""
-        try:
+        with contextlib.suppress(OSError):
             while piece := s.recv(65536):
                 answer += piece
-        except OSError:
-            pass
     return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
 
 
@@ -214,19 +214,10 @@ def _garbage(url: str, junk: tuple[str, bytes]) -> int:
 # -- what a reading client is entitled to ---------------------------------------------------
 
 
-def _text(events: list[ServerSentEvent]) -> str:
-    text = ""
-    for event in events:
-        if event.event == "message" and event.data != "[DONE]":
-            for choice in json.loads(event.data)["choices"]:
-                text += choice["delta"].get("content") or ""
-    return text
-
-
 def _check_stream(script: Script, seen: Seen) -> None:
     assert seen.events is not None and seen.error is None
     events, whole = seen.events, "".join(script.pieces)
-    text = _text(events)
+    text = content_of(events)
     if script.end == "done":
         assert text == whole
         assert events[-1].data == "[DONE]"
@@ -398,25 +389,10 @@ def _drain(url: str, model: str) -> tuple[int, list[ServerSentEvent]]:
 
 
 def _upload(url: str, size: int) -> int:
-    """POST ``size`` bytes through a raw socket, whatever the proxy does meanwhile; its status
-    (0: the connection was reset before the answer could be read)."""
+    """POST ``size`` bytes whatever the proxy does meanwhile; its status (see ``_raw``)."""
     head = f"POST /v1/anything HTTP/1.1\r\nHost: x\r\ncontent-length: {size}\r\n\r\n".encode()
     block = b"z" * 65536
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as s:
-        answer = b""
-        try:
-            s.sendall(head)
-            for _ in range(size // len(block)):
-                s.sendall(block)
-        except OSError:  # refused partway: the proxy stopped reading
-            pass
-        try:
-            while piece := s.recv(65536):
-                answer += piece
-        except OSError:
-            pass
-    return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
+    return _raw(url, itertools.chain([head], itertools.repeat(block, size // len(block))))
 
 
 def test_memory_stays_flat_whatever_a_peer_sends() -> None:

@@ -23,7 +23,7 @@ from pacer.proxy import ProxyTimeouts, create_proxy, end_to_end, upstream_path
 from pacer.server import PacedEventSource, PacingMiddleware
 from pacer.sse import ServerSentEvent, SSEDecoder
 
-from .hostile import PIECES, HostileUpstream, raw_request, serve_raw, stream_bytes
+from .hostile import PIECES, HostileUpstream, content_of, raw_request, serve_raw, stream_bytes
 from .servers import serve
 
 pytestmark = pytest.mark.timeout(60)
@@ -55,15 +55,6 @@ def _stream(url: str, model: str, user: str = "", **kw: Any) -> tuple[int, list[
         for piece in response.iter_bytes():
             events.extend(decoder.feed(piece))
         return response.status_code, events
-
-
-def _content(events: list[ServerSentEvent]) -> str:
-    text = ""
-    for event in events:
-        if event.event == "message" and event.data != "[DONE]":
-            for choice in json.loads(event.data)["choices"]:
-                text += choice["delta"].get("content") or ""
-    return text
 
 
 # -- 1. nothing shared between clients ------------------------------------------------------
@@ -129,7 +120,7 @@ def test_no_response_headers_within_first_byte_is_a_504(hostile: tuple[HostileUp
 def test_an_upstream_that_goes_quiet_past_idle_ends_the_stream_with_an_error(proxy: str) -> None:
     status, events = _stream(proxy, "stall")
     assert status == 200
-    assert _content(events) == "before "
+    assert content_of(events) == "before "
     assert events[-1].event == "error"
     assert json.loads(events[-1].data)["error"]["type"] == "upstream_timeout"
     assert all(e.data != "[DONE]" for e in events)
@@ -172,7 +163,7 @@ def test_a_stream_request_answered_with_a_large_error_body_is_relayed_exactly(pr
 
 def test_an_upstream_stream_that_stops_before_done_ends_with_an_error_event(proxy: str) -> None:
     _, events = _stream(proxy, "truncated")
-    assert _content(events) == "".join(PIECES[:3])
+    assert content_of(events) == "".join(PIECES[:3])
     assert events[-1].event == "error"
     assert json.loads(events[-1].data)["error"]["type"] == "upstream_truncated"
     assert all(e.data != "[DONE]" for e in events)
@@ -192,7 +183,7 @@ def test_a_connection_closed_without_length_or_done_ends_with_an_error_event() -
     head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n"
     with serve_raw(head + stream_bytes(PIECES[:2], done=False)) as upstream, _proxy(upstream) as url:
         _, events = _stream(url, "m")
-    assert _content(events) == "".join(PIECES[:2])
+    assert content_of(events) == "".join(PIECES[:2])
     assert json.loads(events[-1].data)["error"]["type"] == "upstream_truncated"
 
 
@@ -212,7 +203,7 @@ def test_middleware_over_an_app_that_raises_mid_stream_ends_with_an_error_event(
     app = PacingMiddleware(_failing_app([stream_bytes(PIECES[:2], done=False)]), lambda: Pacer(cps=5000))
     with serve(app) as url:
         _, events = _stream(url, "m")
-    assert _content(events) == "".join(PIECES[:2])
+    assert content_of(events) == "".join(PIECES[:2])
     assert events[-1].event == "error"
     assert "inner app crashed" in json.loads(events[-1].data)["error"]["message"]
     assert all(e.data != "[DONE]" for e in events)
@@ -234,7 +225,7 @@ def test_a_gzipped_json_answer_arrives_readable_and_described(proxy: str) -> Non
 def test_a_gzipped_event_stream_is_decoded_and_paced(proxy: str) -> None:
     status, events = _stream(proxy, "gzip")
     assert status == 200
-    assert _content(events) == "".join(PIECES)
+    assert content_of(events) == "".join(PIECES)
     assert events[-1].data == "[DONE]"
 
 
@@ -281,7 +272,7 @@ def test_a_body_that_is_not_json_text_is_a_400(proxy: str, body: bytes) -> None:
 
 def test_a_surrogate_pair_split_across_upstream_chunks_is_one_emoji(proxy: str) -> None:
     _, events = _stream(proxy, "surrogates")
-    assert _content(events) == "smile \U0001f600 done"
+    assert content_of(events) == "smile \U0001f600 done"
     assert events[-1].data == "[DONE]"
 
 
@@ -289,7 +280,7 @@ def test_the_middleware_joins_a_split_surrogate_pair() -> None:
     app = PacingMiddleware(HostileUpstream().app, lambda: Pacer(cps=5000))
     with serve(app) as url:
         _, events = _stream(url, "surrogates")
-    assert _content(events) == "smile \U0001f600 done"
+    assert content_of(events) == "smile \U0001f600 done"
     assert events[-1].data == "[DONE]"
 
 
@@ -329,7 +320,7 @@ def test_cli_proxy_runs_workers_with_its_timeouts_and_limits(hostile: tuple[Host
                 assert time.monotonic() < deadline and process.poll() is None
                 time.sleep(0.1)
         _, events = _stream(url, "m")
-        assert _content(events) == "".join(PIECES) and events[-1].data == "[DONE]"
+        assert content_of(events) == "".join(PIECES) and events[-1].data == "[DONE]"
         slow = {"model": "slow-headers", "stream": True, "user": "cli"}
         assert httpx.post(f"{url}/v1/chat/completions", json=slow, timeout=10).status_code == 504
         assert httpx.post(f"{url}/v1/x", content=b"x" * 1001).status_code == 413
