@@ -80,7 +80,7 @@ class SurrogatePairs:
             text, self._held = self._held + text, ""
         if not text:
             return text
-        if "\ud800" <= text[-1] <= "\udbff":
+        if 0xD800 <= ord(text[-1]) <= 0xDBFF:
             text, self._held = text[:-1], text[-1]
         if _SURROGATE.search(text) is not None:
             text = _PAIR.sub(_join_pair, text)
@@ -92,8 +92,9 @@ class SurrogatePairs:
         return held
 
 
-_SURROGATE: Final = regex.compile("[\ud800-\udfff]")
-_PAIR: Final = regex.compile("[\ud800-\udbff][\udc00-\udfff]")
+# Escapes the regex module reads, not surrogates in the source (mypyc refuses those).
+_SURROGATE: Final = regex.compile(r"[\ud800-\udfff]")
+_PAIR: Final = regex.compile(r"[\ud800-\udbff][\udc00-\udfff]")
 
 
 def _join_pair(match: regex.Match[str]) -> str:
