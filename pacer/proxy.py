@@ -54,6 +54,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ._args import optional_seconds, whole
 from ._core import Stage
 from .adapters import UpstreamError
 from .clock import Clock
@@ -96,11 +97,7 @@ class ProxyTimeouts:
 
     def __post_init__(self) -> None:
         for name in ("connect", "first_byte", "idle", "total"):
-            value = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
-            ):
-                raise ValueError(f"ProxyTimeouts: {name} must be > 0 seconds or None, got {value!r}")
+            optional_seconds(getattr(self, name), f"ProxyTimeouts: {name}")
 
 
 class _NoCookies(http.cookiejar.CookiePolicy):
@@ -431,8 +428,8 @@ def create_proxy(
         url = None
     if url is None or url.scheme not in ("http", "https") or not url.host or url.query or url.fragment:
         raise ValueError(f"create_proxy: upstream must be an http(s) URL with a host, got {upstream!r}")
-    if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 0:
-        raise ValueError(f"create_proxy: max_body must be a non-negative int (bytes), got {max_body!r}")
+    if whole(max_body, "create_proxy: max_body") < 0:
+        raise ValueError(f"create_proxy: max_body must be >= 0 (bytes), got {max_body!r}")
     stream_options = {
         "heartbeat": heartbeat,
         "send_timeout": send_timeout,
@@ -501,8 +498,8 @@ def serve(
     processes sharing the port (uvicorn's process manager), one event loop each."""
     import uvicorn
 
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"serve: workers must be an int >= 1, got {workers!r}")
+    if whole(workers, "serve: workers") < 1:
+        raise ValueError(f"serve: workers must be >= 1, got {workers!r}")
     settings = {
         "upstream": upstream,
         "cps": cps,

@@ -271,6 +271,7 @@ async def _items(source: AsyncIterable[Any] | Iterable[Any]) -> AsyncIterator[An
             yield item
     else:
         for item in source:
+            await anyio.lowlevel.checkpoint()  # as the drivers do between a sync source's items
             yield item
 
 
