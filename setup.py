@@ -26,6 +26,7 @@ COMPILED = [
     "pacer/_breaks.py",
     "pacer/_core.py",
     "pacer/_markdown.py",
+    "pacer/_marks.py",
     "pacer/_text.py",
     "pacer/_units.py",
     "pacer/metrics.py",

@@ -10,17 +10,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import detokenize, overhead, pacing, proxy_load, sentences
+from . import detokenize, overhead, pacing, proxy_load, rhythm, sentences
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the benchmarks run")
     parser.add_argument(
-        "only", nargs="*", help="benchmarks to run (default: all): overhead, detokenize, sentences"
+        "only",
+        nargs="*",
+        help="benchmarks to run (default: all): overhead, detokenize, sentences, pacing, rhythm, proxy",
     )
     args = parser.parse_args(argv)
-    chosen = set(args.only) or {"overhead", "detokenize", "sentences", "pacing", "proxy"}
+    chosen = set(args.only) or {"overhead", "detokenize", "sentences", "pacing", "rhythm", "proxy"}
     if "overhead" in chosen:
         overhead.main(quick=args.quick)
     if "detokenize" in chosen:
@@ -30,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         sentences.main(quick=args.quick)
     if "pacing" in chosen:
         pacing.main(quick=args.quick)
+    if "rhythm" in chosen:
+        rhythm.main(quick=args.quick)
     if "proxy" in chosen:
         proxy_load.main(quick=args.quick)
     return 0

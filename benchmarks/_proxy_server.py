@@ -3,7 +3,8 @@
 ``python -m benchmarks._proxy_server upstream TOKENS RATE``: a fake OpenAI upstream
 whose streams follow ``schedule(seed, TOKENS, RATE)`` (bursts of four content chunks,
 about RATE chunks a second, the seed being the request's ``user``).
-``... paced UPSTREAM_URL CPS``: pacer's proxy in front of it (word pacing at CPS).
+``... paced UPSTREAM_URL CPS UNIT``: pacer's proxy in front of it, with its default
+pipeline at CPS (``UNIT``: ``grapheme``, the default, or ``word``).
 ``... passthrough UPSTREAM_URL``: the reference, a plain pass-through proxy (httpx and
 Starlette, no pacing), built the way one usually is.
 
@@ -102,11 +103,10 @@ def passthrough(base: str) -> Starlette:
     )
 
 
-def paced(base: str, cps: float) -> Starlette:
-    from pacer import Pacer
-    from pacer.proxy import create_proxy
+def paced(base: str, cps: float, unit: str) -> Starlette:
+    from pacer.proxy import create_proxy, default_pipeline
 
-    app = create_proxy(base, lambda: Pacer(cps=cps, unit="word"), heartbeat=5)
+    app = create_proxy(base, default_pipeline(cps, unit=unit), heartbeat=5)  # type: ignore[arg-type]
     app.router.routes.insert(0, Route("/debug/tasks", _tasks))
     return app
 
@@ -118,7 +118,7 @@ def main(argv: list[str]) -> None:
     elif role == "passthrough":
         app = passthrough(argv[1])
     else:
-        app = paced(argv[1], float(argv[2]))
+        app = paced(argv[1], float(argv[2]), argv[3])
     sock = _socket()
     print(sock.getsockname()[1], flush=True)
     config = uvicorn.Config(app, log_level="error", backlog=4096, timeout_keep_alive=60)

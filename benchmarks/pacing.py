@@ -28,7 +28,6 @@ import asyncio
 import gc
 import re
 import resource
-import statistics
 import time
 from typing import Any
 
@@ -47,8 +46,8 @@ from pacer.clock import MonotonicClock
 from pacer.hub import Hub
 from pacer.metrics import percentile
 from pacer.pacing import Unit
-from pacer.simulate import Timeline
 from pacer.testing.references import AdaptiveChars, FixedDelayWords
+from pacer.testing.rhythm import TOKEN, flowing_cv
 
 from ._table import print_table
 
@@ -82,28 +81,6 @@ def _traces(quick: bool) -> dict[str, list[tuple[float, Any]]]:
     }
 
 
-def _flowing_cv(timeline: Timeline) -> float:
-    """CV of characters per 100 ms, over windows between the first and last emission
-    that are not inside a source stall (no arrival within the last 0.6 s)."""
-    bins = timeline.chars_per_window(0.1)
-    if len(bins) < 3:
-        return 0.0
-    t0 = timeline.emissions[0].emitted or 0.0
-    arrival_times = [t for t, _ in timeline.arrivals]
-    active = []
-    j = 0
-    for k, b in enumerate(bins[:-1]):
-        end = t0 + (k + 1) * 0.1
-        while j < len(arrival_times) and arrival_times[j] <= end:
-            j += 1
-        last = arrival_times[j - 1] if j else -1.0
-        if end - last <= 0.6 or k == 0:
-            active.append(b)
-    if len(active) < 2 or not statistics.mean(active):
-        return 0.0
-    return statistics.pstdev(active) / statistics.mean(active)
-
-
 def quality(quick: bool = False) -> None:
     smoothers: dict[str, Any] = {
         "pacer Pacer() graphemes": lambda: Pacer(),
@@ -123,16 +100,12 @@ def quality(quick: bool = False) -> None:
             ]
             worst = max(late, default=0.0)
             p99 = percentile(late, 99) or 0.0
-            rows.append([trace_name, name, f"{worst:.3f}", f"{p99:.3f}", f"{_flowing_cv(timeline):.3f}"])
+            rows.append([trace_name, name, f"{worst:.3f}", f"{p99:.3f}", f"{flowing_cv(timeline):.3f}"])
     print_table(
         "Pacing on the virtual clock (lag in seconds after the first second; CV: lower is smoother)",
         ["trace", "smoother", "max lag", "p99 lag", "CV chars/100 ms"],
         rows,
     )
-
-
-_WIDE = "\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef"  # CJK punctuation, kana, ideographs, full-width forms
-_TOKEN = re.compile(rf"[{_WIDE}]{{1,2}}\s*|[^\s{_WIDE}]+\s*|\s+")
 
 
 def _sweep_texts(quick: bool) -> dict[str, list[str]]:
@@ -145,7 +118,7 @@ def _sweep_texts(quick: bool) -> dict[str, list[str]]:
     texts = {"prose": PROSE * 40, "English cases": joined("en"), "Chinese cases": joined("zh")}
     if not quick:
         texts["Markdown cases"] = joined("md")
-    return {name: _TOKEN.findall(text)[:1500] for name, text in texts.items()}
+    return {name: TOKEN.findall(text)[:1500] for name, text in texts.items()}
 
 
 def sweep_traces(quick: bool) -> list[tuple[str, int, str, list[tuple[float, Any]]]]:
@@ -180,8 +153,8 @@ def sweep(quick: bool = False) -> None:
     wins = dict.fromkeys(pacers, 0)
     total = 0
     for text_name, rate, shape, trace in sweep_traces(quick):
-        ours = {name: _flowing_cv(simulate(trace, make())) for name, make in pacers.items()}
-        theirs = [_flowing_cv(simulate(trace, make())) for make in references.values()]
+        ours = {name: flowing_cv(simulate(trace, make())) for name, make in pacers.items()}
+        theirs = [flowing_cv(simulate(trace, make())) for make in references.values()]
         total += 1
         for name, cv in ours.items():
             wins[name] += cv < min(theirs)

@@ -9,7 +9,7 @@ and reports:
 
 - whether every client got exactly the upstream's content and ``[DONE]`` last;
 - event gaps as the clients saw them, and how far each goes **beyond its schedule**:
-  for pacer, the schedule is the same ``Pacer`` run on a virtual clock over the
+  for pacer, the schedule is the proxy's own pipeline run on a virtual clock over the
   upstream's own send times; for the pass-through, the upstream's send times. An
   event's excess is its observed gap minus the scheduled gap between the same two
   points of the text: what the proxy (and the machine) added;
@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 import h11
 import httpx
 
-from pacer import Pacer, simulate
+from pacer import simulate
 from pacer.metrics import percentile
+from pacer.proxy import default_pipeline
 from pacer.sse import SSEDecoder
 
 from ._proxy_server import schedule
@@ -126,12 +127,13 @@ async def _client(host: str, port: int, seed: int) -> Stream:
         writer.close()
 
 
-def _planned(seed: int, tokens: int, rate: float, paced: bool) -> tuple[list[int], list[float]]:
-    """The schedule of one stream: text lengths and the times they are due to be out."""
+def _planned(seed: int, tokens: int, rate: float, unit: str | None) -> tuple[list[int], list[float]]:
+    """The schedule of one stream: text lengths and the times they are due to be out
+    (``unit``: the proxy's pacing unit; ``None``: not paced)."""
     trace = schedule(seed, tokens, rate)
     ends, times, length = [], [], 0
-    if paced:
-        for chunk in simulate(trace, Pacer(cps=CPS, unit="word")).emissions:
+    if unit is not None:
+        for chunk in simulate(trace, default_pipeline(CPS, unit=unit)()).emissions:  # type: ignore[arg-type]
             length += len(chunk.text)
             ends.append(length)
             times.append(chunk.emitted)
@@ -187,14 +189,14 @@ async def _load(url: str, pid: int, clients: int) -> tuple[list[Stream], dict[st
 
 
 def _row(
-    name: str, clients: int, tokens: int, rate: float, paced: bool, proc: subprocess.Popen[str], url: str
+    name: str, clients: int, tokens: int, rate: float, unit: str | None, proc: subprocess.Popen[str], url: str
 ) -> list[str]:
     streams, r = asyncio.run(_load(url, proc.pid, clients))
     expected = {s.seed: "".join(word for _, word in schedule(s.seed, tokens, rate)) for s in streams}
     wrong = sum(1 for s in streams if s.text != expected[s.seed])
     not_done = sum(1 for s in streams if not s.done_last)
     gaps = [b - a for s in streams for a, b in zip(s.times, s.times[1:], strict=False)]
-    excess = [e for s in streams for e in _excess(s, _planned(s.seed, tokens, rate, paced))]
+    excess = [e for s in streams for e in _excess(s, _planned(s.seed, tokens, rate, unit))]
     ms = lambda v: f"{1000 * (v or 0.0):.1f}"  # noqa: E731
     return [
         name,
@@ -218,8 +220,9 @@ def main(quick: bool = False) -> None:
     rows = []
     try:
         for name, args, paced in (
-            ("pacer proxy", ("paced", up_url, str(CPS)), True),
-            ("pass-through (httpx + Starlette)", ("passthrough", up_url), False),
+            ("pacer proxy (default: graphemes)", ("paced", up_url, str(CPS), "grapheme"), "grapheme"),
+            ("pacer proxy --unit word", ("paced", up_url, str(CPS), "word"), "word"),
+            ("pass-through (httpx + Starlette)", ("passthrough", up_url), None),
         ):
             proc, url = _spawn(*args)
             try:
@@ -230,7 +233,7 @@ def main(quick: bool = False) -> None:
         _stop(up)
     print_table(
         f"One proxy process under load, upstream in its own process: {tokens} content chunks "
-        f"per stream at ~{rate:g}/s in bursts of 4; pacer paces words at {CPS:g} cps",
+        f"per stream at ~{rate:g}/s in bursts of 4; pacer paces at {CPS:g} cps",
         [
             "proxy",
             "streams",

@@ -174,8 +174,8 @@ class Graphemes(Units):
 def _settled(tail: str) -> bool:
     """Whether ``tail``, the last grapheme so far, can grow only by an unlikely combining mark.
 
-    ASCII but CR (which LF would join) and the keycap bases ``#``, ``*`` and digits
-    (``1`` U+FE0F U+20E3 is one emoji), CJK punctuation, kana, ideographs and full-width
+    ASCII but space and control characters (CR, which LF would join) and the keycap
+    bases ``#``, ``*`` and digits (``1`` U+FE0F U+20E3 is one emoji), CJK punctuation, kana, ideographs and full-width
     forms: text a model writes is NFC, where these carry no mark after them. A held
     emoji, Hangul jamo or an Indic consonant (whose vowel sign may be the next token's)
     waits for more text, up to ``max_lag``.
@@ -184,7 +184,9 @@ def _settled(tail: str) -> bool:
         return False
     code = ord(tail)
     if code < 128:
-        return code != 13 and code != 35 and code != 42 and not 48 <= code <= 57
+        # Not space either: it is invisible, and held it lets the chunk that ends a
+        # sentence take it along when the next text (which decides the end) comes.
+        return code > 32 and code != 35 and code != 42 and not 48 <= code <= 57
     return (
         0x3000 <= code <= 0x303F  # CJK punctuation
         or 0x3041 <= code <= 0x3096  # hiragana (not the combining voicing marks after it)
@@ -223,18 +225,37 @@ class UnitQueue:
         self.chunks: list[Chunk] = []
         self.pieces: list[list[str] | None] = []
         self.entered: list[float] = []
+        self.since: list[
+            float
+        ] = []  # when the entry's text reached the pipeline: the lag bound counts from it
+        self.starts: list[int] = []  # the offset of each entry's first character in the pacer's input
+        self.end = 0  # the offset after the last entry's text
         self.head = 0  # the entry whose units go out next
         self.sent = 0  # units of the head entry already sent
+        self.sent_chars = 0  # and their characters
         self.cost = 0  # characters queued and not sent
         self.newest_cost = 0  # the newest unit's: it is not backlog, it just came
 
     def add(self, unit: Chunk, pieces: list[str] | None, entered: float) -> None:
-        """Queue an entry: ``unit`` holds its text, ``pieces`` its units (``None``: each character)."""
+        """Queue an entry: ``unit`` holds its text, ``pieces`` its units (``None``: each character).
+
+        ``entered``: when it reached the pacer; the lag bound counts from the
+        chunk's arrival at the pipeline, or from ``entered`` if that is earlier.
+        """
         self.chunks.append(unit)
         self.pieces.append(pieces)
         self.entered.append(entered)
-        self.cost += len(unit.text)
+        arrival = unit.arrival
+        self.since.append(arrival if arrival < entered else entered)
+        self.starts.append(self.end)
+        size = len(unit.text)
+        self.end += size
+        self.cost += size
         self.newest_cost = 1 if pieces is None else len(pieces[-1])
+
+    def sent_to(self) -> int:
+        """The offset of the first character not yet sent."""
+        return self.starts[self.head] + self.sent_chars if self.head < len(self.chunks) else self.end
 
     def waiting(self) -> bool:
         return self.head < len(self.chunks)
@@ -243,6 +264,7 @@ class UnitQueue:
         """The head entry is all sent."""
         self.head += 1
         self.sent = 0
+        self.sent_chars = 0
 
     def compact(self) -> None:
         """Drop the entries sent, once they are all or most of the lists."""
@@ -251,9 +273,13 @@ class UnitQueue:
             self.chunks.clear()
             self.pieces.clear()
             self.entered.clear()
+            self.since.clear()
+            self.starts.clear()
             self.head = 0
         elif head > 64 and 2 * head > len(self.chunks):
             del self.chunks[:head]
             del self.pieces[:head]
             del self.entered[:head]
+            del self.since[:head]
+            del self.starts[:head]
             self.head = 0

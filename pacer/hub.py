@@ -142,8 +142,11 @@ class Hub:
                 except Exception:
                     self._deliver_rest(stream, sink)
                     raise
+                if failed.error is not None:
+                    break  # the sink failed at a deadline while the source was being read
                 stream.feed(item)
-            stream.finish()
+            if failed.error is None:
+                stream.finish()
             await stream.wait()
         finally:
             if not stream.done:

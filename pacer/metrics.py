@@ -11,10 +11,15 @@ from array import array
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ._core import Boundary
+
 if TYPE_CHECKING:
     from ._core import Chunk
 
-__all__ = ["LagSamples", "StreamMetrics", "percentile"]
+_SENTENCE = Boundary.SENTENCE
+_CLAUSE = Boundary.CLAUSE
+
+__all__ = ["Gaps", "LagSamples", "StreamMetrics", "percentile"]
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -48,6 +53,35 @@ class LagSamples:
                 self._countdown = self._stride
 
 
+class Gaps:
+    """The silences between emissions, by what the chunk before them ended on: after a
+    sentence end (the pauses a pacer makes there), after a clause end, and all others.
+
+    A gap longer than ``stall_gap`` is a stall of the source, not a pause: not counted.
+    """
+
+    def __init__(self, stall_gap: float) -> None:
+        self.stall_gap = stall_gap
+        self.counts = [0, 0, 0]  # sentence, clause, other
+        self.totals = [0.0, 0.0, 0.0]
+        self.longest = [0.0, 0.0, 0.0]
+        self.after = 2  # the kind of gap the next emission closes
+
+    def add(self, gap: float, next_after: int) -> None:
+        """An emission ``gap`` seconds after the last one; ``next_after``: what it ended on
+        (0 sentence, 1 clause, 2 other)."""
+        if gap <= self.stall_gap:
+            k = self.after
+            self.counts[k] += 1
+            self.totals[k] += gap
+            if gap > self.longest[k]:
+                self.longest[k] = gap
+        self.after = next_after
+
+    def mean(self, k: int) -> float | None:
+        return self.totals[k] / self.counts[k] if self.counts[k] else None
+
+
 class StreamMetrics:
     """Counters and timings of one stream, updated as chunks leave the pipeline.
 
@@ -67,6 +101,7 @@ class StreamMetrics:
         self.max_lag = 0.0
         self.stalls = 0
         self._lags = LagSamples(max_samples)
+        self._gaps = Gaps(stall_gap)
 
     @property
     def max_samples(self) -> int:
@@ -80,10 +115,15 @@ class StreamMetrics:
         self.chars_out += n
         self.bytes_out += n if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
         last = self.last_output
+        boundary = chunk.boundary
+        after = 0 if boundary >= _SENTENCE else 1 if boundary == _CLAUSE else 2
         if last is None:
             self.first_output = now
-        elif now - last > self.stall_gap:
-            self.stalls += 1
+            self._gaps.after = after
+        else:
+            if now - last > self.stall_gap:
+                self.stalls += 1
+            self._gaps.add(now - last, after)
         self.last_output = now
         lag = now - chunk.arrival
         if lag > self.max_lag:
@@ -101,7 +141,18 @@ class StreamMetrics:
         """Lag percentile ``q`` (0-100), seconds from arrival to emission."""
         return percentile(self._lags.values, q)
 
+    def pauses(self) -> dict[str, tuple[int, float | None, float]]:
+        """Gaps between emissions by what the chunk before them ended on, each as
+        (count, mean seconds or ``None``, longest seconds): ``"sentence"`` (the pauses
+        after sentence ends), ``"clause"`` and ``"other"``; stalls are not counted."""
+        gaps = self._gaps
+        return {
+            name: (gaps.counts[k], gaps.mean(k), gaps.longest[k])
+            for k, name in enumerate(("sentence", "clause", "other"))
+        }
+
     def as_dict(self) -> dict[str, float | int | None]:
+        gaps = self._gaps
         return {
             "items_in": self.items_in,
             "chunks_out": self.chunks_out,
@@ -112,6 +163,9 @@ class StreamMetrics:
             "lag_p99": self.lag(99),
             "lag_max": self.max_lag,
             "stalls": self.stalls,
+            "pause_sentence_mean": gaps.mean(0),
+            "pause_clause_mean": gaps.mean(1),
+            "gap_other_mean": gaps.mean(2),
         }
 
     def __repr__(self) -> str:

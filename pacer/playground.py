@@ -38,7 +38,7 @@ from .sentences import SentenceSplitter
 from .server import EventStreamResponse
 from .sse import DONE, encode
 
-__all__ = ["create_playground", "stream_views"]
+__all__ = ["create_playground", "paced_view", "sentence_view", "stream_views"]
 
 _UNITS = ("grapheme", "word", "sentence", "chunk")
 # Query parameter: (type, default, lowest, highest).
@@ -146,11 +146,28 @@ def _parse(request: Request) -> dict[str, Any]:
         if not low <= value <= high:
             raise ValueError(f"{name} must be between {low:g} and {high:g}, got {raw}")
         options[name] = value
-    unit = request.query_params.get("unit", "word")
+    unit = request.query_params.get("unit", "grapheme")
     if unit not in _UNITS:
         raise ValueError(f"unit must be one of {', '.join(_UNITS)}, got {unit!r}")
     options["unit"] = unit
     return options
+
+
+def paced_view(tokenizer: Any, cps: float = 40.0, unit: str = "grapheme", max_lag: float = 0.5) -> Pipeline:
+    """The paced pane: a ``Pacer`` that finds sentence and clause ends itself (no
+    splitter holding text before it), so its lag bound counts from each token's arrival."""
+    return Pipeline(Detokenizer(tokenizer), Pacer(cps=cps, unit=unit, max_lag=max_lag))  # type: ignore[arg-type]
+
+
+def sentence_view(tokenizer: Any, tps: float) -> Pipeline:
+    """The sentence pane: each sentence as soon as the text after it proves it.
+
+    Its hold timer is longer than any silence of the replayed stream (a burst of up
+    to 12 tokens at 1.5 times their average gap, then a stall of up to 1.2 s), so
+    every cut is the splitter's decision, never a timeout inside a URL or a Chinese
+    sentence; the timer is there for a model that truly stalls.
+    """
+    return Pipeline(Detokenizer(tokenizer), SentenceSplitter(max_hold=18.0 / tps + 1.5))
 
 
 def create_playground(
@@ -181,11 +198,10 @@ def create_playground(
             return JSONResponse({"error": {"message": str(exc), "type": "invalid_request"}}, status_code=400)
         chosen = ids[: o["tokens"]] if o["tokens"] else ids
         trace = traces.bursty(chosen, per_second=o["tps"], seed=o["seed"])
-        pacer = Pacer(cps=o["cps"], unit=o["unit"], max_lag=o["max_lag"])
         views = {
             "raw": Pipeline(Detokenizer(tokenizer)),
-            "paced": Pipeline(Detokenizer(tokenizer), pacer),
-            "sentence": Pipeline(Detokenizer(tokenizer), SentenceSplitter(max_hold=0.6)),
+            "paced": paced_view(tokenizer, o["cps"], o["unit"], o["max_lag"]),
+            "sentence": sentence_view(tokenizer, o["tps"]),
         }
         return EventStreamResponse(stream_views(trace, views), heartbeat=heartbeat)
 

@@ -11,7 +11,7 @@ import random
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-__all__ = ["bursty", "dump", "stalled", "steady"]
+__all__ = ["bursty", "dump", "jittery", "stalled", "steady"]
 
 T = TypeVar("T")
 
@@ -54,6 +54,31 @@ def bursty(
         t += n / per_second * rnd.uniform(0.5, 1.5)
         if rnd.random() < n / stall_every:
             t += rnd.uniform(*stall)
+    return out
+
+
+def jittery(
+    items: Sequence[T], per_second: float, *, spread: float = 1.0, seed: int = 0, start: float = 0.0
+) -> list[tuple[float, T]]:
+    """One item at a time, ``per_second`` on average, with uneven gaps between them.
+
+    The gaps are drawn from a gamma distribution whose mean is ``1 / per_second`` and
+    whose standard deviation is ``spread`` times that: 1 gives exponential gaps (items
+    at random moments, as tokens reach a client over a busy network), 0.3 a slightly
+    uneven steady stream.
+    """
+    if not per_second > 0:
+        raise ValueError(f"jittery: per_second must be > 0, got {per_second}")
+    if not spread > 0:
+        raise ValueError(f"jittery: spread must be > 0, got {spread}")
+    rnd = random.Random(seed)
+    shape = 1.0 / (spread * spread)
+    scale = 1.0 / (per_second * shape)
+    out: list[tuple[float, T]] = []
+    t = start
+    for item in items:
+        out.append((t, item))
+        t += rnd.gammavariate(shape, scale)
     return out
 
 

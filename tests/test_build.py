@@ -27,6 +27,7 @@ NAMES = [
     "_breaks",
     "_core",
     "_markdown",
+    "_marks",
     "_text",
     "_units",
     "metrics",

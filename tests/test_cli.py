@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from pacer.cli import _demo_text, main
@@ -15,7 +17,18 @@ def test_demo_instant_prints_the_text_exactly(mode: str, capsys: pytest.CaptureF
     assert out.startswith(text)
     summary = out[len(text) :].strip()
     assert summary.startswith("245 tokens (tekken) -> ")
-    assert ("paced at >= 80 chars/s" in summary) == (mode == "paced")
+    assert ("paced at >= 40 chars/s" in summary) == (mode == "paced")
+
+
+def test_demo_lag_from_the_pipelines_input_stays_within_the_bound(capsys: pytest.CaptureFixture[str]) -> None:
+    # Default options (max_lag 0.5 s), virtual clock: the demo paces with the Pacer alone,
+    # which finds sentence ends itself; nothing waits for a sentence to finish (p99 was 1.39 s).
+    main(["demo", "--instant", "--colour", "never"])
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    found = re.search(r"lag p50 ([0-9.]+) s, p99 ([0-9.]+) s", summary)
+    assert found is not None, summary
+    assert float(found.group(2)) <= 0.5 + 1e-3
+    assert "first output after 0.000 s" in summary
 
 
 def test_demo_colours_alternate_per_sentence(capsys: pytest.CaptureFixture[str]) -> None:

@@ -225,12 +225,40 @@ async def test_hub_sink_error_at_a_deadline_stops_its_stream_and_propagates() ->
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(good)
-        # The whole source arrives at once; word5 goes out at a deadline, in the timer's poll.
+        # The source arrives as fast as the loop reads it; word5 goes out at a deadline, in
+        # the timer's poll, 75 ms in: before or after the source is read to its end,
+        # depending on the loop's speed. Either way the pump stops reading and raises it.
         source = AsyncSource(WORDS)
         with pytest.raises(OSError, match="client went away"):
             await hub.pump(Pacer(cps=400, unit="word", max_lag=0.5), source.__aiter__(), failing_sink)
-    assert source.produced == len(WORDS)  # read to the end: the error came from a poll
+    assert source.closed
     assert "".join(fine) == "".join(WORDS)
+    assert hub.mux.streams == 0
+
+
+class _PausingSource:
+    """Ten words at once, then a silence, then the rest."""
+
+    def __init__(self) -> None:
+        self.produced = 0
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        for i, word in enumerate(WORDS):
+            if i == 10:
+                await anyio.sleep(0.3)
+            self.produced += 1
+            yield word
+
+
+@pytest.mark.anyio
+async def test_hub_sink_error_at_a_deadline_while_the_source_is_read_raises_the_sinks_error() -> None:
+    # word5 fails in the timer's poll during the silence; the next item then must not be
+    # fed to the failed stream (that was a StageClosedError in place of the sink's error).
+    hub = Hub()
+    source = _PausingSource()
+    with pytest.raises(OSError, match="client went away"):
+        await hub.pump(Pacer(cps=400, unit="word", max_lag=0.5), source.__aiter__(), failing_sink)
+    assert source.produced == 11
     assert hub.mux.streams == 0
 
 

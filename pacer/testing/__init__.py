@@ -6,6 +6,8 @@
   splits of it (needs ``hypothesis``).
 * ``pacer.testing.references``: faithful re-implementations of the pacers pacer is
   measured against (Vercel AI SDK's ``smoothStream``, HF chat-ui's smoother), as stages.
+* ``pacer.testing.rhythm``: the reader pipelines of pacer's entry points on
+  held-out traces, and how their rhythm is judged (pause ratio, lag, smoothness).
 * ``pacer.testing.backends``: the real tokenizers the tests run on, built from files
   that registry packages ship (needs the ``hf``, ``tiktoken`` and ``demo`` extras).
 
