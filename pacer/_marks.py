@@ -247,7 +247,7 @@ class Breakpoints:
         sentence or clause, has visible text after the last pause: if not, that pause was
         this boundary's, found in the text, and there is none to add."""
         last = self.last - start
-        return last <= 0 or not text[last:].isspace() and last < len(text)
+        return last <= 0 or (last < len(text) and not text[last:].isspace())
 
     def since(self, end: int) -> int:
         """Characters from the last pause to a pause at ``end``, which becomes the last."""

@@ -2,9 +2,11 @@
 
 A unit strategy is chosen once, when the pacer is built: ``Graphemes`` (each
 character as a reader would count it), ``Words`` (a word with the space after it;
-one CJK character is a word), ``Sentences`` (a ``SentenceSplitter`` composed in
-front) or ``Chunks`` (the input as it comes). ``UnitQueue`` holds one entry per
-arrival, not one object per unit.
+one CJK character is a word), ``Lines`` (a line with its line feed), ``Matches`` (text
+up to each match of a pattern), ``Detected`` (what a function says the next unit
+is), ``Sentences`` (a ``SentenceSplitter`` composed in front) or ``Chunks`` (the
+input as it comes). ``UnitQueue`` holds one entry per arrival, not one object per
+unit.
 
 Cost: cutting text into units is linear in the text (none for ASCII graphemes,
 whose units are its characters); the queue is O(1) amortized per entry.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Callable
 from typing import Final
 
 import regex
@@ -22,7 +25,7 @@ from ._core import Chunk
 from ._text import GRAPHEME
 from .sentences import SentenceSplitter
 
-__all__ = ["Chunks", "Graphemes", "Sentences", "UnitQueue", "Units", "Words"]
+__all__ = ["Chunks", "Detected", "Graphemes", "Lines", "Matches", "Sentences", "UnitQueue", "Units", "Words"]
 
 _CJK: Final = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}"
 # A word: a run of non-space, non-CJK characters with the space after it; one CJK
@@ -32,6 +35,7 @@ _WORD: Final = regex.compile(rf"[^\s{_CJK}]+\s*|[{_CJK}][\p{{M}}\p{{P}}\p{{S}}\s
 # the standard library's engine, which is several times cheaper per call on short text.
 _ASCII_WORD: Final = re.compile(r"\S+\s*|\s+", re.ASCII)
 _COMPILED: Final = not __file__.endswith(".py")
+_LINE: Final = re.compile(r"[^\n]*\n|[^\n]+")
 
 
 class Units:
@@ -152,6 +156,83 @@ class Words(Units):
         return not last[-1].isspace()  # a word is whole once a space follows it
 
 
+class Lines(Units):
+    """A line with its line feed (``\\n`` only: not the other separators ``str.splitlines``
+    knows); the last line waits for its line feed."""
+
+    def __init__(self) -> None:
+        super().__init__(whole=False)
+
+    def pieces(self, text: str) -> list[str] | None:
+        found: list[str] = _LINE.findall(text)
+        return found
+
+    def holds(self, last: str) -> bool:
+        return not last.endswith("\n")
+
+
+class Matches(Units):
+    """Text up to and including each match of ``pattern`` (as Vercel's ``smoothStream``
+    chunks by a RegExp); the text after the last match waits for one. Empty matches
+    are skipped."""
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        super().__init__(whole=False)
+        self.pattern = pattern
+
+    def pieces(self, text: str) -> list[str] | None:
+        out = []
+        cut = 0
+        for m in self.pattern.finditer(text):
+            end = m.end()
+            if end > cut:
+                out.append(text[cut:end])
+                cut = end
+        if cut < len(text):
+            out.append(text[cut:])
+        return out
+
+    def holds(self, last: str) -> bool:
+        return not any(m.end() == len(last) and m.end() > 0 for m in self.pattern.finditer(last))
+
+
+class Detected(Units):
+    """Units a function finds: ``detect(buffer)`` returns the next unit, a non-empty prefix
+    of ``buffer``, or ``None`` while no unit is complete (Vercel's ``ChunkDetector``)."""
+
+    def __init__(self, detect: Callable[[str], str | None]) -> None:
+        super().__init__(whole=False)
+        self.detect = detect
+
+    def _next(self, rest: str) -> str | None:
+        unit = self.detect(rest)
+        if unit is None:
+            return None
+        if not isinstance(unit, str):
+            raise TypeError(f"Pacer: the unit function must return str or None, got {type(unit).__name__}")
+        if not unit or not rest.startswith(unit):
+            raise ValueError(
+                f"Pacer: the unit function must return a non-empty prefix of the text it is given, "
+                f"got {unit[:40]!r} for {rest[:40]!r}"
+            )
+        return unit
+
+    def pieces(self, text: str) -> list[str] | None:
+        out = []
+        cut = 0
+        while cut < len(text):
+            unit = self._next(text[cut:])
+            if unit is None:
+                out.append(text[cut:])
+                break
+            out.append(unit)
+            cut += len(unit)
+        return out
+
+    def holds(self, last: str) -> bool:
+        return self._next(last) != last
+
+
 class Graphemes(Units):
     """Extended grapheme clusters; those due together go out as one chunk."""
 
@@ -174,11 +255,11 @@ class Graphemes(Units):
 def _settled(tail: str) -> bool:
     """Whether ``tail``, the last grapheme so far, can grow only by an unlikely combining mark.
 
-    ASCII but space and control characters (CR, which LF would join) and the keycap
-    bases ``#``, ``*`` and digits (``1`` U+FE0F U+20E3 is one emoji), CJK punctuation, kana, ideographs and full-width
-    forms: text a model writes is NFC, where these carry no mark after them. A held
-    emoji, Hangul jamo or an Indic consonant (whose vowel sign may be the next token's)
-    waits for more text, up to ``max_lag``.
+    ASCII but space and control characters (CR, which LF would join) and the keycap bases
+    ``#``, ``*`` and digits (``1`` U+FE0F U+20E3 is one emoji), CJK punctuation, kana,
+    ideographs and full-width forms: text a model writes is NFC, where these carry no mark
+    after them. A held emoji, Hangul jamo or an Indic consonant (whose vowel sign may be
+    the next token's) waits for more text, up to ``max_lag``.
     """
     if len(tail) != 1:
         return False

@@ -44,6 +44,8 @@ input.
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
 from typing import Final, Literal, SupportsFloat
 
 from mypy_extensions import mypyc_attr
@@ -52,13 +54,16 @@ from ._args import number, one_of, seconds
 from ._arrival import ArrivalRate
 from ._core import Boundary, Chunk, Stage, closed_error
 from ._marks import BreakFinder, Breakpoints
-from ._units import Chunks, Graphemes, Sentences, UnitQueue, Units, Words
+from ._units import Chunks, Detected, Graphemes, Lines, Matches, Sentences, UnitQueue, Units, Words
 from .punkt import english_punkt
 from .sentences import Lang, SentenceSplitter
 
 __all__ = ["Pacer", "Rhythm"]
 
-Unit = Literal["grapheme", "word", "sentence", "chunk"]
+Unit = Literal["grapheme", "word", "line", "sentence", "chunk"]
+#: A unit name, a pattern (a unit ends after each match) or a function that returns
+#: the next unit of the text it is given (a prefix), or ``None`` while none is complete.
+UnitChoice = Unit | re.Pattern[str] | Callable[[str], str | None]
 OnEnd = Literal["drain", "flush"]
 Boundaries = Literal["detect", "marked"]
 
@@ -238,11 +243,20 @@ class _Tail:
         return self.arrival if self.arrival < self.entered else self.entered
 
 
-def _units(unit: Unit, max_lag: float) -> Units:
+def _units(unit: object, max_lag: float) -> Units:
+    if isinstance(unit, re.Pattern):
+        if not isinstance(unit.pattern, str):
+            raise TypeError("Pacer: unit must be a str pattern, not a bytes one")
+        return Matches(unit)
+    if callable(unit):
+        return Detected(unit)
+    one_of(unit, "Pacer: unit", ("grapheme", "word", "line", "sentence", "chunk"))
     if unit == "grapheme":
         return Graphemes()
     if unit == "word":
         return Words()
+    if unit == "line":
+        return Lines()
     if unit == "sentence":
         # Half the lag bound to find a sentence's end, the other half to pace it out.
         return Sentences(SentenceSplitter(), max_lag / 2)
@@ -277,8 +291,13 @@ class Pacer(Stage):
     that it goes out with the chunk that ends there. ``"word"`` never shows part of a word and sends a
     chunk per word; it wakes its driver about a fifth as often (a word is about five
     characters), which is what carries 10,000 streams on one core, but whole words of
-    uneven length make the flow of characters lumpier. ``"sentence"`` sends whole sentences
-    (for speech), ``"chunk"`` the input chunks as they are.
+    uneven length make the flow of characters lumpier. ``"line"`` sends a line with its
+    line feed, ``"sentence"`` whole sentences (for speech), ``"chunk"`` the input
+    chunks as they are. A compiled pattern (``re.compile(r"[.!?]\\s+")``) makes a unit of
+    the text up to and including each match; a function makes one of the prefix it
+    returns for the text it is given (``None``: no unit is complete yet), as Vercel's
+    ``smoothStream`` chunks by a RegExp or a ``ChunkDetector``. Text that has not
+    completed a unit waits for more, never longer than ``max_lag``.
     """
 
     timed = True
@@ -288,7 +307,7 @@ class Pacer(Stage):
         cps: SupportsFloat | None = None,
         *,
         wpm: SupportsFloat | None = None,
-        unit: Unit = "grapheme",
+        unit: UnitChoice = "grapheme",
         adaptive: bool = True,
         max_lag: SupportsFloat = 0.5,
         sentence_pause: SupportsFloat = 0.2,
@@ -307,11 +326,10 @@ class Pacer(Stage):
             raise ValueError(f"Pacer: {name} must be a positive finite number, got {given!r}")
         if wpm is not None:
             rate = rate * 5 / 60  # a word is five characters
-        one_of(unit, "Pacer: unit", ("grapheme", "word", "sentence", "chunk"))
         one_of(on_end, "Pacer: on_end", ("drain", "flush"))
         one_of(boundaries, "Pacer: boundaries", ("detect", "marked"))
         one_of(lang, "Pacer: lang", ("auto", "en", "zh", "ja"))
-        self.unit: Unit = unit
+        self.unit: UnitChoice = unit
         self.on_end: OnEnd = on_end
         self._rhythm = Rhythm(
             rate,

@@ -40,7 +40,7 @@ from .sse import DONE, encode
 
 __all__ = ["create_playground", "paced_view", "sentence_view", "stream_views"]
 
-_UNITS = ("grapheme", "word", "sentence", "chunk")
+_UNITS = ("grapheme", "word", "line", "sentence", "chunk")
 # Query parameter: (type, default, lowest, highest).
 _LIMITS: dict[str, tuple[type, float, float, float]] = {
     "cps": (float, 40.0, 1.0, 5000.0),

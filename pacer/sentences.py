@@ -64,14 +64,16 @@ _CONTEXT: Final = 64  # characters kept before the pending unit, for look-behind
 class SentenceSplitter(Stage):
     """Sentences (and, under a length budget, clauses) out of a stream of text.
 
-    ``lang``: ``"auto"`` applies English, CJK and Markdown rules by the script of
-    each stretch; ``"en"`` treats CJK marks as ordinary characters; ``"zh"`` and
-    ``"ja"`` skip the English abbreviation model (every ``. `` before a capital
-    ends a sentence). ``max_chars``/``first_max_chars`` (characters, or ``None``)
-    bound unit length; ``max_hold`` (seconds, or ``None``) sends pending text
-    after that long without input. Each chunk says how it ended: ``SENTENCE``,
-    ``CLAUSE`` (cut at a clause mark) or ``FORCED`` (cut at a space, a grapheme, or
-    by the hold timer). ``punkt`` replaces the shipped English parameters.
+    ``lang``: ``"auto"`` applies English, CJK and Markdown rules by the script of each
+    stretch; ``"en"`` treats CJK marks as ordinary characters; ``"zh"`` and ``"ja"`` skip
+    the English abbreviation model (every ``. `` before a capital ends a sentence).
+    ``max_chars``/``first_max_chars`` (characters, or ``None``) bound unit length;
+    ``min_chars`` merges a sentence shorter than that with the next (so a voice is not
+    handed "Yes." alone, as LiveKit's ``min_sentence_len``), the last of the stream and
+    what the hold timer lets go excepted; ``max_hold`` (seconds, or ``None``) sends
+    pending text after that long without input. Each chunk says how it ended:
+    ``SENTENCE``, ``CLAUSE`` (cut at a clause mark) or ``FORCED`` (cut at a space, a
+    grapheme, or by the hold timer). ``punkt`` replaces the shipped English parameters.
     """
 
     timed = True
@@ -82,6 +84,7 @@ class SentenceSplitter(Stage):
         *,
         max_chars: SupportsIndex | None = None,
         first_max_chars: SupportsIndex | None = None,
+        min_chars: SupportsIndex = 0,
         max_hold: SupportsFloat | None = None,
         punkt: PunktModel | None = None,
     ) -> None:
@@ -96,6 +99,11 @@ class SentenceSplitter(Stage):
         self.max_chars = most
         self.first_max_chars = first if first is not None else most
         self.max_hold = optional_seconds(max_hold, "SentenceSplitter: max_hold")
+        self.min_chars = whole(min_chars, "SentenceSplitter: min_chars")
+        if self.min_chars < 0 or (most is not None and self.min_chars > most):
+            raise ValueError(
+                f"SentenceSplitter: min_chars must be >= 0 and at most max_chars, got {min_chars!r}"
+            )
         self._scanner = Scanner(None if lang in ("zh", "ja") else (punkt or english_punkt()), lang != "en")
         self._base = 0  # absolute offset of the scanner's buffer[0]
         self._start = 0  # first character not yet emitted
@@ -150,8 +158,15 @@ class SentenceSplitter(Stage):
 
     def poll(self, now: float) -> list[Chunk]:
         self._hold_armed = False
-        end = len(self._scanner.buf)  # open code too: the hold bound holds on every input
+        scanner = self._scanner
+        end = len(scanner.buf)  # open code too: the hold bound holds on every input
         out: list[Chunk] = []
+        breaks = scanner.breaks
+        if self.min_chars and breaks.first_after(self._start) >= 0:
+            # Short sentences waiting to be merged: they are whole, and go as sentences.
+            done = space_end(scanner.buf, breaks.ends[-1], False)
+            breaks.next = len(breaks.ends)
+            self._unit(breaks.ends[-1] if done is None else done, Boundary.SENTENCE, out)
         if end > self._start:
             self._unit(end, Boundary.FORCED, out)
         return out
@@ -185,6 +200,8 @@ class SentenceSplitter(Stage):
         while True:
             start = self._start
             end = breaks.first_after(start)
+            if end >= 0 and self.min_chars:
+                end = self._long_enough(start, eof)
             limit = self.first_max_chars if self._first else self.max_chars
             if end >= 0 and (limit is None or end - start <= limit):
                 if not self._unit_at_break(eof, out):
@@ -220,6 +237,20 @@ class SentenceSplitter(Stage):
         if pending:  # the budget falls inside code: the code goes out whole
             return self._unit_at_break(eof, out)
         return None if eof else False
+
+    def _long_enough(self, start: int, eof: bool) -> int:
+        """The first break after ``start`` that ends a unit of at least ``min_chars``
+        (the breaks before it are skipped: their sentences merge into it); -1 while no
+        break yet does (at the end of the stream, the rest then goes as one unit)."""
+        breaks = self._scanner.breaks
+        ends = breaks.ends
+        k = breaks.next
+        while ends[k] - start < self.min_chars and k + 1 < len(ends):
+            k += 1
+        if ends[k] - start < self.min_chars:
+            return -1
+        breaks.next = k
+        return ends[k]
 
     def _unit_at_break(self, eof: bool, out: list[Chunk]) -> bool:
         """Emit the unit ending at the next break, with the space after it; False: wait for more."""

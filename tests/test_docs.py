@@ -102,11 +102,12 @@ def test_tts_how_to_gets_whole_sentences() -> None:
             said.append((text, final))
 
     async def tokens() -> Any:
-        for piece in ["Hello ", "there. ", "How ", "are ", "you?"]:
+        for piece in ["Yes. ", "Hello ", "there, ", "how ", "are ", "you ", "today? ", "Fine."]:
             yield piece
 
     anyio.run(namespace["speak"], tokens(), TTS())
-    assert said == [("Hello there. ", True), ("How are you?", True)]
+    # "Yes." is shorter than min_chars (20): it goes with the next sentence, not alone.
+    assert said == [("Yes. Hello there, how are you today? ", True), ("Fine.", True)]
     assert isinstance(namespace["splitter"], pacer.SentenceSplitter)
 
 

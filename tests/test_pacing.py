@@ -429,7 +429,11 @@ def test_in_a_real_time_run_on_a_virtual_clock() -> None:
 
 
 @settings(max_examples=150)
-@given(hard_text, st.lists(st.floats(0, 0.3), max_size=30), st.sampled_from(["word", "grapheme", "chunk"]))
+@given(
+    hard_text,
+    st.lists(st.floats(0, 0.3), max_size=30),
+    st.sampled_from(["word", "grapheme", "chunk", "line"]),
+)
 def test_lossless_and_bounded_for_any_text_and_timing(text: str, gaps: list[float], unit: str) -> None:
     pieces = [text[i : i + 3] for i in range(0, len(text), 3)]
     t, trace = 0.0, []
@@ -582,3 +586,54 @@ def test_a_source_stall_is_not_counted_as_a_pause() -> None:
     metrics = simulate(trace, Pacer(cps=40)).metrics
     assert metrics.stalls == 1
     assert metrics.pauses()["sentence"][2] < 1.0  # the 5 s silence is a stall
+
+
+@pytest.mark.parametrize(
+    ("unit", "units"),
+    [
+        ("line", ["a b\n", "cd, e. f;g\n", "h; i"]),
+        (re.compile(r"[,.]\s+"), ["a b\ncd, ", "e. ", "f;g\nh; i"]),
+        (
+            lambda text: text[: text.index(";") + 1] if ";" in text else None,
+            ["a b\ncd, e. f;", "g\nh;", " i"],
+        ),
+    ],
+    ids=["line", "pattern", "function"],
+)
+def test_line_pattern_and_function_units(unit: object, units: list[str]) -> None:
+    # Vercel's smoothStream chunks by line, by a RegExp or by a ChunkDetector: so does Pacer.
+    trace = traces.steady(["a b\nc", "d, e. f;", "g\nh; i"], 5)
+    timeline = simulate(trace, Pacer(cps=40, unit=unit))  # type: ignore[arg-type]
+    assert [c.text for c in timeline.emissions] == units
+    # What has not completed a unit waits for more, never past max_lag (0.5 s after it came).
+    assert max(timeline.lags()) <= 0.5 + 1e-9
+
+
+def test_an_incomplete_line_goes_out_at_the_lag_bound() -> None:
+    timeline = simulate([(0.0, "no line feed yet"), (3.0, " then one\n")], Pacer(unit="line"))
+    assert [(c.text, c.emitted) for c in timeline.emissions] == [
+        ("no line feed yet", 0.5),
+        (" then one\n", 3.0),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("unit", "error", "message"),
+    [
+        (lambda text: 3, TypeError, "must return str or None, got int"),
+        (lambda text: "x", ValueError, "must return a non-empty prefix of the text it is given"),
+        (lambda text: "", ValueError, "non-empty prefix"),
+    ],
+)
+def test_a_unit_function_that_does_not_return_a_prefix_is_an_error(
+    unit: object, error: type, message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        simulate([(0.0, "abc")], Pacer(unit=unit))  # type: ignore[arg-type]
+
+
+def test_bad_unit_choices_say_what_is_accepted() -> None:
+    with pytest.raises(TypeError, match="str pattern"):
+        Pacer(unit=re.compile(rb"\n"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="line"):
+        Pacer(unit="paragraph")  # type: ignore[arg-type]

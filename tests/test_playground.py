@@ -96,7 +96,7 @@ def test_stream_endpoint_over_real_http(enc: Any) -> None:
     [
         ({"cps": "0"}, "cps must be between 1 and 5000, got 0"),
         ({"tps": "fast"}, "tps must be a number, got 'fast'"),
-        ({"unit": "line"}, "unit must be one of grapheme, word, sentence, chunk, got 'line'"),
+        ({"unit": "paragraph"}, "unit must be one of grapheme, word, line, sentence, chunk, got 'paragraph'"),
         ({"max_lag": "-1"}, "max_lag must be between"),
     ],
 )

@@ -362,3 +362,44 @@ def test_budgets_take_numpy_ints() -> None:
 def test_quiet_text_is_text_the_interesting_pattern_does_not_match(text: str) -> None:
     # The compiled build checks ASCII text with a loop, everything else with _INTERESTING.
     assert _breaks.quiet(text) == (_breaks._INTERESTING.search(text) is None)
+
+
+def test_min_chars_merges_short_sentences_with_the_next() -> None:
+    # LiveKit's min_sentence_len: a voice is not handed "Yes." alone.
+    text = "Yes. No. I think that is right. Ok. Sure thing, my friend. Bye."
+    splitter = SentenceSplitter(min_chars=20)
+    out = [unit for ch in text for unit in splitter.feed(ch)]
+    assert out == ["Yes. No. I think that is right. ", "Ok. Sure thing, my friend. "]
+    assert splitter.flush() == ["Bye."]  # the last one goes at the end, short or not
+    assert split_sentences("Hi. There.") == ["Hi. ", "There."]  # no merging unless asked
+
+
+def test_min_chars_does_not_hold_past_the_hold_timer() -> None:
+    trace = [(0.0, "Yes. "), (0.1, "No. And"), (2.0, " then more.")]
+    timeline = simulate(trace, SentenceSplitter(min_chars=20, max_hold=0.5))
+    assert [(c.text, c.boundary, c.emitted) for c in timeline.emissions] == [
+        ("Yes. No. ", Boundary.SENTENCE, 0.6),  # whole sentences, merged, let go by the timer
+        ("And", Boundary.FORCED, 0.6),
+        (" then more.", Boundary.SENTENCE, 2.0),
+    ]
+
+
+@given(hard_text, st.integers(0, 40))
+def test_min_chars_is_lossless_and_every_unit_but_the_last_is_long_enough(text: str, least: int) -> None:
+    splitter = SentenceSplitter(min_chars=least)
+    units = splitter.feed(text) + splitter.flush()
+    assert "".join(units) == text
+    assert all(len(u.rstrip()) >= least for u in units[:-1])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"min_chars": -1}, ValueError),
+        ({"min_chars": 50, "max_chars": 40}, ValueError),
+        ({"min_chars": 2.5}, TypeError),
+    ],
+)
+def test_bad_min_chars_is_refused(kwargs: dict[str, object], error: type) -> None:
+    with pytest.raises(error, match="min_chars"):
+        SentenceSplitter(**kwargs)  # type: ignore[arg-type]
