@@ -205,7 +205,7 @@ class Detected(Units):
         self.detect = detect
 
     def _next(self, rest: str) -> str | None:
-        unit = self.detect(rest)
+        unit: object = self.detect(rest)  # not declared str: a compiled build would check it itself
         if unit is None:
             return None
         if not isinstance(unit, str):

@@ -18,7 +18,7 @@ pytest.importorskip("tiktoken")
 import httpx
 
 import pacer
-from pacer.playground import create_playground, stream_views
+from pacer.playground import create_playground, sentence_view, stream_views
 from pacer.sse import ServerSentEvent, SSEDecoder
 from pacer.tokenizers import load_tekken
 
@@ -181,3 +181,29 @@ def test_page_in_headless_chromium_fills_three_panes(enc: Any, tmp_path: Any) ->
         pane = image.crop((left, top, left + int(rect["width"] * ratio), top + int(rect["height"] * ratio)))
         ink = sum(pane.histogram()[:128])  # dark pixels: text on the white pane
         assert ink > 500, f"the {view} pane looks empty in the screenshot ({ink} dark pixels)"
+
+
+def test_the_page_shows_the_library_at_its_best(enc: Any) -> None:
+    from pacer.playground import paced_view
+
+    page = (pacer.playground.resources.files("pacer") / "data" / "playground.html").read_text("utf-8")
+    assert '<option value="grapheme" selected>' in page  # the library's default unit
+    assert 'id="sentence-legend"' in page and "forced cut (hold timer" in page  # forced cuts explained
+    paced = paced_view(enc)
+    assert isinstance(paced.stages[-1], pacer.Pacer) and paced.stages[-1].unit == "grapheme"
+    assert paced.stages[-1].boundaries == "detect"  # pauses without a splitter holding text
+
+
+def test_the_sentence_pane_never_cuts_inside_a_url_or_a_chinese_sentence_on_a_stall(enc: Any) -> None:
+    # The bursty replay stalls up to 1.2 s between bursts; the pane's hold timer is longer
+    # than any of its silences, so every cut is a sentence end (was 0.6 s: a cut mid-URL).
+    text = "See https://example.com/docs/v2/guide.html for details. 我们明天去北京参观博物馆和长城。Done."
+    ids = enc.encode(text)
+    for seed in range(6):
+        trace = pacer.traces.bursty(ids, per_second=8, burst=(1, 3), seed=seed)
+        units = pacer.simulate(trace, sentence_view(enc, 8.0)).emissions
+        assert [u.text for u in units] == [
+            "See https://example.com/docs/v2/guide.html for details. ",
+            "我们明天去北京参观博物馆和长城。",
+            "Done.",
+        ], seed
