@@ -71,6 +71,7 @@ Boundaries = Literal["detect", "marked"]
 # statics instead of looking them up in the module's dict on every use.
 _CATCH_UP: Final = 4.0  # a backlog is worked off in about this many max_lags
 _TAIL_WAIT: Final = 0.1  # a last grapheme that only a rare mark could extend waits this long for more text
+_FIRST_WAIT: Final = 0.05  # or this long, when nothing has gone out yet
 _COALESCE: Final = 0.005  # units due this close together go out in one wake-up
 _LATE: Final = 1e-6  # a unit this close to due is due (its due time moves as the rate is reckoned anew)
 _STALE: Final = object()  # the cached deadline needs recomputing
@@ -444,15 +445,14 @@ class Pacer(Stage):
 
     def _tail_turn(self, now: float) -> float:
         """When the held last grapheme would go out if it were queued (the queue is empty),
-        but not before it has waited ``_TAIL_WAIT`` for more text (unless it is the first
-        output: that goes at once)."""
+        but not before it has waited ``_TAIL_WAIT`` for more text (``_FIRST_WAIT`` when it
+        would be the first output)."""
         tail = self._tail
         cost = len(tail.text)
         entered, since = tail.entered, tail.since()
         due = self._rhythm.due(self._queue.cost + cost, cost, since, entered, since, now)
-        if self._rhythm.last_due == -math.inf:
-            return due
-        wait = entered + min(_TAIL_WAIT, self.max_lag)
+        # The first output waits less: a reader is waiting for anything at all.
+        wait = entered + min(_FIRST_WAIT if self._rhythm.last_due == -math.inf else _TAIL_WAIT, self.max_lag)
         bound = since + self.max_lag
         if wait > bound:
             wait = bound
