@@ -202,10 +202,12 @@ class Detected(Units):
 
     def __init__(self, detect: Callable[[str], str | None]) -> None:
         super().__init__(whole=False)
-        self.detect = detect
+        # Kept as returning object: a compiled build checks a declared return type itself,
+        # in its own words; this class says what was wrong, and where.
+        self.detect: Callable[[str], object] = detect
 
     def _next(self, rest: str) -> str | None:
-        unit: object = self.detect(rest)  # not declared str: a compiled build would check it itself
+        unit = self.detect(rest)
         if unit is None:
             return None
         if not isinstance(unit, str):
