@@ -44,13 +44,11 @@ class BreakFinder:
     ``add(text)`` appends text and returns the boundaries it decides, in order, as
     ``(offset, kind)``: the text before ``offset`` ends a sentence (``SENTENCE``) or a
     clause (``CLAUSE``); any whitespace after it belongs before the pause. ``finish()``
-    decides what is left as if the text ended there. ``clauses=False`` reports
-    sentence ends only.
+    decides what is left as if the text ended there.
     """
 
-    def __init__(self, punkt: PunktModel | None, cjk_rules: bool, clauses: bool = True) -> None:
+    def __init__(self, punkt: PunktModel | None, cjk_rules: bool) -> None:
         self._scanner = Scanner(punkt, cjk_rules)
-        self._clauses = clauses
         self._base = 0  # absolute offset of the scanner's buf[0]
         self._clause_pos = 0  # buffer index the clause search goes on from
         self._clause_next = -1  # buffer index of the first clause mark character not searched, -1: none
@@ -76,7 +74,7 @@ class BreakFinder:
         buf = scanner.buf
         scanner.buf = ""
         caught_up = scanner.pos == len(buf)
-        clause = self._clauses and _has_clause_char(text)
+        clause = _has_clause_char(text)
         if clause and self._clause_next < 0:
             self._clause_next = len(buf)  # somewhere in text: the search finds where
         buf += text  # the only reference: CPython extends in place (a compiled build copies)
@@ -172,9 +170,6 @@ class Breakpoints:
         self.kinds: list[Boundary] = []
         self.head = 0  # the next boundary not reached
         self.last = 0  # the offset of the last pause: a pause's length depends on the text since
-
-    def pending(self) -> bool:
-        return self.head < len(self.offsets)
 
     def add(self, text: str, queue: UnitQueue) -> None:
         """The pacer takes ``text``; ``queue`` says how far it has sent its input."""

@@ -25,7 +25,18 @@ from ._core import Chunk
 from ._text import GRAPHEME
 from .sentences import SentenceSplitter
 
-__all__ = ["Chunks", "Detected", "Graphemes", "Lines", "Matches", "Sentences", "UnitQueue", "Units", "Words"]
+__all__ = [
+    "Chunks",
+    "Detected",
+    "Graphemes",
+    "Lines",
+    "Matches",
+    "Sentences",
+    "UnitQueue",
+    "Units",
+    "Words",
+    "bound_start",
+]
 
 _CJK: Final = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}"
 # A word: a run of non-space, non-CJK characters with the space after it; one CJK
@@ -298,6 +309,12 @@ def _is_ascii_space(code: int) -> bool:
     return code == 32 or 9 <= code <= 13
 
 
+def bound_start(arrival: float, entered: float) -> float:
+    """When a unit's lag bound starts: when its text reached the pipeline, or reached the
+    pacer if that was earlier (an ``arrival`` from another clock)."""
+    return arrival if arrival < entered else entered
+
+
 class UnitQueue:
     """The units waiting, one entry per arrival: its text as a ``Chunk`` (with its arrival
     and the boundary after its last unit), its units (``None``: each character), and
@@ -328,8 +345,7 @@ class UnitQueue:
         self.chunks.append(unit)
         self.pieces.append(pieces)
         self.entered.append(entered)
-        arrival = unit.arrival
-        self.since.append(arrival if arrival < entered else entered)
+        self.since.append(bound_start(unit.arrival, entered))
         self.starts.append(self.end)
         size = len(unit.text)
         self.end += size

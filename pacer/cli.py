@@ -230,8 +230,8 @@ def _parser() -> argparse.ArgumentParser:
         choices=["grapheme", "word"],
         default="grapheme",
         help=(
-            "grapheme: the evenest flow; word: a word per event, about a fifth of the events and "
-            "of the proxy's CPU (default: grapheme)"
+            "grapheme: the evenest flow; word: a word per event, at a slow pace about a fifth "
+            "of the events (default: grapheme)"
         ),
     )
     x.add_argument(

@@ -54,7 +54,18 @@ from ._args import number, one_of, seconds
 from ._arrival import ArrivalRate
 from ._core import Boundary, Chunk, Stage, closed_error
 from ._marks import BreakFinder, Breakpoints
-from ._units import Chunks, Detected, Graphemes, Lines, Matches, Sentences, UnitQueue, Units, Words
+from ._units import (
+    Chunks,
+    Detected,
+    Graphemes,
+    Lines,
+    Matches,
+    Sentences,
+    UnitQueue,
+    Units,
+    Words,
+    bound_start,
+)
 from .punkt import english_punkt
 from .sentences import Lang, SentenceSplitter
 
@@ -240,8 +251,8 @@ class _Tail:
         self.entered = entered
 
     def since(self) -> float:
-        """When its lag bound starts: its arrival, or its entry if that was earlier."""
-        return self.arrival if self.arrival < self.entered else self.entered
+        """When its lag bound starts."""
+        return bound_start(self.arrival, self.entered)
 
 
 def _units(unit: object, max_lag: float) -> Units:
@@ -557,13 +568,12 @@ class Pacer(Stage):
 
     # -- sentence and clause ends found in the text ----------------------------------------
 
-    def _at_break(self, out: list[Chunk], run: _Run | None) -> None:
-        """If the head's next unit is the first visible one after a boundary found in the
-        text, the pause goes before it, and the chunk before it ends on that boundary."""
+    def _at_break(self, start: int, out: list[Chunk], run: _Run | None) -> None:
+        """If the head's next unit (at offset ``start``) is the first visible one after a
+        boundary found in the text, the pause goes before it, and the chunk before it ends
+        on that boundary."""
         queue = self._queue
-        i = queue.head
-        start = queue.starts[i] + queue.sent_chars
-        kind = self._breaks.reached(start, queue.chunks[i].text[queue.sent_chars])
+        kind = self._breaks.reached(start, queue.chunks[queue.head].text[queue.sent_chars])
         if kind == Boundary.NONE:
             return
         rhythm = self._rhythm
@@ -576,9 +586,9 @@ class Pacer(Stage):
 
     def _release(self, now: float, stamp: float | None = None, ahead: float = -1.0) -> list[Chunk]:
         """Emit every unit due by ``now`` (``inf``: all of them, at time ``stamp``), and those
-        due within ``ahead`` after it: a timer's wake-up takes what falls due soon after
-        it, while an arrival sends only what is due (several arrivals at one instant then
-        reckon their pace from all of them, not from the first few).
+        due within ``ahead`` after it (``-1``: a tick, and the next wake-up lines up on that
+        grid). An arrival at the same instant as the one before passes 0: only what is
+        due goes, so a burst reckons its pace from all of it, not from its first few.
 
         Units of one entry due together go out as one chunk of graphemes, or as a chunk
         per word; a grapheme run also takes in the entries after it, up to a boundary.
@@ -597,10 +607,10 @@ class Pacer(Stage):
         while True:
             while queue.waiting():
                 breaks = self._breaks
-                if breaks.head < len(breaks.offsets) and (
-                    breaks.offsets[breaks.head] <= queue.starts[queue.head] + queue.sent_chars
-                ):
-                    self._at_break(out, run)
+                if breaks.head < len(breaks.offsets):
+                    start = queue.starts[queue.head] + queue.sent_chars
+                    if breaks.offsets[breaks.head] <= start:
+                        self._at_break(start, out, run)
                 due = self._head_due(at)
                 # The unit after a pause goes ahead of its time by at most half the pause
                 # (as far as a wake-up looks ahead): more would fill the pause.
@@ -682,7 +692,7 @@ class Pacer(Stage):
         stop = self._breaks.stop(entry.text, queue.starts[queue.head], queue.sent_chars)
         if pieces is None:  # one character a unit: how many are due, in one step
             size = len(entry.text)
-            count = (size if stop > size else stop) - sent
+            count = stop - sent  # stop is at most size
             if bound > limit and rate < math.inf:
                 count = min(count, int((limit - due) * rate) + 1)
             last = due + (count - 1) / rate if count > 1 else due
