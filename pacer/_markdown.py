@@ -53,6 +53,12 @@ BLOCK_START: Final = frozenset(
 
 _RULE: Final = re.compile(r"[ \t]*([-*_])(?:[ \t]*\1){2,}[ \t\r]*")
 LABEL: Final = re.compile(r"[ \t]*(?:\d{1,9}|[ivxIVX]{1,4}|[A-Za-z])")  # a list item's label
+_CJK_NUMERALS: Final = frozenset("一二三四五六七八九十百〇零")
+#: After a label in Chinese or Japanese text ("1、"; also a fullwidth full stop or
+#: closing parenthesis): an item label, no space needed.
+_CJK_LABEL_END: Final = "、．）"
+#: ① to ⑳, ⑴ to ⒇, ⒈ to ⒛, and ❶ to ❿: a label in one character.
+_CIRCLED: Final = frozenset(map(chr, [*range(0x2460, 0x249C), *range(0x2776, 0x2780)]))
 
 
 def indent_end(buf: str, line: int) -> int:
@@ -80,11 +86,13 @@ def line_kind(buf: str, line: int, eof: bool) -> LineKind | None:
         return LineKind.TABLE
     if c == ">":
         return LineKind.QUOTE
-    if c == "(":
+    if c in "(（":
         return _parenthesised_label(buf, f, eof)
     if c.isascii() and c.isalnum():
         return _label(buf, line, f, eof)
-    return LineKind.PARA
+    if c in _CJK_NUMERALS:
+        return _cjk_label(buf, f, eof)
+    return LineKind.LIST if c in _CIRCLED else LineKind.PARA
 
 
 def _heading_or_fence(buf: str, f: int, c: str, eof: bool) -> LineKind | None:
@@ -115,17 +123,34 @@ def _rule_or_item(buf: str, line: int, f: int, c: str, eof: bool) -> LineKind | 
 
 
 def _parenthesised_label(buf: str, f: int, eof: bool) -> LineKind | None:
+    """``(a) ``, ``(iv) ``; in Chinese and Japanese text ``（1）``, ``（一）`` or ``(1)``
+    followed directly by a word, since those scripts put no space after a label."""
     n = len(buf)
     j = f + 1
-    while j < n and j - f <= 4 and buf[j].isalnum():
+    while j < n and j - f <= 4 and (buf[j].isalnum() if buf[j].isascii() else buf[j] in _CJK_NUMERALS):
         j += 1
     if j == n and not eof:
         return None
-    if j > f + 1 and j < n and buf[j] == ")":
-        if j + 1 == n:
-            return LineKind.PARA if eof else None
-        return LineKind.LIST if buf[j + 1] in " \t" else LineKind.PARA
+    if j == f + 1 or j == n or buf[j] not in ")）":
+        return LineKind.PARA
+    if j + 1 == n:
+        return LineKind.PARA if eof else None
+    after = buf[j + 1]
+    numbered = all(ch.isdigit() or ch in _CJK_NUMERALS for ch in buf[f + 1 : j])
+    if after in " \t" or (numbered and not after.isascii() and not after.isspace()):
+        return LineKind.LIST
     return LineKind.PARA
+
+
+def _cjk_label(buf: str, f: int, eof: bool) -> LineKind | None:
+    """``一、``, ``十二．``: a label in Chinese numerals."""
+    n = len(buf)
+    j = f + 1
+    while j < n and j - f <= 3 and buf[j] in _CJK_NUMERALS:
+        j += 1
+    if j == n:
+        return LineKind.PARA if eof else None
+    return LineKind.LIST if buf[j] in "、．" else LineKind.PARA
 
 
 def _label(buf: str, line: int, f: int, eof: bool) -> LineKind | None:
@@ -134,6 +159,8 @@ def _label(buf: str, line: int, f: int, eof: bool) -> LineKind | None:
     if m is None or m.end() <= f:
         return LineKind.PARA
     j = m.end()
+    if j < n and buf[j] in _CJK_LABEL_END:
+        return LineKind.LIST
     if j == n or (j + 1 == n and buf[j] in ".)"):
         return LineKind.PARA if eof else None
     if buf[j] in ".)" and buf[j + 1] in " \t":

@@ -52,6 +52,9 @@ class PunktModel:
     """Lower-case words that often start a sentence after an abbreviation."""
     ortho_context: Mapping[str, int]
     """Lower-case word -> flags of where it was seen capitalised or lower case."""
+    announcing: frozenset[str] = frozenset()
+    """Abbreviations that announce what follows (``"cf"``, ``"vs"``): after them only a
+    common sentence opener ends a sentence, never the orthographic heuristic."""
 
     @functools.cached_property
     def after_number_prefixes(self) -> frozenset[str]:
@@ -70,6 +73,7 @@ class PunktModel:
                 abbreviations=frozenset(data["abbrev_types"]),
                 titles=frozenset(data.get("titles", ())),
                 numeric_only=frozenset(data.get("numeric_only", ())),
+                announcing=frozenset(data.get("announcing", ())),
                 collocations=frozenset((a, b) for a, b in data["collocations"]),
                 sentence_starters=frozenset(data["sent_starters"]),
                 ortho_context=dict(data["ortho_context"]),
@@ -151,11 +155,12 @@ def period_ends_sentence(
         return False
     if not (is_abbrev or is_initial or typ == NUMBER):
         return True
+    orthographic = typ not in punkt.announcing and (not is_initial or "." in word)
     if nxt.isdigit():
         return typ == NUMBER and not is_abbrev
     if not nxt.isalpha() or not nxt.isupper():
         return True  # a symbol, or a letter of a script without case (你, 안)
-    return _next_word_verdict(punkt, buf, m, eof, typ, is_abbrev or is_initial, "." in word)
+    return _next_word_verdict(punkt, buf, m, eof, typ, is_abbrev or is_initial, orthographic)
 
 
 def _abbreviation(punkt: PunktModel, word: str, typ: str, nxt: str) -> bool:
@@ -171,7 +176,7 @@ def _list_label(word: str, before: str) -> bool:
 
 
 def _next_word_verdict(
-    punkt: PunktModel, buf: str, m: int, eof: bool, typ: str, short: bool, dotted: bool
+    punkt: PunktModel, buf: str, m: int, eof: bool, typ: str, short: bool, orthographic: bool
 ) -> bool | None:
     """After an abbreviation or initial (``short``) or a number, the capitalised word at ``m`` decides."""
     e = _WORD_CHARS.match(buf, m + 1).end()  # type: ignore[union-attr]
@@ -189,9 +194,10 @@ def _next_word_verdict(
     if short:
         # After an abbreviation or an initial a name or a noun is far more likely than
         # a new sentence ("Dr. Patel", "E. B. White"): only a common sentence opener
-        # ends it, or, after a dotted abbreviation ("p.m.", "U.S."), Punkt's orthographic
-        # heuristic: a word seen lower case inside sentences, and never capitalised there.
+        # ends it, or, after an abbreviation that is not a lone initial ("etc.",
+        # "p.m."), Punkt's orthographic heuristic: a word seen lower case inside
+        # sentences, and never capitalised there.
         if next_typ in punkt.sentence_starters:
             return True
-        return dotted and bool(ctx & ORTHO_LC) and not ctx & ORTHO_MID_UC
+        return orthographic and bool(ctx & ORTHO_LC) and not ctx & ORTHO_MID_UC
     return not (ctx & ORTHO_MID_UC and not ctx & ORTHO_LC)

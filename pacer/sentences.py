@@ -14,7 +14,9 @@ Rules, by the script of the surrounding text (no language switch needed):
   brackets, then whitespace, then a character that is not lower case. A single
   ``.`` after an abbreviation, an initial or a number is judged by Punkt's
   orthographic heuristics with parameters shipped in the package
-  (``pacer.punkt``); titles never end a sentence; list labels never do.
+  (``pacer.punkt``); titles never end a sentence, nor do abbreviations that
+  announce what follows (``cf.``, ``vs.``) unless a common opener comes next;
+  list labels never do.
   Decimals, versions, URLs, e-mail addresses and file names have no space after
   their dots and so are never candidates.
 * Chinese and Japanese: ``。！？｡．…`` (and an ASCII mark between CJK characters)
@@ -22,11 +24,13 @@ Rules, by the script of the surrounding text (no language switch needed):
   bracket or quote; not when a closing quote is followed by ``と``/``って`` or a
   comma, where the sentence goes on.
 * Markdown: a blank line, a heading, a list item, a table row, a block quote line
-  and a thematic break end a unit; a fenced code block is one unit; nothing inside
-  inline code or a fence is ever a sentence end. The bounds you set win over keeping
-  code whole: code longer than ``max_chars`` is cut (at a line end where it can be),
-  and ``max_hold`` sends open code too, so a stray backtick or an unclosed fence
-  never holds the rest of the stream.
+  and a thematic break end a unit (list labels include the Chinese and Japanese
+  ``一、``, ``1、``, ``（1）``, ``（一）`` and ``①``, with no space after them); a
+  fenced code block is one unit; nothing inside inline code or a fence is ever a
+  sentence end. The bounds you set win over keeping code whole: code longer than
+  ``max_chars`` is cut (at a line end where it can be), and ``max_hold`` sends
+  open code too, so a stray backtick or an unclosed fence never holds the rest of
+  the stream.
 
 ``max_chars`` (and ``first_max_chars`` for the first unit) cut an over-long unit at
 the last clause mark (``, ; : — 、 ，；：``) in the budget, else at the last space,

@@ -83,10 +83,36 @@ NUMERIC_ONLY = [
 ]
 
 
+#: Abbreviations that announce what follows ("cf. Table 2", "vs. Chicago"): a capital
+#: after them is a name or a noun far more often than a new sentence, so Punkt's
+#: orthographic heuristic does not end a sentence there (a common opener still does).
+ANNOUNCING = [
+    "cf",
+    "vs",
+    "viz",
+    "e.g",
+    "i.e",
+    "ie",
+    "approx",
+    "ca",
+    "circa",
+    "incl",
+    "excl",
+    "esp",
+    "al",
+    "a.k.a",
+    "ed",
+    "eds",
+    "trans",
+    "repr",
+]
+
+
 #: Abbreviations typed lower case without their final period; internal periods kept.
 CURATED = [
     *TITLES,
     *NUMERIC_ONLY,
+    *ANNOUNCING,
     "sr",
     "jr",
     "jan",
@@ -297,6 +323,7 @@ def main() -> None:
         "abbrev_types": abbrevs,
         "titles": sorted(set(TITLES)),
         "numeric_only": sorted(NUMERIC_ONLY),
+        "announcing": sorted(ANNOUNCING),
         "collocations": sorted([a, b] for a, b in params.collocations),
         "sent_starters": sorted(set(params.sent_starters) | set(STARTERS)),
         "ortho_context": ortho,

@@ -61,7 +61,7 @@ MAX_LAG = 0.5
 def _texts() -> dict[str, str]:
     from importlib import resources
 
-    from pacer.testing.cases import HELDOUT
+    from pacer.testing.cases import HELDOUT_FIRST as HELDOUT
 
     demo = (resources.files("pacer") / "data" / "demo.md").read_text(encoding="utf-8")
     english = "".join("".join(units) + "\n\n" for lang, _, units in HELDOUT if lang in ("en", "md"))
