@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import detokenize, overhead, pacing, proxy_load, rhythm, sentences
+from . import detokenize, overhead, pacing, proxy_load, rhythm, sentences, wire
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,10 +19,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "only",
         nargs="*",
-        help="benchmarks to run (default: all): overhead, detokenize, sentences, pacing, rhythm, proxy",
+        help="benchmarks to run (default: all): overhead, detokenize, sentences, pacing, rhythm, wire, proxy",
     )
     args = parser.parse_args(argv)
-    chosen = set(args.only) or {"overhead", "detokenize", "sentences", "pacing", "rhythm", "proxy"}
+    chosen = set(args.only) or {"overhead", "detokenize", "sentences", "pacing", "rhythm", "wire", "proxy"}
     if "overhead" in chosen:
         overhead.main(quick=args.quick)
     if "detokenize" in chosen:
@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         pacing.main(quick=args.quick)
     if "rhythm" in chosen:
         rhythm.main(quick=args.quick)
+    if "wire" in chosen:
+        wire.main(quick=args.quick)
     if "proxy" in chosen:
         proxy_load.main(quick=args.quick)
     return 0

@@ -9,7 +9,7 @@ from typing import Final
 
 import regex
 
-__all__ = ["GRAPHEME", "Arrivals", "SurrogatePairs", "graphemes", "utf8_len"]
+__all__ = ["GRAPHEME", "Arrivals", "SurrogatePairs", "graphemes", "join_pairs", "utf8_len"]
 
 #: One extended grapheme cluster (UAX #29), as ``regex`` defines ``\X``.
 GRAPHEME: Final = regex.compile(r"\X")
@@ -82,9 +82,7 @@ class SurrogatePairs:
             return text
         if 0xD800 <= ord(text[-1]) <= 0xDBFF:
             text, self._held = text[:-1], text[-1]
-        if _SURROGATE.search(text) is not None:
-            text = _PAIR.sub(_join_pair, text)
-        return text
+        return join_pairs(text)
 
     def flush(self) -> str:
         """What is held (a high surrogate with nothing after it)."""
@@ -95,6 +93,13 @@ class SurrogatePairs:
 # Escapes the regex module reads, not surrogates in the source (mypyc refuses those).
 _SURROGATE: Final = regex.compile(r"[\ud800-\udfff]")
 _PAIR: Final = regex.compile(r"[\ud800-\udbff][\udc00-\udfff]")
+
+
+def join_pairs(text: str) -> str:
+    """``text`` with each surrogate pair in it joined into its character."""
+    if _SURROGATE.search(text) is not None:
+        text = _PAIR.sub(_join_pair, text)
+    return text
 
 
 def _join_pair(match: regex.Match[str]) -> str:

@@ -5,6 +5,9 @@
   finish chunks carry no text; an ``{"error": ...}`` chunk raises ``UpstreamError``.
 - ``anthropic_text``: Anthropic message stream events to their ``text_delta`` text;
   ``ping`` and unknown event types are ignored; an ``error`` event raises.
+- Both take a sync stream (``Stream``, ``MessageStream``, any iterable) and give an
+  iterator, or an async one (``AsyncStream``, ``AsyncMessageStream``) and give an
+  async iterator, which closes the stream when it ends or is closed.
 - ``sse_events`` / ``asse_events``: event-stream bytes (for example ``httpx``'s
   ``iter_bytes``/``aiter_bytes``) to ``ServerSentEvent`` objects.
 - ``openai_sse_text`` / ``aopenai_sse_text``: an OpenAI-compatible SSE byte stream
@@ -15,20 +18,23 @@ All work per item is O(size of the item).
 
 from __future__ import annotations
 
+import inspect
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from typing import Any, overload
 
 from .sse import ServerSentEvent, SSEDecoder, SSEError
 
 __all__ = [
     "UpstreamError",
+    "anthropic_delta",
     "anthropic_text",
     "aopenai_sse_text",
     "asse_events",
     "openai_delta",
     "openai_sse_text",
     "openai_text",
+    "parse_json_event",
     "parse_openai_event",
     "sse_events",
 ]
@@ -82,35 +88,73 @@ def openai_delta(chunk: Any) -> str:
     return ""
 
 
-def openai_text(chunks: Iterable[Any]) -> Iterator[str]:
-    """Content deltas of OpenAI chat-completion chunks, skipping chunks with none."""
-    for chunk in chunks:
-        text = openai_delta(chunk)
-        if text:
-            yield text
+@overload
+def openai_text(chunks: AsyncIterable[Any]) -> AsyncIterator[str]: ...
+@overload
+def openai_text(chunks: Iterable[Any]) -> Iterator[str]: ...
+def openai_text(chunks: Iterable[Any] | AsyncIterable[Any]) -> Iterator[str] | AsyncIterator[str]:
+    """Content deltas of OpenAI chat-completion chunks, skipping chunks with none.
+
+    Takes the ``openai`` SDK's ``Stream`` or ``AsyncStream`` (an async iterable gives an
+    async iterator), or any iterable of chunks or their parsed JSON.
+    """
+    if isinstance(chunks, AsyncIterable):
+        return _async_texts(chunks, openai_delta)
+    if isinstance(chunks, Iterable):
+        return (text for chunk in chunks if (text := openai_delta(chunk)))
+    raise TypeError(f"openai_text: expected an (async) iterable of chunks, got {type(chunks).__name__}")
 
 
-def anthropic_text(events: Iterable[Any]) -> Iterator[str]:
-    """``text_delta`` text of Anthropic message stream events; raises on an ``error`` event."""
-    for event in events:
-        kind = _get(event, "type")
-        if kind is None:
-            raise TypeError(f"anthropic_text: expected a message stream event, got {type(event).__name__}")
-        if kind == "content_block_delta":
-            delta = _get(event, "delta")
-            if _get(delta, "type") == "text_delta":
-                text = _get(delta, "text") or ""
-                if text:
-                    yield text
-        elif kind == "error":
-            error = _get(event, "error")
-            raise UpstreamError(
-                f"upstream error: {_get(error, 'message') or error}",
-                body={"error": error},
-                type=str(_get(error, "type") or "upstream_error"),
-            )
-        # ping, message_start, content_block_start/stop, message_delta, message_stop and
-        # any type added later carry no text.
+@overload
+def anthropic_text(events: AsyncIterable[Any]) -> AsyncIterator[str]: ...
+@overload
+def anthropic_text(events: Iterable[Any]) -> Iterator[str]: ...
+def anthropic_text(events: Iterable[Any] | AsyncIterable[Any]) -> Iterator[str] | AsyncIterator[str]:
+    """``text_delta`` text of Anthropic message stream events; raises on an ``error`` event.
+
+    Takes the ``anthropic`` SDK's ``Stream``/``AsyncStream`` of raw events or its
+    ``MessageStream``/``AsyncMessageStream`` (from ``messages.stream()``, whose own
+    ``text`` events repeat the deltas and are skipped), or any iterable of events.
+    """
+    if isinstance(events, AsyncIterable):
+        return _async_texts(events, anthropic_delta)
+    if isinstance(events, Iterable):
+        return (text for event in events if (text := anthropic_delta(event)))
+    raise TypeError(f"anthropic_text: expected an (async) iterable of events, got {type(events).__name__}")
+
+
+async def _async_texts(items: AsyncIterable[Any], text_of: Callable[[Any], str]) -> AsyncIterator[str]:
+    try:
+        async for item in items:
+            if text := text_of(item):
+                yield text
+    finally:
+        close = getattr(items, "aclose", None) or getattr(items, "close", None)
+        if close is not None:
+            result = close()
+            if inspect.isawaitable(result):
+                await result
+
+
+def anthropic_delta(event: Any) -> str:
+    """The ``text_delta`` text of one Anthropic message stream event (``""`` for others)."""
+    kind = _get(event, "type")
+    if kind is None:
+        raise TypeError(f"anthropic_text: expected a message stream event, got {type(event).__name__}")
+    if kind == "content_block_delta":
+        delta = _get(event, "delta")
+        if _get(delta, "type") == "text_delta":
+            return _get(delta, "text") or ""
+    elif kind == "error":
+        error = _get(event, "error")
+        raise UpstreamError(
+            f"upstream error: {_get(error, 'message') or error}",
+            body={"error": error},
+            type=str(_get(error, "type") or "upstream_error"),
+        )
+    # ping, message_start, content_block_start/stop, message_delta, message_stop, the
+    # MessageStream's own text/thinking/input_json events, and any type added later.
+    return ""
 
 
 def sse_events(data: Iterable[bytes], **limits: int) -> Iterator[ServerSentEvent]:
@@ -145,6 +189,25 @@ def _fed(decoder: SSEDecoder, piece: bytes) -> Iterator[ServerSentEvent]:
     yield from events
 
 
+def parse_json_event(event: ServerSentEvent) -> dict[str, Any]:
+    """The JSON object an event carries; ``UpstreamError`` when it carries anything else."""
+    try:
+        body = json.loads(event.data)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        if isinstance(exc, json.JSONDecodeError):
+            reason = f"{exc.msg} at character {exc.pos}"
+        else:
+            reason = "nested too deep"
+        raise UpstreamError(
+            f"upstream sent malformed JSON ({reason}): {event.data[:80]!r}", type="malformed_upstream"
+        ) from None
+    if not isinstance(body, dict):
+        raise UpstreamError(
+            f"upstream event data is not a JSON object: {event.data[:80]!r}", type="malformed_upstream"
+        )
+    return body
+
+
 def parse_openai_event(event: ServerSentEvent) -> dict[str, Any] | None:
     """The JSON chunk of an OpenAI-compatible event; ``None`` for ``[DONE]``.
 
@@ -153,17 +216,7 @@ def parse_openai_event(event: ServerSentEvent) -> dict[str, Any] | None:
     """
     if event.data.strip() == "[DONE]":
         return None
-    try:
-        body = json.loads(event.data)
-    except json.JSONDecodeError as exc:
-        raise UpstreamError(
-            f"upstream sent malformed JSON ({exc.msg} at character {exc.pos}): {event.data[:80]!r}",
-            type="malformed_upstream",
-        ) from None
-    if not isinstance(body, dict):
-        raise UpstreamError(
-            f"upstream event data is not a JSON object: {event.data[:80]!r}", type="malformed_upstream"
-        )
+    body = parse_json_event(event)
     if event.event == "error" or body.get("error"):
         error = body.get("error", body)
         message = error.get("message") if isinstance(error, dict) else error

@@ -210,15 +210,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     x = sub.add_parser(
         "proxy",
-        help="run an OpenAI-compatible pacing proxy in front of an upstream server",
+        help="run a pacing proxy in front of an OpenAI- or Anthropic-compatible server",
         description=(
-            "Serve POST /v1/chat/completions: streaming requests are forwarded to the upstream "
-            "(vLLM, llama.cpp, Ollama, any OpenAI-compatible server) and their content re-paced; "
+            "Streaming requests to /v1/chat/completions, /v1/completions, /v1/responses and "
+            "/v1/messages are forwarded to the upstream (vLLM, llama.cpp, Ollama, LiteLLM, "
+            "OpenAI, Anthropic) and their text re-paced in the API's own event format; "
             "everything else passes through untouched. Needs the 'server' extra."
         ),
     )
     x.add_argument(
-        "--upstream", required=True, help="base URL of the upstream server, e.g. http://127.0.0.1:8000"
+        "--upstream",
+        required=True,
+        help="base URL of the upstream server, with or without /v1: http://127.0.0.1:8000/v1",
     )
     x.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     x.add_argument("--port", type=int, default=8100, help="port to listen on (default: 8100)")
@@ -264,6 +267,12 @@ def _parser() -> argparse.ArgumentParser:
         default=32 << 20,
         help="largest request body in bytes; larger ones get a 413 (default: 33554432, 32 MiB)",
     )
+    x.add_argument(
+        "--no-compress",
+        action="store_true",
+        help="never compress paced streams (default: gzip, deflate, br or zstd when the client "
+        "asks, each event flushed on its own)",
+    )
     v = sub.add_parser(
         "serve",
         help="open a local web page that shows one model stream three ways side by side",
@@ -303,6 +312,7 @@ def _proxy(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             heartbeat=args.heartbeat,
             timeouts=ProxyTimeouts(connect=connect, first_byte=first_byte, idle=idle, total=total),
             max_body=args.max_body,
+            compress=not args.no_compress,
         )
     except ValueError as exc:  # a malformed upstream URL, above all
         parser.error(str(exc))

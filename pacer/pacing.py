@@ -370,8 +370,19 @@ class Pacer(Stage):
 
     @property
     def rate(self) -> float:
-        """The natural rate, in characters per second."""
+        """The natural rate, in characters per second; set it to change the pace live
+        (the next unit's due time is reckoned with the new rate)."""
         return self._rhythm.rate
+
+    @rate.setter
+    def rate(self, cps: object) -> None:
+        value = number(cps, "Pacer: rate")
+        if not 0 < value < math.inf:
+            raise ValueError(
+                f"Pacer: rate must be a positive finite number (characters per second), got {cps!r}"
+            )
+        self._rhythm.rate = value
+        self._deadline = _STALE
 
     @property
     def adaptive(self) -> bool:

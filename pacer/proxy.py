@@ -1,13 +1,16 @@
-"""An OpenAI-compatible pacing proxy: ``pacer proxy --upstream http://localhost:8000``.
+"""A pacing proxy for OpenAI- and Anthropic-style APIs: ``pacer proxy --upstream URL``.
 
-``POST /v1/chat/completions`` with ``"stream": true`` is forwarded upstream and its
-SSE response re-paced: content deltas go through a fresh pipeline per request and
-come back as chat-completion chunks with the upstream's ``id``, ``model`` and other
-fields; the chunks without content (role, finish reason, the final usage chunk) are
-kept, in order around the content; ``data: [DONE]`` ends the stream. Every other
-request (non-streaming completions, ``/v1/models``, anything else, and a streaming
-request the upstream answers with an error or a body that is not an event stream)
-is relayed exactly: the same bytes, with the headers that describe them
+``URL`` is the upstream's address with or without its ``/v1`` (``http://host:8000`` or
+``http://host:8000/v1``, with any path prefix before it). A streaming request
+(``"stream": true``) to ``/v1/chat/completions``, ``/v1/completions``,
+``/v1/responses`` or ``/v1/messages`` is forwarded upstream and its event stream
+re-paced in that API's own format (``pacer.apis``): the text deltas (content,
+reasoning, thinking) go through a fresh pipeline per choice; every other event (role,
+tool calls, logprobs with their text, finish reasons, usage, pings) keeps its place
+and its fields, so a client cannot tell the proxy from the upstream except by the
+rhythm. Every other request (non-streaming requests, ``/v1/models``, anything else,
+and a streaming request the upstream answers with an error or a body that is not an
+event stream) is relayed exactly: the same bytes, with the headers that describe them
 (``Content-Encoding`` included).
 
 What an operator can rely on:
@@ -21,10 +24,11 @@ What an operator can rely on:
   streamed, never read whole; an SSE line over ``max_line`` ends the stream.
 - **Timeouts** (``ProxyTimeouts``): connect, first byte (the response headers), idle
   (the longest the upstream may send nothing) and total, each settable.
-- **No false success**: a paced stream ends with ``data: [DONE]`` only when the
-  upstream's did. An upstream error, malformed JSON, a dropped or cut connection, an
-  upstream stream that ends without ``[DONE]`` or a timeout end it with an
-  ``event: error`` frame, after everything before it; a relayed body cut short is cut
+- **No false success**: a paced stream ends as the upstream's did (``data: [DONE]``,
+  ``response.completed``, ``message_stop``) only when the upstream's did. Malformed
+  JSON, a dropped or cut connection, an upstream stream that ends without its end
+  event or a timeout end it with an ``event: error`` frame, after everything before
+  it; an error the upstream reports goes to the client in the API's own form; a relayed body cut short is cut
   short for the client too (the connection is aborted, never ended cleanly).
 - **Requests stay under the upstream's base path**: a path with ``.`` or ``..``
   segments, in any percent-encoding, is refused with a 400.
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import http.cookiejar
 import json
 import logging
@@ -57,8 +62,10 @@ from starlette.routing import Route
 from ._args import one_of, optional_seconds, whole
 from ._core import Stage
 from .adapters import UpstreamError
+from .apis import FORMATS
 from .clock import Clock
-from .server import EventStreamResponse, paced_openai_sse
+from .events import EventFormat, paced_event_frames
+from .server import EventStreamResponse
 
 __all__ = ["ProxyTimeouts", "create_proxy"]
 
@@ -343,7 +350,8 @@ class _Proxy:
         relayed.raw_headers = _relay_headers(response)
         return relayed
 
-    async def chat(self, request: Request) -> Response:
+    async def paced(self, request: Request, api: type[EventFormat]) -> Response:
+        """A streaming request of ``api``'s route: its event stream re-paced in its own format."""
         raw = await self.body(request)
         if isinstance(raw, Response):
             return raw
@@ -357,7 +365,10 @@ class _Proxy:
         # Ours to decode, so only the encodings httpx decodes without extras.
         headers = [*end_to_end(request.headers.items(), drop=("host", "content-length", "accept-encoding"))]
         headers.append(("accept-encoding", "gzip, deflate"))
-        upstream = httpx.Request("POST", f"{self.base}/v1/chat/completions", content=raw, headers=headers)
+        url = self.url(request)
+        if url is None:
+            return _error(400, "request path leaves the upstream's base path", "invalid_request_error")
+        upstream = httpx.Request("POST", url, content=raw, headers=headers)
         response = await self.send(request, upstream)
         if not isinstance(response, httpx.Response):
             return response
@@ -365,9 +376,10 @@ class _Proxy:
         if response.status_code != 200 or not content_type.startswith("text/event-stream"):
             return self.relay(response)
         options = self.stream_options
-        frames = paced_openai_sse(
+        frames = paced_event_frames(
             _timed(response.aiter_bytes(), self.timeouts),
-            self.pipeline_factory(),
+            api(),
+            self.pipeline_factory,
             clock=options["clock"],
             max_line=options["max_line"],
         )
@@ -376,6 +388,7 @@ class _Proxy:
             heartbeat=options["heartbeat"],
             send_timeout=options["send_timeout"],
             on_close=_closed,
+            compress=options["compress"],
         )
 
     async def passthrough(self, request: Request, raw: bytes | None = None) -> Response:
@@ -399,6 +412,14 @@ def _closed(outcome: str) -> None:
     log.info("pacer proxy: stream ended: %s", outcome)
 
 
+def upstream_base(upstream: str) -> str:
+    """The URL the clients' paths (``/v1/...``) are appended to: ``upstream`` without a
+    trailing ``/`` or ``/v1``, the form ``base_url`` takes in the ``openai`` client and in
+    vLLM's and LiteLLM's docs (``http://host:8000/v1``; a path prefix before it stays)."""
+    base = upstream.rstrip("/")
+    return base[: -len("/v1")] if base.endswith("/v1") else base
+
+
 def create_proxy(
     upstream: str,
     pipeline_factory: Callable[[], Stage],
@@ -411,6 +432,7 @@ def create_proxy(
     clock: Clock | None = None,
     client: httpx.AsyncClient | None = None,
     max_connections: int | None = None,
+    compress: bool = True,
 ) -> Starlette:
     """The proxy as a Starlette app; ``pipeline_factory()`` makes each stream's pipeline.
 
@@ -420,14 +442,19 @@ def create_proxy(
     (default: no cap, so every client stream has its upstream stream at once; a capped
     proxy queues the rest, up to ``timeouts.first_byte``). A ``client`` you pass is
     used as it is: give it no cookie jar that could carry one client's cookies to
-    another (requests are built without the client's cookies either way).
+    another (requests are built without the client's cookies either way). With
+    ``compress`` (the default) a paced stream is compressed for a client that asks
+    (``Accept-Encoding``), each event flushed on its own (``pacer.compress``).
     """
     try:
         url = httpx.URL(upstream)
     except (httpx.InvalidURL, TypeError):
         url = None
     if url is None or url.scheme not in ("http", "https") or not url.host or url.query or url.fragment:
-        raise ValueError(f"create_proxy: upstream must be an http(s) URL with a host, got {upstream!r}")
+        raise ValueError(
+            f"create_proxy: upstream must be an http(s) URL with a host, such as http://localhost:8000 "
+            f"or http://localhost:8000/v1, got {upstream!r}"
+        )
     if whole(max_body, "create_proxy: max_body") < 0:
         raise ValueError(f"create_proxy: max_body must be >= 0 (bytes), got {max_body!r}")
     stream_options = {
@@ -435,9 +462,10 @@ def create_proxy(
         "send_timeout": send_timeout,
         "clock": clock,
         "max_line": max_line,
+        "compress": compress,
     }
     proxy = _Proxy(
-        upstream.rstrip("/"),
+        upstream_base(upstream),
         pipeline_factory,
         stream_options,
         timeouts if timeouts is not None else ProxyTimeouts(),
@@ -452,11 +480,12 @@ def create_proxy(
         await proxy.aclose()
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
+    paced = [
+        Route(path, functools.partial(proxy.paced, api=api), methods=["POST"])
+        for path, api in FORMATS.items()
+    ]
     return Starlette(
-        routes=[
-            Route("/v1/chat/completions", proxy.chat, methods=["POST"]),
-            Route("/{path:path}", proxy.other, methods=methods),
-        ],
+        routes=[*paced, Route("/{path:path}", proxy.other, methods=methods)],
         lifespan=lifespan,
     )
 
@@ -501,6 +530,7 @@ def serve(
     heartbeat: float | None = 15.0,
     timeouts: ProxyTimeouts | None = None,
     max_body: int = 32 << 20,
+    compress: bool = True,
 ) -> None:
     """Run the proxy with uvicorn until interrupted; ``workers`` > 1 runs that many
     processes sharing the port (uvicorn's process manager), one event loop each."""
@@ -515,6 +545,7 @@ def serve(
         "heartbeat": heartbeat,
         "timeouts": dataclasses.asdict(timeouts or ProxyTimeouts()),
         "max_body": max_body,
+        "compress": compress,
     }
     app_from_settings(settings)  # a bad setting fails here, once, not in every worker
     if workers == 1:
@@ -539,6 +570,7 @@ def app_from_settings(settings: dict[str, Any]) -> Starlette:
         heartbeat=settings["heartbeat"],
         timeouts=ProxyTimeouts(**settings["timeouts"]),
         max_body=settings["max_body"],
+        compress=settings.get("compress", True),
     )
 
 

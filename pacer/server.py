@@ -12,10 +12,13 @@ and streams each output chunk as an SSE event, with
   ``event: error`` whose data is ``{"error": {"message", "type"}}``, after everything
   produced before the failure;
 - headers ``Content-Type: text/event-stream``, ``Cache-Control: no-cache``,
-  ``X-Accel-Buffering: no``.
+  ``X-Accel-Buffering: no``;
+- compression where the client asks for it (``Accept-Encoding``), each event
+  flushed so it is decoded on arrival (``pacer.compress``).
 
 ``PacingMiddleware`` re-paces the ``text/event-stream`` responses of an existing ASGI
-app that streams OpenAI chat-completion chunks, without the app changing.
+app that streams OpenAI chat-completion chunks, without the app changing
+(``paced_openai_sse``; ``pacer.events`` paces the other APIs' streams).
 
 We use Starlette (its ``Response`` and app types) but not sse-starlette: its ping
 is a fixed timer, and the stream here must be driven by the pipeline's own clock and
@@ -41,8 +44,10 @@ from starlette.types import Message, Receive, Scope, Send
 from ._aio import aclose_source
 from ._core import Chunk, Stage
 from ._text import SurrogatePairs
-from .adapters import UpstreamError, asse_events, openai_delta, parse_openai_event
+from .adapters import UpstreamError
 from .clock import Clock
+from .compress import EventCompressor, negotiate
+from .events import dumps, frame, paced_event_frames
 from .run import AsyncRun
 from .sse import DONE, SSEError, encode, encode_comment
 
@@ -51,6 +56,7 @@ __all__ = [
     "EventStreamResponse",
     "PacedEventSource",
     "PacingMiddleware",
+    "error_body",
     "error_frame",
     "openai_chunk_frames",
     "paced_openai_sse",
@@ -68,14 +74,17 @@ def text_frame(chunk: Chunk) -> bytes:
     return encode(chunk.text)
 
 
+def error_body(exc: BaseException) -> dict[str, Any]:
+    """An OpenAI-style ``{"error": {"message", "type"}}`` object for a stream's failure."""
+    if isinstance(exc, UpstreamError):
+        return exc.to_json()
+    kind = "stream_error" if isinstance(exc, SSEError) else type(exc).__name__
+    return {"error": {"message": str(exc) or type(exc).__name__, "type": kind}}
+
+
 def error_frame(exc: BaseException) -> bytes:
     """An ``event: error`` frame whose data is an OpenAI-style error object."""
-    if isinstance(exc, UpstreamError):
-        body = exc.to_json()
-    else:
-        kind = "stream_error" if isinstance(exc, SSEError) else type(exc).__name__
-        body = {"error": {"message": str(exc) or type(exc).__name__, "type": kind}}
-    return encode(json.dumps(body, ensure_ascii=False), event="error")
+    return encode(json.dumps(error_body(exc), ensure_ascii=False), event="error")
 
 
 class EventStreamResponse(Response):
@@ -85,7 +94,10 @@ class EventStreamResponse(Response):
     every write, disconnect detection that cancels the frames at once, closing of
     the frames (shielded from cancellation, so the source behind them is always
     closed), and an ``event: error`` frame when the frames raise. ``heartbeat`` and
-    ``send_timeout`` are seconds (``None`` turns either off). ``on_close`` is called
+    ``send_timeout`` are seconds (``None`` turns either off). With ``compress`` (the
+    default) the stream is compressed when the client's ``Accept-Encoding`` asks
+    (``pacer.compress``: gzip, deflate, br, zstd), each frame flushed so the client
+    decodes it the moment it arrives; ``compress=False`` never compresses. ``on_close`` is called
     with how the stream ended: ``"done"``, ``"error"``, ``"disconnect"`` or
     ``"send_timeout"``; ``outcome`` keeps it.
     """
@@ -101,6 +113,7 @@ class EventStreamResponse(Response):
         status_code: int = 200,
         headers: Mapping[str, str] | None = None,
         on_close: Callable[[str], None] | None = None,
+        compress: bool = True,
     ) -> None:
         name = type(self).__name__
         if heartbeat is not None and not heartbeat > 0:
@@ -114,10 +127,25 @@ class EventStreamResponse(Response):
         self.heartbeat = heartbeat
         self.send_timeout = send_timeout
         self.on_close = on_close
+        self.compress = compress
         self.outcome = "running"
+        self._compressor: EventCompressor | None = None
+
+    def _negotiate(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        """The response headers, with the encoding chosen for this client (if any)."""
+        headers = self.raw_headers
+        if not self.compress or any(k == b"content-encoding" for k, _ in headers):
+            return headers
+        accepted = b",".join(v for k, v in scope.get("headers", ()) if k.lower() == b"accept-encoding")
+        encoding = negotiate(accepted.decode("latin-1"))
+        if encoding is None:
+            return headers
+        self._compressor = EventCompressor(encoding)
+        return [*headers, (b"content-encoding", encoding.encode()), (b"vary", b"accept-encoding")]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        headers = self._negotiate(scope)
+        await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
         # The frames, and the watchdog's pings, in one queue; b"" ends it.
         send_frames, recv_frames = anyio.create_memory_object_stream[bytes](1)
         outcome = "done"
@@ -150,6 +178,8 @@ class EventStreamResponse(Response):
 
     async def _send(self, send: Send, frame: bytes, more: bool) -> None:
         self._send_started = anyio.current_time()
+        if (compressor := self._compressor) is not None:
+            frame = compressor.event(frame) if more else compressor.end()
         await send({"type": "http.response.body", "body": frame, "more_body": more})
         self._send_started = None
         self._quiet_since = anyio.current_time()
@@ -278,110 +308,49 @@ async def _items(source: AsyncIterable[Any] | Iterable[Any]) -> AsyncIterator[An
 # -- OpenAI chat-completion streams -------------------------------------------------------
 
 
-class _OpenAIStream:
-    """Splits an OpenAI chunk stream into content text (paced) and the other chunks (kept).
+class _Unpaced(Stage):
+    """Chunks out as they come in: the choices after the first, when one stage is given."""
 
-    Chunks without content before the first content (the role chunk) go out at once;
-    those after it (finish reason, usage, tool calls) go out after the paced content,
-    in their order. Content chunks become the template for the paced ones.
-    """
+    def push(self, chunk: Chunk, now: float) -> list[Chunk]:
+        return [chunk]
 
-    def __init__(self, events: AsyncIterator[Any]) -> None:
-        self.events = events
-        self.template: dict[str, Any] | None = None
-        self.before: list[dict[str, Any]] = []
-        self.after: list[dict[str, Any]] = []
-        self.started = False
 
-    async def text(self) -> AsyncIterator[str]:
-        pairs = SurrogatePairs()  # a JSON "\\ud83d" then "\\ude00": one emoji
-        try:
-            async for event in self.events:
-                body = parse_openai_event(event)
-                if body is None:
-                    if held := pairs.flush():
-                        yield held
-                    return
-                text = openai_delta(body)
-                if text and self._only_content(body):
-                    text = pairs.feed(text)
-                    if not text:
-                        continue
-                    if self.template is None:
-                        self.template = body
-                    self.started = True
-                    yield text
-                elif self.started:
-                    self.after.append(body)
-                else:
-                    self.before.append(body)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await aclose_source(self.events)
-        # Only [DONE] says the answer is whole: a stream that just stops was cut.
-        raise UpstreamError(
-            "upstream stream ended without data: [DONE]; the answer may be cut short",
-            type="upstream_truncated",
-        )
-
-    @staticmethod
-    def _only_content(body: Mapping[str, Any]) -> bool:
-        choices = body.get("choices") or []
-        if len(choices) != 1:
-            return False
-        choice = choices[0]
-        delta = choice.get("delta") or {}
-        return choice.get("finish_reason") is None and set(delta) <= {"content", "role", "refusal"}
-
-    def frame(self, text: str) -> bytes:
-        base = dict(self.template or {"object": "chat.completion.chunk"})
-        choice = dict((base.get("choices") or [{}])[0])
-        choice["delta"] = {"content": text}
-        choice["finish_reason"] = None
-        choice.setdefault("index", 0)
-        base["choices"] = [choice]
-        return openai_chunk_frames(base)
+def _factory(pipeline: Stage | Callable[[], Stage]) -> Callable[[], Stage]:
+    if not isinstance(pipeline, Stage):
+        return pipeline
+    given = [pipeline]
+    return lambda: given.pop() if given else _Unpaced()
 
 
 def openai_chunk_frames(body: Mapping[str, Any]) -> bytes:
     """One OpenAI chunk as an SSE frame (a lone surrogate goes as JSON's ``\\u`` escape)."""
-    try:
-        return encode(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
-    except SSEError:  # a lone surrogate, which UTF-8 cannot carry and the escape can
-        return encode(json.dumps(body, separators=(",", ":")))
+    return frame(dumps(body)).encode("utf-8")
 
 
 async def paced_openai_sse(
     data: AsyncIterable[bytes],
-    pipeline: Stage,
+    pipeline: Stage | Callable[[], Stage],
     *,
     clock: Clock | None = None,
     max_line: int = 1 << 20,
 ) -> AsyncGenerator[bytes, None]:
-    """Re-pace an OpenAI-compatible SSE byte stream: content deltas through ``pipeline``.
+    """Re-pace an OpenAI-compatible chat-completion SSE byte stream (``pacer.apis.ChatCompletions``).
 
-    Yields SSE frames: the chunks before the content, the paced content chunks, the
-    chunks after it (finish reason, usage), then ``data: [DONE]``. Raises what the
-    upstream raised (``UpstreamError``, ``SSEError``, transport errors) after the
-    frames of everything paced before it.
+    ``pipeline``: a factory that makes each choice's pipeline, or one stage, which then
+    paces the first choice (the others go as they come). Yields SSE frames: content
+    and reasoning paced, every other chunk in its place, then ``data: [DONE]``. Raises
+    what the upstream raised (``UpstreamError``, ``SSEError``, transport errors) after
+    the frames of everything before it.
     """
-    stream = _OpenAIStream(asse_events(data, max_line=max_line, max_event=16 * max_line))
-    run: AsyncRun[str] = AsyncRun(pipeline, stream.text(), clock=clock)
+    from .apis import ChatCompletions
+
+    frames = paced_event_frames(data, ChatCompletions(), _factory(pipeline), clock=clock, max_line=max_line)
     try:
-        first = True
-        async for text in run:
-            if first:
-                for body in stream.before:
-                    yield openai_chunk_frames(body)
-                stream.before.clear()
-                first = False
-            yield stream.frame(text)
+        async for piece in frames:
+            yield piece
     finally:
         with anyio.CancelScope(shield=True):
-            await run.aclose()
-    for body in [*stream.before, *stream.after]:
-        yield openai_chunk_frames(body)
-    yield DONE
+            await frames.aclose()
 
 
 class PacingMiddleware:

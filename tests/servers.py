@@ -9,6 +9,7 @@ import random
 import socket
 import threading
 import time
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -130,3 +131,82 @@ class Upstream:
             self.completed.add(user)
         finally:
             self.closed[user] = time.monotonic()
+
+
+class ScriptedUpstream:
+    """A fake upstream of every API pacer paces, replaying ``pacer.testing.streams`` at
+    ``speed`` times their pace. The request's ``model`` picks a scenario: ``"error"``
+    reports an error a few events in, ``"cut"`` stops before the stream's end event."""
+
+    def __init__(self, speed: float = 10.0) -> None:
+        from pacer.testing import streams
+
+        self.speed = speed
+        self.scripts = {
+            "/v1/chat/completions": lambda body: streams.chat(
+                n=body.get("n", 1), logprobs=bool(body.get("logprobs")), tools=bool(body.get("tools"))
+            ),
+            "/v1/completions": lambda body: streams.completions(logprobs=body.get("logprobs") is not None),
+            "/v1/responses": lambda body: streams.responses(),
+            "/v1/messages": lambda body: streams.messages(),
+        }
+        self.app = Starlette(routes=[Route(path, self.stream, methods=["POST"]) for path in self.scripts])
+
+    async def stream(self, request: Request) -> Response:
+        from pacer.testing.streams import frames
+
+        body = await request.json()
+        path = next(p for p in self.scripts if request.url.path.endswith(p))
+        events = self.scripts[path](body)
+        model = body.get("model")
+        if model == "cut":
+            events = events[: len(events) // 2]
+        elif model == "error":
+            t, name, _ = events[6]
+            error = _API_ERRORS[path]
+            events = [*events[:6], (t, name if name is None else "error", error)]
+        speed = self.speed
+
+        async def replay() -> AsyncIterator[bytes]:
+            start = time.monotonic()
+            for t, data in frames(events):
+                delay = start + t / speed - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                yield data
+
+        return StreamingResponse(replay(), media_type="text/event-stream")
+
+
+_CRASH = {"error": {"message": "model crashed", "type": "server_error"}}
+_API_ERRORS = {
+    "/v1/chat/completions": json.dumps(_CRASH),
+    "/v1/completions": json.dumps(_CRASH),
+    "/v1/responses": json.dumps(
+        {
+            "type": "error",
+            "code": "server_error",
+            "message": "model crashed",
+            "param": None,
+            "sequence_number": 6,
+        }
+    ),
+    "/v1/messages": json.dumps(
+        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    ),
+}
+
+
+def decompressed(data: bytes, encoding: str | None) -> bytes:
+    """``data`` decoded from an HTTP content coding, as far as it goes (a cut stream too)."""
+    if not encoding or encoding == "identity":
+        return data
+    if encoding in ("gzip", "deflate"):
+        return zlib.decompressobj(31 if encoding == "gzip" else 15).decompress(data)
+    if encoding == "br":
+        import brotli
+
+        return brotli.Decompressor().process(data)  # type: ignore[no-any-return]
+    import zstandard
+
+    return zstandard.ZstdDecompressor().decompressobj().decompress(data)  # type: ignore[no-any-return]

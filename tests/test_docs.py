@@ -55,18 +55,34 @@ def test_tutorial_examples() -> None:
     assert "".join(printed) == "Live text. Second sentence."
 
 
-def test_fastapi_how_to_streams_paced_sse() -> None:
+def test_fastapi_how_to_streams_paced_sse(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("fastapi")
     from starlette.testclient import TestClient
 
-    namespace, _ = run_page("how-to/fastapi.md")
-    decoder = SSEDecoder()
-    with TestClient(namespace["app"]) as client, client.stream("GET", "/stream") as response:
-        assert response.headers["content-type"].startswith("text/event-stream")
-        events = [e for part in response.iter_bytes() for e in decoder.feed(part)]
-    events += decoder.flush()
-    assert events[-1].data == "[DONE]"
-    assert "".join(e.data for e in events[:-1]) == "Hello there. How are you?"
+    from pacer.testing.streams import ANSWERS
+
+    from .servers import ScriptedUpstream, serve
+
+    with serve(ScriptedUpstream().app) as upstream:
+        monkeypatch.setenv("OPENAI_BASE_URL", f"{upstream}/v1")
+        monkeypatch.setenv("OPENAI_API_KEY", "k")
+        namespace, _ = run_page("how-to/fastapi.md")
+        texts = []
+        for path in ("/stream", "/answer?q=hi"):  # the first recipe, then AsyncOpenAI's
+            decoder = SSEDecoder()
+            with TestClient(namespace["app"]) as client, client.stream("GET", path) as response:
+                assert response.headers["content-type"].startswith("text/event-stream")
+                events = [e for part in response.iter_bytes() for e in decoder.feed(part)]
+            events += decoder.flush()
+            assert events[-1].data == "[DONE]"
+            texts.append("".join(e.data for e in events[:-1]))
+    assert texts == ["Hello there. How are you?", ANSWERS[0]]
+    with TestClient(namespace["app"]) as client, client.websocket_connect("/ws") as ws:
+        messages = []
+        while not messages or messages[-1]["type"] == "chunk":
+            messages.append(ws.receive_json())
+    assert messages[-1] == {"type": "done"}
+    assert "".join(m["text"] for m in messages[:-1]) == "Hello there. How are you?"
 
 
 def test_hf_generate_how_to() -> None:

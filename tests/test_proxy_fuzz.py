@@ -46,7 +46,7 @@ from pacer.sse import ServerSentEvent, SSEDecoder
 
 from .hostile import content_of, stream_bytes
 from .scripted import Script, ScriptedUpstream, scripted_upstream
-from .servers import serve
+from .servers import decompressed, serve
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -156,7 +156,8 @@ def _read(url: str, user: str, script: Script) -> Seen:
         seen.error = exc
     if seen.status == 200 and r.headers.get("content-type", "").startswith("text/event-stream"):
         decoder = SSEDecoder()
-        seen.events = decoder.feed(seen.raw) + decoder.flush()
+        data = decompressed(seen.raw, r.headers.get("content-encoding"))  # the proxy's, per event
+        seen.events = decoder.feed(data) + decoder.flush()
     return seen
 
 
@@ -381,7 +382,7 @@ def _drain(url: str, model: str) -> tuple[int, list[ServerSentEvent]]:
     got, decoder, events = 0, SSEDecoder(), []
     body = {"model": model, "stream": True}
     with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as r:
-        for piece in r.iter_raw():
+        for piece in r.iter_bytes():
             got += len(piece)
             if model == "line":
                 events += decoder.feed(piece)

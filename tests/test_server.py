@@ -51,7 +51,7 @@ def _events(url: str, model: str, user: str = "") -> tuple[list[ServerSentEvent]
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["cache-control"] == "no-cache"
         assert response.headers["x-accel-buffering"] == "no"
-        for piece in response.iter_raw():
+        for piece in response.iter_bytes():
             raw += piece
             events.extend(decoder.feed(piece))
     return events + decoder.flush(), raw
@@ -132,7 +132,7 @@ def test_disconnect_cancels_the_upstream_request_at_once(upstream: tuple[Upstrea
     fake, _ = upstream
     body = {"model": "slow", "messages": [], "stream": True, "user": "disconnect-1"}
     with httpx.stream("POST", f"{proxy}/v1/chat/completions", json=body, timeout=30) as response:
-        for piece in response.iter_raw():
+        for piece in response.iter_bytes():
             if b"content" in piece and b"Streaming" in piece:
                 break
         closed_at = time.monotonic()
@@ -232,11 +232,11 @@ def test_paced_event_source_streams_sentences_then_done() -> None:
         with httpx.stream("GET", f"{url}/s") as response:
             assert response.headers["content-type"].startswith("text/event-stream")
             decoder = SSEDecoder()
-            events = [e for piece in response.iter_raw() for e in decoder.feed(piece)]
+            events = [e for piece in response.iter_bytes() for e in decoder.feed(piece)]
         assert [e.data for e in events] == ["Hello ", "there. ", "How ", "are ", "you? ", "Fine.", "[DONE]"]
         with httpx.stream("GET", f"{url}/s?mode=fail") as response:
             decoder = SSEDecoder()
-            events = [e for piece in response.iter_raw() for e in decoder.feed(piece)]
+            events = [e for piece in response.iter_bytes() for e in decoder.feed(piece)]
         assert "".join(e.data for e in events[:-1]) == "Hello there. How are you? Fine."
         assert events[-1].event == "error"
         assert json.loads(events[-1].data) == {
@@ -277,7 +277,7 @@ def test_proxy_serves_more_concurrent_streams_than_a_default_connection_pool(
     async def first_event(client: httpx.AsyncClient, started: asyncio.Event, counter: list[int]) -> None:
         async with client.stream("POST", f"{proxy}/v1/chat/completions", json=body) as response:
             decoder = SSEDecoder()
-            async for piece in response.aiter_raw():
+            async for piece in response.aiter_bytes():
                 if any(e.data != "[DONE]" for e in decoder.feed(piece)):
                     counter[0] += 1
                     if counter[0] == n:

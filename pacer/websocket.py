@@ -1,0 +1,156 @@
+"""Serve a paced pipeline over a WebSocket (Starlette), with stop and live rate control.
+
+``await serve_websocket(websocket, source, pipeline)`` accepts the connection, runs
+``pipeline`` over ``source`` and sends one JSON text message per output chunk::
+
+    {"type": "chunk", "text": "Hello ", "boundary": "word", "arrival": 0.01,
+     "emitted": 0.05, "offset": 0}
+
+then ``{"type": "done"}``. The client may send, at any time:
+
+- ``{"type": "stop"}``: the source is closed at once and the reply is
+  ``{"type": "stopped", "text": ...}``, exactly the text sent before it (what a
+  voice or a chat history should keep);
+- ``{"type": "rate", "cps": 80}``: every ``Pacer`` in the pipeline changes pace from
+  its next unit on; the reply is ``{"type": "rate", "cps": 80.0}``.
+
+A message that is not one of these gets ``{"type": "error", "error": {"message",
+"type"}}`` and the stream goes on; a source that fails sends an ``error`` message
+after everything before it, then the socket closes (code 1011). A client that
+disconnects cancels the source. Returns the text sent.
+
+Needs the ``server`` extra (Starlette; uvicorn serves WebSockets with ``websockets``
+or ``wsproto`` installed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterable, Iterable
+from typing import Any
+
+import anyio
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from ._core import Chunk, Pipeline, Stage
+from .clock import Clock
+from .pacing import Pacer
+from .run import AsyncRun
+from .server import error_body
+
+__all__ = ["serve_websocket"]
+
+log = logging.getLogger("pacer.websocket")
+
+
+def _chunk_message(chunk: Chunk) -> str:
+    return json.dumps(
+        {
+            "type": "chunk",
+            "text": chunk.text,
+            "boundary": chunk.boundary.name.lower(),
+            "arrival": chunk.arrival,
+            "emitted": chunk.emitted,
+            "offset": chunk.offset,
+        },
+        ensure_ascii=False,
+    )
+
+
+def _error(message: str, kind: str) -> str:
+    return json.dumps({"type": "error", "error": {"message": message, "type": kind}})
+
+
+class _Session:
+    """One socket's stream: what was sent, and the client's commands."""
+
+    def __init__(self, websocket: WebSocket, pipeline: Stage) -> None:
+        self.websocket = websocket
+        stages = pipeline.stages if isinstance(pipeline, Pipeline) else (pipeline,)
+        self.pacers = [s for s in stages if isinstance(s, Pacer)]
+        self.sent: list[str] = []
+        self.stopped = False
+
+    async def command(self, raw: str, scope: anyio.CancelScope) -> None:
+        """Act on one client message."""
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            await self.websocket.send_text(_error(f"message is not JSON: {raw[:80]!r}", "invalid_message"))
+            return
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "stop":
+            self.stopped = True
+            scope.cancel()
+        elif kind == "rate":
+            await self._rate(message.get("cps"))
+        else:
+            shown = raw[:80]
+            text = f'message must be {{"type": "stop"}} or {{"type": "rate", "cps": N}}, got {shown}'
+            await self.websocket.send_text(_error(text, "invalid_message"))
+
+    async def _rate(self, cps: Any) -> None:
+        if not self.pacers:
+            await self.websocket.send_text(
+                _error("this stream's pipeline has no Pacer to set", "invalid_message")
+            )
+            return
+        try:
+            for pacer in self.pacers:
+                pacer.rate = cps
+        except (TypeError, ValueError) as exc:
+            await self.websocket.send_text(_error(str(exc), "invalid_message"))
+            return
+        await self.websocket.send_text(json.dumps({"type": "rate", "cps": self.pacers[0].rate}))
+
+
+async def serve_websocket(
+    websocket: WebSocket,
+    source: AsyncIterable[Any] | Iterable[Any],
+    pipeline: Stage,
+    *,
+    clock: Clock | None = None,
+) -> str:
+    """Accept ``websocket`` and stream ``pipeline`` over ``source`` on it (module docstring)."""
+    await websocket.accept()
+    session = _Session(websocket, pipeline)
+    run: AsyncRun[Chunk] = AsyncRun(pipeline, source, clock=clock, chunks=True)
+    failure: BaseException | None = None
+    async with anyio.create_task_group() as tg:
+
+        async def listen() -> None:
+            try:
+                while True:
+                    await session.command(await websocket.receive_text(), tg.cancel_scope)
+            except (WebSocketDisconnect, KeyError):  # gone (KeyError: a non-text frame after close)
+                tg.cancel_scope.cancel()
+
+        tg.start_soon(listen)
+        try:
+            async for chunk in run:
+                message = _chunk_message(chunk)
+                with anyio.CancelScope(shield=True):  # a stop never splits "sent" from "counted"
+                    await websocket.send_text(message)
+                    session.sent.append(chunk.text)
+            await websocket.send_text(json.dumps({"type": "done"}))
+        except Exception as exc:  # the source or pipeline failed: say so, after what went before
+            failure = exc
+        finally:
+            with anyio.CancelScope(shield=True):
+                await run.aclose()
+        tg.cancel_scope.cancel()
+    text = "".join(session.sent)
+    if websocket.application_state != WebSocketState.CONNECTED:
+        return text
+    with anyio.CancelScope(shield=True):
+        try:
+            if session.stopped:
+                await websocket.send_text(json.dumps({"type": "stopped", "text": text}, ensure_ascii=False))
+            if failure is not None:
+                log.warning("pacer: websocket stream failed: %r", failure)
+                await websocket.send_text(json.dumps({"type": "error", **error_body(failure)}))
+            await websocket.close(1011 if failure is not None else 1000)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass  # the client left meanwhile
+    return text
