@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import detokenize, overhead, pacing, proxy_load, rhythm, sentences, wire
+from . import detokenize, guard, overhead, pacing, proxy_load, rhythm, sentences, wire
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,10 +19,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "only",
         nargs="*",
-        help="benchmarks to run (default: all): overhead, detokenize, sentences, pacing, rhythm, wire, proxy",
+        help="benchmarks to run (default: all): overhead, detokenize, sentences, pacing, rhythm, wire, "
+        "guard, proxy",
     )
     args = parser.parse_args(argv)
-    chosen = set(args.only) or {"overhead", "detokenize", "sentences", "pacing", "rhythm", "wire", "proxy"}
+    chosen = set(args.only) or {
+        "overhead",
+        "detokenize",
+        "sentences",
+        "pacing",
+        "rhythm",
+        "wire",
+        "guard",
+        "proxy",
+    }
     if "overhead" in chosen:
         overhead.main(quick=args.quick)
     if "detokenize" in chosen:
@@ -36,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         rhythm.main(quick=args.quick)
     if "wire" in chosen:
         wire.main(quick=args.quick)
+    if "guard" in chosen:
+        guard.main(quick=args.quick)
     if "proxy" in chosen:
         proxy_load.main(quick=args.quick)
     return 0

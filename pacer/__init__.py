@@ -13,6 +13,7 @@ from . import traces as traces  # a module: pacer.traces.bursty(...) and the lik
 from ._core import Boundary, Chunk, Pipeline, Stage, StageClosedError, pipeline
 from .clock import VirtualClock
 from .detokenize import ByteDecoder, Detokenizer
+from .guard import Guard
 from .hub import Hub
 from .pacing import Pacer
 from .packets import Packetizer
@@ -35,6 +36,7 @@ __all__ = [
     # stages
     "ByteDecoder",
     "Detokenizer",
+    "Guard",
     "Pacer",
     "PacerStreamer",
     "Packetizer",

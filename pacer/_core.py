@@ -265,7 +265,9 @@ class Pipeline(Stage):
         self._pushes = tuple(s.push for s in flat[1:])
         # (stage, timed) from stage 0 and from stage 1: what _step walks.
         plan = tuple((s, s.timed) for s in flat)
-        self._plans = (plan, plan[1:])
+        self._plans = tuple(plan[i:] for i in range(len(plan) + 1))
+        # Stages with work for a driver (a Guard's checks), by index.
+        self._workers = tuple(i for i, s in enumerate(flat) if hasattr(s, "take_requests"))
         self._timed_or_finishing = self.timed
         self._finishing = False
         self._finished_upto = 0  # stages[:k] have had finish() called
@@ -335,6 +337,40 @@ class Pipeline(Stage):
             items = out
         self._finished_upto = len(self.stages)
         return self._emit(items, now)
+
+    # -- work for the driver (a Guard's checks) ---------------------------------------
+
+    def drive_checks(self) -> bool:
+        """Tell the stages that hand out work (``Guard``) that this driver will do it;
+        ``False`` when there are none."""
+        for i in self._workers:
+            self.stages[i].driven = True  # type: ignore[attr-defined]
+        return bool(self._workers)
+
+    def take_requests(self, now: float) -> list[tuple[int, Any]]:
+        """``(stage index, request)`` for each piece of work not yet handed out."""
+        out: list[tuple[int, Any]] = []
+        for i in self._workers:
+            out += [(i, r) for r in self.stages[i].take_requests(now)]  # type: ignore[attr-defined]
+        return out
+
+    def answer(self, index: int, request: object, result: object, now: float) -> list[Chunk]:
+        """A result for stage ``index``'s request; what it releases goes through the rest."""
+        items: list[Chunk] = self.stages[index].answer(request, result, now)  # type: ignore[attr-defined]
+        if items or self._finishing:
+            return self._step(items, index + 1, now)
+        return items
+
+    @property
+    def blocked(self) -> Any:
+        """Why a ``Guard`` in the pipeline stopped the stream (its ``Blocked``), or ``None``;
+        once seen, its reason is in ``metrics.blocked`` too."""
+        for i in self._workers:
+            blocked = getattr(self.stages[i], "blocked", None)
+            if blocked is not None:
+                self.metrics.blocked = str(getattr(blocked, "reason", blocked))
+                return blocked
+        return None
 
     @property
     def deadline(self) -> float | None:

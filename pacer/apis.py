@@ -16,6 +16,12 @@
   ``input_json_delta``, ``ping``, ``message_delta`` (usage), ``message_stop`` and
   ``error`` are kept.
 
+When a ``Guard`` in a lane's pipeline blocks, the lane ends the API's way: a Chat
+Completions or Completions choice with ``finish_reason: "content_filter"`` (as OpenAI
+and Azure do; ``data: [DONE]`` follows when every choice has ended so), a Responses
+stream with ``response.incomplete`` (``incomplete_details.reason: "content_filter"``),
+a Messages stream with ``stop_reason: "refusal"``.
+
 A chunk that carries text and something else (a role, a finish reason) is sent as two:
 the rest before the text when it announces the message (a role), after it otherwise.
 
@@ -66,7 +72,7 @@ class _Choices(EventFormat):
         body = parse_openai_event(event)  # raises for an error event or malformed data
         if body is None:
             self.complete = self.ended = True
-            return [Keep(None, _as_sent(event))]
+            return [Keep(None, _as_sent(event), end=True)]
         choices = body.get("choices")
         if not isinstance(choices, list) or not choices or not all(isinstance(c, dict) for c in choices):
             return [Keep(None, _as_sent(event))]  # the usage chunk, or one we do not know
@@ -117,6 +123,20 @@ class _Choices(EventFormat):
 
     def _with_text(self, choice: dict[str, Any], kind: Hashable, text: str) -> dict[str, Any]:
         raise NotImplementedError
+
+    def filtered(self, last: Text) -> list[str]:
+        """The choice's last chunk, as OpenAI and Azure end a filtered one:
+        ``finish_reason: "content_filter"``."""
+        body, choice, name = last.template
+        end = {**self._with_text(choice, last.kind, ""), "finish_reason": "content_filter"}
+        if "delta" in end:
+            end["delta"] = {}
+        if "logprobs" in end:
+            end["logprobs"] = None
+        return [frame(dumps({**body, "choices": [end]}), name)]
+
+    def closing(self) -> list[str]:
+        return [frame("[DONE]")]
 
 
 class ChatCompletions(_Choices):
@@ -182,6 +202,7 @@ class Responses(EventFormat):
     def __init__(self) -> None:
         super().__init__()
         self.sequence: int | None = None  # the next sequence number to give
+        self.response: dict[str, Any] = {}  # the latest response object an event carried
 
     def parse(self, event: ServerSentEvent) -> list[Text | Keep]:
         if event.data.strip() == "[DONE]":
@@ -193,6 +214,8 @@ class Responses(EventFormat):
             kind = event.event
         if kind in self.END:
             self.complete = True
+        if isinstance(body.get("response"), dict):
+            self.response = body["response"]
         name = _event_name(event)
         delta = body.get("delta")
         if kind in self.TEXT and isinstance(delta, str) and delta:
@@ -213,6 +236,17 @@ class Responses(EventFormat):
         if isinstance(body.get("logprobs"), list):
             out["logprobs"] = _merged(body["logprobs"], extras)
         return frame(dumps(self._numbered(out)), name)
+
+    def filtered(self, last: Text) -> list[str]:
+        """``response.incomplete`` with ``incomplete_details.reason == "content_filter"``."""
+        response = {
+            **self.response,
+            "status": "incomplete",
+            "incomplete_details": {"reason": "content_filter"},
+        }
+        body = {"type": "response.incomplete", "response": response, "sequence_number": 0}
+        self.complete = True
+        return [frame(dumps(self._numbered(body)), "response.incomplete")]
 
     def _numbered(self, body: dict[str, Any]) -> dict[str, Any]:
         number = body.get("sequence_number")
@@ -248,6 +282,16 @@ class AnthropicMessages(EventFormat):
     def text_frame(self, first: Text, text: str, extras: list[Any]) -> str:
         body, field, name = first.template
         return frame(dumps({**body, "delta": {**body["delta"], field: text}}), name)
+
+    def filtered(self, last: Text) -> list[str]:
+        """The open block closed, then ``stop_reason: "refusal"`` and ``message_stop``."""
+        body = last.template[0]
+        stop = {"type": "content_block_stop", "index": body.get("index", 0)}
+        delta = {"stop_reason": "refusal", "stop_sequence": None}
+        ending = {"type": "message_delta", "delta": delta, "usage": {"output_tokens": 0}}
+        self.complete = True
+        events = (stop, ending, {"type": "message_stop"})
+        return [frame(dumps(e), e["type"]) for e in events]  # type: ignore[arg-type]
 
 
 #: The format of each streaming route, by path.

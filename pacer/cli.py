@@ -268,6 +268,13 @@ def _parser() -> argparse.ArgumentParser:
         help="largest request body in bytes; larger ones get a 413 (default: 33554432, 32 MiB)",
     )
     x.add_argument(
+        "--guard",
+        metavar="MODULE:FUNCTION",
+        help="check every paced sentence with this function (sync or async, given the text; "
+        "True passes, False blocks, a str replaces) before it is sent; a blocked one ends the "
+        'stream with finish_reason "content_filter"',
+    )
+    x.add_argument(
         "--no-compress",
         action="store_true",
         help="never compress paced streams (default: gzip, deflate, br or zstd when the client "
@@ -313,6 +320,7 @@ def _proxy(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             timeouts=ProxyTimeouts(connect=connect, first_byte=first_byte, idle=idle, total=total),
             max_body=args.max_body,
             compress=not args.no_compress,
+            guard=args.guard,
         )
     except ValueError as exc:  # a malformed upstream URL, above all
         parser.error(str(exc))

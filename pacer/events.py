@@ -63,14 +63,15 @@ class Text:
 class Keep:
     """An event that goes out as it came, after everything before it in ``lane`` (every
     lane when ``lane`` is ``None``). ``frame`` is its SSE frame; ``body`` its parsed data
-    for formats that renumber events."""
+    for formats that renumber events; ``end``: the stream's own end event."""
 
-    __slots__ = ("body", "frame", "lane")
+    __slots__ = ("body", "end", "frame", "lane")
 
-    def __init__(self, lane: int | None, frame: str, body: Any = None) -> None:
+    def __init__(self, lane: int | None, frame: str, body: Any = None, end: bool = False) -> None:
         self.lane = lane
         self.frame = frame
         self.body = body
+        self.end = end  # the stream's own end ([DONE]): none is added after a block
 
     def __repr__(self) -> str:
         return f"Keep(lane={self.lane}, frame={self.frame!r})"
@@ -118,6 +119,16 @@ class EventFormat:
         data of the upstream events it completes."""
         raise NotImplementedError
 
+    def filtered(self, last: Text) -> list[str]:
+        """Frames that end a lane a check blocked (``last``: its last text piece): the
+        API's own content-filter ending. None by default."""
+        return []
+
+    def closing(self) -> list[str]:
+        """Frames that end a stream whose source was stopped because checks blocked every
+        lane before its own end event came. None by default."""
+        return []
+
     def truncated(self) -> UpstreamError:
         return UpstreamError(
             f"upstream {self.name} stream ended before its end event; the answer may be cut short",
@@ -137,7 +148,7 @@ class _Global:
 class _Lane:
     """One lane's pipeline and where its text stands: fed, shown, and what waits."""
 
-    __slots__ = ("anchors", "fed", "high", "out", "pieces", "pipeline", "shown")
+    __slots__ = ("anchors", "fed", "filtered", "high", "last", "out", "pieces", "pipeline", "shown")
 
     def __init__(self, globals_waiting: deque[_Global]) -> None:
         self.pipeline: Pipeline | None = None
@@ -148,6 +159,9 @@ class _Lane:
         # (offset, what): kept events that go out once the text before them is shown.
         self.anchors: deque[tuple[int, Keep | _Global]] = deque((0, g) for g in globals_waiting)
         self.high: Text | None = None  # a piece ending in a high surrogate, held for its pair
+        self.last: Text | None = None  # the last text piece (the template of a filtered ending)
+        # A check blocked the lane: 1 while its approved text drains, 2 once it has ended.
+        self.filtered = 0
 
 
 class EventPacer(Stage):
@@ -166,6 +180,9 @@ class EventPacer(Stage):
         self.pipeline_factory = pipeline_factory
         self.lanes: dict[int, _Lane] = {}
         self.waiting: deque[_Global] = deque()  # kept events of no lane, in order
+        self.driven = False  # a driver runs the lanes' checks (a Guard in the pipelines)
+        self.ended = False  # the stream's own end event came
+        self._asked: dict[int, tuple[_Lane, int]] = {}  # id(request) -> its lane and stage
 
     # -- stage protocol --------------------------------------------------------------
 
@@ -187,16 +204,58 @@ class EventPacer(Stage):
         for lane in self.lanes.values():
             p = lane.pipeline
             if p is not None and (d := p.deadline) is not None and d <= now:
-                lane.out += "".join(c.text for c in p.poll(now))
+                self._out(lane, p.poll(now), now)
         return self._release(now)
 
     def finish(self, now: float) -> list[Chunk]:
         self._end_input()
         for lane in self.lanes.values():
             self._feed_held(lane, now)
-            if lane.pipeline is not None:
-                lane.out += "".join(c.text for c in lane.pipeline.finish(now))
+            if lane.pipeline is not None and not lane.filtered:
+                self._out(lane, lane.pipeline.finish(now), now)
+        if self.blocked is not None and not self.ended:
+            for closing in self.fmt.closing():  # after every lane's ending
+                self._keep(Keep(None, closing), now)
         return self._release(now)
+
+    # -- checks (a Guard in the lanes' pipelines) --------------------------------------
+
+    def take_requests(self, now: float) -> list[Any]:
+        """Every lane's checks not yet handed to the driver."""
+        out: list[Any] = []
+        for lane in self.lanes.values():
+            if lane.pipeline is not None and not lane.filtered:
+                for index, request in lane.pipeline.take_requests(now):
+                    self._asked[id(request)] = (lane, index)
+                    out.append(request)
+        return out
+
+    def answer(self, request: Any, result: object, now: float) -> list[Chunk]:
+        """A check's result: the lane's released text goes out (or the lane ends, blocked)."""
+        asked = self._asked.pop(id(request), None)
+        if asked is None:
+            return []
+        lane, index = asked
+        if lane.pipeline is not None and not lane.filtered:
+            self._out(lane, lane.pipeline.answer(index, request, result, now), now)
+        return self._release(now)
+
+    @property
+    def blocked(self) -> Any:
+        """The first lane's ``Blocked`` once checks have blocked every lane, else ``None``."""
+        lanes = [lane for lane in self.lanes.values() if lane.pipeline is not None]
+        if not lanes or not all(lane.filtered for lane in lanes):
+            return None
+        return lanes[0].pipeline.blocked  # type: ignore[union-attr]
+
+    def _out(self, lane: _Lane, chunks: list[Chunk], now: float) -> None:
+        """The lane pipeline's output; a lane a check has just blocked drains what was approved."""
+        lane.out += "".join(c.text for c in chunks)
+        p = lane.pipeline
+        if not lane.filtered and p is not None and p.blocked is not None:
+            lane.filtered = 1
+            if not p._ended:
+                lane.out += "".join(c.text for c in p.finish(now))
 
     def cancel(self, now: float) -> list[Chunk]:
         out = [] if self._ended else self.finish(now)
@@ -243,26 +302,31 @@ class EventPacer(Stage):
             self._feed(lane, held, now)
 
     def _feed(self, lane: _Lane, piece: Text, now: float) -> None:
-        if not piece.text:
-            return
+        if not piece.text or lane.filtered:
+            return  # a blocked lane takes nothing more
         if lane.pipeline is None:
             made = self.pipeline_factory()
             lane.pipeline = made if isinstance(made, Pipeline) else Pipeline(made)
+            if self.driven:
+                lane.pipeline.drive_checks()
         lane.fed += len(piece.text)
         lane.pieces.append((lane.fed, piece))
-        lane.out += "".join(c.text for c in lane.pipeline.ingest(Chunk(piece.text, now), now))
+        lane.last = piece
+        self._out(lane, lane.pipeline.ingest(Chunk(piece.text, now), now), now)
 
     def _keep(self, keep: Keep, now: float) -> None:
+        self.ended = self.ended or keep.end
         if keep.lane is not None:
             lane = self._lane(keep.lane)
             self._feed_held(lane, now)
-            lane.anchors.append((lane.fed, keep))
+            if not lane.filtered:  # a blocked lane's own events end with it
+                lane.anchors.append((lane.fed, keep))
             return
         waiting = _Global(keep)
         self.waiting.append(waiting)
         for lane in self.lanes.values():
             self._feed_held(lane, now)
-            lane.anchors.append((lane.fed, waiting))
+            lane.anchors.append((lane.shown if lane.filtered == 2 else lane.fed, waiting))
 
     def _release(self, now: float) -> list[Chunk]:
         frames: list[str] = []
@@ -300,9 +364,23 @@ class EventPacer(Stage):
                 limit = at
             n = len(lane.out) if limit < 0 else min(len(lane.out), limit - lane.shown)
             if n <= 0:
+                if lane.filtered == 1:
+                    self._end_filtered(lane, frames)
                 return
             text, lane.out = lane.out[:n], lane.out[n:]
             self._text_frames(lane, text, frames)
+
+    def _end_filtered(self, lane: _Lane, frames: list[str]) -> None:
+        """A blocked lane whose approved text is all out: its own events after that point
+        are dropped, the format's filtered ending sent; events of no lane pass it."""
+        p = lane.pipeline
+        if p is None or not p.done or lane.out:
+            return
+        lane.anchors = deque((lane.shown, what) for _, what in lane.anchors if isinstance(what, _Global))
+        lane.pieces.clear()
+        lane.filtered = 2
+        if lane.last is not None:
+            frames.extend(self.fmt.filtered(lane.last))
 
     def _text_frames(self, lane: _Lane, text: str, frames: list[str]) -> None:
         """Frames for ``text``, the next characters of ``lane``: one per run of one kind."""

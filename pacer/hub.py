@@ -122,32 +122,28 @@ class Hub:
     ) -> StreamMetrics:
         """Run ``stage`` over ``source`` into ``sink``; return the stream's metrics when done.
 
-        A sync ``source`` is read in this task and must not block.
+        A sync ``source`` is read in this task and must not block. The checks of a
+        ``Guard`` in ``stage`` run as tasks of this call (a plain check on a worker
+        thread); a blocked stream stops reading its source.
         """
         if not isinstance(source, (AsyncIterable, Iterable)):
             raise TypeError(f"Hub.pump: source must be an (async) iterable, got {type(source).__name__}")
         stream = self.open(stage, sink)
-        failed = stream._stream  # where poll puts what the sink raised
         wrapper: AsyncGenerator[Any, None] | None = None  # made for a sync source
         try:
             if isinstance(source, AsyncIterable):
                 items: AsyncIterator[Any] = source.__aiter__()
             else:
                 items = wrapper = _checkpointed(source)
-            while failed.error is None:
+            failure: Exception | None = None
+            async with anyio.create_task_group() as checks:  # a Guard's checks run here
                 try:
-                    item = await items.__anext__()
-                except StopAsyncIteration:
-                    break
-                except Exception:
-                    self._deliver_rest(stream, sink)
-                    raise
-                if failed.error is not None:
-                    break  # the sink failed at a deadline while the source was being read
-                stream.feed(item)
-            if failed.error is None:
-                stream.finish()
-            await stream.wait()
+                    await self._pump(stream, items, checks)
+                except Exception as exc:  # raised below, as it came (not in a group)
+                    failure = exc
+                checks.cancel_scope.cancel()  # checks answered too late: the guard has moved on
+            if failure is not None:
+                raise failure
         finally:
             if not stream.done:
                 stream.cancel()  # cancelled: the client is gone; nobody to give it to
@@ -156,6 +152,42 @@ class Hub:
                     await wrapper.aclose()
                 await aclose_source(source)
         return stream.metrics
+
+    async def _pump(self, stream: HubStream, items: AsyncIterator[Any], checks: anyio.abc.TaskGroup) -> None:
+        failed = stream._stream  # where poll puts what the sink raised
+        checking = failed.pipeline.drive_checks()
+        while failed.error is None and failed.pipeline.blocked is None:
+            try:
+                item = await items.__anext__()
+            except StopAsyncIteration:
+                break
+            except Exception:
+                self._deliver_rest(stream, failed.sink)
+                raise
+            if failed.error is not None:
+                break  # the sink failed at a deadline while the source was being read
+            stream.feed(item)
+            if checking:
+                self._start_checks(stream, checks)
+        if failed.error is None:
+            stream.finish()
+            if checking:
+                self._start_checks(stream, checks)
+        await stream.wait()
+
+    def _start_checks(self, stream: HubStream, group: anyio.abc.TaskGroup) -> None:
+        """Run the stream's new checks as tasks; each answer goes to the sink at once."""
+        from ._checks import acall_check
+
+        inner = stream._stream
+        for index, request in inner.pipeline.take_requests(self.clock.now()):
+
+            async def check(index: int = index, request: Any = request) -> None:
+                result = await acall_check(request)
+                inner.answer(index, request, result, self.clock.now())
+                self._arm()
+
+            group.start_soon(check)
 
     def _deliver_rest(self, stream: HubStream, sink: Sink) -> None:
         rest = stream._stream.cancel(self.clock.now())

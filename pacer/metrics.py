@@ -87,10 +87,11 @@ class StreamMetrics:
 
     Times are in the clock's seconds. ``stall_gap`` is the silence (seconds between
     two emissions) that counts as a stall; ``max_samples`` bounds the lag samples kept.
+    ``blocked`` is why a ``Guard`` stopped the stream (``None`` while it has not).
     """
 
     def __init__(self, stall_gap: float = 1.0, max_samples: int = 10_000) -> None:
-        self.stall_gap = stall_gap
+        self.blocked: str | None = None
         self.items_in = 0
         self.chunks_out = 0
         self.chars_out = 0
@@ -102,6 +103,11 @@ class StreamMetrics:
         self.stalls = 0
         self._lags = LagSamples(max_samples)
         self._gaps = Gaps(stall_gap)
+
+    @property
+    def stall_gap(self) -> float:
+        """The silence, in seconds, that counts as a stall."""
+        return self._gaps.stall_gap
 
     @property
     def max_samples(self) -> int:
@@ -121,7 +127,7 @@ class StreamMetrics:
             self.first_output = now
             self._gaps.after = after
         else:
-            if now - last > self.stall_gap:
+            if now - last > self._gaps.stall_gap:
                 self.stalls += 1
             self._gaps.add(now - last, after)
         self.last_output = now

@@ -74,6 +74,16 @@ class MuxStream:
         if not self.finished and self._mux is not None:
             self._mux._finish(self, now)
 
+    def answer(self, index: int, request: object, result: object, now: float) -> None:
+        """A check's result for the stream's pipeline (a ``Guard``); what it releases goes
+        to the sink now."""
+        mux = self._mux
+        if mux is not None and not self.pipeline._closed:
+            out = self.pipeline.answer(index, request, result, now)
+            mux._schedule(self)
+            if out:
+                self.sink(out)
+
     def cancel(self, now: float) -> list[Chunk]:
         """Stop at once and return what the stream held, *not* given to the sink."""
         mux = self._mux

@@ -433,6 +433,7 @@ def create_proxy(
     client: httpx.AsyncClient | None = None,
     max_connections: int | None = None,
     compress: bool = True,
+    guard: Callable[..., Any] | None = None,
 ) -> Starlette:
     """The proxy as a Starlette app; ``pipeline_factory()`` makes each stream's pipeline.
 
@@ -444,7 +445,11 @@ def create_proxy(
     used as it is: give it no cookie jar that could carry one client's cookies to
     another (requests are built without the client's cookies either way). With
     ``compress`` (the default) a paced stream is compressed for a client that asks
-    (``Accept-Encoding``), each event flushed on its own (``pacer.compress``).
+    (``Accept-Encoding``), each event flushed on its own (``pacer.compress``). With
+    ``guard`` (a check, as ``pacer.Guard`` takes) every paced stream's text is checked
+    sentence by sentence before it is paced out; a blocked sentence ends its choice
+    with ``finish_reason: "content_filter"`` (``pacer.apis``), and none of it, nor
+    anything after it, is ever sent.
     """
     try:
         url = httpx.URL(upstream)
@@ -464,6 +469,16 @@ def create_proxy(
         "max_line": max_line,
         "compress": compress,
     }
+    if guard is not None:
+        from .guard import Guard
+
+        Guard(guard)  # a bad check fails here, not in every stream
+        paced_factory = pipeline_factory
+
+        def guarded() -> Stage:
+            return Guard(guard) | paced_factory()
+
+        pipeline_factory = guarded
     proxy = _Proxy(
         upstream_base(upstream),
         pipeline_factory,
@@ -531,6 +546,7 @@ def serve(
     timeouts: ProxyTimeouts | None = None,
     max_body: int = 32 << 20,
     compress: bool = True,
+    guard: str | None = None,
 ) -> None:
     """Run the proxy with uvicorn until interrupted; ``workers`` > 1 runs that many
     processes sharing the port (uvicorn's process manager), one event loop each."""
@@ -546,6 +562,7 @@ def serve(
         "timeouts": dataclasses.asdict(timeouts or ProxyTimeouts()),
         "max_body": max_body,
         "compress": compress,
+        "guard": guard,
     }
     app_from_settings(settings)  # a bad setting fails here, once, not in every worker
     if workers == 1:
@@ -571,7 +588,29 @@ def app_from_settings(settings: dict[str, Any]) -> Starlette:
         timeouts=ProxyTimeouts(**settings["timeouts"]),
         max_body=settings["max_body"],
         compress=settings.get("compress", True),
+        guard=load_check(settings["guard"]) if settings.get("guard") else None,
     )
+
+
+def load_check(spec: str) -> Callable[..., Any]:
+    """The function ``MODULE:FUNCTION`` names (``pacer proxy --guard``); the current
+    directory is searched first, as ``python -m`` would."""
+    import importlib
+    import sys
+
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise ValueError(f"--guard must be MODULE:FUNCTION, got {spec!r}")
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"--guard {spec}: cannot import {module_name}: {exc}") from None
+    check = getattr(module, name, None)
+    if not callable(check):
+        raise ValueError(f"--guard {spec}: {module_name} has no function {name}")
+    return check  # type: ignore[no-any-return]
 
 
 def app_from_environment() -> Starlette:

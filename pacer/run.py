@@ -33,6 +33,7 @@ from typing import Any, Generic, TypeVar, Union
 import anyio
 
 from ._aio import aclose_source, on_asyncio, spawn_detached, wake
+from ._checks import checks_for
 from ._core import Chunk, Pipeline, Stage
 from .clock import Clock, MonotonicClock
 from .metrics import StreamMetrics
@@ -139,12 +140,13 @@ class SyncRun(_RunBase[T], Iterator[T]):
         )
         finished = False
         timed = p.timed
+        checks = checks_for(p, threads=True)
         try:
             while True:
                 deadline = p.deadline if timed else None
                 timeout = None if deadline is None else max(0.0, deadline - clock.now())
                 try:
-                    kind, item = puller.get(timeout)
+                    kind, item = puller.get(checks.timeout(timeout))
                 except Exception:
                     for value in self._outputs(p.cancel(clock.now())):
                         yield value
@@ -154,18 +156,22 @@ class SyncRun(_RunBase[T], Iterator[T]):
                 if kind == _END:
                     break
                 out = p.ingest(item, now) if kind == _ITEM else p.poll(now)
-                for value in self._outputs(out):
+                for value in self._outputs(checks.answered(out, now)):
                     yield value
+                if checks.stop():
+                    break  # a check blocked the stream: stop reading the source
             out = p.finish(clock.now())
-            for value in self._outputs(out):
+            for value in self._outputs(checks.answered(out, clock.now())):
                 yield value
             while (deadline := p.deadline) is not None:
-                clock.sleep_until(deadline)
-                for value in self._outputs(p.poll(clock.now())):
+                clock.sleep_until(checks.wake_at(deadline, clock.now()))
+                now = clock.now()
+                for value in self._outputs(checks.answered(p.poll(now), now)):
                     yield value
             finished = True
         finally:
             puller.close()
+            checks.close()
             if not finished and not p.done:
                 self._unshown = p.cancel(clock.now())
 
@@ -294,25 +300,29 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
         if self._puller is not None:
             self._puller.cancel()
 
+    def _pull(self, source: Any) -> Any:
+        """How this run reads its source: ``await pull(timeout)`` -> ``(kind, item)``."""
+        if self._threaded() and isinstance(source, AsyncIterable) and on_asyncio():
+            puller = self._puller = _AsyncioPuller(source, self._buffer)
+            return puller.get
+        if self._threaded():
+            reader = self._reader = _Reader(source, self._buffer)
+            return reader.get
+        return _direct_async_puller(source)
+
     async def _drive(self) -> AsyncIterator[T]:
         p, clock = self.pipeline, self.clock
         finished = False
         timed = p.timed
         source = self._source
+        checks = checks_for(p, threads=False)
         try:
-            if self._threaded() and isinstance(source, AsyncIterable) and on_asyncio():
-                puller = self._puller = _AsyncioPuller(source, self._buffer)
-                pull = puller.get
-            elif self._threaded():
-                reader = self._reader = _Reader(source, self._buffer)
-                pull = reader.get
-            else:
-                pull = _direct_async_puller(source)
+            pull = self._pull(source)
             while True:
                 deadline = p.deadline if timed else None
                 timeout = None if deadline is None else max(0.0, deadline - clock.now())
                 try:
-                    kind, item = await pull(timeout)
+                    kind, item = await pull(checks.timeout(timeout))
                 except Exception:
                     for value in self._outputs(p.cancel(clock.now())):
                         yield value
@@ -322,13 +332,17 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
                     break
                 now = clock.now()
                 out = p.ingest(item, now) if kind == _ITEM else p.poll(now)
-                for value in self._outputs(out):
+                for value in self._outputs(checks.answered(out, now)):
                     yield value
-            for value in self._outputs(p.finish(clock.now())):
+                if checks.stop():
+                    break  # a check blocked the stream: stop reading the source
+            out = p.finish(clock.now())
+            for value in self._outputs(checks.answered(out, clock.now())):
                 yield value
             while (deadline := p.deadline) is not None:
-                await clock.asleep_until(deadline)
-                for value in self._outputs(p.poll(clock.now())):
+                await clock.asleep_until(checks.wake_at(deadline, clock.now()))
+                now = clock.now()
+                for value in self._outputs(checks.answered(p.poll(now), now)):
                     yield value
             finished = True
         finally:

@@ -274,7 +274,10 @@ class PacedEventSource(EventStreamResponse):
         finally:
             with anyio.CancelScope(shield=True):
                 await run.aclose()
-        if self.done:
+        if run.pipeline.blocked is not None:  # a Guard withheld the rest: no false success
+            message = "the rest of the answer was withheld by an output check"
+            yield encode(json.dumps({"error": {"message": message, "type": "content_filter"}}), event="error")
+        elif self.done:
             yield DONE
 
 
@@ -418,7 +421,7 @@ class PacingMiddleware:
             tg.start_soon(run_app)
             await started.wait()
             if state["sse"]:
-                frames = paced_openai_sse(app_body(), self.pipeline_factory(), clock=self.clock)
+                frames = paced_openai_sse(app_body(), self.pipeline_factory, clock=self.clock)
                 try:
                     async for frame in frames:
                         await send({"type": "http.response.body", "body": frame, "more_body": True})

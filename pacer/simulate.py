@@ -69,12 +69,24 @@ class Timeline:
         return math.sqrt(var) / mean if mean else 0.0
 
 
-def simulate(trace: Iterable[tuple[float, Any]], stage: object) -> Timeline:
+def simulate(trace: Iterable[tuple[float, Any]], stage: object, *, check_latency: object = None) -> Timeline:
     """Feed ``trace`` through ``stage`` on virtual time; return the ``Timeline``.
 
-    The ``Stage`` (or ``Pipeline``) must be fresh: a run leaves it finished.
+    The ``Stage`` (or ``Pipeline``) must be fresh: a run leaves it finished. With
+    ``check_latency`` (seconds, or a function of a ``CheckRequest`` giving them), the
+    checks of a ``Guard`` in it answer that long after each unit is complete, several
+    in flight at once, as a live driver runs them; without it a ``Guard`` checks inline.
     """
     p = stage if isinstance(stage, Pipeline) else Pipeline(stage)
+    if check_latency is not None:
+        from ._checks import simulate_checked
+
+        if not (callable(check_latency) or isinstance(check_latency, (int, float))):
+            raise TypeError(
+                f"simulate: check_latency must be seconds or a function of the request, got {check_latency!r}"
+            )
+        done, out = simulate_checked(trace, p, check_latency)
+        return Timeline(done, out, p.metrics)
     arrivals: list[tuple[float, Any]] = []
     emissions: list[Chunk] = []
     last = -math.inf

@@ -156,3 +156,35 @@ def test_the_api_reference_covers_every_public_name_with_its_docstring() -> None
         assert f"::: pacer.{name}\n" in reference, f"docs/reference.md lacks pacer.{name}"
         if not pacer.compiled:  # mypyc drops class docstrings; the docs read the source
             assert (getattr(pacer, name).__doc__ or "").strip(), f"pacer.{name} has no docstring"
+
+
+def test_guard_how_to(tmp_path: Any) -> None:
+    pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    # The page's classifier_path: a tiny BERT classifier built here, weighted to say "safe".
+    tokenizer = get("hf-fast-wordpiece").tokenizer
+    config = transformers.BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        id2label={0: "safe", 1: "unsafe"},
+        label2id={"safe": 0, "unsafe": 1},
+    )
+    model = transformers.BertForSequenceClassification(config)
+    model.classifier.bias.data[:] = model.classifier.bias.data.new_tensor([10.0, -10.0])
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    namespace, printed = run_page("how-to/guard.md", classifier_path=str(tmp_path))
+    assert printed[0] == "Sure. Your key is [redacted]. \n"
+    (no_check, no_end), (slow_check, slow_end) = (line.split() for line in printed[1:3])
+    assert (no_check, slow_check) == ("0.0", "0.3") and no_end == slow_end
+
+    async def source() -> Any:
+        for word in ["A calm ", "answer. ", "Another ", "one."]:
+            yield word
+
+    printed.clear()
+    anyio.run(namespace["answer"], source())
+    assert "".join(printed) == "A calm answer. Another one."

@@ -1,0 +1,131 @@
+"""What output checks cost the reader: ``Guard(check) | Pacer(cps=40)`` against the same
+pacer with no guard, and against the anchors' approaches, on the virtual clock.
+
+The source is a model at 30 tokens a second (about 120 characters a second) answering
+with the held-out English text; checks answer 0, 20, 100 and 300 ms after each unit is
+complete (``simulate(check_latency=...)``). Lag is from the pipeline's input (when each
+character reached it), as ``pacer demo`` reports it. The references:
+
+- *buffer, then check* (langchain4j, gateways that check at all): the whole answer
+  is checked when it is complete, then paced;
+- *200-character chunks* (NeMo Guardrails' streaming output rails): each chunk of
+  200 characters is checked once it is complete, one after the other, then paced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pacer import Pacer, simulate
+from pacer.guard import Guard
+from pacer.metrics import percentile
+from pacer.simulate import Timeline
+from pacer.testing.cases import HELDOUT_FIRST
+from pacer.testing.streams import tokens
+
+from ._table import print_table
+
+LATENCIES = (0.0, 0.02, 0.1, 0.3)
+CPS = 40.0
+
+
+def _trace(quick: bool) -> list[tuple[float, str]]:
+    text = "".join("".join(units) + " " for lang, _, units in HELDOUT_FIRST if lang == "en")
+    if quick:
+        text = text[:600]
+    return [(0.2 + i / 30, token) for i, token in enumerate(tokens(text))]
+
+
+def _lags(timeline: Timeline, trace: list[tuple[float, str]]) -> tuple[float, float, float]:
+    """(time to first output, lag p99, lag p99 after the first sentence), from the input."""
+    arrival_of: list[float] = []  # the input time of each character
+    for t, piece in trace:
+        arrival_of += [t] * len(piece)
+    lags, after, at = [], [], 0
+    first_end = next(i for i, ch in enumerate("".join(p for _, p in trace)) if ch in ".?!") + 1
+    for chunk in timeline.emissions:
+        assert chunk.emitted is not None
+        lag = chunk.emitted - arrival_of[at]
+        lags.append(lag)
+        if at >= first_end:
+            after.append(lag)
+        at += len(chunk.text)
+    first = (timeline.emissions[0].emitted or 0.0) - trace[0][0]
+    return first, percentile(lags, 99) or 0.0, percentile(after, 99) or 0.0
+
+
+def _held(
+    trace: list[tuple[float, str]],
+    cuts: Callable[[str], list[int]],
+    latency: float,
+    first: float | None = None,
+) -> list[tuple[float, str]]:
+    """The trace as a checker that releases at ``cuts`` (one check at a time) passes it on;
+    ``first``: the first check's latency, if not ``latency``."""
+    text = "".join(p for _, p in trace)
+    arrival_end: list[float] = []
+    for t, piece in trace:
+        arrival_end += [t] * len(piece)
+    out, free, start = [], 0.0, 0
+    for k, end in enumerate(cuts(text)):
+        wait = first if k == 0 and first is not None else latency
+        free = max(arrival_end[end - 1], free) + wait  # complete, then checked, in turn
+        out.append((free, text[start:end]))
+        start = end
+    return out
+
+
+def _row(
+    label: str, latency: float, every: Timeline, later: Timeline, trace: list[tuple[float, str]]
+) -> list[str]:
+    first, p99, _ = _lags(every, trace)
+    after = _lags(later, trace)[2]
+    return [label, f"{latency * 1000:.0f}", f"{first:.2f}", f"{p99:.2f}", f"{after:.2f}"]
+
+
+def main(quick: bool = False) -> None:
+    trace = _trace(quick)
+    text = "".join(p for _, p in trace)
+    rows: list[list[str]] = []
+    # The default pacer keeps within half a second of the model (it types as fast as the
+    # model writes); a steady reader (a voice, or adaptive=False) types at 40 characters
+    # a second and falls behind a faster model, so it is still typing one sentence when
+    # the next is checked.
+    readers = {
+        "default": lambda: Pacer(cps=CPS),
+        "steady": lambda: Pacer(cps=CPS, adaptive=False, max_lag=60),
+    }
+    for reader, make in readers.items():
+        plain = simulate(trace, make())
+        rows.append(_row(f"Pacer(cps=40), {reader}, no guard", 0.0, plain, plain, trace))
+        for latency in LATENCIES:
+            every = simulate(trace, Guard(_true) | make(), check_latency=latency)
+            later = simulate(
+                trace, Guard(_true) | make(), check_latency=lambda r, s=latency: s if r.id > 1 else 0
+            )
+            assert every.text == later.text == text
+            rows.append(_row(f"Guard | Pacer(cps=40), {reader}", latency, every, later, trace))
+        for label, cuts in (("buffer, then check", _whole), ("200-character chunks", _chunks)):
+            for latency in LATENCIES:
+                every = simulate(_held(trace, cuts, latency), make())
+                later = simulate(_held(trace, cuts, latency, first=0.0), make())
+                rows.append(_row(f"{label}, then {reader} pace", latency, every, later, trace))
+    print_table(
+        f"Output checks at {CPS:g} characters/s, model at 30 tokens/s ({len(text)} characters), virtual "
+        "clock: seconds from the input; the last column with the first check instant, to show what "
+        "the later checks add (aim: nothing, for checks shorter than typing the sentence before)",
+        ["pipeline", "check ms", "first output s", "lag p99 s", "lag p99 after the first unit s"],
+        rows,
+    )
+
+
+def _true(unit: str) -> bool:
+    return True
+
+
+def _whole(text: str) -> list[int]:
+    return [len(text)]
+
+
+def _chunks(text: str) -> list[int]:
+    return [*range(200, len(text), 200), len(text)]
