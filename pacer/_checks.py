@@ -29,8 +29,11 @@ POLL = 0.005
 Latency = float | Callable[[Any], float]
 
 
-def call_check(request: Any) -> object:
-    """Run one check here and now: its result, or the exception it raised."""
+def call_check(
+    request: Any, sync_only: str = "this driver runs plain checks only; use arun for an async check"
+) -> object:
+    """Run one check here and now: its result, or the exception it raised (an async
+    check, which cannot be awaited here, is a ``TypeError`` saying ``sync_only``)."""
     try:
         result = request.guard.call(request)
     except Exception as exc:
@@ -39,7 +42,7 @@ def call_check(request: Any) -> object:
         close = getattr(result, "close", None)
         if close is not None:
             close()
-        return TypeError("this driver runs plain checks only; use arun for an async check")
+        return TypeError(sync_only)
     return result
 
 

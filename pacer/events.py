@@ -34,6 +34,7 @@ from ._core import Chunk, Pipeline, Stage, closed_error
 from ._text import join_pairs
 from .adapters import UpstreamError, asse_events
 from .clock import Clock
+from .metrics import StreamMetrics
 from .run import AsyncRun
 from .sse import ServerSentEvent
 
@@ -432,17 +433,22 @@ async def paced_event_frames(
     *,
     clock: Clock | None = None,
     max_line: int = 1 << 20,
+    pipelines: list[StreamMetrics] | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """Re-pace an SSE byte stream of ``fmt``'s API; yields SSE frames.
 
     Raises what the upstream raised (``UpstreamError``, ``SSEError``, transport errors)
-    after the frames of everything before it, the held text sent at once.
+    after the frames of everything before it, the held text sent at once. The metrics of
+    each lane's pipeline are appended to ``pipelines`` when the stream ends.
     """
     events = asse_events(data, max_line=max_line, max_event=16 * max_line)
-    run: AsyncRun[str] = AsyncRun(EventPacer(fmt, pipeline_factory), _pieces(events, fmt), clock=clock)
+    stage = EventPacer(fmt, pipeline_factory)
+    run: AsyncRun[str] = AsyncRun(stage, _pieces(events, fmt), clock=clock)
     try:
         async for text in run:
             yield text.encode("utf-8")
     finally:
         with anyio.CancelScope(shield=True):
             await run.aclose()
+        if pipelines is not None:
+            pipelines += [lane.pipeline.metrics for lane in stage.lanes.values() if lane.pipeline is not None]

@@ -22,8 +22,8 @@ with a modelled ``check_latency``), it hands each complete unit out as a
 ``CheckRequest`` (``take_requests``) and takes verdicts back (``answer``), in any
 order; units are released in order as soon as every unit before them is approved, so
 checks run while earlier units are being paced out, several at once when the source
-is fast. Not driven (``feed``/``flush``, a pipeline fed by hand, ``Hub``), it calls a
-plain ``check`` inline.
+is fast. Not driven (``feed``/``flush``, a pipeline fed by hand), it calls a plain
+``check`` inline.
 
 Cost: the splitter's work, plus O(unit) per unit; memory: the units awaiting verdicts.
 """
@@ -216,19 +216,13 @@ class Guard(Stage):
         return out
 
     def _run_inline(self, request: CheckRequest) -> Any:
-        try:
-            result = self.call(request)
-        except Exception as exc:
-            return exc
-        if inspect.isawaitable(result):
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
-            return TypeError(
-                "Guard: an async check needs a driver that runs checks (run, arun, the servers, "
-                "or simulate with check_latency); feed, flush and Hub call a plain check inline"
-            )
-        return result
+        from ._checks import call_check
+
+        return call_check(
+            request,
+            "Guard: an async check needs a driver that runs checks (run, arun, Hub, the servers, "
+            "or simulate with check_latency); feed and flush call a plain check inline",
+        )
 
     def call(self, request: CheckRequest) -> Any:
         """Call ``check`` for ``request`` (with its context if it takes two arguments)."""

@@ -65,6 +65,8 @@ from .adapters import UpstreamError
 from .apis import FORMATS
 from .clock import Clock
 from .events import EventFormat, paced_event_frames
+from .metrics import StreamMetrics
+from .prometheus import PacerMetrics
 from .server import EventStreamResponse
 
 __all__ = ["ProxyTimeouts", "create_proxy"]
@@ -261,6 +263,11 @@ class _Proxy:
         self.given_client = client
         self.max_connections = max_connections
         self.own_client: httpx.AsyncClient | None = None
+        self.metrics: PacerMetrics | None = None
+
+    def _count(self, kind: str) -> None:
+        if self.metrics is not None:
+            self.metrics.upstream_errors.labels(kind).inc()
 
     def http(self) -> httpx.AsyncClient:
         if self.given_client is not None:
@@ -330,9 +337,11 @@ class _Proxy:
                 log.warning("pacer proxy: no response headers within %s s", self.timeouts.first_byte)
                 message = f"upstream sent no response within {self.timeouts.first_byte} s"
                 response = _error(504, message, "upstream_timeout")
+                self._count("upstream_timeout")
             except httpx.HTTPError as exc:
                 log.warning("pacer proxy: upstream unreachable: %r", exc)
                 response = _error(502, f"upstream unreachable: {exc}", "upstream_error")
+                self._count("upstream_unreachable")
             tg.cancel_scope.cancel()
         if left:
             log.info("pacer proxy: client left before the upstream answered; request cancelled")
@@ -376,20 +385,47 @@ class _Proxy:
         if response.status_code != 200 or not content_type.startswith("text/event-stream"):
             return self.relay(response)
         options = self.stream_options
+        lanes: list[StreamMetrics] = []
         frames = paced_event_frames(
             _timed(response.aiter_bytes(), self.timeouts),
             api(),
             self.pipeline_factory,
             clock=options["clock"],
             max_line=options["max_line"],
+            pipelines=lanes,
         )
-        return EventStreamResponse(
+        paced = EventStreamResponse(
             _closing(response, frames),
             heartbeat=options["heartbeat"],
             send_timeout=options["send_timeout"],
             on_close=_closed,
             compress=options["compress"],
+            observer=self.metrics.observer() if self.metrics is not None else None,
         )
+        paced.pipelines = lanes  # filled when the stream ends
+        return paced
+
+    async def healthz(self, request: Request) -> Response:
+        """Liveness: the process answers."""
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        """Readiness: the upstream answers (any HTTP status) within two seconds."""
+        try:
+            with anyio.fail_after(2.0):
+                answer = await self.http().get(f"{self.base}/v1/models")
+        except (TimeoutError, httpx.HTTPError) as exc:
+            error = str(exc) or type(exc).__name__
+            return JSONResponse({"status": "upstream unreachable", "error": error}, 503)
+        return JSONResponse({"status": "ready", "upstream_status": answer.status_code})
+
+    async def prometheus(self, request: Request) -> Response:
+        """The Prometheus text format of the proxy's series (``pacer.prometheus``)."""
+        if self.metrics is None:
+            return _error(
+                404, "metrics need prometheus-client: pip install 'pacer-llm[metrics]'", "not_found"
+            )
+        return Response(self.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def passthrough(self, request: Request, raw: bytes | None = None) -> Response:
         url = self.url(request)
@@ -434,6 +470,7 @@ def create_proxy(
     max_connections: int | None = None,
     compress: bool = True,
     guard: Callable[..., Any] | None = None,
+    metrics: PacerMetrics | None = None,
 ) -> Starlette:
     """The proxy as a Starlette app; ``pipeline_factory()`` makes each stream's pipeline.
 
@@ -449,7 +486,9 @@ def create_proxy(
     ``guard`` (a check, as ``pacer.Guard`` takes) every paced stream's text is checked
     sentence by sentence before it is paced out; a blocked sentence ends its choice
     with ``finish_reason: "content_filter"`` (``pacer.apis``), and none of it, nor
-    anything after it, is ever sent.
+    anything after it, is ever sent. ``GET /metrics`` serves ``metrics`` (a new
+    ``pacer.prometheus.PacerMetrics`` when prometheus-client is installed), ``GET
+    /healthz`` says the process answers, ``GET /readyz`` that the upstream does.
     """
     try:
         url = httpx.URL(upstream)
@@ -495,12 +534,21 @@ def create_proxy(
         await proxy.aclose()
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
+    if metrics is None:
+        with contextlib.suppress(ModuleNotFoundError):
+            metrics = PacerMetrics()
+    proxy.metrics = metrics
     paced = [
         Route(path, functools.partial(proxy.paced, api=api), methods=["POST"])
         for path, api in FORMATS.items()
     ]
+    ops = [
+        Route("/metrics", proxy.prometheus, methods=["GET"]),
+        Route("/healthz", proxy.healthz, methods=["GET"]),
+        Route("/readyz", proxy.readyz, methods=["GET"]),
+    ]
     return Starlette(
-        routes=[*paced, Route("/{path:path}", proxy.other, methods=methods)],
+        routes=[*paced, *ops, Route("/{path:path}", proxy.other, methods=methods)],
         lifespan=lifespan,
     )
 

@@ -34,12 +34,15 @@ import json
 import logging
 import math
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from .prometheus import StreamObserver
 
 from ._aio import aclose_source
 from ._core import Chunk, Stage
@@ -48,12 +51,14 @@ from .adapters import UpstreamError
 from .clock import Clock
 from .compress import EventCompressor, negotiate
 from .events import dumps, frame, paced_event_frames
+from .metrics import StreamMetrics
 from .run import AsyncRun
 from .sse import DONE, SSEError, encode, encode_comment
 
 __all__ = [
     "SSE_HEADERS",
     "EventStreamResponse",
+    "OpenAIChunks",
     "PacedEventSource",
     "PacingMiddleware",
     "error_body",
@@ -65,6 +70,7 @@ __all__ = [
 log = logging.getLogger("pacer.server")
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
+_PING = encode_comment("ping")
 
 Encoder = Callable[[Chunk], bytes]
 
@@ -87,6 +93,17 @@ def error_frame(exc: BaseException) -> bytes:
     return encode(json.dumps(error_body(exc), ensure_ascii=False), event="error")
 
 
+class _Writes:
+    """Where a stream's writes stand, for its watchdog."""
+
+    __slots__ = ("quiet_since", "started", "timed_out")
+
+    def __init__(self, now: float) -> None:
+        self.quiet_since = now  # the last frame went out then
+        self.started: float | None = None  # a send in progress began then
+        self.timed_out = False
+
+
 class EventStreamResponse(Response):
     """Stream SSE ``frames`` (bytes, one or more events each) to the client, robustly.
 
@@ -97,7 +114,9 @@ class EventStreamResponse(Response):
     ``send_timeout`` are seconds (``None`` turns either off). With ``compress`` (the
     default) the stream is compressed when the client's ``Accept-Encoding`` asks
     (``pacer.compress``: gzip, deflate, br, zstd), each frame flushed so the client
-    decodes it the moment it arrives; ``compress=False`` never compresses. ``on_close`` is called
+    decodes it the moment it arrives; ``compress=False`` never compresses.
+    ``observer`` (``pacer.prometheus.PacerMetrics().observer()``) is told of every
+    write, the outcome and the metrics of the pipelines in ``pipelines``. ``on_close`` is called
     with how the stream ended: ``"done"``, ``"error"``, ``"disconnect"`` or
     ``"send_timeout"``; ``outcome`` keeps it.
     """
@@ -114,6 +133,7 @@ class EventStreamResponse(Response):
         headers: Mapping[str, str] | None = None,
         on_close: Callable[[str], None] | None = None,
         compress: bool = True,
+        observer: StreamObserver | None = None,
     ) -> None:
         name = type(self).__name__
         if heartbeat is not None and not heartbeat > 0:
@@ -128,6 +148,8 @@ class EventStreamResponse(Response):
         self.send_timeout = send_timeout
         self.on_close = on_close
         self.compress = compress
+        self.observer = observer
+        self.pipelines: list[StreamMetrics] = []  # what produces the frames, for the observer
         self.outcome = "running"
         self._compressor: EventCompressor | None = None
 
@@ -145,13 +167,14 @@ class EventStreamResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = self._negotiate(scope)
+        if self.observer is not None:
+            self.observer.opened()
         await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
         # The frames, and the watchdog's pings, in one queue; b"" ends it.
         send_frames, recv_frames = anyio.create_memory_object_stream[bytes](1)
         outcome = "done"
-        self._quiet_since = anyio.current_time()  # the last frame went out then
-        self._send_started: float | None = None  # a send in progress began then
-        self._timed_out = False
+        completed = False  # the last frame went out (else the client left, or a send failed)
+        self._writes = _Writes(anyio.current_time())
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._produce, send_frames)
             tg.start_soon(self._watch_disconnect, receive, tg.cancel_scope)
@@ -163,26 +186,33 @@ class EventStreamResponse(Response):
                             outcome = "error"
                         await self._send(send, frame, more=True)
                 await self._send(send, b"", more=False)
+                completed = True
             except OSError:  # the transport went away under a write
                 outcome = "disconnect"
             finally:
-                tg.cancel_scope.cancel()
-        if self._timed_out:
+                tg.cancel_scope.cancel()  # the helpers (the whole stream, if it did not end)
+        if self._writes.timed_out:
             outcome = "send_timeout"
             log.warning("pacer: client did not read for %ss; stream dropped", self.send_timeout)
-        elif tg.cancel_scope.cancelled_caught and outcome == "done":
+        elif not completed and outcome == "done":
             outcome = "disconnect"
         self.outcome = outcome
+        if self.observer is not None:
+            self.observer.closed(outcome, self.pipelines)
         if self.on_close is not None:
             self.on_close(outcome)
 
     async def _send(self, send: Send, frame: bytes, more: bool) -> None:
-        self._send_started = anyio.current_time()
+        writes = self._writes
+        writes.started = anyio.current_time()
+        body = frame
         if (compressor := self._compressor) is not None:
-            frame = compressor.event(frame) if more else compressor.end()
-        await send({"type": "http.response.body", "body": frame, "more_body": more})
-        self._send_started = None
-        self._quiet_since = anyio.current_time()
+            body = compressor.event(frame) if more else compressor.end()
+        await send({"type": "http.response.body", "body": body, "more_body": more})
+        if self.observer is not None:
+            self.observer.sent(frame, len(body), anyio.current_time(), frame == _PING)
+        writes.started = None
+        writes.quiet_since = anyio.current_time()
 
     async def _watchdog(self, pings: MemoryObjectSendStream[bytes], scope: anyio.CancelScope) -> None:
         """Pings after ``heartbeat`` seconds of silence; drops the stream when one send
@@ -190,25 +220,25 @@ class EventStreamResponse(Response):
         it wakes when a ping is due, and a few times per ``send_timeout``."""
         heartbeat = self.heartbeat if self.heartbeat is not None else math.inf
         check = self.send_timeout / 4 if self.send_timeout is not None else math.inf
-        ping = encode_comment("ping")
+        ping = _PING
         async with pings:
             while True:
                 now = anyio.current_time()
-                started = self._send_started
+                started = self._writes.started
                 if (
                     started is not None
                     and self.send_timeout is not None
                     and now - started >= self.send_timeout
                 ):
-                    self._timed_out = True
+                    self._writes.timed_out = True
                     scope.cancel()
                     return
-                due = self._quiet_since + heartbeat
+                due = self._writes.quiet_since + heartbeat
                 if now >= due and started is None:
                     # Full: frames are flowing. Closed: the stream is ending.
                     with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
                         pings.send_nowait(ping)
-                    self._quiet_since = due = now  # not again until this silence is over
+                    self._writes.quiet_since = due = now  # not again until this silence is over
                     due += heartbeat
                 wake = min(due, now + check)
                 if started is not None and self.send_timeout is not None:
@@ -231,6 +261,8 @@ class EventStreamResponse(Response):
                         await out.send(frame)
             except Exception as exc:  # the stream ends with a clear error event
                 log.warning("pacer: stream failed: %r", exc)
+                if self.observer is not None:
+                    self.observer.failed(str(error_body(exc)["error"].get("type", type(exc).__name__)))
                 await out.send(error_frame(exc))
             finally:
                 with anyio.CancelScope(shield=True):
@@ -268,17 +300,62 @@ class PacedEventSource(EventStreamResponse):
         if isinstance(source, (AsyncIterable, Iterable)):  # (else AsyncRun says what is wrong)
             source = _joined_pairs(source)
         run: AsyncRun[Chunk] = AsyncRun(self.pipeline, source, clock=self.clock, chunks=True)
+        self.pipelines.append(run.metrics)
         try:
             async for chunk in run:
                 yield self.encoder(chunk)
         finally:
             with anyio.CancelScope(shield=True):
                 await run.aclose()
-        if run.pipeline.blocked is not None:  # a Guard withheld the rest: no false success
+        blocked = run.pipeline.blocked is not None  # a Guard withheld the rest: no false success
+        end = getattr(self.encoder, "end", None)
+        if end is not None:  # a format with its own ending (OpenAIChunks)
+            yield end(blocked)
+        elif blocked:
             message = "the rest of the answer was withheld by an output check"
             yield encode(json.dumps({"error": {"message": message, "type": "content_filter"}}), event="error")
-        elif self.done:
+            return
+        if self.done:
             yield DONE
+
+
+class OpenAIChunks:
+    """An encoder for ``PacedEventSource`` that sends each chunk as an OpenAI
+    ``chat.completion.chunk``, so the ``openai`` SDK and OpenAI-format clients read the
+    paced stream: ``PacedEventSource(source, pipeline, encoder=OpenAIChunks(model=...))``.
+
+    The first chunk carries ``role: "assistant"``; the stream ends with a chunk whose
+    ``finish_reason`` is ``"stop"``, or ``"content_filter"`` when a ``Guard`` in the
+    pipeline blocked the rest (as OpenAI and Azure end a filtered answer), then
+    ``data: [DONE]``.
+    """
+
+    def __init__(self, model: str = "pacer", id: str | None = None, created: int | None = None) -> None:
+        import time
+        import uuid
+
+        self.base = {
+            "id": id or f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()) if created is None else created,
+            "model": model,
+        }
+        self.started = False
+
+    def __call__(self, chunk: Chunk) -> bytes:
+        delta = {"content": chunk.text}
+        if not self.started:
+            self.started = True
+            delta = {"role": "assistant", **delta}
+        return self._frame(delta, None)
+
+    def end(self, blocked: bool) -> bytes:
+        """The last chunk: ``finish_reason`` ``"content_filter"`` if ``blocked``, else ``"stop"``."""
+        return self._frame({}, "content_filter" if blocked else "stop")
+
+    def _frame(self, delta: dict[str, Any], finish: str | None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return frame(dumps({**self.base, "choices": [choice]})).encode("utf-8")
 
 
 async def _joined_pairs(source: AsyncIterable[Any] | Iterable[Any]) -> AsyncIterator[Any]:

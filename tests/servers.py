@@ -210,3 +210,62 @@ def decompressed(data: bytes, encoding: str | None) -> bytes:
     import zstandard
 
     return zstandard.ZstdDecompressor().decompressobj().decompress(data)  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def cli_proxy(*args: str) -> Iterator[tuple[str, Any]]:
+    """``pacer proxy ARGS --port N`` in its own process, once it answers; yields its URL and
+    the process (terminated on the way out; its stderr is then ``process.log``)."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "pacer", "proxy", *args, "--port", str(port)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{url}/v1/models", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and process.poll() is None, "the proxy did not start"
+                time.sleep(0.1)
+        yield url, process
+    finally:
+        process.terminate()
+        _, process.log = process.communicate(timeout=30)
+
+
+def chromium(*capabilities: tuple[str, Any]) -> Any:
+    """A headless Chromium driven by Selenium; skips (fails under CI) when none is installed."""
+    import os
+    import shutil
+
+    import pytest
+
+    webdriver = pytest.importorskip("selenium.webdriver")
+    browser, driver_path = (
+        shutil.which("chromium") or shutil.which("chromium-browser"),
+        shutil.which("chromedriver"),
+    )
+    if not (browser and driver_path):
+        if os.environ.get("CI"):
+            pytest.fail("CI must have chromium and chromedriver (apt-get install chromium chromium-driver)")
+        pytest.skip("no chromium/chromedriver here: apt-get install chromium chromium-driver")
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    options.add_argument("--window-size=1400,800")
+    for name, value in capabilities:
+        options.set_capability(name, value)
+    return webdriver.Chrome(service=Service(driver_path), options=options)

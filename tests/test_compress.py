@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import shutil
 import time
 import zlib
 from collections.abc import AsyncIterator, Iterator
@@ -30,7 +28,7 @@ from pacer.server import EventStreamResponse
 from pacer.sse import SSEDecoder, encode
 from pacer.testing import streams
 
-from .servers import ScriptedUpstream, serve
+from .servers import ScriptedUpstream, chromium, serve
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -198,22 +196,8 @@ def test_compress_off_sends_identity(lockstep: tuple[Lockstep, str]) -> None:
 def test_chromium_eventsource_decodes_each_compressed_event_on_arrival(
     lockstep: tuple[Lockstep, str],
 ) -> None:
-    webdriver = pytest.importorskip("selenium.webdriver")
-    browser, driver_path = shutil.which("chromium") or "", shutil.which("chromedriver") or ""
-    if not (browser and driver_path):
-        if os.environ.get("CI"):
-            pytest.fail("CI must have chromium and chromedriver (apt-get install chromium chromium-driver)")
-        pytest.skip("no chromium/chromedriver here: apt-get install chromium chromium-driver")
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
     app, url = lockstep
-    options = Options()
-    options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver = chromium(("goog:loggingPrefs", {"performance": "ALL"}))
     try:
         driver.get(url)
         deadline = time.monotonic() + 30

@@ -237,44 +237,17 @@ def test_check_request_shows_its_text() -> None:
 
 @pytest.mark.parametrize("check", ["no_breathing", "slow_no_breathing"])
 def test_the_proxy_with_guard_ends_a_blocked_answer_with_content_filter(check: str) -> None:
-    import socket
-    import subprocess
-    import sys
-
     import httpx
     import openai
 
     from pacer.testing.streams import ANSWERS
 
     from .guards import FORBIDDEN
-    from .servers import ScriptedUpstream, serve
+    from .servers import ScriptedUpstream, cli_proxy, serve
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     with serve(ScriptedUpstream().app) as upstream:
-        command = [
-            sys.executable,
-            "-m",
-            "pacer",
-            "proxy",
-            "--upstream",
-            f"{upstream}/v1",
-            "--port",
-            str(port),
-        ]
-        command += ["--cps", "3000", "--guard", f"tests.guards:{check}"]
-        process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    httpx.get(f"{url}/v1/models", timeout=1)
-                    break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline and process.poll() is None, "the proxy did not start"
-                    time.sleep(0.1)
+        args = ("--upstream", f"{upstream}/v1", "--cps", "3000", "--guard", f"tests.guards:{check}")
+        with cli_proxy(*args) as (url, _):
             client = openai.OpenAI(base_url=f"{url}/v1", api_key="k", max_retries=0)
             text, finish = "", None
             for chunk in client.chat.completions.create(model="m", messages=[], stream=True):
@@ -283,9 +256,6 @@ def test_the_proxy_with_guard_ends_a_blocked_answer_with_content_filter(check: s
                     finish = choice.finish_reason or finish
             body = {"model": "m", "stream": True}
             raw = httpx.post(f"{url}/v1/chat/completions", json=body, headers={"accept-encoding": "identity"})
-        finally:
-            process.terminate()
-            process.communicate(timeout=30)
     assert text == "Paced text reads calmly. " and finish == "content_filter"
     assert ANSWERS[0].startswith(text + FORBIDDEN)
     wire = raw.content.decode()
@@ -316,3 +286,46 @@ def test_the_hub_runs_checks_as_tasks_and_stops_at_a_block(backend: str) -> None
         return "".join(got), "".join(plain)
 
     assert anyio.run(main, backend=backend) == (UNITS[0], UNITS[0])
+
+
+def test_paced_event_source_ends_a_blocked_stream_as_openai_does_or_with_an_error() -> None:
+    import httpx
+    import openai
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.routing import Route
+
+    from pacer.server import OpenAIChunks, PacedEventSource
+    from pacer.sse import SSEDecoder
+
+    from .servers import serve
+
+    async def chat(request: Request) -> PacedEventSource:
+        words = Source(TEXT.split(" ")).words()
+        check = no_password if request.query_params.get("strict") != "0" else (lambda t: True)
+        return PacedEventSource(words, Guard(check) | Pacer(cps=3000), encoder=OpenAIChunks(model="m"))
+
+    async def plain(request: Request) -> PacedEventSource:
+        return PacedEventSource(Source(TEXT.split(" ")).words(), Guard(no_password) | Pacer(cps=3000))
+
+    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/plain", plain)])
+    with serve(app) as url:
+        seen = []
+        for strict in ("1", "0"):
+            client = openai.OpenAI(base_url=f"{url}/v1", api_key="k", max_retries=0)
+            text, finish, role = "", None, None
+            stream = client.chat.completions.create(
+                model="m", messages=[], stream=True, extra_query={"strict": strict}
+            )
+            for chunk in stream:
+                role = role or chunk.choices[0].delta.role
+                text += chunk.choices[0].delta.content or ""
+                finish = chunk.choices[0].finish_reason or finish
+            seen.append((text, finish, role))
+        decoder = SSEDecoder()
+        with httpx.stream("GET", f"{url}/plain") as response:
+            events = [e for piece in response.iter_bytes() for e in decoder.feed(piece)]
+    assert seen == [(UNITS[0], "content_filter", "assistant"), (TEXT + " ", "stop", "assistant")]
+    assert "".join(e.data for e in events[:-1]) == UNITS[0]
+    assert events[-1].event == "error" and '"type": "content_filter"' in events[-1].data
+    assert all(e.data != "[DONE]" for e in events)

@@ -22,7 +22,7 @@ from pacer.playground import create_playground, sentence_view, stream_views
 from pacer.sse import ServerSentEvent, SSEDecoder
 from pacer.tokenizers import load_tekken
 
-from .servers import serve
+from .servers import chromium, serve
 
 
 @pytest.fixture(scope="module")
@@ -109,12 +109,6 @@ def test_bad_query_is_a_400_naming_the_parameter(enc: Any, query: dict[str, str]
     assert message in r.json()["error"]["message"]
 
 
-def _chromium() -> tuple[str, str] | None:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    return (browser, driver) if browser and driver else None
-
-
 def wait_done(driver: Any) -> None:
     deadline = time.monotonic() + 60
     while driver.execute_script("return document.body.dataset.state") != "done":
@@ -130,26 +124,12 @@ def test_page_in_headless_chromium_fills_three_panes(enc: Any, tmp_path: Any) ->
     """The page, in a real browser: all three panes fill with the whole stream's text,
     and a screenshot shows ink in each pane. CI installs Debian's chromium; elsewhere
     the test is skipped when no browser is installed."""
-    webdriver = pytest.importorskip("selenium.webdriver")
-    found = _chromium()
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must have chromium and chromedriver (apt-get install chromium chromium-driver)")
-        pytest.skip("no chromium/chromedriver here: apt-get install chromium chromium-driver")
     from PIL import Image
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
 
-    browser, driver_path = found
-    options = Options()
-    options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(flag)
-    options.add_argument("--window-size=1400,800")
     text = (TEXT * 3).strip() + "\n"
     app = create_playground(enc, text)
     with serve(app) as base:
-        driver = webdriver.Chrome(service=Service(driver_path), options=options)
+        driver = chromium()
         try:
             driver.get(f"{base}/?tps=150&cps=600")
             wait_done(driver)

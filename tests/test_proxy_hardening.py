@@ -24,7 +24,7 @@ from pacer.server import PacedEventSource, PacingMiddleware
 from pacer.sse import ServerSentEvent, SSEDecoder
 
 from .hostile import PIECES, HostileUpstream, content_of, raw_request, serve_raw, stream_bytes
-from .servers import serve
+from .servers import cli_proxy, serve
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -299,32 +299,11 @@ def test_paced_event_source_joins_a_split_surrogate_pair() -> None:
 
 
 def test_cli_proxy_runs_workers_with_its_timeouts_and_limits(hostile: tuple[HostileUpstream, str]) -> None:
-    import socket
-    import subprocess
-    import sys
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    command = [sys.executable, "-m", "pacer", "proxy", "--upstream", hostile[1], "--port", str(port)]
-    command += ["--workers", "2", "--first-byte-timeout", "0.5", "--max-body", "1000", "--cps", "5000"]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/v1/models", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and process.poll() is None
-                time.sleep(0.1)
+    args = ("--upstream", hostile[1], "--workers", "2", "--first-byte-timeout", "0.5")
+    with cli_proxy(*args, "--max-body", "1000", "--cps", "5000") as (url, process):
         _, events = _stream(url, "m")
         assert content_of(events) == "".join(PIECES) and events[-1].data == "[DONE]"
         slow = {"model": "slow-headers", "stream": True, "user": "cli"}
         assert httpx.post(f"{url}/v1/chat/completions", json=slow, timeout=10).status_code == 504
         assert httpx.post(f"{url}/v1/x", content=b"x" * 1001).status_code == 413
-    finally:
-        process.terminate()
-        _, log = process.communicate(timeout=30)
-    assert log.count("Started server process") == 2, log
+    assert process.log.count("Started server process") == 2, process.log

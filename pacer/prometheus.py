@@ -1,0 +1,127 @@
+"""Prometheus metrics for paced streams (``pip install 'pacer-llm[metrics]'``).
+
+``PacerMetrics()`` holds the series, in a registry of its own unless given one; the
+proxy serves them at ``GET /metrics``. For your own app, give each response an
+observer: ``PacedEventSource(..., observer=metrics.observer())`` (any
+``EventStreamResponse`` takes one), and serve ``metrics.exposition()``.
+
+Series (all named ``pacer_...``):
+
+- ``streams_open`` (gauge), ``streams_total{outcome}`` (``done``, ``error``,
+  ``disconnect``, ``send_timeout``), ``blocked_total`` (streams a ``Guard`` stopped);
+- ``time_to_first_output_seconds``, ``lag_seconds`` (each chunk, from the pipeline's
+  input to its emission), ``event_gap_seconds`` (between two events of a stream),
+  histograms;
+- ``events_total``, ``bytes_out_total`` (event bytes before compression),
+  ``wire_bytes_total`` (after), ``heartbeats_total``;
+- ``upstream_errors_total{type}`` (the proxy's upstream failures, by error type).
+
+Cost: a few counter updates per event; the lag samples a stream kept (at most
+``StreamMetrics.max_samples``) are observed once, when it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .metrics import StreamMetrics
+
+__all__ = ["PacerMetrics", "StreamObserver"]
+
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class PacerMetrics:
+    """The series of every paced stream of a process (see the module docstring)."""
+
+    def __init__(self, registry: Any = None) -> None:
+        try:
+            from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        except ModuleNotFoundError:
+            raise ModuleNotFoundError(
+                "PacerMetrics needs prometheus-client: pip install 'pacer-llm[metrics]'",
+                name="prometheus_client",
+            ) from None
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.streams_open = Gauge("pacer_streams_open", "Paced streams now open", registry=r)
+        self.streams = Counter("pacer_streams", "Paced streams ended, by outcome", ["outcome"], registry=r)
+        self.blocked = Counter("pacer_blocked", "Streams a Guard's check stopped", registry=r)
+        self.first_output = Histogram(
+            "pacer_time_to_first_output_seconds",
+            "Seconds from a stream's first input to its first output",
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.lag = Histogram(
+            "pacer_lag_seconds", "Seconds from a chunk's input to its emission", buckets=_SECONDS, registry=r
+        )
+        self.gap = Histogram(
+            "pacer_event_gap_seconds", "Seconds between two events of a stream", buckets=_SECONDS, registry=r
+        )
+        self.events = Counter("pacer_events", "Events sent (heartbeats not counted)", registry=r)
+        self.bytes_out = Counter("pacer_bytes_out", "Bytes of events sent, before compression", registry=r)
+        self.wire_bytes = Counter("pacer_wire_bytes", "Bytes sent on the wire, after compression", registry=r)
+        self.heartbeats = Counter("pacer_heartbeats", "Heartbeat comments sent", registry=r)
+        self.upstream_errors = Counter(
+            "pacer_upstream_errors", "Upstream failures, by error type", ["type"], registry=r
+        )
+
+    def observer(self) -> StreamObserver:
+        """A new stream's observer (one per response)."""
+        return StreamObserver(self)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of every series."""
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)  # type: ignore[no-any-return]
+
+
+class StreamObserver:
+    """What an ``EventStreamResponse`` tells the metrics about one stream."""
+
+    def __init__(self, metrics: PacerMetrics) -> None:
+        self.metrics = metrics
+        self.last_event: float | None = None
+        self.closed_already = False
+
+    def opened(self) -> None:
+        self.metrics.streams_open.inc()
+
+    def sent(self, frame: bytes, wire: int, now: float, heartbeat: bool) -> None:
+        """One write: ``frame`` (before compression), ``wire`` bytes of it on the wire."""
+        m = self.metrics
+        m.wire_bytes.inc(wire)
+        if heartbeat:
+            m.heartbeats.inc()
+            return
+        if not frame:
+            return
+        m.events.inc()
+        m.bytes_out.inc(len(frame))
+        if self.last_event is not None:
+            m.gap.observe(now - self.last_event)
+        self.last_event = now
+
+    def failed(self, kind: str) -> None:
+        """The stream ended on an upstream failure of type ``kind``."""
+        self.metrics.upstream_errors.labels(kind).inc()
+
+    def closed(self, outcome: str, pipelines: Iterable[StreamMetrics] = ()) -> None:
+        """The stream ended (``outcome``); ``pipelines``: its pipelines' metrics."""
+        if self.closed_already:
+            return
+        self.closed_already = True
+        m = self.metrics
+        m.streams_open.dec()
+        m.streams.labels(outcome).inc()
+        for stream in pipelines:
+            first = stream.time_to_first_output
+            if first is not None:
+                m.first_output.observe(first)
+            for lag in stream._lags.values:
+                m.lag.observe(lag)
+            if stream.blocked is not None:
+                m.blocked.inc()
