@@ -12,6 +12,8 @@ from collections.abc import Iterator, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from ._logs import FORMATS, LEVELS
+
 if TYPE_CHECKING:
     from ._core import Pipeline
 
@@ -220,11 +222,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     x.add_argument(
         "--upstream",
-        required=True,
         help="base URL of the upstream server, with or without /v1: http://127.0.0.1:8000/v1",
     )
     x.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     x.add_argument("--port", type=int, default=8100, help="port to listen on (default: 8100)")
+    x.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes serving the port, for a host with several cores (default: 1)",
+    )
     x.add_argument(
         "--cps", type=float, default=60.0, help="pacing rate in characters per second (default: 60)"
     )
@@ -238,16 +245,34 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     x.add_argument(
+        "--max-lag",
+        type=float,
+        default=0.5,
+        help="longest a character waits in the pacer, in seconds (default: 0.5)",
+    )
+    x.add_argument(
+        "--sentence-pause", type=float, default=0.2, help="seconds of pause after a sentence (default: 0.2)"
+    )
+    x.add_argument(
+        "--clause-pause", type=float, default=0.08, help="seconds of pause after a clause (default: 0.08)"
+    )
+    x.add_argument(
+        "--max-bytes",
+        type=int,
+        default=0,
+        help="cut the paced text into packets of at most this many UTF-8 bytes (default: 0, no packets)",
+    )
+    x.add_argument(
         "--heartbeat",
         type=float,
         default=15.0,
-        help="seconds of silence before a keep-alive comment (default: 15)",
+        help="seconds of silence before a keep-alive comment (default: 15; 0: none)",
     )
     x.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="processes serving the port, for a host with several cores (default: 1)",
+        "--send-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a client may leave a write unread before it is dropped (default: 30; 0: no limit)",
     )
     for name, default, what in (
         ("connect", 10.0, "seconds to wait to connect to the upstream"),
@@ -268,6 +293,12 @@ def _parser() -> argparse.ArgumentParser:
         help="largest request body in bytes; larger ones get a 413 (default: 33554432, 32 MiB)",
     )
     x.add_argument(
+        "--max-line",
+        type=int,
+        default=1 << 20,
+        help="longest SSE line the upstream may send, in bytes (default: 1048576)",
+    )
+    x.add_argument(
         "--guard",
         metavar="MODULE:FUNCTION",
         help="check every paced sentence with this function (sync or async, given the text; "
@@ -280,6 +311,19 @@ def _parser() -> argparse.ArgumentParser:
         help="never compress paced streams (default: gzip, deflate, br or zstd when the client "
         "asks, each event flushed on its own)",
     )
+    x.add_argument("--log-level", choices=list(LEVELS), default="info", help="log level (default: info)")
+    x.add_argument(
+        "--log-format",
+        choices=list(FORMATS),
+        default="plain",
+        help="plain lines, or JSON lines (one a stream end, with its figures) (default: plain)",
+    )
+    x.epilog = (
+        "Every option can also be set by an environment variable: PACER_ and the option's name in "
+        "capitals, dashes as underscores (PACER_UPSTREAM, PACER_CPS, PACER_MAX_LAG, PACER_NO_COMPRESS=1, "
+        "...); a flag on the command line wins."
+    )
+    _environment_defaults(x)
     v = sub.add_parser(
         "serve",
         help="open a local web page that shows one model stream three ways side by side",
@@ -294,34 +338,102 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _proxy(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    if not args.cps > 0 or not args.heartbeat > 0:
-        parser.error("--cps and --heartbeat must be > 0")
-    if args.workers < 1 or args.max_body < 0:
-        parser.error("--workers must be >= 1 and --max-body >= 0")
+def _environment_defaults(parser: argparse.ArgumentParser) -> None:
+    """Take each option's default from ``PACER_<OPTION>`` where that is set; a value the
+    option would refuse is an error naming the variable."""
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        variable = "PACER_" + action.dest.upper()
+        raw = os.environ.get(variable)
+        if raw is None:
+            continue
+        try:
+            value = _from_environment(action, raw)
+        except (TypeError, ValueError):
+            parser.error(f"{variable}={raw!r} is not a valid {action.option_strings[0]}")
+        action.default = value
+
+
+def _from_environment(action: argparse.Action, raw: str) -> Any:
+    if isinstance(action, argparse._StoreTrueAction):
+        word = raw.strip().lower()
+        if word not in _SWITCH:
+            raise ValueError(raw)
+        return _SWITCH[word]
+    value = action.type(raw) if callable(action.type) else raw
+    if action.choices is not None and value not in action.choices:
+        raise ValueError(raw)
+    return value
+
+
+_SWITCH = {"1": True, "true": True, "yes": True, "on": True}
+_SWITCH |= {"0": False, "false": False, "no": False, "off": False}
+
+
+def _proxy_problems(args: argparse.Namespace) -> list[str]:
+    """What is wrong with the proxy's options, one message per bad flag."""
+    checks = [
+        (args.upstream is not None, "--upstream (or PACER_UPSTREAM) is required"),
+        (args.cps > 0, "--cps must be > 0"),
+        (args.max_lag > 0, "--max-lag must be > 0 seconds"),
+        (
+            args.sentence_pause >= 0 and args.clause_pause >= 0,
+            "--sentence-pause and --clause-pause must be >= 0",
+        ),
+        (args.max_bytes >= 0, "--max-bytes must be >= 0 (0: no packets)"),
+        (
+            args.heartbeat >= 0 and args.send_timeout >= 0,
+            "--heartbeat and --send-timeout must be >= 0 (0: none)",
+        ),
+        (args.workers >= 1, "--workers must be >= 1"),
+        (args.max_body >= 0, "--max-body must be >= 0"),
+        (args.max_line > 0, "--max-line must be > 0"),
+    ]
     waits = [args.connect_timeout, args.first_byte_timeout, args.idle_timeout, args.total_timeout]
-    if any(not wait >= 0 for wait in waits):
-        parser.error("timeouts must be >= 0 seconds (0: no limit)")
+    checks.append((all(wait >= 0 for wait in waits), "timeouts must be >= 0 seconds (0: no limit)"))
+    return [message for ok, message in checks if not ok]
+
+
+def proxy_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of ``pacer.proxy.serve`` that the parsed options give."""
+    from .proxy import ProxyTimeouts
+
+    waits = [args.connect_timeout, args.first_byte_timeout, args.idle_timeout, args.total_timeout]
+    connect, first_byte, idle, total = (wait or None for wait in waits)
+    return {
+        "host": args.host,
+        "port": args.port,
+        "workers": args.workers,
+        "log_level": args.log_level,
+        "log_format": args.log_format,
+        "cps": args.cps,
+        "unit": args.unit,
+        "max_lag": args.max_lag,
+        "sentence_pause": args.sentence_pause,
+        "clause_pause": args.clause_pause,
+        "max_bytes": args.max_bytes or None,
+        "heartbeat": args.heartbeat or None,
+        "send_timeout": args.send_timeout or None,
+        "timeouts": ProxyTimeouts(connect=connect, first_byte=first_byte, idle=idle, total=total),
+        "max_body": args.max_body,
+        "max_line": args.max_line,
+        "compress": not args.no_compress,
+        "guard": args.guard,
+    }
+
+
+def _proxy(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    problems = _proxy_problems(args)
+    if problems:
+        parser.error("; ".join(problems))
     try:
-        from .proxy import ProxyTimeouts, serve
+        from .proxy import serve
     except ModuleNotFoundError as exc:
         print(f"pacer proxy: {exc}. Install the extra: pip install 'pacer-llm[server]'", file=sys.stderr)
         return 2
-    connect, first_byte, idle, total = (wait or None for wait in waits)
     try:
-        serve(
-            args.upstream,
-            host=args.host,
-            port=args.port,
-            cps=args.cps,
-            unit=args.unit,
-            workers=args.workers,
-            heartbeat=args.heartbeat,
-            timeouts=ProxyTimeouts(connect=connect, first_byte=first_byte, idle=idle, total=total),
-            max_body=args.max_body,
-            compress=not args.no_compress,
-            guard=args.guard,
-        )
+        serve(args.upstream, **proxy_settings(args))
     except ValueError as exc:  # a malformed upstream URL, above all
         parser.error(str(exc))
     return 0

@@ -398,11 +398,11 @@ class _Proxy:
             _closing(response, frames),
             heartbeat=options["heartbeat"],
             send_timeout=options["send_timeout"],
-            on_close=_closed,
             compress=options["compress"],
             observer=self.metrics.observer() if self.metrics is not None else None,
         )
         paced.pipelines = lanes  # filled when the stream ends
+        paced.on_close = functools.partial(_ended, paced)
         return paced
 
     async def healthz(self, request: Request) -> Response:
@@ -444,8 +444,19 @@ class _Proxy:
         return await self.passthrough(request)
 
 
-def _closed(outcome: str) -> None:
-    log.info("pacer proxy: stream ended: %s", outcome)
+def _ended(response: EventStreamResponse, outcome: str) -> None:
+    """One log line per stream end: its outcome and figures (JSON fields with --log-format json)."""
+    figures: dict[str, Any] = {"outcome": outcome}
+    for lane in response.pipelines[:1]:  # the first choice's pipeline speaks for the stream
+        figures |= {
+            "chars": lane.chars_out,
+            "first_output_s": lane.time_to_first_output,
+            "lag_p99_s": lane.lag(99),
+            "blocked": lane.blocked,
+        }
+    level = logging.WARNING if outcome in ("error", "send_timeout") else logging.INFO
+    text = " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items())
+    log.log(level, "pacer proxy: stream ended: %s", text, extra={"stream": figures})
 
 
 def upstream_base(upstream: str) -> str:
@@ -554,10 +565,16 @@ def create_proxy(
 
 
 def default_pipeline(
-    cps: float = 60.0, max_bytes: int | None = None, unit: Literal["grapheme", "word"] = "grapheme"
+    cps: float = 60.0,
+    max_bytes: int | None = None,
+    unit: Literal["grapheme", "word"] = "grapheme",
+    *,
+    max_lag: float = 0.5,
+    sentence_pause: float = 0.2,
+    clause_pause: float = 0.08,
 ) -> Callable[[], Stage]:
-    """Pacing at ``cps`` with pauses at sentence and clause ends, then (optionally)
-    packets of at most ``max_bytes``.
+    """Pacing at ``cps`` with pauses at sentence and clause ends (``Pacer``'s options),
+    then (optionally) packets of at most ``max_bytes``.
 
     Graphemes, the ``Pacer`` default, read the evenest. Every chunk becomes an SSE
     event with a JSON envelope of a hundred-odd bytes: ``unit="word"`` sends a word
@@ -570,8 +587,17 @@ def default_pipeline(
 
     one_of(unit, "default_pipeline: unit", ("grapheme", "word"))
 
+    def pacer() -> Pacer:
+        return Pacer(
+            cps=cps, unit=unit, max_lag=max_lag, sentence_pause=sentence_pause, clause_pause=clause_pause
+        )
+
+    pacer()  # a bad option fails here, not in every stream
+    if max_bytes is not None:
+        Packetizer(max_bytes=max_bytes, min_bytes=1)
+
     def make() -> Stage:
-        stage: Stage = Pacer(cps=cps, unit=unit)
+        stage: Stage = pacer()
         if max_bytes is not None:
             stage = stage | Packetizer(max_bytes=max_bytes, min_bytes=1)
         return stage
@@ -582,61 +608,96 @@ def default_pipeline(
 _SETTINGS_VARIABLE = "PACER_PROXY_SETTINGS"  # how ``serve`` hands its settings to worker processes
 
 
+#: The proxy's settings: (name, default), in the order ``pacer proxy --help`` lists them.
+SETTINGS: tuple[tuple[str, Any], ...] = (
+    ("cps", 60.0),
+    ("unit", "grapheme"),
+    ("max_lag", 0.5),
+    ("sentence_pause", 0.2),
+    ("clause_pause", 0.08),
+    ("max_bytes", None),
+    ("heartbeat", 15.0),
+    ("send_timeout", 30.0),
+    ("timeouts", None),
+    ("max_body", 32 << 20),
+    ("max_line", 1 << 20),
+    ("compress", True),
+    ("guard", None),
+)
+
+
 def serve(
     upstream: str,
     *,
     host: str = "127.0.0.1",
     port: int = 8100,
-    cps: float = 60.0,
-    unit: Literal["grapheme", "word"] = "grapheme",
     workers: int = 1,
-    heartbeat: float | None = 15.0,
-    timeouts: ProxyTimeouts | None = None,
-    max_body: int = 32 << 20,
-    compress: bool = True,
-    guard: str | None = None,
+    log_level: str = "info",
+    log_format: Literal["plain", "json"] = "plain",
+    **settings: Any,
 ) -> None:
     """Run the proxy with uvicorn until interrupted; ``workers`` > 1 runs that many
-    processes sharing the port (uvicorn's process manager), one event loop each."""
+    processes sharing the port (uvicorn's process manager), one event loop each.
+
+    ``settings`` are those of ``SETTINGS`` (``cps``, ``unit``, ``max_lag``, ...,
+    ``timeouts`` a ``ProxyTimeouts``, ``guard`` a ``MODULE:FUNCTION`` name). Logs go
+    to stderr at ``log_level``, as plain lines or JSON lines (``log_format``), one line
+    per stream end with its outcome and figures.
+    """
     import uvicorn
+
+    from ._logs import configure
 
     if whole(workers, "serve: workers") < 1:
         raise ValueError(f"serve: workers must be >= 1, got {workers!r}")
-    settings = {
-        "upstream": upstream,
-        "cps": cps,
-        "unit": unit,
-        "heartbeat": heartbeat,
-        "timeouts": dataclasses.asdict(timeouts or ProxyTimeouts()),
-        "max_body": max_body,
-        "compress": compress,
-        "guard": guard,
-    }
-    app_from_settings(settings)  # a bad setting fails here, once, not in every worker
+    values = settings_values(upstream, log_level=log_level, log_format=log_format, **settings)
+    app_from_settings(values)  # a bad setting fails here, once, not in every worker
+    log_config = configure(log_level, log_format)
     if workers == 1:
-        uvicorn.run(app_from_settings(settings), host=host, port=port, log_level="info")
+        uvicorn.run(
+            app_from_settings(values), host=host, port=port, log_level=log_level, log_config=log_config
+        )
         return
-    os.environ[_SETTINGS_VARIABLE] = json.dumps(settings)
+    os.environ[_SETTINGS_VARIABLE] = json.dumps(values)
     uvicorn.run(
         "pacer.proxy:app_from_environment",
         factory=True,
         host=host,
         port=port,
         workers=workers,
-        log_level="info",
+        log_level=log_level,
+        log_config=log_config,
     )
+
+
+def settings_values(upstream: str, **settings: Any) -> dict[str, Any]:
+    """``serve``'s settings as the plain JSON values its worker processes are given."""
+    names = {name for name, _ in SETTINGS} | {"log_level", "log_format"}
+    unknown = set(settings) - names
+    if unknown:
+        raise TypeError(f"serve: unknown settings {sorted(unknown)}")
+    values = {name: settings.get(name, default) for name, default in SETTINGS}
+    values["timeouts"] = dataclasses.asdict(values["timeouts"] or ProxyTimeouts())
+    values["upstream"] = upstream
+    values["log_level"] = settings.get("log_level", "info")
+    values["log_format"] = settings.get("log_format", "plain")
+    return values
 
 
 def app_from_settings(settings: dict[str, Any]) -> Starlette:
     """The proxy ``serve`` runs, from its settings (plain JSON values)."""
+    get = settings.get
+    pacing = {name: get(name, default) for name, default in SETTINGS[2:5]}
     return create_proxy(
         settings["upstream"],
-        default_pipeline(settings["cps"], unit=settings.get("unit", "grapheme")),
-        heartbeat=settings["heartbeat"],
-        timeouts=ProxyTimeouts(**settings["timeouts"]),
-        max_body=settings["max_body"],
-        compress=settings.get("compress", True),
-        guard=load_check(settings["guard"]) if settings.get("guard") else None,
+        default_pipeline(get("cps", 60.0), get("max_bytes"), get("unit", "grapheme"), **pacing),
+        heartbeat=get("heartbeat", 15.0),
+        send_timeout=get("send_timeout", 30.0),
+        timeouts=ProxyTimeouts(**get("timeouts", {})),
+        max_body=get("max_body", 32 << 20),
+        max_line=get("max_line", 1 << 20),
+        compress=get("compress", True),
+        guard=load_check(settings["guard"]) if get("guard") else None,
     )
 
 
@@ -668,4 +729,8 @@ def app_from_environment() -> Starlette:
         raise RuntimeError(
             f"pacer proxy worker: {_SETTINGS_VARIABLE} is not set; start it with `pacer proxy`"
         )
-    return app_from_settings(json.loads(settings))
+    values = json.loads(settings)
+    from ._logs import configure
+
+    configure(values.get("log_level", "info"), values.get("log_format", "plain"))
+    return app_from_settings(values)

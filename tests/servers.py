@@ -213,9 +213,11 @@ def decompressed(data: bytes, encoding: str | None) -> bytes:
 
 
 @contextlib.contextmanager
-def cli_proxy(*args: str) -> Iterator[tuple[str, Any]]:
-    """``pacer proxy ARGS --port N`` in its own process, once it answers; yields its URL and
-    the process (terminated on the way out; its stderr is then ``process.log``)."""
+def cli_proxy(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, Any]]:
+    """``pacer proxy ARGS --port N`` in its own process (``env`` added to its environment),
+    once it answers; yields its URL and the process (terminated on the way out; its
+    stderr is then ``process.log``)."""
+    import os
     import subprocess
     import sys
 
@@ -225,7 +227,7 @@ def cli_proxy(*args: str) -> Iterator[tuple[str, Any]]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     command = [sys.executable, "-m", "pacer", "proxy", *args, "--port", str(port)]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

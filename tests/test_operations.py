@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+import pacer
 from pacer import Pacer
 from pacer.proxy import create_proxy
 from pacer.sse import SSEDecoder
@@ -94,3 +95,117 @@ def test_health_and_readiness() -> None:
         failed = httpx.post(f"{url}/v1/chat/completions", json={"model": "m", "stream": True})
         assert failed.status_code == 502
         assert _scrape(url)["pacer_upstream_errors_total{type=upstream_unreachable}"] == 1
+
+
+# -- every setting, by flag and by environment variable -----------------------------------------
+
+FLAGS = {  # flag -> (value given, where it must arrive)
+    "--cps": ("77", lambda p, pacer, packets: pacer.rate == 77.0),
+    "--unit": ("word", lambda p, pacer, packets: pacer.unit == "word"),
+    "--max-lag": ("1.5", lambda p, pacer, packets: pacer.max_lag == 1.5),
+    "--sentence-pause": ("0.3", lambda p, pacer, packets: pacer.sentence_pause == 0.3),
+    "--clause-pause": ("0.05", lambda p, pacer, packets: pacer.clause_pause == 0.05),
+    "--max-bytes": ("128", lambda p, pacer, packets: packets is not None and packets.max_bytes == 128),
+    "--heartbeat": ("7", lambda p, pacer, packets: p.stream_options["heartbeat"] == 7.0),
+    "--send-timeout": ("9", lambda p, pacer, packets: p.stream_options["send_timeout"] == 9.0),
+    "--connect-timeout": ("3", lambda p, pacer, packets: p.timeouts.connect == 3.0),
+    "--first-byte-timeout": ("4", lambda p, pacer, packets: p.timeouts.first_byte == 4.0),
+    "--idle-timeout": ("0", lambda p, pacer, packets: p.timeouts.idle is None),
+    "--total-timeout": ("6", lambda p, pacer, packets: p.timeouts.total == 6.0),
+    "--max-body": ("1000", lambda p, pacer, packets: p.max_body == 1000),
+    "--max-line": ("2048", lambda p, pacer, packets: p.stream_options["max_line"] == 2048),
+    "--no-compress": (None, lambda p, pacer, packets: p.stream_options["compress"] is False),
+    "--guard": ("tests.guards:no_breathing", lambda p, pacer, packets: "Guard" in repr(p.pipeline_factory())),
+}
+# Checked by running the proxy (test_the_cli_proxy_takes_its_process_settings_from_the_environment).
+PROCESS_FLAGS = {"--upstream", "--host", "--port", "--workers", "--log-level", "--log-format"}
+
+
+def _built(argv: list[str]) -> Any:
+    """The proxy (its _Proxy) that ``pacer proxy ARGV`` would serve."""
+    from pacer.cli import _parser, proxy_settings
+    from pacer.proxy import app_from_settings, settings_values
+
+    args = _parser().parse_args(["proxy", "--upstream", "http://127.0.0.1:9/v1", *argv])
+    settings = proxy_settings(args)
+    for name in ("host", "port", "workers"):
+        settings.pop(name)
+    app = app_from_settings(settings_values(args.upstream, **settings))
+    return next(r.endpoint.func.__self__ for r in app.routes if hasattr(r.endpoint, "func"))
+
+
+def _stages(proxy: Any) -> tuple[Any, Any]:
+    from pacer import Packetizer
+
+    made = proxy.pipeline_factory()
+    stages = made.stages if isinstance(made, pacer.Pipeline) else (made,)
+    pacer_stage = next(s for s in stages if isinstance(s, pacer.Pacer))
+    packets = next((s for s in stages if isinstance(s, Packetizer)), None)
+    return pacer_stage, packets
+
+
+@pytest.mark.parametrize("flag", list(FLAGS))
+def test_every_proxy_flag_reaches_the_pipeline_or_the_transport(flag: str) -> None:
+    value, arrived = FLAGS[flag]
+    proxy = _built([flag] if value is None else [flag, value])
+    assert arrived(proxy, *_stages(proxy))
+    default = _built([])
+    assert not arrived(default, *_stages(default)), f"{flag}'s test cannot tell it from the default"
+
+
+@pytest.mark.parametrize("flag", list(FLAGS))
+def test_every_proxy_flag_is_also_an_environment_variable(flag: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    value, arrived = FLAGS[flag]
+    monkeypatch.setenv("PACER_" + flag[2:].upper().replace("-", "_"), "1" if value is None else value)
+    proxy = _built([])
+    assert arrived(proxy, *_stages(proxy))
+
+
+def test_no_flag_goes_untested() -> None:
+    from pacer.cli import _parser
+
+    proxy_parser = _parser()._subparsers._group_actions[0].choices["proxy"]  # type: ignore[union-attr]
+    flags = {a.option_strings[-1] for a in proxy_parser._actions if a.option_strings and a.dest != "help"}
+    assert flags == set(FLAGS) | PROCESS_FLAGS
+
+
+@pytest.mark.parametrize(
+    ("argv", "environment", "message"),
+    [
+        ([], {}, "--upstream (or PACER_UPSTREAM) is required"),
+        (["--max-lag", "0"], {}, "--max-lag must be > 0 seconds"),
+        (["--cps", "-1", "--max-line", "0"], {}, "--cps must be > 0; --max-line must be > 0"),
+        ([], {"PACER_CPS": "fast"}, "PACER_CPS='fast' is not a valid --cps"),
+        ([], {"PACER_UNIT": "line"}, "PACER_UNIT='line' is not a valid --unit"),
+        ([], {"PACER_NO_COMPRESS": "maybe"}, "PACER_NO_COMPRESS='maybe' is not a valid --no-compress"),
+        (["--log-format", "xml"], {}, "invalid choice: 'xml'"),
+    ],
+)
+def test_bad_settings_are_usage_errors_naming_the_flag_or_variable(
+    argv: list[str], environment: dict[str, str], message: str, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from pacer.cli import main
+
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    upstream = [] if not argv and not environment else ["--upstream", "http://127.0.0.1:9"]
+    with pytest.raises(SystemExit) as exit_:
+        main(["proxy", *upstream, *argv])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_cli_proxy_takes_its_process_settings_from_the_environment() -> None:
+    import json
+
+    from .servers import cli_proxy
+
+    with serve(ScriptedUpstream(speed=20.0).app) as upstream:
+        environment = {"PACER_UPSTREAM": f"{upstream}/v1", "PACER_WORKERS": "2", "PACER_LOG_FORMAT": "json"}
+        with cli_proxy("--cps", "5000", env=environment) as (url, process):
+            stream = httpx.post(f"{url}/v1/chat/completions", json={"model": "m", "stream": True})
+            assert stream.text.rstrip().endswith("data: [DONE]")
+    lines = [json.loads(line) for line in process.log.splitlines() if line.startswith("{")]
+    assert sum("Started server process" in line["message"] for line in lines) == 2  # two workers
+    ended = [line for line in lines if line["message"].startswith("pacer proxy: stream ended")]
+    assert ended and ended[0]["outcome"] == "done" and ended[0]["chars"] > 100 and ended[0]["level"] == "info"
