@@ -1,6 +1,6 @@
 """Write the notebooks in this folder from the cells below: ``python notebooks/build.py``.
 
-The notebooks are committed without outputs (CI executes them with nbmake, so an
+The notebooks are committed without outputs (the tests execute them, so an
 output can never be stale); this script is their source of truth.
 """
 
@@ -14,10 +14,10 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 HERE = Path(__file__).resolve().parent
 
 SETUP = """\
-import matplotlib
-matplotlib.use("Agg")  # plots render inline in Jupyter and headless in CI
+%matplotlib inline
 import matplotlib.pyplot as plt
-import pacer"""
+import pacer
+from pacer.testing.figures import keep  # the docs embed each notebook's key figure"""
 
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
     "01_timeline.ipynb": [
@@ -59,7 +59,8 @@ axes[1].set_ylabel("lag (s)"); axes[1].legend()
 bins = timeline.chars_per_window(0.1)
 axes[2].bar([shown_t[0] + 0.1 * k for k in range(len(bins))], bins, width=0.09)
 axes[2].set_ylabel("chars / 100 ms"); axes[2].set_xlabel("seconds")
-fig.tight_layout()"""),
+fig.tight_layout()
+keep(fig, "01-timeline.png")"""),
         ("md", "The lag is measured from when each token reached the pipeline: the pacer finds sentence "
                "and clause ends in the text itself and pauses there without holding text for a sentence "
                "to finish, so no chunk waits longer than `max_lag` (0.5 s)."),
@@ -136,7 +137,8 @@ for label, stage in runs.items():
 axes[0].set_xlim(2, 4); axes[0].set_ylabel("characters shown"); axes[0].legend()
 axes[1].axhline(0.5, color="grey", linestyle=":", label="max_lag")
 axes[1].set_ylabel("lag (s)"); axes[1].set_xlabel("seconds"); axes[1].legend()
-fig.tight_layout()"""),
+fig.tight_layout()
+keep(fig, "02-pauses.png")"""),
         ("md", "The pause ratio is the mean gap where a sentence ends over the mean gap where another word "
                "ends: about 1 with the pauses off, well above 1.5 with them. With the splitter in front the "
                "text comes a sentence at a time, so the pacer has to catch up after each: lumpier, and "
@@ -165,7 +167,8 @@ for sentence in splitter.flush():
 fig, ax = plt.subplots(figsize=(6, 2.5))
 ax.hist(latencies, bins=range(0, max(latencies) + 2), align="left", rwidth=0.8)
 ax.set_xlabel("characters after the sentence's end before it came out"); ax.set_ylabel("sentences")
-fig.tight_layout()"""),
+fig.tight_layout()
+keep(fig, "03-sentence-latency.png")"""),
         ("md", "A length budget cuts long sentences at clause marks, and says so:"),
         ("code", """\
 long = "When the model rambles on, and on, without ever stopping, a voice still needs something to say"
@@ -207,6 +210,14 @@ for text in streamer:  # a typing effect: graphemes at a steady rate
 worker.join()
 print()
 print(repr(shown[:80]))"""),
+        ("md", "When each piece reached the screen, against when the model produced its token:"),
+        ("code", """\
+m = streamer.pipeline.metrics
+fig, ax = plt.subplots(figsize=(6, 2.5))
+ax.bar(["first output", "lag p50", "lag p99"], [m.time_to_first_output or 0, m.lag(50) or 0, m.lag(99) or 0])
+ax.set_ylabel("seconds")
+fig.tight_layout()
+keep(fig, "04-generate.png")"""),
     ],
 }
 

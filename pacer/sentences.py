@@ -248,10 +248,11 @@ class SentenceSplitter(Stage):
         break yet does (at the end of the stream, the rest then goes as one unit)."""
         breaks = self._scanner.breaks
         ends = breaks.ends
+        buf = self._scanner.buf
         k = breaks.next
-        while ends[k] - start < self.min_chars and k + 1 < len(ends):
+        while _visible(buf, start, ends[k]) < self.min_chars and k + 1 < len(ends):
             k += 1
-        if ends[k] - start < self.min_chars:
+        if _visible(buf, start, ends[k]) < self.min_chars:
             return -1
         breaks.next = k
         return ends[k]
@@ -265,6 +266,14 @@ class SentenceSplitter(Stage):
         breaks.next += 1
         self._unit(end, Boundary.SENTENCE, out)
         return True
+
+
+def _visible(buf: str, start: int, end: int) -> int:
+    """Characters from ``start`` to the last one before ``end`` that is not a space (a
+    break may come after the line end that closes its unit)."""
+    while end > start and buf[end - 1].isspace():
+        end -= 1
+    return end - start
 
 
 def cut_point(buf: str, start: int, limit: int, eof: bool, code: CodeSpans) -> tuple[int, Boundary] | None:

@@ -129,7 +129,7 @@ def test_tts_how_to_gets_whole_sentences() -> None:
 
 @pytest.mark.anyio
 async def test_proxy_how_to_hub_example_writes_every_byte() -> None:
-    namespace, _ = run_page("how-to/proxy.md")
+    namespace, _ = run_page("how-to/operations.md")
 
     class Transport:
         def __init__(self) -> None:
