@@ -7,6 +7,7 @@ Cost: O(1) each.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
 from typing import Any
 
@@ -14,14 +15,18 @@ __all__ = ["aclose_source", "on_asyncio", "spawn_detached", "wake"]
 
 
 async def aclose_source(source: object) -> None:
-    """Close an (async) iterator or generator the way its kind closes, if it can be closed."""
+    """Close an (async) iterator or generator the way its kind closes, if it can be closed
+    (a ``close`` that returns an awaitable, as the ``openai`` and ``anthropic`` SDKs'
+    ``AsyncStream`` has, is awaited)."""
     aclose = getattr(source, "aclose", None)
     if aclose is not None:
         await aclose()
     else:
         close = getattr(source, "close", None)
         if close is not None:
-            close()
+            result = close()
+            if inspect.isawaitable(result):
+                await result
 
 
 def wake(future: asyncio.Future[None]) -> None:

@@ -18,11 +18,11 @@ All work per item is O(size of the item).
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, overload
 
+from ._aio import aclose_source
 from .sse import ServerSentEvent, SSEDecoder, SSEError
 
 __all__ = [
@@ -129,11 +129,7 @@ async def _async_texts(items: AsyncIterable[Any], text_of: Callable[[Any], str])
             if text := text_of(item):
                 yield text
     finally:
-        close = getattr(items, "aclose", None) or getattr(items, "close", None)
-        if close is not None:
-            result = close()
-            if inspect.isawaitable(result):
-                await result
+        await aclose_source(items)
 
 
 def anthropic_delta(event: Any) -> str:

@@ -18,6 +18,7 @@ Cost: the codec's own work per event, plus a flush (a few bytes) per event.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from typing import Any
 
@@ -29,6 +30,7 @@ __all__ = ["ENCODINGS", "EventCompressor", "available", "negotiate"]
 ENCODINGS = ("gzip", "br", "zstd", "deflate")
 
 
+@functools.cache
 def available() -> tuple[str, ...]:
     """The encodings usable here (``br`` and ``zstd`` need their packages), in ``ENCODINGS`` order."""
     found = []

@@ -172,11 +172,6 @@ class Guard(Stage):
                 best = due if best is None or due < best else best
         return best
 
-    @property
-    def waiting(self) -> int:
-        """Units awaiting a verdict (checks in flight, or not yet taken by the driver)."""
-        return sum(1 for u in self._pending if u.verdict is None)
-
     # -- what a driver calls ----------------------------------------------------------
 
     def take_requests(self, now: float) -> list[CheckRequest]:

@@ -687,7 +687,9 @@ def settings_values(upstream: str, **settings: Any) -> dict[str, Any]:
 def app_from_settings(settings: dict[str, Any]) -> Starlette:
     """The proxy ``serve`` runs, from its settings (plain JSON values)."""
     get = settings.get
-    pacing = {name: get(name, default) for name, default in SETTINGS[2:5]}
+    pacing = {
+        name: settings[name] for name in ("max_lag", "sentence_pause", "clause_pause") if name in settings
+    }
     return create_proxy(
         settings["upstream"],
         default_pipeline(get("cps", 60.0), get("max_bytes"), get("unit", "grapheme"), **pacing),

@@ -355,7 +355,7 @@ class OpenAIChunks:
 
     def _frame(self, delta: dict[str, Any], finish: str | None) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return frame(dumps({**self.base, "choices": [choice]})).encode("utf-8")
+        return openai_chunk_frames({**self.base, "choices": [choice]})
 
 
 async def _joined_pairs(source: AsyncIterable[Any] | Iterable[Any]) -> AsyncIterator[Any]:
@@ -407,7 +407,7 @@ def openai_chunk_frames(body: Mapping[str, Any]) -> bytes:
     return frame(dumps(body)).encode("utf-8")
 
 
-async def paced_openai_sse(
+def paced_openai_sse(
     data: AsyncIterable[bytes],
     pipeline: Stage | Callable[[], Stage],
     *,
@@ -424,13 +424,7 @@ async def paced_openai_sse(
     """
     from .apis import ChatCompletions
 
-    frames = paced_event_frames(data, ChatCompletions(), _factory(pipeline), clock=clock, max_line=max_line)
-    try:
-        async for piece in frames:
-            yield piece
-    finally:
-        with anyio.CancelScope(shield=True):
-            await frames.aclose()
+    return paced_event_frames(data, ChatCompletions(), _factory(pipeline), clock=clock, max_line=max_line)
 
 
 class PacingMiddleware:

@@ -287,3 +287,34 @@ async def test_paced_streams_leave_no_reference_cycles() -> None:
     assert "".join(outs[0]) == "".join(f"Word {i}. " for i in range(30))
     assert len(outs[2]) == 2
     assert found == 0
+
+
+def test_a_source_whose_close_is_async_is_closed_and_awaited() -> None:
+    """The ``openai`` and ``anthropic`` SDKs' ``AsyncStream`` has an async ``close`` and no
+    ``aclose``: a run that stops early awaits it."""
+
+    class AsyncStream:
+        def __init__(self) -> None:
+            self.closed = False
+            self.items = iter(["one ", "two ", "three "])
+
+        def __aiter__(self) -> AsyncStream:
+            return self
+
+        async def __anext__(self) -> str:
+            try:
+                return next(self.items)
+            except StopIteration:
+                raise StopAsyncIteration from None
+
+        async def close(self) -> None:
+            self.closed = True
+
+    async def main() -> tuple[str, bool]:
+        stream = AsyncStream()
+        async with pacer.arun(pacer.Pacer(cps=5000), stream) as run:
+            first = await run.__anext__()
+        return first, stream.closed
+
+    first, closed = anyio.run(main)
+    assert first and closed
