@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import detokenize, guard, overhead, pacing, proxy_load, rhythm, sentences, wire
+from . import detokenize, guard, overhead, pacing, proxy_load, resume, rhythm, sentences, wire
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         "only",
         nargs="*",
         help="benchmarks to run (default: all): overhead, detokenize, sentences, pacing, rhythm, wire, "
-        "guard, proxy",
+        "guard, proxy, resume",
     )
     args = parser.parse_args(argv)
     chosen = set(args.only) or {
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         "wire",
         "guard",
         "proxy",
+        "resume",
     }
     if "overhead" in chosen:
         overhead.main(quick=args.quick)
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         guard.main(quick=args.quick)
     if "proxy" in chosen:
         proxy_load.main(quick=args.quick)
+    if "resume" in chosen:
+        resume.main(quick=args.quick)
     return 0
 
 

@@ -3,8 +3,10 @@
 ``python -m benchmarks._proxy_server upstream TOKENS RATE``: a fake OpenAI upstream
 whose streams follow ``schedule(seed, TOKENS, RATE)`` (bursts of four content chunks,
 about RATE chunks a second, the seed being the request's ``user``).
-``... paced UPSTREAM_URL CPS UNIT``: pacer's proxy in front of it, with its default
-pipeline at CPS (``UNIT``: ``grapheme``, the default, or ``word``).
+``... paced UPSTREAM_URL CPS UNIT [STREAMS]``: pacer's proxy in front of it, with its
+default pipeline at CPS (``UNIT``: ``grapheme``, the default, or ``word``); ``STREAMS``
+is where its resumable streams live: ``memory`` (the default), ``off`` (none), or a
+``redis://`` URL.
 ``... passthrough UPSTREAM_URL``: the reference, a plain pass-through proxy (httpx and
 Starlette, no pacing), built the way one usually is.
 
@@ -103,10 +105,15 @@ def passthrough(base: str) -> Starlette:
     )
 
 
-def paced(base: str, cps: float, unit: str) -> Starlette:
-    from pacer.proxy import create_proxy, default_pipeline
+def paced(base: str, cps: float, unit: str, streams: str = "memory") -> Starlette:
+    from pacer.proxy import create_proxy, default_pipeline, stream_log
 
-    app = create_proxy(base, default_pipeline(cps, unit=unit), heartbeat=5)  # type: ignore[arg-type]
+    pipeline = default_pipeline(cps, unit=unit)  # type: ignore[arg-type]
+    if streams == "off":
+        app = create_proxy(base, pipeline, heartbeat=5, resumable=False)
+    else:
+        log = stream_log(None if streams == "memory" else streams, 600.0)
+        app = create_proxy(base, pipeline, heartbeat=5, log=log)
     app.router.routes.insert(0, Route("/debug/tasks", _tasks))
     return app
 
@@ -118,7 +125,7 @@ def main(argv: list[str]) -> None:
     elif role == "passthrough":
         app = passthrough(argv[1])
     else:
-        app = paced(argv[1], float(argv[2]), argv[3])
+        app = paced(argv[1], float(argv[2]), argv[3], *argv[4:5])
     sock = _socket()
     print(sock.getsockname()[1], flush=True)
     config = uvicorn.Config(app, log_level="error", backlog=4096, timeout_keep_alive=60)

@@ -90,6 +90,7 @@ class Stream:
     ends: list[int] = field(default_factory=list)  # the text length after each event
     text: str = ""
     done_last: bool = False
+    error: str = ""  # the data of an ``event: error``, if one came
 
 
 async def _client(host: str, port: int, seed: int) -> Stream:
@@ -116,6 +117,9 @@ async def _client(host: str, port: int, seed: int) -> Stream:
                 for sse in decoder.feed(bytes(event.data)):
                     stream.done_last = sse.data == "[DONE]"
                     if stream.done_last:
+                        continue
+                    if sse.event == "error":
+                        stream.error = sse.data
                         continue
                     for choice in json.loads(sse.data)["choices"]:
                         stream.text += choice["delta"].get("content") or ""

@@ -14,6 +14,7 @@ from ._core import Boundary, Chunk, Pipeline, Stage, StageClosedError, pipeline
 from .clock import VirtualClock
 from .detokenize import ByteDecoder, Detokenizer
 from .guard import Guard
+from .heard import HeardText
 from .hub import Hub
 from .pacing import Pacer
 from .packets import Packetizer
@@ -31,12 +32,13 @@ compiled = not _from_source
 # The stages, the drivers and the few types a user touches. The rest is one module
 # down: pacer.run (SyncRun, AsyncRun), pacer.hub (HubStream), pacer.mux (Mux,
 # MuxStream), pacer.metrics (StreamMetrics), pacer.simulate (Timeline), pacer.clock
-# (Clock, MonotonicClock), pacer.tokenizers (Vocab).
+# (Clock, MonotonicClock), pacer.tokenizers (Vocab), pacer.resumable (ResumableStreams).
 __all__ = [
     # stages
     "ByteDecoder",
     "Detokenizer",
     "Guard",
+    "HeardText",
     "Pacer",
     "PacerStreamer",
     "Packetizer",

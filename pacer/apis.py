@@ -142,6 +142,8 @@ class _Choices(EventFormat):
 class ChatCompletions(_Choices):
     """``/v1/chat/completions`` chunks (see the module docstring)."""
 
+    transcript = "chat.completions"
+
     name = "chat completions"
     FIELDS = ("reasoning_content", "reasoning", "content", "refusal")
 
@@ -167,6 +169,8 @@ class ChatCompletions(_Choices):
 class Completions(_Choices):
     """``/v1/completions`` chunks: each choice's ``text`` (see the module docstring)."""
 
+    transcript = "completions"
+
     name = "completions"
 
     def _texts(self, choice: dict[str, Any]) -> list[tuple[str, str]]:
@@ -187,6 +191,8 @@ class Completions(_Choices):
 
 class Responses(EventFormat):
     """``/v1/responses`` events (see the module docstring)."""
+
+    transcript = "responses"
 
     name = "responses"
     TEXT = frozenset(
@@ -261,6 +267,8 @@ class Responses(EventFormat):
 
 class AnthropicMessages(EventFormat):
     """Anthropic ``/v1/messages`` events (see the module docstring)."""
+
+    transcript = "messages"
 
     name = "messages"
     TEXT: ClassVar[dict[str, str]] = {"text_delta": "text", "thinking_delta": "thinking"}

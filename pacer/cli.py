@@ -311,6 +311,31 @@ def _parser() -> argparse.ArgumentParser:
         help="never compress paced streams (default: gzip, deflate, br or zstd when the client "
         "asks, each event flushed on its own)",
     )
+    x.add_argument(
+        "--redis",
+        metavar="redis://HOST:PORT/DB",
+        help="keep resumable streams in this Redis (Redis Streams), so that every proxy sharing it "
+        "serves /v1/streams/{id} for every stream (default: in this process's memory)",
+    )
+    x.add_argument(
+        "--orphan-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a paced stream keeps generating with no client reading it, for one to resume "
+        "(default: 10; 0: stop when the last reader leaves)",
+    )
+    x.add_argument(
+        "--retention",
+        type=float,
+        default=600.0,
+        help="seconds a stream's events are kept after its last one, for resuming (default: 600)",
+    )
+    x.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="no resumable streams: no stream ids, no /v1/streams/{id}, and a client that leaves "
+        "stops its generation at once",
+    )
     x.add_argument("--log-level", choices=list(LEVELS), default="info", help="log level (default: info)")
     x.add_argument(
         "--log-format",
@@ -389,6 +414,13 @@ def _proxy_problems(args: argparse.Namespace) -> list[str]:
         (args.workers >= 1, "--workers must be >= 1"),
         (args.max_body >= 0, "--max-body must be >= 0"),
         (args.max_line > 0, "--max-line must be > 0"),
+        (args.orphan_timeout >= 0, "--orphan-timeout must be >= 0 seconds"),
+        (args.retention > 0, "--retention must be > 0 seconds"),
+        (
+            args.redis is None or args.redis.startswith(("redis://", "rediss://", "unix://")),
+            "--redis must be a redis://HOST:PORT/DB URL",
+        ),
+        (not (args.no_resume and args.redis), "--redis is for resumable streams; drop it or --no-resume"),
     ]
     waits = [args.connect_timeout, args.first_byte_timeout, args.idle_timeout, args.total_timeout]
     checks.append((all(wait >= 0 for wait in waits), "timeouts must be >= 0 seconds (0: no limit)"))
@@ -420,6 +452,10 @@ def proxy_settings(args: argparse.Namespace) -> dict[str, Any]:
         "max_line": args.max_line,
         "compress": not args.no_compress,
         "guard": args.guard,
+        "resumable": not args.no_resume,
+        "redis": args.redis,
+        "orphan_timeout": args.orphan_timeout,
+        "retention": args.retention,
     }
 
 

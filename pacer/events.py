@@ -103,6 +103,8 @@ class EventFormat:
     """
 
     name = "events"
+    #: The ``pacer.transcript`` format that reads this format's frames.
+    transcript = "text"
 
     def __init__(self) -> None:
         self.complete = False

@@ -67,7 +67,9 @@ from .clock import Clock
 from .events import EventFormat, paced_event_frames
 from .metrics import StreamMetrics
 from .prometheus import PacerMetrics
+from .resumable import STREAM_ID_HEADER, ResumableStreams
 from .server import EventStreamResponse
+from .streamlog import MemoryLog, StreamLog, StreamLogError
 
 __all__ = ["ProxyTimeouts", "create_proxy"]
 
@@ -264,6 +266,7 @@ class _Proxy:
         self.max_connections = max_connections
         self.own_client: httpx.AsyncClient | None = None
         self.metrics: PacerMetrics | None = None
+        self.streams: ResumableStreams | None = None
 
     def _count(self, kind: str) -> None:
         if self.metrics is not None:
@@ -400,10 +403,39 @@ class _Proxy:
             send_timeout=options["send_timeout"],
             compress=options["compress"],
             observer=self.metrics.observer() if self.metrics is not None else None,
+            streams=self.streams,
+            stream_format=api.transcript,
         )
         paced.pipelines = lanes  # filled when the stream ends
         paced.on_close = functools.partial(_ended, paced)
         return paced
+
+    async def resume(self, request: Request) -> Response:
+        """``GET /v1/streams/{id}``: a paced stream's events after ``Last-Event-ID``, then live."""
+        if self.streams is None:
+            return _error(404, "this proxy keeps no streams (resumable streams are off)", "not_found")
+        options = self.stream_options
+        response: Response = await self.streams.resume(
+            request.path_params["stream_id"],
+            request.headers,
+            heartbeat=options["heartbeat"],
+            send_timeout=options["send_timeout"],
+            compress=options["compress"],
+        )
+        return response
+
+    async def cancel(self, request: Request) -> Response:
+        """``POST /v1/streams/{id}/cancel``: stop the generation; the text its readers got."""
+        stream_id = request.path_params["stream_id"]
+        if self.streams is None:
+            return _error(404, "this proxy keeps no streams (resumable streams are off)", "not_found")
+        try:
+            answer = await self.streams.cancel(stream_id)
+        except StreamLogError as exc:
+            if exc.kind == "stream_lost":
+                return _error(404, f"no stream {stream_id!r} (unknown, or expired)", "not_found")
+            return _error(503, str(exc), exc.kind)
+        return JSONResponse(answer, headers={STREAM_ID_HEADER: stream_id})
 
     async def healthz(self, request: Request) -> Response:
         """Liveness: the process answers."""
@@ -482,6 +514,9 @@ def create_proxy(
     compress: bool = True,
     guard: Callable[..., Any] | None = None,
     metrics: PacerMetrics | None = None,
+    resumable: bool = True,
+    log: StreamLog | None = None,
+    orphan_timeout: float = 10.0,
 ) -> Starlette:
     """The proxy as a Starlette app; ``pipeline_factory()`` makes each stream's pipeline.
 
@@ -500,6 +535,16 @@ def create_proxy(
     anything after it, is ever sent. ``GET /metrics`` serves ``metrics`` (a new
     ``pacer.prometheus.PacerMetrics`` when prometheus-client is installed), ``GET
     /healthz`` says the process answers, ``GET /readyz`` that the upstream does.
+
+    With ``resumable`` (the default) every paced stream is produced into a stream log
+    (``pacer.resumable``): ``log``, a ``MemoryLog()`` by default or a
+    ``pacer.redislog.RedisLog`` shared by several proxies. Its response names it in
+    ``X-Pacer-Stream-Id`` and gives every event an SSE ``id``; ``GET
+    /v1/streams/{id}`` replays it after ``Last-Event-ID`` and follows it live; ``POST
+    /v1/streams/{id}/cancel`` stops it and answers the text its readers received. Its
+    generation goes on while no client reads it, for up to ``orphan_timeout`` seconds.
+    ``resumable=False`` ties each stream to its connection: a client that leaves
+    cancels it at once.
     """
     try:
         url = httpx.URL(upstream)
@@ -529,6 +574,11 @@ def create_proxy(
             return Guard(guard) | paced_factory()
 
         pipeline_factory = guarded
+    streams = None
+    if resumable:
+        streams = ResumableStreams(log if log is not None else MemoryLog(), orphan_timeout=orphan_timeout)
+    elif log is not None:
+        raise ValueError("create_proxy: a log is for resumable streams; do not pass one with resumable=False")
     proxy = _Proxy(
         upstream_base(upstream),
         pipeline_factory,
@@ -539,9 +589,14 @@ def create_proxy(
         max_connections,
     )
 
+    proxy.streams = streams
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
+        async with contextlib.AsyncExitStack() as stack:
+            if streams is not None:
+                await stack.enter_async_context(streams)
+            yield
         await proxy.aclose()
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
@@ -554,6 +609,8 @@ def create_proxy(
         for path, api in FORMATS.items()
     ]
     ops = [
+        Route("/v1/streams/{stream_id}", proxy.resume, methods=["GET"]),
+        Route("/v1/streams/{stream_id}/cancel", proxy.cancel, methods=["POST"]),
         Route("/metrics", proxy.prometheus, methods=["GET"]),
         Route("/healthz", proxy.healthz, methods=["GET"]),
         Route("/readyz", proxy.readyz, methods=["GET"]),
@@ -623,6 +680,10 @@ SETTINGS: tuple[tuple[str, Any], ...] = (
     ("max_line", 1 << 20),
     ("compress", True),
     ("guard", None),
+    ("resumable", True),
+    ("redis", None),
+    ("orphan_timeout", 10.0),
+    ("retention", 600.0),
 )
 
 
@@ -640,7 +701,8 @@ def serve(
     processes sharing the port (uvicorn's process manager), one event loop each.
 
     ``settings`` are those of ``SETTINGS`` (``cps``, ``unit``, ``max_lag``, ...,
-    ``timeouts`` a ``ProxyTimeouts``, ``guard`` a ``MODULE:FUNCTION`` name). Logs go
+    ``timeouts`` a ``ProxyTimeouts``, ``guard`` a ``MODULE:FUNCTION`` name, ``redis`` a
+    ``redis://`` URL). Logs go
     to stderr at ``log_level``, as plain lines or JSON lines (``log_format``), one line
     per stream end with its outcome and figures.
     """
@@ -700,7 +762,19 @@ def app_from_settings(settings: dict[str, Any]) -> Starlette:
         max_line=get("max_line", 1 << 20),
         compress=get("compress", True),
         guard=load_check(settings["guard"]) if get("guard") else None,
+        resumable=get("resumable", True),
+        log=stream_log(get("redis"), get("retention", 600.0)) if get("resumable", True) else None,
+        orphan_timeout=get("orphan_timeout", 10.0),
     )
+
+
+def stream_log(redis: str | None, retention: float) -> StreamLog:
+    """The log of the proxy's resumable streams: in ``redis`` (a URL) or in memory."""
+    if redis is None:
+        return MemoryLog(retention=retention)
+    from .redislog import RedisLog
+
+    return RedisLog(redis, retention=retention)
 
 
 def load_check(spec: str) -> Callable[..., Any]:

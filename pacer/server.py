@@ -43,8 +43,10 @@ from starlette.types import Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from .prometheus import StreamObserver
+    from .resumable import ResumableStreams
 
 from ._aio import aclose_source
+from ._args import one_of
 from ._core import Chunk, Stage
 from ._text import SurrogatePairs
 from .adapters import UpstreamError
@@ -84,7 +86,12 @@ def error_body(exc: BaseException) -> dict[str, Any]:
     """An OpenAI-style ``{"error": {"message", "type"}}`` object for a stream's failure."""
     if isinstance(exc, UpstreamError):
         return exc.to_json()
-    kind = "stream_error" if isinstance(exc, SSEError) else type(exc).__name__
+    from .streamlog import StreamLogError
+
+    if isinstance(exc, StreamLogError):
+        kind = exc.kind
+    else:
+        kind = "stream_error" if isinstance(exc, SSEError) else type(exc).__name__
     return {"error": {"message": str(exc) or type(exc).__name__, "type": kind}}
 
 
@@ -104,6 +111,17 @@ class _Writes:
         self.timed_out = False
 
 
+class _Resumable:
+    """Where a response produces its frames: a resumable stream of ``fmt``, once started ``stream_id``."""
+
+    __slots__ = ("fmt", "stream_id", "streams")
+
+    def __init__(self, streams: ResumableStreams, fmt: str) -> None:
+        self.streams = streams
+        self.fmt = fmt
+        self.stream_id: str | None = None
+
+
 class EventStreamResponse(Response):
     """Stream SSE ``frames`` (bytes, one or more events each) to the client, robustly.
 
@@ -119,6 +137,13 @@ class EventStreamResponse(Response):
     write, the outcome and the metrics of the pipelines in ``pipelines``. ``on_close`` is called
     with how the stream ended: ``"done"``, ``"error"``, ``"disconnect"`` or
     ``"send_timeout"``; ``outcome`` keeps it.
+
+    With ``streams`` (a ``pacer.resumable.ResumableStreams``, entered) the frames are
+    produced into a resumable stream instead, whose generation outlives this connection;
+    this response reads it, every event with an SSE ``id``, and names it in the
+    ``X-Pacer-Stream-Id`` header (``stream_id`` keeps it). ``stream_format`` says what
+    the frames are (``pacer.transcript``: ``"text"``, ``"chat.completions"``, ...), for
+    the text a cancel reports.
     """
 
     media_type = "text/event-stream"
@@ -134,6 +159,8 @@ class EventStreamResponse(Response):
         on_close: Callable[[str], None] | None = None,
         compress: bool = True,
         observer: StreamObserver | None = None,
+        streams: ResumableStreams | None = None,
+        stream_format: str = "text",
     ) -> None:
         name = type(self).__name__
         if heartbeat is not None and not heartbeat > 0:
@@ -152,6 +179,17 @@ class EventStreamResponse(Response):
         self.pipelines: list[StreamMetrics] = []  # what produces the frames, for the observer
         self.outcome = "running"
         self._compressor: EventCompressor | None = None
+        # Where to produce the frames (a resumable stream, and its format), and its id once started.
+        self._resumable = None if streams is None else _Resumable(streams, stream_format)
+        if streams is not None:
+            from .transcript import FORMAT_NAMES
+
+            one_of(stream_format, f"{name}: stream_format", FORMAT_NAMES)
+
+    @property
+    def stream_id(self) -> str | None:
+        """The resumable stream's id, once the response has started it (``streams=``)."""
+        return None if self._resumable is None else self._resumable.stream_id
 
     def _negotiate(self, scope: Scope) -> list[tuple[bytes, bytes]]:
         """The response headers, with the encoding chosen for this client (if any)."""
@@ -166,6 +204,15 @@ class EventStreamResponse(Response):
         return [*headers, (b"content-encoding", encoding.encode()), (b"vary", b"accept-encoding")]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (resumable := self._resumable) is not None and resumable.stream_id is None:
+            from .resumable import STREAM_ID_HEADER
+
+            stream_id = resumable.stream_id = await resumable.streams.start(self.frames, fmt=resumable.fmt)
+            self.frames = resumable.streams.follow(stream_id)
+            self.raw_headers += [
+                (STREAM_ID_HEADER.lower().encode(), stream_id.encode()),
+                (b"access-control-expose-headers", STREAM_ID_HEADER.encode()),
+            ]
         headers = self._negotiate(scope)
         if self.observer is not None:
             self.observer.opened()
@@ -275,7 +322,8 @@ class PacedEventSource(EventStreamResponse):
 
     ``encoder`` turns each output chunk into a frame (default: its text as ``data``);
     ``done`` sends ``data: [DONE]`` after the last chunk. The other options are
-    ``EventStreamResponse``'s.
+    ``EventStreamResponse``'s: ``streams=`` makes the stream resumable (its
+    ``stream_format`` is ``"chat.completions"`` with ``OpenAIChunks``, else ``"text"``).
     """
 
     def __init__(
@@ -293,6 +341,8 @@ class PacedEventSource(EventStreamResponse):
         self.encoder = encoder
         self.done = done
         self.clock = clock
+        if isinstance(encoder, OpenAIChunks):
+            options.setdefault("stream_format", "chat.completions")
         super().__init__(self._frames(), **options)
 
     async def _frames(self) -> AsyncIterator[bytes]:

@@ -271,3 +271,123 @@ def chromium(*capabilities: tuple[str, Any]) -> Any:
     for name, value in capabilities:
         options.set_capability(name, value)
     return webdriver.Chrome(service=Service(driver_path), options=options)
+
+
+class RedisServer:
+    """Debian's ``redis-server`` on a free loopback port, no persistence; ``restart()``
+    brings it back empty on the same port."""
+
+    def __init__(self, executable: str) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.executable = executable
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: Any = None
+
+    def start(self) -> None:
+        import subprocess
+
+        command = [self.executable, "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no", "--protected-mode", "no"]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and self.process.poll() is None, "redis-server did not start"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    """A ``RedisServer`` for a test; skips (fails under CI) without redis-server or redis-py."""
+    import os
+    import shutil
+
+    import pytest
+
+    executable = shutil.which("redis-server")
+    missing = None
+    if executable is None:
+        missing = "no redis-server here: apt-get install redis-server"
+    else:
+        try:
+            import redis  # noqa: F401
+        except ModuleNotFoundError:
+            missing = "no redis package here: pip install 'pacer-llm[redis]'"
+    if missing is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must have Redis: {missing}")
+        pytest.skip(missing)
+    assert executable is not None
+    server = RedisServer(executable)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class Relay:
+    """A TCP relay on a free loopback port to ``target`` (host, port), in a thread;
+    ``cut()`` drops every connection it carries, as a network that fails would."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.connections: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            with self.lock:
+                self.connections += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def cut(self) -> None:
+        with self.lock:
+            connections, self.connections = self.connections, []
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                conn.shutdown(socket.SHUT_RDWR)  # wakes the relay's threads, and ends mid-body
+            conn.close()
+
+    def close(self) -> None:
+        self.listener.close()
+        self.cut()

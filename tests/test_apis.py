@@ -21,7 +21,7 @@ from pacer.apis import FORMATS, AnthropicMessages, ChatCompletions, Completions,
 from pacer.events import EventFormat, EventPacer, Keep, Text
 from pacer.proxy import create_proxy, upstream_base
 from pacer.simulate import Timeline
-from pacer.sse import ServerSentEvent
+from pacer.sse import ServerSentEvent, SSEDecoder
 from pacer.testing import streams
 from pacer.testing.rhythm import flowing_cv
 
@@ -208,10 +208,10 @@ def test_a_stream_cut_before_its_end_event_ends_with_an_error_event(
 ) -> None:
     body = {"model": "cut", "stream": True}
     with httpx.stream("POST", f"{proxy}{path}", json=body, timeout=30) as response:
-        raw = response.read().decode()
-    last = raw.strip().split("\n\n")[-1]
-    assert last.startswith("event: error\n")
-    assert json.loads(last.split("data: ", 1)[1])["error"]["type"] == "upstream_truncated"
+        raw = response.read()
+    last = SSEDecoder().feed(raw)[-1]
+    assert last.event == "error"
+    assert json.loads(last.data)["error"]["type"] == "upstream_truncated"
 
 
 # -- the upstream URL ---------------------------------------------------------------------------

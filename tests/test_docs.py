@@ -188,3 +188,15 @@ def test_guard_how_to(tmp_path: Any) -> None:
     printed.clear()
     anyio.run(namespace["answer"], source())
     assert "".join(printed) == "A calm answer. Another one."
+
+
+def test_resumable_how_to_serves_resumes_and_truncates_to_what_was_heard() -> None:
+    from .servers import serve
+
+    namespace, printed = run_page("how-to/resumable.md")
+    assert printed == ["Sure, the flight leaves at nine. Do you want \n"]
+    printed.clear()
+    with serve(namespace["app"]) as base:
+        text = anyio.run(namespace["ask"], base)
+    assert text == "Streams that outlive a connection."
+    assert printed[0].startswith("True ")

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from pacer import Pacer, SentenceSplitter, arun, run, simulate
 from pacer.guard import CheckRequest, Guard
+from pacer.sse import SSEDecoder
 from pacer.testing.strategies import hard_text
 
 TEXT = "The weather is fine. My password is hunter2. Do not tell anyone. Bye now."
@@ -260,7 +261,7 @@ def test_the_proxy_with_guard_ends_a_blocked_answer_with_content_filter(check: s
     assert ANSWERS[0].startswith(text + FORBIDDEN)
     wire = raw.content.decode()
     assert "breathes" not in wire and "calmly" in wire  # the blocked text never left the proxy
-    assert wire.rstrip().endswith("data: [DONE]")
+    assert SSEDecoder().feed(raw.content)[-1].data == "[DONE]"
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])

@@ -116,6 +116,13 @@ FLAGS = {  # flag -> (value given, where it must arrive)
     "--max-line": ("2048", lambda p, pacer, packets: p.stream_options["max_line"] == 2048),
     "--no-compress": (None, lambda p, pacer, packets: p.stream_options["compress"] is False),
     "--guard": ("tests.guards:no_breathing", lambda p, pacer, packets: "Guard" in repr(p.pipeline_factory())),
+    "--orphan-timeout": ("2.5", lambda p, pacer, packets: p.streams.orphan_timeout == 2.5),
+    "--retention": ("30", lambda p, pacer, packets: p.streams.log.retention == 30.0),
+    "--no-resume": (None, lambda p, pacer, packets: p.streams is None),
+    "--redis": (
+        "redis://127.0.0.1:9/3",
+        lambda p, pacer, packets: getattr(p.streams.log, "url", "") == "redis://127.0.0.1:9/3",
+    ),
 }
 # Checked by running the proxy (test_the_cli_proxy_takes_its_process_settings_from_the_environment).
 PROCESS_FLAGS = {"--upstream", "--host", "--port", "--workers", "--log-level", "--log-format"}
@@ -204,7 +211,8 @@ def test_the_cli_proxy_takes_its_process_settings_from_the_environment() -> None
         environment = {"PACER_UPSTREAM": f"{upstream}/v1", "PACER_WORKERS": "2", "PACER_LOG_FORMAT": "json"}
         with cli_proxy("--cps", "5000", env=environment) as (url, process):
             stream = httpx.post(f"{url}/v1/chat/completions", json={"model": "m", "stream": True})
-            assert stream.text.rstrip().endswith("data: [DONE]")
+            events = SSEDecoder().feed(stream.content)
+            assert events[-1].data == "[DONE]" and events[-1].id == str(len(events))
     lines = [json.loads(line) for line in process.log.splitlines() if line.startswith("{")]
     assert sum("Started server process" in line["message"] for line in lines) == 2  # two workers
     ended = [line for line in lines if line["message"].startswith("pacer proxy: stream ended")]

@@ -128,20 +128,27 @@ def test_no_heartbeat_while_text_flows(proxy: str) -> None:
     assert b": ping" not in raw
 
 
-def test_disconnect_cancels_the_upstream_request_at_once(upstream: tuple[Upstream, str], proxy: str) -> None:
+@pytest.mark.parametrize("options", [{"resumable": False}, {"orphan_timeout": 0}])
+def test_disconnect_cancels_the_upstream_request_at_once(
+    upstream: tuple[Upstream, str], options: dict[str, Any]
+) -> None:
+    """Without resumable streams, or with no orphan time, the last reader leaving ends the generation."""
     fake, _ = upstream
-    body = {"model": "slow", "messages": [], "stream": True, "user": "disconnect-1"}
-    with httpx.stream("POST", f"{proxy}/v1/chat/completions", json=body, timeout=30) as response:
-        for piece in response.iter_bytes():
-            if b"content" in piece and b"Streaming" in piece:
-                break
-        closed_at = time.monotonic()
-    deadline = time.monotonic() + 5
-    while "disconnect-1" not in fake.closed and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert "disconnect-1" in fake.closed
-    assert "disconnect-1" not in fake.completed
-    assert fake.closed["disconnect-1"] - closed_at < 0.1
+    user = f"disconnect-{sorted(options)[0]}"
+    body = {"model": "slow", "messages": [], "stream": True, "user": user}
+    app = create_proxy(upstream[1], lambda: Pacer(cps=3000, max_lag=0.2), **options)
+    with serve(app) as proxy:
+        with httpx.stream("POST", f"{proxy}/v1/chat/completions", json=body, timeout=30) as response:
+            for piece in response.iter_bytes():
+                if b"content" in piece and b"Streaming" in piece:
+                    break
+            closed_at = time.monotonic()
+        deadline = time.monotonic() + 5
+        while user not in fake.closed and time.monotonic() < deadline:
+            time.sleep(0.005)
+    assert user in fake.closed
+    assert user not in fake.completed
+    assert fake.closed[user] - closed_at < 0.1
 
 
 @pytest.mark.parametrize(

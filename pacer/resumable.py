@@ -1,0 +1,395 @@
+"""Streams that outlive a connection: produced into a log, read (and resumed) from it.
+
+``ResumableStreams`` runs each stream's *producer* (its frames: an upstream through a
+pipeline, as ``PacedEventSource`` or the proxy makes them) in a task of its own, which
+writes every frame to a ``StreamLog`` with an SSE ``id`` (1, 2, 3, ...). Clients are
+*readers* of the log: the one that started the stream, and any that reconnect with
+``Last-Event-ID`` (to this process or, with ``pacer.redislog.RedisLog``, to any process
+sharing the store) and get exactly the frames after that id, then the live rest.
+
+- **Generation outlives the client.** A producer keeps running while no reader is
+  attached, until its stream ends, is cancelled, or has had no reader anywhere for
+  ``orphan_timeout`` seconds; then its source is closed (the upstream request with it)
+  and the log ends with an ``event: error`` of type ``orphaned``.
+- **Cancel with exactly what was shown.** ``cancel(id)`` stops the producer wherever
+  it runs, appends the events that end the stream the API's own way
+  (``pacer.transcript``), and answers the text of every frame written up to the cut:
+  what every reader of the stream receives, no more and no less.
+- **No hang, no gap.** A reader whose producer died (its process killed) gets an
+  ``event: error`` (``producer_lost``) within a few seconds; one whose log is gone or
+  was trimmed gets an error too, never a silent gap.
+
+Use it from a Starlette app's lifespan::
+
+    streams = ResumableStreams()  # or ResumableStreams(RedisLog("redis://localhost:6379/0"))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        async with streams:
+            yield
+
+    async def chat(request):
+        return PacedEventSource(tokens(), Pacer(), streams=streams)  # X-Pacer-Stream-Id: ...
+
+    async def resume(request):
+        return await streams.resume(request.path_params["id"], request.headers)
+
+Cost: O(1) per frame written and per frame read, beside the log's own; one task per
+producer and one for all orphan checks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import re
+import secrets
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from ._aio import aclose_source
+from ._args import seconds
+from .streamlog import (
+    Entry,
+    EventsTrimmed,
+    MemoryLog,
+    ProducerLost,
+    StreamLog,
+    StreamLogError,
+    StreamLost,
+    with_id,
+)
+from .transcript import FORMAT_NAMES, Transcript
+
+__all__ = ["STREAM_ID_HEADER", "ResumableStreams", "javascript", "valid_stream_id"]
+
+log = logging.getLogger("pacer.resumable")
+
+#: The response header that names a resumable stream.
+STREAM_ID_HEADER = "X-Pacer-Stream-Id"
+_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_START_GRACE = 2.0  # seconds a new stream waits for its first reader before the orphan clock runs
+
+
+def javascript() -> str:
+    """The browser client, ``pacer-stream.js`` (``PacerStream``: fetch, render, stop at
+    ``[DONE]``, resume with ``Last-Event-ID`` after a drop, cancel); serve it as a file."""
+    from importlib.resources import files
+
+    return files("pacer").joinpath("static/pacer-stream.js").read_text(encoding="utf-8")
+
+
+def valid_stream_id(stream_id: object) -> bool:
+    """Whether ``stream_id`` could name a stream (1-128 letters, digits, ``_`` or ``-``)."""
+    return isinstance(stream_id, str) and _ID.fullmatch(stream_id) is not None
+
+
+class _Producer:
+    """A stream produced in this process: its cancel scope, and who reads it here."""
+
+    __slots__ = ("readers", "scope", "stop_reason", "unread_since")
+
+    def __init__(self, now: float) -> None:
+        self.scope = anyio.CancelScope()
+        self.stop_reason: str | None = None  # "cancelled" or "orphaned", once asked to stop
+        self.readers = 0
+        self.unread_since = now + _START_GRACE
+
+    def stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self.scope.cancel()
+
+
+class ResumableStreams:
+    """Resumable streams on ``log`` (a ``MemoryLog()`` by default); see the module docstring.
+
+    ``orphan_timeout``: seconds a stream keeps generating with no reader anywhere (default
+    10; 0 stops it as soon as its last reader leaves). ``poll``: seconds a reader of another
+    process's stream waits on the log before it checks the producer is alive (default 1).
+    Enter it (``async with``) before starting streams: the producers run in its tasks, and
+    leaving it stops them.
+    """
+
+    def __init__(
+        self, log: StreamLog | None = None, *, orphan_timeout: float = 10.0, poll: float = 1.0
+    ) -> None:
+        self.log: StreamLog = log if log is not None else MemoryLog()
+        self.orphan_timeout = seconds(orphan_timeout, "ResumableStreams: orphan_timeout", zero=True)
+        self.poll = seconds(poll, "ResumableStreams: poll")
+        self.producers: dict[str, _Producer] = {}
+        self._tasks: anyio.abc.TaskGroup | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._orphans = anyio.Event()  # set when a producer may have lost its last reader
+
+    async def __aenter__(self) -> ResumableStreams:
+        stack = contextlib.AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            await self.log.start()
+            stack.push_async_callback(self.log.aclose)
+            self._tasks = await stack.enter_async_context(anyio.create_task_group())
+            self._tasks.start_soon(self._sweep_orphans)
+        except BaseException:
+            await stack.__aexit__(None, None, None)
+            raise
+        self.log.on_cancel = self._cancel_here
+        self._stack = stack
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return
+        assert self._tasks is not None
+        self._tasks.cancel_scope.cancel()
+        self._tasks = None
+        await stack.__aexit__(None, None, None)
+
+    # -- producing ------------------------------------------------------------------------
+
+    async def start(self, frames: AsyncIterator[bytes], *, fmt: str, stream_id: str | None = None) -> str:
+        """Produce ``frames`` (SSE frames in the format ``fmt`` names, see
+        ``pacer.transcript``) into a new stream's log, from a task of this object;
+        returns the stream's id (``stream_id``, or a new random one)."""
+        if self._tasks is None:
+            raise RuntimeError("ResumableStreams: enter it (async with) before starting streams")
+        if fmt not in FORMAT_NAMES:
+            raise ValueError(
+                f"ResumableStreams.start: fmt must be one of {', '.join(FORMAT_NAMES)}, got {fmt!r}"
+            )
+        if stream_id is None:
+            stream_id = secrets.token_hex(12)
+        elif not valid_stream_id(stream_id):
+            raise ValueError(
+                f"ResumableStreams.start: stream_id must be 1-128 of A-Z a-z 0-9 _ -, got {stream_id!r}"
+            )
+        await self.log.create(stream_id, {"format": fmt})
+        producer = self.producers[stream_id] = _Producer(anyio.current_time())
+        self._tasks.start_soon(self._produce, stream_id, frames, fmt, producer)
+        return stream_id
+
+    async def _produce(
+        self, stream_id: str, frames: AsyncIterator[bytes], fmt: str, producer: _Producer
+    ) -> None:
+        number = 0
+        outcome = "done"
+        append = self.log.append
+        try:
+            with producer.scope:
+                try:
+                    async for data in frames:
+                        if data:
+                            number += 1
+                            await append(stream_id, [Entry(number, with_id(number, data))])
+                except StreamLogError:
+                    raise
+                except Exception as exc:
+                    from .server import error_frame
+
+                    log.warning("pacer: resumable stream %s failed: %r", stream_id, exc)
+                    number += 1
+                    await append(stream_id, [Entry(number, with_id(number, error_frame(exc)))])
+                    outcome = "error"
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await aclose_source(frames)
+            with anyio.CancelScope(shield=True):
+                if producer.stop_reason is not None:
+                    outcome = producer.stop_reason
+                    ending = await self._ending(stream_id, fmt, number, outcome)
+                    entries = [
+                        Entry(number + i + 1, with_id(number + i + 1, f)) for i, f in enumerate(ending)
+                    ]
+                    number += len(entries)
+                    await append(stream_id, entries)
+                await append(stream_id, [Entry(number + 1, b"", outcome)])
+        except StreamLogError as exc:
+            log.warning("pacer: resumable stream %s lost its log: %r", stream_id, exc)
+        finally:
+            self.producers.pop(stream_id, None)
+
+    async def _ending(self, stream_id: str, fmt: str, last: int, reason: str) -> list[bytes]:
+        """The frames that end a stream stopped after frame ``last``."""
+        if reason == "orphaned":
+            message = f"no client read this stream for {self.orphan_timeout} s; generation stopped"
+            body = {"error": {"message": message, "type": "orphaned"}}
+            return [b"event: error\ndata: " + json.dumps(body).encode() + b"\n\n"]
+        transcript = Transcript(fmt)
+        async for entry in self._entries(stream_id, await self._first(stream_id) - 1, until=last):
+            transcript.feed(entry.frame)
+        return transcript.stop_frames()
+
+    def _cancel_here(self, stream_id: str) -> None:
+        producer = self.producers.get(stream_id)
+        if producer is not None:
+            log.info("pacer: resumable stream %s cancelled", stream_id)
+            producer.stop("cancelled")
+
+    async def _sweep_orphans(self) -> None:
+        """Stops the producers that have had no reader for ``orphan_timeout`` seconds."""
+        while True:
+            now = anyio.current_time()
+            wake = now + max(self.poll, 0.05)
+            for stream_id, producer in list(self.producers.items()):
+                if producer.readers or producer.stop_reason is not None:
+                    continue
+                due = producer.unread_since + self.orphan_timeout
+                if now < due:
+                    wake = min(wake, due)
+                elif await self._read_elsewhere(stream_id):
+                    producer.unread_since = now
+                else:
+                    log.info(
+                        "pacer: resumable stream %s had no reader for %s s; stopped",
+                        stream_id,
+                        self.orphan_timeout,
+                    )
+                    producer.stop("orphaned")
+            self._orphans = anyio.Event()
+            with anyio.move_on_after(max(wake - anyio.current_time(), 0.0)):
+                await self._orphans.wait()
+
+    async def _read_elsewhere(self, stream_id: str) -> bool:
+        try:
+            return await self.log.read_elsewhere(stream_id)
+        except StreamLogError:
+            return False
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def _entries(
+        self, stream_id: str, after: int, until: float = math.inf
+    ) -> AsyncGenerator[Entry, None]:
+        """The log's entries after ``after``, then live ones, through the end mark (or id
+        ``until``). Raises ``StreamLogError`` for a log that is gone or a producer that died."""
+        log_ = self.log
+        read_since = -math.inf
+        while after < until:
+            entries = await log_.read(stream_id, after, self.poll)
+            if entries is None:
+                raise StreamLost(f"stream {stream_id!r} is gone (expired, or its store lost it)")
+            here = stream_id in self.producers
+            now = anyio.current_time()
+            if not here and now - read_since >= self.poll:
+                await log_.reading(stream_id)
+                read_since = now
+            if not entries and not here and not await log_.producer_alive(stream_id):
+                raise ProducerLost(
+                    f"the process producing stream {stream_id!r} is gone; the stream is cut short"
+                )
+            for entry in entries:
+                if entry.id > until:
+                    return
+                yield entry
+                if entry.end is not None:
+                    return
+                after = entry.id
+
+    async def follow(self, stream_id: str, after: int = 0) -> AsyncGenerator[bytes, None]:
+        """The stream's frames after SSE id ``after``, then the live rest, to the end."""
+        producer = self.producers.get(stream_id)
+        if producer is not None:
+            producer.readers += 1
+        try:
+            async for entry in self._entries(stream_id, after):
+                if entry.end is None:
+                    yield entry.frame
+        finally:
+            if producer is not None:
+                producer.readers -= 1
+                if not producer.readers:
+                    producer.unread_since = anyio.current_time()
+                    self._orphans.set()
+
+    async def _first(self, stream_id: str) -> int:
+        """The id of the oldest frame the stream's log keeps."""
+        try:
+            await self.log.read(stream_id, 0, 0)
+        except EventsTrimmed as exc:
+            return exc.first
+        return 1
+
+    async def check(self, stream_id: str, after: int = 0) -> None:
+        """Raise ``StreamLost`` for an unknown stream, or the error a reader from ``after``
+        would get at once (``EventsTrimmed``, ``InvalidEventId``)."""
+        if await self.log.read(stream_id, after, 0) is None:
+            raise StreamLost(f"no stream {stream_id!r} (unknown, or expired)")
+
+    async def cancel(self, stream_id: str) -> dict[str, Any]:
+        """Stop the stream wherever it is produced; what its readers received, as JSON:
+        ``{"id", "text", "reasoning", "choices", "last_event_id", "outcome"}``.
+        ``outcome`` is how the stream ended: ``"cancelled"``, or ``"done"`` (and the
+        others of ``END_OUTCOMES``) when it had ended before, ``"producer_lost"`` when its
+        process is gone. Raises ``StreamLost`` for an unknown stream."""
+        meta = await self.log.meta(stream_id)
+        if meta is None:
+            raise StreamLost(f"no stream {stream_id!r} (unknown, or expired)")
+        if stream_id in self.producers:
+            self._cancel_here(stream_id)
+        else:
+            await self.log.request_cancel(stream_id)
+        transcript = Transcript(meta.get("format", "text"))
+        last, outcome = 0, "cancelled"
+        first = await self._first(stream_id)
+        try:
+            async for entry in self._entries(stream_id, first - 1):
+                if entry.end is not None:
+                    outcome = entry.end
+                    break
+                transcript.feed(entry.frame)
+                last = entry.id
+        except ProducerLost:
+            outcome = "producer_lost"
+        answer: dict[str, Any] = {
+            "id": stream_id,
+            "text": transcript.text,
+            "reasoning": transcript.reasoning,
+            "choices": transcript.choices,
+            "last_event_id": str(last) if last else None,
+            "outcome": outcome,
+        }
+        if first > 1:
+            answer["first_event_id"] = str(first)  # the older events were trimmed (max_events)
+        return answer
+
+    async def resume(self, stream_id: str, headers: Mapping[str, str] | None = None, **options: Any) -> Any:
+        """The Starlette response for ``GET /v1/streams/{id}``: the stream's events after
+        the ``Last-Event-ID`` in ``headers`` (all of them without one), then the live rest;
+        a 404 JSON error for an unknown or expired stream, a 400 for a malformed
+        ``Last-Event-ID``. ``options`` are ``EventStreamResponse``'s."""
+        from starlette.responses import JSONResponse
+
+        from .server import EventStreamResponse
+
+        def error(status: int, message: str, kind: str) -> JSONResponse:
+            return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+
+        last = (headers or {}).get("last-event-id", "").strip()
+        if (last and not last.isdigit()) or len(last) > 18:
+            return error(
+                400,
+                f"Last-Event-ID must be an event id of this stream (digits), got {last!r}",
+                "invalid_request_error",
+            )
+        after = int(last) if last else 0
+        if not valid_stream_id(stream_id):
+            return error(404, f"no stream {stream_id!r}", "not_found")
+        try:
+            await self.check(stream_id, after)
+        except StreamLost:
+            return error(404, f"no stream {stream_id!r} (unknown, or expired)", "not_found")
+        except StreamLogError as exc:
+            return error(410 if isinstance(exc, EventsTrimmed) else 400, str(exc), exc.kind)
+        return EventStreamResponse(
+            self.follow(stream_id, after), headers={STREAM_ID_HEADER: stream_id, **_EXPOSE}, **options
+        )
+
+
+#: Lets a browser page of another origin read the stream id header.
+_EXPOSE = {"Access-Control-Expose-Headers": STREAM_ID_HEADER}

@@ -1,0 +1,328 @@
+"""Where a resumable stream's events live: a log per stream, appended by one producer,
+read from any event id by any number of readers, and kept for a while after the end.
+
+``StreamLog`` is the interface ``pacer.resumable`` builds on. ``MemoryLog`` (here) keeps
+the logs in this process: nothing to install, readers in this process only.
+``pacer.redislog.RedisLog`` keeps them in Redis Streams, so that every process sharing
+the Redis serves every stream.
+
+A log holds ``Entry`` values: the stream's SSE frames, numbered 1, 2, 3, ... (the
+number is the frame's SSE ``id``), then one end mark saying how the stream ended
+(``"done"``, ``"error"``, ``"cancelled"``, ``"orphaned"``). A log is kept ``retention``
+seconds after its last write, and holds at most ``max_events`` frames (the oldest go
+first; a reader that asks for what is gone gets ``EventsTrimmed``, never a gap).
+
+Cost: O(1) amortised per appended entry, O(k) per read of k entries; memory: at most
+``max_events`` entries per stream, for at most ``retention`` seconds after its last write.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
+
+import anyio
+
+from ._args import seconds, whole
+
+__all__ = [
+    "END_OUTCOMES",
+    "Entry",
+    "EventsTrimmed",
+    "InvalidEventId",
+    "MemoryLog",
+    "ProducerLost",
+    "StreamExists",
+    "StreamLog",
+    "StreamLogError",
+    "StreamLost",
+]
+
+#: How a stream can end, as its end mark says.
+END_OUTCOMES = frozenset({"done", "error", "cancelled", "orphaned"})
+
+
+class Entry(NamedTuple):
+    """One entry of a stream's log: frame number ``id`` (its SSE ``id``) and its bytes, or
+    the end mark (``frame`` empty, ``end`` the outcome)."""
+
+    id: int
+    frame: bytes
+    end: str | None = None
+
+
+def with_id(number: int, data: bytes) -> bytes:
+    """``data`` (whole SSE events) with its last event given SSE id ``number``."""
+    if not data.endswith(b"\n\n"):
+        raise ValueError(
+            "a resumable stream's frames must be whole SSE events (ending in a blank line), "
+            f"got {data[-40:]!r}"
+        )
+    return b"%sid: %d\n\n" % (data[:-1], number)
+
+
+def error_entries(last: int, message: str, kind: str) -> list[Entry]:
+    """The entries that end a log after frame ``last`` with an ``event: error``."""
+    body = json.dumps({"error": {"message": message, "type": kind}}).encode()
+    return [
+        Entry(last + 1, with_id(last + 1, b"event: error\ndata: " + body + b"\n\n")),
+        Entry(last + 2, b"", "error"),
+    ]
+
+
+class StreamLogError(RuntimeError):
+    """A stream's log cannot be used (the base of the errors below). ``kind`` names the
+    case in the JSON error a reader receives."""
+
+    kind = "stream_log_error"
+
+
+class StreamExists(StreamLogError):
+    """``create`` was given an id that already has a log."""
+
+    kind = "stream_exists"
+
+
+class StreamLost(StreamLogError):
+    """The log went away while it was in use (expired, or the store lost it)."""
+
+    kind = "stream_lost"
+
+
+class ProducerLost(StreamLogError):
+    """The stream has not ended, and the process producing it is gone."""
+
+    kind = "producer_lost"
+
+
+class EventsTrimmed(StreamLogError):
+    """A reader asked for frames the log no longer keeps (over ``max_events``); ``first``
+    is the id of the oldest frame kept."""
+
+    kind = "events_trimmed"
+
+    def __init__(self, message: str, first: int) -> None:
+        super().__init__(message)
+        self.first = first
+
+
+class InvalidEventId(StreamLogError):
+    """A reader asked for the frames after an id the ended stream never reached (an id
+    of another stream, say)."""
+
+    kind = "invalid_last_event_id"
+
+
+def check_read(stream_id: str, after: int, first: int, end: int | None, max_events: int) -> None:
+    """Raise what a read after ``after`` of a log that keeps ids from ``first`` on (and
+    ended with end mark ``end``) must raise."""
+    if after + 1 < first:
+        raise EventsTrimmed(
+            f"stream {stream_id!r} keeps events from id {first} on (max_events={max_events}); "
+            f"events {after + 1}..{first - 1} are gone",
+            first,
+        )
+    if end is not None and after >= end:
+        raise InvalidEventId(
+            f"stream {stream_id!r} ended after event {end - 1}; there is no event {after} "
+            "(a Last-Event-ID of another stream?)"
+        )
+
+
+class StreamLog:
+    """The interface of a stream log store (see the module docstring).
+
+    One producer per stream calls ``create``, ``append`` (frames numbered from 1 with no
+    gap, then one end mark); readers call ``read`` from any id, waiting for more.
+    ``request_cancel`` reaches the producer wherever it runs: the store calls the
+    ``on_cancel`` callback of the log instance whose process produces the stream.
+    """
+
+    retention: float
+    max_events: int
+    #: Called with a stream id when some process asked to cancel a stream this instance produces.
+    on_cancel: Callable[[str], None] | None = None
+
+    async def start(self) -> None:
+        """Begin the background work the store needs (a no-op for some)."""
+
+    async def aclose(self) -> None:
+        """Stop the background work and let go of connections."""
+
+    async def create(self, stream_id: str, meta: Mapping[str, str]) -> None:
+        """Start the log of a new stream, produced by this instance; ``meta`` is kept beside it."""
+        raise NotImplementedError
+
+    async def append(self, stream_id: str, entries: Sequence[Entry]) -> None:
+        """Add the next entries of a stream this instance produces."""
+        raise NotImplementedError
+
+    async def read(self, stream_id: str, after: int, wait: float) -> list[Entry] | None:
+        """The entries after id ``after``; when there are none yet, waits up to ``wait``
+        seconds for some (then ``[]``). ``None``: no such stream (never was, or expired)."""
+        raise NotImplementedError
+
+    async def meta(self, stream_id: str) -> dict[str, str] | None:
+        """What ``create`` kept, or ``None`` for an unknown or expired stream."""
+        raise NotImplementedError
+
+    async def producer_alive(self, stream_id: str) -> bool:
+        """Whether the process producing the stream still runs."""
+        raise NotImplementedError
+
+    async def request_cancel(self, stream_id: str) -> None:
+        """Ask the stream's producer, wherever it runs, to stop (``on_cancel``)."""
+        raise NotImplementedError
+
+    async def reading(self, stream_id: str) -> None:
+        """A reader of this instance follows the stream (called at least once a second)."""
+
+    async def read_elsewhere(self, stream_id: str) -> bool:
+        """Whether a reader of another instance has followed the stream lately."""
+        return False
+
+
+def check_limits(owner: str, retention: float, max_events: int) -> None:
+    seconds(retention, f"{owner}: retention")
+    if whole(max_events, f"{owner}: max_events") < 1:
+        raise ValueError(f"{owner}: max_events must be >= 1, got {max_events!r}")
+
+
+class _Log:
+    """One stream's entries in memory, and the event its readers wait on."""
+
+    __slots__ = ("changed", "entries", "first", "meta", "touched")
+
+    def __init__(self, meta: Mapping[str, str], now: float) -> None:
+        self.meta = dict(meta)
+        self.entries: deque[Entry] = deque()
+        self.first = 1  # the id of entries[0]
+        self.changed = anyio.Event()
+        self.touched = now
+
+
+class MemoryLog(StreamLog):
+    """Stream logs in this process's memory: the embedded default.
+
+    ``retention`` (seconds, default 600) after a stream's last write its log is
+    dropped; at most ``max_events`` frames (default 100,000) are kept per stream.
+    ``clock`` gives the seconds retention counts (``time.monotonic``).
+    """
+
+    def __init__(
+        self,
+        *,
+        retention: float = 600.0,
+        max_events: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        check_limits("MemoryLog", retention, max_events)
+        self.retention = retention
+        self.max_events = max_events
+        self.clock = clock
+        self._logs: dict[str, _Log] = {}
+        self._expiring: deque[tuple[float, str]] = deque()  # (touched, id), oldest first
+
+    def __contains__(self, stream_id: object) -> bool:
+        return isinstance(stream_id, str) and self._get(stream_id) is not None
+
+    def last(self, stream_id: str) -> Entry | None:
+        """The stream's last entry, if it has a log and any entry."""
+        log = self._get(stream_id)
+        return log.entries[-1] if log is not None and log.entries else None
+
+    def __len__(self) -> int:
+        self._expire()
+        return len(self._logs)
+
+    def _expire(self) -> None:
+        """Drop the logs not written for ``retention`` seconds (each checked once per write)."""
+        now = self.clock()
+        expiring = self._expiring
+        while expiring and expiring[0][0] + self.retention <= now:
+            touched, stream_id = expiring.popleft()
+            log = self._logs.get(stream_id)
+            if log is None or log.touched != touched:
+                continue  # written since: a later pair stands for it
+            del self._logs[stream_id]
+            log.changed.set()  # its waiting readers find it gone
+
+    def _touch(self, stream_id: str, log: _Log) -> None:
+        log.touched = now = self.clock()
+        expiring = self._expiring
+        if not expiring or expiring[-1] != (now, stream_id):
+            expiring.append((now, stream_id))
+
+    def _get(self, stream_id: str) -> _Log | None:
+        self._expire()
+        return self._logs.get(stream_id)
+
+    async def create(self, stream_id: str, meta: Mapping[str, str]) -> None:
+        if not isinstance(stream_id, str) or not stream_id:
+            raise ValueError(f"MemoryLog.create: stream_id must be a non-empty str, got {stream_id!r}")
+        if self._get(stream_id) is not None:
+            raise StreamExists(f"stream {stream_id!r} already has a log")
+        log = self._logs[stream_id] = _Log(meta, self.clock())
+        self._touch(stream_id, log)
+
+    def append_now(self, stream_id: str, entries: Sequence[Entry]) -> None:
+        """``append`` without awaiting (it never waits)."""
+        log = self._get(stream_id)
+        if log is None:
+            raise StreamLost(f"stream {stream_id!r} has no log (expired after {self.retention} s?)")
+        log.entries.extend(entries)
+        excess = len(log.entries) - self.max_events - 1  # the frames, and room for the end mark
+        for _ in range(max(excess, 0)):
+            log.entries.popleft()
+            log.first += 1
+        self._touch(stream_id, log)
+        log.changed.set()
+        log.changed = anyio.Event()
+
+    async def append(self, stream_id: str, entries: Sequence[Entry]) -> None:
+        self.append_now(stream_id, entries)
+
+    def read_now(self, stream_id: str, after: int) -> list[Entry] | None:
+        """The entries after ``after`` there are now (``read`` without waiting)."""
+        log = self._get(stream_id)
+        if log is None:
+            return None
+        entries = log.entries
+        end = entries[-1].id if entries and entries[-1].end is not None else None
+        check_read(stream_id, after, log.first, end, self.max_events)
+        start = after + 1 - log.first
+        if start >= len(entries):
+            return []
+        if start <= 0:
+            return list(entries)
+        return [entries[i] for i in range(start, len(entries))]
+
+    async def read(self, stream_id: str, after: int, wait: float) -> list[Entry] | None:
+        entries = self.read_now(stream_id, after)
+        if entries is None or entries or wait <= 0:
+            return entries
+        log = self._logs[stream_id]
+        with anyio.move_on_after(wait if math.isfinite(wait) else None):
+            await log.changed.wait()
+        return self.read_now(stream_id, after)
+
+    async def meta(self, stream_id: str) -> dict[str, str] | None:
+        log = self._get(stream_id)
+        return None if log is None else dict(log.meta)
+
+    async def producer_alive(self, stream_id: str) -> bool:
+        return True  # the producer runs in this process, as the reader does
+
+    async def request_cancel(self, stream_id: str) -> None:
+        if self.on_cancel is not None:
+            self.on_cancel(stream_id)
+
+    def drop(self, stream_id: str) -> None:
+        """Forget a stream's log now (its readers find it gone)."""
+        log = self._logs.pop(stream_id, None)
+        if log is not None:
+            log.changed.set()

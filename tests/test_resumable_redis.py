@@ -1,0 +1,220 @@
+"""Resumable streams on a real Redis, with real proxy processes: resume on another process,
+a producer killed, Redis restarted, cancel from another process."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from pacer.redislog import RedisLog
+from pacer.resumable import ResumableStreams
+from pacer.sse import ServerSentEvent, SSEDecoder
+from pacer.streamlog import EventsTrimmed
+
+from .hostile import content_of
+from .servers import CONTENT, RedisServer, Upstream, cli_proxy, serve
+
+SLOW_TEXT = "".join(CONTENT * 40)  # the fake upstream's "slow" model: about 7 s
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[tuple[Upstream, str]]:
+    upstream = Upstream()
+    with serve(upstream.app) as url:
+        yield upstream, url
+
+
+@contextlib.contextmanager
+def _proxy(upstream: str, redis: RedisServer) -> Iterator[tuple[str, Any]]:
+    with cli_proxy("--upstream", f"{upstream}/v1", "--cps", "2000", "--redis", redis.url) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def pair(fake: tuple[Upstream, str], redis: RedisServer) -> Iterator[tuple[str, str]]:
+    """Two proxy processes sharing the Redis."""
+    with _proxy(fake[1], redis) as (a, _), _proxy(fake[1], redis) as (b, _):
+        yield a, b
+
+
+def _start(proxy: str, user: str) -> tuple[str, Any, Any]:
+    """POST a slow stream to ``proxy``; its id, the open response and its event reader."""
+    body = {"model": "slow", "messages": [], "stream": True, "user": user}
+    context = httpx.stream("POST", f"{proxy}/v1/chat/completions", json=body, timeout=30)
+    response = context.__enter__()
+    assert response.status_code == 200
+    return response.headers["x-pacer-stream-id"], context, _events(response)
+
+
+def _events(response: httpx.Response) -> Iterator[ServerSentEvent]:
+    decoder = SSEDecoder()
+    for data in response.iter_bytes():
+        yield from decoder.feed(data)
+
+
+def _follow(proxy: str, stream_id: str, last: str | None = None) -> Any:
+    headers = {"Last-Event-ID": last} if last else {}
+    return httpx.stream("GET", f"{proxy}/v1/streams/{stream_id}", headers=headers, timeout=30)
+
+
+def _ids_run_on(events: list[ServerSentEvent], first: int = 1) -> bool:
+    return [e.id for e in events] == [str(i) for i in range(first, first + len(events))]
+
+
+def test_a_client_that_drops_resumes_on_the_other_process_with_nothing_lost_or_twice(
+    pair: tuple[str, str],
+) -> None:
+    a, b = pair
+    stream_id, context, events = _start(a, "resume-on-b")
+    head = [next(events) for _ in range(25)]
+    context.__exit__(None, None, None)  # the client drops
+    with _follow(b, stream_id, head[-1].id) as response:
+        assert response.status_code == 200 and response.headers["x-pacer-stream-id"] == stream_id
+        rest = list(_events(response))
+    whole = head + rest
+    assert _ids_run_on(whole)
+    assert content_of(whole) == SLOW_TEXT and whole[-1].data == "[DONE]"
+    with _follow(b, stream_id) as response:
+        assert list(_events(response)) == whole  # B replays it all, after the end too
+
+
+def test_readers_elsewhere_get_an_error_soon_after_the_producer_process_is_killed(
+    fake: tuple[Upstream, str], pair: tuple[str, str], redis: RedisServer
+) -> None:
+    _, b = pair
+    with _proxy(fake[1], redis) as (doomed, process):
+        stream_id, context, events = _start(doomed, "killed")
+        head = [next(events) for _ in range(5)]
+        with _follow(b, stream_id, head[-1].id) as response:
+            rest = _events(response)
+            got = [next(rest)]
+            process.kill()
+            killed = time.monotonic()
+            got += list(rest)
+            noticed = time.monotonic() - killed
+        with contextlib.suppress(httpx.TransportError):
+            context.__exit__(None, None, None)
+    assert got[-1].event == "error"
+    assert json.loads(got[-1].data)["error"]["type"] == "producer_lost"
+    assert _ids_run_on(head + got[:-1])
+    assert SLOW_TEXT.startswith(content_of(head + got[:-1]))
+    assert noticed < 10  # the liveness key lapses in 3 s; readers look every second
+    print(f"producer loss noticed after {noticed:.2f} s")
+
+
+def test_cancel_sent_to_one_process_stops_the_generation_running_in_the_other(
+    fake: tuple[Upstream, str], pair: tuple[str, str]
+) -> None:
+    upstream, _ = fake
+    a, b = pair
+    stream_id, context, events = _start(a, "cancel-from-b")
+    seen = [next(events) for _ in range(10)]
+    with _follow(b, stream_id) as response:
+        there = _events(response)
+        other = [next(there) for _ in range(10)]
+        sent = time.monotonic()
+        answer = httpx.post(f"{b}/v1/streams/{stream_id}/cancel", timeout=30).json()
+        other += list(there)
+    seen += list(events)
+    context.__exit__(None, None, None)
+    assert answer["outcome"] == "cancelled"
+    for got in (seen, other):
+        assert content_of(got) == answer["text"]
+        assert got[-1].data == "[DONE]" and got[-1].id == answer["last_event_id"]
+        assert _ids_run_on(got)
+    assert seen == other
+    assert "cancel-from-b" in upstream.closed and "cancel-from-b" not in upstream.completed
+    assert upstream.closed["cancel-from-b"] - sent < 5
+    print(
+        f"upstream closed {1000 * (upstream.closed['cancel-from-b'] - sent):.0f} ms after the cancel was sent"
+    )
+
+
+def test_a_redis_restart_mid_stream_is_a_clear_error_for_every_reader(
+    fake: tuple[Upstream, str], redis: RedisServer
+) -> None:
+    with _proxy(fake[1], redis) as (a, _), _proxy(fake[1], redis) as (b, _):
+        stream_id, context, events = _start(a, "redis-restart")
+        here = [next(events) for _ in range(10)]
+        with _follow(b, stream_id, here[-1].id) as response:
+            there = _events(response)
+            elsewhere = [next(there)]
+            redis.restart()
+            elsewhere += list(there)
+        here += list(events)
+        context.__exit__(None, None, None)
+    for got, first in ((here, 1), (elsewhere, int(elsewhere[0].id))):
+        assert got[-1].event == "error"
+        assert json.loads(got[-1].data)["error"]["type"] in ("stream_lost", "stream_store_unavailable")
+        assert _ids_run_on(got[:-1], first)
+        assert all(e.data != "[DONE]" for e in got)
+    assert SLOW_TEXT.startswith(content_of(here[:-1]))
+
+
+def test_the_redis_log_keeps_a_stream_retention_long_and_bounds_its_entries(redis: RedisServer) -> None:
+    async def main() -> tuple[list[bytes], int, int | None, int]:
+        log = RedisLog(redis.url, retention=5, max_events=50, prefix="bounded:")
+
+        async def frames() -> Any:
+            for i in range(500):
+                yield f"data: {i}\n\n".encode()
+
+        async with ResumableStreams(log) as hub:
+            stream_id = await hub.start(frames(), fmt="text")
+            await anyio.sleep(0.3)  # the stream, and the background writes
+            with pytest.raises(EventsTrimmed, match="keeps events from id"):
+                [f async for f in hub.follow(stream_id)]
+            local = [f async for f in hub.follow(stream_id, 480)]
+            from redis.asyncio import Redis
+
+            client = Redis.from_url(redis.url)
+            length = await client.xlen(f"bounded:{stream_id}")
+            ttl = await client.pttl(f"bounded:{stream_id}")
+            usage = await log.memory_usage(stream_id)
+            await client.aclose()
+        return local, length, ttl, usage
+
+    local, length, ttl, usage = anyio.run(main)
+    assert local[-1] == b"data: 499\nid: 500\n\n" and len(local) == 20
+    assert 51 <= length < 500  # MAXLEN ~ 50: trimmed, roughly
+    assert ttl is not None and 0 < ttl <= 5000
+    assert usage > 0
+
+
+def test_redis_log_says_what_is_wrong() -> None:
+    with pytest.raises(ValueError, match="url must be a redis://"):
+        RedisLog("localhost:6379")
+
+    async def unreachable() -> None:
+        with pytest.raises(Exception, match=r"cannot reach redis://127\.0\.0\.1:9/0"):
+            async with ResumableStreams(RedisLog("redis://127.0.0.1:9/0")):
+                pass
+
+    anyio.run(unreachable)
+
+
+def test_the_proxy_will_not_start_without_its_redis(fake: tuple[Upstream, str]) -> None:
+    import subprocess
+    import sys
+
+    command = [
+        sys.executable,
+        "-m",
+        "pacer",
+        "proxy",
+        "--upstream",
+        fake[1],
+        "--redis",
+        "redis://127.0.0.1:9/0",
+    ]
+    command += ["--port", "0"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "cannot reach redis://127.0.0.1:9/0" in done.stderr
