@@ -197,13 +197,16 @@ class RedisLog(StreamLog):
 
     async def create(self, stream_id: str, meta: Mapping[str, str]) -> None:
         meta_key = self._key(stream_id, ":m")
-        if not await self._call("hsetnx", meta_key, "owner", self.owner):
-            raise StreamExists(f"stream {stream_id!r} already has a log")
         ttl = math.ceil(self.retention * 1000)
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(meta_key, mapping=dict(meta))
-            pipe.pexpire(meta_key, ttl)
-            await self._run(pipe)
+            pipe.hsetnx(meta_key, "owner", self.owner)
+            pipe.pexpire(meta_key, ttl)  # never a key without a lifetime, whatever happens next
+            claimed, _ = await self._run(pipe)
+        if isinstance(claimed, Exception):
+            raise StoreUnavailable(f"Redis at {self.url} refused to start stream {stream_id!r}: {claimed}")
+        if not claimed:
+            raise StreamExists(f"stream {stream_id!r} already has a log")
+        await self._call("hset", meta_key, mapping=dict(meta))
         await self.local.create(stream_id, meta)
 
     async def append(self, stream_id: str, entries: Sequence[Entry]) -> None:

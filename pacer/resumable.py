@@ -371,7 +371,7 @@ class ResumableStreams:
             return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
 
         last = (headers or {}).get("last-event-id", "").strip()
-        if (last and not last.isdigit()) or len(last) > 18:
+        if (last and not (last.isascii() and last.isdigit())) or len(last) > 18:
             return error(
                 400,
                 f"Last-Event-ID must be an event id of this stream (digits), got {last!r}",

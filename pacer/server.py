@@ -204,15 +204,13 @@ class EventStreamResponse(Response):
         return [*headers, (b"content-encoding", encoding.encode()), (b"vary", b"accept-encoding")]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (resumable := self._resumable) is not None and resumable.stream_id is None:
-            from .resumable import STREAM_ID_HEADER
-
-            stream_id = resumable.stream_id = await resumable.streams.start(self.frames, fmt=resumable.fmt)
-            self.frames = resumable.streams.follow(stream_id)
-            self.raw_headers += [
-                (STREAM_ID_HEADER.lower().encode(), stream_id.encode()),
-                (b"access-control-expose-headers", STREAM_ID_HEADER.encode()),
-            ]
+        resumable = self._resumable
+        if (
+            resumable is not None
+            and resumable.stream_id is None
+            and not await self._begin(resumable, scope, receive, send)
+        ):
+            return
         headers = self._negotiate(scope)
         if self.observer is not None:
             self.observer.opened()
@@ -248,6 +246,29 @@ class EventStreamResponse(Response):
             self.observer.closed(outcome, self.pipelines)
         if self.on_close is not None:
             self.on_close(outcome)
+
+    async def _begin(self, resumable: _Resumable, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Start producing the frames into a resumable stream, and read that instead;
+        ``False`` when the log cannot take it (Redis down), a 503 having been sent."""
+        from .resumable import STREAM_ID_HEADER
+        from .streamlog import StreamLogError
+
+        try:
+            stream_id = await resumable.streams.start(self.frames, fmt=resumable.fmt)
+        except StreamLogError as exc:
+            log.warning("pacer: no resumable stream: %s", exc)
+            with anyio.CancelScope(shield=True):
+                await aclose_source(self.frames)
+            refusal = Response(json.dumps(error_body(exc)), 503, media_type="application/json")
+            await refusal(scope, receive, send)
+            return False
+        resumable.stream_id = stream_id
+        self.frames = resumable.streams.follow(stream_id)
+        self.raw_headers += [
+            (STREAM_ID_HEADER.lower().encode(), stream_id.encode()),
+            (b"access-control-expose-headers", STREAM_ID_HEADER.encode()),
+        ]
+        return True
 
     async def _send(self, send: Send, frame: bytes, more: bool) -> None:
         writes = self._writes

@@ -359,8 +359,9 @@ def test_the_proxy_answers_bad_stream_requests_with_json_errors(fake: tuple[Upst
         assert httpx.post(f"{proxy}/v1/streams/0123abcd/cancel").status_code == 404
         body = {"model": "normal", "messages": [], "stream": True}
         stream_id = httpx.post(f"{proxy}/v1/chat/completions", json=body).headers["x-pacer-stream-id"]
-        bad = httpx.get(f"{proxy}/v1/streams/{stream_id}", headers={"Last-Event-ID": "x1"})
-        assert bad.status_code == 400 and "Last-Event-ID" in bad.json()["error"]["message"]
+        for bad_id in (b"x1", b"-1", b"1.5", b"\xb2"):  # the last: "²" (latin-1), a digit to str.isdigit
+            bad = httpx.get(f"{proxy}/v1/streams/{stream_id}", headers={"Last-Event-ID": bad_id})
+            assert bad.status_code == 400 and "Last-Event-ID" in bad.json()["error"]["message"]
         beyond = httpx.get(f"{proxy}/v1/streams/{stream_id}", headers={"Last-Event-ID": "100000"})
         assert beyond.status_code == 400 and beyond.json()["error"]["type"] == "invalid_last_event_id"
     off = create_proxy(fake[1], lambda: Pacer(cps=5000), resumable=False)
@@ -467,6 +468,27 @@ def test_the_client_resumes_across_cut_connections_and_yields_each_event_once(
         whole = _read_all(f"{proxy}/v1/streams/{stream.stream_id}")
     assert events == whole
     assert content_of(events) == "".join(CONTENT * 40)
+
+
+def test_the_clients_cancel_is_the_stop_button(scripted: str) -> None:
+    app = create_proxy(scripted, lambda: Pacer(cps=40))
+
+    async def main(proxy: str) -> tuple[list[ServerSentEvent], dict[str, Any]]:
+        async with httpx.AsyncClient(timeout=30) as http:
+            body = {"model": "m", "stream": True}
+            stream = ResumableStream(http, f"{proxy}/v1/chat/completions", json=body)
+            events: list[ServerSentEvent] = []
+            answer: dict[str, Any] = {}
+            async for event in stream:
+                events.append(event)
+                if content_of(events) and not answer:
+                    answer = await stream.cancel()
+        return events, answer
+
+    with serve(app) as proxy:
+        events, answer = anyio.run(main, proxy)
+    assert answer["outcome"] == "cancelled" and content_of(events) == answer["text"]
+    assert events[-1].data == "[DONE]" and events[-1].id == answer["last_event_id"]
 
 
 def test_the_client_says_why_it_cannot_go_on() -> None:

@@ -158,6 +158,22 @@ def test_a_redis_restart_mid_stream_is_a_clear_error_for_every_reader(
     assert SLOW_TEXT.startswith(content_of(here[:-1]))
 
 
+def test_a_stream_asked_for_while_redis_is_down_is_a_503_and_the_upstream_is_let_go(
+    fake: tuple[Upstream, str], redis: RedisServer
+) -> None:
+    upstream, url = fake
+    with _proxy(url, redis) as (proxy, _):
+        redis.stop()
+        try:
+            body = {"model": "slow", "messages": [], "stream": True, "user": "redis-down"}
+            response = httpx.post(f"{proxy}/v1/chat/completions", json=body, timeout=30)
+        finally:
+            redis.start()
+    assert response.status_code == 503
+    assert response.json()["error"]["type"] == "stream_store_unavailable"
+    assert "redis-down" in upstream.closed and "redis-down" not in upstream.completed
+
+
 def test_the_redis_log_keeps_a_stream_retention_long_and_bounds_its_entries(redis: RedisServer) -> None:
     async def main() -> tuple[list[bytes], int, int | None, int]:
         log = RedisLog(redis.url, retention=5, max_events=50, prefix="bounded:")
