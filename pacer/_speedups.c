@@ -1,18 +1,35 @@
-/* Optional C speed-up for pacer.Detokenizer.feed and .ingest: the steady-state table lookup.
+/* Optional C speed-up for pacer.Detokenizer.feed and .ingest: the quick paths of one id.
  *
  * A FeedMethod stands on the Detokenizer class in place of ``feed``, and another in
  * place of ``ingest`` (what a pipeline calls). Each instance keeps a TableState in a
- * ``__slots__`` member (``_lookup_state``), read at its offset. While the state is
- * steady, one exact ``int`` id with text in its table (a tuple indexed by id, ``None``
- * where the id has no fixed text) is counted and answered: ``feed`` returns
- * ``[text]``; ``ingest`` returns ``[Chunk(text, now)]``, or ``[]`` for an empty text.
- * That is all the pure-Python fast path does, without the cost of a Python-level call.
- * Anything else (another type, a time argument to ``feed``, an id not in the table,
- * a state that is not steady) calls the pure-Python method, which owns every rule and
- * every error. Nothing here refers back to an instance: no reference cycles.
+ * ``__slots__`` member (``_lookup_state``), read at its offset. The Detokenizer sets
+ * the state's ``mode``; for one exact ``int`` id:
  *
- * Cost: one type check, one tuple index and one one-element list per token (and
- * one Chunk, for ``ingest``).
+ * - mode 1 or 2, no bytes of an unfinished character pending, the id in the table (a
+ *   tuple indexed by id, ``None`` where the id has no fixed text): that text;
+ * - mode 2, the id has bytes (``pieces``, ``None`` where it may not be decoded alone):
+ *   the pending bytes and these, decoded as ``codecs.utf_8_decode(data, errors, False)``
+ *   decodes them (the same C function), the bytes of a character not yet finished
+ *   kept in ``pending`` for the next id;
+ * - mode 4 (decoders with transformers' clean-up), nothing pending, the id in the
+ *   ``inert`` table (the texts the clean-up leaves as they are): that text;
+ * - mode 3 (decoders with byte-fallback runs, HF ``ByteFallback``): ``runs`` says what
+ *   the id is to a run. A byte (0-255) joins the pending run, an id skipped (-2)
+ *   leaves it, and any other id with a table text closes it: the run's UTF-8, or one
+ *   U+FFFD a byte if any of it is invalid, then the id's text.
+ *
+ * The pure-Python paths read and write ``pending`` too: it is the one place those
+ * bytes live.
+ *
+ * ``feed`` returns ``[text]`` (``[]`` for a decode that completes nothing); ``ingest``
+ * returns ``[Chunk(text, now)]``, or ``[]`` for an empty text. That is what the
+ * pure-Python paths do, without the cost of a Python-level call. Anything else
+ * (another type, a time argument to ``feed``, an id in neither table, mode 0) calls
+ * the pure-Python method, which owns every rule and every error. Nothing here refers
+ * back to an instance: no reference cycles.
+ *
+ * Cost: one type check, one tuple index, at most one UTF-8 decode of a few bytes and
+ * one one-element list per token (and one Chunk, for ``ingest``).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -21,38 +38,104 @@
 /* The per-instance state the fast path reads: a Detokenizer keeps one in a slot. */
 typedef struct {
     PyObject_HEAD
-    PyObject *table;  /* tuple: id -> str, or None */
-    Py_ssize_t count; /* ids the fast path has taken */
-    int steady;       /* set by the Detokenizer: the table alone decides a token's text */
+    PyObject *table;   /* tuple: id -> str, or None */
+    PyObject *pieces;  /* tuple: id -> bytes, or None */
+    PyObject *errors;  /* str: the UTF-8 decoder's error handler */
+    PyObject *pending; /* bytes of an unfinished character or run (set by the Python paths too) */
+    PyObject *runs;    /* tuple: id -> its byte, -2 (skipped) or -1; empty without runs */
+    PyObject *inert;   /* tuple: id -> str the clean-up leaves as it is, or None; may be empty */
+    Py_ssize_t count;  /* ids the fast path has taken */
+    int mode;          /* set by the Detokenizer: 0 none, 2 the table and the bytes, 3 runs, 4 inert */
 } TableState;
 
 static int
 TableState_init(TableState *self, PyObject *args, PyObject *kwds)
 {
-    static char *names[] = {"table", NULL};
-    PyObject *table;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!:TableState", names, &PyTuple_Type, &table)) {
+    static char *names[] = {"table", "pieces", "errors", "runs", "inert", NULL};
+    PyObject *table, *pieces, *errors, *runs = NULL, *inert = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!U|O!O!:TableState", names, &PyTuple_Type, &table,
+                                     &PyTuple_Type, &pieces, &errors, &PyTuple_Type, &runs, &PyTuple_Type,
+                                     &inert)) {
         return -1;
     }
-    Py_INCREF(table);
-    Py_XSETREF(self->table, table);
+    Py_XSETREF(self->runs, runs == NULL ? PyTuple_New(0) : Py_NewRef(runs));
+    Py_XSETREF(self->inert, inert == NULL ? PyTuple_New(0) : Py_NewRef(inert));
+    if (self->runs == NULL || self->inert == NULL) {
+        return -1;
+    }
+    if (PyUnicode_AsUTF8(errors) == NULL) {
+        return -1;
+    }
+    Py_XSETREF(self->table, Py_NewRef(table));
+    Py_XSETREF(self->pieces, Py_NewRef(pieces));
+    Py_XSETREF(self->errors, Py_NewRef(errors));
+    Py_XSETREF(self->pending, PyBytes_FromStringAndSize(NULL, 0));
     self->count = 0;
-    self->steady = 0;
-    return 0;
+    self->mode = 0;
+    return self->pending == NULL ? -1 : 0;
 }
 
 static void
 TableState_dealloc(TableState *self)
 {
     Py_CLEAR(self->table);
+    Py_CLEAR(self->pieces);
+    Py_CLEAR(self->errors);
+    Py_CLEAR(self->pending);
+    Py_CLEAR(self->runs);
+    Py_CLEAR(self->inert);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+static PyObject *TableState_run(TableState *s, Py_ssize_t id, int *taken);
+
 static PyMemberDef TableState_members[] = {
-    {"steady", T_INT, offsetof(TableState, steady), 0, "The table alone decides a token's text."},
+    {"mode", T_INT, offsetof(TableState, mode), 0, "0: no quick path; 2: the table and the bytes; 3: runs; 4: the inert table."},
     {"count", T_PYSSIZET, offsetof(TableState, count), 0, "Ids taken by the fast path."},
+    {"pending", T_OBJECT_EX, offsetof(TableState, pending), 0, "Bytes of an unfinished character."},
     {NULL},
 };
+
+/* The text ``piece`` completes after the pending bytes; the bytes of a character it leaves
+ * unfinished become the pending ones. A new reference, or NULL with an exception set. */
+static PyObject *
+TableState_decode(TableState *s, PyObject *piece)
+{
+    Py_ssize_t held = PyBytes_GET_SIZE(s->pending), size = PyBytes_GET_SIZE(piece);
+    const char *data = PyBytes_AS_STRING(piece);
+    char joined[64];
+    PyObject *whole = NULL;
+    if (held) {
+        if (held + size <= (Py_ssize_t)sizeof(joined)) {
+            memcpy(joined, PyBytes_AS_STRING(s->pending), held);
+            memcpy(joined + held, data, size);
+            data = joined;
+        }
+        else {
+            whole = PyBytes_FromStringAndSize(NULL, held + size);
+            if (whole == NULL) {
+                return NULL;
+            }
+            memcpy(PyBytes_AS_STRING(whole), PyBytes_AS_STRING(s->pending), held);
+            memcpy(PyBytes_AS_STRING(whole) + held, data, size);
+            data = PyBytes_AS_STRING(whole);
+        }
+        size += held;
+    }
+    Py_ssize_t used = 0;
+    PyObject *text = PyUnicode_DecodeUTF8Stateful(data, size, PyUnicode_AsUTF8(s->errors), &used);
+    if (text != NULL && (used != size || held)) {
+        PyObject *rest = PyBytes_FromStringAndSize(data + used, size - used);
+        if (rest == NULL) {
+            Py_CLEAR(text);
+        }
+        else {
+            Py_SETREF(s->pending, rest);
+        }
+    }
+    Py_XDECREF(whole);
+    return text;
+}
 
 static PyTypeObject TableStateType = {
     PyVarObject_HEAD_INIT(NULL, 0)
@@ -65,6 +148,69 @@ static PyTypeObject TableStateType = {
     .tp_dealloc = (destructor)TableState_dealloc,
     .tp_members = TableState_members,
 };
+
+/* Mode 3: what id ``id`` gives with byte-fallback runs. Sets ``*taken`` when the id is
+ * this path's: then the text (a new reference; empty for a byte or a skipped id), or
+ * NULL with an exception set. Leaves ``*taken`` 0 (and returns NULL, no exception)
+ * for an id the Python path must take. */
+static PyObject *
+TableState_run(TableState *s, Py_ssize_t id, int *taken)
+{
+    *taken = 0;
+    if (id < 0 || id >= PyTuple_GET_SIZE(s->runs) || id >= PyTuple_GET_SIZE(s->table)) {
+        return NULL;
+    }
+    long kind = PyLong_AsLong(PyTuple_GET_ITEM(s->runs, id));
+    if (kind == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return NULL;
+    }
+    Py_ssize_t held = PyBytes_GET_SIZE(s->pending);
+    if (kind >= 0 || kind == -2) {
+        *taken = 1;
+        if (kind >= 0) {
+            PyObject *run = PyBytes_FromStringAndSize(NULL, held + 1);
+            if (run == NULL) {
+                return NULL;
+            }
+            memcpy(PyBytes_AS_STRING(run), PyBytes_AS_STRING(s->pending), held);
+            PyBytes_AS_STRING(run)[held] = (char)kind;
+            Py_SETREF(s->pending, run);
+        }
+        return PyUnicode_FromStringAndSize(NULL, 0);
+    }
+    PyObject *text = PyTuple_GET_ITEM(s->table, id);
+    if (text == Py_None) {
+        return NULL;
+    }
+    *taken = 1;
+    if (held == 0) {
+        return Py_NewRef(text);
+    }
+    PyObject *run = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(s->pending), held, "strict");
+    if (run == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+            return NULL;
+        }
+        PyErr_Clear();
+        run = PyUnicode_New(held, 0xFFFD);
+        if (run == NULL) {
+            return NULL;
+        }
+        for (Py_ssize_t k = 0; k < held; k++) {
+            PyUnicode_WRITE(PyUnicode_KIND(run), PyUnicode_DATA(run), k, 0xFFFD);
+        }
+    }
+    PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
+    if (empty == NULL) {
+        Py_DECREF(run);
+        return NULL;
+    }
+    Py_SETREF(s->pending, empty);
+    PyObject *joined = PyUnicode_Concat(run, text);
+    Py_DECREF(run);
+    return joined;
+}
 
 /* A method descriptor put on the Detokenizer class in place of ``feed`` (``chunk``
  * NULL) or ``ingest`` (``chunk`` set). Called as ``detokenizer.feed(id)`` or
@@ -93,27 +239,52 @@ FeedMethod_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObje
             return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
         }
         Py_INCREF(state);
-        if (Py_IS_TYPE(state, &TableStateType) && ((TableState *)state)->steady) {
+        if (Py_IS_TYPE(state, &TableStateType) && ((TableState *)state)->mode
+            && PyBytes_CheckExact(((TableState *)state)->pending)) {
             TableState *s = (TableState *)state;
             Py_ssize_t id = PyLong_AsSsize_t(args[1]);
             if (id == -1 && PyErr_Occurred()) {
                 PyErr_Clear(); /* too big for any table: the Python path says what is wrong */
             }
-            PyObject *text = 0 <= id && id < PyTuple_GET_SIZE(s->table) ? PyTuple_GET_ITEM(s->table, id) : Py_None;
-            if (text != Py_None) {
-                PyObject *item;
-                if (self->chunk == NULL) {
-                    Py_INCREF(text);
-                    item = text;
+            PyObject *text = NULL; /* a new reference once found */
+            int whole = PyBytes_GET_SIZE(s->pending) == 0;
+            if (s->mode == 3) {
+                int taken;
+                text = TableState_run(s, id, &taken);
+                if (text == NULL && taken) {
+                    Py_DECREF(state);
+                    return NULL;
                 }
-                else if (PyUnicode_GET_LENGTH(text) == 0) {
+                whole = 0; /* a byte or a skipped id: [] from feed too */
+            }
+            else if (whole && 0 <= id && id < PyTuple_GET_SIZE(s->mode == 4 ? s->inert : s->table)
+                     && PyTuple_GET_ITEM(s->mode == 4 ? s->inert : s->table, id) != Py_None) {
+                text = Py_NewRef(PyTuple_GET_ITEM(s->mode == 4 ? s->inert : s->table, id));
+            }
+            else if (s->mode == 2 && 0 <= id && id < PyTuple_GET_SIZE(s->pieces)
+                     && PyBytes_CheckExact(PyTuple_GET_ITEM(s->pieces, id))) {
+                text = TableState_decode(s, PyTuple_GET_ITEM(s->pieces, id));
+                if (text == NULL) {
+                    Py_DECREF(state);
+                    return NULL;
+                }
+                whole = 0; /* feed, like the Python path, gives [] for no text */
+            }
+            if (text != NULL) {
+                PyObject *item;
+                if (PyUnicode_GET_LENGTH(text) == 0 && (self->chunk != NULL || !whole)) {
                     s->count++;
+                    Py_DECREF(text);
                     Py_DECREF(state);
                     return PyList_New(0);
+                }
+                if (self->chunk == NULL) {
+                    item = text;
                 }
                 else {
                     PyObject *chunk_args[2] = {text, args[2]};
                     item = PyObject_Vectorcall(self->chunk, chunk_args, 2, NULL);
+                    Py_DECREF(text);
                     if (item == NULL) {
                         Py_DECREF(state);
                         return NULL;

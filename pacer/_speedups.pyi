@@ -6,9 +6,17 @@ from typing import Any, final
 class TableState:
     """What FeedMethod's fast path reads, per Detokenizer."""
 
-    steady: int
+    mode: int
     count: int
-    def __init__(self, table: tuple[str | None, ...]) -> None: ...
+    pending: bytes
+    def __init__(
+        self,
+        table: tuple[str | None, ...],
+        pieces: tuple[bytes | None, ...],
+        errors: str,
+        runs: tuple[int, ...] = ...,
+        inert: tuple[str | None, ...] = ...,
+    ) -> None: ...
 
 @final
 class FeedMethod:

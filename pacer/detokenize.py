@@ -30,12 +30,11 @@ from __future__ import annotations
 
 import codecs
 import enum
-import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from ._core import Chunk, Stage, closed_error
-from .tokenizers import Vocab, vocab_for
+from .tokenizers import CLEANUP_REPLACEMENTS, CLEANUP_SEEN, Vocab, vocab_for
 
 _speedups: Any
 try:
@@ -99,19 +98,23 @@ class Detokenizer(Stage):
         self.skip_special_tokens = skip_special_tokens
         self._table = self.vocab.steady_texts  # id -> its text, where that text is fixed
         self._count = 0  # ids taken so far by the Python paths, for error messages
-        self._utf8 = _Utf8(self.vocab.errors)
         # Until the first non-empty piece, the decoder may treat it specially.
         self._at_start = self.vocab.strip_first == "token" or self.vocab.first is not None
         self._steps = _TextSteps(self.vocab.strip_first, self.vocab.cleanup)
         # Decoders that look at the token before or after (BPEDecoder, CTC) go token by token.
         chain = self.vocab.last is not None or self.vocab.repeats is not None
         self._neighbours = _Neighbours(self.vocab) if chain else None
-        self._run = bytearray()  # the pending byte-fallback run (HF ByteFallback)
         self._mode = _CHECKED
-        # What the C ``feed`` (when built) reads: the same table, and whether the mode is steady.
-        self._lookup_state: Any = (
-            _speedups.TableState(self.vocab.steady_list) if _speedups is not None and _SPEEDUPS else None
-        )
+        # What the C ``feed`` (when built) reads: the same tables, the mode, and the bytes of
+        # an unfinished character (which it shares with the Python paths through ``_utf8``).
+        self._lookup_state: Any = None
+        if _speedups is not None and _SPEEDUPS:
+            vocab = self.vocab
+            inert = vocab.inert_list if vocab.cleanup else ()
+            self._lookup_state = _speedups.TableState(
+                vocab.steady_list, vocab.bytewise_list, vocab.errors, vocab.run_list, inert
+            )
+        self._utf8 = _Utf8(self.vocab.errors, self._lookup_state or _Pending())
         self._settle()
 
     def __repr__(self) -> str:
@@ -119,6 +122,8 @@ class Detokenizer(Stage):
 
     def feed(self, item: Any, now: float | None = None) -> list[str]:
         """Take one id or a sequence of ids; return the text they complete."""
+        if self._lookup_state is not None:
+            self._settle()  # the C path may have taken ids since (and left part of a character)
         if type(item) is int and now is None:
             if self._mode is _STEADY:
                 text = self._table.get(item)
@@ -134,6 +139,8 @@ class Detokenizer(Stage):
         raise TypeError("Detokenizer takes token ids, not text: put it first in the pipeline")
 
     def ingest(self, item: object, now: float) -> list[Chunk]:
+        if self._lookup_state is not None:
+            self._settle()
         if type(item) is int:
             text = self._one(item)
             if text is not None:
@@ -154,13 +161,27 @@ class Detokenizer(Stage):
         vocab = self.vocab
         if self._ended or self._at_start or self._neighbours is not None:
             mode = _CHECKED
-        elif self._utf8.partial or self._run:
+        elif self._utf8.partial:  # part of a character, or a byte-fallback run
             mode = _BYTEWISE if vocab.byte_runs is None else _CHECKED
         else:
             mode = _LOOKUP if self._steps.active else _STEADY
         self._mode = mode
         if self._lookup_state is not None:
-            self._lookup_state.steady = mode is _STEADY
+            self._lookup_state.mode = self._c_mode()
+
+    def _c_mode(self) -> int:
+        """The C lookup's mode: 2, the table while no character is unfinished, else the id's
+        bytes; 3, the table and byte-fallback runs; 4, the texts the clean-up leaves as they
+        are, while it holds nothing; 0, none (every rule is the Python path's)."""
+        vocab, steps = self.vocab, self._steps
+        if self._ended or self._at_start or self._neighbours is not None:
+            return 0
+        if not steps.active:
+            return 2 if vocab.byte_runs is None else 3
+        cleanup = steps.cleanup
+        if steps.strip_both or steps.first_space or cleanup is None or cleanup.holding:
+            return 0
+        return 4 if vocab.byte_runs is None and not self._utf8.partial else 0
 
     def _taken(self) -> int:
         """How many ids the stream has taken so far."""
@@ -263,13 +284,10 @@ class Detokenizer(Stage):
         return ""
 
     def _convert_runs(self, ids: Sequence[int]) -> str:
-        pieces, runs, run, skipped = (
-            self.vocab.pieces,
-            self.vocab.byte_runs,
-            self._run,
-            self.vocab.skipped_ids,
-        )
+        pieces, runs, skipped = self.vocab.pieces, self.vocab.byte_runs, self.vocab.skipped_ids
         assert runs is not None
+        holder = self._utf8.holder  # the pending run lives where the C lookup finds it too
+        run = bytearray(holder.pending)
         out: list[str] = []
         for i in ids:
             byte = runs.get(i)
@@ -279,22 +297,16 @@ class Detokenizer(Stage):
             if i in skipped:
                 continue
             if run:
-                out.append(self._close_run())
+                out.append(_run_text(run))
+                run.clear()
             out.append(pieces[i])
+        holder.pending = bytes(run)
         return "".join(out)
-
-    def _close_run(self) -> str:
-        run = self._run
-        try:
-            text = run.decode("utf-8")
-        except UnicodeDecodeError:
-            text = REPLACEMENT * len(run)
-        run.clear()
-        return text
 
     def _end(self) -> str:
         if self.vocab.byte_runs is not None:
-            text = self._close_run() if self._run else ""
+            holder = self._utf8.holder
+            text, holder.pending = _run_text(holder.pending), b""
         elif self._neighbours is not None:
             text = self._utf8.end(self._neighbours.end())  # the last token's own ending
         else:
@@ -302,23 +314,51 @@ class Detokenizer(Stage):
         return self._steps.end(text)
 
 
-class _Utf8:
-    """An incremental UTF-8 decode that says whether it holds part of a character."""
+def _run_text(run: bytes | bytearray) -> str:
+    """A byte-fallback run's text: its UTF-8, or one U+FFFD a byte if any of it is invalid."""
+    try:
+        return run.decode("utf-8")
+    except UnicodeDecodeError:
+        return REPLACEMENT * len(run)
 
-    def __init__(self, errors: str) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors)
-        self.partial = False
+
+class _Pending:
+    """Where ``_Utf8`` keeps the bytes of an unfinished character (with the C lookup: its state)."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending = b""
+
+
+class _Utf8:
+    """An incremental UTF-8 decode that says whether it holds part of a character: what
+    ``codecs``' incremental decoder does, with the held bytes in ``holder.pending``, where
+    the C lookup reads and writes them too."""
+
+    def __init__(self, errors: str, holder: Any) -> None:
+        self.errors = errors
+        self.holder = holder
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.holder.pending)
 
     def decode(self, data: bytes) -> str:
-        text: str = self._decoder.decode(data)
-        self.partial = self._decoder.getstate()[0] != b""
+        holder = self.holder
+        if holder.pending:
+            data = holder.pending + data
+        text, used = codecs.utf_8_decode(data, self.errors, False)
+        holder.pending = data[used:]
         return text
 
     def end(self, data: bytes) -> str:
         """Decode the last ``data``, resolving an unfinished character as the end of a stream does."""
-        text: str = self._decoder.decode(data, True)
-        self.partial = False
-        return text
+        holder = self.holder
+        if holder.pending:
+            data = holder.pending + data
+            holder.pending = b""
+        return codecs.utf_8_decode(data, self.errors, True)[0]
 
 
 class _Neighbours:
@@ -416,28 +456,22 @@ def _shared_prefix(a: bytes, b: bytes) -> int:
     return k
 
 
-#: transformers' clean_up_tokenization: applied in this order, each over the whole text.
-CLEANUP_REPLACEMENTS = (
-    (" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"),
-    (" n't", "n't"), (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"),
-)  # fmt: skip
-
-
-_CLEANUP_START = re.compile(r" [.?!,'n]")  # where any cleanup pattern could start
-assert all(p[0] == " " and p[1] in ".?!,'n" for p, _ in CLEANUP_REPLACEMENTS)
-
-
 class _Replace:
     """``str.replace(pattern, replacement)`` over a stream: exact, holding < len(pattern) chars."""
 
     __slots__ = ("held", "pattern", "replacement")
 
     def __init__(self, pattern: str, replacement: str) -> None:
+        if len(pattern) < 2:
+            raise ValueError(f"_Replace: a pattern of two characters or more, got {pattern!r}")
         self.pattern, self.replacement, self.held = pattern, replacement, ""
 
     def feed(self, text: str) -> str:
         buf = self.held + text
         pattern = self.pattern
+        if pattern[:2] not in buf and buf[-1:] != pattern[0]:
+            self.held = ""  # neither the pattern nor a start of it (each begins with those two)
+            return buf
         if pattern in buf:
             out: list[str] = []
             i = 0
@@ -467,17 +501,16 @@ class _Cleanup:
 
     def __init__(self) -> None:
         self.steps = [_Replace(p, r) for p, r in CLEANUP_REPLACEMENTS]
-        self._holding = False  # some step holds the start of a pattern
+        self.holding = False  # some step holds the start of a pattern
 
     def feed(self, text: str) -> str:
-        # Every pattern starts with a space and one of ".?!,'n", so every start of one
-        # that a step could hold is such a pair or a final space: text with neither
-        # passes every step unchanged. Most tokens take this path.
-        if not self._holding and text[-1:] != " " and _CLEANUP_START.search(text) is None:
+        # Text with no pattern in it and no start of one at its end passes every step
+        # unchanged (and leaves none holding). Most tokens take this path.
+        if not self.holding and CLEANUP_SEEN.search(text) is None:
             return text
         for step in self.steps:
             text = step.feed(text)
-        self._holding = any(step.held for step in self.steps)
+        self.holding = any(step.held for step in self.steps)
         return text
 
     def flush(self) -> str:

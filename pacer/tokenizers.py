@@ -24,6 +24,21 @@ __all__ = ["Vocab", "load_sentencepiece", "load_tekken", "mistral_data_file", "v
 _BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 _SPM_UNKNOWN_SURFACE = " \u2047 "
 
+#: transformers' clean_up_tokenization: applied in this order, each over the whole text.
+CLEANUP_REPLACEMENTS = (
+    (" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"),
+    (" n't", "n't"), (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"),
+)  # fmt: skip
+
+#: Where the clean-up could change a text or hold part of it: a pattern in it, or the
+#: start of one at its end. A text it does not find passes the clean-up unchanged.
+CLEANUP_SEEN = re.compile(
+    "|".join(re.escape(p) for p, _ in CLEANUP_REPLACEMENTS)
+    + "|(?:"
+    + "|".join(sorted({re.escape(p[:k]) for p, _ in CLEANUP_REPLACEMENTS for k in range(1, len(p))}))
+    + r")\Z"
+)
+
 
 @dataclass
 class Vocab:
@@ -106,6 +121,32 @@ class Vocab:
         for i, text in self.steady_texts.items():
             table[i] = text
         return tuple(table)
+
+    @functools.cached_property
+    def run_list(self) -> tuple[int, ...]:
+        """For decoders with byte-fallback runs, what each id is to a run, for the C
+        lookup: its byte (0-255), -2 for an id skipped without ending a run, -1 for
+        any other; empty for other decoders."""
+        if self.byte_runs is None:
+            return ()
+        runs, skipped = self.byte_runs, self.skipped_ids
+        return tuple(runs.get(i, -2 if i in skipped else -1) for i in range(len(self.pieces)))
+
+    @functools.cached_property
+    def inert_list(self) -> tuple[str | None, ...]:
+        """``steady_list`` where the clean-up (``cleanup``) leaves a text as it is, with
+        nothing held (``CLEANUP_SEEN`` finds nothing in it), for the C lookup."""
+        return tuple(None if t is None or CLEANUP_SEEN.search(t) else t for t in self.steady_list)
+
+    @functools.cached_property
+    def bytewise_list(self) -> tuple[bytes | None, ...]:
+        """Each id's bytes, where decoding them incrementally is all the id does (``None``:
+        an unknown id, or one that ends an unfinished character), for the C lookup; empty
+        for decoders with byte-fallback runs, whose ids are not plain bytes."""
+        if self.byte_runs is not None:
+            return ()
+        breakers = self.run_breakers
+        return tuple(None if p is None or (not p and i in breakers) else p for i, p in enumerate(self.pieces))
 
 
 _CACHE: weakref.WeakKeyDictionary[Any, dict[tuple[bool, bool], Vocab]] = weakref.WeakKeyDictionary()

@@ -299,7 +299,7 @@ def test_feed_is_the_c_lookup_when_built_and_a_feed_bound_early_stays_exact(spee
     ids = b.encode("plain words, then 🤖中文 split across tokens, then plain again")
     out = [t for i in ids for t in feed(i)]
     if speedups == "C lookup":
-        assert 0 < d._lookup_state.count < len(ids)  # C answered most ids; partial ones fell back
+        assert d._lookup_state.count == len(ids)  # C answered every id, the parts of split characters too
     with pytest.raises(TypeError, match="expected an int or a sequence of ints, got float"):
         feed(1.5)
     with pytest.raises(TypeError, match="bool"):
@@ -328,7 +328,7 @@ def test_ingest_is_the_c_lookup_when_built_and_makes_the_chunks_the_python_path_
         assert all(type(c) is pacer.Chunk and c.text and c.arrival == float(k) for c in out)
         chunks += out
     if speedups == "C lookup":
-        assert 0 < d._lookup_state.count < len(ids)  # C answered most ids; partial ones fell back
+        assert d._lookup_state.count == len(ids)  # C answered every id, the parts of split characters too
     with pytest.raises(TypeError, match="expected an int or a sequence of ints, got float"):
         ingest(1.5, 0.0)
     where = rf"token id 10{{30}} at position 0 of this feed \(token {len(ids)} of the stream"
@@ -342,11 +342,15 @@ def test_c_ingest_gives_no_chunk_for_an_empty_text_as_the_python_path_does() -> 
     if detokenize._speedups is None:
         pytest.skip("pacer._speedups is not built")
     d = Detokenizer(get("tiktoken-tekken").tokenizer)
-    d._lookup_state = state = detokenize._speedups.TableState(("", "x"))  # a table with an empty text
-    state.steady = 1
+    # A table with an empty text; bytes that finish no character.
+    d._lookup_state = state = detokenize._speedups.TableState(
+        ("", "x", None), (None, None, b"\xe4"), "strict"
+    )
+    state.mode = 2
     assert d.ingest(0, 1.0) == []
     assert d.ingest(1, 2.0) == [pacer.Chunk("x", 2.0)]
-    assert state.count == 2
+    assert d.ingest(2, 3.0) == [] and state.pending == b"\xe4"
+    assert state.count == 3
 
 
 def test_out_of_vocabulary_error_counts_every_id_taken_by_either_path(speedups: str) -> None:
@@ -391,3 +395,23 @@ def test_feed_on_a_subclass_or_a_foreign_object_is_safe(speedups: str) -> None:
     bare = Detokenizer.__new__(Detokenizer)  # never initialised: the slot is empty
     with pytest.raises(AttributeError):
         bare.feed(ids[0])
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "python_ids"),
+    [
+        ("tiktoken-tekken", "中文 and 🤖👩‍👩‍👧 split over tokens", 0),  # the bytes of split characters
+        ("hf-fast-mistral_instruct_tokenizer_240323.model.v3", "中文 and 🤖 as byte runs", 1),  # + the start
+        ("hf-fast-wordpiece", "plain words then more words", 1),  # text the clean-up leaves as it is
+    ],
+)
+def test_the_c_lookup_takes_split_characters_byte_runs_and_text_the_clean_up_keeps(
+    speedups: str, name: str, text: str, python_ids: int
+) -> None:
+    b = get(name)
+    ids = b.encode(text)
+    d = Detokenizer(b.tokenizer)
+    out = [t for i in ids for t in d.feed(i)] + d.flush()
+    assert "".join(out) == b.decode(ids, False)
+    if speedups == "C lookup":
+        assert d._lookup_state.count == len(ids) - python_ids  # the first id of a start rule is Python's
