@@ -19,7 +19,12 @@ What an operator can rely on:
   end-to-end headers only; the upstream client keeps no cookies; hop-by-hop headers
   (RFC 9110 section 7.6.1, and every header the ``Connection`` field names) stop here.
 - **A client that leaves cancels its upstream request**, from the moment its request
-  has arrived: before the upstream answers, while it streams, while it is paced.
+  has arrived until the upstream answers. Once a paced stream runs it is
+  **resumable** (``pacer.resumable``): it goes on with no client for up to
+  ``orphan_timeout`` seconds, so one can come back with ``Last-Event-ID`` to ``GET
+  /v1/streams/{id}``; ``POST /v1/streams/{id}/cancel`` stops it at once, with the text
+  shown. With ``resumable=False`` (``--no-resume``) a client that leaves a running
+  stream cancels its upstream request at once too.
 - **Bounded**: request bodies over ``max_body`` get a 413; upstream bodies are
   streamed, never read whole; an SSE line over ``max_line`` ends the stream.
 - **Timeouts** (``ProxyTimeouts``): connect, first byte (the response headers), idle
@@ -588,7 +593,6 @@ def create_proxy(
         client,
         max_connections,
     )
-
     proxy.streams = streams
 
     @contextlib.asynccontextmanager

@@ -85,22 +85,40 @@ def test_a_client_that_drops_resumes_on_the_other_process_with_nothing_lost_or_t
         assert list(_events(response)) == whole  # B replays it all, after the end too
 
 
+def _disrupted(
+    producer: str, follower: str, user: str, before: int, disrupt: Any
+) -> tuple[list[ServerSentEvent], list[ServerSentEvent], float, Any]:
+    """A slow stream started on ``producer``: its first ``before`` events, then the events a
+    reader on ``follower`` got from there on, ``disrupt()`` called after its first one; the
+    seconds from the disruption to that reader's end; and a call that reads the rest
+    of the first connection (and closes it)."""
+    stream_id, context, events = _start(producer, user)
+    head = [next(events) for _ in range(before)]
+    with _follow(follower, stream_id, head[-1].id) as response:
+        rest = _events(response)
+        got = [next(rest)]
+        disrupt()
+        at = time.monotonic()
+        got += list(rest)
+        took = time.monotonic() - at
+
+    def rest_here() -> list[ServerSentEvent]:
+        try:
+            return list(events)
+        finally:
+            context.__exit__(None, None, None)
+
+    return head, got, took, rest_here
+
+
 def test_readers_elsewhere_get_an_error_soon_after_the_producer_process_is_killed(
     fake: tuple[Upstream, str], pair: tuple[str, str], redis: RedisServer
 ) -> None:
     _, b = pair
     with _proxy(fake[1], redis) as (doomed, process):
-        stream_id, context, events = _start(doomed, "killed")
-        head = [next(events) for _ in range(5)]
-        with _follow(b, stream_id, head[-1].id) as response:
-            rest = _events(response)
-            got = [next(rest)]
-            process.kill()
-            killed = time.monotonic()
-            got += list(rest)
-            noticed = time.monotonic() - killed
-        with contextlib.suppress(httpx.TransportError):
-            context.__exit__(None, None, None)
+        head, got, noticed, rest_here = _disrupted(doomed, b, "killed", 5, process.kill)
+    with contextlib.suppress(httpx.TransportError):
+        rest_here()
     assert got[-1].event == "error"
     assert json.loads(got[-1].data)["error"]["type"] == "producer_lost"
     assert _ids_run_on(head + got[:-1])
@@ -141,15 +159,8 @@ def test_a_redis_restart_mid_stream_is_a_clear_error_for_every_reader(
     fake: tuple[Upstream, str], redis: RedisServer
 ) -> None:
     with _proxy(fake[1], redis) as (a, _), _proxy(fake[1], redis) as (b, _):
-        stream_id, context, events = _start(a, "redis-restart")
-        here = [next(events) for _ in range(10)]
-        with _follow(b, stream_id, here[-1].id) as response:
-            there = _events(response)
-            elsewhere = [next(there)]
-            redis.restart()
-            elsewhere += list(there)
-        here += list(events)
-        context.__exit__(None, None, None)
+        here, elsewhere, _, rest_here = _disrupted(a, b, "redis-restart", 10, redis.restart)
+        here += rest_here()
     for got, first in ((here, 1), (elsewhere, int(elsewhere[0].id))):
         assert got[-1].event == "error"
         assert json.loads(got[-1].data)["error"]["type"] in ("stream_lost", "stream_store_unavailable")
