@@ -426,6 +426,7 @@ class _Proxy:
             heartbeat=options["heartbeat"],
             send_timeout=options["send_timeout"],
             compress=options["compress"],
+            observer=self.metrics.observer() if self.metrics is not None else None,
         )
         return response
 
