@@ -535,7 +535,7 @@ class ByteDecoder(Stage):
         if errors not in ("replace", "strict"):
             raise ValueError(f"ByteDecoder: errors must be 'replace' or 'strict', got {errors!r}")
         self.errors = errors
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors)
+        self._utf8 = _Utf8(errors, _Pending())
 
     def __repr__(self) -> str:
         return f"ByteDecoder(errors={self.errors!r})"
@@ -544,9 +544,9 @@ class ByteDecoder(Stage):
         if self._ended:
             raise closed_error(self)
         if isinstance(item, (bytes, bytearray, memoryview)):
-            text = self._decoder.decode(bytes(item))
+            text = self._utf8.decode(bytes(item))
         elif isinstance(item, (str, Chunk)):
-            text = self._decoder.decode(b"", True) + (item if isinstance(item, str) else item.text)
+            text = self._utf8.end(b"") + (item if isinstance(item, str) else item.text)
         else:
             raise TypeError(f"ByteDecoder takes bytes or str, got {type(item).__name__}")
         return [Chunk(text, now)] if text else []
@@ -556,7 +556,7 @@ class ByteDecoder(Stage):
 
     def finish(self, now: float) -> list[Chunk]:
         self._end_input()
-        text = self._decoder.decode(b"", True)
+        text = self._utf8.end(b"")
         return [Chunk(text, now)] if text else []
 
 

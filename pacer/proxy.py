@@ -74,6 +74,7 @@ from .metrics import StreamMetrics
 from .prometheus import PacerMetrics
 from .resumable import STREAM_ID_HEADER, ResumableStreams
 from .server import EventStreamResponse
+from .server import json_error as _error
 from .streamlog import MemoryLog, StreamLog, StreamLogError
 
 __all__ = ["ProxyTimeouts", "create_proxy"]
@@ -144,10 +145,6 @@ def end_to_end(headers: Iterable[tuple[str, str]], drop: Iterable[str] = ()) -> 
         if name.lower() == "connection":
             skip.update(token.strip().lower() for token in value.split(",") if token.strip())
     return [(name, value) for name, value in pairs if name.lower() not in skip]
-
-
-def _error(status: int, message: str, kind: str) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
 
 
 class _TooLarge(Exception):

@@ -41,7 +41,6 @@ producer and one for all orphan checks.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import re
@@ -62,7 +61,8 @@ from .streamlog import (
     StreamLog,
     StreamLogError,
     StreamLost,
-    with_id,
+    error_event,
+    numbered,
 )
 from .transcript import FORMAT_NAMES, Transcript
 
@@ -186,7 +186,7 @@ class ResumableStreams:
                     async for data in frames:
                         if data:
                             number += 1
-                            await append(stream_id, [Entry(number, with_id(number, data))])
+                            await append(stream_id, [numbered(number, data)])
                 except StreamLogError:
                     raise
                 except Exception as exc:
@@ -194,7 +194,7 @@ class ResumableStreams:
 
                     log.warning("pacer: resumable stream %s failed: %r", stream_id, exc)
                     number += 1
-                    await append(stream_id, [Entry(number, with_id(number, error_frame(exc)))])
+                    await append(stream_id, [numbered(number, error_frame(exc))])
                     outcome = "error"
                 finally:
                     with anyio.CancelScope(shield=True):
@@ -203,9 +203,7 @@ class ResumableStreams:
                 if producer.stop_reason is not None:
                     outcome = producer.stop_reason
                     ending = await self._ending(stream_id, fmt, number, outcome)
-                    entries = [
-                        Entry(number + i + 1, with_id(number + i + 1, f)) for i, f in enumerate(ending)
-                    ]
+                    entries = [numbered(number + i + 1, f) for i, f in enumerate(ending)]
                     number += len(entries)
                     await append(stream_id, entries)
                 await append(stream_id, [Entry(number + 1, b"", outcome)])
@@ -218,10 +216,9 @@ class ResumableStreams:
         """The frames that end a stream stopped after frame ``last``."""
         if reason == "orphaned":
             message = f"no client read this stream for {self.orphan_timeout} s; generation stopped"
-            body = {"error": {"message": message, "type": "orphaned"}}
-            return [b"event: error\ndata: " + json.dumps(body).encode() + b"\n\n"]
+            return [error_event(message, "orphaned")]
         transcript = Transcript(fmt)
-        async for entry in self._entries(stream_id, await self._first(stream_id) - 1, until=last):
+        async for entry in self._entries(stream_id, 0, until=last, oldest=True):
             transcript.feed(entry.frame)
         return transcript.stop_frames()
 
@@ -264,14 +261,21 @@ class ResumableStreams:
     # -- reading --------------------------------------------------------------------------
 
     async def _entries(
-        self, stream_id: str, after: int, until: float = math.inf
+        self, stream_id: str, after: int, until: float = math.inf, oldest: bool = False
     ) -> AsyncGenerator[Entry, None]:
         """The log's entries after ``after``, then live ones, through the end mark (or id
-        ``until``). Raises ``StreamLogError`` for a log that is gone or a producer that died."""
+        ``until``); with ``oldest``, from the oldest kept where those were trimmed. Raises
+        ``StreamLogError`` for a log that is gone or a producer that died."""
         log_ = self.log
         read_since = -math.inf
         while after < until:
-            entries = await log_.read(stream_id, after, self.poll)
+            try:
+                entries = await log_.read(stream_id, after, self.poll)
+            except EventsTrimmed as exc:
+                if not oldest:
+                    raise
+                after = exc.first - 1
+                continue
             if entries is None:
                 raise StreamLost(f"stream {stream_id!r} is gone (expired, or its store lost it)")
             here = stream_id in self.producers
@@ -307,14 +311,6 @@ class ResumableStreams:
                     producer.unread_since = anyio.current_time()
                     self._orphans.set()
 
-    async def _first(self, stream_id: str) -> int:
-        """The id of the oldest frame the stream's log keeps."""
-        try:
-            await self.log.read(stream_id, 0, 0)
-        except EventsTrimmed as exc:
-            return exc.first
-        return 1
-
     async def check(self, stream_id: str, after: int = 0) -> None:
         """Raise ``StreamLost`` for an unknown stream, or the error a reader from ``after``
         would get at once (``EventsTrimmed``, ``InvalidEventId``)."""
@@ -335,10 +331,10 @@ class ResumableStreams:
         else:
             await self.log.request_cancel(stream_id)
         transcript = Transcript(meta.get("format", "text"))
-        last, outcome = 0, "cancelled"
-        first = await self._first(stream_id)
+        first, last, outcome = 0, 0, "cancelled"
         try:
-            async for entry in self._entries(stream_id, first - 1):
+            async for entry in self._entries(stream_id, 0, oldest=True):
+                first = first or entry.id
                 if entry.end is not None:
                     outcome = entry.end
                     break
@@ -363,12 +359,8 @@ class ResumableStreams:
         the ``Last-Event-ID`` in ``headers`` (all of them without one), then the live rest;
         a 404 JSON error for an unknown or expired stream, a 400 for a malformed
         ``Last-Event-ID``. ``options`` are ``EventStreamResponse``'s."""
-        from starlette.responses import JSONResponse
-
         from .server import EventStreamResponse
-
-        def error(status: int, message: str, kind: str) -> JSONResponse:
-            return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+        from .server import json_error as error
 
         last = (headers or {}).get("last-event-id", "").strip()
         if (last and not (last.isascii() and last.isdigit())) or len(last) > 18:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -93,6 +93,11 @@ def error_body(exc: BaseException) -> dict[str, Any]:
     else:
         kind = "stream_error" if isinstance(exc, SSEError) else type(exc).__name__
     return {"error": {"message": str(exc) or type(exc).__name__, "type": kind}}
+
+
+def json_error(status: int, message: str, kind: str) -> JSONResponse:
+    """A JSON error response: ``{"error": {"message", "type"}}`` with ``status``."""
+    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
 
 
 def error_frame(exc: BaseException) -> bytes:
@@ -259,7 +264,7 @@ class EventStreamResponse(Response):
             log.warning("pacer: no resumable stream: %s", exc)
             with anyio.CancelScope(shield=True):
                 await aclose_source(self.frames)
-            refusal = Response(json.dumps(error_body(exc)), 503, media_type="application/json")
+            refusal = JSONResponse(error_body(exc), 503)
             await refusal(scope, receive, send)
             return False
         resumable.stream_id = stream_id

@@ -28,6 +28,7 @@ from typing import NamedTuple
 import anyio
 
 from ._args import seconds, whole
+from .sse import encode
 
 __all__ = [
     "END_OUTCOMES",
@@ -65,13 +66,19 @@ def with_id(number: int, data: bytes) -> bytes:
     return b"%sid: %d\n\n" % (data[:-1], number)
 
 
+def numbered(number: int, data: bytes) -> Entry:
+    """The entry of frame ``number``: ``data`` with that SSE id."""
+    return Entry(number, with_id(number, data))
+
+
+def error_event(message: str, kind: str) -> bytes:
+    """An ``event: error`` whose data is ``{"error": {"message", "type"}}``."""
+    return encode(json.dumps({"error": {"message": message, "type": kind}}), event="error")
+
+
 def error_entries(last: int, message: str, kind: str) -> list[Entry]:
     """The entries that end a log after frame ``last`` with an ``event: error``."""
-    body = json.dumps({"error": {"message": message, "type": kind}}).encode()
-    return [
-        Entry(last + 1, with_id(last + 1, b"event: error\ndata: " + body + b"\n\n")),
-        Entry(last + 2, b"", "error"),
-    ]
+    return [numbered(last + 1, error_event(message, kind)), Entry(last + 2, b"", "error")]
 
 
 class StreamLogError(RuntimeError):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .apis import Responses
 from .events import dumps, frame
 from .sse import ServerSentEvent, SSEDecoder
 
@@ -41,7 +42,7 @@ _RESPONSE_TEXT = {
     "response.reasoning_text.delta": "reasoning",
     "response.reasoning_summary_text.delta": "reasoning",
 }
-_RESPONSE_END = frozenset({"response.completed", "response.failed", "response.incomplete"})
+_RESPONSE_END = Responses.END - {"error"}  # an error event ends nothing here
 
 
 class _Choice:
