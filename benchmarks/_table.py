@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 
 def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
@@ -41,3 +46,23 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:
         print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
+
+
+def builds(module: str, function: str, quick: bool) -> list[tuple[str, Any]]:
+    """``benchmarks.<module>.<function>(quick)`` in this process's build, then, where that is
+    the compiled one, in the pure-Python build (``PACER_PURE=1``, a child process): one
+    ``(build name, result)`` each, so one run of the command shows both side by side.
+    The result must be JSON (the child prints it)."""
+    import importlib
+
+    import pacer
+
+    here = getattr(importlib.import_module(f"benchmarks.{module}"), function)(quick)
+    out = [("compiled" if pacer.compiled else "pure Python", here)]
+    if pacer.compiled:
+        code = f"import json, benchmarks.{module} as b; print(json.dumps(b.{function}({quick})))"
+        env = {**os.environ, "PACER_PURE": "1"}
+        command = [sys.executable, "-c", code]
+        child = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        out.append(("pure Python", json.loads(child.stdout.strip().splitlines()[-1])))
+    return out

@@ -16,7 +16,7 @@ from typing import Any
 from pacer import Detokenizer
 from pacer.tokenizers import load_tekken, mistral_data_file
 
-from ._table import best_of, best_of_each, print_table
+from ._table import best_of, best_of_each, builds, print_table
 
 ENGLISH = (
     "The quick brown fox jumps over the lazy dog while the model streams its answer, token by token, "
@@ -77,9 +77,11 @@ def _hf_wordpiece() -> Any:
     return BertTokenizerFast(tokenizer_object=wordpiece(), clean_up_tokenization_spaces=True)
 
 
-def main(quick: bool = False) -> None:
+def measure(quick: bool = False) -> list[list[Any]]:
+    """``[text, tokenizer, decoder, us/token, DecodeStream's us/token]`` for every case, in
+    this process's build."""
     reps = 2 if quick else 20
-    rows: list[list[str]] = []
+    rows: list[list[Any]] = []
     enc = load_tekken()
     families = {
         "tekken BPE": (enc, _hf_tekken()),
@@ -105,12 +107,25 @@ def main(quick: bool = False) -> None:
                 cases["pacer Detokenizer (tiktoken)"] = lambda t_ids=t_ids, e=tiktoken_enc: _pacer(e, t_ids)
                 cases["one-shot decode (tiktoken)"] = lambda t_ids=t_ids, e=tiktoken_enc: e.decode(t_ids)
             times = {name: t / len(ids) * 1e6 for name, t in best_of_each(cases, 5).items()}
-            ref = times["HF DecodeStream"]
-            for name, us in times.items():
-                rows.append([label, family, name, f"{us:.3f}", f"{ref / us:.1f}x"])
+            rows += [[label, family, name, us, times["HF DecodeStream"]] for name, us in times.items()]
+    return rows
+
+
+def main(quick: bool = False) -> None:
+    measured = builds("detokenize", "measure", quick)
+    header = ["text", "tokenizer", "decoder"]
+    for build, _ in measured:
+        header += [f"us/token, {build}", f"vs DecodeStream, {build}"]
+    rows = []
+    for i, (text, family, name, _, _) in enumerate(measured[0][1]):
+        row = [text, family, name]
+        for _, result in measured:
+            us, ref = result[i][3], result[i][4]
+            row += [f"{us:.3f}", f"{ref / us:.1f}x"]
+        rows.append(row)
     print_table(
-        "Detokenization, us/token, one token per feed; ratio vs DecodeStream on the same tokenizer",
-        ["text", "tokenizer", "decoder", "us/token", "speed vs DecodeStream"],
+        "Detokenization, us/token, one token per feed; speed vs HF DecodeStream on the same tokenizer",
+        header,
         rows,
     )
 

@@ -49,6 +49,7 @@ from pacer.pacing import Unit
 from pacer.testing.references import AdaptiveChars, FixedDelayWords
 from pacer.testing.rhythm import TOKEN, flowing_cv
 
+from ._table import builds as measured_builds
 from ._table import print_table
 
 PROSE = (
@@ -428,20 +429,7 @@ def pipeline_rates(quick: bool = False) -> list[float]:
 
 def throughput(quick: bool = False) -> None:
     """This build against the pure-Python one (``PACER_PURE=1``, in a child process)."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    import pacer
-
-    builds = [("compiled (mypyc)" if pacer.compiled else "pure Python", pipeline_rates(quick))]
-    if pacer.compiled:
-        code = f"import json, benchmarks.pacing as b; print(json.dumps(b.pipeline_rates({quick})))"
-        env = {**os.environ, "PACER_PURE": "1"}
-        command = [sys.executable, "-c", code]
-        out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-        builds.append(("pure Python", json.loads(out.stdout)))
+    builds = measured_builds("pacing", "pipeline_rates", quick)
     rows = [
         [label, *(f"{rates[i] / 1000:.0f}k" for _, rates in builds)]
         + ([f"{builds[0][1][i] / builds[1][1][i]:.2f}"] if len(builds) > 1 else [])

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from pacer import SentenceSplitter, split_sentences
 
-from ._table import print_table
+from ._table import builds, print_table
 
 Splitter = Callable[[str, str], list[str]]
 LANGS = ("en", "zh", "ja", "md")
@@ -194,27 +194,35 @@ def main(quick: bool = False) -> None:
         f"(n={len(lat)}; targets: median <= 2, p95 <= 4)"
     )
 
+    measured = builds("sentences", "throughputs", quick)
+    rows = [[name, *(f"{result[name]:.2f}" for _, result in measured)] for name in measured[0][1]]
+    print_table(
+        "Segmentation throughput, MB/s of mixed text (aim: >= 2 MB/s at every fragment size)",
+        ["splitter", *(f"MB/s, {build}" for build, _ in measured)],
+        rows,
+    )
+
+
+def throughputs(quick: bool = False) -> dict[str, float]:
+    """MB/s of pacer streamed at each fragment size and whole, and of each offline
+    reference per case, in this process's build."""
+    cases, _ = _cases()
     corpus = "".join("".join(units) + ("\n\n" if lang == "md" else " ") for lang, _, units in cases)
     text = corpus * (20 if quick else 200)
-    rows = []
-    for fragment in (4, 64, 4096):
-        rows.append([f"pacer streamed, {fragment}-character fragments", f"{_throughput(text, fragment):.2f}"])
+    size = len(text.encode()) / 1e6
+    out: dict[str, float] = {}
+    for fragment in (1, 4, 64, 4096):
+        out[f"pacer streamed, {fragment}-character fragments ({size:.1f} MB)"] = _throughput(text, fragment)
     best = float("inf")
     for _ in range(3):  # the best of three: one run moves with the machine's noise
         t0 = time.perf_counter()
         split_sentences(text)
         best = min(best, time.perf_counter() - t0)
-    rows.append(["pacer split_sentences (whole text)", f"{len(text.encode()) / best / 1e6:.2f}"])
-    for name, split in systems.items():
-        if name.startswith("pacer"):
-            continue
+    out["pacer split_sentences (whole text)"] = size / best
+    for name, split in _references().items():
         t0 = time.perf_counter()
         for lang, _, units in cases:
             split("".join(units), lang)
         per_case = time.perf_counter() - t0
-        rows.append([f"{name} (offline, per case)", f"{len(corpus.encode()) / per_case / 1e6:.2f}"])
-    print_table(
-        f"Segmentation throughput ({len(text.encode()) / 1e6:.1f} MB of mixed text)",
-        ["splitter", "MB/s"],
-        rows,
-    )
+        out[f"{name} (offline, per case)"] = len(corpus.encode()) / per_case / 1e6
+    return out

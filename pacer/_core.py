@@ -261,8 +261,9 @@ class Pipeline(Stage):
         self.stages: tuple[Stage, ...] = tuple(flat)
         self.timed = any(s.timed for s in flat)
         self._timed_stages = tuple(s for s in flat if s.timed)  # the only ones with deadlines
-        self._first_ingest = flat[0].ingest
-        self._pushes = tuple(s.push for s in flat[1:])
+        # Called with ``now`` boxed once per item (``Any``): a compiled build would box it per call.
+        self._first_ingest: Any = flat[0].ingest
+        self._pushes: tuple[Any, ...] = tuple(s.push for s in flat[1:])
         # (stage, timed) from stage 0 and from stage 1: what _step walks.
         plan = tuple((s, s.timed) for s in flat)
         self._plans = tuple(plan[i:] for i in range(len(plan) + 1))
@@ -297,7 +298,8 @@ class Pipeline(Stage):
         metrics.items_in += 1
         if metrics.first_input is None:
             metrics.first_input = now
-        items = self._first_ingest(item, now)
+        when: Any = now
+        items: list[Chunk] = self._first_ingest(item, when)
         if self._timed_or_finishing:
             return self._step(items, 1, now)
         # No timers and no end of input to handle: only pushes, left to right.
@@ -305,9 +307,9 @@ class Pipeline(Stage):
             if not items:
                 return items
             if len(items) == 1:
-                items = push(items[0], now)
+                items = push(items[0], when)
             else:
-                items = [out for chunk in items for out in push(chunk, now)]
+                items = [out for chunk in items for out in push(chunk, when)]
         return self._emit(items, now) if items else items
 
     def push(self, chunk: Chunk, now: float) -> list[Chunk]:
@@ -339,6 +341,11 @@ class Pipeline(Stage):
         return self._emit(items, now)
 
     # -- work for the driver (a Guard's checks) ---------------------------------------
+
+    @property
+    def has_checks(self) -> bool:
+        """Whether a stage hands out work for its driver (a ``Guard``'s checks)."""
+        return bool(self._workers)
 
     def drive_checks(self) -> bool:
         """Tell the stages that hand out work (``Guard``) that this driver will do it;
@@ -416,8 +423,9 @@ class Pipeline(Stage):
 
     def _emit(self, items: list[Chunk], now: float) -> list[Chunk]:
         metrics = self.metrics
+        when: float | None = now  # boxed once for all the chunks
         for chunk in items:
-            chunk.emitted = now
+            chunk.emitted = when
             chunk.offset = metrics.bytes_out
             metrics.record(chunk, now)
         return items

@@ -58,28 +58,43 @@ class Gaps:
     sentence end (the pauses a pacer makes there), after a clause end, and all others.
 
     A gap longer than ``stall_gap`` is a stall of the source, not a pause: not counted.
+    One field a number (not lists indexed by kind): a compiled build keeps them unboxed,
+    and this runs once per emitted chunk.
     """
 
     def __init__(self, stall_gap: float) -> None:
         self.stall_gap = stall_gap
-        self.counts = [0, 0, 0]  # sentence, clause, other
-        self.totals = [0.0, 0.0, 0.0]
-        self.longest = [0.0, 0.0, 0.0]
         self.after = 2  # the kind of gap the next emission closes
+        self.sentence = _Tally()
+        self.clause = _Tally()
+        self.other = _Tally()
 
     def add(self, gap: float, next_after: int) -> None:
         """An emission ``gap`` seconds after the last one; ``next_after``: what it ended on
         (0 sentence, 1 clause, 2 other)."""
         if gap <= self.stall_gap:
-            k = self.after
-            self.counts[k] += 1
-            self.totals[k] += gap
-            if gap > self.longest[k]:
-                self.longest[k] = gap
+            after = self.after
+            tally = self.sentence if after == 0 else self.clause if after == 1 else self.other
+            tally.count += 1
+            tally.total += gap
+            if gap > tally.longest:
+                tally.longest = gap
         self.after = next_after
 
-    def mean(self, k: int) -> float | None:
-        return self.totals[k] / self.counts[k] if self.counts[k] else None
+    def tallies(self) -> dict[str, _Tally]:
+        return {"sentence": self.sentence, "clause": self.clause, "other": self.other}
+
+
+class _Tally:
+    """How many gaps of one kind, their total and the longest, in seconds."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.longest = 0.0
+
+    def mean(self) -> float | None:
+        return self.total / self.count if self.count else None
 
 
 class StreamMetrics:
@@ -151,11 +166,7 @@ class StreamMetrics:
         """Gaps between emissions by what the chunk before them ended on, each as
         (count, mean seconds or ``None``, longest seconds): ``"sentence"`` (the pauses
         after sentence ends), ``"clause"`` and ``"other"``; stalls are not counted."""
-        gaps = self._gaps
-        return {
-            name: (gaps.counts[k], gaps.mean(k), gaps.longest[k])
-            for k, name in enumerate(("sentence", "clause", "other"))
-        }
+        return {name: (t.count, t.mean(), t.longest) for name, t in self._gaps.tallies().items()}
 
     def as_dict(self) -> dict[str, float | int | None]:
         gaps = self._gaps
@@ -169,9 +180,9 @@ class StreamMetrics:
             "lag_p99": self.lag(99),
             "lag_max": self.max_lag,
             "stalls": self.stalls,
-            "pause_sentence_mean": gaps.mean(0),
-            "pause_clause_mean": gaps.mean(1),
-            "gap_other_mean": gaps.mean(2),
+            "pause_sentence_mean": gaps.sentence.mean(),
+            "pause_clause_mean": gaps.clause.mean(),
+            "gap_other_mean": gaps.other.mean(),
         }
 
     def __repr__(self) -> str:

@@ -13,7 +13,7 @@ import functools
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -56,14 +56,17 @@ class PunktModel:
     """Abbreviations that announce what follows (``"cf"``, ``"vs"``): after them only a
     common sentence opener ends a sentence, never the orthographic heuristic."""
 
-    @functools.cached_property
-    def after_number_prefixes(self) -> frozenset[str]:
-        """Every prefix of a word that, after a number and a period, keeps the sentence
-        going (a collocation, or a word seen capitalised only mid-sentence). A next word
-        that starts otherwise ends the sentence, so no need to wait for the rest of it."""
+    after_number_prefixes: frozenset[str] = field(init=False, repr=False, compare=False)
+    """Every prefix of a word that, after a number and a period, keeps the sentence
+    going (a collocation, or a word seen capitalised only mid-sentence). A next word
+    that starts otherwise ends the sentence, so no need to wait for the rest of it.
+    Worked out once, here: it is read at every number followed by a period."""
+
+    def __post_init__(self) -> None:
         words = {b for a, b in self.collocations if a == "##number##"}
         words.update(w for w, c in self.ortho_context.items() if c & ORTHO_MID_UC and not c & ORTHO_LC)
-        return frozenset(w[:k] for w in words for k in range(1, len(w) + 1))
+        prefixes = frozenset(w[:k] for w in words for k in range(1, len(w) + 1))
+        object.__setattr__(self, "after_number_prefixes", prefixes)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PunktModel:

@@ -25,8 +25,9 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Generic, TypeVar, Union
 
@@ -134,6 +135,41 @@ class SyncRun(_RunBase[T], Iterator[T]):
         return "".join(c.text for c in self._unshown)
 
     def _drive(self) -> Generator[T, None, None]:
+        if not self.pipeline.timed and not self.pipeline.has_checks:
+            return self._drive_untimed()
+        return self._drive_timed()
+
+    def _drive_untimed(self) -> Generator[T, None, None]:
+        """No deadlines and no checks: read the source in this loop, one item at a time."""
+        p = self.pipeline
+        ingest, now = p.ingest, _now_of(self.clock)
+        texts = not self._chunks
+        source = iter(self._source)
+        finished = reading = False
+        try:
+            try:
+                reading = True
+                for item in source:
+                    reading = False
+                    for chunk in ingest(item, now()):
+                        yield chunk.text if texts else chunk  # type: ignore[misc]
+                    reading = True
+            except Exception:
+                if reading:  # the source failed: what the stages hold goes out first
+                    finished = True
+                    yield from self._outputs(p.cancel(now()))
+                raise
+            for chunk in p.finish(now()):
+                yield chunk.text if texts else chunk  # type: ignore[misc]
+            finished = True
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+            if not finished and not p.done:
+                self._unshown = p.cancel(now())
+
+    def _drive_timed(self) -> Generator[T, None, None]:
         p, clock = self.pipeline, self.clock
         puller = (
             _ThreadPuller(self._source, self._buffer) if self._threaded() else _DirectPuller(self._source)
@@ -310,7 +346,43 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
             return reader.get
         return _direct_async_puller(source)
 
-    async def _drive(self) -> AsyncIterator[T]:
+    def _drive(self) -> AsyncIterator[T]:
+        p = self.pipeline
+        if isinstance(self._source, AsyncIterable) and not p.timed and not p.has_checks:
+            return self._drive_untimed()
+        return self._drive_timed()
+
+    async def _drive_untimed(self) -> AsyncIterator[T]:
+        """An async source, no deadlines and no checks: read it in this loop, one item at a time."""
+        p = self.pipeline
+        ingest, now = p.ingest, _now_of(self.clock)
+        texts = not self._chunks
+        source = self._source
+        finished = reading = False
+        try:
+            try:
+                reading = True
+                async for item in source:
+                    reading = False
+                    for chunk in ingest(item, now()):
+                        yield chunk.text if texts else chunk  # type: ignore[misc]
+                    reading = True
+            except Exception:
+                if reading:  # the source failed: what the stages hold goes out first
+                    finished = True
+                    for value in self._outputs(p.cancel(now())):
+                        yield value
+                raise
+            for chunk in p.finish(now()):
+                yield chunk.text if texts else chunk  # type: ignore[misc]
+            finished = True
+        finally:
+            with anyio.CancelScope(shield=True):
+                await aclose_source(source)
+            if not finished and not p.done:
+                self._unshown = p.cancel(now())
+
+    async def _drive_timed(self) -> AsyncIterator[T]:
         p, clock = self.pipeline, self.clock
         finished = False
         timed = p.timed
@@ -353,6 +425,11 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
                     await (self._puller.aclose() if self._puller is not None else aclose_source(source))
             if not finished and not p.done:
                 self._unshown = p.cancel(clock.now())
+
+
+def _now_of(clock: Clock) -> Callable[[], float]:
+    """The clock's ``now``; ``time.monotonic`` itself for the real clock (one call less per item)."""
+    return time.monotonic if type(clock) is MonotonicClock else clock.now
 
 
 def _direct_async_puller(source: AsyncIterable[Any] | Iterable[Any]) -> Any:
