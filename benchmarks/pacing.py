@@ -201,6 +201,29 @@ async def _source(trace: list[tuple[float, Any]], start: float) -> Any:
         yield token
 
 
+async def _hub_stream(hub: Hub, pacer: Pacer, source: Any, lateness: list[float]) -> int:
+    """``hub.pump`` written out with ``Hub.open``, whose stream says, while its sink takes
+    output the timer released, the deadline that output was due at (``HubStream.due``):
+    a plain ``Pacer``, watched from outside. (A subclass that watched its own polls, as
+    ``arun``'s rows do, would run every internal call of the compiled Pacer through Python.)"""
+    clock = hub.clock
+    delivered = 0
+
+    def sink(chunks: list[Chunk]) -> None:
+        nonlocal delivered
+        if stream.due is not None:
+            lateness.append(clock.now() - stream.due)
+        for chunk in chunks:
+            delivered += len(chunk.text)
+
+    stream = hub.open(pacer, sink)
+    async for item in source:
+        stream.feed(item)
+    stream.finish()
+    await stream.wait()
+    return delivered
+
+
 async def _scale(
     streams: int, tokens_per_stream: int, per_second: float, ramp: float, driver: str, unit: Unit
 ) -> tuple[list[float], float, int]:
@@ -219,17 +242,11 @@ async def _scale(
         delay = start - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        pacer = _LatenessPacer(cps=40, unit=unit)
-
-        def sink(chunks: list[Chunk]) -> None:
-            nonlocal delivered
-            pacer.delivered(lateness, clock.now())
-            for chunk in chunks:
-                delivered += len(chunk.text)
-
         if driver == "hub":
-            await hub.pump(pacer, _source(plans[seed], start), sink)
+            n = await _hub_stream(hub, Pacer(cps=40, unit=unit), _source(plans[seed], start), lateness)
+            delivered += n  # not "+= await": that reads the total before the wait
         else:
+            pacer = _LatenessPacer(cps=40, unit=unit)
             async for text in arun(pacer, _source(plans[seed], start), clock=clock):
                 pacer.delivered(lateness, clock.now())
                 delivered += len(text)

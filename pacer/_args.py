@@ -17,9 +17,13 @@ __all__ = ["number", "one_of", "optional_seconds", "seconds", "whole"]
 
 def number(value: object, where: str) -> float:
     """``value`` as a float: any real number but a bool; NaN is a ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, SupportsFloat):
+    kind = type(value)
+    if kind is float or kind is int:  # the usual case, without the protocol check's cost (~10 us)
+        result = float(value)  # type: ignore[arg-type]
+    elif isinstance(value, bool) or not isinstance(value, SupportsFloat):
         raise TypeError(f"{where} must be a number, got {type(value).__name__}: {value!r}")
-    result = float(value)
+    else:
+        result = float(value)
     if math.isnan(result):
         raise ValueError(f"{where} must be a number, got NaN")
     return result
@@ -40,6 +44,8 @@ def optional_seconds(value: object, where: str) -> float | None:
 
 def whole(value: object, where: str) -> int:
     """``value`` as an int: an int or anything with ``__index__`` (numpy's ints), not a bool."""
+    if type(value) is int:  # the usual case, without the protocol check's cost
+        return value
     if isinstance(value, bool) or not isinstance(value, SupportsIndex):
         raise TypeError(f"{where} must be an int, got {type(value).__name__}: {value!r}")
     return int(value.__index__())

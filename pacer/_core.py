@@ -415,7 +415,10 @@ class Pipeline(Stage):
             if timed:
                 d = stage.deadline
                 if d is not None and d <= now:
-                    items = [*items, *stage.poll(now)]
+                    if items:  # a list this pipeline owns (push returns one the caller may keep)
+                        items.extend(stage.poll(now))
+                    else:
+                        items = stage.poll(now)
             if finishing and i == self._finished_upto and all(s.deadline is None for s in self.stages[:i]):
                 items.extend(stage.finish(now))
                 self._finished_upto += 1

@@ -96,11 +96,105 @@ static PyMemberDef TableState_members[] = {
     {NULL},
 };
 
+/* Where the valid UTF-8 in ``data[0:size]`` (at most 4 bytes) stands: 1 with ``*cp`` set
+ * when it is exactly one whole character, 0 when it is the valid start of one not yet
+ * finished, -1 for anything else (several characters, or bytes the decoder would report
+ * as invalid: the general decoder then says what they give). The ranges are the
+ * decoder's own (Unicode's well-formed sequences, table 3-7): no overlong form, no
+ * surrogate, nothing above U+10FFFF. */
+static int
+utf8_one(const unsigned char *data, Py_ssize_t size, Py_UCS4 *cp)
+{
+    if (size < 1 || size > 4) {
+        return -1;
+    }
+    unsigned char lead = data[0];
+    int need;
+    unsigned char lo = 0x80, hi = 0xBF; /* the second byte's range */
+    if (lead >= 0xC2 && lead <= 0xDF) {
+        need = 2;
+    }
+    else if (lead >= 0xE0 && lead <= 0xEF) {
+        need = 3;
+        if (lead == 0xE0) {
+            lo = 0xA0;
+        }
+        else if (lead == 0xED) {
+            hi = 0x9F;
+        }
+    }
+    else if (lead >= 0xF0 && lead <= 0xF4) {
+        need = 4;
+        if (lead == 0xF0) {
+            lo = 0x90;
+        }
+        else if (lead == 0xF4) {
+            hi = 0x8F;
+        }
+    }
+    else {
+        return -1; /* ASCII (several characters are for the general path) or not a lead */
+    }
+    if (size > need) {
+        return -1;
+    }
+    if (size > 1 && (data[1] < lo || data[1] > hi)) {
+        return -1;
+    }
+    for (Py_ssize_t k = 2; k < size; k++) {
+        if (data[k] < 0x80 || data[k] > 0xBF) {
+            return -1;
+        }
+    }
+    if (size < need) {
+        return 0;
+    }
+    Py_UCS4 value = lead & (0x7F >> need);
+    for (Py_ssize_t k = 1; k < size; k++) {
+        value = (value << 6) | (data[k] & 0x3F);
+    }
+    *cp = value;
+    return 1;
+}
+
 /* The text ``piece`` completes after the pending bytes; the bytes of a character it leaves
- * unfinished become the pending ones. A new reference, or NULL with an exception set. */
+ * unfinished become the pending ones. A new reference, or NULL with an exception set.
+ * The usual cases of text split across tokens (a character's first bytes; the bytes that
+ * finish one) skip the general decoder and its buffer. */
 static PyObject *
 TableState_decode(TableState *s, PyObject *piece)
 {
+    {
+        Py_ssize_t held = PyBytes_GET_SIZE(s->pending), size = PyBytes_GET_SIZE(piece);
+        if (held + size <= 4) {
+            unsigned char both[4];
+            memcpy(both, PyBytes_AS_STRING(s->pending), held);
+            memcpy(both + held, PyBytes_AS_STRING(piece), size);
+            Py_UCS4 cp;
+            int found = utf8_one(both, held + size, &cp);
+            if (found == 0) { /* still unfinished: all of it waits */
+                PyObject *rest = held ? PyBytes_FromStringAndSize((const char *)both, held + size) : Py_NewRef(piece);
+                if (rest == NULL) {
+                    return NULL;
+                }
+                Py_SETREF(s->pending, rest);
+                return PyUnicode_New(0, 0);
+            }
+            if (found == 1) {
+                PyObject *text = PyUnicode_FromOrdinal((int)cp);
+                if (text != NULL && held) {
+                    PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
+                    if (empty == NULL) {
+                        Py_CLEAR(text);
+                    }
+                    else {
+                        Py_SETREF(s->pending, empty);
+                    }
+                }
+                return text;
+            }
+        }
+    }
     Py_ssize_t held = PyBytes_GET_SIZE(s->pending), size = PyBytes_GET_SIZE(piece);
     const char *data = PyBytes_AS_STRING(piece);
     char joined[64];

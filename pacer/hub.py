@@ -66,6 +66,13 @@ class HubStream:
     def done(self) -> bool:
         return self._stream.done
 
+    @property
+    def due(self) -> float | None:
+        """While the sink takes output the hub's timer released: the deadline it was due
+        at (the clock's now minus this is how late the wake-up came); ``None`` while the
+        sink takes output an item released."""
+        return self._stream.due
+
     def feed(self, item: object) -> None:
         """Push one source item; its output goes to the sink now."""
         hub = self._hub

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ._core import Boundary
 
 if TYPE_CHECKING:
     from ._core import Chunk
 
-_SENTENCE = Boundary.SENTENCE
-_CLAUSE = Boundary.CLAUSE
+# Final: a compiled build keeps these in C statics, not looked up by name per chunk.
+_isascii: Final = str.isascii
+_SENTENCE: Final = Boundary.SENTENCE
+_CLAUSE: Final = Boundary.CLAUSE
 
 __all__ = ["Gaps", "LagSamples", "StreamMetrics", "percentile"]
 
@@ -38,6 +40,8 @@ class LagSamples:
     def __init__(self, max_samples: int) -> None:
         self.max_samples = max_samples
         self.values = array("d")  # plain doubles: no float object per sample
+        self._append = self.values.append  # looked up once: this runs once per emitted chunk
+        self._count = 0  # len(values), kept here for the same reason
         self._stride = 1  # keep one sample in every _stride chunks
         self._countdown = 1
 
@@ -45,10 +49,11 @@ class LagSamples:
         self._countdown -= 1
         if not self._countdown:
             self._countdown = self._stride
-            values = self.values
-            values.append(lag)
-            if len(values) >= self.max_samples:  # keep every other sample, sample half as often
-                del values[::2]
+            self._append(lag)
+            self._count += 1
+            if self._count >= self.max_samples:  # keep every other sample, sample half as often
+                del self.values[::2]
+                self._count = len(self.values)
                 self._stride *= 2
                 self._countdown = self._stride
 
@@ -134,7 +139,7 @@ class StreamMetrics:
         n = len(text)
         self.chunks_out += 1
         self.chars_out += n
-        self.bytes_out += n if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+        self.bytes_out += n if _isascii(text) else len(text.encode("utf-8", "surrogatepass"))
         last = self.last_output
         boundary = chunk.boundary
         after = 0 if boundary >= _SENTENCE else 1 if boundary == _CLAUSE else 2

@@ -41,10 +41,12 @@ class MuxStream:
     """One stream of a ``Mux``: its pipeline, its sink, and where it stands.
 
     ``error`` holds an exception the sink raised during ``Mux.poll`` (the stream was
-    then cancelled, and the poll went on with the other streams).
+    then cancelled, and the poll went on with the other streams). ``due``, while the sink
+    takes output a deadline released, is that deadline (``None`` otherwise): how late the
+    wake-up came is the clock's reading minus it.
     """
 
-    __slots__ = ("_at", "_counted", "_mux", "_seq", "error", "finished", "on_done", "pipeline", "sink")
+    __slots__ = ("_at", "_counted", "_mux", "_seq", "due", "error", "finished", "on_done", "pipeline", "sink")
 
     def __init__(self, mux: Mux, pipeline: Pipeline, sink: Sink, on_done: Callable[[], Any] | None) -> None:
         # The mux until the stream is done: then dropped, so that no done stream and its
@@ -58,6 +60,9 @@ class MuxStream:
         self._seq = -1  # the sequence number of this stream's live heap entry; -1: none
         self._at = 0.0  # the live entry's deadline
         self._counted = True  # still counted in Mux.streams
+        # While the sink takes output a deadline released (in Mux.poll): that deadline, so
+        # the sink can tell how late the wake-up came; None for output an item released.
+        self.due: float | None = None
 
     @property
     def metrics(self) -> StreamMetrics:
@@ -178,20 +183,30 @@ class Mux:
         heap = self._heap
         polled = 0
         while heap and heap[0][0] <= now:
-            _, seq, stream = heapq.heappop(heap)
+            at, seq, stream = heap[0]
             if stream._seq != seq:
+                heapq.heappop(heap)
                 self._stale -= 1
                 continue
-            stream._seq = -1
             polled += 1
-            out = stream.pipeline.poll(now)
-            self._schedule(stream)
+            out = stream.pipeline.poll(now)  # touches no stream's schedule: the head stays this one
+            deadline = stream.pipeline.deadline
+            if deadline is None:
+                heapq.heappop(heap)
+                stream._seq = -1
+            else:  # its next deadline takes the head's place: one sift instead of a pop and a push
+                seq = stream._seq = next(self._order)
+                stream._at = deadline
+                heapq.heapreplace(heap, (deadline, seq, stream))
             if out:
+                stream.due = at
                 try:
                     stream.sink(out)
                 except Exception as exc:  # one stream's sink must not stop every stream
                     stream.error = exc
                     self._cancel(stream, now)
+                finally:
+                    stream.due = None
             self._count_done(stream)
         return polled
 

@@ -5,7 +5,7 @@ import os
 import weakref
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pacer
@@ -415,3 +415,23 @@ def test_the_c_lookup_takes_split_characters_byte_runs_and_text_the_clean_up_kee
     assert "".join(out) == b.decode(ids, False)
     if speedups == "C lookup":
         assert d._lookup_state.count == len(ids) - python_ids  # the first id of a start rule is Python's
+
+
+# Bytes around every edge of UTF-8's well-formed sequences: leads that are never valid
+# (C0, C1, F5), the narrowed second bytes after E0, ED, F0 and F4, continuations, ASCII.
+_EDGE_BYTES = [0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xE1, 0xED]
+_EDGE_BYTES += [0xEF, 0xF0, 0xF1, 0xF4, 0xF5, 0xFF]
+
+
+@given(st.lists(st.sampled_from(_EDGE_BYTES), max_size=12))
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_single_byte_tokens_decode_as_one_shot_decode_does_valid_or_not(
+    speedups: str, data: list[int]
+) -> None:
+    # One token a byte: every id goes through the split-character path (the C one's
+    # shortcut for a character's first bytes and its last), well-formed or not.
+    b = get("tiktoken-tekken")
+    ids = [b.tokenizer.encode_single_token(bytes([x])) for x in data]
+    d = Detokenizer(b.tokenizer)
+    out = [t for i in ids for t in d.feed(i)] + d.flush()
+    assert "".join(out) == b.decode(ids, False)

@@ -97,6 +97,24 @@ def test_a_sink_that_raises_stops_only_its_own_stream() -> None:
     assert mux.streams == 0
 
 
+def test_the_sink_sees_the_deadline_a_timer_output_was_due_at() -> None:
+    mux = Mux()
+    seen: list[tuple[float | None, str]] = []
+    stream = mux.open(
+        Pacer(cps=10, unit="word"), lambda chunks: seen.append((stream.due, "".join(c.text for c in chunks)))
+    )
+    stream.feed("one two three four five six ", 0.0)  # the first word goes at once: an item released it
+    stream.finish(0.0)  # the rest goes at its deadlines
+    deadlines = []
+    while (d := mux.deadline) is not None:
+        deadlines.append(d)
+        mux.poll(d + 0.001)  # each wake-up 1 ms late
+    assert seen[0] == (None, "one ")
+    assert [due for due, _ in seen[1:]] == deadlines  # exactly the deadline each came due at
+    assert len(seen) > 2 and "".join(text for _, text in seen) == "one two three four five six "
+    assert stream.due is None  # outside the sink: nothing
+
+
 def test_cancel_returns_what_the_sink_never_got() -> None:
     mux = Mux()
     got: list[Chunk] = []
