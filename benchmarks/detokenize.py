@@ -23,6 +23,9 @@ ENGLISH = (
     "to a reader who wants calm and readable text rather than bursts and stalls. "
 )
 CHINESE = "流式输出需要稳定的节奏。模型一次吐出很多字，然后停顿，读者很难跟上。"
+JAPANESE = (
+    "ストリーミング出力には落ち着いたリズムが必要です。モデルは一度に多くの文字を送り、それから止まります。"
+)
 EMOJI = "👩\u200d👩\u200d👧 🇫🇷 👍🏽 🤖 ✨ "
 CODE = "def stream(tokens):\n    for text in run(pipeline, tokens):\n        print(text, end='')\n"
 
@@ -88,7 +91,7 @@ def measure(quick: bool = False) -> list[list[Any]]:
         "v3 SentencePiece": (None, _hf_fast("mistral_instruct_tokenizer_240323.model.v3")),
         "WordPiece (BERT-style)": (None, _hf_wordpiece()),
     }
-    corpora = {"English": ENGLISH, "Chinese": CHINESE, "emoji": EMOJI, "code": CODE}
+    corpora = {"English": ENGLISH, "Chinese": CHINESE, "Japanese": JAPANESE, "emoji": EMOJI, "code": CODE}
     for label, text in corpora.items():
         text = text * reps
         for family, (tiktoken_enc, fast) in families.items():

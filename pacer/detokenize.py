@@ -508,9 +508,15 @@ class _Cleanup:
         # unchanged (and leaves none holding). Most tokens take this path.
         if not self.holding and CLEANUP_SEEN.search(text) is None:
             return text
+        holding = False
         for step in self.steps:
-            text = step.feed(text)
-        self.holding = any(step.held for step in self.steps)
+            # A step that holds nothing passes a text with no start of its pattern as it
+            # is (its own first test, without the call): most steps, most tokens.
+            pattern = step.pattern
+            if step.held or pattern[:2] in text or text[-1:] == pattern[0]:
+                text = step.feed(text)
+                holding = holding or bool(step.held)
+        self.holding = holding
         return text
 
     def flush(self) -> str:
@@ -518,6 +524,14 @@ class _Cleanup:
         for step in self.steps:
             text = step.feed(text) + step.flush()
         return text
+
+
+def clean_alone(text: str) -> str | None:
+    """What the clean-up gives for ``text`` when it holds nothing before it, or ``None`` when
+    it would then hold part of a pattern (what follows decides) or give nothing."""
+    cleanup = _Cleanup()
+    out = cleanup.feed(text)
+    return None if cleanup.holding or not out else out
 
 
 class ByteDecoder(Stage):

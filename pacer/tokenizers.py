@@ -134,9 +134,16 @@ class Vocab:
 
     @functools.cached_property
     def inert_list(self) -> tuple[str | None, ...]:
-        """``steady_list`` where the clean-up (``cleanup``) leaves a text as it is, with
-        nothing held (``CLEANUP_SEEN`` finds nothing in it), for the C lookup."""
-        return tuple(None if t is None or CLEANUP_SEEN.search(t) else t for t in self.steady_list)
+        """``steady_list`` after the clean-up (``cleanup``), for the C lookup: each text as
+        the clean-up gives it when it holds nothing before and nothing after (``None``
+        where the text would leave part of a pattern held, as ``" '"`` does). Most pass
+        unchanged (``CLEANUP_SEEN`` finds nothing in them); a lone punctuation mark loses
+        its space (``" ,"`` is ``","``) whatever comes next."""
+        from .detokenize import clean_alone  # the clean-up lives with the detokenizer
+
+        return tuple(
+            t if t is None or CLEANUP_SEEN.search(t) is None else clean_alone(t) for t in self.steady_list
+        )
 
     @functools.cached_property
     def bytewise_list(self) -> tuple[bytes | None, ...]:

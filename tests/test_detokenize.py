@@ -403,6 +403,7 @@ def test_feed_on_a_subclass_or_a_foreign_object_is_safe(speedups: str) -> None:
         ("tiktoken-tekken", "中文 and 🤖👩‍👩‍👧 split over tokens", 0),  # the bytes of split characters
         ("hf-fast-mistral_instruct_tokenizer_240323.model.v3", "中文 and 🤖 as byte runs", 1),  # + the start
         ("hf-fast-wordpiece", "plain words then more words", 1),  # text the clean-up leaves as it is
+        ("hf-fast-wordpiece", "words, then more. A question? Yes!", 1),  # marks whose space it drops
     ],
 )
 def test_the_c_lookup_takes_split_characters_byte_runs_and_text_the_clean_up_keeps(
