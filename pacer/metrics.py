@@ -63,8 +63,8 @@ class Gaps:
     sentence end (the pauses a pacer makes there), after a clause end, and all others.
 
     A gap longer than ``stall_gap`` is a stall of the source, not a pause: not counted.
-    One field a number (not lists indexed by kind): a compiled build keeps them unboxed,
-    and this runs once per emitted chunk.
+    A tally object per kind (not lists indexed by kind): a compiled build keeps its
+    numbers unboxed, and this runs once per emitted chunk.
     """
 
     def __init__(self, stall_gap: float) -> None:
