@@ -1,9 +1,11 @@
 """Detokenization cost per token: pacer vs the streaming decoders people use.
 
 References, measured in the same run on the same ids:
-- one-shot ``decode`` of the whole sequence (the floor: not streaming at all);
+- one-shot ``decode`` of the whole sequence (not streaming at all);
 - HF tokenizers ``DecodeStream`` (Rust, incremental);
-- TGI's prefix/read-offset algorithm: re-decode a short window per token.
+- TGI's prefix/read-offset algorithm: re-decode a short window per token;
+- the floor of feeding one id at a time from Python: the same loop around a dict
+  lookup, no decoding at all.
 """
 
 from __future__ import annotations
@@ -56,6 +58,21 @@ def _pacer(tokenizer: Any, ids: list[int]) -> str:
     return "".join(parts + d.flush())
 
 
+def _pacer_at_once(tokenizer: Any, ids: list[int]) -> str:
+    d = Detokenizer(tokenizer)
+    return "".join(d.feed(ids) + d.flush())
+
+
+FLOOR = "floor: the same loop, one dict lookup a token"
+
+
+def _floor(ids: list[int]) -> str:
+    # What any decoder fed one id at a time from Python pays before decoding anything:
+    # the loop of ``_pacer`` around one C call a token that returns a one-item list.
+    lookup = {i: ["x"] for i in ids}.__getitem__
+    return "".join([t for i in ids for t in lookup(i)])
+
+
 def _decode_stream(rust: Any, ids: list[int]) -> str:
     from tokenizers.decoders import DecodeStream
 
@@ -99,15 +116,24 @@ def measure(quick: bool = False) -> list[list[Any]]:
             ids = fast.encode(text, add_special_tokens=False)
             cases: dict[str, Any] = {
                 "pacer Detokenizer (HF fast)": lambda ids=ids, fast=fast: _pacer(fast, ids),
+                "pacer, all ids in one feed (HF fast)": lambda ids=ids, fast=fast: _pacer_at_once(fast, ids),
+                FLOOR: lambda ids=ids: _floor(ids),
                 "HF DecodeStream": lambda ids=ids, rust=rust: _decode_stream(rust, ids),
                 "TGI prefix/offset (HF)": lambda ids=ids, rust=rust: _tgi(rust.decode, ids),
                 "one-shot decode (HF)": lambda ids=ids, rust=rust: rust.decode(ids),
             }
-            assert _pacer(fast, ids) == fast.decode(ids)
+            assert _pacer(fast, ids) == _pacer_at_once(fast, ids) == fast.decode(ids)
             if tiktoken_enc is not None:
                 t_ids = tiktoken_enc.encode(text)
-                assert _pacer(tiktoken_enc, t_ids) == tiktoken_enc.decode(t_ids)
+                assert (
+                    _pacer(tiktoken_enc, t_ids)
+                    == _pacer_at_once(tiktoken_enc, t_ids)
+                    == tiktoken_enc.decode(t_ids)
+                )
                 cases["pacer Detokenizer (tiktoken)"] = lambda t_ids=t_ids, e=tiktoken_enc: _pacer(e, t_ids)
+                cases["pacer, all ids in one feed (tiktoken)"] = lambda t_ids=t_ids, e=tiktoken_enc: (
+                    _pacer_at_once(e, t_ids)
+                )
                 cases["one-shot decode (tiktoken)"] = lambda t_ids=t_ids, e=tiktoken_enc: e.decode(t_ids)
             times = {name: t / len(ids) * 1e6 for name, t in best_of_each(cases, 5).items()}
             rows += [[label, family, name, us, times["HF DecodeStream"]] for name, us in times.items()]
@@ -127,10 +153,41 @@ def main(quick: bool = False) -> None:
             row += [f"{us:.3f}", f"{ref / us:.1f}x"]
         rows.append(row)
     print_table(
-        "Detokenization, us/token, one token per feed; speed vs HF DecodeStream on the same tokenizer",
+        "Detokenization, us/token, one token per feed unless the row says otherwise; "
+        "speed vs HF DecodeStream on the same tokenizer",
         header,
         rows,
     )
+    print_table(
+        "Detokenization against the tokenizer's own one-shot decode of the same ids, "
+        f"time per token as a multiple of it (aim: <= 1.5x), {measured[0][0]} build",
+        ["text", "tokenizer", "decoder", "one id a feed", "all ids in one feed", "floor of one id a feed"],
+        _against_one_shot(measured[0][1]),
+    )
+
+
+def _against_one_shot(result: list[list[Any]]) -> list[list[str]]:
+    us = {(text, family, name): t for text, family, name, t, _ in result}
+    rows = []
+    for text, family, name, _, _ in result:
+        if not name.startswith("one-shot decode"):
+            continue
+        source = name.removeprefix("one-shot decode ")  # "(HF)" or "(tiktoken)"
+        tokenizer = "(HF fast)" if source == "(HF)" else source  # what pacer's rows call it
+        one_shot = us[text, family, name]
+        at_once = us[text, family, f"pacer, all ids in one feed {tokenizer}"]
+        per_id = us[text, family, f"pacer Detokenizer {tokenizer}"]
+        rows.append(
+            [
+                text,
+                family,
+                f"pacer {source}",
+                f"{per_id / one_shot:.2f}x",
+                f"{at_once / one_shot:.2f}x",
+                f"{us[text, family, FLOOR] / one_shot:.2f}x",
+            ]
+        )
+    return rows
 
 
 def _paragraph_ids(fast: Any, n: int) -> list[int]:

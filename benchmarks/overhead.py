@@ -5,7 +5,8 @@ sync generators (for ``run`` and the sans-I/O loop), the usual hand-written ways
 compose stream transformers. The "floor" rows are what no driver of this design can
 go below: the source, one generator hop to the consumer, and 4 plain method calls
 that each return a one-item list (a stage's ``push``), with no ``Chunk``, clock or
-metrics at all.
+metrics at all; beside it, the same with calls that return their one item (what a
+one-in, one-out form of a stage would cost).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ class Passthrough(Stage):
 class _Plain:
     def push(self, item: str, now: float) -> list[str]:
         return [item]
+
+    def map(self, item: str) -> str:
+        return item
 
 
 def four() -> pacer.Pipeline:
@@ -88,6 +92,19 @@ async def _floor(items: list[str]) -> int:
     return n
 
 
+async def _floor_one_to_one_async(src: AsyncIterator[str]) -> AsyncIterator[str]:
+    a, b, c, d = (_Plain().map for _ in range(4))
+    async for item in src:
+        yield d(c(b(a(item))))
+
+
+async def _floor_one_to_one(items: list[str]) -> int:
+    n = 0
+    async for _ in _floor_one_to_one_async(_gen_source(items)):
+        n += 1
+    return n
+
+
 def _floor_sync(items: list[str]) -> Iterator[str]:
     a, b, c, d = (_Plain().push for _ in range(4))
     for item in _sync_source(items):
@@ -115,9 +132,13 @@ ASYNC_REF = "bare chain of 4 async generators (asyncio) [reference]"
 SYNC_REF = "bare chain of 4 sync generators [sync reference]"
 
 
+def _items(quick: bool) -> int:
+    return 20_000 if quick else 200_000
+
+
 def measure(quick: bool = False) -> dict[str, float]:
     """Microseconds per item of each case, in this process's build."""
-    n = 20_000 if quick else 200_000
+    n = _items(quick)
     items = ["tok"] * n
 
     def feed_loop() -> None:
@@ -130,6 +151,9 @@ def measure(quick: bool = False) -> dict[str, float]:
         ASYNC_REF: lambda: asyncio.run(_bare_chain(items)),
         "async source alone, no stages (asyncio)": lambda: asyncio.run(_source_only(items)),
         "floor: async source, one hop, 4 plain calls (asyncio)": lambda: asyncio.run(_floor(items)),
+        "the same, each call returning its item, no list (asyncio)": lambda: asyncio.run(
+            _floor_one_to_one(items)
+        ),
         "pacer.arun, 4 stages (asyncio)": lambda: asyncio.run(_pacer_async(items)),
         "pacer.arun, 4 stages (trio)": lambda: trio.run(_pacer_async, items),
         SYNC_REF: lambda: _bare_sync_chain(items),
@@ -153,7 +177,7 @@ def main(quick: bool = False) -> None:
             row += [f"{times[name]:.3f}", f"{times[name] / times[ref]:.2f}"]
         rows.append(row)
     print_table(
-        f"Pipeline overhead: {20_000 if quick else 200_000:,} items through 4 pass-through stages "
+        f"Pipeline overhead: {_items(quick):,} items through 4 pass-through stages "
         "(ratio to the bare chain of the same kind, async or sync)",
         header,
         rows,

@@ -352,7 +352,7 @@ class Pipeline(Stage):
         ``False`` when there are none."""
         for i in self._workers:
             self.stages[i].driven = True  # type: ignore[attr-defined]
-        return bool(self._workers)
+        return self.has_checks
 
     def take_requests(self, now: float) -> list[tuple[int, Any]]:
         """``(stage index, request)`` for each piece of work not yet handed out."""

@@ -1,4 +1,5 @@
-/* Optional C speed-up for pacer.Detokenizer.feed and .ingest: the quick paths of one id.
+/* Optional C speed-up for pacer.Detokenizer.feed and .ingest: the quick paths of one id
+ * (and of a list of ids).
  *
  * A FeedMethod stands on the Detokenizer class in place of ``feed``, and another in
  * place of ``ingest`` (what a pipeline calls). Each instance keeps a TableState in a
@@ -11,15 +12,22 @@
  *   the pending bytes and these, decoded as ``codecs.utf_8_decode(data, errors, False)``
  *   decodes them (the same C function), the bytes of a character not yet finished
  *   kept in ``pending`` for the next id;
- * - mode 4 (decoders with transformers' clean-up), nothing pending, the id in the
- *   ``inert`` table (the texts the clean-up leaves as they are): that text;
+ * - mode 4 (decoders with transformers' clean-up), nothing pending: while the clean-up
+ *   holds nothing (``clean`` 0) and the id is in the ``inert`` table (the texts the
+ *   clean-up leaves as they are), that text; else, the id's table text looked up in
+ *   ``moves[clean]`` (a dict: text -> (text it gives, next state), the moves the
+ *   Python clean-up has remembered): the text it gives, and ``clean`` moves on;
  * - mode 3 (decoders with byte-fallback runs, HF ``ByteFallback``): ``runs`` says what
  *   the id is to a run. A byte (0-255) joins the pending run, an id skipped (-2)
  *   leaves it, and any other id with a table text closes it: the run's UTF-8, or one
  *   U+FFFD a byte if any of it is invalid, then the id's text.
  *
- * The pure-Python paths read and write ``pending`` too: it is the one place those
- * bytes live.
+ * A list or tuple of exact ``int`` ids, in mode 2 (every id with bytes) or mode 4
+ * (nothing pending, every id's move known), is one text: all ids are checked before
+ * anything changes, so an id this path does not take leaves the whole feed to Python.
+ *
+ * The pure-Python paths read and write ``pending`` and ``clean`` too: each is the one
+ * place its state lives.
  *
  * ``feed`` returns ``[text]`` (``[]`` for a decode that completes nothing); ``ingest``
  * returns ``[Chunk(text, now)]``, or ``[]`` for an empty text. That is what the
@@ -28,8 +36,9 @@
  * the pure-Python method, which owns every rule and every error. Nothing here refers
  * back to an instance: no reference cycles.
  *
- * Cost: one type check, one tuple index, at most one UTF-8 decode of a few bytes and
- * one one-element list per token (and one Chunk, for ``ingest``).
+ * Cost: one type check, one tuple index (and one dict lookup while the clean-up holds
+ * something), at most one UTF-8 decode of a few bytes and one one-element list per
+ * token (and one Chunk, for ``ingest``).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -44,23 +53,26 @@ typedef struct {
     PyObject *pending; /* bytes of an unfinished character or run (set by the Python paths too) */
     PyObject *runs;    /* tuple: id -> its byte, -2 (skipped) or -1; empty without runs */
     PyObject *inert;   /* tuple: id -> str the clean-up leaves as it is, or None; may be empty */
+    PyObject *moves;   /* list: clean-up state -> dict of text -> (text, next state); may be empty */
     Py_ssize_t count;  /* ids the fast path has taken */
     int mode;          /* set by the Detokenizer: 0 none, 2 the table and the bytes, 3 runs, 4 inert */
+    int clean;         /* the clean-up's state, an index into moves (set by the Python paths too) */
 } TableState;
 
 static int
 TableState_init(TableState *self, PyObject *args, PyObject *kwds)
 {
-    static char *names[] = {"table", "pieces", "errors", "runs", "inert", NULL};
-    PyObject *table, *pieces, *errors, *runs = NULL, *inert = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!U|O!O!:TableState", names, &PyTuple_Type, &table,
+    static char *names[] = {"table", "pieces", "errors", "runs", "inert", "moves", NULL};
+    PyObject *table, *pieces, *errors, *runs = NULL, *inert = NULL, *moves = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!U|O!O!O!:TableState", names, &PyTuple_Type, &table,
                                      &PyTuple_Type, &pieces, &errors, &PyTuple_Type, &runs, &PyTuple_Type,
-                                     &inert)) {
+                                     &inert, &PyList_Type, &moves)) {
         return -1;
     }
     Py_XSETREF(self->runs, runs == NULL ? PyTuple_New(0) : Py_NewRef(runs));
     Py_XSETREF(self->inert, inert == NULL ? PyTuple_New(0) : Py_NewRef(inert));
-    if (self->runs == NULL || self->inert == NULL) {
+    Py_XSETREF(self->moves, moves == NULL ? PyList_New(0) : Py_NewRef(moves));
+    if (self->runs == NULL || self->inert == NULL || self->moves == NULL) {
         return -1;
     }
     if (PyUnicode_AsUTF8(errors) == NULL) {
@@ -72,6 +84,7 @@ TableState_init(TableState *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->pending, PyBytes_FromStringAndSize(NULL, 0));
     self->count = 0;
     self->mode = 0;
+    self->clean = 0;
     return self->pending == NULL ? -1 : 0;
 }
 
@@ -84,6 +97,7 @@ TableState_dealloc(TableState *self)
     Py_CLEAR(self->pending);
     Py_CLEAR(self->runs);
     Py_CLEAR(self->inert);
+    Py_CLEAR(self->moves);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -91,6 +105,7 @@ static PyObject *TableState_run(TableState *s, Py_ssize_t id, int *taken);
 
 static PyMemberDef TableState_members[] = {
     {"mode", T_INT, offsetof(TableState, mode), 0, "0: no quick path; 2: the table and the bytes; 3: runs; 4: the inert table."},
+    {"clean", T_INT, offsetof(TableState, clean), 0, "The clean-up's state: an index into moves."},
     {"count", T_PYSSIZET, offsetof(TableState, count), 0, "Ids taken by the fast path."},
     {"pending", T_OBJECT_EX, offsetof(TableState, pending), 0, "Bytes of an unfinished character."},
     {NULL},
@@ -231,6 +246,31 @@ TableState_decode(TableState *s, PyObject *piece)
     return text;
 }
 
+/* ``state.known(ids)``: whether every item of a list or tuple is an exact ``int`` id
+ * with a text in the table (so a valid id: the Python path need not check it again). */
+static PyObject *
+TableState_known(TableState *self, PyObject *ids)
+{
+    if (!PyList_CheckExact(ids) && !PyTuple_CheckExact(ids)) {
+        Py_RETURN_FALSE;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(ids), size = PyTuple_GET_SIZE(self->table);
+    PyObject **items = PySequence_Fast_ITEMS(ids);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        Py_ssize_t id = PyLong_CheckExact(items[k]) ? PyLong_AsSsize_t(items[k]) : -1;
+        if (id < 0 || id >= size || PyTuple_GET_ITEM(self->table, id) == Py_None) {
+            PyErr_Clear(); /* an int too big for any table */
+            Py_RETURN_FALSE;
+        }
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyMethodDef TableState_methods[] = {
+    {"known", (PyCFunction)TableState_known, METH_O, "Whether every id is an exact int with a table text."},
+    {NULL},
+};
+
 static PyTypeObject TableStateType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "pacer._speedups.TableState",
@@ -241,7 +281,116 @@ static PyTypeObject TableStateType = {
     .tp_init = (initproc)TableState_init,
     .tp_dealloc = (destructor)TableState_dealloc,
     .tp_members = TableState_members,
+    .tp_methods = TableState_methods,
 };
+
+/* The text the clean-up gives for id's table text in state ``clean``, by a move the
+ * Python clean-up has remembered, ``clean`` moved on; NULL when no such move is
+ * remembered (the Python path then finds it), or on an error (set). */
+static PyObject *
+TableState_move(TableState *s, Py_ssize_t id)
+{
+    if (id < 0 || id >= PyTuple_GET_SIZE(s->table) || s->clean < 0 || s->clean >= PyList_GET_SIZE(s->moves)) {
+        return NULL;
+    }
+    PyObject *key = PyTuple_GET_ITEM(s->table, id);
+    PyObject *moves = PyList_GET_ITEM(s->moves, s->clean);
+    if (key == Py_None || !PyDict_CheckExact(moves)) {
+        return NULL;
+    }
+    PyObject *found = PyDict_GetItemWithError(moves, key); /* borrowed */
+    if (found == NULL || !PyTuple_CheckExact(found) || PyTuple_GET_SIZE(found) != 2
+        || !PyUnicode_CheckExact(PyTuple_GET_ITEM(found, 0)) || !PyLong_CheckExact(PyTuple_GET_ITEM(found, 1))) {
+        return NULL;
+    }
+    long next = PyLong_AsLong(PyTuple_GET_ITEM(found, 1));
+    if (next < 0 || next > INT_MAX) {
+        PyErr_Clear(); /* not a state this lookup can hold: the Python path takes the id */
+        return NULL;
+    }
+    s->clean = (int)next;
+    return Py_NewRef(PyTuple_GET_ITEM(found, 0));
+}
+
+/* Mode 2, a list or tuple of ids fed at once: the pending bytes and every id's bytes
+ * in one decode. NULL with no exception when some item is not an id this path takes
+ * (then nothing has changed, and the Python path takes the whole feed and says what
+ * is wrong); NULL with an exception on failure. */
+static PyObject *
+TableState_join(TableState *s, PyObject *ids)
+{
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(ids), size = 0, limit = PyTuple_GET_SIZE(s->pieces);
+    PyObject **items = PySequence_Fast_ITEMS(ids);
+    for (Py_ssize_t k = 0; k < n; k++) { /* check them all before anything changes */
+        if (!PyLong_CheckExact(items[k])) {
+            return NULL;
+        }
+        Py_ssize_t id = PyLong_AsSsize_t(items[k]);
+        if (id < 0 || id >= limit || !PyBytes_CheckExact(PyTuple_GET_ITEM(s->pieces, id))) {
+            PyErr_Clear(); /* too big for any table, or not this path's */
+            return NULL;
+        }
+        size += PyBytes_GET_SIZE(PyTuple_GET_ITEM(s->pieces, id));
+    }
+    PyObject *joined = PyBytes_FromStringAndSize(NULL, size);
+    if (joined == NULL) {
+        return NULL;
+    }
+    char *at = PyBytes_AS_STRING(joined);
+    for (Py_ssize_t k = 0; k < n; k++) { /* no Python code runs between the passes: the same ids */
+        PyObject *piece = PyTuple_GET_ITEM(s->pieces, PyLong_AsSsize_t(items[k]));
+        memcpy(at, PyBytes_AS_STRING(piece), PyBytes_GET_SIZE(piece));
+        at += PyBytes_GET_SIZE(piece);
+    }
+    PyObject *text = TableState_decode(s, joined);
+    Py_DECREF(joined);
+    return text;
+}
+
+/* Mode 4, a list or tuple of ids fed at once, nothing pending: each id's text through
+ * the clean-up (``inert`` while it holds nothing, else a remembered move), joined. NULL
+ * with no exception when some item is not an id this path takes or a move is not
+ * remembered (then ``clean`` is as it was, and the Python path takes the whole feed);
+ * NULL with an exception on failure. */
+static PyObject *
+TableState_clean_join(TableState *s, PyObject *ids)
+{
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(ids), inert = PyTuple_GET_SIZE(s->inert);
+    PyObject **items = PySequence_Fast_ITEMS(ids);
+    PyObject *texts = PyList_New(n);
+    if (texts == NULL) {
+        return NULL;
+    }
+    int was = s->clean;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        Py_ssize_t id = PyLong_CheckExact(items[k]) ? PyLong_AsSsize_t(items[k]) : -1;
+        PyObject *text = NULL;
+        if (s->clean == 0 && 0 <= id && id < inert && PyTuple_GET_ITEM(s->inert, id) != Py_None) {
+            text = Py_NewRef(PyTuple_GET_ITEM(s->inert, id));
+        }
+        else if (id >= 0) {
+            text = TableState_move(s, id);
+        }
+        if (text == NULL) {
+            s->clean = was;
+            Py_DECREF(texts);
+            if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_OverflowError)) {
+                return NULL;
+            }
+            PyErr_Clear(); /* an id too big for any table: the Python path says what is wrong */
+            return NULL;
+        }
+        PyList_SET_ITEM(texts, k, text);
+    }
+    PyObject *empty = PyUnicode_New(0, 0);
+    PyObject *joined = empty == NULL ? NULL : PyUnicode_Join(empty, texts);
+    Py_XDECREF(empty);
+    Py_DECREF(texts);
+    if (joined == NULL) {
+        s->clean = was;
+    }
+    return joined;
+}
 
 /* Mode 3: what id ``id`` gives with byte-fallback runs. Sets ``*taken`` when the id is
  * this path's: then the text (a new reference; empty for a byte or a skipped id), or
@@ -326,7 +475,8 @@ FeedMethod_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObje
 {
     FeedMethod *self = (FeedMethod *)op;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (nargs == (self->chunk == NULL ? 2 : 3) && kwnames == NULL && PyLong_CheckExact(args[1])
+    int many = PyList_CheckExact(args[1]) || PyTuple_CheckExact(args[1]); /* ids fed at once */
+    if (nargs == (self->chunk == NULL ? 2 : 3) && kwnames == NULL && (PyLong_CheckExact(args[1]) || many)
         && PyObject_TypeCheck(args[0], self->owner_type)) {
         PyObject *state = *(PyObject **)((char *)args[0] + self->offset); /* the slot; NULL if unset */
         if (state == NULL) {
@@ -336,13 +486,25 @@ FeedMethod_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObje
         if (Py_IS_TYPE(state, &TableStateType) && ((TableState *)state)->mode
             && PyBytes_CheckExact(((TableState *)state)->pending)) {
             TableState *s = (TableState *)state;
-            Py_ssize_t id = PyLong_AsSsize_t(args[1]);
-            if (id == -1 && PyErr_Occurred()) {
+            Py_ssize_t id = -1, taken_ids = many ? PySequence_Fast_GET_SIZE(args[1]) : 1;
+            if (!many && (id = PyLong_AsSsize_t(args[1])) == -1 && PyErr_Occurred()) {
                 PyErr_Clear(); /* too big for any table: the Python path says what is wrong */
             }
             PyObject *text = NULL; /* a new reference once found */
             int whole = PyBytes_GET_SIZE(s->pending) == 0;
-            if (s->mode == 3) {
+            /* the table whose texts are final: with the clean-up, its inert texts while it holds nothing */
+            PyObject *lookup = s->mode != 4 ? s->table : s->clean == 0 ? s->inert : NULL;
+            if (many) {
+                if (s->mode == 2 || (s->mode == 4 && whole)) {
+                    text = s->mode == 2 ? TableState_join(s, args[1]) : TableState_clean_join(s, args[1]);
+                    if (text == NULL && PyErr_Occurred()) {
+                        Py_DECREF(state);
+                        return NULL;
+                    }
+                }
+                whole = 0; /* no text: [] from feed too */
+            }
+            else if (s->mode == 3) {
                 int taken;
                 text = TableState_run(s, id, &taken);
                 if (text == NULL && taken) {
@@ -351,9 +513,17 @@ FeedMethod_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObje
                 }
                 whole = 0; /* a byte or a skipped id: [] from feed too */
             }
-            else if (whole && 0 <= id && id < PyTuple_GET_SIZE(s->mode == 4 ? s->inert : s->table)
-                     && PyTuple_GET_ITEM(s->mode == 4 ? s->inert : s->table, id) != Py_None) {
-                text = Py_NewRef(PyTuple_GET_ITEM(s->mode == 4 ? s->inert : s->table, id));
+            else if (whole && lookup != NULL && 0 <= id && id < PyTuple_GET_SIZE(lookup)
+                     && PyTuple_GET_ITEM(lookup, id) != Py_None) {
+                text = Py_NewRef(PyTuple_GET_ITEM(lookup, id));
+            }
+            else if (s->mode == 4 && whole) {
+                text = TableState_move(s, id);
+                if (text == NULL && PyErr_Occurred()) {
+                    Py_DECREF(state);
+                    return NULL;
+                }
+                whole = 0; /* a move may give no text: [] from feed too */
             }
             else if (s->mode == 2 && 0 <= id && id < PyTuple_GET_SIZE(s->pieces)
                      && PyBytes_CheckExact(PyTuple_GET_ITEM(s->pieces, id))) {
@@ -367,7 +537,7 @@ FeedMethod_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObje
             if (text != NULL) {
                 PyObject *item;
                 if (PyUnicode_GET_LENGTH(text) == 0 && (self->chunk != NULL || !whole)) {
-                    s->count++;
+                    s->count += taken_ids;
                     Py_DECREF(text);
                     Py_DECREF(state);
                     return PyList_New(0);
@@ -390,7 +560,7 @@ FeedMethod_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObje
                 }
                 else {
                     PyList_SET_ITEM(out, 0, item);
-                    s->count++;
+                    s->count += taken_ids;
                 }
                 Py_DECREF(state);
                 return out;

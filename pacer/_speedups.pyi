@@ -7,6 +7,7 @@ class TableState:
     """What FeedMethod's fast path reads, per Detokenizer."""
 
     mode: int
+    clean: int
     count: int
     pending: bytes
     def __init__(
@@ -16,7 +17,9 @@ class TableState:
         errors: str,
         runs: tuple[int, ...] = ...,
         inert: tuple[str | None, ...] = ...,
+        moves: list[dict[str, tuple[str, int]]] = ...,
     ) -> None: ...
+    def known(self, ids: object, /) -> bool: ...
 
 @final
 class FeedMethod:

@@ -21,7 +21,10 @@ suffix into a space except in the last token, so the part of a token's text that
 depends on whether it is last waits for the next token (one token's ending held);
 HF ``CTC`` counts a run of the same token once (one token remembered); transformers'
 ``clean_up_tokenization`` is a chain of ``str.replace`` calls on the whole text,
-streamed as a chain of replacers each holding fewer characters than its pattern.
+streamed as a chain of replacers each holding fewer characters than its pattern; what
+the chain holds is one of a few states, and what a text gives in a state is worked out
+once per vocabulary and remembered (a bounded number of texts a state), so a token
+the clean-up holds, or one after it, is a dict lookup too.
 
 A genuine U+FFFD in the text is just three bytes like any other: it never stalls.
 """
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import codecs
 import enum
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
@@ -100,7 +104,6 @@ class Detokenizer(Stage):
         self._count = 0  # ids taken so far by the Python paths, for error messages
         # Until the first non-empty piece, the decoder may treat it specially.
         self._at_start = self.vocab.strip_first == "token" or self.vocab.first is not None
-        self._steps = _TextSteps(self.vocab.strip_first, self.vocab.cleanup)
         # Decoders that look at the token before or after (BPEDecoder, CTC) go token by token.
         chain = self.vocab.last is not None or self.vocab.repeats is not None
         self._neighbours = _Neighbours(self.vocab) if chain else None
@@ -110,11 +113,14 @@ class Detokenizer(Stage):
         self._lookup_state: Any = None
         if _speedups is not None and _SPEEDUPS:
             vocab = self.vocab
-            inert = vocab.inert_list if vocab.cleanup else ()
+            inert, moves = (vocab.inert_list, vocab.cleanup_moves.moves) if vocab.cleanup else ((), [])
             self._lookup_state = _speedups.TableState(
-                vocab.steady_list, vocab.bytewise_list, vocab.errors, vocab.run_list, inert
+                vocab.steady_list, vocab.bytewise_list, vocab.errors, vocab.run_list, inert, moves
             )
-        self._utf8 = _Utf8(self.vocab.errors, self._lookup_state or _Pending())
+        holder = self._lookup_state or _Pending()  # the pending bytes and the clean-up's state
+        self._utf8 = _Utf8(self.vocab.errors, holder)
+        cleanup = _Cleanup(self.vocab.cleanup_moves, holder) if self.vocab.cleanup else None
+        self._steps = _TextSteps(self.vocab.strip_first, cleanup)
         self._settle()
 
     def __repr__(self) -> str:
@@ -150,11 +156,41 @@ class Detokenizer(Stage):
         if self._ended:
             raise closed_error(self)
         ids = as_id_list(item, "Detokenizer")
-        self._check(ids)
+        if self._lookup_state is None or not self._lookup_state.known(ids):
+            self._check(ids)
+        if self._at_start and self._lookup_state is not None:
+            # The start rule is the first showing id's: the ids after it may take the C path.
+            cut = next((k + 1 for k, i in enumerate(ids) if self.vocab.pieces[i]), len(ids))
+            text = self._take(ids[:cut])
+            if cut < len(ids):
+                rest = ids[cut:]
+                text += (
+                    self._take(rest) if self._at_start else "".join([c.text for c in self.ingest(rest, now)])
+                )
+        else:
+            text = self._take(ids)
+        return [Chunk(text, now)] if text else []
+
+    def _take(self, ids: Sequence[int]) -> str:
+        """The text checked ``ids`` give, by the Python paths: one decode, or, through the
+        clean-up with the C lookup built, id by id, so that the C lookup finds each id's
+        move remembered next time."""
+        if self._mode is _LOOKUP and self._steps.cleanup is not None and self._lookup_state is not None:
+            texts: list[str] = []
+            for k, i in enumerate(ids):
+                text = self._one(i)
+                if text is None:  # an id the quick paths do not take: the rest at once
+                    texts.append(self._take_at_once(ids[k:]))
+                    break
+                texts.append(text)
+            return "".join(texts)
+        return self._take_at_once(ids)
+
+    def _take_at_once(self, ids: Sequence[int]) -> str:
         self._count += len(ids)
         text = self._convert(ids)
         self._settle()
-        return [Chunk(text, now)] if text else []
+        return text
 
     def _settle(self) -> None:
         """Decide the mode from the state: the one place that does."""
@@ -171,15 +207,14 @@ class Detokenizer(Stage):
 
     def _c_mode(self) -> int:
         """The C lookup's mode: 2, the table while no character is unfinished, else the id's
-        bytes; 3, the table and byte-fallback runs; 4, the texts the clean-up leaves as they
-        are, while it holds nothing; 0, none (every rule is the Python path's)."""
+        bytes; 3, the table and byte-fallback runs; 4, the table's texts through the
+        clean-up's remembered moves; 0, none (every rule is the Python path's)."""
         vocab, steps = self.vocab, self._steps
         if self._ended or self._at_start or self._neighbours is not None:
             return 0
         if not steps.active:
             return 2 if vocab.byte_runs is None else 3
-        cleanup = steps.cleanup
-        if steps.strip_both or steps.first_space or cleanup is None or cleanup.holding:
+        if steps.strip_both or steps.first_space or steps.cleanup is None:
             return 0
         return 4 if vocab.byte_runs is None and not self._utf8.partial else 0
 
@@ -325,10 +360,11 @@ def _run_text(run: bytes | bytearray) -> str:
 class _Pending:
     """Where ``_Utf8`` keeps the bytes of an unfinished character (with the C lookup: its state)."""
 
-    __slots__ = ("pending",)
+    __slots__ = ("clean", "pending")
 
     def __init__(self) -> None:
         self.pending = b""
+        self.clean = 0  # the clean-up's state (``_CleanupMoves``)
 
 
 class _Utf8:
@@ -404,10 +440,10 @@ class _TextSteps:
     """The decoder's whole-text steps, applied as the text streams: a strip of leading
     (and for ``"both"`` trailing) whitespace, then transformers' clean-up."""
 
-    def __init__(self, strip_first: str | None, cleanup: bool) -> None:
+    def __init__(self, strip_first: str | None, cleanup: _Cleanup | None) -> None:
         self.strip_both = strip_first == "both"
         self.first_space = strip_first == "output"  # the next text may lose its space
-        self.cleanup = _Cleanup() if cleanup else None
+        self.cleanup = cleanup
         self.active = self.first_space or self.strip_both or self.cleanup is not None
         self.leading = True  # nothing but whitespace shown so far ("both")
         self.held_space = ""  # trailing whitespace, shown only if more text follows ("both")
@@ -457,21 +493,27 @@ def _shared_prefix(a: bytes, b: bytes) -> int:
 
 
 class _Replace:
-    """``str.replace(pattern, replacement)`` over a stream: exact, holding < len(pattern) chars."""
+    """``str.replace(pattern, replacement)`` over a stream: exact, holding < len(pattern) chars.
+    Stateless: the caller keeps what it holds, so one instance serves every stream."""
 
-    __slots__ = ("held", "pattern", "replacement")
+    __slots__ = ("pattern", "replacement")
 
     def __init__(self, pattern: str, replacement: str) -> None:
         if len(pattern) < 2:
             raise ValueError(f"_Replace: a pattern of two characters or more, got {pattern!r}")
-        self.pattern, self.replacement, self.held = pattern, replacement, ""
+        self.pattern, self.replacement = pattern, replacement
 
-    def feed(self, text: str) -> str:
-        buf = self.held + text
+    def passes(self, held: str, text: str) -> bool:
+        """Whether ``text`` after ``held`` passes as it is and leaves nothing held."""
+        pattern = self.pattern
+        return not held and pattern[:2] not in text and text[-1:] != pattern[0]
+
+    def feed(self, held: str, text: str) -> tuple[str, str]:
+        """What ``text`` after ``held`` gives, and what is held after it."""
+        buf = held + text
         pattern = self.pattern
         if pattern[:2] not in buf and buf[-1:] != pattern[0]:
-            self.held = ""  # neither the pattern nor a start of it (each begins with those two)
-            return buf
+            return buf, ""  # neither the pattern nor a start of it (each begins with those two)
         if pattern in buf:
             out: list[str] = []
             i = 0
@@ -486,43 +528,98 @@ class _Replace:
         # Hold the longest tail that could still begin the pattern.
         for keep in range(min(len(pattern) - 1, len(buf)), 0, -1):
             if buf.endswith(pattern[:keep]):
-                self.held = buf[-keep:]
-                return head + buf[:-keep]
-        self.held = ""
-        return head + buf
+                return head + buf[:-keep], buf[-keep:]
+        return head + buf, ""
 
-    def flush(self) -> str:
-        held, self.held = self.held, ""
-        return held
+
+#: How many texts a clean-up state remembers the move of, and how long a text it
+#: remembers may be (tokens' texts are short; a feed of many ids is one long text): bound
+#: the memory a stream of texts the table does not hold could take.
+_MOVES_KEPT: Final = 1 << 14
+_MOVE_CHARS: Final = 32
+
+
+class _CleanupMoves:
+    """transformers' ``clean_up_tokenization`` as a state machine over a stream of texts.
+
+    A state is what each replacement of the chain holds (state 0: nothing); a move is
+    what a text gives in a state, and the next state. A move is found by running the
+    chain once and then remembered, one set a vocabulary (``Vocab.cleanup_moves``), so
+    a text seen before in that state costs one dict lookup, in Python or in the C
+    lookup, which reads ``moves``. Few states are reachable (each holds a start of a
+    pattern), and each remembers at most ``_MOVES_KEPT`` texts.
+    """
+
+    def __init__(self) -> None:
+        self.steps = tuple(_Replace(p, r) for p, r in CLEANUP_REPLACEMENTS)
+        self.states: list[tuple[str, ...]] = [("",) * len(self.steps)]
+        self._numbers = {self.states[0]: 0}
+        self.moves: list[dict[str, tuple[str, int]]] = [{}]
+        self._lock = threading.Lock()
+
+    def move(self, state: int, text: str) -> tuple[str, int]:
+        """What ``text`` gives in ``state``, and the state after it."""
+        if state == 0 and CLEANUP_SEEN.search(text) is None:
+            return text, 0  # no pattern in it and no start of one at its end: most texts
+        moves = self.moves[state]
+        found = moves.get(text)
+        if found is None:
+            found = self._run(state, text)
+            if len(moves) < _MOVES_KEPT and len(text) <= _MOVE_CHARS:
+                moves[text] = found
+        return found
+
+    def _run(self, state: int, text: str) -> tuple[str, int]:
+        helds: list[str] = []
+        for step, held in zip(self.steps, self.states[state], strict=True):
+            if step.passes(held, text):  # most steps, most texts: skip the call
+                helds.append("")
+            else:
+                text, held = step.feed(held, text)
+                helds.append(held)
+        return text, self._number(tuple(helds))
+
+    def _number(self, helds: tuple[str, ...]) -> int:
+        number = self._numbers.get(helds)
+        if number is None:
+            with self._lock:  # streams of one vocabulary may run on several threads
+                number = self._numbers.get(helds)
+                if number is None:
+                    self.states.append(helds)
+                    self.moves.append({})
+                    number = self._numbers[helds] = len(self.states) - 1
+        return number
+
+    def flush(self, state: int) -> str:
+        """What ``state`` holds, as the end of the text gives it."""
+        text = ""
+        for step, held in zip(self.steps, self.states[state], strict=True):
+            out, rest = step.feed(held, text)
+            text = out + rest
+        return text
 
 
 class _Cleanup:
-    """transformers' ``clean_up_tokenization`` as a chain of streaming replacements."""
+    """One stream's clean-up: its state lives in ``holder.clean`` (where the C lookup
+    reads and moves it too); the moves are the vocabulary's."""
 
-    def __init__(self) -> None:
-        self.steps = [_Replace(p, r) for p, r in CLEANUP_REPLACEMENTS]
-        self.holding = False  # some step holds the start of a pattern
+    def __init__(self, moves: _CleanupMoves | None = None, holder: Any = None) -> None:
+        self.moves = _CleanupMoves() if moves is None else moves
+        self.holder = _Pending() if holder is None else holder
+
+    @property
+    def holding(self) -> bool:
+        """Whether some replacement holds the start of its pattern."""
+        return self.holder.clean != 0
 
     def feed(self, text: str) -> str:
-        # Text with no pattern in it and no start of one at its end passes every step
-        # unchanged (and leaves none holding). Most tokens take this path.
-        if not self.holding and CLEANUP_SEEN.search(text) is None:
-            return text
-        holding = False
-        for step in self.steps:
-            # A step that holds nothing passes a text with no start of its pattern as it
-            # is (its own first test, without the call): most steps, most tokens.
-            pattern = step.pattern
-            if step.held or pattern[:2] in text or text[-1:] == pattern[0]:
-                text = step.feed(text)
-                holding = holding or bool(step.held)
-        self.holding = holding
+        holder = self.holder
+        text, holder.clean = self.moves.move(holder.clean, text)
         return text
 
     def flush(self) -> str:
-        text = ""
-        for step in self.steps:
-            text = step.feed(text) + step.flush()
+        holder = self.holder
+        text, holder.clean = self.moves.flush(holder.clean), 0
         return text
 
 

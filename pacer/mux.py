@@ -195,9 +195,7 @@ class Mux:
                 heapq.heappop(heap)
                 stream._seq = -1
             else:  # its next deadline takes the head's place: one sift instead of a pop and a push
-                seq = stream._seq = next(self._order)
-                stream._at = deadline
-                heapq.heapreplace(heap, (deadline, seq, stream))
+                heapq.heapreplace(heap, self._entry(stream, deadline))
             if out:
                 stream.due = at
                 try:
@@ -220,13 +218,17 @@ class Mux:
             self._stale += 1
         if deadline is None:
             return
-        seq = stream._seq = next(self._order)
-        stream._at = deadline
-        heapq.heappush(self._heap, (deadline, seq, stream))
+        heapq.heappush(self._heap, self._entry(stream, deadline))
         if self._stale > 64 and self._stale > len(self._heap) // 2:
             self._heap = [e for e in self._heap if e[2]._seq == e[1]]
             heapq.heapify(self._heap)
             self._stale = 0
+
+    def _entry(self, stream: MuxStream, deadline: float) -> tuple[float, int, MuxStream]:
+        """A new live heap entry for ``stream``: the one its ``_seq`` names from now on."""
+        seq = stream._seq = next(self._order)
+        stream._at = deadline
+        return deadline, seq, stream
 
     def _count_done(self, stream: MuxStream) -> None:
         if stream._counted and stream.done:

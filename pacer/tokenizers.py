@@ -17,7 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .detokenize import _CleanupMoves
 
 __all__ = ["Vocab", "load_sentencepiece", "load_tekken", "mistral_data_file", "vocab_for", "wants_cleanup"]
 
@@ -144,6 +147,13 @@ class Vocab:
         return tuple(
             t if t is None or CLEANUP_SEEN.search(t) is None else clean_alone(t) for t in self.steady_list
         )
+
+    @functools.cached_property
+    def cleanup_moves(self) -> _CleanupMoves:
+        """The clean-up's (``cleanup``) moves, remembered for every stream of this vocabulary."""
+        from .detokenize import _CleanupMoves
+
+        return _CleanupMoves()
 
     @functools.cached_property
     def bytewise_list(self) -> tuple[bytes | None, ...]:

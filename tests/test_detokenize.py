@@ -3,6 +3,7 @@ from __future__ import annotations
 import gc
 import os
 import weakref
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -235,16 +236,42 @@ CLEANUP_TEXT = st.lists(
 ).map("".join)
 
 
-@given(st.data(), CLEANUP_TEXT)
-def test_streaming_cleanup_equals_transformers_sequential_replaces(data: st.DataObject, text: str) -> None:
-    from pacer.detokenize import CLEANUP_REPLACEMENTS, _Cleanup
+_SHARED_MOVES: list[Any] = []  # one set of remembered moves across examples, as a vocabulary's is
+
+
+@given(st.data(), CLEANUP_TEXT, st.booleans())
+def test_streaming_cleanup_equals_transformers_sequential_replaces(
+    data: st.DataObject, text: str, shared: bool
+) -> None:
+    from pacer.detokenize import CLEANUP_REPLACEMENTS, _Cleanup, _CleanupMoves
 
     expected = text
     for pattern, replacement in CLEANUP_REPLACEMENTS:
         expected = expected.replace(pattern, replacement)
-    cleanup = _Cleanup()
+    if shared and not _SHARED_MOVES:
+        _SHARED_MOVES.append(_CleanupMoves())
+    cleanup = _Cleanup(_SHARED_MOVES[0] if shared else None)
     pieces = data.draw(splits(text))
     assert "".join(cleanup.feed(p) for p in pieces) + cleanup.flush() == expected
+    assert not cleanup.holding
+
+
+def test_cleanup_moves_remembered_are_bounded_and_the_rest_still_exact(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pacer import detokenize
+    from pacer.detokenize import _Cleanup, _CleanupMoves
+
+    monkeypatch.setattr(detokenize, "_MOVES_KEPT", 4)
+    moves = _CleanupMoves()
+    out: list[str] = []
+    words = [f"w{k}" for k in range(50)]
+    for word in words:  # " '" holds; the word after it decides
+        cleanup = _Cleanup(moves)
+        out.append(cleanup.feed(" '") + cleanup.feed(" " + word) + cleanup.feed(" n") + cleanup.feed("'t"))
+        out[-1] += cleanup.flush()
+    assert out == [f"'{w}n't" for w in words]  # " ' " is "'", and " n't" is "n't"
+    assert len(moves.states) < 10 and all(len(m) <= 4 for m in moves.moves)
 
 
 @pytest.mark.parametrize("kind", ["slow", "fast-bpe-ignored", "fast-bpe-forced"])
@@ -416,6 +443,63 @@ def test_the_c_lookup_takes_split_characters_byte_runs_and_text_the_clean_up_kee
     assert "".join(out) == b.decode(ids, False)
     if speedups == "C lookup":
         assert d._lookup_state.count == len(ids) - python_ids  # the first id of a start rule is Python's
+
+
+def test_the_c_lookup_takes_what_the_clean_up_held_by_the_moves_it_remembers(speedups: str) -> None:
+    # Quote marks and "n" start a clean-up pattern (" ' ", " n't"): the clean-up holds them
+    # until the next token. Once a stream has met a held text and what followed it, every
+    # later stream of the vocabulary (and this one) moves on by the remembered move.
+    b = get("hf-fast-wordpiece")
+    ids = b.encode("print(text, end='') then n = 'a' isn't it ' s")
+    for _ in range(2):
+        d = Detokenizer(b.tokenizer)
+        out = [t for i in ids for t in d.feed(i)] + d.flush()
+        assert "".join(out) == b.decode(ids, False)
+        assert "" not in out
+    if speedups == "C lookup":
+        assert d._lookup_state.count == len(ids) - 1  # the first id of a start rule is Python's
+
+
+@pytest.mark.parametrize("name", ["tiktoken-tekken", "hf-fast-wordpiece"])
+def test_ids_fed_at_once_take_the_c_lookup_and_a_bad_one_changes_nothing(speedups: str, name: str) -> None:
+    b = get(name)
+    ids = b.encode("print(text, end='') isn't 中文 and 🤖 then 'quoted' words.")
+    warm = Detokenizer(b.tokenizer)  # meets every clean-up move these ids need
+    "".join([t for i in ids for t in warm.feed(i)])
+    d = Detokenizer(b.tokenizer)
+    with pytest.raises(
+        ValueError, match=r"token id 10000000 at position 1 of this feed \(token 1 of the stream\)"
+    ):
+        d.feed([ids[0], 10_000_000])  # a start rule's feed is checked whole first too
+    head, rest = ids[:3], ids[3:]
+    out = d.feed(head) + d.feed(rest)
+    with pytest.raises(ValueError, match=r"token id 10000000 at position 2 of this feed"):
+        d.feed([ids[0], ids[1], 10_000_000])  # checked before anything changed
+    with pytest.raises(TypeError, match=r"position 1 must be an int, got str"):
+        d.feed((ids[0], "x"))
+    out += d.feed(tuple(ids)) + d.flush()
+    assert "".join(out) == b.decode(ids + ids, False)
+    if speedups == "C lookup":
+        # a start rule's first id is Python's, and the ids after it in that feed are C's
+        assert d._lookup_state.count == len(ids) * 2 - (1 if "wordpiece" in name else 0)
+
+
+def test_a_clean_up_move_not_yet_remembered_in_a_feed_of_many_ids_is_found_exactly(speedups: str) -> None:
+    import dataclasses
+
+    from pacer.tokenizers import vocab_for
+
+    b = get("hf-fast-wordpiece")
+    cold = dataclasses.replace(vocab_for(b.tokenizer))  # a copy: no moves remembered yet
+    ids = b.encode("so it's 'here' , and n't there")
+    d = Detokenizer(cold)
+    out = d.feed(ids[:2]) + d.feed(ids[2:]) + d.flush()
+    assert "".join(out) == b.decode(ids, False)
+    d = Detokenizer(cold)  # now every move is remembered: the C lookup takes all but the first id
+    out = d.feed(ids[:2]) + d.feed(ids[2:]) + d.flush()
+    assert "".join(out) == b.decode(ids, False)
+    if speedups == "C lookup":
+        assert d._lookup_state.count == len(ids) - 1
 
 
 # Bytes around every edge of UTF-8's well-formed sequences: leads that are never valid
