@@ -475,7 +475,7 @@ FeedMethod_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObje
 {
     FeedMethod *self = (FeedMethod *)op;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    int many = PyList_CheckExact(args[1]) || PyTuple_CheckExact(args[1]); /* ids fed at once */
+    int many = nargs >= 2 && (PyList_CheckExact(args[1]) || PyTuple_CheckExact(args[1])); /* ids fed at once */
     if (nargs == (self->chunk == NULL ? 2 : 3) && kwnames == NULL && (PyLong_CheckExact(args[1]) || many)
         && PyObject_TypeCheck(args[0], self->owner_type)) {
         PyObject *state = *(PyObject **)((char *)args[0] + self->offset); /* the slot; NULL if unset */

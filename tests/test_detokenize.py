@@ -422,6 +422,10 @@ def test_feed_on_a_subclass_or_a_foreign_object_is_safe(speedups: str) -> None:
     bare = Detokenizer.__new__(Detokenizer)  # never initialised: the slot is empty
     with pytest.raises(AttributeError):
         bare.feed(ids[0])
+    with pytest.raises(TypeError):  # no id at all: the C method must not read past its arguments
+        d.feed()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        Detokenizer.ingest(d)  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(
