@@ -312,6 +312,18 @@ TableState_move(TableState *s, Py_ssize_t id)
     return Py_NewRef(PyTuple_GET_ITEM(found, 0));
 }
 
+/* Mode 4, nothing pending: id's text through the clean-up, its ``inert`` text while the
+ * clean-up holds nothing, else a remembered move (``clean`` moved on). NULL when neither
+ * (no exception: the Python path takes the id), or on an error (set). */
+static PyObject *
+TableState_cleaned(TableState *s, Py_ssize_t id)
+{
+    if (s->clean == 0 && 0 <= id && id < PyTuple_GET_SIZE(s->inert) && PyTuple_GET_ITEM(s->inert, id) != Py_None) {
+        return Py_NewRef(PyTuple_GET_ITEM(s->inert, id));
+    }
+    return TableState_move(s, id);
+}
+
 /* Mode 2, a list or tuple of ids fed at once: the pending bytes and every id's bytes
  * in one decode. NULL with no exception when some item is not an id this path takes
  * (then nothing has changed, and the Python path takes the whole feed and says what
@@ -355,7 +367,7 @@ TableState_join(TableState *s, PyObject *ids)
 static PyObject *
 TableState_clean_join(TableState *s, PyObject *ids)
 {
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(ids), inert = PyTuple_GET_SIZE(s->inert);
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(ids);
     PyObject **items = PySequence_Fast_ITEMS(ids);
     PyObject *texts = PyList_New(n);
     if (texts == NULL) {
@@ -364,13 +376,7 @@ TableState_clean_join(TableState *s, PyObject *ids)
     int was = s->clean;
     for (Py_ssize_t k = 0; k < n; k++) {
         Py_ssize_t id = PyLong_CheckExact(items[k]) ? PyLong_AsSsize_t(items[k]) : -1;
-        PyObject *text = NULL;
-        if (s->clean == 0 && 0 <= id && id < inert && PyTuple_GET_ITEM(s->inert, id) != Py_None) {
-            text = Py_NewRef(PyTuple_GET_ITEM(s->inert, id));
-        }
-        else if (id >= 0) {
-            text = TableState_move(s, id);
-        }
+        PyObject *text = id < 0 ? NULL : TableState_cleaned(s, id);
         if (text == NULL) {
             s->clean = was;
             Py_DECREF(texts);
@@ -492,8 +498,6 @@ FeedMethod_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObje
             }
             PyObject *text = NULL; /* a new reference once found */
             int whole = PyBytes_GET_SIZE(s->pending) == 0;
-            /* the table whose texts are final: with the clean-up, its inert texts while it holds nothing */
-            PyObject *lookup = s->mode != 4 ? s->table : s->clean == 0 ? s->inert : NULL;
             if (many) {
                 if (s->mode == 2 || (s->mode == 4 && whole)) {
                     text = s->mode == 2 ? TableState_join(s, args[1]) : TableState_clean_join(s, args[1]);
@@ -513,17 +517,16 @@ FeedMethod_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObje
                 }
                 whole = 0; /* a byte or a skipped id: [] from feed too */
             }
-            else if (whole && lookup != NULL && 0 <= id && id < PyTuple_GET_SIZE(lookup)
-                     && PyTuple_GET_ITEM(lookup, id) != Py_None) {
-                text = Py_NewRef(PyTuple_GET_ITEM(lookup, id));
-            }
-            else if (s->mode == 4 && whole) {
-                text = TableState_move(s, id);
+            else if (s->mode == 4) {
+                text = whole ? TableState_cleaned(s, id) : NULL;
                 if (text == NULL && PyErr_Occurred()) {
                     Py_DECREF(state);
                     return NULL;
                 }
                 whole = 0; /* a move may give no text: [] from feed too */
+            }
+            else if (whole && 0 <= id && id < PyTuple_GET_SIZE(s->table) && PyTuple_GET_ITEM(s->table, id) != Py_None) {
+                text = Py_NewRef(PyTuple_GET_ITEM(s->table, id));
             }
             else if (s->mode == 2 && 0 <= id && id < PyTuple_GET_SIZE(s->pieces)
                      && PyBytes_CheckExact(PyTuple_GET_ITEM(s->pieces, id))) {

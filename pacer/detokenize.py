@@ -512,7 +512,7 @@ class _Replace:
         """What ``text`` after ``held`` gives, and what is held after it."""
         buf = held + text
         pattern = self.pattern
-        if pattern[:2] not in buf and buf[-1:] != pattern[0]:
+        if self.passes("", buf):
             return buf, ""  # neither the pattern nor a start of it (each begins with those two)
         if pattern in buf:
             out: list[str] = []
@@ -623,12 +623,11 @@ class _Cleanup:
         return text
 
 
-def clean_alone(text: str) -> str | None:
+def clean_alone(text: str, moves: _CleanupMoves) -> str | None:
     """What the clean-up gives for ``text`` when it holds nothing before it, or ``None`` when
     it would then hold part of a pattern (what follows decides) or give nothing."""
-    cleanup = _Cleanup()
-    out = cleanup.feed(text)
-    return None if cleanup.holding or not out else out
+    out, state = moves.move(0, text)
+    return None if state or not out else out
 
 
 class ByteDecoder(Stage):

@@ -144,8 +144,10 @@ class Vocab:
         its space (``" ,"`` is ``","``) whatever comes next."""
         from .detokenize import clean_alone  # the clean-up lives with the detokenizer
 
+        moves = self.cleanup_moves
         return tuple(
-            t if t is None or CLEANUP_SEEN.search(t) is None else clean_alone(t) for t in self.steady_list
+            t if t is None or CLEANUP_SEEN.search(t) is None else clean_alone(t, moves)
+            for t in self.steady_list
         )
 
     @functools.cached_property

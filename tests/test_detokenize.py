@@ -469,7 +469,8 @@ def test_ids_fed_at_once_take_the_c_lookup_and_a_bad_one_changes_nothing(speedup
     b = get(name)
     ids = b.encode("print(text, end='') isn't 中文 and 🤖 then 'quoted' words.")
     warm = Detokenizer(b.tokenizer)  # meets every clean-up move these ids need
-    "".join([t for i in ids for t in warm.feed(i)])
+    for i in ids:
+        warm.feed(i)
     d = Detokenizer(b.tokenizer)
     with pytest.raises(
         ValueError, match=r"token id 10000000 at position 1 of this feed \(token 1 of the stream\)"
