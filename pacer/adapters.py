@@ -23,6 +23,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, It
 from typing import Any, overload
 
 from ._aio import aclose_source
+from ._errors import KindedError, error_object
 from .sse import ServerSentEvent, SSEDecoder, SSEError
 
 __all__ = [
@@ -40,19 +41,19 @@ __all__ = [
 ]
 
 
-class UpstreamError(RuntimeError):
+class UpstreamError(KindedError):
     """The upstream stream reported an error or sent something that cannot be read."""
 
     def __init__(self, message: str, *, body: Any = None, type: str = "upstream_error") -> None:
         super().__init__(message)
         self.body = body
-        self.type = type
+        self.type = self.kind = type
 
     def to_json(self) -> dict[str, Any]:
         """The error as an OpenAI-style ``{"error": {...}}`` object."""
         if isinstance(self.body, Mapping) and isinstance(self.body.get("error"), Mapping):
             return {"error": dict(self.body["error"])}
-        return {"error": {"message": str(self), "type": self.type}}
+        return error_object(str(self), self.type)
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:

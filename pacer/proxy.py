@@ -66,16 +66,18 @@ from starlette.routing import Route
 
 from ._args import one_of, optional_seconds, whole
 from ._core import Stage
+from ._writer import Outcome, client_left
 from .adapters import UpstreamError
 from .apis import FORMATS
 from .clock import Clock
 from .events import EventFormat, paced_event_frames
 from .metrics import StreamMetrics
 from .prometheus import PacerMetrics
-from .resumable import STREAM_ID_HEADER, ResumableStreams
+from .resumable import ResumableStreams
 from .server import EventStreamResponse
 from .server import json_error as _error
-from .streamlog import MemoryLog, StreamLog, StreamLogError
+from .streamlog import MemoryLog, StreamLog
+from .streamroutes import stream_routes
 
 __all__ = ["ProxyTimeouts", "create_proxy"]
 
@@ -228,7 +230,7 @@ class _Relay(StreamingResponse):
                 tg.cancel_scope.cancel()
 
             tg.start_soon(stream)
-            await self.listen_for_disconnect(receive)
+            await client_left(receive)
             tg.cancel_scope.cancel()
         if failure is not None:
             # The response has started: aborting the connection is the only way to tell
@@ -257,6 +259,9 @@ class _Proxy:
         max_body: int,
         client: httpx.AsyncClient | None,
         max_connections: int | None,
+        *,
+        streams: ResumableStreams | None = None,
+        metrics: PacerMetrics | None = None,
     ) -> None:
         self.base = base
         self.base_path = httpx.URL(base).raw_path.split(b"?")[0].rstrip(b"/")
@@ -267,8 +272,8 @@ class _Proxy:
         self.given_client = client
         self.max_connections = max_connections
         self.own_client: httpx.AsyncClient | None = None
-        self.metrics: PacerMetrics | None = None
-        self.streams: ResumableStreams | None = None
+        self.metrics = metrics
+        self.streams = streams
 
     def _count(self, kind: str) -> None:
         if self.metrics is not None:
@@ -329,8 +334,7 @@ class _Proxy:
 
             async def watch() -> None:
                 nonlocal left
-                while (await request.receive())["type"] != "http.disconnect":
-                    pass
+                await client_left(request.receive)
                 left = True
                 tg.cancel_scope.cancel()
 
@@ -405,40 +409,34 @@ class _Proxy:
             send_timeout=options["send_timeout"],
             compress=options["compress"],
             observer=self.metrics.observer() if self.metrics is not None else None,
+            pipelines=lanes,  # filled when the stream ends
+            on_close=functools.partial(_ended, lanes),
             streams=self.streams,
             stream_format=api.transcript,
         )
-        paced.pipelines = lanes  # filled when the stream ends
-        paced.on_close = functools.partial(_ended, paced)
         return paced
 
-    async def resume(self, request: Request) -> Response:
-        """``GET /v1/streams/{id}``: a paced stream's events after ``Last-Event-ID``, then live."""
+    def stream_routes(self) -> list[Route]:
+        """``GET /v1/streams/{id}`` and ``POST /v1/streams/{id}/cancel`` (``pacer.streamroutes``),
+        or, with resumable streams off, the same paths answering 404."""
         if self.streams is None:
-            return _error(404, "this proxy keeps no streams (resumable streams are off)", "not_found")
+            return [
+                Route("/v1/streams/{stream_id}", self.no_streams, methods=["GET"]),
+                Route("/v1/streams/{stream_id}/cancel", self.no_streams, methods=["POST"]),
+            ]
         options = self.stream_options
-        response: Response = await self.streams.resume(
-            request.path_params["stream_id"],
-            request.headers,
+        metrics = self.metrics
+        return stream_routes(
+            self.streams,
             heartbeat=options["heartbeat"],
             send_timeout=options["send_timeout"],
             compress=options["compress"],
-            observer=self.metrics.observer() if self.metrics is not None else None,
+            observers=metrics.observer if metrics is not None else None,
         )
-        return response
 
-    async def cancel(self, request: Request) -> Response:
-        """``POST /v1/streams/{id}/cancel``: stop the generation; the text its readers got."""
-        stream_id = request.path_params["stream_id"]
-        if self.streams is None:
-            return _error(404, "this proxy keeps no streams (resumable streams are off)", "not_found")
-        try:
-            answer = await self.streams.cancel(stream_id)
-        except StreamLogError as exc:
-            if exc.kind == "stream_lost":
-                return _error(404, f"no stream {stream_id!r} (unknown, or expired)", "not_found")
-            return _error(503, str(exc), exc.kind)
-        return JSONResponse(answer, headers={STREAM_ID_HEADER: stream_id})
+    async def no_streams(self, request: Request) -> Response:
+        """The stream endpoints of a proxy that keeps no streams."""
+        return _error(404, "this proxy keeps no streams (resumable streams are off)", "not_found")
 
     async def healthz(self, request: Request) -> Response:
         """Liveness: the process answers."""
@@ -479,17 +477,17 @@ class _Proxy:
         return await self.passthrough(request)
 
 
-def _ended(response: EventStreamResponse, outcome: str) -> None:
+def _ended(pipelines: list[StreamMetrics], outcome: Outcome) -> None:
     """One log line per stream end: its outcome and figures (JSON fields with --log-format json)."""
     figures: dict[str, Any] = {"outcome": outcome}
-    for lane in response.pipelines[:1]:  # the first choice's pipeline speaks for the stream
+    for lane in pipelines[:1]:  # the first choice's pipeline speaks for the stream
         figures |= {
             "chars": lane.chars_out,
             "first_output_s": lane.time_to_first_output,
             "lag_p99_s": lane.lag(99),
             "blocked": lane.blocked,
         }
-    level = logging.WARNING if outcome in ("error", "send_timeout") else logging.INFO
+    level = logging.WARNING if outcome in (Outcome.ERROR, Outcome.SEND_TIMEOUT) else logging.INFO
     text = " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items())
     log.log(level, "pacer proxy: stream ended: %s", text, extra={"stream": figures})
 
@@ -611,8 +609,7 @@ def create_proxy(
         for path, api in FORMATS.items()
     ]
     ops = [
-        Route("/v1/streams/{stream_id}", proxy.resume, methods=["GET"]),
-        Route("/v1/streams/{stream_id}/cancel", proxy.cancel, methods=["POST"]),
+        *proxy.stream_routes(),
         Route("/metrics", proxy.prometheus, methods=["GET"]),
         Route("/healthz", proxy.healthz, methods=["GET"]),
         Route("/readyz", proxy.readyz, methods=["GET"]),

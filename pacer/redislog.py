@@ -35,7 +35,7 @@ import contextlib
 import logging
 import math
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -132,7 +132,8 @@ class RedisLog(StreamLog):
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, on_cancel: Callable[[str], None] | None = None) -> None:
+        self.on_cancel = on_cancel
         try:
             from redis.asyncio import BlockingConnectionPool, Redis
             from redis.backoff import ExponentialBackoff

@@ -1,5 +1,10 @@
 """Streams that outlive a connection: produced into a log, read (and resumed) from it.
 
+This is the domain, with no HTTP in it (no Starlette import): ``pacer.streamroutes``
+serves it (``GET /v1/streams/{id}``, ``POST /v1/streams/{id}/cancel``) to any
+Starlette or FastAPI app, and ``pacer.server.EventStreamResponse(streams=...)``
+starts streams in it.
+
 ``ResumableStreams`` runs each stream's *producer* (its frames: an upstream through a
 pipeline, as ``PacedEventSource`` or the proxy makes them) in a task of its own, which
 writes every frame to a ``StreamLog`` with an SSE ``id`` (1, 2, 3, ...). Clients are
@@ -31,8 +36,7 @@ Use it from a Starlette app's lifespan::
     async def chat(request):
         return PacedEventSource(tokens(), Pacer(), streams=streams)  # X-Pacer-Stream-Id: ...
 
-    async def resume(request):
-        return await streams.resume(request.path_params["id"], request.headers)
+    app = Starlette(routes=[..., *stream_routes(streams)], lifespan=lifespan)  # pacer.streamroutes
 
 Cost: O(1) per frame written and per frame read, beside the log's own; one task per
 producer and one for all orphan checks.
@@ -45,7 +49,7 @@ import logging
 import math
 import re
 import secrets
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import anyio
@@ -53,6 +57,7 @@ import anyio.abc
 
 from ._aio import aclose_source
 from ._args import seconds
+from ._errors import error_event, error_frame
 from .streamlog import (
     Entry,
     EventsTrimmed,
@@ -61,7 +66,6 @@ from .streamlog import (
     StreamLog,
     StreamLogError,
     StreamLost,
-    error_event,
     numbered,
 )
 from .transcript import FORMAT_NAMES, Transcript
@@ -131,14 +135,13 @@ class ResumableStreams:
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
-            await self.log.start()
+            await self.log.start(on_cancel=self._cancel_here)
             stack.push_async_callback(self.log.aclose)
             self._tasks = await stack.enter_async_context(anyio.create_task_group())
             self._tasks.start_soon(self._sweep_orphans)
         except BaseException:
             await stack.__aexit__(None, None, None)
             raise
-        self.log.on_cancel = self._cancel_here
         self._stack = stack
         return self
 
@@ -190,8 +193,6 @@ class ResumableStreams:
                 except StreamLogError:
                     raise
                 except Exception as exc:
-                    from .server import error_frame
-
                     log.warning("pacer: resumable stream %s failed: %r", stream_id, exc)
                     number += 1
                     await append(stream_id, [numbered(number, error_frame(exc))])
@@ -297,13 +298,19 @@ class ResumableStreams:
 
     async def follow(self, stream_id: str, after: int = 0) -> AsyncGenerator[bytes, None]:
         """The stream's frames after SSE id ``after``, then the live rest, to the end."""
+        async for entry in self.read(stream_id, after):
+            if entry.end is None:
+                yield entry.frame
+
+    async def read(self, stream_id: str, after: int = 0) -> AsyncGenerator[Entry, None]:
+        """As ``follow``, the log's entries: the frames, then the end mark (how the stream
+        ended, ``Entry.end``) when it has one."""
         producer = self.producers.get(stream_id)
         if producer is not None:
             producer.readers += 1
         try:
             async for entry in self._entries(stream_id, after):
-                if entry.end is None:
-                    yield entry.frame
+                yield entry
         finally:
             if producer is not None:
                 producer.readers -= 1
@@ -353,35 +360,3 @@ class ResumableStreams:
         if first > 1:
             answer["first_event_id"] = str(first)  # the older events were trimmed (max_events)
         return answer
-
-    async def resume(self, stream_id: str, headers: Mapping[str, str] | None = None, **options: Any) -> Any:
-        """The Starlette response for ``GET /v1/streams/{id}``: the stream's events after
-        the ``Last-Event-ID`` in ``headers`` (all of them without one), then the live rest;
-        a 404 JSON error for an unknown or expired stream, a 400 for a malformed
-        ``Last-Event-ID``. ``options`` are ``EventStreamResponse``'s."""
-        from .server import EventStreamResponse
-        from .server import json_error as error
-
-        last = (headers or {}).get("last-event-id", "").strip()
-        if (last and not (last.isascii() and last.isdigit())) or len(last) > 18:
-            return error(
-                400,
-                f"Last-Event-ID must be an event id of this stream (digits), got {last!r}",
-                "invalid_request_error",
-            )
-        after = int(last) if last else 0
-        if not valid_stream_id(stream_id):
-            return error(404, f"no stream {stream_id!r}", "not_found")
-        try:
-            await self.check(stream_id, after)
-        except StreamLost:
-            return error(404, f"no stream {stream_id!r} (unknown, or expired)", "not_found")
-        except StreamLogError as exc:
-            return error(410 if isinstance(exc, EventsTrimmed) else 400, str(exc), exc.kind)
-        return EventStreamResponse(
-            self.follow(stream_id, after), headers={STREAM_ID_HEADER: stream_id, **_EXPOSE}, **options
-        )
-
-
-#: Lets a browser page of another origin read the stream id header.
-_EXPOSE = {"Access-Control-Expose-Headers": STREAM_ID_HEADER}

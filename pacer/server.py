@@ -29,42 +29,43 @@ Needs the ``server`` extra (starlette, uvicorn, httpx).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import math
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
-from anyio.streams.memory import MemoryObjectSendStream
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
-
-if TYPE_CHECKING:
-    from .prometheus import StreamObserver
-    from .resumable import ResumableStreams
 
 from ._aio import aclose_source
 from ._args import one_of
 from ._core import Chunk, Stage
+from ._errors import error_body, error_event, error_frame, error_object
 from ._text import SurrogatePairs
-from .adapters import UpstreamError
+from ._writer import ClientWriter, Outcome, write_frames
 from .clock import Clock
 from .compress import EventCompressor, negotiate
 from .events import dumps, frame, paced_event_frames
 from .metrics import StreamMetrics
+from .resumable import STREAM_ID_HEADER, ResumableStreams
 from .run import AsyncRun
-from .sse import DONE, SSEError, encode, encode_comment
+from .sse import DONE, encode
+from .streamlog import StreamLogError
+from .transcript import FORMAT_NAMES
+
+if TYPE_CHECKING:
+    from .prometheus import StreamObserver
 
 __all__ = [
     "SSE_HEADERS",
     "EventStreamResponse",
     "OpenAIChunks",
+    "Outcome",
     "PacedEventSource",
     "PacingMiddleware",
     "error_body",
     "error_frame",
+    "json_error",
     "openai_chunk_frames",
     "paced_openai_sse",
 ]
@@ -72,9 +73,11 @@ __all__ = [
 log = logging.getLogger("pacer.server")
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
-_PING = encode_comment("ping")
 
 Encoder = Callable[[Chunk], bytes]
+
+#: How a stream log's end mark counts for a reader's outcome (the rest: as the writing went).
+_LOG_ENDS = {"error": Outcome.ERROR, "orphaned": Outcome.ERROR}
 
 
 def text_frame(chunk: Chunk) -> bytes:
@@ -82,38 +85,20 @@ def text_frame(chunk: Chunk) -> bytes:
     return encode(chunk.text)
 
 
-def error_body(exc: BaseException) -> dict[str, Any]:
-    """An OpenAI-style ``{"error": {"message", "type"}}`` object for a stream's failure."""
-    if isinstance(exc, UpstreamError):
-        return exc.to_json()
-    from .streamlog import StreamLogError
-
-    if isinstance(exc, StreamLogError):
-        kind = exc.kind
-    else:
-        kind = "stream_error" if isinstance(exc, SSEError) else type(exc).__name__
-    return {"error": {"message": str(exc) or type(exc).__name__, "type": kind}}
-
-
 def json_error(status: int, message: str, kind: str) -> JSONResponse:
     """A JSON error response: ``{"error": {"message", "type"}}`` with ``status``."""
-    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+    return JSONResponse(error_object(message, kind), status_code=status)
 
 
-def error_frame(exc: BaseException) -> bytes:
-    """An ``event: error`` frame whose data is an OpenAI-style error object."""
-    return encode(json.dumps(error_body(exc), ensure_ascii=False), event="error")
-
-
-class _Writes:
-    """Where a stream's writes stand, for its watchdog."""
-
-    __slots__ = ("quiet_since", "started", "timed_out")
-
-    def __init__(self, now: float) -> None:
-        self.quiet_since = now  # the last frame went out then
-        self.started: float | None = None  # a send in progress began then
-        self.timed_out = False
+async def log_frames(
+    streams: ResumableStreams, stream_id: str, after: int = 0
+) -> AsyncIterator[bytes | Outcome]:
+    """A resumable stream's frames after ``after``, then the ``Outcome`` its end mark means."""
+    async for entry in streams.read(stream_id, after):
+        if entry.end is None:
+            yield entry.frame
+        elif entry.end in _LOG_ENDS:
+            yield _LOG_ENDS[entry.end]
 
 
 class _Resumable:
@@ -130,6 +115,10 @@ class _Resumable:
 class EventStreamResponse(Response):
     """Stream SSE ``frames`` (bytes, one or more events each) to the client, robustly.
 
+    A frame that fails the stream is an ``ErrorFrame`` (``pacer._errors``: the
+    ``event: error`` frames this module makes are); an ``Outcome`` among the frames is
+    recorded, not sent (how a stream log's reader learns how the stream ended).
+
     Adds heartbeats after ``heartbeat`` seconds of silence, a ``send_timeout`` on
     every write, disconnect detection that cancels the frames at once, closing of
     the frames (shielded from cancellation, so the source behind them is always
@@ -139,9 +128,11 @@ class EventStreamResponse(Response):
     (``pacer.compress``: gzip, deflate, br, zstd), each frame flushed so the client
     decodes it the moment it arrives; ``compress=False`` never compresses.
     ``observer`` (``pacer.prometheus.PacerMetrics().observer()``) is told of every
-    write, the outcome and the metrics of the pipelines in ``pipelines``. ``on_close`` is called
-    with how the stream ended: ``"done"``, ``"error"``, ``"disconnect"`` or
-    ``"send_timeout"``; ``outcome`` keeps it.
+    write, the outcome and the metrics of the pipelines in ``pipelines`` (a list that
+    may be filled while the stream runs). ``on_close`` is called with how the stream
+    ended, an ``Outcome`` (a ``str``): ``"done"``, ``"error"``, ``"disconnect"`` or
+    ``"send_timeout"``; ``outcome`` keeps it. The writing itself is
+    ``pacer._writer.ClientWriter``'s.
 
     With ``streams`` (a ``pacer.resumable.ResumableStreams``, entered) the frames are
     produced into a resumable stream instead, whose generation outlives this connection;
@@ -155,15 +146,16 @@ class EventStreamResponse(Response):
 
     def __init__(
         self,
-        frames: AsyncIterator[bytes],
+        frames: AsyncIterator[bytes | Outcome],
         *,
         heartbeat: float | None = 15.0,
         send_timeout: float | None = 30.0,
         status_code: int = 200,
         headers: Mapping[str, str] | None = None,
-        on_close: Callable[[str], None] | None = None,
+        on_close: Callable[[Outcome], None] | None = None,
         compress: bool = True,
         observer: StreamObserver | None = None,
+        pipelines: list[StreamMetrics] | None = None,
         streams: ResumableStreams | None = None,
         stream_format: str = "text",
     ) -> None:
@@ -172,41 +164,39 @@ class EventStreamResponse(Response):
             raise ValueError(f"{name}: heartbeat must be > 0 seconds or None, got {heartbeat!r}")
         if send_timeout is not None and not send_timeout > 0:
             raise ValueError(f"{name}: send_timeout must be > 0 seconds or None, got {send_timeout!r}")
+        if streams is not None:
+            one_of(stream_format, f"{name}: stream_format", FORMAT_NAMES)
         super().__init__(status_code=status_code, headers={**SSE_HEADERS, **(headers or {})})
         # A stream has no length: drop the "content-length: 0" Response adds for an empty body.
         self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
         self.frames = frames
+        self._source = frames  # what is written: the frames, or the log they are produced into
         self.heartbeat = heartbeat
         self.send_timeout = send_timeout
         self.on_close = on_close
         self.compress = compress
         self.observer = observer
-        self.pipelines: list[StreamMetrics] = []  # what produces the frames, for the observer
-        self.outcome = "running"
-        self._compressor: EventCompressor | None = None
+        self.pipelines: list[StreamMetrics] = pipelines if pipelines is not None else []
+        self.outcome = Outcome.RUNNING
         # Where to produce the frames (a resumable stream, and its format), and its id once started.
         self._resumable = None if streams is None else _Resumable(streams, stream_format)
-        if streams is not None:
-            from .transcript import FORMAT_NAMES
-
-            one_of(stream_format, f"{name}: stream_format", FORMAT_NAMES)
 
     @property
     def stream_id(self) -> str | None:
         """The resumable stream's id, once the response has started it (``streams=``)."""
         return None if self._resumable is None else self._resumable.stream_id
 
-    def _negotiate(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+    def _negotiate(self, scope: Scope) -> tuple[list[tuple[bytes, bytes]], EventCompressor | None]:
         """The response headers, with the encoding chosen for this client (if any)."""
         headers = self.raw_headers
         if not self.compress or any(k == b"content-encoding" for k, _ in headers):
-            return headers
+            return headers, None
         accepted = b",".join(v for k, v in scope.get("headers", ()) if k.lower() == b"accept-encoding")
         encoding = negotiate(accepted.decode("latin-1"))
         if encoding is None:
-            return headers
-        self._compressor = EventCompressor(encoding)
-        return [*headers, (b"content-encoding", encoding.encode()), (b"vary", b"accept-encoding")]
+            return headers, None
+        compressor = EventCompressor(encoding)
+        return [*headers, (b"content-encoding", encoding.encode()), (b"vary", b"accept-encoding")], compressor
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         resumable = self._resumable
@@ -216,131 +206,40 @@ class EventStreamResponse(Response):
             and not await self._begin(resumable, scope, receive, send)
         ):
             return
-        headers = self._negotiate(scope)
-        if self.observer is not None:
-            self.observer.opened()
+        headers, compressor = self._negotiate(scope)
+        writer = ClientWriter(
+            heartbeat=self.heartbeat,
+            send_timeout=self.send_timeout,
+            compressor=compressor,
+            observer=self.observer,
+            on_close=self.on_close,
+            pipelines=self.pipelines,
+        )
+        writer.opened(anyio.current_time())
         await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
-        # The frames, and the watchdog's pings, in one queue; b"" ends it.
-        send_frames, recv_frames = anyio.create_memory_object_stream[bytes](1)
-        outcome = "done"
-        completed = False  # the last frame went out (else the client left, or a send failed)
-        self._writes = _Writes(anyio.current_time())
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._produce, send_frames)
-            tg.start_soon(self._watch_disconnect, receive, tg.cancel_scope)
-            tg.start_soon(self._watchdog, send_frames.clone(), tg.cancel_scope)
-            try:
-                async with recv_frames:
-                    while frame := await recv_frames.receive():
-                        if frame.startswith(b"event: error"):
-                            outcome = "error"
-                        await self._send(send, frame, more=True)
-                await self._send(send, b"", more=False)
-                completed = True
-            except OSError:  # the transport went away under a write
-                outcome = "disconnect"
-            finally:
-                tg.cancel_scope.cancel()  # the helpers (the whole stream, if it did not end)
-        if self._writes.timed_out:
-            outcome = "send_timeout"
-            log.warning("pacer: client did not read for %ss; stream dropped", self.send_timeout)
-        elif not completed and outcome == "done":
-            outcome = "disconnect"
-        self.outcome = outcome
-        if self.observer is not None:
-            self.observer.closed(outcome, self.pipelines)
-        if self.on_close is not None:
-            self.on_close(outcome)
+        self.outcome = await write_frames(writer, self._source, send, receive)
 
     async def _begin(self, resumable: _Resumable, scope: Scope, receive: Receive, send: Send) -> bool:
         """Start producing the frames into a resumable stream, and read that instead;
         ``False`` when the log cannot take it (Redis down), a 503 having been sent."""
-        from .resumable import STREAM_ID_HEADER
-        from .streamlog import StreamLogError
-
+        frames = self.frames
         try:
-            stream_id = await resumable.streams.start(self.frames, fmt=resumable.fmt)
+            # Frames to produce are bytes only: an Outcome among them is a log reader's.
+            stream_id = await resumable.streams.start(cast(AsyncIterator[bytes], frames), fmt=resumable.fmt)
         except StreamLogError as exc:
             log.warning("pacer: no resumable stream: %s", exc)
             with anyio.CancelScope(shield=True):
-                await aclose_source(self.frames)
+                await aclose_source(frames)
             refusal = JSONResponse(error_body(exc), 503)
             await refusal(scope, receive, send)
             return False
         resumable.stream_id = stream_id
-        self.frames = resumable.streams.follow(stream_id)
+        self._source = log_frames(resumable.streams, stream_id)
         self.raw_headers += [
             (STREAM_ID_HEADER.lower().encode(), stream_id.encode()),
             (b"access-control-expose-headers", STREAM_ID_HEADER.encode()),
         ]
         return True
-
-    async def _send(self, send: Send, frame: bytes, more: bool) -> None:
-        writes = self._writes
-        writes.started = anyio.current_time()
-        body = frame
-        if (compressor := self._compressor) is not None:
-            body = compressor.event(frame) if more else compressor.end()
-        await send({"type": "http.response.body", "body": body, "more_body": more})
-        if self.observer is not None:
-            self.observer.sent(frame, len(body), anyio.current_time(), frame == _PING)
-        writes.started = None
-        writes.quiet_since = anyio.current_time()
-
-    async def _watchdog(self, pings: MemoryObjectSendStream[bytes], scope: anyio.CancelScope) -> None:
-        """Pings after ``heartbeat`` seconds of silence; drops the stream when one send
-        has waited ``send_timeout`` on the client. One timer per stream, not per frame:
-        it wakes when a ping is due, and a few times per ``send_timeout``."""
-        heartbeat = self.heartbeat if self.heartbeat is not None else math.inf
-        check = self.send_timeout / 4 if self.send_timeout is not None else math.inf
-        ping = _PING
-        async with pings:
-            while True:
-                now = anyio.current_time()
-                started = self._writes.started
-                if (
-                    started is not None
-                    and self.send_timeout is not None
-                    and now - started >= self.send_timeout
-                ):
-                    self._writes.timed_out = True
-                    scope.cancel()
-                    return
-                due = self._writes.quiet_since + heartbeat
-                if now >= due and started is None:
-                    # Full: frames are flowing. Closed: the stream is ending.
-                    with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
-                        pings.send_nowait(ping)
-                    self._writes.quiet_since = due = now  # not again until this silence is over
-                    due += heartbeat
-                wake = min(due, now + check)
-                if started is not None and self.send_timeout is not None:
-                    wake = min(wake, started + self.send_timeout)
-                await anyio.sleep(max(wake - now, 0.0))
-
-    async def _watch_disconnect(self, receive: Receive, scope: anyio.CancelScope) -> None:
-        while True:
-            message: Message = await receive()
-            if message["type"] == "http.disconnect":
-                log.info("pacer: client disconnected; cancelling the stream")
-                scope.cancel()
-                return
-
-    async def _produce(self, out: anyio.abc.ObjectSendStream[bytes]) -> None:
-        async with out:
-            try:
-                async for frame in self.frames:
-                    if frame:
-                        await out.send(frame)
-            except Exception as exc:  # the stream ends with a clear error event
-                log.warning("pacer: stream failed: %r", exc)
-                if self.observer is not None:
-                    self.observer.failed(str(error_body(exc)["error"].get("type", type(exc).__name__)))
-                await out.send(error_frame(exc))
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await aclose_source(self.frames)
-            await out.send(b"")  # the end (the watchdog's clone keeps the stream open)
 
 
 class PacedEventSource(EventStreamResponse):
@@ -349,7 +248,8 @@ class PacedEventSource(EventStreamResponse):
     ``encoder`` turns each output chunk into a frame (default: its text as ``data``);
     ``done`` sends ``data: [DONE]`` after the last chunk. The other options are
     ``EventStreamResponse``'s: ``streams=`` makes the stream resumable (its
-    ``stream_format`` is ``"chat.completions"`` with ``OpenAIChunks``, else ``"text"``).
+    ``stream_format``, by default, is ``"chat.completions"`` with ``OpenAIChunks``,
+    else ``"text"``).
     """
 
     def __init__(
@@ -360,16 +260,35 @@ class PacedEventSource(EventStreamResponse):
         encoder: Encoder = text_frame,
         done: bool = True,
         clock: Clock | None = None,
-        **options: Any,
+        heartbeat: float | None = 15.0,
+        send_timeout: float | None = 30.0,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        on_close: Callable[[Outcome], None] | None = None,
+        compress: bool = True,
+        observer: StreamObserver | None = None,
+        streams: ResumableStreams | None = None,
+        stream_format: str | None = None,
     ) -> None:
         self.source = source
         self.pipeline = pipeline
         self.encoder = encoder
         self.done = done
         self.clock = clock
-        if isinstance(encoder, OpenAIChunks):
-            options.setdefault("stream_format", "chat.completions")
-        super().__init__(self._frames(), **options)
+        if stream_format is None:
+            stream_format = "chat.completions" if isinstance(encoder, OpenAIChunks) else "text"
+        super().__init__(
+            self._frames(),
+            heartbeat=heartbeat,
+            send_timeout=send_timeout,
+            status_code=status_code,
+            headers=headers,
+            on_close=on_close,
+            compress=compress,
+            observer=observer,
+            streams=streams,
+            stream_format=stream_format,
+        )
 
     async def _frames(self) -> AsyncIterator[bytes]:
         source = self.source
@@ -389,7 +308,7 @@ class PacedEventSource(EventStreamResponse):
             yield end(blocked)
         elif blocked:
             message = "the rest of the answer was withheld by an output check"
-            yield encode(json.dumps({"error": {"message": message, "type": "content_filter"}}), event="error")
+            yield error_event(message, "content_filter")
             return
         if self.done:
             yield DONE
@@ -569,13 +488,6 @@ class PacingMiddleware:
             await started.wait()
             if state["sse"]:
                 frames = paced_openai_sse(app_body(), self.pipeline_factory, clock=self.clock)
-                try:
-                    async for frame in frames:
-                        await send({"type": "http.response.body", "body": frame, "more_body": True})
-                except Exception as exc:
-                    log.warning("pacer: re-paced stream failed: %r", exc)
-                    await send({"type": "http.response.body", "body": error_frame(exc), "more_body": True})
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await frames.aclose()
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                # The app reads the client's messages: no disconnect watch of our own here.
+                writer = ClientWriter(heartbeat=None, send_timeout=None)
+                await write_frames(writer, frames, send, None)

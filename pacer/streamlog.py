@@ -18,7 +18,6 @@ Cost: O(1) amortised per appended entry, O(k) per read of k entries; memory: at 
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections import deque
@@ -28,7 +27,7 @@ from typing import NamedTuple
 import anyio
 
 from ._args import seconds, whole
-from .sse import encode
+from ._errors import KindedError, error_event
 
 __all__ = [
     "END_OUTCOMES",
@@ -71,17 +70,12 @@ def numbered(number: int, data: bytes) -> Entry:
     return Entry(number, with_id(number, data))
 
 
-def error_event(message: str, kind: str) -> bytes:
-    """An ``event: error`` whose data is ``{"error": {"message", "type"}}``."""
-    return encode(json.dumps({"error": {"message": message, "type": kind}}), event="error")
-
-
 def error_entries(last: int, message: str, kind: str) -> list[Entry]:
     """The entries that end a log after frame ``last`` with an ``event: error``."""
     return [numbered(last + 1, error_event(message, kind)), Entry(last + 2, b"", "error")]
 
 
-class StreamLogError(RuntimeError):
+class StreamLogError(KindedError):
     """A stream's log cannot be used (the base of the errors below). ``kind`` names the
     case in the JSON error a reader receives."""
 
@@ -146,7 +140,8 @@ class StreamLog:
     One producer per stream calls ``create``, ``append`` (frames numbered from 1 with no
     gap, then one end mark); readers call ``read`` from any id, waiting for more.
     ``request_cancel`` reaches the producer wherever it runs: the store calls the
-    ``on_cancel`` callback of the log instance whose process produces the stream.
+    ``on_cancel`` callback (given to ``start``) of the log instance whose process
+    produces the stream.
     """
 
     retention: float
@@ -154,8 +149,10 @@ class StreamLog:
     #: Called with a stream id when some process asked to cancel a stream this instance produces.
     on_cancel: Callable[[str], None] | None = None
 
-    async def start(self) -> None:
-        """Begin the background work the store needs (a no-op for some)."""
+    async def start(self, on_cancel: Callable[[str], None] | None = None) -> None:
+        """Begin the background work the store needs (none for some); ``on_cancel`` is
+        called with a stream id when a cancel of a stream this instance produces arrives."""
+        self.on_cancel = on_cancel
 
     async def aclose(self) -> None:
         """Stop the background work and let go of connections."""

@@ -34,10 +34,12 @@ import anyio
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ._core import Chunk, Pipeline, Stage
+from ._errors import error_body, error_object
+from ._shown import ShownText
+from ._writer import ClientWriter, Outcome
 from .clock import Clock
 from .pacing import Pacer
 from .run import AsyncRun
-from .server import error_body
 
 __all__ = ["serve_websocket"]
 
@@ -59,17 +61,18 @@ def _chunk_message(chunk: Chunk) -> str:
 
 
 def _error(message: str, kind: str) -> str:
-    return json.dumps({"type": "error", "error": {"message": message, "type": kind}})
+    return json.dumps({"type": "error", **error_object(message, kind)})
 
 
 class _Session:
-    """One socket's stream: what was sent, and the client's commands."""
+    """One socket's stream: what was shown, how it went, and the client's commands."""
 
     def __init__(self, websocket: WebSocket, pipeline: Stage) -> None:
         self.websocket = websocket
         stages = pipeline.stages if isinstance(pipeline, Pipeline) else (pipeline,)
         self.pacers = [s for s in stages if isinstance(s, Pacer)]
-        self.sent: list[str] = []
+        self.shown = ShownText()
+        self.writer = ClientWriter(heartbeat=None, send_timeout=None)  # the outcome, and a client leaving
         self.stopped = False
 
     async def command(self, raw: str, scope: anyio.CancelScope) -> None:
@@ -124,6 +127,7 @@ async def serve_websocket(
                 while True:
                     await session.command(await websocket.receive_text(), tg.cancel_scope)
             except (WebSocketDisconnect, KeyError):  # gone (KeyError: a non-text frame after close)
+                session.writer.left()
                 tg.cancel_scope.cancel()
 
         tg.start_soon(listen)
@@ -132,16 +136,19 @@ async def serve_websocket(
                 message = _chunk_message(chunk)
                 with anyio.CancelScope(shield=True):  # a stop never splits "sent" from "counted"
                     await websocket.send_text(message)
-                    session.sent.append(chunk.text)
+                    session.shown.add(chunk.text)
             await websocket.send_text(json.dumps({"type": "done"}))
+            session.writer.completed()
         except Exception as exc:  # the source or pipeline failed: say so, after what went before
+            session.writer.record(Outcome.ERROR)
             failure = exc
         finally:
             with anyio.CancelScope(shield=True):
                 await run.aclose()
         tg.cancel_scope.cancel()
-    text = "".join(session.sent)
+    text = session.shown.text
     if websocket.application_state != WebSocketState.CONNECTED:
+        session.writer.close()
         return text
     with anyio.CancelScope(shield=True):
         try:
@@ -152,5 +159,6 @@ async def serve_websocket(
                 await websocket.send_text(json.dumps({"type": "error", **error_body(failure)}))
             await websocket.close(1011 if failure is not None else 1000)
         except (WebSocketDisconnect, RuntimeError, OSError):
-            pass  # the client left meanwhile
+            session.writer.write_failed()  # the client left meanwhile
+    session.writer.close()
     return text

@@ -1,0 +1,65 @@
+"""The JSON error body, in one place: ``{"error": {"message", "type"}}``.
+
+Every failure a client is told of has this shape (OpenAI's), whichever way it goes out:
+
+- ``error_object(message, kind)``: the object itself, a dict;
+- ``error_body(exc)``: the object for an exception (its ``kind`` when it is a
+  ``KindedError``, ``"stream_error"`` for malformed SSE, else its class name);
+- ``error_event(message, kind)`` / ``error_frame(exc)``: an SSE ``event: error`` frame
+  whose data is that object, typed ``ErrorFrame`` so that whoever writes it to the
+  client knows the stream failed without reading the bytes back;
+- ``pacer.server.json_error``: a JSON response with it (the one form that needs Starlette).
+
+Cost: one ``json.dumps`` of a two-field object per error.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .sse import SSEError, encode
+
+__all__ = ["ErrorFrame", "KindedError", "error_body", "error_event", "error_frame", "error_object"]
+
+
+class ErrorFrame(bytes):
+    """An SSE frame that tells the client the stream failed (an ``event: error``).
+
+    The same bytes as any frame; the type is the record that this frame is a failure,
+    made where the frame is made."""
+
+    __slots__ = ()
+
+
+class KindedError(RuntimeError):
+    """An error whose JSON ``type`` is its ``kind`` (a class attribute, or a property)."""
+
+    kind = "error"
+
+    def to_json(self) -> dict[str, Any]:
+        """The error as ``{"error": {"message", "type"}}``."""
+        return error_object(str(self) or type(self).__name__, self.kind)
+
+
+def error_object(message: str, kind: str) -> dict[str, Any]:
+    """``{"error": {"message": message, "type": kind}}``."""
+    return {"error": {"message": message, "type": kind}}
+
+
+def error_body(exc: BaseException) -> dict[str, Any]:
+    """An OpenAI-style ``{"error": {"message", "type"}}`` object for a stream's failure."""
+    if isinstance(exc, KindedError):
+        return exc.to_json()
+    kind = "stream_error" if isinstance(exc, SSEError) else type(exc).__name__
+    return error_object(str(exc) or type(exc).__name__, kind)
+
+
+def error_event(message: str, kind: str) -> ErrorFrame:
+    """An ``event: error`` frame whose data is ``error_object(message, kind)``."""
+    return ErrorFrame(encode(json.dumps(error_object(message, kind)), event="error"))
+
+
+def error_frame(exc: BaseException) -> ErrorFrame:
+    """An ``event: error`` frame whose data is ``error_body(exc)``."""
+    return ErrorFrame(encode(json.dumps(error_body(exc), ensure_ascii=False), event="error"))

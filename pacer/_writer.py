@@ -1,0 +1,292 @@
+"""Writing a stream to one client, in one place: heartbeat, send timeout, disconnect,
+compression, metrics and how the stream ended.
+
+``ClientWriter`` is the state of one client's stream, with no I/O: it is told what
+happens (a frame starts going out, it went out, the client left, the source failed,
+the time is now) and answers what to put on the wire and what is due (a heartbeat, a
+send that waited too long). Its ``outcome`` (an ``Outcome``) is recorded where each
+event happens: an ``ErrorFrame`` starting out is ``ERROR``, a write the transport
+refused ``DISCONNECT``, a send that waited ``send_timeout`` ``SEND_TIMEOUT``, the last
+byte out ``DONE``; the strongest recorded wins (in that order, timeout first), and a
+stream that stopped with none of them is a ``DISCONNECT``.
+
+``write_frames`` is the thin async driver an ASGI response body uses (``pacer.server``'s
+``EventStreamResponse`` and ``PacingMiddleware``); ``client_left`` is the one place a
+client's leaving is noticed on an ASGI ``receive`` (HTTP or WebSocket).
+
+Cost: O(1) per frame beside its compression; one timer per stream (it wakes when a
+heartbeat is due, and four times per ``send_timeout`` while a send waits).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectSendStream
+
+from ._aio import aclose_source
+from ._errors import ErrorFrame, error_body, error_frame
+from .sse import encode_comment
+
+if TYPE_CHECKING:
+    from .compress import EventCompressor
+    from .metrics import StreamMetrics
+    from .prometheus import StreamObserver
+
+__all__ = ["PING", "ClientWriter", "Due", "Outcome", "client_left", "write_frames"]
+
+log = logging.getLogger("pacer.server")
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+#: The heartbeat: an SSE comment, ignored by every client.
+PING = encode_comment("ping")
+_DISCONNECTS = frozenset({"http.disconnect", "websocket.disconnect"})
+
+
+class Outcome(str, enum.Enum):
+    """How a client's stream ended (``RUNNING`` until it has)."""
+
+    RUNNING = "running"
+    DONE = "done"
+    ERROR = "error"
+    DISCONNECT = "disconnect"
+    SEND_TIMEOUT = "send_timeout"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    def __hash__(self) -> int:
+        return hash(self.value)  # as the string it equals, in sets and dicts
+
+
+#: Which recorded outcome wins over which: the higher.
+_RANK = {o: rank for rank, o in enumerate(Outcome)}
+
+
+class Due(enum.Enum):
+    """What a stream's timer must do now."""
+
+    NOTHING = enum.auto()
+    PING = enum.auto()
+    TIMEOUT = enum.auto()
+
+
+class ClientWriter:
+    """One client's stream, sans I/O (module docstring).
+
+    ``heartbeat``: seconds of silence before a ``PING`` (``None``: never).
+    ``send_timeout``: seconds one send may wait on the client (``None``: no limit).
+    ``compressor`` compresses each frame on its own (``pacer.compress``); ``observer``
+    is told of every write, a failure and the end, with the metrics of ``pipelines``;
+    ``on_close`` is called once with the ``Outcome``.
+    """
+
+    __slots__ = (
+        "compressor",
+        "heartbeat",
+        "observer",
+        "on_close",
+        "outcome",
+        "pipelines",
+        "quiet_since",
+        "send_timeout",
+        "sending_since",
+    )
+
+    def __init__(
+        self,
+        *,
+        heartbeat: float | None,
+        send_timeout: float | None,
+        compressor: EventCompressor | None = None,
+        observer: StreamObserver | None = None,
+        on_close: Callable[[Outcome], None] | None = None,
+        pipelines: Iterable[StreamMetrics] = (),
+        now: float = 0.0,
+    ) -> None:
+        self.heartbeat = heartbeat
+        self.send_timeout = send_timeout
+        self.compressor = compressor
+        self.observer = observer
+        self.on_close = on_close
+        self.pipelines = pipelines  # read when the stream ends (a list filled meanwhile)
+        self.outcome = Outcome.RUNNING
+        self.quiet_since = now  # the last frame went out then
+        self.sending_since: float | None = None  # a send in progress began then
+
+    def record(self, outcome: Outcome) -> None:
+        """``outcome`` happened; it is the stream's unless a stronger one was recorded."""
+        if _RANK[outcome] > _RANK[self.outcome]:
+            self.outcome = outcome
+
+    def opened(self, now: float) -> None:
+        """The response starts at ``now``."""
+        self.quiet_since = now
+        if self.observer is not None:
+            self.observer.opened()
+
+    def begin(self, frame: bytes, now: float) -> bytes:
+        """``frame`` starts going out at ``now``: the bytes to write."""
+        if isinstance(frame, ErrorFrame):
+            self.record(Outcome.ERROR)
+        self.sending_since = now
+        return frame if self.compressor is None else self.compressor.event(frame)
+
+    def begin_end(self, now: float) -> bytes:
+        """The body's last write starts at ``now``: its bytes (the compressor's tail)."""
+        self.sending_since = now
+        return b"" if self.compressor is None else self.compressor.end()
+
+    def wrote(self, frame: bytes, wire: int, now: float) -> None:
+        """``frame`` went out at ``now``, as ``wire`` bytes."""
+        if self.observer is not None:
+            self.observer.sent(frame, wire, now, frame is PING)
+        self.sending_since = None
+        self.quiet_since = now
+
+    def completed(self) -> None:
+        """The last byte went out."""
+        self.record(Outcome.DONE)
+
+    def write_failed(self) -> None:
+        """The transport refused a write: the client has gone."""
+        self.record(Outcome.DISCONNECT)
+
+    def left(self) -> None:
+        """The client said it left (the stream is cancelled; ``close`` says ``DISCONNECT``
+        unless an error went out first)."""
+        log.info("pacer: client disconnected; cancelling the stream")
+
+    def failed(self, exc: Exception) -> ErrorFrame:
+        """The frames' source raised ``exc``: the frame that tells the client."""
+        log.warning("pacer: stream failed: %r", exc)
+        if self.observer is not None:
+            self.observer.failed(str(error_body(exc)["error"].get("type", type(exc).__name__)))
+        return error_frame(exc)
+
+    def tick(self, now: float) -> tuple[Due, float]:
+        """What is due at ``now`` (a heartbeat, or the end of a send that waited
+        ``send_timeout``), and when to look again."""
+        started, limit = self.sending_since, self.send_timeout
+        if started is not None and limit is not None and now - started >= limit:
+            self.record(Outcome.SEND_TIMEOUT)
+            log.warning("pacer: client did not read for %ss; stream dropped", limit)
+            return Due.TIMEOUT, math.inf
+        heartbeat = self.heartbeat if self.heartbeat is not None else math.inf
+        due = self.quiet_since + heartbeat
+        action = Due.NOTHING
+        if now >= due and started is None:
+            action = Due.PING
+            self.quiet_since = due = now  # not again until this silence is over
+            due += heartbeat
+        wake = min(due, now + (limit / 4 if limit is not None else math.inf))
+        if started is not None and limit is not None:
+            wake = min(wake, started + limit)
+        return action, wake
+
+    def close(self) -> Outcome:
+        """The stream is over: its outcome, told to the observer and ``on_close``."""
+        if self.outcome is Outcome.RUNNING:  # cut short, with no error sent
+            self.outcome = Outcome.DISCONNECT
+        outcome = self.outcome
+        if self.observer is not None:
+            self.observer.closed(outcome, self.pipelines)
+        if self.on_close is not None:
+            self.on_close(outcome)
+        return outcome
+
+
+async def client_left(receive: Receive) -> None:
+    """Return once the client has gone (an ``http.disconnect`` or ``websocket.disconnect``)."""
+    while (await receive())["type"] not in _DISCONNECTS:
+        pass
+
+
+async def write_frames(
+    writer: ClientWriter,
+    frames: AsyncIterator[bytes | Outcome],
+    send: Send,
+    receive: Receive | None,
+) -> Outcome:
+    """Write ``frames`` as an ASGI response body (the start already sent), then end it.
+
+    A frame that is an ``Outcome`` is recorded, not sent (a stream log's end mark). The
+    frames are closed on the way out, shielded from cancellation. With ``receive``, a
+    client that leaves cancels them at once."""
+    send_frames, recv_frames = anyio.create_memory_object_stream[bytes](1)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_produce, writer, frames, send_frames)
+        if receive is not None:
+            tg.start_soon(_cancel_when_left, writer, receive, tg.cancel_scope)
+        if writer.heartbeat is not None or writer.send_timeout is not None:
+            tg.start_soon(_watchdog, writer, send_frames.clone(), tg.cancel_scope)
+        try:
+            async with recv_frames:
+                while frame := await recv_frames.receive():
+                    body = writer.begin(frame, anyio.current_time())
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                    writer.wrote(frame, len(body), anyio.current_time())
+            body = writer.begin_end(anyio.current_time())
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            writer.wrote(b"", len(body), anyio.current_time())
+            writer.completed()
+        except OSError:  # the transport went away under a write
+            writer.write_failed()
+        finally:
+            tg.cancel_scope.cancel()  # the helpers (the whole stream, if it did not end)
+    return writer.close()
+
+
+async def _produce(
+    writer: ClientWriter, frames: AsyncIterator[bytes | Outcome], out: anyio.abc.ObjectSendStream[bytes]
+) -> None:
+    async with out:
+        try:
+            async for frame in frames:
+                if isinstance(frame, Outcome):
+                    writer.record(frame)
+                elif frame:
+                    await out.send(frame)
+        except Exception as exc:  # the stream ends with a clear error event
+            await out.send(writer.failed(exc))
+        finally:
+            with anyio.CancelScope(shield=True):
+                await aclose_source(frames)
+        await out.send(b"")  # the end (the watchdog's clone keeps the stream open)
+
+
+async def _cancel_when_left(writer: ClientWriter, receive: Receive, scope: anyio.CancelScope) -> None:
+    await client_left(receive)
+    writer.left()
+    scope.cancel()
+
+
+async def _watchdog(
+    writer: ClientWriter, pings: MemoryObjectSendStream[bytes], scope: anyio.CancelScope
+) -> None:
+    """Queues the heartbeats the writer asks for; cancels the stream when a send timed out."""
+    async with pings:
+        while True:
+            now = anyio.current_time()
+            due, wake = writer.tick(now)
+            if due is Due.TIMEOUT:
+                scope.cancel()
+                return
+            if due is Due.PING:
+                # Full: frames are flowing. Closed: the stream is ending.
+                with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
+                    pings.send_nowait(PING)
+            await anyio.sleep(max(wake - now, 0.0))
