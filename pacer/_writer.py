@@ -33,6 +33,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from ._aio import aclose_source
 from ._errors import ErrorFrame, error_body, error_frame
+from ._outcome import Outcome
 from .sse import encode_comment
 
 if TYPE_CHECKING:
@@ -53,27 +54,13 @@ PING = encode_comment("ping")
 _DISCONNECTS = frozenset({"http.disconnect", "websocket.disconnect"})
 
 
-class Outcome(str, enum.Enum):
-    """How a client's stream ended (``RUNNING`` until it has)."""
-
-    RUNNING = "running"
-    DONE = "done"
-    ERROR = "error"
-    DISCONNECT = "disconnect"
-    SEND_TIMEOUT = "send_timeout"
-
-    def __str__(self) -> str:
-        return self.value
-
-    def __format__(self, spec: str) -> str:
-        return format(self.value, spec)
-
-    def __hash__(self) -> int:
-        return hash(self.value)  # as the string it equals, in sets and dicts
-
-
-#: Which recorded outcome wins over which: the higher.
-_RANK = {o: rank for rank, o in enumerate(Outcome)}
+#: Which outcome a client's stream records wins over which: the higher.
+_RANK = {
+    o: rank
+    for rank, o in enumerate(
+        (Outcome.RUNNING, Outcome.DONE, Outcome.ERROR, Outcome.DISCONNECT, Outcome.SEND_TIMEOUT)
+    )
+}
 
 
 class Due(enum.Enum):

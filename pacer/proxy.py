@@ -66,7 +66,8 @@ from starlette.routing import Route
 
 from ._args import one_of, optional_seconds, whole
 from ._core import Stage
-from ._writer import Outcome, client_left
+from ._outcome import Outcome
+from ._writer import client_left
 from .adapters import UpstreamError
 from .apis import FORMATS
 from .clock import Clock

@@ -58,6 +58,7 @@ import anyio.abc
 from ._aio import aclose_source
 from ._args import seconds
 from ._errors import error_event, error_frame
+from ._outcome import Outcome
 from .streamlog import (
     Entry,
     EventsTrimmed,
@@ -100,11 +101,11 @@ class _Producer:
 
     def __init__(self, now: float) -> None:
         self.scope = anyio.CancelScope()
-        self.stop_reason: str | None = None  # "cancelled" or "orphaned", once asked to stop
+        self.stop_reason: Outcome | None = None  # CANCELLED or ORPHANED, once asked to stop
         self.readers = 0
         self.unread_since = now + _START_GRACE
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: Outcome) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
         self.scope.cancel()
@@ -181,7 +182,7 @@ class ResumableStreams:
         self, stream_id: str, frames: AsyncIterator[bytes], fmt: str, producer: _Producer
     ) -> None:
         number = 0
-        outcome = "done"
+        outcome = Outcome.DONE
         append = self.log.append
         try:
             with producer.scope:
@@ -196,7 +197,7 @@ class ResumableStreams:
                     log.warning("pacer: resumable stream %s failed: %r", stream_id, exc)
                     number += 1
                     await append(stream_id, [numbered(number, error_frame(exc))])
-                    outcome = "error"
+                    outcome = Outcome.ERROR
                 finally:
                     with anyio.CancelScope(shield=True):
                         await aclose_source(frames)
@@ -213,9 +214,9 @@ class ResumableStreams:
         finally:
             self.producers.pop(stream_id, None)
 
-    async def _ending(self, stream_id: str, fmt: str, last: int, reason: str) -> list[bytes]:
+    async def _ending(self, stream_id: str, fmt: str, last: int, reason: Outcome) -> list[bytes]:
         """The frames that end a stream stopped after frame ``last``."""
-        if reason == "orphaned":
+        if reason is Outcome.ORPHANED:
             message = f"no client read this stream for {self.orphan_timeout} s; generation stopped"
             return [error_event(message, "orphaned")]
         transcript = Transcript(fmt)
@@ -227,7 +228,7 @@ class ResumableStreams:
         producer = self.producers.get(stream_id)
         if producer is not None:
             log.info("pacer: resumable stream %s cancelled", stream_id)
-            producer.stop("cancelled")
+            producer.stop(Outcome.CANCELLED)
 
     async def _sweep_orphans(self) -> None:
         """Stops the producers that have had no reader for ``orphan_timeout`` seconds."""
@@ -248,7 +249,7 @@ class ResumableStreams:
                         stream_id,
                         self.orphan_timeout,
                     )
-                    producer.stop("orphaned")
+                    producer.stop(Outcome.ORPHANED)
             self._orphans = anyio.Event()
             with anyio.move_on_after(max(wake - anyio.current_time(), 0.0)):
                 await self._orphans.wait()
@@ -338,17 +339,17 @@ class ResumableStreams:
         else:
             await self.log.request_cancel(stream_id)
         transcript = Transcript(meta.get("format", "text"))
-        first, last, outcome = 0, 0, "cancelled"
+        first, last, outcome = 0, 0, Outcome.CANCELLED
         try:
             async for entry in self._entries(stream_id, 0, oldest=True):
                 first = first or entry.id
                 if entry.end is not None:
-                    outcome = entry.end
+                    outcome = Outcome(entry.end)
                     break
                 transcript.feed(entry.frame)
                 last = entry.id
         except ProducerLost:
-            outcome = "producer_lost"
+            outcome = Outcome.PRODUCER_LOST
         answer: dict[str, Any] = {
             "id": stream_id,
             "text": transcript.text,

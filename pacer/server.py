@@ -41,8 +41,9 @@ from ._aio import aclose_source
 from ._args import one_of
 from ._core import Chunk, Stage
 from ._errors import error_body, error_event, error_frame, error_object
+from ._outcome import Outcome
 from ._text import SurrogatePairs
-from ._writer import ClientWriter, Outcome, write_frames
+from ._writer import ClientWriter, write_frames
 from .clock import Clock
 from .compress import EventCompressor, negotiate
 from .events import dumps, frame, paced_event_frames
@@ -76,10 +77,6 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connecti
 
 Encoder = Callable[[Chunk], bytes]
 
-#: How a stream log's end mark counts for a reader's outcome (the rest: as the writing went).
-_LOG_ENDS = {"error": Outcome.ERROR, "orphaned": Outcome.ERROR}
-
-
 def text_frame(chunk: Chunk) -> bytes:
     """The default event: the chunk's text as the data."""
     return encode(chunk.text)
@@ -97,8 +94,8 @@ async def log_frames(
     async for entry in streams.read(stream_id, after):
         if entry.end is None:
             yield entry.frame
-        elif entry.end in _LOG_ENDS:
-            yield _LOG_ENDS[entry.end]
+        elif entry.end in (Outcome.ERROR, Outcome.ORPHANED):  # both end with an error event
+            yield Outcome.ERROR
 
 
 class _Resumable:

@@ -28,6 +28,7 @@ import anyio
 
 from ._args import seconds, whole
 from ._errors import KindedError, error_event
+from ._outcome import Outcome
 
 __all__ = [
     "END_OUTCOMES",
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 #: How a stream can end, as its end mark says.
-END_OUTCOMES = frozenset({"done", "error", "cancelled", "orphaned"})
+END_OUTCOMES = frozenset({Outcome.DONE, Outcome.ERROR, Outcome.CANCELLED, Outcome.ORPHANED})
 
 
 class Entry(NamedTuple):
@@ -72,7 +73,7 @@ def numbered(number: int, data: bytes) -> Entry:
 
 def error_entries(last: int, message: str, kind: str) -> list[Entry]:
     """The entries that end a log after frame ``last`` with an ``event: error``."""
-    return [numbered(last + 1, error_event(message, kind)), Entry(last + 2, b"", "error")]
+    return [numbered(last + 1, error_event(message, kind)), Entry(last + 2, b"", Outcome.ERROR)]
 
 
 class StreamLogError(KindedError):

@@ -35,8 +35,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ._core import Chunk, Pipeline, Stage
 from ._errors import error_body, error_object
+from ._outcome import Outcome
 from ._shown import ShownText
-from ._writer import ClientWriter, Outcome
+from ._writer import ClientWriter
 from .clock import Clock
 from .pacing import Pacer
 from .run import AsyncRun
