@@ -26,7 +26,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from . import traces
@@ -35,7 +35,7 @@ from .clock import Clock, MonotonicClock
 from .detokenize import Detokenizer
 from .pacing import Pacer
 from .sentences import SentenceSplitter
-from .server import EventStreamResponse
+from .server import EventStreamResponse, json_error
 from .sse import DONE, encode
 
 __all__ = ["create_playground", "paced_view", "sentence_view", "stream_views"]
@@ -195,7 +195,7 @@ def create_playground(
         try:
             o = _parse(request)
         except ValueError as exc:
-            return JSONResponse({"error": {"message": str(exc), "type": "invalid_request"}}, status_code=400)
+            return json_error(400, str(exc), "invalid_request")
         chosen = ids[: o["tokens"]] if o["tokens"] else ids
         trace = traces.bursty(chosen, per_second=o["tps"], seed=o["seed"])
         views = {

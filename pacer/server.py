@@ -77,6 +77,7 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connecti
 
 Encoder = Callable[[Chunk], bytes]
 
+
 def text_frame(chunk: Chunk) -> bytes:
     """The default event: the chunk's text as the data."""
     return encode(chunk.text)
