@@ -152,6 +152,11 @@ class ClientWriter:
         """The transport refused a write: the client has gone."""
         self.record(Outcome.DISCONNECT)
 
+    def timed_out(self) -> None:
+        """A send waited ``send_timeout`` on the client: the stream is dropped."""
+        self.record(Outcome.SEND_TIMEOUT)
+        log.warning("pacer: client did not read for %ss; stream dropped", self.send_timeout)
+
     def left(self) -> None:
         """The client said it left (the stream is cancelled; ``close`` says ``DISCONNECT``
         unless an error went out first)."""
@@ -169,8 +174,7 @@ class ClientWriter:
         ``send_timeout``), and when to look again."""
         started, limit = self.sending_since, self.send_timeout
         if started is not None and limit is not None and now - started >= limit:
-            self.record(Outcome.SEND_TIMEOUT)
-            log.warning("pacer: client did not read for %ss; stream dropped", limit)
+            self.timed_out()
             return Due.TIMEOUT, math.inf
         heartbeat = self.heartbeat if self.heartbeat is not None else math.inf
         due = self.quiet_since + heartbeat

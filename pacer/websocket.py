@@ -17,7 +17,9 @@ then ``{"type": "done"}``. The client may send, at any time:
 A message that is not one of these gets ``{"type": "error", "error": {"message",
 "type"}}`` and the stream goes on; a source that fails sends an ``error`` message
 after everything before it, then the socket closes (code 1011). A client that
-disconnects cancels the source. Returns the text sent.
+disconnects cancels the source; one that stops reading for ``send_timeout`` seconds
+is dropped. Returns the text sent (``pacer._shown.ShownText``); how the stream
+ended is recorded by the shared client writer (``pacer._writer``).
 
 Needs the ``server`` extra (Starlette; uvicorn serves WebSockets with ``websockets``
 or ``wsproto`` installed).
@@ -33,6 +35,7 @@ from typing import Any
 import anyio
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from ._args import optional_seconds
 from ._core import Chunk, Pipeline, Stage
 from ._errors import error_body, error_object
 from ._outcome import Outcome
@@ -68,20 +71,31 @@ def _error(message: str, kind: str) -> str:
 class _Session:
     """One socket's stream: what was shown, how it went, and the client's commands."""
 
-    def __init__(self, websocket: WebSocket, pipeline: Stage) -> None:
+    def __init__(self, websocket: WebSocket, pipeline: Stage, send_timeout: float | None) -> None:
         self.websocket = websocket
+        self.send_timeout = send_timeout
         stages = pipeline.stages if isinstance(pipeline, Pipeline) else (pipeline,)
         self.pacers = [s for s in stages if isinstance(s, Pacer)]
         self.shown = ShownText()
-        self.writer = ClientWriter(heartbeat=None, send_timeout=None)  # the outcome, and a client leaving
+        # The outcome, a client leaving, a send that waited too long.
+        self.writer = ClientWriter(heartbeat=None, send_timeout=send_timeout)
         self.stopped = False
+
+    async def send(self, text: str) -> bool:
+        """Send one message; ``False`` when the client did not take it within
+        ``send_timeout`` seconds (the stream is then dropped: ``SEND_TIMEOUT``)."""
+        with anyio.move_on_after(self.send_timeout):
+            await self.websocket.send_text(text)
+            return True
+        self.writer.timed_out()
+        return False
 
     async def command(self, raw: str, scope: anyio.CancelScope) -> None:
         """Act on one client message."""
         try:
             message = json.loads(raw)
         except ValueError:
-            await self.websocket.send_text(_error(f"message is not JSON: {raw[:80]!r}", "invalid_message"))
+            await self.send(_error(f"message is not JSON: {raw[:80]!r}", "invalid_message"))
             return
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "stop":
@@ -92,21 +106,19 @@ class _Session:
         else:
             shown = raw[:80]
             text = f'message must be {{"type": "stop"}} or {{"type": "rate", "cps": N}}, got {shown}'
-            await self.websocket.send_text(_error(text, "invalid_message"))
+            await self.send(_error(text, "invalid_message"))
 
     async def _rate(self, cps: Any) -> None:
         if not self.pacers:
-            await self.websocket.send_text(
-                _error("this stream's pipeline has no Pacer to set", "invalid_message")
-            )
+            await self.send(_error("this stream's pipeline has no Pacer to set", "invalid_message"))
             return
         try:
             for pacer in self.pacers:
                 pacer.rate = cps
         except (TypeError, ValueError) as exc:
-            await self.websocket.send_text(_error(str(exc), "invalid_message"))
+            await self.send(_error(str(exc), "invalid_message"))
             return
-        await self.websocket.send_text(json.dumps({"type": "rate", "cps": self.pacers[0].rate}))
+        await self.send(json.dumps({"type": "rate", "cps": self.pacers[0].rate}))
 
 
 async def serve_websocket(
@@ -115,10 +127,14 @@ async def serve_websocket(
     pipeline: Stage,
     *,
     clock: Clock | None = None,
+    send_timeout: float | None = 30.0,
 ) -> str:
-    """Accept ``websocket`` and stream ``pipeline`` over ``source`` on it (module docstring)."""
+    """Accept ``websocket`` and stream ``pipeline`` over ``source`` on it (module docstring).
+
+    ``send_timeout``: seconds one message may wait on a client that does not read
+    (``None``: no limit); then the stream is dropped and the socket closed (1011)."""
     await websocket.accept()
-    session = _Session(websocket, pipeline)
+    session = _Session(websocket, pipeline, optional_seconds(send_timeout, "serve_websocket: send_timeout"))
     run: AsyncRun[Chunk] = AsyncRun(pipeline, source, clock=clock, chunks=True)
     failure: BaseException | None = None
     async with anyio.create_task_group() as tg:
@@ -134,12 +150,13 @@ async def serve_websocket(
         tg.start_soon(listen)
         try:
             async for chunk in run:
-                message = _chunk_message(chunk)
                 with anyio.CancelScope(shield=True):  # a stop never splits "sent" from "counted"
-                    await websocket.send_text(message)
+                    if not await session.send(_chunk_message(chunk)):
+                        break
                     session.shown.add(chunk.text)
-            await websocket.send_text(json.dumps({"type": "done"}))
-            session.writer.completed()
+            else:
+                if await session.send(json.dumps({"type": "done"})):
+                    session.writer.completed()
         except Exception as exc:  # the source or pipeline failed: say so, after what went before
             session.writer.record(Outcome.ERROR)
             failure = exc
@@ -147,19 +164,29 @@ async def serve_websocket(
             with anyio.CancelScope(shield=True):
                 await run.aclose()
         tg.cancel_scope.cancel()
-    text = session.shown.text
-    if websocket.application_state != WebSocketState.CONNECTED:
-        session.writer.close()
-        return text
-    with anyio.CancelScope(shield=True):
-        try:
-            if session.stopped:
-                await websocket.send_text(json.dumps({"type": "stopped", "text": text}, ensure_ascii=False))
-            if failure is not None:
-                log.warning("pacer: websocket stream failed: %r", failure)
-                await websocket.send_text(json.dumps({"type": "error", **error_body(failure)}))
-            await websocket.close(1011 if failure is not None else 1000)
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            session.writer.write_failed()  # the client left meanwhile
+    if websocket.application_state == WebSocketState.CONNECTED:
+        with anyio.CancelScope(shield=True):
+            await _finish(session, failure)
     session.writer.close()
-    return text
+    return session.shown.text
+
+
+async def _finish(session: _Session, failure: BaseException | None) -> None:
+    """The messages that end the stream (``stopped``, ``error``), then the close."""
+    websocket, writer = session.websocket, session.writer
+    try:
+        if writer.outcome is Outcome.SEND_TIMEOUT:
+            with anyio.move_on_after(session.send_timeout):
+                await websocket.close(1011)
+            return
+        if session.stopped:
+            await session.send(
+                json.dumps({"type": "stopped", "text": session.shown.text}, ensure_ascii=False)
+            )
+        if failure is not None:
+            log.warning("pacer: websocket stream failed: %r", failure)
+            await session.send(json.dumps({"type": "error", **error_body(failure)}))
+        with anyio.move_on_after(session.send_timeout):
+            await websocket.close(1011 if failure is not None else 1000)
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        writer.write_failed()  # the client left meanwhile

@@ -1,0 +1,59 @@
+"""The client writer, driven by hand: no network, no clock (``pacer._writer``)."""
+
+from __future__ import annotations
+
+import math
+
+from pacer._errors import ErrorFrame, error_event, error_frame
+from pacer._outcome import Outcome
+from pacer._writer import PING, ClientWriter, Due
+
+
+def test_a_heartbeat_is_due_after_the_silence_and_not_again_until_the_next() -> None:
+    writer = ClientWriter(heartbeat=15.0, send_timeout=None)
+    writer.opened(0.0)
+    assert writer.tick(10.0) == (Due.NOTHING, 15.0)
+    assert writer.tick(15.0) == (Due.PING, 30.0)
+    assert writer.tick(20.0) == (Due.NOTHING, 30.0)
+    body = writer.begin(b"data: x\n\n", 25.0)
+    writer.wrote(b"data: x\n\n", len(body), 25.0)
+    assert writer.tick(26.0) == (Due.NOTHING, 40.0)  # a frame restarts the silence
+
+
+def test_a_send_that_waits_send_timeout_drops_the_stream_whatever_came_before() -> None:
+    writer = ClientWriter(heartbeat=None, send_timeout=4.0)
+    writer.opened(0.0)
+    writer.begin(error_event("boom", "x"), 1.0)
+    assert writer.tick(2.0) == (Due.NOTHING, 3.0)  # looks again at a quarter of the timeout
+    assert writer.tick(5.0) == (Due.TIMEOUT, math.inf)
+    assert writer.close() == Outcome.SEND_TIMEOUT
+
+
+def test_the_outcome_is_recorded_where_it_happens_the_strongest_winning() -> None:
+    closed: list[Outcome] = []
+    done = ClientWriter(heartbeat=None, send_timeout=None, on_close=closed.append)
+    done.completed()
+    assert done.close() is Outcome.DONE and closed == ["done"]
+    failed = ClientWriter(heartbeat=None, send_timeout=None)
+    failed.begin(error_frame(RuntimeError("no")), 0.0)
+    failed.completed()
+    assert failed.close() is Outcome.ERROR
+    cut = ClientWriter(heartbeat=None, send_timeout=None)
+    cut.begin(b"data: x\n\n", 0.0)
+    assert cut.close() is Outcome.DISCONNECT  # never completed, no error sent
+    refused = ClientWriter(heartbeat=None, send_timeout=None)
+    refused.begin(error_event("boom", "x"), 0.0)
+    refused.write_failed()
+    assert refused.close() is Outcome.DISCONNECT
+
+
+def test_frames_say_they_are_errors_by_type_and_read_as_the_same_bytes() -> None:
+    frame = error_event("gone", "not_found")
+    assert isinstance(frame, ErrorFrame)
+    assert frame == b'event: error\ndata: {"error": {"message": "gone", "type": "not_found"}}\n\n'
+    assert not isinstance(PING, ErrorFrame)
+
+
+def test_outcomes_are_the_strings_they_were() -> None:
+    assert Outcome.DONE == "done" and f"{Outcome.SEND_TIMEOUT}" == "send_timeout"
+    assert Outcome.CANCELLED in frozenset({"cancelled"}) and {"error": 1}[Outcome.ERROR] == 1
