@@ -16,6 +16,10 @@ and streams each output chunk as an SSE event, with
 - compression where the client asks for it (``Accept-Encoding``), each event
   flushed so it is decoded on arrival (``pacer.compress``).
 
+All of that writing is one ``ClientWriter``'s (``pacer._writer``), which
+``PacingMiddleware`` and ``pacer.websocket`` share; how a stream ended is an ``Outcome``
+recorded where it happened (an ``ErrorFrame`` going out, a refused write, a timeout).
+
 ``PacingMiddleware`` re-paces the ``text/event-stream`` responses of an existing ASGI
 app that streams OpenAI chat-completion chunks, without the app changing
 (``paced_openai_sse``; ``pacer.events`` paces the other APIs' streams).
