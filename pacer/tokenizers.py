@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
+import importlib
 import json
 import re
 import weakref
@@ -526,14 +527,24 @@ def mistral_data_file(name: str) -> Path:
     return path
 
 
+def _requires(module: str, extra: str, user: str) -> Any:
+    """Import ``module`` for ``user``, or say which extra of pacer-llm brings it."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        message = f"{user} needs {module}, which is not installed: pip install 'pacer-llm[{extra}]'"
+        raise ModuleNotFoundError(message, name=module) from None
+
+
 def load_tekken(path: str | Path | None = None) -> Any:
     """A ``tiktoken.Encoding`` for a Mistral ``tekken.json`` byte-level BPE file.
 
     Ids are the file's BPE ranks; its special tokens follow the last rank. Default
     file: ``tekken_240911.json`` from mistral-common.
     """
-    import tiktoken
-
+    tiktoken = _requires("tiktoken", "demo", "load_tekken")
     path = Path(path) if path is not None else mistral_data_file("tekken_240911.json")
     data = json.loads(path.read_text(encoding="utf-8"))
     config = data["config"]
@@ -554,7 +565,6 @@ def load_tekken(path: str | Path | None = None) -> Any:
 
 def load_sentencepiece(path: str | Path | None = None) -> Any:
     """A ``sentencepiece.SentencePieceProcessor`` for a ``.model`` file (default: mistral-common's v1)."""
-    import sentencepiece
-
+    sentencepiece = _requires("sentencepiece", "hf", "load_sentencepiece")
     path = Path(path) if path is not None else mistral_data_file("tokenizer.model.v1")
     return sentencepiece.SentencePieceProcessor(model_file=str(path))
