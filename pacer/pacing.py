@@ -10,14 +10,15 @@ characters) over the current rate, plus a pause after a sentence or clause end.
 ``arrival + max_lag`` is the hard bound (``arrival``: when the unit's text reached
 the pipeline, so a stage before that holds text, a sentence splitter, eats into the
 same bound), so a display never falls behind the model; and a unit never goes out
-before it reached the pacer (``entered``). The rate is the largest of the configured rate, the arrival
-rate (a decayed estimate over about a second, read over the time since the
-first arrival, or the first after a pause of more than 1.5 s, until a second
-has passed; text that opens the stream in one burst, pieces less than 2 ms apart as a
-buffer read gives them, is backlog, not rate) plus the backlog over four ``max_lag`` (when ``adaptive``), and the
-rate that empties the current backlog before its newest unit hits the bound; so
-pauses are borrowed back from the backlog by speaking a little faster after them,
-and a slow source is never stalled: a unit that arrives after ``ready`` goes out
+before it reached the pacer (``entered``). The rate is the largest of the configured
+rate, the arrival rate (a decayed estimate over about a second, read over the time
+since the first arrival, or the first after a pause of more than 1.5 s, until a
+second has passed; text that opens the stream in one burst, pieces less than 2 ms
+apart as a buffer read gives them, is backlog, not rate) plus the backlog over four
+``max_lag`` (when ``adaptive``), and the rate that empties the current backlog
+before its newest unit hits the bound; so pauses are borrowed back from the backlog
+by speaking a little faster after them, and a slow source is never stalled: a unit
+that arrives after ``ready`` goes out
 at once.
 
 Pauses come from the text itself: ``_marks.BreakFinder`` reads the input with the
