@@ -18,8 +18,7 @@ apart as a buffer read gives them, is backlog, not rate) plus the backlog over f
 ``max_lag`` (when ``adaptive``), and the rate that empties the current backlog
 before its newest unit hits the bound; so pauses are borrowed back from the backlog
 by speaking a little faster after them, and a slow source is never stalled: a unit
-that arrives after ``ready`` goes out
-at once.
+that arrives after ``ready`` goes out at once.
 
 Pauses come from the text itself: ``_marks.BreakFinder`` reads the input with the
 sentence splitter's rules and reports each sentence and clause end (as an offset)
