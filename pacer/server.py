@@ -53,7 +53,16 @@ from .adapters import UpstreamError
 from .clock import Clock
 from .compress import EventCompressor, negotiate
 from .events import paced_event_frames
-from .formats import FORMAT_NAMES, ChatCompletions, ChunkEncoder, OpenAIChunks, TextEvents, dumps, frame
+from .formats import (
+    FORMAT_NAMES,
+    ChatCompletions,
+    ChunkEncoder,
+    Ending,
+    OpenAIChunks,
+    TextEvents,
+    dumps,
+    frame,
+)
 from .metrics import StreamMetrics
 from .run import AsyncRun
 from .sse import SSEError, encode, encode_comment
@@ -349,7 +358,11 @@ class PacedEventSource(EventStreamResponse):
     ``done`` sends ``data: [DONE]`` after the last chunk. The other options are
     ``EventStreamResponse``'s: ``streams=`` makes the stream resumable (its
     ``stream_format`` is ``"chat.completions"`` with ``OpenAIChunks``, else ``"text"``).
+    ``ending`` says how the frames ended (its ``kind``: done, or blocked by a check) once
+    the last one is out.
     """
+
+    ending: Ending | None = None
 
     def __init__(
         self,
@@ -385,8 +398,9 @@ class PacedEventSource(EventStreamResponse):
         blocked = run.pipeline.blocked is not None  # a Guard withheld the rest: no false success
         # The encoder's format ends the stream (OpenAIChunks: its finish chunk); else plain text's.
         encoder = self.encoder if isinstance(self.encoder, ChunkEncoder) else TextEvents()
-        for ending in encoder.ending(blocked, self.done).encoded():
-            yield ending
+        self.ending = encoder.ending(blocked, self.done)
+        for last in self.ending.encoded():
+            yield last
 
 
 async def _joined_pairs(source: AsyncIterable[Any] | Iterable[Any]) -> AsyncIterator[Any]:
