@@ -3,7 +3,7 @@
 Everything pacer knows of an API's events lives in that API's ``EventFormat``: how
 its events split into text lanes and kept events (``parse``), how paced text goes
 back into its events (``text_frame``), how it ends (blocked, stopped, error,
-truncated: ``Ending``\\ s whose ``kind`` says which) and what a client was shown
+truncated: ``Ending`` values whose ``kind`` says which) and what a client was shown
 (``read``). Each module's docstring says which fields are text and which are kept.
 
 - ``"text"``: ``PlainText`` (``pacer.formats.text``), each event's data is text;

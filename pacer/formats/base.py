@@ -336,6 +336,9 @@ class ChunkEncoder:
     """Renders a pipeline's output chunks as one API's events (``PacedEventSource``'s
     ``encoder``), and ends the stream that API's way. Stateful: one per stream."""
 
+    #: The name of the format it writes (``pacer.formats.FORMATS``), for ``Transcript``.
+    transcript: ClassVar[str] = "text"
+
     def __call__(self, chunk: Chunk) -> bytes:
         raise NotImplementedError
 

@@ -293,6 +293,8 @@ class OpenAIChunks(ChunkEncoder):
     ``data: [DONE]``.
     """
 
+    transcript = "chat.completions"
+
     def __init__(self, model: str = "pacer", id: str | None = None, created: int | None = None) -> None:
         self.base = {
             "id": id or f"chatcmpl-{uuid.uuid4().hex}",
