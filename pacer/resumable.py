@@ -53,6 +53,7 @@ import anyio.abc
 
 from ._aio import aclose_source
 from ._args import seconds
+from .formats import FORMAT_NAMES, Transcript
 from .streamlog import (
     Entry,
     EventsTrimmed,
@@ -64,7 +65,6 @@ from .streamlog import (
     error_event,
     numbered,
 )
-from .transcript import FORMAT_NAMES, Transcript
 
 __all__ = ["STREAM_ID_HEADER", "ResumableStreams", "javascript", "valid_stream_id"]
 
