@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import detokenize, guard, overhead, pacing, proxy_load, resume, rhythm, sentences, wire
+from . import detokenize, guard, live, overhead, pacing, proxy_load, resume, rhythm, sentences, wire
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,8 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "only",
         nargs="*",
-        help="benchmarks to run (default: all): overhead, detokenize, sentences, pacing, rhythm, wire, "
-        "guard, proxy, resume",
+        help="benchmarks to run (default: all): overhead, detokenize, sentences, pacing, rhythm, live, "
+        "wire, guard, proxy, resume",
     )
     args = parser.parse_args(argv)
     chosen = set(args.only) or {
@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         "sentences",
         "pacing",
         "rhythm",
+        "live",
         "wire",
         "guard",
         "proxy",
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         pacing.main(quick=args.quick)
     if "rhythm" in chosen:
         rhythm.main(quick=args.quick)
+    if "live" in chosen:
+        live.main(quick=args.quick)
     if "wire" in chosen:
         wire.main(quick=args.quick)
     if "guard" in chosen:

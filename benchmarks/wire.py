@@ -20,9 +20,8 @@ from typing import Any
 
 import anyio
 
-from pacer.apis import ChatCompletions
 from pacer.compress import EventCompressor, available
-from pacer.events import Text
+from pacer.formats import ChatCompletions, Text
 from pacer.testing import streams
 from pacer.testing.cases import CASES, HELDOUT_FIRST
 

@@ -19,6 +19,11 @@ _MIN_SPAN: Final = 0.05
 # estimate, decayed towards nothing meanwhile, starts again from the next arrival, as at
 # the start of the stream. Shorter silences are part of a bursty source's rhythm.
 PAUSE: Final = 1.5 * WINDOW
+# Arrivals closer together than this are one burst: text read out of a buffer (a cached
+# answer, a replay, several events in one network read) comes microseconds apart, which
+# is no evidence of a source writing millions of characters a second. A burst that opens
+# the stream (or follows a pause) is backlog, as text that arrives all at one instant is.
+BURST_GAP: Final = 0.002
 _SETTLED: Final = 5 * WINDOW  # from here on the estimate needs no correction (< 1%)
 
 
@@ -36,6 +41,7 @@ class ArrivalRate:
         self._first = math.nan  # the first arrival, or the first after a pause
         self._read_at = math.nan  # ``_value`` is the rate read at this time
         self._value = 0.0
+        self._opening = True  # every arrival since ``_first`` came in one burst
 
     def note(self, chars: int, now: float) -> None:
         """``chars`` characters arrived at ``now`` (never earlier than the last arrival)."""
@@ -43,7 +49,10 @@ class ArrivalRate:
         if dt > PAUSE:  # the first arrival (dt is infinite), or the first after a pause
             self._first = now
             self._sum = 0.0
-        if now == self._first:
+            self._opening = True
+        elif dt >= BURST_GAP:
+            self._opening = False
+        if self._opening:
             chars = 0  # text that came all at once is no rate to follow: the backlog terms pace it
         else:
             self._sum = self._sum * math.exp(-dt / WINDOW)

@@ -5,7 +5,8 @@ Every failure a client is told of has this shape (OpenAI's), whichever way it go
 - ``error_object(message, kind)``: the object itself, a dict;
 - ``error_body(exc)``: the object for an exception (its ``kind`` when it is a
   ``KindedError``, ``"stream_error"`` for malformed SSE, else its class name);
-- ``error_event(message, kind)`` / ``error_frame(exc)``: an SSE ``event: error`` frame
+- ``error_event(message, kind)`` / ``error_frame(exc)`` / ``body_frame(body)``: an
+  SSE ``event: error`` frame
   whose data is that object, typed ``ErrorFrame`` so that whoever writes it to the
   client knows the stream failed without reading the bytes back;
 - ``pacer.server.json_error``: a JSON response with it (the one form that needs Starlette).
@@ -16,11 +17,20 @@ Cost: one ``json.dumps`` of a two-field object per error.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from .sse import SSEError, encode
 
-__all__ = ["ErrorFrame", "KindedError", "error_body", "error_event", "error_frame", "error_object"]
+__all__ = [
+    "ErrorFrame",
+    "KindedError",
+    "body_frame",
+    "error_body",
+    "error_event",
+    "error_frame",
+    "error_object",
+]
 
 
 class ErrorFrame(bytes):
@@ -62,4 +72,9 @@ def error_event(message: str, kind: str) -> ErrorFrame:
 
 def error_frame(exc: BaseException) -> ErrorFrame:
     """An ``event: error`` frame whose data is ``error_body(exc)``."""
-    return ErrorFrame(encode(json.dumps(error_body(exc), ensure_ascii=False), event="error"))
+    return body_frame(error_body(exc))
+
+
+def body_frame(body: Mapping[str, Any]) -> ErrorFrame:
+    """An ``event: error`` frame whose data is ``body``, an error object (non-ASCII kept)."""
+    return ErrorFrame(encode(json.dumps(body, ensure_ascii=False), event="error"))

@@ -471,7 +471,8 @@ typedef struct {
     PyObject_HEAD
     PyObject *fallback;        /* the pure-Python feed(self, item, now=None) or ingest(self, item, now) */
     PyObject *chunk;           /* NULL for feed; for ingest, what makes a Chunk of (text, now) */
-    PyTypeObject *owner_type;  /* the class whose slot holds the TableState */
+    PyTypeObject *owner_type;  /* the class whose slot holds the TableState; NULL until bound */
+    PyObject *slot_name;       /* the slot's name, when given by name (bound by __set_name__) */
     Py_ssize_t offset;         /* where that slot is in an instance */
     vectorcallfunc vectorcall;
 } FeedMethod;
@@ -483,7 +484,7 @@ FeedMethod_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObje
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     int many = nargs >= 2 && (PyList_CheckExact(args[1]) || PyTuple_CheckExact(args[1])); /* ids fed at once */
     if (nargs == (self->chunk == NULL ? 2 : 3) && kwnames == NULL && (PyLong_CheckExact(args[1]) || many)
-        && PyObject_TypeCheck(args[0], self->owner_type)) {
+        && self->owner_type != NULL && PyObject_TypeCheck(args[0], self->owner_type)) {
         PyObject *state = *(PyObject **)((char *)args[0] + self->offset); /* the slot; NULL if unset */
         if (state == NULL) {
             return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
@@ -584,13 +585,31 @@ FeedMethod_get(PyObject *self, PyObject *obj, PyObject *type)
     return PyMethod_New(self, obj);
 }
 
+/* Where the TableState lives: ``slot`` is the class's __slots__ member descriptor. */
+static int
+FeedMethod_bind(FeedMethod *self, PyObject *slot)
+{
+    if (!PyObject_TypeCheck(slot, &PyMemberDescr_Type)) {
+        PyErr_Format(PyExc_TypeError, "FeedMethod: slot must be a __slots__ member, got %R", slot);
+        return -1;
+    }
+    PyMemberDescrObject *member = (PyMemberDescrObject *)slot;
+    if (member->d_member->type != T_OBJECT_EX || (member->d_member->flags & READONLY)) {
+        PyErr_SetString(PyExc_TypeError, "FeedMethod: slot must be a writable __slots__ member");
+        return -1;
+    }
+    Py_INCREF(PyDescr_TYPE(member));
+    Py_XSETREF(self->owner_type, PyDescr_TYPE(member));
+    self->offset = member->d_member->offset;
+    return 0;
+}
+
 static int
 FeedMethod_init(FeedMethod *self, PyObject *args, PyObject *kwds)
 {
     static char *names[] = {"fallback", "slot", "chunk", NULL};
     PyObject *fallback, *slot, *chunk = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!|O:FeedMethod", names, &fallback, &PyMemberDescr_Type,
-                                     &slot, &chunk)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:FeedMethod", names, &fallback, &slot, &chunk)) {
         return -1;
     }
     if (!PyCallable_Check(fallback)) {
@@ -601,20 +620,48 @@ FeedMethod_init(FeedMethod *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_TypeError, "FeedMethod: chunk must be callable or None");
         return -1;
     }
-    PyMemberDescrObject *member = (PyMemberDescrObject *)slot;
-    if (member->d_member->type != T_OBJECT_EX || (member->d_member->flags & READONLY)) {
-        PyErr_SetString(PyExc_TypeError, "FeedMethod: slot must be a writable __slots__ member");
+    if (PyUnicode_Check(slot)) {
+        /* A slot's name: the class being defined has no descriptor yet; __set_name__ finds it. */
+        Py_XSETREF(self->slot_name, Py_NewRef(slot));
+        Py_CLEAR(self->owner_type);
+    }
+    else if (FeedMethod_bind(self, slot) < 0) {
         return -1;
     }
     Py_INCREF(fallback);
-    Py_INCREF(PyDescr_TYPE(member));
     Py_XSETREF(self->fallback, fallback);
     Py_XSETREF(self->chunk, chunk == Py_None ? NULL : Py_NewRef(chunk));
-    Py_XSETREF(self->owner_type, PyDescr_TYPE(member));
-    self->offset = member->d_member->offset;
     self->vectorcall = FeedMethod_vectorcall;
     return 0;
 }
+
+/* Called as the class that holds this method is created: bind the named slot. */
+static PyObject *
+FeedMethod_set_name(FeedMethod *self, PyObject *args)
+{
+    PyObject *owner, *name;
+    if (!PyArg_ParseTuple(args, "OO:__set_name__", &owner, &name)) {
+        return NULL;
+    }
+    if (self->slot_name == NULL) {
+        Py_RETURN_NONE; /* given the descriptor itself */
+    }
+    PyObject *slot = PyObject_GetAttr(owner, self->slot_name);
+    if (slot == NULL) {
+        return NULL;
+    }
+    int bound = FeedMethod_bind(self, slot);
+    Py_DECREF(slot);
+    if (bound < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef FeedMethod_methods[] = {
+    {"__set_name__", (PyCFunction)FeedMethod_set_name, METH_VARARGS, NULL},
+    {NULL},
+};
 
 static PyObject *
 FeedMethod_doc(FeedMethod *self, void *closure)
@@ -645,6 +692,7 @@ FeedMethod_traverse(FeedMethod *self, visitproc visit, void *arg)
     Py_VISIT(self->fallback);
     Py_VISIT(self->chunk);
     Py_VISIT(self->owner_type);
+    Py_VISIT(self->slot_name);
     return 0;
 }
 
@@ -654,6 +702,7 @@ FeedMethod_clear(FeedMethod *self)
     Py_CLEAR(self->fallback);
     Py_CLEAR(self->chunk);
     Py_CLEAR(self->owner_type);
+    Py_CLEAR(self->slot_name);
     return 0;
 }
 
@@ -680,6 +729,7 @@ static PyTypeObject FeedMethodType = {
     .tp_vectorcall_offset = offsetof(FeedMethod, vectorcall),
     .tp_descr_get = FeedMethod_get,
     .tp_getset = FeedMethod_getset,
+    .tp_methods = FeedMethod_methods,
 };
 
 static struct PyModuleDef speedups = {

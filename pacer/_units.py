@@ -40,11 +40,14 @@ __all__ = [
 
 _CJK: Final = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}"
 # A word: a run of non-space, non-CJK characters with the space after it; one CJK
-# character with the punctuation and space after it; or a run of space.
-_WORD: Final = regex.compile(rf"[^\s{_CJK}]+\s*|[{_CJK}][\p{{M}}\p{{P}}\p{{S}}\s]*|\s+")
+# character with the punctuation and space after it; either with any space before it
+# (there is some only at the start of the text: a word takes the space after it); or,
+# at the end, a run of space (as Vercel's smoothStream, no unit is space alone while a
+# word follows).
+_WORD: Final = regex.compile(rf"\s*[^\s{_CJK}]+\s*|\s*[{_CJK}][\p{{M}}\p{{P}}\p{{S}}\s]*|\s+")
 # The same pieces as _WORD on ASCII text (where regex's \s is [\t\n\v\f\r ]), found by
 # the standard library's engine, which is several times cheaper per call on short text.
-_ASCII_WORD: Final = re.compile(r"\S+\s*|\s+", re.ASCII)
+_ASCII_WORD: Final = re.compile(r"\s*\S+\s*|\s+", re.ASCII)
 _COMPILED: Final = not __file__.endswith(".py")
 _LINE: Final = re.compile(r"[^\n]*\n|[^\n]+")
 
@@ -150,7 +153,8 @@ class Sentences(Units):
 
 
 class Words(Units):
-    """A word with the space after it; one CJK character with the punctuation after it."""
+    """A word with the space after it; one CJK character with the punctuation after it.
+    Space is never a unit alone while a word follows: it goes with the next word."""
 
     def __init__(self) -> None:
         super().__init__(whole=False)
@@ -164,7 +168,8 @@ class Words(Units):
         return _ASCII_WORD.findall(text)
 
     def holds(self, last: str) -> bool:
-        return not last[-1].isspace()  # a word is whole once a space follows it
+        # A word is whole once a space follows it; space alone waits for its word.
+        return not last[-1].isspace() or last.isspace()
 
 
 class Lines(Units):
@@ -296,6 +301,8 @@ def _ascii_words(text: str) -> list[str]:
     size = len(text)
     start = i = 0
     while i < size:
+        while i < size and _is_ascii_space(ord(text[i])):
+            i += 1  # space before the word: only at the start of the text
         while i < size and not _is_ascii_space(ord(text[i])):
             i += 1
         while i < size and _is_ascii_space(ord(text[i])):

@@ -13,17 +13,22 @@
 - ``openai_sse_text`` / ``aopenai_sse_text``: an OpenAI-compatible SSE byte stream
   straight to content text, ending at ``data: [DONE]``.
 
+What each API's events hold is ``pacer.formats``' knowledge (``ChatCompletions``,
+``AnthropicMessages``); ``UpstreamError``, ``parse_json_event`` and
+``parse_openai_event`` are defined there and named here too.
+
 All work per item is O(size of the item).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, overload
 
 from ._aio import aclose_source
-from ._errors import KindedError, error_object
+from .formats import AnthropicMessages, ChatCompletions, UpstreamError
+from .formats.base import parse_json_event
+from .formats.choices import parse_openai_event
 from .sse import ServerSentEvent, SSEDecoder, SSEError
 
 __all__ = [
@@ -41,52 +46,12 @@ __all__ = [
 ]
 
 
-class UpstreamError(KindedError):
-    """The upstream stream reported an error or sent something that cannot be read."""
-
-    def __init__(self, message: str, *, body: Any = None, type: str = "upstream_error") -> None:
-        super().__init__(message)
-        self.body = body
-        self.type = self.kind = type
-
-    def to_json(self) -> dict[str, Any]:
-        """The error as an OpenAI-style ``{"error": {...}}`` object."""
-        if isinstance(self.body, Mapping) and isinstance(self.body.get("error"), Mapping):
-            return {"error": dict(self.body["error"])}
-        return error_object(str(self), self.type)
-
-
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    if isinstance(obj, Mapping):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
-
-
 def openai_delta(chunk: Any) -> str:
     """The content text of one chat-completion chunk (``""`` when it has none).
 
     Takes an SDK ``ChatCompletionChunk`` or the parsed JSON; only choice 0's text.
     """
-    error = _get(chunk, "error")
-    if error:
-        message = _get(error, "message") or str(error)
-        raise UpstreamError(f"upstream error: {message}", body={"error": error}, type="upstream_error")
-    choices = _get(chunk, "choices")
-    if choices is None:
-        if isinstance(chunk, Mapping) or hasattr(chunk, "choices"):
-            return ""
-        raise TypeError(f"openai_text: expected a chat-completion chunk, got {type(chunk).__name__}")
-    for choice in choices:  # the usage-only chunk has none
-        if (_get(choice, "index") or 0) != 0:
-            continue
-        delta = _get(choice, "delta")
-        content = _get(delta, "content") if delta is not None else None
-        if content is None:
-            return ""
-        if not isinstance(content, str):
-            raise UpstreamError(f"upstream delta content is {type(content).__name__}, not text")
-        return content
-    return ""
+    return ChatCompletions.content_of(chunk)
 
 
 @overload
@@ -135,23 +100,7 @@ async def _async_texts(items: AsyncIterable[Any], text_of: Callable[[Any], str])
 
 def anthropic_delta(event: Any) -> str:
     """The ``text_delta`` text of one Anthropic message stream event (``""`` for others)."""
-    kind = _get(event, "type")
-    if kind is None:
-        raise TypeError(f"anthropic_text: expected a message stream event, got {type(event).__name__}")
-    if kind == "content_block_delta":
-        delta = _get(event, "delta")
-        if _get(delta, "type") == "text_delta":
-            return _get(delta, "text") or ""
-    elif kind == "error":
-        error = _get(event, "error")
-        raise UpstreamError(
-            f"upstream error: {_get(error, 'message') or error}",
-            body={"error": error},
-            type=str(_get(error, "type") or "upstream_error"),
-        )
-    # ping, message_start, content_block_start/stop, message_delta, message_stop, the
-    # MessageStream's own text/thinking/input_json events, and any type added later.
-    return ""
+    return AnthropicMessages.text_of(event)
 
 
 def sse_events(data: Iterable[bytes], **limits: int) -> Iterator[ServerSentEvent]:
@@ -184,41 +133,6 @@ def _fed(decoder: SSEDecoder, piece: bytes) -> Iterator[ServerSentEvent]:
         yield from exc.events
         raise
     yield from events
-
-
-def parse_json_event(event: ServerSentEvent) -> dict[str, Any]:
-    """The JSON object an event carries; ``UpstreamError`` when it carries anything else."""
-    try:
-        body = json.loads(event.data)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        if isinstance(exc, json.JSONDecodeError):
-            reason = f"{exc.msg} at character {exc.pos}"
-        else:
-            reason = "nested too deep"
-        raise UpstreamError(
-            f"upstream sent malformed JSON ({reason}): {event.data[:80]!r}", type="malformed_upstream"
-        ) from None
-    if not isinstance(body, dict):
-        raise UpstreamError(
-            f"upstream event data is not a JSON object: {event.data[:80]!r}", type="malformed_upstream"
-        )
-    return body
-
-
-def parse_openai_event(event: ServerSentEvent) -> dict[str, Any] | None:
-    """The JSON chunk of an OpenAI-compatible event; ``None`` for ``[DONE]``.
-
-    Raises ``UpstreamError`` for an ``error`` event, an ``{"error": ...}`` body or data
-    that is not a JSON object.
-    """
-    if event.data.strip() == "[DONE]":
-        return None
-    body = parse_json_event(event)
-    if event.event == "error" or body.get("error"):
-        error = body.get("error", body)
-        message = error.get("message") if isinstance(error, dict) else error
-        raise UpstreamError(f"upstream error: {message}", body={"error": error})
-    return body
 
 
 def _event_text(event: ServerSentEvent) -> str | None:

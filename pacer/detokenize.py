@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import codecs
 import enum
-import threading
-from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final, TypeVar, cast
 
+from ._cleanup import Cleanup
 from ._core import Chunk, Stage, closed_error
-from .tokenizers import CLEANUP_REPLACEMENTS, CLEANUP_SEEN, Vocab, vocab_for
+from .tokenizers import Vocab, vocab_for
 
 _speedups: Any
 try:
@@ -62,6 +62,23 @@ def _per_byte_replace(exc: UnicodeError) -> tuple[str, int]:
 
 
 codecs.register_error("pacer.perbyte", _per_byte_replace)
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _c_lookup_first(chunk: type | None = None) -> Callable[[_Method], _Method]:
+    """Put the C lookup (``pacer._speedups.FeedMethod``, where built) in front of a
+    ``Detokenizer`` method: it answers while the table alone decides a token's text and
+    calls the method otherwise, with the same results. ``chunk`` makes its outputs
+    ``Chunk``s (for ``ingest``). Without the C helper the method stands as written."""
+
+    def wrap(method: _Method) -> _Method:
+        if _speedups is None:
+            return method
+        return cast(_Method, _speedups.FeedMethod(method, "_lookup_state", chunk))
+
+    return wrap
 
 
 class _Mode(enum.Enum):
@@ -119,13 +136,14 @@ class Detokenizer(Stage):
             )
         holder = self._lookup_state or _Pending()  # the pending bytes and the clean-up's state
         self._utf8 = _Utf8(self.vocab.errors, holder)
-        cleanup = _Cleanup(self.vocab.cleanup_moves, holder) if self.vocab.cleanup else None
+        cleanup = Cleanup(self.vocab.cleanup_moves, holder) if self.vocab.cleanup else None
         self._steps = _TextSteps(self.vocab.strip_first, cleanup)
         self._settle()
 
     def __repr__(self) -> str:
         return f"Detokenizer({self.vocab.name})"
 
+    @_c_lookup_first()
     def feed(self, item: Any, now: float | None = None) -> list[str]:
         """Take one id or a sequence of ids; return the text they complete."""
         if self._lookup_state is not None:
@@ -144,6 +162,7 @@ class Detokenizer(Stage):
     def push(self, chunk: Chunk, now: float) -> list[Chunk]:
         raise TypeError("Detokenizer takes token ids, not text: put it first in the pipeline")
 
+    @_c_lookup_first(Chunk)
     def ingest(self, item: object, now: float) -> list[Chunk]:
         if self._lookup_state is not None:
             self._settle()
@@ -364,7 +383,7 @@ class _Pending:
 
     def __init__(self) -> None:
         self.pending = b""
-        self.clean = 0  # the clean-up's state (``_CleanupMoves``)
+        self.clean = 0  # the clean-up's state (``pacer._cleanup.CleanupMoves``)
 
 
 class _Utf8:
@@ -440,7 +459,7 @@ class _TextSteps:
     """The decoder's whole-text steps, applied as the text streams: a strip of leading
     (and for ``"both"`` trailing) whitespace, then transformers' clean-up."""
 
-    def __init__(self, strip_first: str | None, cleanup: _Cleanup | None) -> None:
+    def __init__(self, strip_first: str | None, cleanup: Cleanup | None) -> None:
         self.strip_both = strip_first == "both"
         self.first_space = strip_first == "output"  # the next text may lose its space
         self.cleanup = cleanup
@@ -475,14 +494,6 @@ class _TextSteps:
         return text + self.cleanup.flush() if self.cleanup is not None else text
 
 
-if _speedups is not None:
-    # ``feed`` and ``ingest`` in C while the table alone decides a token's text; the
-    # methods above otherwise.
-    _slot = Detokenizer.__dict__["_lookup_state"]  # the member descriptor of the slot
-    Detokenizer.feed = _speedups.FeedMethod(Detokenizer.feed, _slot)  # type: ignore[method-assign]
-    Detokenizer.ingest = _speedups.FeedMethod(Detokenizer.ingest, _slot, Chunk)  # type: ignore[method-assign]
-
-
 def _shared_prefix(a: bytes, b: bytes) -> int:
     """How many leading bytes ``a`` and ``b`` share."""
     n = min(len(a), len(b))
@@ -490,144 +501,6 @@ def _shared_prefix(a: bytes, b: bytes) -> int:
     while k < n and a[k] == b[k]:
         k += 1
     return k
-
-
-class _Replace:
-    """``str.replace(pattern, replacement)`` over a stream: exact, holding < len(pattern) chars.
-    Stateless: the caller keeps what it holds, so one instance serves every stream."""
-
-    __slots__ = ("pattern", "replacement")
-
-    def __init__(self, pattern: str, replacement: str) -> None:
-        if len(pattern) < 2:
-            raise ValueError(f"_Replace: a pattern of two characters or more, got {pattern!r}")
-        self.pattern, self.replacement = pattern, replacement
-
-    def passes(self, held: str, text: str) -> bool:
-        """Whether ``text`` after ``held`` passes as it is and leaves nothing held."""
-        pattern = self.pattern
-        return not held and pattern[:2] not in text and text[-1:] != pattern[0]
-
-    def feed(self, held: str, text: str) -> tuple[str, str]:
-        """What ``text`` after ``held`` gives, and what is held after it."""
-        buf = held + text
-        pattern = self.pattern
-        if self.passes("", buf):
-            return buf, ""  # neither the pattern nor a start of it (each begins with those two)
-        if pattern in buf:
-            out: list[str] = []
-            i = 0
-            while (j := buf.find(pattern, i)) >= 0:  # leftmost, non-overlapping, like str.replace
-                out.append(buf[i:j])
-                out.append(self.replacement)
-                i = j + len(pattern)
-            out.append(buf[i:])
-            head, buf = "".join(out[:-1]), out[-1]
-        else:
-            head = ""
-        # Hold the longest tail that could still begin the pattern.
-        for keep in range(min(len(pattern) - 1, len(buf)), 0, -1):
-            if buf.endswith(pattern[:keep]):
-                return head + buf[:-keep], buf[-keep:]
-        return head + buf, ""
-
-
-#: How many texts a clean-up state remembers the move of, and how long a text it
-#: remembers may be (tokens' texts are short; a feed of many ids is one long text): bound
-#: the memory a stream of texts the table does not hold could take.
-_MOVES_KEPT: Final = 1 << 14
-_MOVE_CHARS: Final = 32
-
-
-class _CleanupMoves:
-    """transformers' ``clean_up_tokenization`` as a state machine over a stream of texts.
-
-    A state is what each replacement of the chain holds (state 0: nothing); a move is
-    what a text gives in a state, and the next state. A move is found by running the
-    chain once and then remembered, one set a vocabulary (``Vocab.cleanup_moves``), so
-    a text seen before in that state costs one dict lookup, in Python or in the C
-    lookup, which reads ``moves``. Few states are reachable (each holds a start of a
-    pattern), and each remembers at most ``_MOVES_KEPT`` texts.
-    """
-
-    def __init__(self) -> None:
-        self.steps = tuple(_Replace(p, r) for p, r in CLEANUP_REPLACEMENTS)
-        self.states: list[tuple[str, ...]] = [("",) * len(self.steps)]
-        self._numbers = {self.states[0]: 0}
-        self.moves: list[dict[str, tuple[str, int]]] = [{}]
-        self._lock = threading.Lock()
-
-    def move(self, state: int, text: str) -> tuple[str, int]:
-        """What ``text`` gives in ``state``, and the state after it."""
-        if state == 0 and CLEANUP_SEEN.search(text) is None:
-            return text, 0  # no pattern in it and no start of one at its end: most texts
-        moves = self.moves[state]
-        found = moves.get(text)
-        if found is None:
-            found = self._run(state, text)
-            if len(moves) < _MOVES_KEPT and len(text) <= _MOVE_CHARS:
-                moves[text] = found
-        return found
-
-    def _run(self, state: int, text: str) -> tuple[str, int]:
-        helds: list[str] = []
-        for step, held in zip(self.steps, self.states[state], strict=True):
-            if step.passes(held, text):  # most steps, most texts: skip the call
-                helds.append("")
-            else:
-                text, held = step.feed(held, text)
-                helds.append(held)
-        return text, self._number(tuple(helds))
-
-    def _number(self, helds: tuple[str, ...]) -> int:
-        number = self._numbers.get(helds)
-        if number is None:
-            with self._lock:  # streams of one vocabulary may run on several threads
-                number = self._numbers.get(helds)
-                if number is None:
-                    self.states.append(helds)
-                    self.moves.append({})
-                    number = self._numbers[helds] = len(self.states) - 1
-        return number
-
-    def flush(self, state: int) -> str:
-        """What ``state`` holds, as the end of the text gives it."""
-        text = ""
-        for step, held in zip(self.steps, self.states[state], strict=True):
-            out, rest = step.feed(held, text)
-            text = out + rest
-        return text
-
-
-class _Cleanup:
-    """One stream's clean-up: its state lives in ``holder.clean`` (where the C lookup
-    reads and moves it too); the moves are the vocabulary's."""
-
-    def __init__(self, moves: _CleanupMoves | None = None, holder: Any = None) -> None:
-        self.moves = _CleanupMoves() if moves is None else moves
-        self.holder = _Pending() if holder is None else holder
-
-    @property
-    def holding(self) -> bool:
-        """Whether some replacement holds the start of its pattern."""
-        return self.holder.clean != 0
-
-    def feed(self, text: str) -> str:
-        holder = self.holder
-        text, holder.clean = self.moves.move(holder.clean, text)
-        return text
-
-    def flush(self) -> str:
-        holder = self.holder
-        text, holder.clean = self.moves.flush(holder.clean), 0
-        return text
-
-
-def clean_alone(text: str, moves: _CleanupMoves) -> str | None:
-    """What the clean-up gives for ``text`` when it holds nothing before it, or ``None`` when
-    it would then hold part of a pattern (what follows decides) or give nothing."""
-    out, state = moves.move(0, text)
-    return None if state or not out else out
 
 
 class ByteDecoder(Stage):

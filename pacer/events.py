@@ -1,6 +1,6 @@
 """Pace the text inside an API's event stream, and keep every other event in its place.
 
-An ``EventFormat`` (one per stream, ``pacer.apis`` has those of the common APIs) splits
+An ``EventFormat`` (one per stream, ``pacer.formats`` has those of the common APIs) splits
 each upstream event into *pieces*: ``Text``, a text delta of one *lane* (a choice of an
 ``n > 1`` request; a Responses or Messages stream has one lane), and ``Keep``, any
 other event (a role, a tool call, a finish reason, usage, a ping), kept as it came.
@@ -22,9 +22,8 @@ work; memory: the text fed and not yet shown, and the kept events waiting behind
 
 from __future__ import annotations
 
-import json
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Hashable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -32,111 +31,14 @@ import anyio
 from ._aio import aclose_source
 from ._core import Chunk, Pipeline, Stage, closed_error
 from ._text import join_pairs
-from .adapters import UpstreamError, asse_events
+from .adapters import asse_events
 from .clock import Clock
+from .formats import EventFormat, Keep, Text
 from .metrics import StreamMetrics
 from .run import AsyncRun
 from .sse import ServerSentEvent
 
-__all__ = ["EventFormat", "EventPacer", "Keep", "Text", "dumps", "frame", "paced_event_frames"]
-
-
-class Text:
-    """Text of one ``kind`` (``"content"``, ``"reasoning_content"``, ...) in ``lane``.
-
-    ``template`` is what the format needs to build a text event like the upstream's
-    (its parsed event); ``extra`` the per-token data that goes with this text (logprobs).
-    """
-
-    __slots__ = ("extra", "kind", "lane", "template", "text")
-
-    def __init__(self, lane: int, kind: Hashable, text: str, template: Any, extra: Any = None) -> None:
-        self.lane = lane
-        self.kind = kind
-        self.text = text
-        self.template = template
-        self.extra = extra
-
-    def __repr__(self) -> str:
-        return f"Text(lane={self.lane}, kind={self.kind!r}, text={self.text!r})"
-
-
-class Keep:
-    """An event that goes out as it came, after everything before it in ``lane`` (every
-    lane when ``lane`` is ``None``). ``frame`` is its SSE frame; ``body`` its parsed data
-    for formats that renumber events; ``end``: the stream's own end event."""
-
-    __slots__ = ("body", "end", "frame", "lane")
-
-    def __init__(self, lane: int | None, frame: str, body: Any = None, end: bool = False) -> None:
-        self.lane = lane
-        self.frame = frame
-        self.body = body
-        self.end = end  # the stream's own end ([DONE]): none is added after a block
-
-    def __repr__(self) -> str:
-        return f"Keep(lane={self.lane}, frame={self.frame!r})"
-
-
-def dumps(body: Any) -> str:
-    """Compact JSON; a lone surrogate (which UTF-8 cannot carry) as JSON's ``\\u`` escape."""
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    try:
-        data.encode("utf-8")
-    except UnicodeEncodeError:
-        data = json.dumps(body, separators=(",", ":"))
-    return data
-
-
-def frame(data: str, event: str | None = None) -> str:
-    """An SSE frame for one line of ``data`` (JSON never holds a raw line break)."""
-    return f"data: {data}\n\n" if event is None else f"event: {event}\ndata: {data}\n\n"
-
-
-class EventFormat:
-    """One API's event stream: how it splits into pieces and how paced text goes back.
-
-    Stateful (sequence numbers, the end seen): make one per stream. ``parse`` raises
-    ``UpstreamError`` for what cannot be read or for an error the API reports by
-    ending the stream; ``complete`` turns true at the stream's own end (``[DONE]``,
-    ``message_stop``), ``ended`` when nothing after it may be read.
-    """
-
-    name = "events"
-    #: The ``pacer.transcript`` format that reads this format's frames.
-    transcript = "text"
-
-    def __init__(self) -> None:
-        self.complete = False
-        self.ended = False
-
-    def parse(self, event: ServerSentEvent) -> list[Text | Keep]:
-        raise NotImplementedError
-
-    def keep_frame(self, keep: Keep) -> str:
-        """The frame of a kept event as it goes out."""
-        return keep.frame
-
-    def text_frame(self, first: Text, text: str, extras: list[Any]) -> str:
-        """A text event like ``first``'s upstream event, carrying ``text`` and the per-token
-        data of the upstream events it completes."""
-        raise NotImplementedError
-
-    def filtered(self, last: Text) -> list[str]:
-        """Frames that end a lane a check blocked (``last``: its last text piece): the
-        API's own content-filter ending. None by default."""
-        return []
-
-    def closing(self) -> list[str]:
-        """Frames that end a stream whose source was stopped because checks blocked every
-        lane before its own end event came. None by default."""
-        return []
-
-    def truncated(self) -> UpstreamError:
-        return UpstreamError(
-            f"upstream {self.name} stream ended before its end event; the answer may be cut short",
-            type="upstream_truncated",
-        )
+__all__ = ["EventPacer", "paced_event_frames"]
 
 
 class _Global:
@@ -217,7 +119,7 @@ class EventPacer(Stage):
             if lane.pipeline is not None and not lane.filtered:
                 self._out(lane, lane.pipeline.finish(now), now)
         if self.blocked is not None and not self.ended:
-            for closing in self.fmt.closing():  # after every lane's ending
+            for closing in self.fmt.closing().frames:  # after every lane's ending
                 self._keep(Keep(None, closing), now)
         return self._release(now)
 
@@ -383,7 +285,7 @@ class EventPacer(Stage):
         lane.pieces.clear()
         lane.filtered = 2
         if lane.last is not None:
-            frames.extend(self.fmt.filtered(lane.last))
+            frames.extend(self.fmt.filtered(lane.last).frames)
 
     def _text_frames(self, lane: _Lane, text: str, frames: list[str]) -> None:
         """Frames for ``text``, the next characters of ``lane``: one per run of one kind."""

@@ -10,14 +10,15 @@ characters) over the current rate, plus a pause after a sentence or clause end.
 ``arrival + max_lag`` is the hard bound (``arrival``: when the unit's text reached
 the pipeline, so a stage before that holds text, a sentence splitter, eats into the
 same bound), so a display never falls behind the model; and a unit never goes out
-before it reached the pacer (``entered``). The rate is the largest of the configured rate, the arrival
-rate (a decayed estimate over about a second, read over the time since the
-first arrival, or the first after a pause of more than 1.5 s, until a second
-has passed) plus the backlog over four ``max_lag`` (when ``adaptive``), and the
-rate that empties the current backlog before its newest unit hits the bound; so
-pauses are borrowed back from the backlog by speaking a little faster after them,
-and a slow source is never stalled: a unit that arrives after ``ready`` goes out
-at once.
+before it reached the pacer (``entered``). The rate is the largest of the configured
+rate, the arrival rate (a decayed estimate over about a second, read over the time
+since the first arrival, or the first after a pause of more than 1.5 s, until a
+second has passed; text that opens the stream in one burst, pieces less than 2 ms
+apart as a buffer read gives them, is backlog, not rate) plus the backlog over four
+``max_lag`` (when ``adaptive``), and the rate that empties the current backlog
+before its newest unit hits the bound; so pauses are borrowed back from the backlog
+by speaking a little faster after them, and a slow source is never stalled: a unit
+that arrives after ``ready`` goes out at once.
 
 Pauses come from the text itself: ``_marks.BreakFinder`` reads the input with the
 sentence splitter's rules and reports each sentence and clause end (as an offset)
@@ -51,7 +52,7 @@ from typing import Final, Literal, SupportsFloat
 from mypy_extensions import mypyc_attr
 
 from ._args import number, one_of, seconds
-from ._arrival import ArrivalRate
+from ._arrival import BURST_GAP, ArrivalRate
 from ._core import Boundary, Chunk, Stage, closed_error
 from ._marks import BreakFinder, Breakpoints
 from ._units import (
@@ -486,9 +487,9 @@ class Pacer(Stage):
         text = chunk.text
         if not text:
             return []
-        # Several arrivals at one instant (a burst read at once): until the last of them,
+        # Several arrivals in one burst (read at once, ``BURST_GAP``): until the last of them,
         # the rate is reckoned from part of the burst, so nothing goes out ahead of its time.
-        burst = now == self._seen
+        burst = now - self._seen < BURST_GAP
         self._seen = now
         self._rhythm.arrival.note(len(text), now)
         self._breaks.add(text, self._queue)

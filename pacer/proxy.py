@@ -4,7 +4,7 @@
 ``http://host:8000/v1``, with any path prefix before it). A streaming request
 (``"stream": true``) to ``/v1/chat/completions``, ``/v1/completions``,
 ``/v1/responses`` or ``/v1/messages`` is forwarded upstream and its event stream
-re-paced in that API's own format (``pacer.apis``): the text deltas (content,
+re-paced in that API's own format (``pacer.formats``): the text deltas (content,
 reasoning, thinking) go through a fresh pipeline per choice; every other event (role,
 tool calls, logprobs with their text, finish reasons, usage, pings) keeps its place
 and its fields, so a client cannot tell the proxy from the upstream except by the
@@ -69,9 +69,10 @@ from ._core import Stage
 from ._outcome import Outcome
 from ._writer import client_left
 from .adapters import UpstreamError
-from .apis import FORMATS
 from .clock import Clock
-from .events import EventFormat, paced_event_frames
+from .events import paced_event_frames
+from .formats import ROUTES as FORMATS
+from .formats import EventFormat
 from .metrics import StreamMetrics
 from .prometheus import PacerMetrics
 from .resumable import ResumableStreams
@@ -533,7 +534,7 @@ def create_proxy(
     (``Accept-Encoding``), each event flushed on its own (``pacer.compress``). With
     ``guard`` (a check, as ``pacer.Guard`` takes) every paced stream's text is checked
     sentence by sentence before it is paced out; a blocked sentence ends its choice
-    with ``finish_reason: "content_filter"`` (``pacer.apis``), and none of it, nor
+    with ``finish_reason: "content_filter"`` (``pacer.formats``), and none of it, nor
     anything after it, is ever sent. ``GET /metrics`` serves ``metrics`` (a new
     ``pacer.prometheus.PacerMetrics`` when prometheus-client is installed), ``GET
     /healthz`` says the process answers, ``GET /readyz`` that the upstream does.

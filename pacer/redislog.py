@@ -133,7 +133,7 @@ class RedisLog(StreamLog):
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self, on_cancel: Callable[[str], None] | None = None) -> None:
-        self.on_cancel = on_cancel
+        await super().start(on_cancel)
         try:
             from redis.asyncio import BlockingConnectionPool, Redis
             from redis.backoff import ExponentialBackoff

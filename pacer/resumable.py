@@ -18,7 +18,7 @@ sharing the store) and get exactly the frames after that id, then the live rest.
   and the log ends with an ``event: error`` of type ``orphaned``.
 - **Cancel with exactly what was shown.** ``cancel(id)`` stops the producer wherever
   it runs, appends the events that end the stream the API's own way
-  (``pacer.transcript``), and answers the text of every frame written up to the cut:
+  (``pacer.formats``), and answers the text of every frame written up to the cut:
   what every reader of the stream receives, no more and no less.
 - **No hang, no gap.** A reader whose producer died (its process killed) gets an
   ``event: error`` (``producer_lost``) within a few seconds; one whose log is gone or
@@ -59,6 +59,7 @@ from ._aio import aclose_source
 from ._args import seconds
 from ._errors import error_event, error_frame
 from ._outcome import Outcome
+from .formats import FORMAT_NAMES, Transcript
 from .streamlog import (
     Entry,
     EventsTrimmed,
@@ -69,7 +70,6 @@ from .streamlog import (
     StreamLost,
     numbered,
 )
-from .transcript import FORMAT_NAMES, Transcript
 
 __all__ = ["STREAM_ID_HEADER", "ResumableStreams", "javascript", "valid_stream_id"]
 
@@ -159,7 +159,7 @@ class ResumableStreams:
 
     async def start(self, frames: AsyncIterator[bytes], *, fmt: str, stream_id: str | None = None) -> str:
         """Produce ``frames`` (SSE frames in the format ``fmt`` names, see
-        ``pacer.transcript``) into a new stream's log, from a task of this object;
+        ``pacer.formats``) into a new stream's log, from a task of this object;
         returns the stream's id (``stream_id``, or a new random one)."""
         if self._tasks is None:
             raise RuntimeError("ResumableStreams: enter it (async with) before starting streams")

@@ -44,19 +44,28 @@ from starlette.types import Message, Receive, Scope, Send
 from ._aio import aclose_source
 from ._args import one_of
 from ._core import Chunk, Stage
-from ._errors import error_body, error_event, error_frame, error_object
+from ._errors import error_body, error_frame, error_object
 from ._outcome import Outcome
 from ._text import SurrogatePairs
 from ._writer import ClientWriter, write_frames
 from .clock import Clock
 from .compress import EventCompressor, negotiate
-from .events import dumps, frame, paced_event_frames
+from .events import paced_event_frames
+from .formats import (
+    FORMAT_NAMES,
+    ChatCompletions,
+    ChunkEncoder,
+    Ending,
+    OpenAIChunks,
+    TextEvents,
+    dumps,
+    frame,
+)
 from .metrics import StreamMetrics
 from .resumable import STREAM_ID_HEADER, ResumableStreams
 from .run import AsyncRun
-from .sse import DONE, encode
+from .sse import encode
 from .streamlog import StreamLogError
-from .transcript import FORMAT_NAMES
 
 if TYPE_CHECKING:
     from .prometheus import StreamObserver
@@ -140,7 +149,7 @@ class EventStreamResponse(Response):
     produced into a resumable stream instead, whose generation outlives this connection;
     this response reads it, every event with an SSE ``id``, and names it in the
     ``X-Pacer-Stream-Id`` header (``stream_id`` keeps it). ``stream_format`` says what
-    the frames are (``pacer.transcript``: ``"text"``, ``"chat.completions"``, ...), for
+    the frames are (``pacer.formats.FORMATS``: ``"text"``, ``"chat.completions"``, ...), for
     the text a cancel reports.
     """
 
@@ -251,8 +260,11 @@ class PacedEventSource(EventStreamResponse):
     ``done`` sends ``data: [DONE]`` after the last chunk. The other options are
     ``EventStreamResponse``'s: ``streams=`` makes the stream resumable (its
     ``stream_format``, by default, is ``"chat.completions"`` with ``OpenAIChunks``,
-    else ``"text"``).
+    else ``"text"``). ``ending`` says how the frames ended (its ``kind``: done, or
+    blocked by a check) once the last one is out.
     """
+
+    ending: Ending | None = None
 
     def __init__(
         self,
@@ -305,54 +317,11 @@ class PacedEventSource(EventStreamResponse):
             with anyio.CancelScope(shield=True):
                 await run.aclose()
         blocked = run.pipeline.blocked is not None  # a Guard withheld the rest: no false success
-        end = getattr(self.encoder, "end", None)
-        if end is not None:  # a format with its own ending (OpenAIChunks)
-            yield end(blocked)
-        elif blocked:
-            message = "the rest of the answer was withheld by an output check"
-            yield error_event(message, "content_filter")
-            return
-        if self.done:
-            yield DONE
-
-
-class OpenAIChunks:
-    """An encoder for ``PacedEventSource`` that sends each chunk as an OpenAI
-    ``chat.completion.chunk``, so the ``openai`` SDK and OpenAI-format clients read the
-    paced stream: ``PacedEventSource(source, pipeline, encoder=OpenAIChunks(model=...))``.
-
-    The first chunk carries ``role: "assistant"``; the stream ends with a chunk whose
-    ``finish_reason`` is ``"stop"``, or ``"content_filter"`` when a ``Guard`` in the
-    pipeline blocked the rest (as OpenAI and Azure end a filtered answer), then
-    ``data: [DONE]``.
-    """
-
-    def __init__(self, model: str = "pacer", id: str | None = None, created: int | None = None) -> None:
-        import time
-        import uuid
-
-        self.base = {
-            "id": id or f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()) if created is None else created,
-            "model": model,
-        }
-        self.started = False
-
-    def __call__(self, chunk: Chunk) -> bytes:
-        delta = {"content": chunk.text}
-        if not self.started:
-            self.started = True
-            delta = {"role": "assistant", **delta}
-        return self._frame(delta, None)
-
-    def end(self, blocked: bool) -> bytes:
-        """The last chunk: ``finish_reason`` ``"content_filter"`` if ``blocked``, else ``"stop"``."""
-        return self._frame({}, "content_filter" if blocked else "stop")
-
-    def _frame(self, delta: dict[str, Any], finish: str | None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return openai_chunk_frames({**self.base, "choices": [choice]})
+        # The encoder's format ends the stream (OpenAIChunks: its finish chunk); else plain text's.
+        encoder = self.encoder if isinstance(self.encoder, ChunkEncoder) else TextEvents()
+        self.ending = encoder.ending(blocked, self.done)
+        for last in self.ending.encoded():
+            yield last
 
 
 async def _joined_pairs(source: AsyncIterable[Any] | Iterable[Any]) -> AsyncIterator[Any]:
@@ -411,7 +380,7 @@ def paced_openai_sse(
     clock: Clock | None = None,
     max_line: int = 1 << 20,
 ) -> AsyncGenerator[bytes, None]:
-    """Re-pace an OpenAI-compatible chat-completion SSE byte stream (``pacer.apis.ChatCompletions``).
+    """Re-pace an OpenAI-compatible chat-completion SSE byte stream (``pacer.formats.ChatCompletions``).
 
     ``pipeline``: a factory that makes each choice's pipeline, or one stage, which then
     paces the first choice (the others go as they come). Yields SSE frames: content
@@ -419,8 +388,6 @@ def paced_openai_sse(
     what the upstream raised (``UpstreamError``, ``SSEError``, transport errors) after
     the frames of everything before it.
     """
-    from .apis import ChatCompletions
-
     return paced_event_frames(data, ChatCompletions(), _factory(pipeline), clock=clock, max_line=max_line)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
+import importlib
 import json
 import re
 import weakref
@@ -17,30 +18,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .detokenize import _CleanupMoves
+from ._cleanup import CLEANUP_SEEN, CleanupMoves, clean_alone
 
 __all__ = ["Vocab", "load_sentencepiece", "load_tekken", "mistral_data_file", "vocab_for", "wants_cleanup"]
 
 _BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 _SPM_UNKNOWN_SURFACE = " \u2047 "
-
-#: transformers' clean_up_tokenization: applied in this order, each over the whole text.
-CLEANUP_REPLACEMENTS = (
-    (" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"),
-    (" n't", "n't"), (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"),
-)  # fmt: skip
-
-#: Where the clean-up could change a text or hold part of it: a pattern in it, or the
-#: start of one at its end. A text it does not find passes the clean-up unchanged.
-CLEANUP_SEEN = re.compile(
-    "|".join(re.escape(p) for p, _ in CLEANUP_REPLACEMENTS)
-    + "|(?:"
-    + "|".join(sorted({re.escape(p[:k]) for p, _ in CLEANUP_REPLACEMENTS for k in range(1, len(p))}))
-    + r")\Z"
-)
 
 
 @dataclass
@@ -142,8 +127,6 @@ class Vocab:
         where the text would leave part of a pattern held, as ``" '"`` does). Most pass
         unchanged (``CLEANUP_SEEN`` finds nothing in them); a lone punctuation mark loses
         its space (``" ,"`` is ``","``) whatever comes next."""
-        from .detokenize import clean_alone  # the clean-up lives with the detokenizer
-
         moves = self.cleanup_moves
         return tuple(
             t if t is None or CLEANUP_SEEN.search(t) is None else clean_alone(t, moves)
@@ -151,11 +134,9 @@ class Vocab:
         )
 
     @functools.cached_property
-    def cleanup_moves(self) -> _CleanupMoves:
+    def cleanup_moves(self) -> CleanupMoves:
         """The clean-up's (``cleanup``) moves, remembered for every stream of this vocabulary."""
-        from .detokenize import _CleanupMoves
-
-        return _CleanupMoves()
+        return CleanupMoves()
 
     @functools.cached_property
     def bytewise_list(self) -> tuple[bytes | None, ...]:
@@ -546,14 +527,24 @@ def mistral_data_file(name: str) -> Path:
     return path
 
 
+def _requires(module: str, extra: str, user: str) -> Any:
+    """Import ``module`` for ``user``, or say which extra of pacer-llm brings it."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        message = f"{user} needs {module}, which is not installed: pip install 'pacer-llm[{extra}]'"
+        raise ModuleNotFoundError(message, name=module) from None
+
+
 def load_tekken(path: str | Path | None = None) -> Any:
     """A ``tiktoken.Encoding`` for a Mistral ``tekken.json`` byte-level BPE file.
 
     Ids are the file's BPE ranks; its special tokens follow the last rank. Default
     file: ``tekken_240911.json`` from mistral-common.
     """
-    import tiktoken
-
+    tiktoken = _requires("tiktoken", "demo", "load_tekken")
     path = Path(path) if path is not None else mistral_data_file("tekken_240911.json")
     data = json.loads(path.read_text(encoding="utf-8"))
     config = data["config"]
@@ -574,7 +565,6 @@ def load_tekken(path: str | Path | None = None) -> Any:
 
 def load_sentencepiece(path: str | Path | None = None) -> Any:
     """A ``sentencepiece.SentencePieceProcessor`` for a ``.model`` file (default: mistral-common's v1)."""
-    import sentencepiece
-
+    sentencepiece = _requires("sentencepiece", "hf", "load_sentencepiece")
     path = Path(path) if path is not None else mistral_data_file("tokenizer.model.v1")
     return sentencepiece.SentencePieceProcessor(model_file=str(path))

@@ -17,8 +17,9 @@ from starlette.routing import Mount
 
 from pacer import Pacer, arun, run, simulate
 from pacer.adapters import anthropic_text, openai_text
-from pacer.apis import FORMATS, AnthropicMessages, ChatCompletions, Completions, Responses
-from pacer.events import EventFormat, EventPacer, Keep, Text
+from pacer.events import EventPacer
+from pacer.formats import ROUTES as FORMATS
+from pacer.formats import AnthropicMessages, ChatCompletions, Completions, EventFormat, Keep, Responses, Text
 from pacer.proxy import create_proxy, upstream_base
 from pacer.simulate import Timeline
 from pacer.sse import ServerSentEvent, SSEDecoder

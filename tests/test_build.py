@@ -168,3 +168,20 @@ def test_pacer_runs_without_nltk_and_says_which_extra_brings_it() -> None:
     assert out.stdout.strip() == "['Dr. Patel is in. ', 'He left at 5 p.m. ', 'Then rain.']"
     assert out.returncode != 0
     assert "ModuleNotFoundError: PunktModel.to_nltk needs nltk: pip install 'pacer-llm[punkt]'" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("module", "call", "extra"),
+    [("tiktoken", "load_tekken", "demo"), ("sentencepiece", "load_sentencepiece", "hf")],
+)
+def test_a_tokenizer_loader_without_its_package_says_which_extra_brings_it(
+    module: str, call: str, extra: str
+) -> None:
+    code = (
+        f"import sys; sys.modules[{module!r}] = None  # as if {module} were not installed\n"
+        f"from pacer.tokenizers import {call}; {call}()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode != 0
+    expected = f"{call} needs {module}, which is not installed: pip install 'pacer-llm[{extra}]'"
+    assert expected in out.stderr, out.stderr

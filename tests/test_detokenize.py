@@ -243,14 +243,14 @@ _SHARED_MOVES: list[Any] = []  # one set of remembered moves across examples, as
 def test_streaming_cleanup_equals_transformers_sequential_replaces(
     data: st.DataObject, text: str, shared: bool
 ) -> None:
-    from pacer.detokenize import CLEANUP_REPLACEMENTS, _Cleanup, _CleanupMoves
+    from pacer._cleanup import CLEANUP_REPLACEMENTS, Cleanup, CleanupMoves
 
     expected = text
     for pattern, replacement in CLEANUP_REPLACEMENTS:
         expected = expected.replace(pattern, replacement)
     if shared and not _SHARED_MOVES:
-        _SHARED_MOVES.append(_CleanupMoves())
-    cleanup = _Cleanup(_SHARED_MOVES[0] if shared else None)
+        _SHARED_MOVES.append(CleanupMoves())
+    cleanup = Cleanup(_SHARED_MOVES[0] if shared else None)
     pieces = data.draw(splits(text))
     assert "".join(cleanup.feed(p) for p in pieces) + cleanup.flush() == expected
     assert not cleanup.holding
@@ -259,15 +259,13 @@ def test_streaming_cleanup_equals_transformers_sequential_replaces(
 def test_cleanup_moves_remembered_are_bounded_and_the_rest_still_exact(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from pacer import detokenize
-    from pacer.detokenize import _Cleanup, _CleanupMoves
+    from pacer._cleanup import Cleanup, CleanupMoves
 
-    monkeypatch.setattr(detokenize, "_MOVES_KEPT", 4)
-    moves = _CleanupMoves()
+    moves = CleanupMoves(kept=4)
     out: list[str] = []
     words = [f"w{k}" for k in range(50)]
     for word in words:  # " '" holds; the word after it decides
-        cleanup = _Cleanup(moves)
+        cleanup = Cleanup(moves)
         out.append(cleanup.feed(" '") + cleanup.feed(" " + word) + cleanup.feed(" n") + cleanup.feed("'t"))
         out[-1] += cleanup.flush()
     assert out == [f"'{w}n't" for w in words]  # " ' " is "'", and " n't" is "n't"

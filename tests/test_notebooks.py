@@ -48,5 +48,13 @@ def test_notebook_runs_and_draws_its_figures(path: Path, monkeypatch: pytest.Mon
         if "image/png" in output.get("data", {})
     ]
     assert images, f"{path.name} drew no figure inline"
+    warned = [
+        (n, output["text"])
+        for n, cell in enumerate(notebook.cells)
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "stream" and output.get("name") == "stderr"
+    ]
+    assert not warned, f"{path.name} wrote to stderr (a warning?): {warned}"
     assert key.is_file() and key.stat().st_size > 1000, f"{path.name} did not keep {key.name} for the docs"
     assert os.environ["PACER_FIGURES"] == str(figures)

@@ -637,3 +637,20 @@ def test_bad_unit_choices_say_what_is_accepted() -> None:
         Pacer(unit=re.compile(rb"\n"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="line"):
         Pacer(unit="paragraph")  # type: ignore[arg-type]
+
+
+@given(st.data(), hard_text, st.sampled_from([0.0, 0.02, 0.3]))
+def test_word_units_never_send_space_alone_while_a_word_follows_within_the_bound(
+    data: st.DataObject, text: str, gap: float
+) -> None:
+    """Vercel smoothStream's convention: space before a word goes with that word. Space
+    alone waits for its word up to ``max_lag`` (a stall past the bound sends it)."""
+    from pacer.testing.strategies import splits
+
+    pieces = data.draw(splits(text))
+    trace = traces.steady(pieces, per_second=1 / gap) if gap else traces.dump(pieces)
+    pacer = Pacer(unit="word")
+    timeline = simulate(trace, pacer)
+    assert timeline.text == text
+    alone = [c for c in timeline.emissions[:-1] if c.text.isspace()]
+    assert all(c.lag is not None and c.lag >= pacer.max_lag - 1e-9 for c in alone), alone

@@ -12,14 +12,14 @@ import httpx
 import pytest
 
 from pacer import Pacer
-from pacer.apis import FORMATS
 from pacer.client import ResumableStream, StreamEnded, streams_url
+from pacer.formats import ROUTES as FORMATS
+from pacer.formats import Transcript
 from pacer.proxy import create_proxy
 from pacer.resumable import ResumableStreams
 from pacer.sse import ServerSentEvent, SSEDecoder
 from pacer.streamlog import Entry, EventsTrimmed, InvalidEventId, MemoryLog, StreamExists, StreamLost
 from pacer.testing import streams as scripts
-from pacer.transcript import Transcript
 
 from .hostile import content_of
 from .servers import CONTENT, Relay, ScriptedUpstream, Upstream, serve

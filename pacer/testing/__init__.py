@@ -8,6 +8,8 @@
   measured against (Vercel AI SDK's ``smoothStream``, HF chat-ui's smoother), as stages.
 * ``pacer.testing.rhythm``: the reader pipelines of pacer's entry points on
   held-out traces, and how their rhythm is judged (pause ratio, lag, smoothness).
+* ``pacer.testing.live``: live drivers on a clock that moves as a real one does,
+  compared with ``simulate`` on the same arrivals (live equals simulated).
 * ``pacer.testing.backends``: the real tokenizers the tests run on, built from files
   that registry packages ship (needs the ``hf``, ``tiktoken`` and ``demo`` extras).
 

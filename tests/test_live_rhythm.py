@@ -1,0 +1,115 @@
+"""Live equals simulated: what a reader sees through a live driver, on a clock that moves
+as a real one does between reads, is what ``simulate`` shows for the same arrival times.
+
+The clock is virtual (``pacer.testing.live.SteppingClock``): nothing here sleeps or
+reads the wall clock, and every time compared is the clock's own.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pacer
+from pacer import traces
+from pacer.testing.live import DRIVERS, SteppingClock, compare, live_run, mux_run
+
+TEXT = "Dr. Patel is in. The rest left at 5 p.m., after the rain. 你好。再见！ Then, at last, quiet. " * 2
+
+OPTIONS = st.sampled_from(
+    [
+        {"cps": 40},
+        {"cps": 40, "max_lag": 5},
+        {"cps": 40, "unit": "word", "max_lag": 3},
+        {"cps": 40, "adaptive": False},
+        {"cps": 120, "unit": "word"},
+        {"wpm": 300, "unit": "word", "max_lag": 2},
+        {"cps": 40, "unit": "sentence", "max_lag": 4},
+    ]
+)
+
+
+def pieces_of(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def allowed_shift(options: dict[str, object], max_step: float) -> float:
+    """How far a character may leave from its simulated time: units due within a tick go
+    out together, so a wake-up a step late can fall on the other side of a tick's grid
+    (two ticks), and each read of the clock between decisions adds a step. A dump (the
+    defect this guards against) shifts characters by hundreds of milliseconds."""
+    return 2 * pacer.Pacer(**options).tick + 10 * max_step  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("max_lag", [0.5, 5.0])
+def test_an_instant_answer_is_paced_live_as_simulate_paces_a_dump(driver: str, max_lag: float) -> None:
+    """The issue's case: 130 characters in 4-character pieces, all there at once."""
+    pieces = pieces_of(TEXT[:130], 4)
+    dump = pacer.simulate(traces.dump(pieces), pacer.Pacer(cps=40, max_lag=max_lag))
+    make = functools.partial(pacer.Pacer, cps=40, max_lag=max_lag)
+    result = compare(make, live_run(make, pieces, driver, SteppingClock(1e-6)))
+    assert result.same_text
+    live_duration, _ = result.duration
+    assert live_duration == pytest.approx(dump.emissions[-1].emitted, abs=0.02)
+    assert live_duration > 0.45  # typed out (0.5 s and more), not dumped in 50 ms
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    options=OPTIONS,
+    size=st.integers(1, 12),
+    length=st.integers(1, len(TEXT)),
+    max_step=st.sampled_from([1e-9, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3]),
+    seed=st.integers(0, 2**16),
+    driver=st.sampled_from(DRIVERS),
+)
+def test_any_burst_read_at_once_is_paced_live_as_simulate_paces_it(
+    options: dict[str, object], size: int, length: int, max_step: float, seed: int, driver: str
+) -> None:
+    make = functools.partial(pacer.Pacer, **options)
+    clock = SteppingClock(max_step, seed)
+    result = compare(make, live_run(make, pieces_of(TEXT[:length], size), driver, clock))
+    assert result.same_text
+    assert result.largest_shift <= allowed_shift(options, max_step)
+
+
+TRACES = {
+    "dump": lambda items: traces.dump(items),
+    "steady": lambda items: traces.steady(items, per_second=30),
+    "bursty": lambda items: traces.bursty(items, per_second=40),
+    "stall": lambda items: (
+        traces.steady(items[:8], per_second=30)
+        + [(t + 3.0 + 8 / 30, x) for t, x in traces.steady(items[8:], per_second=30)]
+    ),
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    options=OPTIONS,
+    trace=st.sampled_from(sorted(TRACES)),
+    size=st.integers(1, 8),
+    max_step=st.sampled_from([1e-9, 1e-6, 1e-5, 1e-4]),
+    seed=st.integers(0, 2**16),
+)
+def test_the_hub_core_paces_any_trace_with_jittered_wake_ups_as_simulate_does(
+    options: dict[str, object], trace: str, size: int, max_step: float, seed: int
+) -> None:
+    """Late wake-ups move the rates a pacer reckons a little (it looks at the backlog a
+    little later, nearer the lag bound, and hurries a little more), so over a long stream
+    the live schedule may drift from the simulated one by a few ticks; the bound on lag
+    and the length of the whole answer hold. (A timer 0.1 ms late at every wake-up is a
+    loaded event loop; at 1 ms late the answer above ends about 3% sooner.)"""
+    make = functools.partial(pacer.Pacer, **options)
+    arrivals = TRACES[trace](pieces_of(TEXT, size))
+    result = compare(make, mux_run(make, arrivals, max_step, seed))
+    assert result.same_text
+    slack = allowed_shift(options, max_step)
+    live_lag, simulated_lag = result.largest_lag
+    assert live_lag <= max(simulated_lag, pacer.Pacer(**options).max_lag) + slack  # type: ignore[arg-type]
+    live_duration, simulated_duration = result.duration
+    assert live_duration == pytest.approx(simulated_duration, rel=0.02, abs=slack)
