@@ -24,6 +24,7 @@ from .sse import SSEError, encode
 
 __all__ = [
     "ErrorFrame",
+    "ErrorText",
     "KindedError",
     "body_frame",
     "error_body",
@@ -38,6 +39,13 @@ class ErrorFrame(bytes):
 
     The same bytes as any frame; the type is the record that this frame is a failure,
     made where the frame is made."""
+
+    __slots__ = ()
+
+
+class ErrorText(str):
+    """An SSE frame, as text, that tells the client the stream failed (an upstream's own
+    ``error`` event passed on); it goes out as an ``ErrorFrame``."""
 
     __slots__ = ()
 

@@ -30,6 +30,7 @@ import anyio
 
 from ._aio import aclose_source
 from ._core import Chunk, Pipeline, Stage, closed_error
+from ._errors import ErrorFrame, ErrorText
 from ._text import join_pairs
 from .adapters import asse_events
 from .clock import Clock
@@ -243,7 +244,7 @@ class EventPacer(Stage):
             waiting = self.waiting.popleft()
             for lane in self.lanes.values():
                 lane.anchors.popleft()
-            frames.append(self.fmt.keep_frame(waiting.keep))
+            frames.append(self.fmt.sent_frame(waiting.keep))
         return [Chunk(f, now) for f in frames]
 
     def _reached(self, waiting: _Global) -> bool:
@@ -264,7 +265,7 @@ class EventPacer(Stage):
                     if isinstance(what, _Global):
                         return  # waits for the other lanes
                     lane.anchors.popleft()
-                    frames.append(fmt.keep_frame(what))
+                    frames.append(fmt.sent_frame(what))
                     continue
                 limit = at
             n = len(lane.out) if limit < 0 else min(len(lane.out), limit - lane.shown)
@@ -350,7 +351,8 @@ async def paced_event_frames(
     run: AsyncRun[str] = AsyncRun(stage, _pieces(events, fmt), clock=clock)
     try:
         async for text in run:
-            yield text.encode("utf-8")
+            data = text.encode("utf-8")
+            yield ErrorFrame(data) if isinstance(text, ErrorText) else data
     finally:
         with anyio.CancelScope(shield=True):
             await run.aclose()

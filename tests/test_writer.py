@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from pacer._errors import ErrorFrame, error_event, error_frame
 from pacer._outcome import Outcome
@@ -57,3 +58,29 @@ def test_frames_say_they_are_errors_by_type_and_read_as_the_same_bytes() -> None
 def test_outcomes_are_the_strings_they_were() -> None:
     assert Outcome.DONE == "done" and f"{Outcome.SEND_TIMEOUT}" == "send_timeout"
     assert Outcome.CANCELLED in frozenset({"cancelled"}) and {"error": 1}[Outcome.ERROR] == 1
+
+
+def test_an_upstream_error_event_passed_on_is_an_error_frame() -> None:
+    import anyio
+
+    from pacer import Pacer
+    from pacer.events import paced_event_frames
+    from pacer.formats import AnthropicMessages, Responses
+
+    upstreams = {
+        AnthropicMessages: b'event: message_start\ndata: {"type": "message_start", "message": {}}\n\n'
+        b'event: error\ndata: {"type": "error", "error": {"type": "overloaded_error", "message": "x"}}\n\n',
+        Responses: b'event: response.created\ndata: {"type": "response.created", "sequence_number": 0}\n\n'
+        b'event: error\ndata: {"type": "error", "code": "x", "message": "busy", "sequence_number": 1}\n\n',
+    }
+
+    async def frames(fmt: Any, data: bytes) -> list[bytes]:
+        async def upstream() -> Any:
+            yield data
+
+        return [f async for f in paced_event_frames(upstream(), fmt(), lambda: Pacer(cps=1000))]
+
+    for fmt, data in upstreams.items():
+        out = anyio.run(frames, fmt, data)
+        assert [isinstance(f, ErrorFrame) for f in out] == [False, True], fmt
+        assert out[-1].startswith(b"event: error\n")

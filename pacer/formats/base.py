@@ -31,7 +31,7 @@ from collections.abc import Hashable, Mapping
 from typing import Any, ClassVar
 
 from .._core import Chunk
-from .._errors import ErrorFrame, KindedError, body_frame, error_object
+from .._errors import ErrorFrame, ErrorText, KindedError, body_frame, error_object
 from ..sse import ServerSentEvent, encode
 
 __all__ = [
@@ -131,15 +131,19 @@ class Text:
 class Keep:
     """An event that goes out as it came, after everything before it in ``lane`` (every
     lane when ``lane`` is ``None``). ``frame`` is its SSE frame; ``body`` its parsed data
-    for formats that renumber events; ``end``: the stream's own end event."""
+    for formats that renumber events; ``end``: the stream's own end event; ``failure``:
+    the upstream's own ``error`` event, which tells the client the stream failed."""
 
-    __slots__ = ("body", "end", "frame", "lane")
+    __slots__ = ("body", "end", "failure", "frame", "lane")
 
-    def __init__(self, lane: int | None, frame: str, body: Any = None, end: bool = False) -> None:
+    def __init__(
+        self, lane: int | None, frame: str, body: Any = None, end: bool = False, *, failure: bool = False
+    ) -> None:
         self.lane = lane
         self.frame = frame
         self.body = body
         self.end = end  # the stream's own end ([DONE]): none is added after a block
+        self.failure = failure
 
     def __repr__(self) -> str:
         return f"Keep(lane={self.lane}, frame={self.frame!r})"
@@ -283,6 +287,11 @@ class EventFormat:
     def keep_frame(self, keep: Keep) -> str:
         """The frame of a kept event as it goes out."""
         return keep.frame
+
+    def sent_frame(self, keep: Keep) -> str:
+        """``keep_frame``, an ``ErrorText`` when the kept event is the upstream's error."""
+        sent = self.keep_frame(keep)
+        return ErrorText(sent) if keep.failure else sent
 
     def text_frame(self, first: Text, text: str, extras: list[Any]) -> str:
         """A text event like ``first``'s upstream event, carrying ``text`` and the per-token

@@ -72,7 +72,7 @@ class AnthropicMessages(EventFormat):
             if field is not None and isinstance(text, str) and text:
                 key = (delta["type"], body.get("index"))
                 return [Text(0, key, text, (body, field, event_name(event)))]
-        return [Keep(0, as_sent(event))]
+        return [Keep(0, as_sent(event), failure=event.event == "error")]
 
     def text_frame(self, first: Text, text: str, extras: list[Any]) -> str:
         body, field, name = first.template

@@ -79,7 +79,7 @@ class Responses(EventFormat):
             where = ("item_id", "output_index", "content_index", "summary_index")
             key = (kind, *(body.get(name) for name in where))
             return [Text(0, key, delta, (body, name), body.get("logprobs"))]
-        return [Keep(0, "", (body, name))]
+        return [Keep(0, "", (body, name), failure=event.event == "error")]
 
     def keep_frame(self, keep: Keep) -> str:
         if keep.body is None:
