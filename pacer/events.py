@@ -351,8 +351,8 @@ async def paced_event_frames(
     run: AsyncRun[str] = AsyncRun(stage, _pieces(events, fmt), clock=clock)
     try:
         async for text in run:
-            data = text.encode("utf-8")
-            yield ErrorFrame(data) if isinstance(text, ErrorText) else data
+            sent = text.encode("utf-8")
+            yield ErrorFrame(sent) if isinstance(text, ErrorText) else sent
     finally:
         with anyio.CancelScope(shield=True):
             await run.aclose()
