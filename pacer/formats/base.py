@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 
 from .._core import Chunk
 from .._errors import ErrorFrame, ErrorText, KindedError, body_frame, error_object
+from .._shown import ShownText
 from ..sse import ServerSentEvent, encode
 
 __all__ = [
@@ -155,12 +156,12 @@ class ReceivedLane:
     __slots__ = ("finished", "parts", "template")
 
     def __init__(self) -> None:
-        self.parts: dict[Part, list[str]] = {Part.TEXT: [], Part.REASONING: []}
+        self.parts = {Part.TEXT: ShownText(), Part.REASONING: ShownText()}
         self.finished = False  # the lane's own end (a finish reason) was read
         self.template: Any = None  # the format's note of the lane's last event, for its stop
 
     def joined(self, part: Part) -> str:
-        return "".join(self.parts[part])
+        return self.parts[part].text
 
 
 class Received:
@@ -341,7 +342,7 @@ class EventFormat:
 
     def read_data(self, data: str, received: Received) -> None:
         """Read one event's data (not an error, not ``[DONE]``): here, all of it is text."""
-        received.lane(0).parts[Part.TEXT].append(data)
+        received.lane(0).parts[Part.TEXT].add(data)
 
 
 class ChunkEncoder:

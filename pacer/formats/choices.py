@@ -194,7 +194,7 @@ class _Choices(EventFormat):
             if isinstance(fields, dict):
                 for field, part in self.FIELDS.items():
                     if isinstance(value := fields.get(field), str):
-                        lane.parts[part].append(value)
+                        lane.parts[part].add(value)
             if choice.get("finish_reason") is not None:
                 lane.finished = True
 

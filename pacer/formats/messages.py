@@ -122,7 +122,7 @@ class AnthropicMessages(EventFormat):
         if kind == "content_block_delta" and isinstance(delta, dict):
             field, part = self.TEXT.get(str(delta.get("type")), (None, None))
             if field is not None and part is not None and isinstance(delta.get(field), str):
-                received.lane(0).parts[part].append(delta[field])
+                received.lane(0).parts[part].add(delta[field])
 
     @classmethod
     def text_of(cls, event: Any) -> str:

@@ -140,4 +140,4 @@ class Responses(EventFormat):
             received.complete = True
         part = self.TEXT.get(str(kind))
         if part is not None and isinstance(body.get("delta"), str):
-            received.lane(0).parts[part].append(body["delta"])
+            received.lane(0).parts[part].add(body["delta"])
