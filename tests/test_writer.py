@@ -84,3 +84,41 @@ def test_an_upstream_error_event_passed_on_is_an_error_frame() -> None:
         out = anyio.run(frames, fmt, data)
         assert [isinstance(f, ErrorFrame) for f in out] == [False, True], fmt
         assert out[-1].startswith(b"event: error\n")
+
+
+def test_a_response_records_its_outcome_from_typed_frames_and_from_a_log_end() -> None:
+    import anyio
+
+    from pacer.resumable import ResumableStreams
+    from pacer.server import EventStreamResponse, log_frames
+
+    async def frames(*items: bytes, fail: bool = False) -> Any:
+        for item in items:
+            yield item
+        if fail:
+            raise RuntimeError("model crashed")
+
+    async def serve(response: EventStreamResponse) -> tuple[Outcome, bytes]:
+        sent: list[bytes] = []
+
+        async def receive() -> Any:
+            await anyio.sleep_forever()
+
+        async def send(message: Any) -> None:
+            sent.append(message.get("body", b""))
+
+        await response({"type": "http", "headers": []}, receive, send)
+        return response.outcome, b"".join(sent)
+
+    async def main() -> None:
+        assert (await serve(EventStreamResponse(frames(b"data: a\n\n"))))[0] is Outcome.DONE
+        outcome, body = await serve(EventStreamResponse(frames(b"data: a\n\n", fail=True)))
+        assert outcome is Outcome.ERROR and body.startswith(b"data: a\n\nevent: error\n")
+        async with ResumableStreams() as streams:
+            stream_id = await streams.start(frames(b"data: a\n\n", fail=True), fmt="text")
+            outcome, body = await serve(EventStreamResponse(log_frames(streams, stream_id)))
+            assert outcome is Outcome.ERROR and b"event: error" in body  # the log's end mark says so
+            stream_id = await streams.start(frames(b"data: a\n\n"), fmt="text")
+            assert (await serve(EventStreamResponse(log_frames(streams, stream_id))))[0] is Outcome.DONE
+
+    anyio.run(main)
