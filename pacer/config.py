@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HEARTBEAT",
+    "MAX_LINE",
+    "ORPHAN_TIMEOUT",
+    "RETENTION",
     "SEND_TIMEOUT",
     "Option",
     "PacingConfig",
@@ -50,6 +53,12 @@ __all__ = [
 HEARTBEAT: Final = 15.0
 #: Seconds a client may leave one write unread before its stream is dropped.
 SEND_TIMEOUT: Final = 30.0
+#: The longest SSE line the proxy reads from its upstream, in bytes.
+MAX_LINE: Final = 1 << 20
+#: Seconds a resumable stream goes on generating with no client reading it.
+ORPHAN_TIMEOUT: Final = 10.0
+#: Seconds a stream log keeps a stream's events after its last one.
+RETENTION: Final = 600.0
 #: How a ``--unit`` value names a pattern: a unit ends after each match of the rest.
 PATTERN: Final = "re:"
 
@@ -331,7 +340,7 @@ class ProxyConfig:
         ),
     )
     max_line: int = field(
-        default=1 << 20,
+        default=MAX_LINE,
         metadata=about(
             "longest SSE line the upstream may send, in bytes", check=_above(0, strict=True, integer=True)
         ),
@@ -358,7 +367,7 @@ class ProxyConfig:
         ),
     )
     orphan_timeout: float = field(
-        default=10.0,
+        default=ORPHAN_TIMEOUT,
         metadata=about(
             "seconds a paced stream keeps generating with no client reading it, for one to resume "
             "(0: stop when the last reader leaves)",
@@ -366,7 +375,7 @@ class ProxyConfig:
         ),
     )
     retention: float = field(
-        default=600.0,
+        default=RETENTION,
         metadata=about(
             "seconds a stream's events are kept after its last one, for resuming",
             check=_above(0, strict=True, suffix=" seconds"),

@@ -34,6 +34,7 @@ from ._core import Chunk, Pipeline, Stage, closed_error
 from ._text import join_pairs
 from .adapters import UpstreamError, asse_events
 from .clock import Clock
+from .config import MAX_LINE
 from .metrics import StreamMetrics
 from .run import AsyncRun
 from .sse import ServerSentEvent
@@ -434,7 +435,7 @@ async def paced_event_frames(
     pipeline_factory: Callable[[], Stage],
     *,
     clock: Clock | None = None,
-    max_line: int = 1 << 20,
+    max_line: int = MAX_LINE,
     pipelines: list[StreamMetrics] | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """Re-pace an SSE byte stream of ``fmt``'s API; yields SSE frames.
