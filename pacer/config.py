@@ -440,11 +440,13 @@ class ServerConfig:
 @dataclass(frozen=True)
 class Option:
     """One leaf field of a configuration, as a command-line option: ``path`` is the field
-    names from the top configuration down, ``name`` the flag without its dashes."""
+    names from the top configuration down, ``name`` the flag without its dashes,
+    ``owner`` the class that declares the field."""
 
     path: tuple[str, ...]
     field: dataclasses.Field[Any]
     name: str
+    owner: type[Any]
 
     @property
     def flag(self) -> str:
@@ -494,14 +496,21 @@ class Option:
             return f"must be >= 0 (0: {self.meta('none')})"
         return rule
 
-    def help(self) -> str:
+    def default_text(self) -> str:
+        """The default as the command line states it (``""``: none to state)."""
         default = self.field.default
-        if self.switch or self.required or (default is None and not self.meta("none")):
-            return str(self.meta("help"))
-        shown = self.meta("shown") or (0 if default is None and self.meta("none") else default)
-        shown = f"{shown:g}" if isinstance(shown, float) else shown
-        zero = f"; 0: {self.meta('none')}" if self.meta("none") else ""
-        return f"{self.meta('help')} (default: {shown}{zero})"
+        if self.switch:
+            return "off"
+        if self.required or (default is None and not self.meta("none")):
+            return ""
+        shown = self.meta("shown") or (0 if default is None else default)
+        shown = f"{shown:g}" if isinstance(shown, float) else str(shown)
+        return shown + (f"; 0: {self.meta('none')}" if self.meta("none") else "")
+
+    def help(self) -> str:
+        """The help text, with the default where there is one to state."""
+        default = self.default_text()
+        return str(self.meta("help")) + (f" (default: {default})" if default and not self.switch else "")
 
 
 def options(cls: type[Any], path: tuple[str, ...] = ()) -> Iterator[Option]:
@@ -512,7 +521,7 @@ def options(cls: type[Any], path: tuple[str, ...] = ()) -> Iterator[Option]:
         if f.name in _NESTED:
             yield from options(_NESTED[f.name], (*path, f.name))
             continue
-        yield Option((*path, f.name), f, f.metadata.get("flag") or f.name.replace("_", "-"))
+        yield Option((*path, f.name), f, f.metadata.get("flag") or f.name.replace("_", "-"), cls)
 
 
 _NESTED: dict[str, type[Any]] = {

@@ -45,7 +45,6 @@ Needs the ``server`` extra.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import http.cookiejar
 import json
@@ -68,7 +67,6 @@ from .adapters import UpstreamError
 from .apis import FORMATS
 from .clock import Clock
 from .config import (
-    PacingConfig,
     ProxyConfig,
     ProxyTimeouts,
     ServerConfig,
@@ -78,7 +76,6 @@ from .config import (
 )
 from .events import EventFormat, paced_event_frames
 from .metrics import StreamMetrics
-from .pacing import CLAUSE_PAUSE, CPS, MAX_LAG, SENTENCE_PAUSE
 from .prometheus import PacerMetrics
 from .resumable import STREAM_ID_HEADER, ResumableStreams
 from .server import EventStreamResponse
@@ -604,29 +601,6 @@ def _routes(proxy: _Proxy) -> list[Route]:
         Route("/readyz", proxy.readyz, methods=["GET"]),
     ]
     return [*paced, *ops, Route("/{path:path}", proxy.other, methods=methods)]
-
-
-def default_pipeline(
-    cps: float = CPS,
-    max_bytes: int | None = None,
-    unit: str = "grapheme",
-    *,
-    max_lag: float = MAX_LAG,
-    sentence_pause: float = SENTENCE_PAUSE,
-    clause_pause: float = CLAUSE_PAUSE,
-) -> Callable[[], Stage]:
-    """The proxy's default pipeline: ``PacingConfig(...).pipeline()``, pacing at ``cps``
-    with pauses at sentence and clause ends (``Pacer``'s options), then (optionally)
-    packets of at most ``max_bytes``.
-
-    Graphemes, the ``Pacer`` default, read the evenest. Every chunk becomes an SSE
-    event with a JSON envelope of a hundred-odd bytes: ``unit="word"`` sends a word
-    per event, at a slow pace about a fifth of the events (and bytes), at the cost of
-    a lumpier flow. (At the load benchmark's 200 cps both cost the proxy about the
-    same CPU: graphemes due within a tick go out as one event.)
-    """
-    pacing = PacingConfig(cps=cps, unit=unit, max_lag=max_lag, max_bytes=max_bytes)
-    return dataclasses.replace(pacing, sentence_pause=sentence_pause, clause_pause=clause_pause).pipeline()
 
 
 _SETTINGS_VARIABLE = "PACER_PROXY_SETTINGS"  # how ``serve`` hands its settings to worker processes
