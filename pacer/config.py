@@ -37,6 +37,7 @@ __all__ = [
     "ORPHAN_TIMEOUT",
     "RETENTION",
     "SEND_TIMEOUT",
+    "PATTERN",
     "Option",
     "PacingConfig",
     "ProxyConfig",
@@ -176,6 +177,11 @@ def _check_fields(config: Any) -> None:
         value = getattr(config, f.name)
         if value is None and (f.default is None or f.metadata.get("none")):
             continue  # an optional value left out
+        expected = _NESTED.get(f.name, bool if isinstance(f.default, bool) else None)
+        if expected is not None and not isinstance(value, expected):
+            raise TypeError(
+                f"{where}: {f.name} must be a {expected.__name__}, got {type(value).__name__}: {value!r}"
+            )
         rule = check(value, f"{where}: {f.name}") if check is not None else None
         if rule is not None:
             problems.append(f"{where}: {f.name} {rule}" + ("" if ", got" in rule else f", got {value!r}"))

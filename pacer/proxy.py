@@ -625,6 +625,10 @@ def serve(config: ServerConfig) -> None:
     if config.workers == 1:
         uvicorn.run(app, **where)
         return
+    if config.proxy.pipeline is not None or callable(config.proxy.guard):
+        raise ValueError(
+            "serve: workers > 1 rebuild the proxy from plain values: no function as pipeline or guard"
+        )
     os.environ[_SETTINGS_VARIABLE] = json.dumps(to_values(config))
     uvicorn.run("pacer.proxy:app_from_environment", factory=True, workers=config.workers, **where)
 

@@ -105,7 +105,7 @@ def test_the_proxy_and_the_library_pace_alike_by_default() -> None:
     for name in ("rate", "unit", "max_lag", "sentence_pause", "clause_pause"):
         assert getattr(made, name) == getattr(library, name), name
     assert _config([]).proxy.pacing.cps == library.rate == 40.0
-    assert main.__module__ == "pacer.cli" and _parser().parse_args(["demo"]).cps == library.rate
+    assert _parser().parse_args(["demo"]).cps == library.rate
 
 
 def _paced(config: ServerConfig, text: str) -> list[str]:
@@ -160,6 +160,8 @@ def test_a_configuration_goes_to_worker_processes_as_plain_values() -> None:
         ),
         (lambda: ProxyTimeouts(total=-1), ValueError, "ProxyTimeouts: total must be > 0 seconds or None"),
         (lambda: ProxyConfig(max_body=1.5), TypeError, "ProxyConfig: max_body must be an int"),
+        (lambda: ProxyConfig(pacing={"cps": 1}), TypeError, "ProxyConfig: pacing must be a PacingConfig"),
+        (lambda: StreamConfig(compress="no"), TypeError, "StreamConfig: compress must be a bool"),
         (lambda: ProxyConfig(redis="redis://h", resumable=False), ValueError, "redis is for resumable"),
         (
             lambda: ServerConfig(upstream="h:8000"),
