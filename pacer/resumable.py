@@ -53,6 +53,7 @@ import anyio.abc
 
 from ._aio import aclose_source
 from ._args import seconds
+from .config import ORPHAN_TIMEOUT
 from .formats import FORMAT_NAMES, Transcript
 from .streamlog import (
     Entry,
@@ -117,7 +118,7 @@ class ResumableStreams:
     """
 
     def __init__(
-        self, log: StreamLog | None = None, *, orphan_timeout: float = 10.0, poll: float = 1.0
+        self, log: StreamLog | None = None, *, orphan_timeout: float = ORPHAN_TIMEOUT, poll: float = 1.0
     ) -> None:
         self.log: StreamLog = log if log is not None else MemoryLog()
         self.orphan_timeout = seconds(orphan_timeout, "ResumableStreams: orphan_timeout", zero=True)

@@ -28,6 +28,7 @@ from typing import NamedTuple
 import anyio
 
 from ._args import seconds, whole
+from .config import RETENTION
 from .sse import encode
 
 __all__ = [
@@ -223,7 +224,7 @@ class MemoryLog(StreamLog):
     def __init__(
         self,
         *,
-        retention: float = 600.0,
+        retention: float = RETENTION,
         max_events: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

@@ -183,7 +183,7 @@ def test_no_flag_goes_untested() -> None:
         (["--max-lag", "0"], {}, "--max-lag must be > 0 seconds"),
         (["--cps", "-1", "--max-line", "0"], {}, "--cps must be > 0; --max-line must be > 0"),
         ([], {"PACER_CPS": "fast"}, "PACER_CPS='fast' is not a valid --cps"),
-        ([], {"PACER_UNIT": "line"}, "PACER_UNIT='line' is not a valid --unit"),
+        ([], {"PACER_UNIT": "letter"}, "PACER_UNIT='letter' is not a valid --unit"),
         ([], {"PACER_NO_COMPRESS": "maybe"}, "PACER_NO_COMPRESS='maybe' is not a valid --no-compress"),
         (["--log-format", "xml"], {}, "invalid choice: 'xml'"),
     ],
