@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from .config import Option, ServerConfig, options, with_options
+from .config import Option, ServerConfig, options, with_options, without_credentials
 from .pacing import CPS, MAX_LAG
 
 if TYPE_CHECKING:
@@ -174,6 +174,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     _add_options(x, ServerConfig)
+    x.set_defaults(usage=x)  # a bad proxy option is answered with the proxy's usage
     v = sub.add_parser(
         "serve",
         help="open a local web page that shows one model stream three ways side by side",
@@ -338,19 +339,38 @@ def _proxy_problems(args: argparse.Namespace) -> list[str]:
     return problems
 
 
-def _proxy(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def _redis_problem(url: str) -> str | None:
+    """Why the proxy cannot keep its streams in the Redis at ``url`` (None: it can), said
+    without the URL's credentials."""
+    try:
+        import redis
+    except ModuleNotFoundError:
+        return "--redis needs the redis package: pip install 'pacer-llm[redis]'"
+    try:
+        with redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3) as client:
+            client.ping()
+    except (redis.RedisError, OSError, ValueError) as exc:
+        return f"--redis: cannot reach {without_credentials(url)}: {type(exc).__name__}: {exc}"
+    return None
+
+
+def _proxy(args: argparse.Namespace) -> int:
+    usage: argparse.ArgumentParser = args.usage
     problems = _proxy_problems(args)
     if problems:
-        parser.error("; ".join(problems))
+        usage.error("; ".join(problems))
     try:
         from .proxy import serve
     except ModuleNotFoundError as exc:
         print(f"pacer proxy: {exc}. Install the extra: pip install 'pacer-llm[server]'", file=sys.stderr)
         return 2
+    config = with_options(ServerConfig, {"upstream": args.upstream, **proxy_settings(args)})
+    if config.proxy.redis is not None and (problem := _redis_problem(config.proxy.redis)) is not None:
+        usage.error(problem)
     try:
-        serve(with_options(ServerConfig, {"upstream": args.upstream, **proxy_settings(args)}))
+        serve(config)
     except ValueError as exc:  # a guard that cannot be loaded, redis without resumable streams
-        parser.error(str(exc))
+        usage.error(str(exc))
     return 0
 
 
@@ -364,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--cps and --max-lag must be > 0")
         return demo(args)
     if args.command == "proxy":
-        return _proxy(parser, args)
+        return _proxy(args)
     if args.command == "serve":
         try:
             from .playground import serve as serve_page

@@ -126,6 +126,18 @@ def _redis(value: Any, where: str) -> str | None:
     return "must be a redis://HOST:PORT/DB URL"
 
 
+def without_credentials(url: str) -> str:
+    """``url`` as it may be shown (errors, logs, metrics): any user and password in it
+    replaced by ``***``, so no secret in a URL reaches anyone who reads them."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return url
+    return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{path}"
+
+
 def check_upstream(upstream: object, where: str) -> None:
     """A ``ValueError`` naming ``where`` unless ``upstream`` is an http(s) URL with a host."""
     rule = _upstream(upstream, where)
