@@ -364,7 +364,10 @@ def _proxy(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:
         print(f"pacer proxy: {exc}. Install the extra: pip install 'pacer-llm[server]'", file=sys.stderr)
         return 2
-    config = with_options(ServerConfig, {"upstream": args.upstream, **proxy_settings(args)})
+    try:
+        config = with_options(ServerConfig, {"upstream": args.upstream, **proxy_settings(args)})
+    except ValueError as exc:  # settings that are each fine but not together
+        usage.error(str(exc))
     if config.proxy.redis is not None and (problem := _redis_problem(config.proxy.redis)) is not None:
         usage.error(problem)
     try:

@@ -450,6 +450,13 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         _check_fields(self)
+        proxy = self.proxy
+        if self.workers > 1 and proxy.resumable and proxy.redis is None:
+            raise ValueError(
+                "ServerConfig: workers > 1 with resumable streams needs redis: the in-memory stream log "
+                "lives in one process, so a resume or cancel that lands on another worker would find "
+                "nothing (404). Give --redis redis://HOST:PORT/DB, or --no-resume"
+            )
 
 
 # -- the fields as options: the command line, environment variables, JSON values ------------

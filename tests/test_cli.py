@@ -124,3 +124,13 @@ def test_urls_are_shown_without_credentials(url: str, shown: str) -> None:
     from pacer.config import without_credentials
 
     assert without_credentials(url) == shown
+
+
+def test_several_workers_with_the_in_memory_stream_log_is_a_usage_error() -> None:
+    """Each worker would hold its own streams: a resume or cancel landing on another
+    worker would get a 404 (about half of them with two workers)."""
+    out = _proxy_cli("--upstream", "http://127.0.0.1:9", "--workers", "2")
+    assert out.returncode == 2
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("pacer proxy: error: ServerConfig: workers > 1 with resumable streams needs redis")
+    assert "--no-resume" in last and "Traceback" not in out.stderr

@@ -202,13 +202,15 @@ def test_bad_settings_are_usage_errors_naming_the_flag_or_variable(
     assert message in capsys.readouterr().err
 
 
-def test_the_cli_proxy_takes_its_process_settings_from_the_environment() -> None:
+def test_the_cli_proxy_takes_its_process_settings_from_the_environment(redis: Any) -> None:
     import json
 
     from .servers import cli_proxy
 
     with serve(ScriptedUpstream(speed=20.0).app) as upstream:
         environment = {"PACER_UPSTREAM": f"{upstream}/v1", "PACER_WORKERS": "2", "PACER_LOG_FORMAT": "json"}
+        # Several workers keep resumable streams in Redis only (a usage error otherwise).
+        environment["PACER_REDIS"] = redis.url
         with cli_proxy("--cps", "5000", env=environment) as (url, process):
             stream = httpx.post(f"{url}/v1/chat/completions", json={"model": "m", "stream": True})
             events = SSEDecoder().feed(stream.content)
