@@ -106,14 +106,16 @@ def passthrough(base: str) -> Starlette:
 
 
 def paced(base: str, cps: float, unit: str, streams: str = "memory") -> Starlette:
-    from pacer.proxy import create_proxy, default_pipeline, stream_log
+    from pacer.config import PacingConfig, ProxyConfig, StreamConfig
+    from pacer.proxy import create_proxy
 
-    pipeline = default_pipeline(cps, unit=unit)  # type: ignore[arg-type]
-    if streams == "off":
-        app = create_proxy(base, pipeline, heartbeat=5, resumable=False)
-    else:
-        log = stream_log(None if streams == "memory" else streams, 600.0)
-        app = create_proxy(base, pipeline, heartbeat=5, log=log)
+    config = ProxyConfig(
+        pacing=PacingConfig(cps=cps, unit=unit),
+        stream=StreamConfig(heartbeat=5),
+        resumable=streams != "off",
+        redis=None if streams in ("memory", "off") else streams,
+    )
+    app = create_proxy(base, config)
     app.router.routes.insert(0, Route("/debug/tasks", _tasks))
     return app
 

@@ -35,8 +35,8 @@ import h11
 import httpx
 
 from pacer import simulate
+from pacer.config import PacingConfig
 from pacer.metrics import percentile
-from pacer.proxy import default_pipeline
 from pacer.sse import SSEDecoder
 
 from ._proxy_server import schedule
@@ -137,7 +137,7 @@ def _planned(seed: int, tokens: int, rate: float, unit: str | None) -> tuple[lis
     trace = schedule(seed, tokens, rate)
     ends, times, length = [], [], 0
     if unit is not None:
-        for chunk in simulate(trace, default_pipeline(CPS, unit=unit)()).emissions:  # type: ignore[arg-type]
+        for chunk in simulate(trace, PacingConfig(cps=CPS, unit=unit).pipeline()()).emissions:
             length += len(chunk.text)
             ends.append(length)
             times.append(chunk.emitted)

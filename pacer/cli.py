@@ -12,7 +12,8 @@ from collections.abc import Iterator, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from ._logs import FORMATS, LEVELS
+from .config import Option, ServerConfig, options, with_options, without_credentials
+from .pacing import CPS, MAX_LAG
 
 if TYPE_CHECKING:
     from ._core import Pipeline
@@ -56,7 +57,7 @@ def _use_colour(choice: str) -> bool:
     return sys.stdout.isatty() and os.environ.get("NO_COLOR") is None and os.environ.get("TERM") != "dumb"
 
 
-def paced_pipeline(tokenizer: Any, cps: float = 40.0, max_lag: float = 0.5) -> Pipeline:
+def paced_pipeline(tokenizer: Any, cps: float = CPS, max_lag: float = MAX_LAG) -> Pipeline:
     """The demo's paced pipeline: tokens to text, then a ``Pacer`` that finds sentence
     and clause ends itself, so nothing waits for a sentence to finish and the lag bound
     counts from the token's arrival."""
@@ -155,61 +156,8 @@ def _parser() -> argparse.ArgumentParser:
             "ids with bursty, model-like timing, and print what the pipeline emits as it emits it."
         ),
     )
-    d.add_argument(
-        "--tokenizer",
-        choices=["tekken", "sentencepiece"],
-        default="tekken",
-        help="tekken: byte-level BPE via tiktoken; sentencepiece: the v1 .model (default: tekken)",
-    )
-    d.add_argument(
-        "--tokens-per-second", type=float, default=60.0, help="average arrival rate of tokens (default: 60)"
-    )
-    d.add_argument(
-        "--speed", type=float, default=1.0, help="replay speed factor, 2 = twice as fast (default: 1)"
-    )
-    d.add_argument("--seed", type=int, default=0, help="seed of the bursty timing (default: 0)")
-    d.add_argument(
-        "--mode",
-        choices=["paced", "packets"],
-        default="paced",
-        help=(
-            "paced: a steady rhythm with pauses at sentence and clause ends, colour per sentence; "
-            "packets: byte-bounded packets as a network would get them, colour per packet (default: paced)"
-        ),
-    )
-    d.add_argument(
-        "--cps",
-        type=float,
-        default=40.0,
-        help="paced mode: natural reading rate in characters per second, as Pacer's (default: 40)",
-    )
-    d.add_argument(
-        "--max-lag",
-        type=float,
-        default=0.5,
-        help="paced mode: most seconds any text waits behind the model (default: 0.5)",
-    )
-    d.add_argument("--max-bytes", type=int, default=64, help="largest packet, in UTF-8 bytes (default: 64)")
-    d.add_argument(
-        "--min-bytes",
-        type=int,
-        default=16,
-        help="smallest packet while text keeps coming, in UTF-8 bytes (default: 16)",
-    )
-    d.add_argument(
-        "--max-delay",
-        type=float,
-        default=0.05,
-        help="seconds of silence after which a short packet goes out anyway (default: 0.05)",
-    )
-    d.add_argument("--instant", action="store_true", help="simulate on a virtual clock: no waiting")
-    d.add_argument(
-        "--colour",
-        "--color",
-        choices=["auto", "always", "never"],
-        default="auto",
-        help="alternate packet colours (default: auto, when the output is a terminal)",
-    )
+    for flags, settings in _DEMO:
+        d.add_argument(*flags, **settings)
     x = sub.add_parser(
         "proxy",
         help="run a pacing proxy in front of an OpenAI- or Anthropic-compatible server",
@@ -219,136 +167,14 @@ def _parser() -> argparse.ArgumentParser:
             "OpenAI, Anthropic) and their text re-paced in the API's own event format; "
             "everything else passes through untouched. Needs the 'server' extra."
         ),
-    )
-    x.add_argument(
-        "--upstream",
-        help="base URL of the upstream server, with or without /v1: http://127.0.0.1:8000/v1",
-    )
-    x.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    x.add_argument("--port", type=int, default=8100, help="port to listen on (default: 8100)")
-    x.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="processes serving the port, for a host with several cores (default: 1)",
-    )
-    x.add_argument(
-        "--cps", type=float, default=60.0, help="pacing rate in characters per second (default: 60)"
-    )
-    x.add_argument(
-        "--unit",
-        choices=["grapheme", "word"],
-        default="grapheme",
-        help=(
-            "grapheme: the evenest flow; word: a word per event, at a slow pace about a fifth "
-            "of the events (default: grapheme)"
+        epilog=(
+            "Every option can also be set by an environment variable: PACER_ and the option's name in "
+            "capitals, dashes as underscores (PACER_UPSTREAM, PACER_CPS, PACER_MAX_LAG, "
+            "PACER_NO_COMPRESS=1, ...); a flag on the command line wins."
         ),
     )
-    x.add_argument(
-        "--max-lag",
-        type=float,
-        default=0.5,
-        help="longest a character waits in the pacer, in seconds (default: 0.5)",
-    )
-    x.add_argument(
-        "--sentence-pause", type=float, default=0.2, help="seconds of pause after a sentence (default: 0.2)"
-    )
-    x.add_argument(
-        "--clause-pause", type=float, default=0.08, help="seconds of pause after a clause (default: 0.08)"
-    )
-    x.add_argument(
-        "--max-bytes",
-        type=int,
-        default=0,
-        help="cut the paced text into packets of at most this many UTF-8 bytes (default: 0, no packets)",
-    )
-    x.add_argument(
-        "--heartbeat",
-        type=float,
-        default=15.0,
-        help="seconds of silence before a keep-alive comment (default: 15; 0: none)",
-    )
-    x.add_argument(
-        "--send-timeout",
-        type=float,
-        default=30.0,
-        help="seconds a client may leave a write unread before it is dropped (default: 30; 0: no limit)",
-    )
-    for name, default, what in (
-        ("connect", 10.0, "seconds to wait to connect to the upstream"),
-        ("first-byte", 600.0, "seconds to wait for the upstream's response headers"),
-        ("idle", 300.0, "seconds the upstream may send nothing once it has answered"),
-        ("total", 3600.0, "seconds one whole upstream exchange may take"),
-    ):
-        x.add_argument(
-            f"--{name}-timeout",
-            type=float,
-            default=default,
-            help=f"{what} (default: {default:g}; 0: no limit)",
-        )
-    x.add_argument(
-        "--max-body",
-        type=int,
-        default=32 << 20,
-        help="largest request body in bytes; larger ones get a 413 (default: 33554432, 32 MiB)",
-    )
-    x.add_argument(
-        "--max-line",
-        type=int,
-        default=1 << 20,
-        help="longest SSE line the upstream may send, in bytes (default: 1048576)",
-    )
-    x.add_argument(
-        "--guard",
-        metavar="MODULE:FUNCTION",
-        help="check every paced sentence with this function (sync or async, given the text; "
-        "True passes, False blocks, a str replaces) before it is sent; a blocked one ends the "
-        'stream with finish_reason "content_filter"',
-    )
-    x.add_argument(
-        "--no-compress",
-        action="store_true",
-        help="never compress paced streams (default: gzip, deflate, br or zstd when the client "
-        "asks, each event flushed on its own)",
-    )
-    x.add_argument(
-        "--redis",
-        metavar="redis://HOST:PORT/DB",
-        help="keep resumable streams in this Redis (Redis Streams), so that every proxy sharing it "
-        "serves /v1/streams/{id} for every stream (default: in this process's memory)",
-    )
-    x.add_argument(
-        "--orphan-timeout",
-        type=float,
-        default=10.0,
-        help="seconds a paced stream keeps generating with no client reading it, for one to resume "
-        "(default: 10; 0: stop when the last reader leaves)",
-    )
-    x.add_argument(
-        "--retention",
-        type=float,
-        default=600.0,
-        help="seconds a stream's events are kept after its last one, for resuming (default: 600)",
-    )
-    x.add_argument(
-        "--no-resume",
-        action="store_true",
-        help="no resumable streams: no stream ids, no /v1/streams/{id}, and a client that leaves "
-        "stops its generation at once",
-    )
-    x.add_argument("--log-level", choices=list(LEVELS), default="info", help="log level (default: info)")
-    x.add_argument(
-        "--log-format",
-        choices=list(FORMATS),
-        default="plain",
-        help="plain lines, or JSON lines (one a stream end, with its figures) (default: plain)",
-    )
-    x.epilog = (
-        "Every option can also be set by an environment variable: PACER_ and the option's name in "
-        "capitals, dashes as underscores (PACER_UPSTREAM, PACER_CPS, PACER_MAX_LAG, PACER_NO_COMPRESS=1, "
-        "...); a flag on the command line wins."
-    )
-    _environment_defaults(x)
+    _add_options(x, ServerConfig)
+    x.set_defaults(usage=x)  # a bad proxy option is answered with the proxy's usage
     v = sub.add_parser(
         "serve",
         help="open a local web page that shows one model stream three ways side by side",
@@ -363,32 +189,127 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _environment_defaults(parser: argparse.ArgumentParser) -> None:
-    """Take each option's default from ``PACER_<OPTION>`` where that is set; a value the
-    option would refuse is an error naming the variable."""
-    for action in parser._actions:
-        if not action.option_strings or action.dest == "help":
-            continue
-        variable = "PACER_" + action.dest.upper()
-        raw = os.environ.get(variable)
-        if raw is None:
-            continue
+#: ``pacer demo``'s options: (flags, ``add_argument``'s keywords).
+_DEMO: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (
+        ("--tokenizer",),
+        {
+            "choices": ["tekken", "sentencepiece"],
+            "default": "tekken",
+            "help": "tekken: byte-level BPE via tiktoken; sentencepiece: the v1 .model (default: tekken)",
+        },
+    ),
+    (
+        ("--tokens-per-second",),
+        {"type": float, "default": 60.0, "help": "average arrival rate of tokens (default: 60)"},
+    ),
+    (
+        ("--speed",),
+        {"type": float, "default": 1.0, "help": "replay speed factor, 2 = twice as fast (default: 1)"},
+    ),
+    (("--seed",), {"type": int, "default": 0, "help": "seed of the bursty timing (default: 0)"}),
+    (
+        ("--mode",),
+        {
+            "choices": ["paced", "packets"],
+            "default": "paced",
+            "help": "paced: a steady rhythm with pauses at sentence and clause ends, colour per sentence; "
+            "packets: byte-bounded packets as a network would get them, colour per packet (default: paced)",
+        },
+    ),
+    (
+        ("--cps",),
+        {
+            "type": float,
+            "default": CPS,
+            "help": "paced mode: natural reading rate in characters per second, as Pacer's "
+            f"(default: {CPS:g})",
+        },
+    ),
+    (
+        ("--max-lag",),
+        {
+            "type": float,
+            "default": MAX_LAG,
+            "help": f"paced mode: most seconds any text waits behind the model (default: {MAX_LAG:g})",
+        },
+    ),
+    (("--max-bytes",), {"type": int, "default": 64, "help": "largest packet, in UTF-8 bytes (default: 64)"}),
+    (
+        ("--min-bytes",),
+        {
+            "type": int,
+            "default": 16,
+            "help": "smallest packet while text keeps coming, in UTF-8 bytes (default: 16)",
+        },
+    ),
+    (
+        ("--max-delay",),
+        {
+            "type": float,
+            "default": 0.05,
+            "help": "seconds of silence after which a short packet goes out anyway (default: 0.05)",
+        },
+    ),
+    (("--instant",), {"action": "store_true", "help": "simulate on a virtual clock: no waiting"}),
+    (
+        ("--colour", "--color"),
+        {
+            "choices": ["auto", "always", "never"],
+            "default": "auto",
+            "help": "alternate packet colours (default: auto, when the output is a terminal)",
+        },
+    ),
+]
+
+
+def _add_options(parser: argparse.ArgumentParser, cls: type[Any]) -> None:
+    """A flag for each field of the configuration ``cls`` (``pacer.config.options``), with
+    its help; its default is ``PACER_<NAME>`` where that is set, else the field's. A
+    variable the option would refuse is an error naming the variable."""
+    for option in options(cls):
+        raw = os.environ.get(option.variable)
         try:
-            value = _from_environment(action, raw)
-        except (TypeError, ValueError):
-            parser.error(f"{variable}={raw!r} is not a valid {action.option_strings[0]}")
-        action.default = value
+            default = _default(option, raw)
+        except (TypeError, ValueError) as exc:
+            rule = f": {exc}" if str(exc) != raw else ""
+            parser.error(f"{option.variable}={raw!r} is not a valid {option.flag}{rule}")
+        if option.switch:
+            parser.add_argument(option.flag, action="store_true", default=default, help=option.help())
+            continue
+        choices = option.meta("choices")
+        parser.add_argument(
+            option.flag,
+            type=option.kind,
+            default=default,
+            choices=list(choices) if choices else None,
+            metavar=option.meta("metavar"),
+            help=option.help(),
+        )
 
 
-def _from_environment(action: argparse.Action, raw: str) -> Any:
-    if isinstance(action, argparse._StoreTrueAction):
+def _default(option: Option, raw: str | None) -> Any:
+    """The command line's default for ``option``: ``raw`` (an environment variable's
+    value), checked, or else the field's default (``0`` for a ``None`` meaning none)."""
+    if raw is None:
+        default = option.field.default
+        if option.switch:
+            return False
+        if default is None and option.meta("none"):
+            return 0
+        return None if option.required else default
+    if option.switch:
         word = raw.strip().lower()
         if word not in _SWITCH:
             raise ValueError(raw)
         return _SWITCH[word]
-    value = action.type(raw) if callable(action.type) else raw
-    if action.choices is not None and value not in action.choices:
+    value = option.kind(raw)
+    choices = option.meta("choices")
+    if choices is not None and value not in choices:
         raise ValueError(raw)
+    rule = option.problem(option.value(value))
+    if rule is not None:
+        raise ValueError(rule)
     return value
 
 
@@ -396,82 +317,63 @@ _SWITCH = {"1": True, "true": True, "yes": True, "on": True}
 _SWITCH |= {"0": False, "false": False, "no": False, "off": False}
 
 
+def proxy_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The fields of ``pacer.config.ServerConfig`` (by name, but ``upstream``) that the
+    parsed options of ``pacer proxy`` give."""
+    values = {o.field.name: o.value(getattr(args, o.dest)) for o in options(ServerConfig)}
+    del values["upstream"]
+    return values
+
+
 def _proxy_problems(args: argparse.Namespace) -> list[str]:
     """What is wrong with the proxy's options, one message per bad flag."""
-    checks = [
-        (args.upstream is not None, "--upstream (or PACER_UPSTREAM) is required"),
-        (args.cps > 0, "--cps must be > 0"),
-        (args.max_lag > 0, "--max-lag must be > 0 seconds"),
-        (
-            args.sentence_pause >= 0 and args.clause_pause >= 0,
-            "--sentence-pause and --clause-pause must be >= 0",
-        ),
-        (args.max_bytes >= 0, "--max-bytes must be >= 0 (0: no packets)"),
-        (
-            args.heartbeat >= 0 and args.send_timeout >= 0,
-            "--heartbeat and --send-timeout must be >= 0 (0: none)",
-        ),
-        (args.workers >= 1, "--workers must be >= 1"),
-        (args.max_body >= 0, "--max-body must be >= 0"),
-        (args.max_line > 0, "--max-line must be > 0"),
-        (args.orphan_timeout >= 0, "--orphan-timeout must be >= 0 seconds"),
-        (args.retention > 0, "--retention must be > 0 seconds"),
-        (
-            args.redis is None or args.redis.startswith(("redis://", "rediss://", "unix://")),
-            "--redis must be a redis://HOST:PORT/DB URL",
-        ),
-        (not (args.no_resume and args.redis), "--redis is for resumable streams; drop it or --no-resume"),
-    ]
-    waits = [args.connect_timeout, args.first_byte_timeout, args.idle_timeout, args.total_timeout]
-    checks.append((all(wait >= 0 for wait in waits), "timeouts must be >= 0 seconds (0: no limit)"))
-    return [message for ok, message in checks if not ok]
+    problems = []
+    for option in options(ServerConfig):
+        value = option.value(getattr(args, option.dest))
+        if value is None and option.required:
+            problems.append(f"{option.flag} (or {option.variable}) is required")
+            continue
+        rule = option.problem(value)
+        if rule is not None:
+            problems.append(f"{option.flag} {rule}")
+    return problems
 
 
-def proxy_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments of ``pacer.proxy.serve`` that the parsed options give."""
-    from .proxy import ProxyTimeouts
-
-    waits = [args.connect_timeout, args.first_byte_timeout, args.idle_timeout, args.total_timeout]
-    connect, first_byte, idle, total = (wait or None for wait in waits)
-    return {
-        "host": args.host,
-        "port": args.port,
-        "workers": args.workers,
-        "log_level": args.log_level,
-        "log_format": args.log_format,
-        "cps": args.cps,
-        "unit": args.unit,
-        "max_lag": args.max_lag,
-        "sentence_pause": args.sentence_pause,
-        "clause_pause": args.clause_pause,
-        "max_bytes": args.max_bytes or None,
-        "heartbeat": args.heartbeat or None,
-        "send_timeout": args.send_timeout or None,
-        "timeouts": ProxyTimeouts(connect=connect, first_byte=first_byte, idle=idle, total=total),
-        "max_body": args.max_body,
-        "max_line": args.max_line,
-        "compress": not args.no_compress,
-        "guard": args.guard,
-        "resumable": not args.no_resume,
-        "redis": args.redis,
-        "orphan_timeout": args.orphan_timeout,
-        "retention": args.retention,
-    }
+def _redis_problem(url: str) -> str | None:
+    """Why the proxy cannot keep its streams in the Redis at ``url`` (None: it can), said
+    without the URL's credentials."""
+    try:
+        import redis
+    except ModuleNotFoundError:
+        return "--redis needs the redis package: pip install 'pacer-llm[redis]'"
+    try:
+        with redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3) as client:
+            client.ping()
+    except (redis.RedisError, OSError, ValueError) as exc:
+        return f"--redis: cannot reach {without_credentials(url)}: {type(exc).__name__}: {exc}"
+    return None
 
 
-def _proxy(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def _proxy(args: argparse.Namespace) -> int:
+    usage: argparse.ArgumentParser = args.usage
     problems = _proxy_problems(args)
     if problems:
-        parser.error("; ".join(problems))
+        usage.error("; ".join(problems))
     try:
         from .proxy import serve
     except ModuleNotFoundError as exc:
         print(f"pacer proxy: {exc}. Install the extra: pip install 'pacer-llm[server]'", file=sys.stderr)
         return 2
     try:
-        serve(args.upstream, **proxy_settings(args))
-    except ValueError as exc:  # a malformed upstream URL, above all
-        parser.error(str(exc))
+        config = with_options(ServerConfig, {"upstream": args.upstream, **proxy_settings(args)})
+    except ValueError as exc:  # settings that are each fine but not together
+        usage.error(str(exc))
+    if config.proxy.redis is not None and (problem := _redis_problem(config.proxy.redis)) is not None:
+        usage.error(problem)
+    try:
+        serve(config)
+    except ValueError as exc:  # a guard that cannot be loaded, redis without resumable streams
+        usage.error(str(exc))
     return 0
 
 
@@ -485,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--cps and --max-lag must be > 0")
         return demo(args)
     if args.command == "proxy":
-        return _proxy(parser, args)
+        return _proxy(args)
     if args.command == "serve":
         try:
             from .playground import serve as serve_page

@@ -34,6 +34,7 @@ from ._errors import ErrorFrame, ErrorText
 from ._text import join_pairs
 from .adapters import asse_events
 from .clock import Clock
+from .config import MAX_LINE
 from .formats import EventFormat, Keep, Text
 from .metrics import StreamMetrics
 from .run import AsyncRun
@@ -337,7 +338,7 @@ async def paced_event_frames(
     pipeline_factory: Callable[[], Stage],
     *,
     clock: Clock | None = None,
-    max_line: int = 1 << 20,
+    max_line: int = MAX_LINE,
     pipelines: list[StreamMetrics] | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """Re-pace an SSE byte stream of ``fmt``'s API; yields SSE frames.

@@ -73,6 +73,12 @@ from .sentences import Lang, SentenceSplitter
 __all__ = ["Pacer", "Rhythm"]
 
 Unit = Literal["grapheme", "word", "line", "sentence", "chunk"]
+#: The unit names, and the defaults that ``Pacer()`` and the servers' ``pacer.config`` share.
+UNITS: Final = ("grapheme", "word", "line", "sentence", "chunk")
+CPS: Final = 40.0
+MAX_LAG: Final = 0.5
+SENTENCE_PAUSE: Final = 0.2
+CLAUSE_PAUSE: Final = 0.08
 #: A unit name, a pattern (a unit ends after each match) or a function that returns
 #: the next unit of the text it is given (a prefix), or ``None`` while none is complete.
 UnitChoice = Unit | re.Pattern[str] | Callable[[str], str | None]
@@ -263,7 +269,7 @@ def _units(unit: object, max_lag: float) -> Units:
         return Matches(unit)
     if callable(unit):
         return Detected(unit)
-    one_of(unit, "Pacer: unit", ("grapheme", "word", "line", "sentence", "chunk"))
+    one_of(unit, "Pacer: unit", UNITS)
     if unit == "grapheme":
         return Graphemes()
     if unit == "word":
@@ -322,9 +328,9 @@ class Pacer(Stage):
         wpm: SupportsFloat | None = None,
         unit: UnitChoice = "grapheme",
         adaptive: bool = True,
-        max_lag: SupportsFloat = 0.5,
-        sentence_pause: SupportsFloat = 0.2,
-        clause_pause: SupportsFloat = 0.08,
+        max_lag: SupportsFloat = MAX_LAG,
+        sentence_pause: SupportsFloat = SENTENCE_PAUSE,
+        clause_pause: SupportsFloat = CLAUSE_PAUSE,
         on_end: OnEnd = "drain",
         boundaries: Boundaries = "detect",
         lang: Lang = "auto",
@@ -334,7 +340,7 @@ class Pacer(Stage):
         if cps is not None and wpm is not None:
             raise ValueError("Pacer: give cps or wpm, not both")
         name, given = ("cps", cps) if wpm is None else ("wpm", wpm)
-        rate = 40.0 if given is None else number(given, f"Pacer: {name}")
+        rate = CPS if given is None else number(given, f"Pacer: {name}")
         if not 0 < rate < math.inf:
             raise ValueError(f"Pacer: {name} must be a positive finite number, got {given!r}")
         if wpm is not None:

@@ -32,20 +32,21 @@ from starlette.routing import Route
 from . import traces
 from ._core import Chunk, Pipeline
 from .clock import Clock, MonotonicClock
+from .config import HEARTBEAT
 from .detokenize import Detokenizer
-from .pacing import Pacer
+from .pacing import CPS, MAX_LAG, UNITS, Pacer
 from .sentences import SentenceSplitter
 from .server import EventStreamResponse, json_error
 from .sse import DONE, encode
 
 __all__ = ["create_playground", "paced_view", "sentence_view", "stream_views"]
 
-_UNITS = ("grapheme", "word", "line", "sentence", "chunk")
+_UNITS = UNITS
 # Query parameter: (type, default, lowest, highest).
 _LIMITS: dict[str, tuple[type, float, float, float]] = {
-    "cps": (float, 40.0, 1.0, 5000.0),
+    "cps": (float, CPS, 1.0, 5000.0),
     "tps": (float, 30.0, 1.0, 5000.0),
-    "max_lag": (float, 0.5, 0.05, 10.0),
+    "max_lag": (float, MAX_LAG, 0.05, 10.0),
     "seed": (int, 0, 0, 2**31),
     "tokens": (int, 0, 0, 1_000_000),
 }
@@ -153,7 +154,9 @@ def _parse(request: Request) -> dict[str, Any]:
     return options
 
 
-def paced_view(tokenizer: Any, cps: float = 40.0, unit: str = "grapheme", max_lag: float = 0.5) -> Pipeline:
+def paced_view(
+    tokenizer: Any, cps: float = CPS, unit: str = "grapheme", max_lag: float = MAX_LAG
+) -> Pipeline:
     """The paced pane: a ``Pacer`` that finds sentence and clause ends itself (no
     splitter holding text before it), so its lag bound counts from each token's arrival."""
     return Pipeline(Detokenizer(tokenizer), Pacer(cps=cps, unit=unit, max_lag=max_lag))  # type: ignore[arg-type]
@@ -171,7 +174,7 @@ def sentence_view(tokenizer: Any, tps: float) -> Pipeline:
 
 
 def create_playground(
-    tokenizer: Any | None = None, text: str | None = None, *, heartbeat: float = 15.0
+    tokenizer: Any | None = None, text: str | None = None, *, heartbeat: float = HEARTBEAT
 ) -> Starlette:
     """The ``pacer serve`` app: ``GET /`` is the page, ``GET /stream`` its event stream.
 

@@ -45,7 +45,6 @@ Needs the ``server`` extra.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import http.cookiejar
 import json
@@ -54,8 +53,7 @@ import math
 import os
 import urllib.parse
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import httpx
@@ -64,12 +62,19 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ._args import one_of, optional_seconds, whole
 from ._core import Stage
 from ._outcome import Outcome
 from ._writer import client_left
 from .adapters import UpstreamError
 from .clock import Clock
+from .config import (
+    ProxyConfig,
+    ProxyTimeouts,
+    ServerConfig,
+    check_upstream,
+    to_values,
+    with_options,
+)
 from .events import paced_event_frames
 from .formats import ROUTES as FORMATS
 from .formats import EventFormat
@@ -99,26 +104,6 @@ HOP_BY_HOP = frozenset(
         "proxy-authenticate",
     }
 )
-
-
-@dataclass(frozen=True)
-class ProxyTimeouts:
-    """How long the proxy waits on the upstream, in seconds (``None``: no limit).
-
-    ``connect``: to open a connection. ``first_byte``: from sending the request to the
-    response headers (for a non-streaming completion that is the whole generation).
-    ``idle``: the longest the upstream may send nothing once it has answered. ``total``:
-    the whole exchange, headers to last byte.
-    """
-
-    connect: float | None = 10.0
-    first_byte: float | None = 600.0
-    idle: float | None = 300.0
-    total: float | None = 3600.0
-
-    def __post_init__(self) -> None:
-        for name in ("connect", "first_byte", "idle", "total"):
-            optional_seconds(getattr(self, name), f"ProxyTimeouts: {name}")
 
 
 class _NoCookies(http.cookiejar.CookiePolicy):
@@ -504,44 +489,36 @@ def upstream_base(upstream: str) -> str:
 
 def create_proxy(
     upstream: str,
-    pipeline_factory: Callable[[], Stage],
+    config: ProxyConfig | Callable[[], Stage] | None = None,
     *,
-    heartbeat: float | None = 15.0,
-    send_timeout: float | None = 30.0,
-    timeouts: ProxyTimeouts | None = None,
-    max_body: int = 32 << 20,
-    max_line: int = 1 << 20,
     clock: Clock | None = None,
     client: httpx.AsyncClient | None = None,
     max_connections: int | None = None,
-    compress: bool = True,
-    guard: Callable[..., Any] | None = None,
     metrics: PacerMetrics | None = None,
-    resumable: bool = True,
-    log: StreamLog | None = None,
-    orphan_timeout: float = 10.0,
+    **options: Any,
 ) -> Starlette:
-    """The proxy as a Starlette app; ``pipeline_factory()`` makes each stream's pipeline.
+    """The proxy in front of ``upstream`` as a Starlette app, configured by ``config``
+    (``pacer.config.ProxyConfig``: pacing, stream writing, timeouts, limits, guard,
+    resumable streams; every default and check is there).
 
-    ``timeouts`` bound the waits on the upstream (``ProxyTimeouts()`` by default);
-    ``max_body`` caps request bodies in bytes (32 MiB); ``max_line`` caps one SSE line
-    of the upstream's stream. ``max_connections`` caps concurrent upstream requests
-    (default: no cap, so every client stream has its upstream stream at once; a capped
-    proxy queues the rest, up to ``timeouts.first_byte``). A ``client`` you pass is
-    used as it is: give it no cookie jar that could carry one client's cookies to
-    another (requests are built without the client's cookies either way). With
-    ``compress`` (the default) a paced stream is compressed for a client that asks
-    (``Accept-Encoding``), each event flushed on its own (``pacer.compress``). With
-    ``guard`` (a check, as ``pacer.Guard`` takes) every paced stream's text is checked
-    sentence by sentence before it is paced out; a blocked sentence ends its choice
-    with ``finish_reason: "content_filter"`` (``pacer.formats``), and none of it, nor
-    anything after it, is ever sent. ``GET /metrics`` serves ``metrics`` (a new
-    ``pacer.prometheus.PacerMetrics`` when prometheus-client is installed), ``GET
+    A function given as ``config`` makes each stream's pipeline, the rest of the
+    configuration being the defaults; ``options`` set single fields by name
+    (``create_proxy(url, Pacer, heartbeat=None, timeouts=ProxyTimeouts(idle=5))``).
+    ``max_connections`` caps concurrent upstream requests (default: no cap, so every
+    client stream has its upstream stream at once; a capped proxy queues the rest, up
+    to ``timeouts.first_byte``). A ``client`` you pass is used as it is: give it no
+    cookie jar that could carry one client's cookies to another (requests are built
+    without the client's cookies either way). ``GET /metrics`` serves ``metrics`` (a
+    new ``pacer.prometheus.PacerMetrics`` when prometheus-client is installed), ``GET
     /healthz`` says the process answers, ``GET /readyz`` that the upstream does.
 
-    With ``resumable`` (the default) every paced stream is produced into a stream log
-    (``pacer.resumable``): ``log``, a ``MemoryLog()`` by default or a
-    ``pacer.redislog.RedisLog`` shared by several proxies. Its response names it in
+    A paced stream is compressed for a client that asks (``Accept-Encoding``), each
+    event flushed on its own (``pacer.compress``), unless ``stream.compress`` is off.
+    With a ``guard`` every paced stream's text is checked sentence by sentence before
+    it is paced out; a blocked sentence ends its choice with ``finish_reason:
+    "content_filter"`` (``pacer.formats``), and none of it, nor anything after it, is ever
+    sent. With ``resumable`` (the default) every paced stream is produced into a stream
+    log (``pacer.resumable``), in memory or in ``redis``: its response names it in
     ``X-Pacer-Stream-Id`` and gives every event an SSE ``id``; ``GET
     /v1/streams/{id}`` replays it after ``Last-Event-ID`` and follows it live; ``POST
     /v1/streams/{id}/cancel`` stops it and answers the text its readers received. Its
@@ -549,49 +526,29 @@ def create_proxy(
     ``resumable=False`` ties each stream to its connection: a client that leaves
     cancels it at once.
     """
-    try:
-        url = httpx.URL(upstream)
-    except (httpx.InvalidURL, TypeError):
-        url = None
-    if url is None or url.scheme not in ("http", "https") or not url.host or url.query or url.fragment:
-        raise ValueError(
-            f"create_proxy: upstream must be an http(s) URL with a host, such as http://localhost:8000 "
-            f"or http://localhost:8000/v1, got {upstream!r}"
-        )
-    if whole(max_body, "create_proxy: max_body") < 0:
-        raise ValueError(f"create_proxy: max_body must be >= 0 (bytes), got {max_body!r}")
-    stream_options = {
-        "heartbeat": heartbeat,
-        "send_timeout": send_timeout,
-        "clock": clock,
-        "max_line": max_line,
-        "compress": compress,
-    }
-    if guard is not None:
-        from .guard import Guard
-
-        Guard(guard)  # a bad check fails here, not in every stream
-        paced_factory = pipeline_factory
-
-        def guarded() -> Stage:
-            return Guard(guard) | paced_factory()
-
-        pipeline_factory = guarded
+    config = _proxy_config(config, options)
+    check_upstream(upstream, "create_proxy: upstream")
+    stream = config.stream
+    stream_options = {"heartbeat": stream.heartbeat, "send_timeout": stream.send_timeout, "clock": clock}
+    stream_options |= {"max_line": config.max_line, "compress": stream.compress}
     streams = None
-    if resumable:
-        streams = ResumableStreams(log if log is not None else MemoryLog(), orphan_timeout=orphan_timeout)
-    elif log is not None:
-        raise ValueError("create_proxy: a log is for resumable streams; do not pass one with resumable=False")
+    if config.resumable:
+        log = stream_log(config.redis, config.retention)
+        streams = ResumableStreams(log, orphan_timeout=config.orphan_timeout)
+    if metrics is None:
+        with contextlib.suppress(ModuleNotFoundError):
+            metrics = PacerMetrics()
     proxy = _Proxy(
         upstream_base(upstream),
-        pipeline_factory,
+        _pipeline_factory(config),
         stream_options,
-        timeouts if timeouts is not None else ProxyTimeouts(),
-        max_body,
+        config.timeouts,
+        config.max_body,
         client,
         max_connections,
+        streams=streams,
+        metrics=metrics,
     )
-    proxy.streams = streams
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -601,11 +558,37 @@ def create_proxy(
             yield
         await proxy.aclose()
 
+    return Starlette(routes=_routes(proxy), lifespan=lifespan)
+
+
+def _proxy_config(config: ProxyConfig | Callable[[], Stage] | None, options: dict[str, Any]) -> ProxyConfig:
+    if config is None:
+        config = ProxyConfig()
+    elif not isinstance(config, ProxyConfig):
+        config = ProxyConfig(pipeline=config)
+    return with_options(config, options) if options else config
+
+
+def _pipeline_factory(config: ProxyConfig) -> Callable[[], Stage]:
+    """Each stream's pipeline: the guard (if any) in front of the configured pipeline."""
+    factory = config.pipeline_factory()
+    check = config.guard
+    if check is None:
+        return factory
+    if isinstance(check, str):
+        check = load_check(check)
+    from .guard import Guard
+
+    Guard(check)  # a bad check fails here, not in every stream
+
+    def guarded() -> Stage:
+        return Guard(check) | factory()
+
+    return guarded
+
+
+def _routes(proxy: _Proxy) -> list[Route]:
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
-    if metrics is None:
-        with contextlib.suppress(ModuleNotFoundError):
-            metrics = PacerMetrics()
-    proxy.metrics = metrics
     paced = [
         Route(path, functools.partial(proxy.paced, api=api), methods=["POST"])
         for path, api in FORMATS.items()
@@ -616,157 +599,49 @@ def create_proxy(
         Route("/healthz", proxy.healthz, methods=["GET"]),
         Route("/readyz", proxy.readyz, methods=["GET"]),
     ]
-    return Starlette(
-        routes=[*paced, *ops, Route("/{path:path}", proxy.other, methods=methods)],
-        lifespan=lifespan,
-    )
-
-
-def default_pipeline(
-    cps: float = 60.0,
-    max_bytes: int | None = None,
-    unit: Literal["grapheme", "word"] = "grapheme",
-    *,
-    max_lag: float = 0.5,
-    sentence_pause: float = 0.2,
-    clause_pause: float = 0.08,
-) -> Callable[[], Stage]:
-    """Pacing at ``cps`` with pauses at sentence and clause ends (``Pacer``'s options),
-    then (optionally) packets of at most ``max_bytes``.
-
-    Graphemes, the ``Pacer`` default, read the evenest. Every chunk becomes an SSE
-    event with a JSON envelope of a hundred-odd bytes: ``unit="word"`` sends a word
-    per event, at a slow pace about a fifth of the events (and bytes), at the cost of
-    a lumpier flow. (At the load benchmark's 200 cps both cost the proxy about the
-    same CPU: graphemes due within a tick go out as one event.)
-    """
-    from .pacing import Pacer
-    from .packets import Packetizer
-
-    one_of(unit, "default_pipeline: unit", ("grapheme", "word"))
-
-    def pacer() -> Pacer:
-        return Pacer(
-            cps=cps, unit=unit, max_lag=max_lag, sentence_pause=sentence_pause, clause_pause=clause_pause
-        )
-
-    pacer()  # a bad option fails here, not in every stream
-    if max_bytes is not None:
-        Packetizer(max_bytes=max_bytes, min_bytes=1)
-
-    def make() -> Stage:
-        stage: Stage = pacer()
-        if max_bytes is not None:
-            stage = stage | Packetizer(max_bytes=max_bytes, min_bytes=1)
-        return stage
-
-    return make
+    return [*paced, *ops, Route("/{path:path}", proxy.other, methods=methods)]
 
 
 _SETTINGS_VARIABLE = "PACER_PROXY_SETTINGS"  # how ``serve`` hands its settings to worker processes
 
 
-#: The proxy's settings: (name, default), in the order ``pacer proxy --help`` lists them.
-SETTINGS: tuple[tuple[str, Any], ...] = (
-    ("cps", 60.0),
-    ("unit", "grapheme"),
-    ("max_lag", 0.5),
-    ("sentence_pause", 0.2),
-    ("clause_pause", 0.08),
-    ("max_bytes", None),
-    ("heartbeat", 15.0),
-    ("send_timeout", 30.0),
-    ("timeouts", None),
-    ("max_body", 32 << 20),
-    ("max_line", 1 << 20),
-    ("compress", True),
-    ("guard", None),
-    ("resumable", True),
-    ("redis", None),
-    ("orphan_timeout", 10.0),
-    ("retention", 600.0),
-)
-
-
-def serve(
-    upstream: str,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8100,
-    workers: int = 1,
-    log_level: str = "info",
-    log_format: Literal["plain", "json"] = "plain",
-    **settings: Any,
-) -> None:
-    """Run the proxy with uvicorn until interrupted; ``workers`` > 1 runs that many
-    processes sharing the port (uvicorn's process manager), one event loop each.
-
-    ``settings`` are those of ``SETTINGS`` (``cps``, ``unit``, ``max_lag``, ...,
-    ``timeouts`` a ``ProxyTimeouts``, ``guard`` a ``MODULE:FUNCTION`` name, ``redis`` a
-    ``redis://`` URL). Logs go
-    to stderr at ``log_level``, as plain lines or JSON lines (``log_format``), one line
-    per stream end with its outcome and figures.
+def serve(config: ServerConfig) -> None:
+    """Run the proxy ``config`` describes with uvicorn until interrupted; ``workers`` > 1
+    runs that many processes sharing the port (uvicorn's process manager), one event
+    loop each, each building its proxy from the same configuration (which must then be
+    plain values: no function as ``pipeline`` or ``guard``, a ``MODULE:FUNCTION`` name
+    instead). Logs go to stderr at ``log_level``, as plain lines or JSON lines
+    (``log_format``), one line per stream end with its outcome and figures.
     """
     import uvicorn
 
     from ._logs import configure
 
-    if whole(workers, "serve: workers") < 1:
-        raise ValueError(f"serve: workers must be >= 1, got {workers!r}")
-    values = settings_values(upstream, log_level=log_level, log_format=log_format, **settings)
-    app_from_settings(values)  # a bad setting fails here, once, not in every worker
-    log_config = configure(log_level, log_format)
-    if workers == 1:
-        uvicorn.run(
-            app_from_settings(values), host=host, port=port, log_level=log_level, log_config=log_config
-        )
+    app = create_proxy(config.upstream, config.proxy)  # a bad setting fails here, once, not in every worker
+    log_config = configure(config.log_level, config.log_format)
+    where: dict[str, Any] = {"host": config.host, "port": config.port, "log_level": config.log_level}
+    where["log_config"] = log_config
+    if config.workers == 1:
+        uvicorn.run(app, **where)
         return
-    os.environ[_SETTINGS_VARIABLE] = json.dumps(values)
-    uvicorn.run(
-        "pacer.proxy:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        log_config=log_config,
-    )
+    if config.proxy.pipeline is not None or callable(config.proxy.guard):
+        raise ValueError(
+            "serve: workers > 1 rebuild the proxy from plain values: no function as pipeline or guard"
+        )
+    os.environ[_SETTINGS_VARIABLE] = json.dumps(to_values(config))
+    uvicorn.run("pacer.proxy:app_from_environment", factory=True, workers=config.workers, **where)
 
 
 def settings_values(upstream: str, **settings: Any) -> dict[str, Any]:
-    """``serve``'s settings as the plain JSON values its worker processes are given."""
-    names = {name for name, _ in SETTINGS} | {"log_level", "log_format"}
-    unknown = set(settings) - names
-    if unknown:
-        raise TypeError(f"serve: unknown settings {sorted(unknown)}")
-    values = {name: settings.get(name, default) for name, default in SETTINGS}
-    values["timeouts"] = dataclasses.asdict(values["timeouts"] or ProxyTimeouts())
-    values["upstream"] = upstream
-    values["log_level"] = settings.get("log_level", "info")
-    values["log_format"] = settings.get("log_format", "plain")
-    return values
+    """A ``ServerConfig``'s plain JSON values (``pacer.config.to_values``), from its
+    fields by name; a bad one fails here."""
+    return to_values(with_options(ServerConfig, {"upstream": upstream, **settings}))
 
 
 def app_from_settings(settings: dict[str, Any]) -> Starlette:
-    """The proxy ``serve`` runs, from its settings (plain JSON values)."""
-    get = settings.get
-    pacing = {
-        name: settings[name] for name in ("max_lag", "sentence_pause", "clause_pause") if name in settings
-    }
-    return create_proxy(
-        settings["upstream"],
-        default_pipeline(get("cps", 60.0), get("max_bytes"), get("unit", "grapheme"), **pacing),
-        heartbeat=get("heartbeat", 15.0),
-        send_timeout=get("send_timeout", 30.0),
-        timeouts=ProxyTimeouts(**get("timeouts", {})),
-        max_body=get("max_body", 32 << 20),
-        max_line=get("max_line", 1 << 20),
-        compress=get("compress", True),
-        guard=load_check(settings["guard"]) if get("guard") else None,
-        resumable=get("resumable", True),
-        log=stream_log(get("redis"), get("retention", 600.0)) if get("resumable", True) else None,
-        orphan_timeout=get("orphan_timeout", 10.0),
-    )
+    """The proxy a ``ServerConfig``'s plain JSON values describe."""
+    config = with_options(ServerConfig, settings)
+    return create_proxy(config.upstream, config.proxy)
 
 
 def stream_log(redis: str | None, retention: float) -> StreamLog:
@@ -800,7 +675,7 @@ def load_check(spec: str) -> Callable[..., Any]:
 
 
 def app_from_environment() -> Starlette:
-    """The proxy of a worker process that ``serve(workers=N)`` started."""
+    """The proxy of a worker process that ``serve`` started with ``workers`` > 1."""
     settings = os.environ.get(_SETTINGS_VARIABLE)
     if settings is None:
         raise RuntimeError(
@@ -809,5 +684,5 @@ def app_from_environment() -> Starlette:
     values = json.loads(settings)
     from ._logs import configure
 
-    configure(values.get("log_level", "info"), values.get("log_format", "plain"))
+    configure(values["log_level"], values["log_format"])
     return app_from_settings(values)

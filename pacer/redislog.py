@@ -42,6 +42,7 @@ import anyio
 import anyio.abc
 
 from ._args import seconds, whole
+from .config import RETENTION
 from .streamlog import (
     Entry,
     MemoryLog,
@@ -106,7 +107,7 @@ class RedisLog(StreamLog):
         self,
         url: str = "redis://localhost:6379/0",
         *,
-        retention: float = 600.0,
+        retention: float = RETENTION,
         max_events: int = 100_000,
         prefix: str = "pacer:",
         liveness: float = 3.0,

@@ -59,6 +59,7 @@ from ._aio import aclose_source
 from ._args import seconds
 from ._errors import error_event, error_frame
 from ._outcome import Outcome
+from .config import ORPHAN_TIMEOUT
 from .formats import FORMAT_NAMES, Transcript
 from .streamlog import (
     Entry,
@@ -122,7 +123,7 @@ class ResumableStreams:
     """
 
     def __init__(
-        self, log: StreamLog | None = None, *, orphan_timeout: float = 10.0, poll: float = 1.0
+        self, log: StreamLog | None = None, *, orphan_timeout: float = ORPHAN_TIMEOUT, poll: float = 1.0
     ) -> None:
         self.log: StreamLog = log if log is not None else MemoryLog()
         self.orphan_timeout = seconds(orphan_timeout, "ResumableStreams: orphan_timeout", zero=True)

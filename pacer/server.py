@@ -50,6 +50,7 @@ from ._text import SurrogatePairs
 from ._writer import ClientWriter, write_frames
 from .clock import Clock
 from .compress import EventCompressor, negotiate
+from .config import HEARTBEAT, MAX_LINE, SEND_TIMEOUT
 from .events import paced_event_frames
 from .formats import (
     FORMAT_NAMES,
@@ -159,8 +160,8 @@ class EventStreamResponse(Response):
         self,
         frames: AsyncIterator[bytes | Outcome],
         *,
-        heartbeat: float | None = 15.0,
-        send_timeout: float | None = 30.0,
+        heartbeat: float | None = HEARTBEAT,
+        send_timeout: float | None = SEND_TIMEOUT,
         status_code: int = 200,
         headers: Mapping[str, str] | None = None,
         on_close: Callable[[Outcome], None] | None = None,
@@ -274,8 +275,8 @@ class PacedEventSource(EventStreamResponse):
         encoder: Encoder = text_frame,
         done: bool = True,
         clock: Clock | None = None,
-        heartbeat: float | None = 15.0,
-        send_timeout: float | None = 30.0,
+        heartbeat: float | None = HEARTBEAT,
+        send_timeout: float | None = SEND_TIMEOUT,
         status_code: int = 200,
         headers: Mapping[str, str] | None = None,
         on_close: Callable[[Outcome], None] | None = None,
@@ -378,7 +379,7 @@ def paced_openai_sse(
     pipeline: Stage | Callable[[], Stage],
     *,
     clock: Clock | None = None,
-    max_line: int = 1 << 20,
+    max_line: int = MAX_LINE,
 ) -> AsyncGenerator[bytes, None]:
     """Re-pace an OpenAI-compatible chat-completion SSE byte stream (``pacer.formats.ChatCompletions``).
 

@@ -29,6 +29,7 @@ import anyio
 from ._args import seconds, whole
 from ._errors import KindedError, error_event
 from ._outcome import Outcome
+from .config import RETENTION
 
 __all__ = [
     "END_OUTCOMES",
@@ -221,7 +222,7 @@ class MemoryLog(StreamLog):
     def __init__(
         self,
         *,
-        retention: float = 600.0,
+        retention: float = RETENTION,
         max_events: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

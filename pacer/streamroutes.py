@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .config import HEARTBEAT, SEND_TIMEOUT
 from .prometheus import StreamObserver
 from .resumable import STREAM_ID_HEADER, ResumableStreams, valid_stream_id
 from .server import EventStreamResponse, json_error, log_frames
@@ -44,8 +45,8 @@ async def resume_response(
     stream_id: str,
     headers: Mapping[str, str] | None = None,
     *,
-    heartbeat: float | None = 15.0,
-    send_timeout: float | None = 30.0,
+    heartbeat: float | None = HEARTBEAT,
+    send_timeout: float | None = SEND_TIMEOUT,
     compress: bool = True,
     observer: StreamObserver | None = None,
 ) -> Response:
@@ -94,8 +95,8 @@ async def cancel_response(streams: ResumableStreams, stream_id: str) -> Response
 def stream_routes(
     streams: ResumableStreams,
     *,
-    heartbeat: float | None = 15.0,
-    send_timeout: float | None = 30.0,
+    heartbeat: float | None = HEARTBEAT,
+    send_timeout: float | None = SEND_TIMEOUT,
     compress: bool = True,
     observers: Callable[[], StreamObserver] | None = None,
     prefix: str = "/v1/streams",

@@ -42,6 +42,7 @@ from ._outcome import Outcome
 from ._shown import ShownText
 from ._writer import ClientWriter
 from .clock import Clock
+from .config import SEND_TIMEOUT
 from .pacing import Pacer
 from .run import AsyncRun
 
@@ -127,7 +128,7 @@ async def serve_websocket(
     pipeline: Stage,
     *,
     clock: Clock | None = None,
-    send_timeout: float | None = 30.0,
+    send_timeout: float | None = SEND_TIMEOUT,
 ) -> str:
     """Accept ``websocket`` and stream ``pipeline`` over ``source`` on it (module docstring).
 

@@ -183,7 +183,7 @@ def test_no_flag_goes_untested() -> None:
         (["--max-lag", "0"], {}, "--max-lag must be > 0 seconds"),
         (["--cps", "-1", "--max-line", "0"], {}, "--cps must be > 0; --max-line must be > 0"),
         ([], {"PACER_CPS": "fast"}, "PACER_CPS='fast' is not a valid --cps"),
-        ([], {"PACER_UNIT": "line"}, "PACER_UNIT='line' is not a valid --unit"),
+        ([], {"PACER_UNIT": "letter"}, "PACER_UNIT='letter' is not a valid --unit"),
         ([], {"PACER_NO_COMPRESS": "maybe"}, "PACER_NO_COMPRESS='maybe' is not a valid --no-compress"),
         (["--log-format", "xml"], {}, "invalid choice: 'xml'"),
     ],
@@ -202,13 +202,15 @@ def test_bad_settings_are_usage_errors_naming_the_flag_or_variable(
     assert message in capsys.readouterr().err
 
 
-def test_the_cli_proxy_takes_its_process_settings_from_the_environment() -> None:
+def test_the_cli_proxy_takes_its_process_settings_from_the_environment(redis: Any) -> None:
     import json
 
     from .servers import cli_proxy
 
     with serve(ScriptedUpstream(speed=20.0).app) as upstream:
         environment = {"PACER_UPSTREAM": f"{upstream}/v1", "PACER_WORKERS": "2", "PACER_LOG_FORMAT": "json"}
+        # Several workers keep resumable streams in Redis only (a usage error otherwise).
+        environment["PACER_REDIS"] = redis.url
         with cli_proxy("--cps", "5000", env=environment) as (url, process):
             stream = httpx.post(f"{url}/v1/chat/completions", json={"model": "m", "stream": True})
             events = SSEDecoder().feed(stream.content)

@@ -94,10 +94,10 @@ def _readers(tokenizer: Any) -> dict[str, tuple[bool, Callable[[], Stage]]]:
         "pacer demo": (True, lambda: paced_pipeline(tokenizer)),
     }
     with contextlib.suppress(ModuleNotFoundError):  # the server extra
+        from pacer.config import ProxyConfig
         from pacer.playground import paced_view
-        from pacer.proxy import default_pipeline
 
-        readers["proxy default"] = (False, default_pipeline())
+        readers["proxy default"] = (False, ProxyConfig().pipeline_factory())
         readers["serve paced pane"] = (True, lambda: paced_view(tokenizer))
     # docs/how-to/fastapi.md: PacedEventSource(tokens(), pacer.Pacer(cps=40), heartbeat=15)
     readers["FastAPI recipe"] = (False, lambda: Pacer(cps=40))

@@ -1,0 +1,593 @@
+"""The servers' configuration: every option's default, its check and its help, once.
+
+Frozen dataclasses, composed: ``PacingConfig`` (how the proxy's default pipeline paces),
+``StreamConfig`` (how a paced stream is written to its client), ``ProxyTimeouts`` (how
+long the proxy waits on its upstream), ``ProxyConfig`` (all of the proxy, given to
+``pacer.proxy.create_proxy``) and ``ServerConfig`` (a proxy process: upstream, address,
+workers, logs; given to ``pacer.proxy.serve``). A bad value fails at construction, a
+``TypeError`` or ``ValueError`` naming the class and the option.
+
+Each field's metadata holds its help and its check, so the command line is generated
+from the fields (``options`` walks them): ``pacer proxy --max-lag`` and
+``PACER_MAX_LAG`` are the field ``PacingConfig.max_lag``, with its default, help and
+check. The same walk turns a configuration into plain JSON values and back
+(``to_values``, ``with_options``), which is how ``serve`` hands it to worker processes.
+
+Cost: building a configuration checks each field once; nothing here is on a stream's path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from ._args import number, whole
+from ._logs import FORMATS, LEVELS
+from .pacing import CLAUSE_PAUSE, CPS, MAX_LAG, SENTENCE_PAUSE, UNITS
+
+if TYPE_CHECKING:
+    from ._core import Stage
+
+__all__ = [
+    "HEARTBEAT",
+    "MAX_LINE",
+    "ORPHAN_TIMEOUT",
+    "RETENTION",
+    "SEND_TIMEOUT",
+    "PATTERN",
+    "Option",
+    "PacingConfig",
+    "ProxyConfig",
+    "ProxyTimeouts",
+    "ServerConfig",
+    "StreamConfig",
+    "check_upstream",
+    "options",
+    "to_values",
+    "with_options",
+]
+
+#: Seconds of silence before a paced stream sends a keep-alive comment.
+HEARTBEAT: Final = 15.0
+#: Seconds a client may leave one write unread before its stream is dropped.
+SEND_TIMEOUT: Final = 30.0
+#: The longest SSE line the proxy reads from its upstream, in bytes.
+MAX_LINE: Final = 1 << 20
+#: Seconds a resumable stream goes on generating with no client reading it.
+ORPHAN_TIMEOUT: Final = 10.0
+#: Seconds a stream log keeps a stream's events after its last one.
+RETENTION: Final = 600.0
+#: How a ``--unit`` value names a pattern: a unit ends after each match of the rest.
+PATTERN: Final = "re:"
+
+#: A check: the rule a value breaks (``"must be > 0"``), or ``None``; a value of the wrong
+#: type is a ``TypeError`` naming ``where``.
+Check = Callable[[Any, str], "str | None"]
+
+
+def _above(least: float, *, strict: bool = False, integer: bool = False, suffix: str = "") -> Check:
+    """A number (an int where ``integer``) > ``least`` where ``strict``, else >= it."""
+
+    def check(value: Any, where: str) -> str | None:
+        n = whole(value, where) if integer else number(value, where)
+        return (
+            None
+            if (n > least if strict else n >= least)
+            else f"must be {'>' if strict else '>='} {least:g}{suffix}"
+        )
+
+    return check
+
+
+def _optional_seconds(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    return None if number(value, where) > 0 else "must be > 0 seconds or None"
+
+
+def _one_of(names: tuple[str, ...]) -> Check:
+    def check(value: Any, where: str) -> str | None:
+        if not isinstance(value, str):
+            raise TypeError(f"{where} must be a str, got {type(value).__name__}: {value!r}")
+        return None if value in names else "must be " + ", ".join(repr(n) for n in names)
+
+    return check
+
+
+def _unit(value: Any, where: str) -> str | None:
+    if isinstance(value, re.Pattern):
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{where} must be a str or a pattern, got {type(value).__name__}: {value!r}")
+    if value in UNITS:
+        return None
+    if value.startswith(PATTERN):
+        try:
+            re.compile(value[len(PATTERN) :])
+        except re.error as exc:
+            return f"must be a valid pattern after {PATTERN} ({exc})"
+        return None
+    return "must be " + ", ".join(repr(n) for n in UNITS) + f" or {PATTERN}PATTERN"
+
+
+def _spec(value: Any, where: str) -> str | None:
+    if value is None or callable(value):
+        return None
+    module, _, name = str(value).partition(":")
+    return None if module and name else "must be MODULE:FUNCTION"
+
+
+def _redis(value: Any, where: str) -> str | None:
+    if value is None or str(value).startswith(("redis://", "rediss://", "unix://")):
+        return None
+    return "must be a redis://HOST:PORT/DB URL"
+
+
+def without_credentials(url: str) -> str:
+    """``url`` as it may be shown (errors, logs, metrics): any user and password in it
+    replaced by ``***``, so no secret in a URL reaches anyone who reads them."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return url
+    return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{path}"
+
+
+def check_upstream(upstream: object, where: str) -> None:
+    """A ``ValueError`` naming ``where`` unless ``upstream`` is an http(s) URL with a host."""
+    rule = _upstream(upstream, where)
+    if rule is not None:
+        raise ValueError(f"{where} {rule}")
+
+
+def _upstream(value: Any, where: str) -> str | None:
+    """An http(s) URL with a host and no query or fragment."""
+    import httpx
+
+    try:
+        url = httpx.URL(value)
+    except (httpx.InvalidURL, TypeError):
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host or url.query or url.fragment:
+        return (
+            "must be an http(s) URL with a host, such as http://localhost:8000 "
+            f"or http://localhost:8000/v1, got {value!r}"
+        )
+    return None
+
+
+def about(
+    help: str,
+    *,
+    check: Check | None = None,
+    flag: str | None = None,
+    kind: Callable[[str], Any] | None = None,
+    none: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    metavar: str | None = None,
+    shown: str | None = None,
+) -> dict[str, Any]:
+    """A field's metadata: its help and check. ``flag``: the command-line name when it is not
+    the field's; ``kind``: how a command-line string becomes the value (default: the
+    default's type); ``none``: what ``0`` on the command line means (``None`` here);
+    ``shown``: the default as the help states it."""
+    meta = {"help": help, "check": check, "flag": flag, "kind": kind, "none": none}
+    return meta | {"choices": choices, "metavar": metavar, "shown": shown}
+
+
+def _check_fields(config: Any) -> None:
+    """Run each field's check; one ``ValueError`` names every bad field."""
+    where = type(config).__name__
+    problems = []
+    for f in dataclasses.fields(config):
+        check = f.metadata.get("check")
+        value = getattr(config, f.name)
+        if value is None and (f.default is None or f.metadata.get("none")):
+            continue  # an optional value left out
+        expected = _NESTED.get(f.name, bool if isinstance(f.default, bool) else None)
+        if expected is not None and not isinstance(value, expected):
+            raise TypeError(
+                f"{where}: {f.name} must be a {expected.__name__}, got {type(value).__name__}: {value!r}"
+            )
+        rule = check(value, f"{where}: {f.name}") if check is not None else None
+        if rule is not None:
+            problems.append(f"{where}: {f.name} {rule}" + ("" if ", got" in rule else f", got {value!r}"))
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+@dataclass(frozen=True, kw_only=True)
+class PacingConfig:
+    """How the proxy's default pipeline paces each stream: a ``Pacer`` with these options
+    (its defaults), then packets of at most ``max_bytes`` (``None``: no packets)."""
+
+    cps: float = field(
+        default=CPS, metadata=about("pacing rate in characters per second", check=_above(0, strict=True))
+    )
+    unit: str | re.Pattern[str] = field(
+        default="grapheme",
+        metadata=about(
+            "what the pacer sends at a time: grapheme (the evenest flow), word (a word per event, "
+            "about a fifth of the events), line, sentence, chunk (as the upstream sent it), or "
+            f"{PATTERN}PATTERN (a unit ends after each match of the regular expression)",
+            check=_unit,
+            kind=str,
+        ),
+    )
+    max_lag: float = field(
+        default=MAX_LAG,
+        metadata=about(
+            "longest a character waits in the pacer, in seconds",
+            check=_above(0, strict=True, suffix=" seconds"),
+        ),
+    )
+    sentence_pause: float = field(
+        default=SENTENCE_PAUSE,
+        metadata=about("seconds of pause after a sentence", check=_above(0, suffix=" seconds")),
+    )
+    clause_pause: float = field(
+        default=CLAUSE_PAUSE,
+        metadata=about("seconds of pause after a clause", check=_above(0, suffix=" seconds")),
+    )
+    max_bytes: int | None = field(
+        default=None,
+        metadata=about(
+            "cut the paced text into packets of at most this many UTF-8 bytes",
+            check=_above(1, integer=True, suffix=" (bytes)"),
+            kind=int,
+            none="no packets",
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
+
+    def pipeline(self) -> Callable[[], Stage]:
+        """What makes each stream's pipeline: the ``Pacer``, then the ``Packetizer`` if any."""
+        from .pacing import Pacer
+        from .packets import Packetizer
+
+        unit: Any = self.unit
+        if isinstance(unit, str) and unit.startswith(PATTERN):
+            unit = re.compile(unit[len(PATTERN) :])
+        cps, max_lag, max_bytes = self.cps, self.max_lag, self.max_bytes
+        pauses = (self.sentence_pause, self.clause_pause)
+
+        def make() -> Stage:
+            sentence, clause = pauses
+            stage: Stage = Pacer(
+                cps, unit=unit, max_lag=max_lag, sentence_pause=sentence, clause_pause=clause
+            )
+            if max_bytes is not None:
+                stage = stage | Packetizer(max_bytes=max_bytes, min_bytes=1)
+            return stage
+
+        make()  # a bad option fails here, not in every stream
+        return make
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamConfig:
+    """How a paced stream is written to its client."""
+
+    heartbeat: float | None = field(
+        default=HEARTBEAT,
+        metadata=about(
+            "seconds of silence before a keep-alive comment", check=_optional_seconds, none="none"
+        ),
+    )
+    send_timeout: float | None = field(
+        default=SEND_TIMEOUT,
+        metadata=about(
+            "seconds a client may leave a write unread before it is dropped",
+            check=_optional_seconds,
+            none="no limit",
+        ),
+    )
+    compress: bool = field(
+        default=True,
+        metadata=about(
+            "never compress paced streams (default: gzip, deflate, br or zstd when the client asks, "
+            "each event flushed on its own)",
+            flag="no-compress",
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
+
+
+def _wait(what: str, name: str) -> dict[str, Any]:
+    return about(what, check=_optional_seconds, flag=f"{name}-timeout", none="no limit")
+
+
+@dataclass(frozen=True)
+class ProxyTimeouts:
+    """How long the proxy waits on the upstream, in seconds (``None``: no limit).
+
+    ``connect``: to open a connection. ``first_byte``: from sending the request to the
+    response headers (for a non-streaming completion that is the whole generation).
+    ``idle``: the longest the upstream may send nothing once it has answered. ``total``:
+    the whole exchange, headers to last byte.
+    """
+
+    connect: float | None = field(
+        default=10.0, metadata=_wait("seconds to wait to connect to the upstream", "connect")
+    )
+    first_byte: float | None = field(
+        default=600.0, metadata=_wait("seconds to wait for the upstream's response headers", "first-byte")
+    )
+    idle: float | None = field(
+        default=300.0, metadata=_wait("seconds the upstream may send nothing once it has answered", "idle")
+    )
+    total: float | None = field(
+        default=3600.0, metadata=_wait("seconds one whole upstream exchange may take", "total")
+    )
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProxyConfig:
+    """Everything ``create_proxy`` builds a proxy from but its upstream.
+
+    ``pipeline`` makes each stream's pipeline (default: ``pacing.pipeline()``). With
+    ``guard`` (a check as ``pacer.Guard`` takes, or the ``MODULE:FUNCTION`` that names
+    one) every paced sentence is checked before it is sent. With ``resumable`` every
+    paced stream is kept in a stream log (in this process, or in ``redis``) for
+    ``retention`` seconds after its last event, and goes on with no client reading it
+    for ``orphan_timeout`` seconds.
+    """
+
+    pacing: PacingConfig = field(default_factory=PacingConfig)
+    pipeline: Callable[[], Stage] | None = field(default=None, metadata={"option": False})
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    timeouts: ProxyTimeouts = field(default_factory=ProxyTimeouts)
+    max_body: int = field(
+        default=32 << 20,
+        metadata=about(
+            "largest request body in bytes; larger ones get a 413",
+            check=_above(0, integer=True, suffix=" (bytes)"),
+            shown="33554432, 32 MiB",
+        ),
+    )
+    max_line: int = field(
+        default=MAX_LINE,
+        metadata=about(
+            "longest SSE line the upstream may send, in bytes", check=_above(0, strict=True, integer=True)
+        ),
+    )
+    guard: str | Callable[..., Any] | None = field(
+        default=None,
+        metadata=about(
+            "check every paced sentence with this function (sync or async, given the text; True passes, "
+            "False blocks, a str replaces) before it is sent; a blocked one ends the stream with "
+            'finish_reason "content_filter"',
+            check=_spec,
+            kind=str,
+            metavar="MODULE:FUNCTION",
+        ),
+    )
+    redis: str | None = field(
+        default=None,
+        metadata=about(
+            "keep resumable streams in this Redis (Redis Streams), so that every proxy sharing it serves "
+            "/v1/streams/{id} for every stream (default: in this process's memory)",
+            check=_redis,
+            kind=str,
+            metavar="redis://HOST:PORT/DB",
+        ),
+    )
+    orphan_timeout: float = field(
+        default=ORPHAN_TIMEOUT,
+        metadata=about(
+            "seconds a paced stream keeps generating with no client reading it, for one to resume "
+            "(0: stop when the last reader leaves)",
+            check=_above(0, suffix=" seconds"),
+        ),
+    )
+    retention: float = field(
+        default=RETENTION,
+        metadata=about(
+            "seconds a stream's events are kept after its last one, for resuming",
+            check=_above(0, strict=True, suffix=" seconds"),
+        ),
+    )
+    resumable: bool = field(
+        default=True,
+        metadata=about(
+            "no resumable streams: no stream ids, no /v1/streams/{id}, and a client that leaves stops "
+            "its generation at once",
+            flag="no-resume",
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
+        if self.redis is not None and not self.resumable:
+            raise ValueError("ProxyConfig: redis is for resumable streams; drop it or resumable=False")
+
+    def pipeline_factory(self) -> Callable[[], Stage]:
+        """What makes each stream's pipeline: ``pipeline``, or else ``pacing``'s."""
+        return self.pipeline if self.pipeline is not None else self.pacing.pipeline()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    """A proxy process (``pacer proxy``): its upstream, address, processes and logs."""
+
+    upstream: str = field(
+        metadata=about(
+            "base URL of the upstream server, with or without /v1: http://127.0.0.1:8000/v1",
+            check=_upstream,
+            kind=str,
+        )
+    )
+    host: str = field(default="127.0.0.1", metadata=about("address to listen on"))
+    port: int = field(default=8100, metadata=about("port to listen on", check=_above(0, integer=True)))
+    workers: int = field(
+        default=1,
+        metadata=about(
+            "processes serving the port, for a host with several cores", check=_above(1, integer=True)
+        ),
+    )
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    log_level: str = field(default="info", metadata=about("log level", check=_one_of(LEVELS), choices=LEVELS))
+    log_format: str = field(
+        default="plain",
+        metadata=about(
+            "plain lines, or JSON lines (one a stream end, with its figures)",
+            check=_one_of(FORMATS),
+            choices=FORMATS,
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
+        proxy = self.proxy
+        if self.workers > 1 and proxy.resumable and proxy.redis is None:
+            raise ValueError(
+                "ServerConfig: workers > 1 with resumable streams needs redis: the in-memory stream log "
+                "lives in one process, so a resume or cancel that lands on another worker would find "
+                "nothing (404). Give --redis redis://HOST:PORT/DB, or --no-resume"
+            )
+
+
+# -- the fields as options: the command line, environment variables, JSON values ------------
+
+
+@dataclass(frozen=True)
+class Option:
+    """One leaf field of a configuration, as a command-line option: ``path`` is the field
+    names from the top configuration down, ``name`` the flag without its dashes,
+    ``owner`` the class that declares the field."""
+
+    path: tuple[str, ...]
+    field: dataclasses.Field[Any]
+    name: str
+    owner: type[Any]
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def variable(self) -> str:
+        """The environment variable that sets it: ``PACER_`` and the flag in capitals."""
+        return "PACER_" + self.dest.upper()
+
+    @property
+    def switch(self) -> bool:
+        """A ``--no-...`` flag: given, it turns the (true) default off."""
+        return self.field.default is True
+
+    @property
+    def required(self) -> bool:
+        return self.field.default is dataclasses.MISSING
+
+    def meta(self, key: str) -> Any:
+        return self.field.metadata.get(key)
+
+    @property
+    def kind(self) -> Callable[[str], Any]:
+        """How a command-line string becomes the value: ``float("2.5")``."""
+        return self.meta("kind") or type(self.field.default)  # type: ignore[no-any-return]
+
+    def value(self, given: Any) -> Any:
+        """The field's value for what the command line gave: ``0`` is ``None`` where
+        ``none`` says so; a ``--no-...`` switch given is ``False``."""
+        if self.switch:
+            return not given
+        return None if self.meta("none") and given == 0 else given
+
+    def problem(self, value: Any) -> str | None:
+        """The rule ``value`` (the field's) breaks, or ``None``."""
+        check = self.meta("check")
+        try:
+            rule = check(value, self.flag) if check is not None and value is not None else None
+        except TypeError as exc:
+            return str(exc)
+        if rule is not None and self.meta("none"):
+            return f"must be >= 0 (0: {self.meta('none')})"
+        return rule
+
+    def default_text(self) -> str:
+        """The default as the command line states it (``""``: none to state)."""
+        default = self.field.default
+        if self.switch:
+            return "off"
+        if self.required or (default is None and not self.meta("none")):
+            return ""
+        shown = self.meta("shown") or (0 if default is None else default)
+        shown = f"{shown:g}" if isinstance(shown, float) else str(shown)
+        return shown + (f"; 0: {self.meta('none')}" if self.meta("none") else "")
+
+    def help(self) -> str:
+        """The help text, with the default where there is one to state."""
+        default = self.default_text()
+        return str(self.meta("help")) + (f" (default: {default})" if default and not self.switch else "")
+
+
+def options(cls: type[Any], path: tuple[str, ...] = ()) -> Iterator[Option]:
+    """Every leaf field of the configuration class ``cls``, depth first, as an ``Option``."""
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("option") is False:
+            continue
+        if f.name in _NESTED:
+            yield from options(_NESTED[f.name], (*path, f.name))
+            continue
+        yield Option((*path, f.name), f, f.metadata.get("flag") or f.name.replace("_", "-"), cls)
+
+
+_NESTED: dict[str, type[Any]] = {
+    "pacing": PacingConfig,
+    "stream": StreamConfig,
+    "timeouts": ProxyTimeouts,
+    "proxy": ProxyConfig,
+}
+
+
+def with_options(base: Any, values: Mapping[str, Any]) -> Any:
+    """``base`` (a configuration, or its class for the defaults) with ``values`` set: each
+    key is a field's name at any depth (``cps``, ``connect``, ``timeouts``); an unknown
+    key is a ``TypeError``."""
+    cls = base if isinstance(base, type) else type(base)
+    left = dict(values)
+    built = _with(cls, None if isinstance(base, type) else base, left)
+    if left:
+        raise TypeError(f"{cls.__name__}: unknown options {sorted(left)}")
+    return built
+
+
+def _with(cls: type[Any], current: Any, left: dict[str, Any]) -> Any:
+    given: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in left:
+            given[f.name] = left.pop(f.name)
+        elif f.name in _NESTED:
+            given[f.name] = _with(_NESTED[f.name], getattr(current, f.name, None), left)
+    return cls(**given) if current is None else dataclasses.replace(current, **given)
+
+
+def to_values(config: Any) -> dict[str, Any]:
+    """A configuration's leaf values by field name, as plain JSON values (a pattern unit
+    as ``re:PATTERN``); ``with_options(type(config), values)`` gives it back."""
+    values: dict[str, Any] = {}
+    for o in options(type(config)):
+        value = config
+        for name in o.path:
+            value = getattr(value, name)
+        if isinstance(value, re.Pattern):
+            value = PATTERN + value.pattern
+        values[o.field.name] = value
+    return values
