@@ -16,9 +16,12 @@ last write, and ``XADD ... MAXLEN ~ max_events`` bounds the entries.
   (``{prefix}owner:{id}``, ``liveness`` seconds to live) a few times per ``liveness``;
   a reader of a stream that has not ended, whose producer's key has lapsed, gets
   ``ProducerLost`` (an ``event: error``), not a hang.
-- **A lost log is an error, never a wrong stream.** Frames after the first are added with
-  ``NOMKSTREAM``: a Redis that restarted empty makes the producer's next write fail
-  (its readers here get an ``event: error``), and readers elsewhere get ``StreamLost``.
+- **A lost log is an error, never a wrong stream.** A stream's Redis stream is made
+  (empty, by ``XGROUP CREATE ... MKSTREAM``) when the stream is created, and every
+  frame is added with ``NOMKSTREAM``: a Redis that restarted empty makes the
+  producer's next write fail, for good (its readers here get an ``event: error``),
+  and readers elsewhere find no stream (``StreamLost``). Nothing is ever written into
+  a Redis that lost the stream, so no reader sees a stream that starts mid-way.
 - **Cancel reaches the producer wherever it runs**, over the channel ``{prefix}cancel``.
 - **Readers elsewhere keep a stream alive**: each refreshes ``{prefix}{id}:r`` while it
   reads, which is what ``read_elsewhere`` (the orphan check) looks at.
@@ -42,7 +45,7 @@ import anyio
 import anyio.abc
 
 from ._args import seconds, whole
-from .config import RETENTION
+from .config import RETENTION, without_credentials
 from .streamlog import (
     Entry,
     MemoryLog,
@@ -117,6 +120,7 @@ class RedisLog(StreamLog):
         if not isinstance(url, str) or "://" not in url:
             raise ValueError(f"RedisLog: url must be a redis://HOST:PORT/DB URL, got {url!r}")
         self.url = url
+        self.shown_url = without_credentials(url)  # for errors and logs: never its password
         self.retention = retention
         self.max_events = max_events
         self.prefix = prefix
@@ -159,7 +163,7 @@ class RedisLog(StreamLog):
             await self._redis.ping()
         except Exception as exc:
             await self._redis.aclose()
-            raise StoreUnavailable(f"RedisLog: cannot reach {self.url}: {exc}") from None
+            raise StoreUnavailable(f"RedisLog: cannot reach {self.shown_url}: {exc}") from None
         stack = contextlib.AsyncExitStack()
         tasks = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(tasks.cancel_scope.cancel)
@@ -193,7 +197,7 @@ class RedisLog(StreamLog):
         try:
             return await getattr(self._redis, method)(*args, **kwargs)
         except (ConnectionError, TimeoutError, OSError) as exc:
-            raise StoreUnavailable(f"Redis at {self.url} did not answer: {exc}") from None
+            raise StoreUnavailable(f"Redis at {self.shown_url} did not answer: {exc}") from None
 
     # -- producing --------------------------------------------------------------------------
 
@@ -205,15 +209,24 @@ class RedisLog(StreamLog):
             pipe.pexpire(meta_key, ttl)  # never a key without a lifetime, whatever happens next
             claimed, _ = await self._run(pipe)
         if isinstance(claimed, Exception):
-            raise StoreUnavailable(f"Redis at {self.url} refused to start stream {stream_id!r}: {claimed}")
+            message = f"Redis at {self.shown_url} refused to start stream {stream_id!r}: {claimed}"
+            raise StoreUnavailable(message)
         if not claimed:
             raise StreamExists(f"stream {stream_id!r} already has a log")
-        await self._call("hset", meta_key, mapping=dict(meta))
+        key = self._key(stream_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(meta_key, mapping=dict(meta))
+            # The stream, empty: every frame is then added with NOMKSTREAM (module docstring).
+            pipe.xgroup_create(key, "pacer", id="$", mkstream=True)
+            pipe.pexpire(key, ttl)
+            results = await self._run(pipe)
+        if any(isinstance(result, Exception) for result in results):
+            raise StoreUnavailable(f"Redis at {self.shown_url} refused to start stream {stream_id!r}")
         await self.local.create(stream_id, meta)
+        self._state[stream_id] = "open"
 
     async def append(self, stream_id: str, entries: Sequence[Entry]) -> None:
-        if self._state.get(stream_id) == "failed":
-            del self._state[stream_id]
+        if self._state.get(stream_id) == "failed":  # for good: never written again
             raise StreamLost(f"stream {stream_id!r}: its log in Redis was lost")
         if stream_id not in self.local:
             raise StreamLost(f"stream {stream_id!r}: its log in Redis was lost, or it is not produced here")
@@ -226,7 +239,7 @@ class RedisLog(StreamLog):
         try:
             return await pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
         except (ConnectionError, TimeoutError, OSError) as exc:
-            raise StoreUnavailable(f"Redis at {self.url} did not answer: {exc}") from None
+            raise StoreUnavailable(f"Redis at {self.shown_url} did not answer: {exc}") from None
 
     async def _flush_forever(self) -> None:
         while True:
@@ -258,12 +271,9 @@ class RedisLog(StreamLog):
                         id=f"0-{entry.id}",
                         maxlen=self.max_events + 1,
                         approximate=True,
-                        nomkstream=self._state.get(stream_id) == "open",
+                        nomkstream=True,  # made at create: gone means lost, never made again
                     )
                     order.append(stream_id)
-                    self._state[stream_id] = "open"
-                    if entry.end is not None:
-                        del self._state[stream_id]
                 touched[stream_id] = None
             for stream_id in touched:
                 pipe.pexpire(self._key(stream_id), ttl)
@@ -273,6 +283,9 @@ class RedisLog(StreamLog):
             if result is None or isinstance(result, Exception):
                 why = "restarted empty, or expired" if result is None else str(result)
                 self._fail(stream_id, f"stream {stream_id!r} was lost from Redis ({why})", "stream_lost")
+        for stream_id, entries in pending:
+            if entries and entries[-1].end is not None and self._state.get(stream_id) == "open":
+                del self._state[stream_id]  # ended: nothing more to write
 
     def _fail(self, stream_id: str, message: str, kind: str) -> None:
         """End the local copy of a stream with an error, and stop taking its frames."""
@@ -287,6 +300,8 @@ class RedisLog(StreamLog):
     async def _beat_forever(self) -> None:
         while True:
             await anyio.sleep(self.liveness / 3)
+            for stream_id in [s for s in self._state if s not in self.local]:
+                del self._state[stream_id]  # its local copy has expired: nothing will ask
             try:
                 await self._beat()
             except StoreUnavailable as exc:
