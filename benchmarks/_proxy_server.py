@@ -103,6 +103,8 @@ def upstream(tokens: int, rate: float) -> Handler:
             for at, word in schedule(seed, tokens, rate):
                 if (wait := start + at - loop.time()) > 0:
                     await asyncio.sleep(wait)
+                if writer.is_closing():  # the client left
+                    return
                 chunk = {**base, "choices": [{"index": 0, "delta": {"content": word}}]}
                 writer.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 await _drained(writer)
@@ -140,6 +142,8 @@ def bare(base: str) -> Handler:
                     + b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
                 )
                 async for line in up_reader:
+                    if writer.is_closing():  # the client left
+                        return
                     if not line.startswith(b"data: "):
                         continue
                     data = line[6:].rstrip()

@@ -62,23 +62,27 @@ def _request(host: str, port: int, seed: int, gzip: bool) -> bytes:
     return head.encode() + body
 
 
-async def record(host: str, port: int, seeds: range, gzip: bool, timeout: float) -> list[_Recording]:
-    """Open one stream per seed at once and record every read until each closes, or
-    until ``timeout`` seconds, when the ones still open are cut (and parse as wrong)."""
+async def record(
+    host: str, port: int, seeds: range, gzip: bool, timeout: float, ramp: float = 0.0
+) -> list[_Recording]:
+    """Open one stream per seed, their starts spread evenly over ``ramp`` seconds, and
+    record every read until each closes, or until ``timeout`` seconds, when the ones
+    still open are cut (and parse as wrong)."""
     loop = asyncio.get_running_loop()
 
-    async def one(seed: int) -> _Recording:
+    async def one(k: int, seed: int) -> _Recording:
         done = loop.create_future()
         protocol = _Recording(_request(host, port, seed, gzip), done)
         try:
+            await asyncio.sleep(ramp * k / len(seeds))
             await loop.create_connection(lambda: protocol, host, port)
             await done
         except (OSError, asyncio.CancelledError):
             pass
         return protocol
 
-    tasks = [asyncio.ensure_future(one(seed)) for seed in seeds]
-    await asyncio.wait(tasks, timeout=timeout)
+    tasks = [asyncio.ensure_future(one(k, seed)) for k, seed in enumerate(seeds)]
+    await asyncio.wait(tasks, timeout=ramp + timeout)
     for task in tasks:
         task.cancel()
     recordings = await asyncio.gather(*tasks)

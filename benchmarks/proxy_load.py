@@ -207,7 +207,9 @@ class Run:
     tasks: tuple[int | None, int | None]
 
 
-async def _recorded(server: _Server, up_pid: int, seeds: range, gzip: bool, timeout: float) -> Run:
+async def _recorded(
+    server: _Server, up_pid: int, seeds: range, gzip: bool, timeout: float, ramp: float
+) -> Run:
     pids = server.pids
     rss0 = sum(map(_rss_kib, pids))
     cpu0, up0, client0 = sum(map(_cpu_s, pids)), _cpu_s(up_pid), time.process_time()
@@ -222,7 +224,7 @@ async def _recorded(server: _Server, up_pid: int, seeds: range, gzip: bool, time
     watcher = asyncio.create_task(watch())
     t0 = time.monotonic()
     host, port = server.url.removeprefix("http://").split(":")
-    recordings = await record(host, int(port), seeds, gzip, timeout)
+    recordings = await record(host, int(port), seeds, gzip, timeout, ramp)
     wall = time.monotonic() - t0
     watcher.cancel()
     cpu, up_cpu = sum(map(_cpu_s, pids)) - cpu0, _cpu_s(up_pid) - up0
@@ -231,9 +233,9 @@ async def _recorded(server: _Server, up_pid: int, seeds: range, gzip: bool, time
     return Run(streams, wall, cpu, up_cpu, client, (peak - rss0) / len(seeds), (None, None))
 
 
-def _run(server: _Server, up_pid: int, streams: int, gzip: bool, timeout: float) -> Run:
+def _run(server: _Server, up_pid: int, streams: int, gzip: bool, timeout: float, ramp: float) -> Run:
     tasks0 = server.tasks()
-    run = asyncio.run(_recorded(server, up_pid, range(streams), gzip, timeout))
+    run = asyncio.run(_recorded(server, up_pid, range(streams), gzip, timeout, ramp))
     time.sleep(1.0)  # let the proxy end its streams' tasks
     run.tasks = (tasks0, server.tasks())
     return run
@@ -356,7 +358,11 @@ def main(
     sizes: Sequence[int] | None = None,
     rows: Sequence[str] | None = None,
     encodings: Sequence[str] = ("identity", "gzip"),
+    ramp: float = 1.0,
 ) -> None:
+    """Print the table. ``ramp``: the seconds over which a run's streams start, evenly
+    spread (thousands of connections in the same millisecond measure the accept queue,
+    not the proxy's steady state)."""
     tokens, rate, unloaded = (40, 20.0, 5) if quick else (150, 10.0, 10)
     sizes = sizes or ([100] if quick else [250, 1000, 2000])
     chosen = [p for p in PROXIES if rows is None or p.key in rows]
@@ -376,8 +382,8 @@ def main(
                         proxy, up_url
                     )  # a fresh process for every run: memory from the same start
                     try:
-                        reference = _run(server, up.pid, unloaded, encoding == "gzip", timeout)
-                        run = _run(server, up.pid, n, encoding == "gzip", timeout)
+                        reference = _run(server, up.pid, unloaded, encoding == "gzip", timeout, ramp)
+                        run = _run(server, up.pid, n, encoding == "gzip", timeout, ramp)
                     finally:
                         server.stop()
                     table.append(_row(proxy, encoding == "gzip", run, reference, tokens, rate))
@@ -385,7 +391,8 @@ def main(
         _stop(up)
     print_table(
         f"One proxy process under load, upstream in its own process: {tokens} content chunks "
-        f"per stream at ~{rate:g}/s in bursts of 4; pacer paces at {CPS:g} cps",
+        f"per stream at ~{rate:g}/s in bursts of 4, streams starting over {ramp:g} s; "
+        f"pacer paces at {CPS:g} cps",
         HEADER,
         table,
     )
@@ -402,5 +409,6 @@ if __name__ == "__main__":
     keys = [p.key for p in PROXIES]
     parser.add_argument("--rows", nargs="+", choices=keys, help="proxies to run (default: all)")
     parser.add_argument("--encodings", nargs="+", choices=["identity", "gzip"], default=["identity", "gzip"])
+    parser.add_argument("--ramp", type=float, default=1.0, help="seconds over which a run's streams start")
     args = parser.parse_args()
-    main(args.quick, args.sizes, args.rows, args.encodings)
+    main(args.quick, args.sizes, args.rows, args.encodings, args.ramp)
