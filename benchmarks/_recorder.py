@@ -1,8 +1,8 @@
 """A streaming client that costs little: record during the run, parse after it.
 
-During the run each connection only keeps ``(time, bytes)`` per read (an
-``asyncio.Protocol`` whose ``data_received`` appends to a list: a few microseconds a
-read), so thousands of streams can be measured from one process. After the run,
+During the run each connection only keeps ``(time, bytes)`` per read (one ``epoll``
+loop: a ``recv`` and an append a read), so thousands of streams can be measured from
+one process. After the run,
 ``parse`` rebuilds each response: the HTTP head, a chunked or close-delimited body,
 gzip undone where the response says so, SSE decoded with ``pacer.sse.SSEDecoder``; each
 event arrived at the time of the read that completed it. Requests say ``connection:
@@ -11,10 +11,12 @@ close``, so a response ends when its connection does and nothing is parsed on th
 
 from __future__ import annotations
 
-import asyncio
 import json
+import select
+import socket
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pacer.sse import SSEDecoder
@@ -33,25 +35,16 @@ class Stream:
     encoding: str = "identity"  # the response's content-encoding
 
 
-class _Recording(asyncio.Protocol):
-    def __init__(self, request: bytes, done: asyncio.Future[None]) -> None:
-        self.request, self.done = request, done
+class Recording:
+    """One connection's reads, ``(time, bytes)`` each (times from ``time.monotonic()``),
+    and ``start``, when its request was sent."""
+
+    __slots__ = ("reads", "request", "sock", "start")
+
+    def __init__(self, request: bytes) -> None:
+        self.request, self.sock = request, socket.socket()
         self.start = 0.0
         self.reads: list[tuple[float, bytes]] = []
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.start = time.monotonic()
-        transport.write(self.request)
-
-    def data_received(self, data: bytes) -> None:
-        self.reads.append((time.monotonic(), data))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.done.done():
-            self.done.set_result(None)
 
 
 def _request(host: str, port: int, seed: int, gzip: bool) -> bytes:
@@ -62,33 +55,74 @@ def _request(host: str, port: int, seed: int, gzip: bool) -> bytes:
     return head.encode() + body
 
 
-async def record(
-    host: str, port: int, seeds: range, gzip: bool, timeout: float, ramp: float = 0.0
-) -> list[_Recording]:
+def record(
+    host: str,
+    port: int,
+    seeds: range,
+    gzip: bool,
+    timeout: float,
+    ramp: float = 0.0,
+    tick: Callable[[], object] = lambda: None,
+) -> list[Recording]:
     """Open one stream per seed, their starts spread evenly over ``ramp`` seconds, and
-    record every read until each closes, or until ``timeout`` seconds, when the ones
-    still open are cut (and parse as wrong)."""
-    loop = asyncio.get_running_loop()
+    record every read until each closes, or until ``ramp + timeout`` seconds, when the
+    ones still open are cut (and parse as wrong). ``tick`` is called about every 0.5 s.
 
-    async def one(k: int, seed: int) -> _Recording:
-        done = loop.create_future()
-        protocol = _Recording(_request(host, port, seed, gzip), done)
-        try:
-            await asyncio.sleep(ramp * k / len(seeds))
-            await loop.create_connection(lambda: protocol, host, port)
-            await done
-        except (OSError, asyncio.CancelledError):
-            pass
-        return protocol
-
-    tasks = [asyncio.ensure_future(one(k, seed)) for k, seed in enumerate(seeds)]
-    await asyncio.wait(tasks, timeout=ramp + timeout)
-    for task in tasks:
-        task.cancel()
-    recordings = await asyncio.gather(*tasks)
-    for protocol in recordings:
-        if protocol.transport is not None and not protocol.transport.is_closing():
-            protocol.transport.abort()
+    One ``epoll`` loop, no asyncio: a read costs a ``recv`` and an append, and every
+    read one poll returns takes that poll's time.
+    """
+    poller = select.epoll()
+    recordings = [Recording(_request(host, port, seed, gzip)) for seed in seeds]
+    by_fd: dict[int, Recording] = {}
+    connecting: set[int] = set()
+    t0 = time.monotonic()
+    deadline, next_tick, started, live = t0 + ramp + timeout, t0 + 0.5, 0, 0
+    try:
+        while started < len(recordings) or live:
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            if now >= next_tick:
+                tick()
+                next_tick = now + 0.5
+            next_start = t0 + ramp * started / len(recordings)
+            while started < len(recordings) and now >= next_start:
+                rec = recordings[started]
+                rec.sock.setblocking(False)
+                rec.sock.connect_ex((host, port))
+                by_fd[rec.sock.fileno()] = rec
+                connecting.add(rec.sock.fileno())
+                poller.register(rec.sock.fileno(), select.EPOLLOUT)
+                started, live = started + 1, live + 1
+                next_start = t0 + ramp * started / len(recordings)
+            wait = 0.05 if started == len(recordings) else min(0.05, max(0.0, next_start - now))
+            ready = poller.poll(wait)
+            at = time.monotonic()
+            for fd, _ in ready:
+                rec = by_fd[fd]
+                data = b""
+                if fd in connecting:
+                    connecting.discard(fd)
+                    if rec.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                        rec.start = time.monotonic()
+                        rec.sock.send(rec.request)  # a few hundred bytes: an empty buffer takes them
+                        poller.modify(fd, select.EPOLLIN)
+                        continue
+                else:
+                    try:
+                        data = rec.sock.recv(65536)
+                    except OSError:  # reset: as closed
+                        data = b""
+                if data:
+                    rec.reads.append((at, data))
+                else:  # closed (or refused, or reset)
+                    poller.unregister(fd)
+                    rec.sock.close()
+                    live -= 1
+    finally:
+        for rec in recordings:
+            rec.sock.close()
+        poller.close()
     return recordings
 
 
@@ -139,7 +173,7 @@ class _Body:
         return b"".join(out)
 
 
-def parse(seed: int, recording: _Recording) -> Stream:
+def parse(seed: int, recording: Recording) -> Stream:
     """The events of one recorded response, each timed by the read it completed in."""
     stream = Stream(seed)
     body, decoder = _Body(), SSEDecoder()

@@ -207,38 +207,27 @@ class Run:
     tasks: tuple[int | None, int | None]
 
 
-async def _recorded(
-    server: _Server, up_pid: int, seeds: range, gzip: bool, timeout: float, ramp: float
-) -> Run:
+def _run(server: _Server, up_pid: int, streams: int, gzip: bool, timeout: float, ramp: float) -> Run:
+    tasks0 = server.tasks()
     pids = server.pids
     rss0 = sum(map(_rss_kib, pids))
     cpu0, up0, client0 = sum(map(_cpu_s, pids)), _cpu_s(up_pid), time.process_time()
     peak = rss0
 
-    async def watch() -> None:
+    def watch() -> None:
         nonlocal peak
-        while True:
-            await asyncio.sleep(0.5)
-            peak = max(peak, sum(map(_rss_kib, pids)))
+        peak = max(peak, sum(map(_rss_kib, pids)))
 
-    watcher = asyncio.create_task(watch())
     t0 = time.monotonic()
     host, port = server.url.removeprefix("http://").split(":")
-    recordings = await record(host, int(port), seeds, gzip, timeout, ramp)
+    seeds = range(streams)
+    recordings = record(host, int(port), seeds, gzip, timeout, ramp, watch)
     wall = time.monotonic() - t0
-    watcher.cancel()
     cpu, up_cpu = sum(map(_cpu_s, pids)) - cpu0, _cpu_s(up_pid) - up0
     client = time.process_time() - client0
-    streams = [parse(seed, r) for seed, r in zip(seeds, recordings, strict=True)]
-    return Run(streams, wall, cpu, up_cpu, client, (peak - rss0) / len(seeds), (None, None))
-
-
-def _run(server: _Server, up_pid: int, streams: int, gzip: bool, timeout: float, ramp: float) -> Run:
-    tasks0 = server.tasks()
-    run = asyncio.run(_recorded(server, up_pid, range(streams), gzip, timeout, ramp))
+    parsed = [parse(seed, r) for seed, r in zip(seeds, recordings, strict=True)]
     time.sleep(1.0)  # let the proxy end its streams' tasks
-    run.tasks = (tasks0, server.tasks())
-    return run
+    return Run(parsed, wall, cpu, up_cpu, client, (peak - rss0) / streams, (tasks0, server.tasks()))
 
 
 @functools.cache
