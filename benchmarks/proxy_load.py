@@ -51,6 +51,7 @@ from dataclasses import dataclass
 import h11
 import httpx
 
+import pacer
 from pacer import simulate
 from pacer.config import PacingConfig
 from pacer.metrics import percentile
@@ -145,18 +146,19 @@ async def _client(host: str, port: int, seed: int) -> Stream:
 @dataclass(frozen=True)
 class Proxy:
     """One row of the table: how to start the proxy (``_proxy_server``'s role and its
-    arguments after the upstream's URL; ``None``: nginx) and how it paces (``unit``;
-    ``None``: it does not)."""
+    arguments after the upstream's URL; ``nginx``; or ``direct``: no proxy) and how it
+    paces (``unit``; ``None``: it does not)."""
 
     key: str
     name: str
-    role: tuple[str, ...] | None
+    role: tuple[str, ...]
     unit: str | None
 
 
 PROXIES = (
+    Proxy("direct", "none: clients straight to the upstream", ("direct",), None),
     Proxy("bare", "bare asyncio re-emitter", ("bare",), None),
-    Proxy("nginx", "nginx (proxy_buffering off)", None, None),
+    Proxy("nginx", "nginx (proxy_buffering off)", ("nginx",), None),
     Proxy("passthrough", "pass-through (httpx + Starlette)", ("passthrough",), None),
     Proxy(
         "pacer", "pacer proxy (resumable, in memory)", ("paced", str(CPS), "grapheme", "memory"), "grapheme"
@@ -171,26 +173,32 @@ class _Server:
     """A started proxy: its URL, its processes, and its task count where it has one."""
 
     def __init__(self, proxy: Proxy, upstream: str) -> None:
-        self.nginx = _nginx.Nginx(upstream) if proxy.role is None else None
-        if self.nginx is not None:
+        self.kind = proxy.role[0]
+        self.nginx: _nginx.Nginx | None = None
+        self.proc: subprocess.Popen[str] | None = None
+        if self.kind == "direct":
+            self.url = upstream
+        elif self.kind == "nginx":
+            self.nginx = _nginx.Nginx(upstream)
             self.url = self.nginx.url
         else:
-            assert proxy.role is not None
-            self.proc, self.url = _spawn(proxy.role[0], upstream, *proxy.role[1:])
+            self.proc, self.url = _spawn(self.kind, upstream, *proxy.role[1:])
 
     @property
     def pids(self) -> list[int]:
-        return self.nginx.pids if self.nginx is not None else [self.proc.pid]
+        if self.nginx is not None:
+            return self.nginx.pids
+        return [] if self.proc is None else [self.proc.pid]
 
     def tasks(self) -> int | None:
-        if self.nginx is not None:
+        if self.proc is None:
             return None
         return int(httpx.get(f"{self.url}/debug/tasks", timeout=10).json()["tasks"])
 
     def stop(self) -> None:
         if self.nginx is not None:
             self.nginx.stop()
-        else:
+        if self.proc is not None:
             _stop(self.proc)
 
 
@@ -296,6 +304,10 @@ def _row(proxy: Proxy, gzip: bool, run: Run, unloaded: Run, tokens: int, rate: f
     us = lambda seconds, count: f"{1e6 * seconds / count:.0f}" if count else "-"  # noqa: E731
     ms = lambda v: f"{1000 * (v or 0.0):.1f}"  # noqa: E731
     tasks = "/".join("-" if t is None else str(t) for t in run.tasks)
+    cpu = ["-"] * 4  # no proxy, no proxy CPU
+    if proxy.key != "direct":
+        rate_k = f"{events / run.cpu / 1000:.1f}" if run.cpu else "-"
+        cpu = [us(run.cpu, n * tokens), us(run.cpu, events), rate_k, f"{100 * run.cpu / run.wall:.0f}%"]
     return [
         proxy.name,
         encoding,
@@ -305,15 +317,12 @@ def _row(proxy: Proxy, gzip: bool, run: Run, unloaded: Run, tokens: int, rate: f
         f"{per_stream:.0f} ({100 * _of_plan(run, tokens, rate, proxy.unit) / reference:.0f}%)"
         if reference
         else f"{per_stream:.0f}",
-        us(run.cpu, n * tokens),
-        us(run.cpu, events),
-        f"{events / run.cpu / 1000:.1f}" if run.cpu else "-",
-        f"{100 * run.cpu / run.wall:.0f}%",
+        *cpu,
         ms(percentile(late, 50)),
         ms(percentile(late, 99)),
         ms(percentile(first, 99)),
         ms(percentile(excess, 99)),
-        f"{run.kib:.0f}",
+        f"{run.kib:.0f}" if proxy.key != "direct" else "-",
         tasks,
         f"{100 * run.upstream_cpu / run.wall:.0f}%",
         us(run.client_cpu, events),
@@ -358,14 +367,14 @@ def main(
     length = schedule(0, tokens, rate)[-1][0]  # about every stream's length, in seconds
     timeout = 30 + 8 * length  # a run still going then is cut; its cut streams count as wrong
     notes = []
-    if any(p.role is None for p in chosen) and not _nginx.installed():
-        chosen = [p for p in chosen if p.role is not None]
+    if any(p.key == "nginx" for p in chosen) and not _nginx.installed():
+        chosen = [p for p in chosen if p.key != "nginx"]
         notes.append("nginx is not installed here: its row is left out.")
     up, up_url = _spawn("upstream", str(tokens), str(rate))
     table = []
     try:
         for proxy in chosen:
-            for encoding in encodings:
+            for encoding in encodings if proxy.key != "direct" else ["identity"]:  # the upstream never gzips
                 for n in sizes:
                     server = _Server(
                         proxy, up_url
@@ -381,7 +390,7 @@ def main(
     print_table(
         f"One proxy process under load, upstream in its own process: {tokens} content chunks "
         f"per stream at ~{rate:g}/s in bursts of 4, streams starting over {ramp:g} s; "
-        f"pacer paces at {CPS:g} cps",
+        f"pacer paces at {CPS:g} cps ({'compiled' if pacer.compiled else 'pure Python'} build)",
         HEADER,
         table,
     )
