@@ -374,17 +374,17 @@ def main(
     table = []
     try:
         for proxy in chosen:
-            for encoding in encodings if proxy.key != "direct" else ["identity"]:  # the upstream never gzips
+            # The upstream never compresses: the row without a proxy has no gzip run.
+            for encoding in encodings if proxy.key != "direct" else ["identity"]:
                 for n in sizes:
-                    server = _Server(
-                        proxy, up_url
-                    )  # a fresh process for every run: memory from the same start
+                    server = _Server(proxy, up_url)  # a fresh process each run: memory from one start
                     try:
                         reference = _run(server, up.pid, unloaded, encoding == "gzip", timeout, ramp)
                         run = _run(server, up.pid, n, encoding == "gzip", timeout, ramp)
                     finally:
                         server.stop()
                     table.append(_row(proxy, encoding == "gzip", run, reference, tokens, rate))
+                    print(" | ".join(table[-1]), file=sys.stderr, flush=True)  # progress: a full run is long
     finally:
         _stop(up)
     print_table(
