@@ -15,7 +15,9 @@ is where its resumable streams live: ``memory`` (the default), ``off`` (none), o
 ``... passthrough UPSTREAM_URL``: the reference, a plain pass-through proxy (httpx and
 Starlette, no pacing), built the way one usually is (gzip per piece where asked).
 
-Each prints its port, then serves; ``GET /debug/tasks`` counts its asyncio tasks.
+Each prints its port, then serves; ``GET /debug/tasks`` counts its asyncio tasks. The
+upstream's ``GET /debug/late`` says how late it wrote its chunks against their
+schedule since the last time it was asked (p50 and p99, seconds).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from pacer.metrics import percentile
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Coroutine[Any, Any, None]]
 
@@ -76,10 +80,14 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[str, dict[str, st
     return target, headers, await reader.readexactly(int(headers.get("content-length") or 0))
 
 
-def _tasks_response() -> bytes:
-    body = json.dumps({"tasks": len(asyncio.all_tasks())}).encode()
+def _json_response(value: object) -> bytes:
+    body = json.dumps(value).encode()
     head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
     return head.encode() + b"connection: close\r\n\r\n" + body
+
+
+def _tasks_response() -> bytes:
+    return _json_response({"tasks": len(asyncio.all_tasks())})
 
 
 async def _drained(writer: asyncio.StreamWriter) -> None:
@@ -89,11 +97,18 @@ async def _drained(writer: asyncio.StreamWriter) -> None:
 
 
 def upstream(tokens: int, rate: float) -> Handler:
+    late: list[float] = []  # how late each chunk was written, in seconds, since the last ``/debug/late``
+
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             target, _, body = await _read_request(reader)
             if target == "/debug/tasks":
                 writer.write(_tasks_response())
+                return
+            if target == "/debug/late":  # p50 and p99 of ``late``, which starts afresh
+                p50, p99 = percentile(late, 50) or 0.0, percentile(late, 99) or 0.0
+                writer.write(_json_response({"p50": p50, "p99": p99, "chunks": len(late)}))
+                late.clear()
                 return
             seed = int(json.loads(body)["user"])
             loop = asyncio.get_running_loop()
@@ -107,6 +122,7 @@ def upstream(tokens: int, rate: float) -> Handler:
                     return
                 chunk = {**base, "choices": [{"index": 0, "delta": {"content": word}}]}
                 writer.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                late.append(loop.time() - start - at)
                 await _drained(writer)
             writer.write(b"data: [DONE]\n\n")
             await writer.drain()

@@ -210,13 +210,17 @@ class Run:
     wall: float  # seconds
     cpu: float  # the proxy's CPU seconds over the run
     upstream_cpu: float
+    upstream_late: float  # p99 of how late the upstream wrote its chunks, in seconds
     client_cpu: float  # this process's CPU seconds while it recorded (parsing after excluded)
     kib: float  # the proxy's peak RSS growth per stream
     tasks: tuple[int | None, int | None]
 
 
-def _run(server: _Server, up_pid: int, streams: int, gzip: bool, timeout: float, ramp: float) -> Run:
+def _run(
+    server: _Server, upstream: str, up_pid: int, streams: int, gzip: bool, timeout: float, ramp: float
+) -> Run:
     tasks0 = server.tasks()
+    httpx.get(f"{upstream}/debug/late", timeout=10)  # the upstream's lateness starts afresh
     pids = server.pids
     rss0 = sum(map(_rss_kib, pids))
     cpu0, up0, client0 = sum(map(_cpu_s, pids)), _cpu_s(up_pid), time.process_time()
@@ -233,9 +237,10 @@ def _run(server: _Server, up_pid: int, streams: int, gzip: bool, timeout: float,
     wall = time.monotonic() - t0
     cpu, up_cpu = sum(map(_cpu_s, pids)) - cpu0, _cpu_s(up_pid) - up0
     client = time.process_time() - client0
+    up_late = float(httpx.get(f"{upstream}/debug/late", timeout=10).json()["p99"])
     parsed = [parse(seed, r) for seed, r in zip(seeds, recordings, strict=True)]
     time.sleep(1.0)  # let the proxy end its streams' tasks
-    return Run(parsed, wall, cpu, up_cpu, client, (peak - rss0) / streams, (tasks0, server.tasks()))
+    return Run(parsed, wall, cpu, up_cpu, up_late, client, (peak - rss0) / streams, (tasks0, server.tasks()))
 
 
 @functools.cache
@@ -325,6 +330,7 @@ def _row(proxy: Proxy, gzip: bool, run: Run, unloaded: Run, tokens: int, rate: f
         f"{run.kib:.0f}" if proxy.key != "direct" else "-",
         tasks,
         f"{100 * run.upstream_cpu / run.wall:.0f}%",
+        ms(run.upstream_late),
         us(run.client_cpu, events),
     ]
 
@@ -347,6 +353,7 @@ HEADER = [
     "KiB/stream",
     "tasks before/after",
     "upstream of a core",
+    "upstream late p99 ms",
     "client µs/event",
 ]
 
@@ -379,8 +386,8 @@ def main(
                 for n in sizes:
                     server = _Server(proxy, up_url)  # a fresh process each run: memory from one start
                     try:
-                        reference = _run(server, up.pid, unloaded, encoding == "gzip", timeout, ramp)
-                        run = _run(server, up.pid, n, encoding == "gzip", timeout, ramp)
+                        reference = _run(server, up_url, up.pid, unloaded, encoding == "gzip", timeout, ramp)
+                        run = _run(server, up_url, up.pid, n, encoding == "gzip", timeout, ramp)
                     finally:
                         server.stop()
                     table.append(_row(proxy, encoding == "gzip", run, reference, tokens, rate))
