@@ -8,10 +8,10 @@ of streams to the proxy under test; its body is close-delimited.
 ``... bare UPSTREAM_URL``: the Python floor for a proxy that reads events: a plain
 asyncio server that reads the upstream's SSE lines, parses each JSON and writes each
 event to its client (chunked; gzip per event where asked), with no pacing.
-``... paced UPSTREAM_URL CPS UNIT [STREAMS]``: pacer's proxy in front of it, with its
-default pipeline at CPS (``UNIT``: ``grapheme``, the default, or ``word``); ``STREAMS``
-is where its resumable streams live: ``memory`` (the default), ``off`` (none), or a
-``redis://`` URL.
+``... paced UPSTREAM_URL CPS UNIT [STREAMS [WORKERS]]``: pacer's proxy in front of it,
+with its default pipeline at CPS (``UNIT``: ``grapheme``, the default, or ``word``);
+``STREAMS`` is where its resumable streams live: ``memory`` (the default), ``off``
+(none), or a ``redis://`` URL; ``WORKERS`` processes serve one socket (default 1).
 ``... passthrough UPSTREAM_URL``: the reference, a plain pass-through proxy (httpx and
 Starlette, no pacing), built the way one usually is (gzip per piece where asked).
 
@@ -23,8 +23,11 @@ schedule since the last time it was asked (p50 and p99, seconds).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import random
+import signal
 import socket
 import sys
 import zlib
@@ -249,11 +252,43 @@ def main(argv: list[str]) -> None:
 
         asyncio.run(run())
         return
-    app = (
-        passthrough(argv[1]) if role == "passthrough" else paced(argv[1], float(argv[2]), argv[3], *argv[4:5])
-    )
-    config = uvicorn.Config(app, log_level="error", backlog=4096, timeout_keep_alive=60)
-    asyncio.run(uvicorn.Server(config).serve([sock]))
+
+    def serve_app() -> None:
+        app = (
+            passthrough(argv[1])
+            if role == "passthrough"
+            else paced(argv[1], float(argv[2]), argv[3], *argv[4:5])
+        )
+        config = uvicorn.Config(app, log_level="error", backlog=4096, timeout_keep_alive=60)
+        asyncio.run(uvicorn.Server(config).serve([sock]))
+
+    workers = int(argv[5]) if role == "paced" and len(argv) > 5 else 1
+    if workers == 1:
+        serve_app()
+    else:
+        _forked(workers, serve_app)
+
+
+def _forked(workers: int, serve: Callable[[], None]) -> None:
+    """Serve from ``workers`` child processes accepting on one socket (as ``pacer proxy
+    --workers``: the kernel spreads the connections); this process only waits for them,
+    and stops them when it is stopped."""
+    children = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:
+            serve()
+            os._exit(0)
+        children.append(pid)
+
+    def stop(signum: int, frame: object) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    for pid in children:
+        os.waitpid(pid, 0)
 
 
 if __name__ == "__main__":

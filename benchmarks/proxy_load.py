@@ -39,9 +39,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import contextlib
 import functools
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -87,6 +89,11 @@ def _stop(proc: subprocess.Popen[str]) -> None:
     except subprocess.TimeoutExpired:  # still draining streams: stop it
         proc.kill()
         proc.wait(10)
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(child) for child in f.read().split()]
 
 
 def _rss_kib(pid: int) -> int:
@@ -166,6 +173,12 @@ PROXIES = (
     Proxy(
         "pacer-no-resume", "pacer proxy, no resumable log", ("paced", str(CPS), "grapheme", "off"), "grapheme"
     ),
+    Proxy(
+        "pacer-2-workers",
+        "pacer proxy (resumable), 2 worker processes",
+        ("paced", str(CPS), "grapheme", "memory", "2"),
+        "grapheme",
+    ),
 )
 
 
@@ -188,7 +201,7 @@ class _Server:
     def pids(self) -> list[int]:
         if self.nginx is not None:
             return self.nginx.pids
-        return [] if self.proc is None else [self.proc.pid]
+        return [] if self.proc is None else [self.proc.pid, *_children(self.proc.pid)]
 
     def tasks(self) -> int | None:
         if self.proc is None:
@@ -199,7 +212,11 @@ class _Server:
         if self.nginx is not None:
             self.nginx.stop()
         if self.proc is not None:
+            workers = _children(self.proc.pid)
             _stop(self.proc)
+            for pid in workers:  # gone with their parent, unless it had to be killed
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 @dataclass
@@ -363,11 +380,12 @@ def main(
     sizes: Sequence[int] | None = None,
     rows: Sequence[str] | None = None,
     encodings: Sequence[str] = ("identity", "gzip"),
-    ramp: float = 1.0,
+    ramp: float | None = None,
 ) -> None:
     """Print the table. ``ramp``: the seconds over which a run's streams start, evenly
     spread (thousands of connections in the same millisecond measure the accept queue,
-    not the proxy's steady state)."""
+    not the proxy's steady state); default 1 s, 0.5 s quick."""
+    ramp = ramp if ramp is not None else 0.5 if quick else 1.0
     tokens, rate, unloaded = (40, 20.0, 5) if quick else (150, 10.0, 10)
     sizes = sizes or ([100] if quick else [250, 1000, 2000])
     chosen = [p for p in PROXIES if rows is None or p.key in rows]
@@ -414,6 +432,6 @@ if __name__ == "__main__":
     keys = [p.key for p in PROXIES]
     parser.add_argument("--rows", nargs="+", choices=keys, help="proxies to run (default: all)")
     parser.add_argument("--encodings", nargs="+", choices=["identity", "gzip"], default=["identity", "gzip"])
-    parser.add_argument("--ramp", type=float, default=1.0, help="seconds over which a run's streams start")
+    parser.add_argument("--ramp", type=float, help="seconds over which a run's streams start (default 1)")
     args = parser.parse_args()
     main(args.quick, args.sizes, args.rows, args.encodings, args.ramp)
