@@ -96,7 +96,7 @@ def record(
                 started, live = started + 1, live + 1
                 next_start = t0 + ramp * started / len(recordings)
             wait = 0.05 if started == len(recordings) else min(0.05, max(0.0, next_start - now))
-            ready = poller.poll(wait)
+            ready = poller.poll(wait, len(recordings) + 1)  # every ready socket at once
             at = time.monotonic()
             for fd, _ in ready:
                 rec = by_fd[fd]
