@@ -5,7 +5,8 @@ streams follow a known schedule, and in front of it, one at a time, the proxies
 compared: the bare asyncio re-emitter (reads the upstream's SSE lines, parses each
 JSON, writes each event: the Python floor for this job), nginx with
 ``proxy_buffering off`` (where installed), the httpx + Starlette pass-through, and
-pacer's proxy with and without its resumable log. This process runs N concurrent
+pacer's proxy with and without its resumable log and with two worker processes; and
+a row with no proxy at all, the harness's own floor. This process runs N concurrent
 streams through each, for identity and gzip (``Accept-Encoding: gzip``, undone per
 event by the client), with a client that records raw reads during the run and
 parses them after (``_recorder``). Each run is preceded, on the same fresh proxy
@@ -24,8 +25,8 @@ Per run it reports:
 - **beyond schedule**: each event's gap minus the scheduled gap between the same two
   points of the text (what the proxy and the machine added to the rhythm);
 - memory per open stream (peak RSS growth), the proxy's tasks before and after, the
-  upstream's share of a core (an upstream that falls behind makes every proxy late)
-  and the client's own CPU per event.
+  upstream's share of a core and how late it wrote its chunks (an upstream that falls
+  behind makes every proxy late), and the client's own CPU per event.
 
 The servers and the clients share this machine's cores: on a machine with few cores
 the figures include that contention, for every row alike.
