@@ -2,25 +2,37 @@
 
 ``python -m benchmarks._proxy_server upstream TOKENS RATE``: a fake OpenAI upstream
 whose streams follow ``schedule(seed, TOKENS, RATE)`` (bursts of four content chunks,
-about RATE chunks a second, the seed being the request's ``user``).
-``... paced UPSTREAM_URL CPS UNIT [STREAMS]``: pacer's proxy in front of it, with its
-default pipeline at CPS (``UNIT``: ``grapheme``, the default, or ``word``); ``STREAMS``
-is where its resumable streams live: ``memory`` (the default), ``off`` (none), or a
-``redis://`` URL.
+about RATE chunks a second, the seed being the request's ``user``), each chunk written
+on its own. A plain asyncio server, so that it stays on time while it feeds thousands
+of streams to the proxy under test; its body is close-delimited.
+``... bare UPSTREAM_URL``: the Python floor for a proxy that reads events: a plain
+asyncio server that reads the upstream's SSE lines, parses each JSON and writes each
+event to its client (chunked; gzip per event where asked), with no pacing.
+``... paced UPSTREAM_URL CPS UNIT [STREAMS [WORKERS]]``: pacer's proxy in front of it,
+with its default pipeline at CPS (``UNIT``: ``grapheme``, the default, or ``word``);
+``STREAMS`` is where its resumable streams live: ``memory`` (the default), ``off``
+(none), or a ``redis://`` URL; ``WORKERS`` processes serve one socket (default 1).
 ``... passthrough UPSTREAM_URL``: the reference, a plain pass-through proxy (httpx and
-Starlette, no pacing), built the way one usually is.
+Starlette, no pacing), built the way one usually is (gzip per piece where asked).
 
-Each prints its port, then serves; ``GET /debug/tasks`` counts its asyncio tasks.
+Each prints its port, then serves; ``GET /debug/tasks`` counts its asyncio tasks. The
+upstream's ``GET /debug/late`` says how late it wrote its chunks against their
+schedule since the last time it was asked (p50 and p99, seconds).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import random
+import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+import zlib
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 import httpx
 import uvicorn
@@ -28,6 +40,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from pacer.metrics import percentile
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Coroutine[Any, Any, None]]
 
 WORDS = ["alpha ", "beta ", "gamma ", "δέλτα ", "中文", "👍🏽 ", "epsilon. "]
 
@@ -55,26 +71,123 @@ async def _tasks(request: Request) -> Response:
     return JSONResponse({"tasks": len(asyncio.all_tasks())})
 
 
-def upstream(tokens: int, rate: float) -> Starlette:
-    async def chat(request: Request) -> Response:
-        seed = int((await request.json())["user"])
-        start = asyncio.get_running_loop().time()
+async def _read_request(reader: asyncio.StreamReader) -> tuple[str, dict[str, str], bytes]:
+    """One HTTP/1.1 request with a ``content-length`` body: its target, headers (names
+    lowercased) and body."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    target = head[0].split(" ")[1]
+    headers = {}
+    for line in head[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return target, headers, await reader.readexactly(int(headers.get("content-length") or 0))
 
-        async def gen() -> AsyncIterator[bytes]:
-            base = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+
+def _json_response(value: object) -> bytes:
+    body = json.dumps(value).encode()
+    head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+    return head.encode() + b"connection: close\r\n\r\n" + body
+
+
+def _tasks_response() -> bytes:
+    return _json_response({"tasks": len(asyncio.all_tasks())})
+
+
+async def _drained(writer: asyncio.StreamWriter) -> None:
+    """Wait for the client only when it falls behind: a drain per write costs an await."""
+    if writer.transport.get_write_buffer_size() > 1 << 16:
+        await writer.drain()
+
+
+def upstream(tokens: int, rate: float) -> Handler:
+    late: list[float] = []  # how late each chunk was written, in seconds, since the last ``/debug/late``
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            target, _, body = await _read_request(reader)
+            if target == "/debug/tasks":
+                writer.write(_tasks_response())
+                return
+            if target == "/debug/late":  # p50 and p99 of ``late``, which starts afresh
+                p50, p99 = percentile(late, 50) or 0.0, percentile(late, 99) or 0.0
+                writer.write(_json_response({"p50": p50, "p99": p99, "chunks": len(late)}))
+                late.clear()
+                return
+            seed = int(json.loads(body)["user"])
             loop = asyncio.get_running_loop()
+            start = loop.time()
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n")
+            base = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m"}
             for at, word in schedule(seed, tokens, rate):
                 if (wait := start + at - loop.time()) > 0:
                     await asyncio.sleep(wait)
+                if writer.is_closing():  # the client left
+                    return
                 chunk = {**base, "choices": [{"index": 0, "delta": {"content": word}}]}
-                yield f"data: {json.dumps(chunk)}\n\n".encode()
-            yield b"data: [DONE]\n\n"
+                writer.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                late.append(loop.time() - start - at)
+                await _drained(writer)
+            writer.write(b"data: [DONE]\n\n")
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
 
-        return StreamingResponse(gen(), media_type="text/event-stream")
+    return serve
 
-    return Starlette(
-        routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/debug/tasks", _tasks)]
-    )
+
+def bare(base: str) -> Handler:
+    """Read the upstream's SSE lines, parse each JSON, write each event: nothing more."""
+    host, port = base.removeprefix("http://").split(":")
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            target, headers, body = await _read_request(reader)
+            if target == "/debug/tasks":
+                writer.write(_tasks_response())
+                return
+            up_reader, up_writer = await asyncio.open_connection(host, int(port))
+            try:
+                head = f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}:{port}\r\n"
+                head += f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+                up_writer.write(head.encode() + body)
+                await up_reader.readuntil(b"\r\n\r\n")  # the upstream's head; its body is close-delimited
+                gzip = "gzip" in headers.get("accept-encoding", "")
+                codec = zlib.compressobj(9, zlib.DEFLATED, 31) if gzip else None
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
+                    + (b"content-encoding: gzip\r\n" if gzip else b"")
+                    + b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+                )
+                async for line in up_reader:
+                    if writer.is_closing():  # the client left
+                        return
+                    if not line.startswith(b"data: "):
+                        continue
+                    data = line[6:].rstrip()
+                    event = (
+                        b"data: [DONE]\n\n"
+                        if data == b"[DONE]"
+                        else b"data: %b\n\n" % json.dumps(json.loads(data)).encode()
+                    )
+                    if codec is not None:
+                        event = codec.compress(event) + codec.flush(zlib.Z_SYNC_FLUSH)
+                    writer.write(b"%x\r\n%b\r\n" % (len(event), event))
+                    await _drained(writer)
+                if codec is not None:
+                    tail = codec.flush()
+                    writer.write(b"%x\r\n%b\r\n" % (len(tail), tail))
+                writer.write(b"0\r\n\r\n")
+                await writer.drain()
+            finally:
+                up_writer.close()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    return serve
 
 
 def passthrough(base: str) -> Starlette:
@@ -90,15 +203,21 @@ def passthrough(base: str) -> Starlette:
             stream=True,
         )
 
+        gzip = "gzip" in request.headers.get("accept-encoding", "")
+        codec = zlib.compressobj(9, zlib.DEFLATED, 31) if gzip else None
+
         async def relay() -> AsyncIterator[bytes]:
             try:
                 async for piece in upstream.aiter_raw():
-                    yield piece
+                    yield piece if codec is None else codec.compress(piece) + codec.flush(zlib.Z_SYNC_FLUSH)
+                if codec is not None:
+                    yield codec.flush()
             finally:
                 await upstream.aclose()
 
         media = upstream.headers.get("content-type", "application/octet-stream")
-        return StreamingResponse(relay(), status_code=upstream.status_code, media_type=media)
+        encoded = {"content-encoding": "gzip"} if gzip else None
+        return StreamingResponse(relay(), status_code=upstream.status_code, media_type=media, headers=encoded)
 
     return Starlette(
         routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/debug/tasks", _tasks)]
@@ -122,16 +241,54 @@ def paced(base: str, cps: float, unit: str, streams: str = "memory") -> Starlett
 
 def main(argv: list[str]) -> None:
     role = argv[0]
-    if role == "upstream":
-        app = upstream(int(argv[1]), float(argv[2]))
-    elif role == "passthrough":
-        app = passthrough(argv[1])
-    else:
-        app = paced(argv[1], float(argv[2]), argv[3], *argv[4:5])
     sock = _socket()
     print(sock.getsockname()[1], flush=True)
-    config = uvicorn.Config(app, log_level="error", backlog=4096, timeout_keep_alive=60)
-    asyncio.run(uvicorn.Server(config).serve([sock]))
+    if role in ("upstream", "bare"):
+        serve = upstream(int(argv[1]), float(argv[2])) if role == "upstream" else bare(argv[1])
+
+        async def run() -> None:
+            server = await asyncio.start_server(serve, sock=sock, backlog=4096)
+            await server.serve_forever()
+
+        asyncio.run(run())
+        return
+
+    def serve_app() -> None:
+        app = (
+            passthrough(argv[1])
+            if role == "passthrough"
+            else paced(argv[1], float(argv[2]), argv[3], *argv[4:5])
+        )
+        config = uvicorn.Config(app, log_level="error", backlog=4096, timeout_keep_alive=60)
+        asyncio.run(uvicorn.Server(config).serve([sock]))
+
+    workers = int(argv[5]) if role == "paced" and len(argv) > 5 else 1
+    if workers == 1:
+        serve_app()
+    else:
+        _forked(workers, serve_app)
+
+
+def _forked(workers: int, serve: Callable[[], None]) -> None:
+    """Serve from ``workers`` child processes accepting on one socket (as ``pacer proxy
+    --workers``: the kernel spreads the connections); this process only waits for them,
+    and stops them when it is stopped."""
+    children = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:
+            serve()
+            os._exit(0)
+        children.append(pid)
+
+    def stop(signum: int, frame: object) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    for pid in children:
+        os.waitpid(pid, 0)
 
 
 if __name__ == "__main__":
