@@ -23,13 +23,18 @@ test can cut a stream in the middle.
 
 ``python -m pacer.testing.model_server --port N`` serves it with uvicorn (``--port 0``:
 any free port) and prints its URL, ``http://127.0.0.1:PORT``, once it listens.
+``ModelProcess`` runs one from a test: started, killed (SIGKILL, as a crash) and
+restarted on the same port.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import select
 import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -45,7 +50,7 @@ from starlette.routing import Route
 
 from .model import Finish, Generation, Message, TinyModel
 
-__all__ = ["create_app", "main"]
+__all__ = ["ModelProcess", "create_app", "main"]
 
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
@@ -226,6 +231,68 @@ def _prompt(prompt: Any) -> str:
     if not isinstance(prompt, str):
         raise _BadRequest("prompt must be a string (or a list of one)", "prompt")
     return prompt
+
+
+class ModelProcess:
+    """``python -m pacer.testing.model_server ARGS`` in a process of its own, for tests.
+
+    ``start()`` returns once the server listens (its URL is ``url``); ``kill()`` ends it
+    with SIGKILL, as a crash would, cutting its streams; ``restart()`` starts it again on
+    the same port; leaving the ``with`` block kills it.
+    """
+
+    def __init__(self, *args: str, port: int = 0) -> None:
+        self.args = args
+        self.port = port
+        self.url = ""
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self, timeout: float = 120.0) -> str:
+        """Start the server; its URL, once it listens (``timeout`` in seconds)."""
+        self.launch()
+        return self.wait(timeout)
+
+    def launch(self) -> None:
+        """Start the server without waiting for it (several start side by side)."""
+        if self.process is not None:
+            raise RuntimeError("the model server is already running")
+        command = [sys.executable, "-m", "pacer.testing.model_server", *self.args, "--port", str(self.port)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+
+    def wait(self, timeout: float = 120.0) -> str:
+        """The URL of a launched server, once it listens (``timeout`` in seconds)."""
+        if self.process is None or self.process.stdout is None:
+            raise RuntimeError("the model server was not launched")
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        line = self.process.stdout.readline() if ready else ""
+        if not line.startswith("http://"):
+            self.kill()
+            raise RuntimeError(f"the model server did not start within {timeout} s")
+        self.url = line.strip()
+        self.port = int(self.url.rsplit(":", 1)[1])
+        return self.url
+
+    def kill(self) -> None:
+        """End the server at once (SIGKILL): its open streams are cut mid-answer."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(30)
+            if self.process.stdout is not None:
+                self.process.stdout.close()
+            self.process = None
+
+    def restart(self, timeout: float = 120.0) -> str:
+        """Kill the server if it runs, and start it again on the same port."""
+        self.kill()
+        return self.start(timeout)
+
+    def __enter__(self) -> ModelProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
