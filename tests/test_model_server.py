@@ -203,6 +203,18 @@ def test_continue_final_message_over_http_gives_the_rest(url: str) -> None:
     assert whole["choices"][0]["message"]["content"] == answer[5:]
 
 
+def test_concurrent_streams_answer_as_one_at_a_time(url: str, model: TinyModel) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    questions = [f"Question {i}?" for i in range(8)]
+    bodies = [{"messages": as_json(chat(q)), "max_tokens": 60} for q in questions]
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        streamed = [text for text, _, _ in pool.map(stream_chat, [url] * len(bodies), bodies)]
+    alone = [model.generate(model.tokenizer.chat(chat(q)), 60).run() for q in questions]
+    assert streamed == alone
+    assert len(set(alone)) == len(alone)
+
+
 def test_max_tokens_ends_the_stream_with_length(url: str) -> None:
     body = {"messages": as_json(chat("Hi")), "max_tokens": 7, "stream_options": {"include_usage": True}}
     text, chunks, _ = stream_chat(url, body)
@@ -269,6 +281,21 @@ def test_bad_requests_are_openai_errors(url: str, body: dict[str, Any], status: 
 def test_health_and_models(url: str) -> None:
     assert httpx.get(f"{url}/health").status_code == 200
     assert httpx.get(f"{url}/v1/models").json()["data"][0]["id"] == "pacer-tiny"
+
+
+def test_docs_page_examples_hold(url: str) -> None:
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parent.parent / "docs/how-to/test-model.md").read_text("utf-8")
+    for block in re.findall(r"```python\n(.*?)```", page, re.S):
+        exec(block, {})
+    (request,) = re.findall(r"```json\n(.*?)```", page, re.S)
+    body = json.loads(request)
+    rest, _, _ = stream_chat(url, body)
+    shown = body["messages"][-1]["content"]
+    assert shown + rest == whole_answer(url, {"messages": body["messages"][:-1]})
+    assert shown[:20] in page.split("```json")[0]  # the sample sentence is the real answer
 
 
 # Two servers in processes of their own.
