@@ -215,6 +215,31 @@ def test_concurrent_streams_answer_as_one_at_a_time(url: str, model: TinyModel) 
     assert len(set(alone)) == len(alone)
 
 
+def test_lanes_differ_and_each_continues_as_itself(url: str) -> None:
+    messages = as_json(chat("Hi"))
+    body = {"messages": messages, "n": 3, "stream_options": {"include_usage": True}}
+    _, chunks, _ = stream_chat(url, body)
+    lanes = ["", "", ""]
+    finishes = {}
+    for c in chunks[:-1]:
+        (choice,) = c["choices"]
+        lanes[choice["index"]] += choice["delta"].get("content", "")
+        if choice["finish_reason"]:
+            finishes[choice["index"]] = choice["finish_reason"]
+    assert [c["choices"][0]["delta"] for c in chunks[:3]] == [{"role": "assistant", "content": ""}] * 3
+    assert finishes == {0: "stop", 1: "stop", 2: "stop"}
+    assert chunks[-1]["usage"]["completion_tokens"] == sum(map(len, lanes))
+    assert lanes[0] == whole_answer(url, {"messages": messages})
+    assert len(set(lanes)) == 3
+    whole = httpx.post(f"{url}/v1/chat/completions", json={"messages": messages, "n": 3}).json()
+    assert [c["message"]["content"] for c in whole["choices"]] == lanes
+    for lane in lanes[1:]:
+        for k in (1, 50):
+            prefilled = [*messages, {"role": "assistant", "content": lane[:k]}]
+            body = {"messages": prefilled, "continue_final_message": True, "add_generation_prompt": False}
+            assert lane[:k] + whole_answer(url, body) == lane
+
+
 def test_max_tokens_ends_the_stream_with_length(url: str) -> None:
     body = {"messages": as_json(chat("Hi")), "max_tokens": 7, "stream_options": {"include_usage": True}}
     text, chunks, _ = stream_chat(url, body)
@@ -266,7 +291,7 @@ def test_openai_sdk_reads_the_stream_and_continues_it(url: str) -> None:
     [
         ({"continue_final_message": True, "add_generation_prompt": True}, 400, "Cannot set both"),
         ({"model": "gpt-4o"}, 404, "does not exist"),
-        ({"n": 2}, 400, "one choice"),
+        ({"n": 0}, 400, "n must be"),
         ({"max_tokens": 0}, 400, "max_tokens"),
         ({"messages": []}, 400, "messages"),
         ({"messages": [{"role": "tool", "content": "x"}]}, 400, "role"),

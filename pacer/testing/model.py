@@ -28,7 +28,8 @@ words of up to 9 letters, commas, ``.!?`` and an occasional emoji word. Within w
 the grammar allows, the model's logits plus English letter frequencies choose. The
 grammar reads only the context, never a count of tokens generated, so it keeps the
 continuation promise; it ends the answer (EOS) at the first sentence end past
-``answer_chars`` characters of the message.
+``answer_chars`` characters of the message. Lanes (``n`` choices) differ in their first
+character only (``TinyModel.generate``), so each lane continues as itself too.
 
 Cost: one forward pass of one token per generated token (a key-value cache), and a
 scan of at most the current sentence (about 120 characters) for the grammar.
@@ -272,15 +273,22 @@ class TinyModel:
         """The model's parameter count."""
         return sum(p.numel() for p in self.model.parameters())  # type: ignore[no-any-return]
 
-    def generate(self, context: Sequence[int], max_tokens: int | None = None) -> Generation:
-        """A greedy generation after ``context`` (ids), of at most ``max_tokens`` tokens."""
-        return Generation(self, context, max_tokens)
+    def generate(self, context: Sequence[int], max_tokens: int | None = None, lane: int = 0) -> Generation:
+        """A greedy generation after ``context`` (ids), of at most ``max_tokens`` tokens.
 
-    def _choose(self, logits: Any, text: str | None) -> int:
+        ``lane`` (one choice of ``n``): lane ``i`` opens an empty message with the
+        model's ``i``-th best character, then goes on greedily. So the lanes differ, and
+        a lane's text, once it has a character, continues as that lane; lane 0 is the
+        plain greedy answer."""
+        return Generation(self, context, max_tokens, lane)
+
+    def _choose(self, logits: Any, text: str | None, lane: int) -> int:
         allowed = self._grammar.allowed(text)
         if len(allowed) == 1:
             return int(allowed[0])
         scores = logits[allowed] + self._bias[allowed]
+        if lane and text == "":
+            return int(allowed[int(scores.argsort(descending=True)[lane % len(allowed)])])
         return int(allowed[int(scores.argmax())])
 
 
@@ -288,10 +296,13 @@ class Generation:
     """One greedy answer, a token at a time: ``step()`` computes the next id (``None`` once
     finished, with ``finish`` saying why). Iterating yields the ids; ``text`` so far."""
 
-    def __init__(self, model: TinyModel, context: Sequence[int], max_tokens: int | None) -> None:
+    def __init__(
+        self, model: TinyModel, context: Sequence[int], max_tokens: int | None, lane: int = 0
+    ) -> None:
         if not context:
             raise ValueError("a context holds at least one id (BOS)")
         self.model = model
+        self.lane = lane
         self.context = list(context)
         self.max_tokens = max_tokens
         self.ids: list[int] = []
@@ -320,7 +331,7 @@ class Generation:
         with torch.inference_mode():
             out = self.model.model(input_ids=torch.tensor([self._pending]), cache=self._cache, use_cache=True)
         self._cache = out.cache
-        token = self.model._choose(out.logits[0, -1], self._open)
+        token = self.model._choose(out.logits[0, -1], self._open, self.lane)
         if token == Special.EOS:
             self.finish = Finish.STOP
             return None

@@ -15,11 +15,15 @@ Routes, as vLLM serves them:
 * ``GET /v1/models``, ``GET /health``.
 
 Decoding is always greedy (``temperature``, ``top_p``, ``seed`` and the like are
-accepted and have no effect), with one choice (``n`` > 1 is a 400). A stream sends a
-role chunk (chat), one chunk per token, a chunk with ``finish_reason`` (``"stop"``:
-the model ended; ``"length"``: ``max_tokens`` or the context), a usage chunk when
-asked, then ``data: [DONE]``; ``token_delay`` seconds pass after each token, so a
-test can cut a stream in the middle.
+accepted and have no effect). ``n`` choices (up to 16) are ``TinyModel`` lanes: in
+chat, lane ``i`` opens with the model's ``i``-th best first character, then goes on
+greedily, so the lanes differ and each continues as itself once it shows a character;
+a completion's lanes continue a non-empty prompt and are alike. A stream sends a role
+chunk per choice (chat), one chunk per token, a token of each choice in turn, a chunk
+with ``finish_reason`` per choice (``"stop"``: the model ended; ``"length"``:
+``max_tokens`` or the context), a usage chunk when asked (the choices' tokens
+summed), then ``data: [DONE]``; ``token_delay`` seconds pass after each round of
+tokens, so a test can cut a stream in the middle.
 
 ``python -m pacer.testing.model_server --port N`` serves it with uvicorn (``--port 0``:
 any free port) and prints its URL, ``http://127.0.0.1:PORT``, once it listens.
@@ -52,6 +56,7 @@ from .model import Finish, Generation, Message, TinyModel
 
 __all__ = ["ModelProcess", "create_app", "main"]
 
+_MAX_LANES = 16
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
 
@@ -73,7 +78,8 @@ class _Job:
 
     chat: bool  # chat.completion(s) or text_completion(s)
     context: list[int]
-    max_tokens: int | None
+    max_tokens: int | None  # per lane
+    n: int  # lanes (choices)
     stream: bool
     include_usage: bool
 
@@ -116,34 +122,37 @@ async def _answer(model: TinyModel, request: Request, token_delay: float, *, cha
         return _BadRequest(f"the request body is not JSON: {exc}").response()
     except _BadRequest as exc:
         return exc.response()
-    generation = model.generate(job.context, job.max_tokens)
+    lanes = [model.generate(job.context, job.max_tokens, lane) for lane in range(job.n)]
     head = {
         "id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}",
         "created": int(time.time()),
         "model": model.name,
     }
     if job.stream:
-        return StreamingResponse(_stream(generation, job, head, token_delay), media_type="text/event-stream")
-    text = await anyio.to_thread.run_sync(generation.run)
-    choice: dict[str, Any] = {"index": 0}
-    if chat:
-        choice["message"] = {"role": "assistant", "content": text}
-    else:
-        choice["text"] = text
-    choice |= {"logprobs": None, "finish_reason": _finish(generation)}
+        return StreamingResponse(_stream(lanes, job, head, token_delay), media_type="text/event-stream")
+    choices = []
+    for lane, generation in enumerate(lanes):
+        text = await anyio.to_thread.run_sync(generation.run)
+        choice: dict[str, Any] = {"index": lane}
+        if chat:
+            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            choice["text"] = text
+        choices.append({**choice, "logprobs": None, "finish_reason": _finish(generation)})
     kind = "chat.completion" if chat else "text_completion"
-    return JSONResponse({**head, "object": kind, "choices": [choice], "usage": _usage(generation)})
+    return JSONResponse({**head, "object": kind, "choices": choices, "usage": _usage(lanes)})
 
 
 async def _stream(
-    generation: Generation, job: _Job, head: dict[str, Any], token_delay: float
+    lanes: list[Generation], job: _Job, head: dict[str, Any], token_delay: float
 ) -> AsyncIterator[bytes]:
+    """Each lane's chunks, a token of each in turn, then the usage and ``[DONE]``."""
     head = {**head, "object": "chat.completion.chunk" if job.chat else "text_completion"}
     if job.include_usage:
         head["usage"] = None  # on every chunk but the last, as the OpenAI API does
 
-    def chunk(piece: dict[str, Any] | None, finish: str | None = None) -> bytes:
-        choice: dict[str, Any] = {"index": 0}
+    def chunk(lane: int, piece: dict[str, Any] | None, finish: str | None = None) -> bytes:
+        choice: dict[str, Any] = {"index": lane}
         if job.chat:
             choice["delta"] = piece if piece is not None else {}
         else:
@@ -152,14 +161,21 @@ async def _stream(
         return _event({**head, "choices": [choice]})
 
     if job.chat:
-        yield chunk({"role": "assistant", "content": ""})
-    decode = generation.model.tokenizer.decode
-    while (token := await anyio.to_thread.run_sync(generation.step)) is not None:
-        yield chunk({"content": decode([token])})
+        for lane in range(len(lanes)):
+            yield chunk(lane, {"role": "assistant", "content": ""})
+    decode = lanes[0].model.tokenizer.decode
+    running = dict(enumerate(lanes))
+    while running:
+        for lane, generation in list(running.items()):
+            token = await anyio.to_thread.run_sync(generation.step)
+            if token is None:
+                del running[lane]
+                yield chunk(lane, None, _finish(generation))
+            else:
+                yield chunk(lane, {"content": decode([token])})
         await anyio.sleep(token_delay)
-    yield chunk(None, _finish(generation))
     if job.include_usage:
-        yield _event({**head, "choices": [], "usage": _usage(generation)})
+        yield _event({**head, "choices": [], "usage": _usage(lanes)})
     yield b"data: [DONE]\n\n"
 
 
@@ -171,8 +187,8 @@ def _finish(generation: Generation) -> str:
     return (generation.finish or Finish.LENGTH).value
 
 
-def _usage(generation: Generation) -> dict[str, int]:
-    prompt, completion = len(generation.context), len(generation.ids)
+def _usage(lanes: list[Generation]) -> dict[str, int]:
+    prompt, completion = len(lanes[0].context), sum(len(g.ids) for g in lanes)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
@@ -180,8 +196,9 @@ def _job(model: TinyModel, body: dict[str, Any], *, chat: bool) -> _Job:
     name = body.get("model")
     if name is not None and name != model.name:
         raise _BadRequest(f"The model `{name}` does not exist.", "model", status=404)
-    if body.get("n", 1) != 1:
-        raise _BadRequest("this server answers with one choice: n must be 1", "n")
+    n = body.get("n", 1)
+    if not isinstance(n, int) or not 1 <= n <= _MAX_LANES:
+        raise _BadRequest(f"n must be an integer from 1 to {_MAX_LANES}, got {n!r}", "n")
     if chat:
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
         context = _chat_context(model, body)
@@ -193,7 +210,7 @@ def _job(model: TinyModel, body: dict[str, Any], *, chat: bool) -> _Job:
     if len(context) >= model.max_context:
         raise _BadRequest(f"the prompt holds {len(context)} tokens, the context {model.max_context}")
     options = body.get("stream_options") or {}
-    return _Job(chat, context, max_tokens, bool(body.get("stream")), bool(options.get("include_usage")))
+    return _Job(chat, context, max_tokens, n, bool(body.get("stream")), bool(options.get("include_usage")))
 
 
 def _chat_context(model: TinyModel, body: dict[str, Any]) -> list[int]:
