@@ -4,7 +4,9 @@ byte, in one process, over HTTP, and across processes, one of them killed mid-st
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -358,7 +360,7 @@ def test_killed_process_cuts_the_stream_and_the_other_continues_it(processes: li
     shown, seen = "", []
     decoder = SSEDecoder()
     with (
-        pytest.raises(httpx.RemoteProtocolError),
+        pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)),
         httpx.stream(
             "POST", f"{victim.url}/v1/chat/completions", json={"messages": messages, "stream": True}
         ) as r,
@@ -382,3 +384,33 @@ def test_killed_process_cuts_the_stream_and_the_other_continues_it(processes: li
     assert shown + rest == answer
     victim.restart()  # on the same port, the same answers
     assert whole_answer(victim.url, {"messages": messages}) == answer
+
+
+def test_paused_process_stalls_the_stream_and_resumed_finishes_it(processes: list[ModelProcess]) -> None:
+    import threading
+
+    server = processes[0]
+    messages = as_json(chat(QUESTIONS[2]))
+    arrivals: list[tuple[float, str]] = []  # (monotonic time, event data)
+
+    def read() -> None:
+        decoder = SSEDecoder()
+        request = {"messages": messages, "stream": True}
+        with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=request, timeout=60) as r:
+            for data in r.iter_raw():
+                arrivals.extend((time.monotonic(), event.data) for event in decoder.feed(data))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    deadline = time.monotonic() + 30
+    while len(arrivals) < 10 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    server.pause()
+    time.sleep(0.6)
+    server.resume()
+    reader.join(60)
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(arrivals)]
+    assert max(gaps) >= 0.5  # the stall, seen by the client with the connection open
+    assert arrivals[-1][1] == "[DONE]"
+    text = "".join(json.loads(d)["choices"][0]["delta"].get("content", "") for _, d in arrivals[:-1])
+    assert text == whole_answer(server.url, {"messages": messages})

@@ -27,8 +27,8 @@ tokens, so a test can cut a stream in the middle.
 
 ``python -m pacer.testing.model_server --port N`` serves it with uvicorn (``--port 0``:
 any free port) and prints its URL, ``http://127.0.0.1:PORT``, once it listens.
-``ModelProcess`` runs one from a test: started, killed (SIGKILL, as a crash) and
-restarted on the same port.
+``ModelProcess`` runs one from a test: started, killed (SIGKILL, as a crash), stalled
+and let go (SIGSTOP, SIGCONT), restarted on the same port.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -209,7 +210,8 @@ def _job(model: TinyModel, body: dict[str, Any], *, chat: bool) -> _Job:
         raise _BadRequest(f"max_tokens must be a positive integer, got {max_tokens!r}", "max_tokens")
     if len(context) >= model.max_context:
         raise _BadRequest(f"the prompt holds {len(context)} tokens, the context {model.max_context}")
-    options = body.get("stream_options") or {}
+    options = body.get("stream_options")
+    options = options if isinstance(options, dict) else {}
     return _Job(chat, context, max_tokens, n, bool(body.get("stream")), bool(options.get("include_usage")))
 
 
@@ -254,8 +256,9 @@ class ModelProcess:
     """``python -m pacer.testing.model_server ARGS`` in a process of its own, for tests.
 
     ``start()`` returns once the server listens (its URL is ``url``); ``kill()`` ends it
-    with SIGKILL, as a crash would, cutting its streams; ``restart()`` starts it again on
-    the same port; leaving the ``with`` block kills it.
+    with SIGKILL, as a crash would, cutting its streams; ``pause()`` and ``resume()``
+    stall it and let it go on (SIGSTOP, SIGCONT), its connections open; ``restart()``
+    starts it again on the same port; leaving the ``with`` block kills it.
     """
 
     def __init__(self, *args: str, port: int = 0) -> None:
@@ -298,6 +301,16 @@ class ModelProcess:
             if self.process.stdout is not None:
                 self.process.stdout.close()
             self.process = None
+
+    def pause(self) -> None:
+        """Stop the server (SIGSTOP) with its connections open: a stalled upstream."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused server go on (SIGCONT) where it stopped."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
 
     def restart(self, timeout: float = 120.0) -> str:
         """Kill the server if it runs, and start it again on the same port."""
