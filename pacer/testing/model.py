@@ -150,6 +150,7 @@ class Finish(enum.Enum):
 
 
 _LOWER = "abcdefghijklmnopqrstuvwxyzé"
+_LETTERS = _LOWER + _LOWER.upper()
 _CAPITALS = "ABCDEFGHIJKLMNOPRSTUVW"  # sentence openers
 _VOWELS = frozenset("aeiouyé")
 _SENTENCE_ENDS = ".!?"
@@ -192,23 +193,28 @@ class _Grammar:
         if text is None:
             return [Special.EOS]
         last = text[-1:]
-        sentence = text[max(text.rfind(c) for c in _SENTENCE_ENDS) + 1 :].lstrip()
-        words = sentence.count(" ") + (1 if sentence and not sentence.endswith(" ") else 0)
-        if last == "" or last == "\n":
+        if last in ("", "\n"):
             return self.capitals
         if last in _SENTENCE_ENDS:
             return [Special.EOS] if len(text) >= self.answer_chars else [self.space]
+        # the sentence so far: a scan back to its start, bounded by max_words
+        sentence = text[max(text.rfind(c) for c in _SENTENCE_ENDS) + 1 :].lstrip()
         if last == " " and not sentence:
-            return self.capitals  # after a sentence's end and its space
-        if last == "," or last in _EMOJI:
+            return self.capitals
+        if last in (",", *_EMOJI):
             return [self.space]
         if last == " ":
             return [*self.lower, *self.emoji]
         if not last.isalpha():
             return [self.space, *self.lower]
-        word = len(text) - len(text.rstrip(_LOWER + _LOWER.upper()))
+        return self._in_word(text, words=sentence.count(" ") + 1)
+
+    def _in_word(self, text: str, words: int) -> list[int]:
+        """After a letter: more letters, or the word's end once it has two."""
+        word = len(text) - len(text.rstrip(_LETTERS))
+        ends = self.ends if words >= self.min_words else [self.space]
         if word >= self.max_word or (words >= self.max_words and word >= 2):
-            return self.ends if words >= self.min_words else [self.space]
+            return ends
         letters = self._pronounceable(text[-2:])
         if word < 2:
             return letters
