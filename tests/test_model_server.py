@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 pytest.importorskip("torch")
@@ -117,6 +117,22 @@ def test_continuation_from_every_cut_is_the_rest_of_the_answer(short_model: Tiny
         rest = short_model.generate(context)
         assert rest.run() == answer[k:], k
         assert rest.finish is Finish.STOP
+
+
+@settings(max_examples=4)
+@given(st.text(alphabet=CHARACTERS, max_size=40))
+def test_first_token_after_every_cut_of_a_long_answer_is_the_next(model: TinyModel, question: str) -> None:
+    """A prefill of the answer so far computes what the step-by-step pass did, at every
+    cut of a full-length answer, whatever the question."""
+    tokenizer = model.tokenizer
+    generation = model.generate(tokenizer.chat([Message("user", question)]))
+    answer = generation.run()
+    for k in range(len(answer) + 1):
+        prefilled = [Message("user", question), Message("assistant", answer[:k])]
+        context = tokenizer.chat(prefilled, add_generation_prompt=False, continue_final_message=True)
+        step = model.generate(context, max_tokens=1)
+        assert step.run() == answer[k : k + 1], k
+    assert step.finish is Finish.STOP
 
 
 def test_completion_continues_its_prompt_with_appended_text(short_model: TinyModel) -> None:

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "ANSWER_CHARS",
     "CHARACTERS",
     "CharTokenizer",
     "Finish",
@@ -52,6 +53,9 @@ __all__ = [
     "Special",
     "TinyModel",
 ]
+
+#: The length (characters) past which an answer ends at its next sentence end, by default.
+ANSWER_CHARS = 160
 
 #: Every character the tokenizer has an id for; the model writes only some of them.
 CHARACTERS = (
@@ -238,7 +242,7 @@ class TinyModel:
 
     name = "pacer-tiny"
 
-    def __init__(self, seed: int = 0, answer_chars: int = 160, max_context: int = 2048) -> None:
+    def __init__(self, seed: int = 0, answer_chars: int = ANSWER_CHARS, max_context: int = 2048) -> None:
         import importlib
 
         import torch

@@ -53,9 +53,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .model import Finish, Generation, Message, TinyModel
+from .model import ANSWER_CHARS, Finish, Generation, Message, TinyModel
 
-__all__ = ["ModelProcess", "create_app", "main"]
+__all__ = ["TOKEN_DELAY", "ModelProcess", "create_app", "main"]
+
+#: The pause after each streamed token (seconds), by default: short, and long enough to
+#: cut a stream in the middle.
+TOKEN_DELAY = 0.005
 
 _MAX_LANES = 16
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
@@ -85,7 +89,7 @@ class _Job:
     include_usage: bool
 
 
-def create_app(model: TinyModel | None = None, *, token_delay: float = 0.005) -> Starlette:
+def create_app(model: TinyModel | None = None, *, token_delay: float = TOKEN_DELAY) -> Starlette:
     """The server's Starlette app; ``model`` defaults to ``TinyModel()``, ``token_delay``
     is the pause after each streamed token, in seconds."""
     served = model if model is not None else TinyModel()
@@ -330,9 +334,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pacer.testing.model_server", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
-    parser.add_argument("--token-delay", type=float, default=0.005, help="seconds after each token")
+    parser.add_argument("--token-delay", type=float, default=TOKEN_DELAY, help="seconds after each token")
     parser.add_argument("--seed", type=int, default=0, help="the model's weights")
-    parser.add_argument("--answer-chars", type=int, default=160, help="an answer ends past this")
+    parser.add_argument(
+        "--answer-chars", type=int, default=ANSWER_CHARS, help="an answer ends at a sentence end past this"
+    )
     args = parser.parse_args(argv)
 
     import torch
