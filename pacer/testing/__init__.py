@@ -10,6 +10,10 @@
   held-out traces, and how their rhythm is judged (pause ratio, lag, smoothness).
 * ``pacer.testing.live``: live drivers on a clock that moves as a real one does,
   compared with ``simulate`` on the same arrivals (live equals simulated).
+* ``pacer.testing.model`` and ``pacer.testing.model_server``: a tiny, seeded, greedy
+  ``transformers`` model with a character-level tokenizer (a partial answer continues
+  with exactly its rest), behind an OpenAI-compatible server (``continue_final_message``)
+  that tests start as processes of their own (needs torch and transformers).
 * ``pacer.testing.backends``: the real tokenizers the tests run on, built from files
   that registry packages ship (needs the ``hf``, ``tiktoken`` and ``demo`` extras).
 
