@@ -1,6 +1,7 @@
 """How a stream ended, as one enum: ``Outcome``.
 
-A client's stream (``pacer._writer.ClientWriter``) ends ``DONE``, ``ERROR``,
+A client's stream (``pacer._writer.ClientWriter``) ends ``DONE``, ``BLOCKED`` (an
+output check withheld the rest: a ``Guard``), ``ERROR``,
 ``DISCONNECT`` or ``SEND_TIMEOUT``; a resumable stream's log (``pacer.streamlog``)
 ends ``DONE``, ``ERROR``, ``CANCELLED`` or ``ORPHANED``, and a cancel that finds its
 producer gone reports ``PRODUCER_LOST``. Each is recorded where it happens, never read
@@ -23,6 +24,7 @@ class Outcome(str, enum.Enum):
 
     RUNNING = "running"
     DONE = "done"
+    BLOCKED = "blocked"
     ERROR = "error"
     DISCONNECT = "disconnect"
     SEND_TIMEOUT = "send_timeout"

@@ -58,7 +58,14 @@ _DISCONNECTS = frozenset({"http.disconnect", "websocket.disconnect"})
 _RANK = {
     o: rank
     for rank, o in enumerate(
-        (Outcome.RUNNING, Outcome.DONE, Outcome.ERROR, Outcome.DISCONNECT, Outcome.SEND_TIMEOUT)
+        (
+            Outcome.RUNNING,
+            Outcome.DONE,
+            Outcome.BLOCKED,
+            Outcome.ERROR,
+            Outcome.DISCONNECT,
+            Outcome.SEND_TIMEOUT,
+        )
     )
 }
 

@@ -6,7 +6,9 @@
     {"type": "chunk", "text": "Hello ", "boundary": "word", "arrival": 0.01,
      "emitted": 0.05, "offset": 0}
 
-then ``{"type": "done"}``. The client may send, at any time:
+then ``{"type": "done"}``, or, when a ``Guard`` in the pipeline withheld the rest,
+``{"type": "blocked", "reason": ...}`` (never ``done``: the answer is not complete).
+The client may send, at any time:
 
 - ``{"type": "stop"}``: the source is closed at once and the reply is
   ``{"type": "stopped", "text": ...}``, exactly the text sent before it (what a
@@ -156,8 +158,13 @@ async def serve_websocket(
                         break
                     session.shown.add(chunk.text)
             else:
-                if await session.send(json.dumps({"type": "done"})):
-                    session.writer.completed()
+                blocked = run.pipeline.blocked
+                if blocked is None:
+                    end, outcome = {"type": "done"}, Outcome.DONE
+                else:
+                    end, outcome = {"type": "blocked", "reason": str(blocked.reason)}, Outcome.BLOCKED
+                if await session.send(json.dumps(end)):
+                    session.writer.record(outcome)
         except Exception as exc:  # the source or pipeline failed: say so, after what went before
             session.writer.record(Outcome.ERROR)
             failure = exc

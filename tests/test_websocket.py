@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
-from pacer import Pacer
+from pacer import Guard, Pacer
 from pacer.websocket import serve_websocket
 
 from .servers import serve
@@ -45,7 +45,12 @@ class App:
             finally:
                 self.closed.append(time.monotonic())
 
-        await serve_websocket(websocket, source(), Pacer(cps=float(websocket.query_params.get("cps", 400))))
+        pacer = Pacer(cps=float(websocket.query_params.get("cps", 400)))
+        if kind == "guarded":  # an output check that blocks the sentence naming word7
+            guard = Guard(lambda text: "word7" not in text, max_chars=30)
+            await serve_websocket(websocket, source(), guard | pacer)
+            return
+        await serve_websocket(websocket, source(), pacer)
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +83,18 @@ def test_every_chunk_arrives_with_its_metadata_then_done(app: tuple[App, str]) -
         assert c["offset"] == offset and c["emitted"] >= c["arrival"]
         assert c["boundary"] in ("none", "word", "clause", "sentence", "forced")
         offset += len(c["text"].encode())
+
+
+def test_a_blocked_stream_ends_blocked_never_done_and_never_shows_the_blocked_text(
+    app: tuple[App, str],
+) -> None:
+    _, url = app
+    with websockets_sync.connect(f"{url}/ws?source=guarded") as ws:
+        messages = list(_messages(ws))
+    text = "".join(m["text"] for m in messages if m["type"] == "chunk")
+    assert "word7" not in text and "".join(WORDS).startswith(text)
+    assert all(m["type"] != "done" for m in messages)
+    assert messages[-1]["type"] == "blocked" and messages[-1]["reason"]
 
 
 def test_stop_closes_the_source_and_returns_exactly_the_text_sent(app: tuple[App, str]) -> None:
