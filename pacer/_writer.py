@@ -32,7 +32,7 @@ import anyio.abc
 from anyio.streams.memory import MemoryObjectSendStream
 
 from ._aio import aclose_source
-from ._errors import ErrorFrame, error_body, error_frame
+from ._errors import ErrorFrame, error_frame
 from ._outcome import Outcome
 from .sse import encode_comment
 
@@ -173,7 +173,7 @@ class ClientWriter:
         """The frames' source raised ``exc``: the frame that tells the client."""
         log.warning("pacer: stream failed: %r", exc)
         if self.observer is not None:
-            self.observer.failed(str(error_body(exc)["error"].get("type", type(exc).__name__)))
+            self.observer.failed(str(getattr(exc, "kind", type(exc).__name__)))  # pacer's own kind
         return error_frame(exc)
 
     def tick(self, now: float) -> tuple[Due, float]:

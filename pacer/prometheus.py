@@ -14,7 +14,9 @@ Series (all named ``pacer_...``):
   histograms;
 - ``events_total``, ``bytes_out_total`` (event bytes before compression),
   ``wire_bytes_total`` (after), ``heartbeats_total``;
-- ``upstream_errors_total{type}`` (the proxy's upstream failures, by error type).
+- ``upstream_errors_total{type}`` (the proxy's upstream failures, by pacer's own kind of
+  failure: ``FAILURE_KINDS``; anything else, an upstream's own error type or an
+  exception's class, is counted as ``other``, so a peer can never grow the label set).
 
 Cost: a few counter updates per event; the lag samples a stream kept (at most
 ``StreamMetrics.max_samples``) are observed once, when it ends.
@@ -27,7 +29,25 @@ from typing import Any
 
 from .metrics import StreamMetrics
 
-__all__ = ["PacerMetrics", "StreamObserver"]
+__all__ = ["FAILURE_KINDS", "PacerMetrics", "StreamObserver"]
+
+#: The label values of ``upstream_errors_total``: the kinds of failure pacer names itself.
+FAILURE_KINDS = frozenset(
+    {
+        "upstream_error",
+        "upstream_timeout",
+        "upstream_unreachable",
+        "upstream_truncated",
+        "upstream_status",
+        "malformed_upstream",
+        "stream_error",
+        "stream_lost",
+        "stream_store_unavailable",
+        "producer_lost",
+        "events_trimmed",
+        "other",
+    }
+)
 
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -106,8 +126,9 @@ class StreamObserver:
         self.last_event = now
 
     def failed(self, kind: str) -> None:
-        """The stream ended on an upstream failure of type ``kind``."""
-        self.metrics.upstream_errors.labels(kind).inc()
+        """The stream ended on an upstream failure of type ``kind`` (``other`` unless it is
+        one of ``FAILURE_KINDS``)."""
+        self.metrics.upstream_errors.labels(kind if kind in FAILURE_KINDS else "other").inc()
 
     def closed(self, outcome: str, pipelines: Iterable[StreamMetrics] = ()) -> None:
         """The stream ended (``outcome``); ``pipelines``: its pipelines' metrics."""

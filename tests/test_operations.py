@@ -219,3 +219,44 @@ def test_the_cli_proxy_takes_its_process_settings_from_the_environment(redis: An
     assert sum("Started server process" in line["message"] for line in lines) == 2  # two workers
     ended = [line for line in lines if line["message"].startswith("pacer proxy: stream ended")]
     assert ended and ended[0]["outcome"] == "done" and ended[0]["chars"] > 100 and ended[0]["level"] == "info"
+
+
+def test_upstream_error_types_never_become_label_values() -> None:
+    """An upstream's own error ``type`` is the peer's to choose: as a label value it would
+    grow the series without bound (300 values after 300 requests). Counted by pacer's own
+    kind of failure instead."""
+    import json
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    from pacer.prometheus import FAILURE_KINDS
+
+    async def chat(request: Request) -> StreamingResponse:
+        kind = (await request.json())["user"]
+
+        async def events() -> Any:
+            chunk = {"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}}]}
+            chunk["choices"][0]["delta"] = {"content": "Hello there. "}
+            yield f"data: {json.dumps(chunk)}\n\n".encode()
+            yield f"data: {json.dumps({'error': {'message': 'boom', 'type': kind}})}\n\n".encode()
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    upstream_app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+    with (
+        serve(upstream_app) as upstream,
+        serve(create_proxy(upstream, lambda: Pacer(cps=3000), resumable=False)) as url,
+    ):
+        for n in range(5):
+            body = {"model": "m", "stream": True, "messages": [], "user": f"peer-chosen-{n}"}
+            events = SSEDecoder().feed(httpx.post(f"{url}/v1/chat/completions", json=body).content)
+            assert events[-1].event == "error"
+        samples = _scrape(url)
+    labels = {k for k in samples if k.startswith("pacer_upstream_errors_total{")}
+    assert labels and all(
+        k.removeprefix("pacer_upstream_errors_total{type=").rstrip("}") in FAILURE_KINDS for k in labels
+    )
+    assert sum(samples[k] for k in labels) == 5
