@@ -8,6 +8,7 @@ reads the wall clock, and every time compared is the clock's own.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -113,3 +114,87 @@ def test_the_hub_core_paces_any_trace_with_jittered_wake_ups_as_simulate_does(
     assert live_lag <= max(simulated_lag, pacer.Pacer(**options).max_lag) + slack  # type: ignore[arg-type]
     live_duration, simulated_duration = result.duration
     assert live_duration == pytest.approx(simulated_duration, rel=0.02, abs=slack)
+
+
+# -- end to end: an upstream that writes its whole answer in one piece -----------------------
+
+ANSWER = "Paced, not dumped: a cached answer arrives all at once. The reader still sees it typed. "
+
+
+def _instant_upstream() -> Any:
+    """An OpenAI-compatible upstream that writes every event of its answer in one write."""
+    import json
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def chat(request: Request) -> Response:
+        base = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+        events = [
+            {**base, "choices": [{"index": 0, "delta": {"content": ANSWER[i : i + 4]}}]}
+            for i in range(0, len(ANSWER), 4)
+        ]
+        body = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+        return Response(body, media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+def _timed_content(url: str, body: dict[str, Any]) -> list[tuple[float, str]]:
+    """(seconds since the first content event, text) of each content event the client read."""
+    import json
+    import time
+
+    import httpx
+
+    from pacer.sse import SSEDecoder
+
+    decoder, seen = SSEDecoder(), []
+    with httpx.stream("POST", url, json=body, timeout=30) as response:
+        for piece in response.iter_bytes():  # decoded (the proxy compresses for a client that asks)
+            now = time.monotonic()
+            for event in decoder.feed(piece):
+                if event.data.startswith("{"):
+                    for choice in json.loads(event.data).get("choices", []):
+                        if text := (choice.get("delta") or {}).get("content"):
+                            seen.append((now, text))
+                elif event.data == "[DONE]":
+                    seen.append((now, ""))
+    start = seen[0][0]
+    return [(t - start, text) for t, text in seen]
+
+
+def test_the_real_proxy_paces_an_answer_its_upstream_wrote_in_one_piece() -> None:
+    """Through ``pacer proxy`` in its own process, on the real clock: the client sees the
+    answer typed over the lag bound (0.5 s), as ``simulate`` shows a dump, not in 45 ms.
+    (A lower bound on the spread: a slow machine only spreads it more.)"""
+    from .servers import cli_proxy, serve
+
+    with serve(_instant_upstream()) as upstream, cli_proxy("--upstream", upstream) as (url, _):
+        seen = _timed_content(f"{url}/v1/chat/completions", {"model": "m", "stream": True, "messages": []})
+    assert "".join(text for _, text in seen) == ANSWER
+    content = [t for t, text in seen if text]
+    dump = pacer.simulate(traces.dump(pieces_of(ANSWER, 4)), pacer.Pacer())
+    assert len(content) >= 10  # graphemes, not the upstream's one write
+    assert content[-1] >= 0.6 * dump.emissions[-1].emitted  # typed over the schedule
+
+
+def test_paced_event_source_paces_a_source_that_is_all_there_at_once() -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    from pacer.server import OpenAIChunks, PacedEventSource
+
+    from .servers import serve
+
+    async def chat(request: Any) -> PacedEventSource:
+        return PacedEventSource(pieces_of(ANSWER, 4), pacer.Pacer(), encoder=OpenAIChunks())
+
+    with serve(Starlette(routes=[Route("/chat", chat, methods=["POST"])])) as url:
+        seen = _timed_content(f"{url}/chat", {})
+    content = [t for t, text in seen if text]
+    dump = pacer.simulate(traces.dump(pieces_of(ANSWER, 4)), pacer.Pacer())
+    assert "".join(text for _, text in seen) == ANSWER
+    assert len(content) >= 10 and content[-1] >= 0.6 * dump.emissions[-1].emitted
