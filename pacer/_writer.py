@@ -166,8 +166,10 @@ class ClientWriter:
 
     def left(self) -> None:
         """The client said it left (the stream is cancelled; ``close`` says ``DISCONNECT``
-        unless an error went out first)."""
-        log.info("pacer: client disconnected; cancelling the stream")
+        unless an error went out first); said in the log only while the stream was running
+        (a client closes its connection after every complete stream too)."""
+        if self.outcome is Outcome.RUNNING:
+            log.info("pacer: client disconnected; cancelling the stream")
 
     def failed(self, exc: Exception) -> ErrorFrame:
         """The frames' source raised ``exc``: the frame that tells the client."""

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from typing import Any
+
+import pytest
 
 from pacer._errors import ErrorFrame, error_event, error_frame
 from pacer._outcome import Outcome
@@ -122,3 +126,33 @@ def test_a_response_records_its_outcome_from_typed_frames_and_from_a_log_end() -
             assert (await serve(EventStreamResponse(log_frames(streams, stream_id))))[0] is Outcome.DONE
 
     anyio.run(main)
+
+
+def test_only_a_client_that_leaves_a_running_stream_is_logged_as_disconnected(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A client closes its connection after every complete stream too: that is no news."""
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    from pacer import Pacer
+    from pacer.server import PacedEventSource
+
+    from .servers import serve
+
+    async def stream(request: Any) -> PacedEventSource:
+        words = [f"w{i} " for i in range(int(request.query_params["n"]))]
+        return PacedEventSource(words, Pacer(cps=200))
+
+    caplog.set_level(logging.INFO, logger="pacer")
+    with serve(Starlette(routes=[Route("/s", stream)])) as url:
+        assert httpx.get(f"{url}/s?n=3", timeout=10).text.endswith("data: [DONE]\n\n")
+        time.sleep(0.3)  # the server's side of the connection closes in its own time
+        assert not [r for r in caplog.records if "disconnected" in r.getMessage()]
+        with httpx.stream("GET", f"{url}/s?n=400", timeout=10) as response:
+            next(response.iter_raw())  # one event, then leave mid-stream
+        deadline = time.monotonic() + 5
+        while not [r for r in caplog.records if "disconnected" in r.getMessage()]:
+            assert time.monotonic() < deadline, "a client that left mid-stream was not logged"
+            time.sleep(0.05)
