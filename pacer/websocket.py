@@ -97,8 +97,9 @@ class _Session:
         """Act on one client message."""
         try:
             message = json.loads(raw)
-        except ValueError:
-            await self.send(_error(f"message is not JSON: {raw[:80]!r}", "invalid_message"))
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep to parse
+            why = "nested too deep" if isinstance(exc, RecursionError) else "not JSON"
+            await self.send(_error(f"message is {why}: {raw[:80]!r}", "invalid_message"))
             return
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "stop":

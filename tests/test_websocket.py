@@ -131,6 +131,18 @@ def test_rate_changes_live_and_bad_messages_get_clear_errors(app: tuple[App, str
     assert "".join(m["text"] for m in messages if m["type"] == "chunk") == "".join(WORDS)
 
 
+def test_a_deeply_nested_message_gets_an_error_reply_and_the_stream_goes_on(app: tuple[App, str]) -> None:
+    _, url = app
+    with websockets_sync.connect(f"{url}/ws") as ws:
+        ws.send("[" * 100_000 + "]" * 100_000)
+        messages = list(_messages(ws))
+    errors = [m for m in messages if m["type"] == "error"]
+    assert errors and errors[0]["error"]["type"] == "invalid_message"
+    assert "nested too deep" in errors[0]["error"]["message"]
+    assert messages[-1] == {"type": "done"}
+    assert "".join(m["text"] for m in messages if m["type"] == "chunk") == "".join(WORDS)
+
+
 def test_a_failing_source_sends_an_error_after_what_came_before(app: tuple[App, str]) -> None:
     _, url = app
     with websockets_sync.connect(f"{url}/ws?source=fail") as ws:
