@@ -12,15 +12,19 @@ number is the frame's SSE ``id``), then one end mark saying how the stream ended
 seconds after its last write, and holds at most ``max_events`` frames (the oldest go
 first; a reader that asks for what is gone gets ``EventsTrimmed``, never a gap).
 
-Cost: O(1) amortised per appended entry, O(k) per read of k entries; memory: at most
-``max_events`` entries per stream, for at most ``retention`` seconds after its last write.
+Cost: O(1) amortised per appended entry, O(k) per read of k entries. ``MemoryLog``'s
+memory is bounded by what its options say: at most ``max_events`` entries and
+``max_stream_bytes`` of frames per stream, ``max_bytes`` of frames in all (ended
+streams are dropped first, then the oldest frames of the stream being written; a new
+stream is refused with ``StoreFull`` while the log is full), and one expiry entry per
+stream, not per write.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
@@ -38,6 +42,7 @@ __all__ = [
     "InvalidEventId",
     "MemoryLog",
     "ProducerLost",
+    "StoreFull",
     "StreamExists",
     "StreamLog",
     "StreamLogError",
@@ -82,6 +87,13 @@ class StreamLogError(KindedError):
     case in the JSON error a reader receives."""
 
     kind = "stream_log_error"
+
+
+class StoreFull(StreamLogError):
+    """The log holds as many bytes as it may (``MemoryLog(max_bytes=)``): no new stream
+    until some expire."""
+
+    kind = "stream_store_full"
 
 
 class StreamExists(StreamLogError):
@@ -192,6 +204,12 @@ class StreamLog:
         return False
 
 
+def _at_least_one(value: int, where: str) -> int:
+    if whole(value, where) < 1:
+        raise ValueError(f"{where} must be >= 1, got {value!r}")
+    return value
+
+
 def check_limits(owner: str, retention: float, max_events: int) -> None:
     seconds(retention, f"{owner}: retention")
     if whole(max_events, f"{owner}: max_events") < 1:
@@ -199,24 +217,33 @@ def check_limits(owner: str, retention: float, max_events: int) -> None:
 
 
 class _Log:
-    """One stream's entries in memory, and the event its readers wait on."""
+    """One stream's entries in memory, their size, and the event its readers wait on."""
 
-    __slots__ = ("changed", "entries", "first", "meta", "touched")
+    __slots__ = ("changed", "entries", "first", "meta", "size", "touched")
 
     def __init__(self, meta: Mapping[str, str], now: float) -> None:
         self.meta = dict(meta)
         self.entries: deque[Entry] = deque()
         self.first = 1  # the id of entries[0]
+        self.size = 0  # bytes of the frames in ``entries``
         self.changed = anyio.Event()
         self.touched = now
+
+    @property
+    def ended(self) -> bool:
+        return bool(self.entries) and self.entries[-1].end is not None
 
 
 class MemoryLog(StreamLog):
     """Stream logs in this process's memory: the embedded default.
 
     ``retention`` (seconds, default 600) after a stream's last write its log is
-    dropped; at most ``max_events`` frames (default 100,000) are kept per stream.
-    ``clock`` gives the seconds retention counts (``time.monotonic``).
+    dropped; at most ``max_events`` frames (default 100,000) and ``max_stream_bytes``
+    bytes of frames (default 64 MiB) are kept per stream, the oldest going first, and
+    ``max_bytes`` (default 512 MiB) in all: past it, ended streams are dropped (the
+    least recently written first), then the oldest frames of the stream being written,
+    and a new stream is refused (``StoreFull``). ``clock`` gives the seconds retention
+    counts (``time.monotonic``).
     """
 
     def __init__(
@@ -224,14 +251,20 @@ class MemoryLog(StreamLog):
         *,
         retention: float = RETENTION,
         max_events: int = 100_000,
+        max_stream_bytes: int = 64 << 20,
+        max_bytes: int = 512 << 20,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         check_limits("MemoryLog", retention, max_events)
         self.retention = retention
         self.max_events = max_events
+        self.max_stream_bytes = _at_least_one(max_stream_bytes, "MemoryLog: max_stream_bytes")
+        self.max_bytes = _at_least_one(max_bytes, "MemoryLog: max_bytes")
         self.clock = clock
+        self.size = 0  # bytes of frames held, in all
         self._logs: dict[str, _Log] = {}
-        self._expiring: deque[tuple[float, str]] = deque()  # (touched, id), oldest first
+        # Each stream once, least recently written first: what expires or is evicted first.
+        self._expiring: OrderedDict[str, None] = OrderedDict()
 
     def __contains__(self, stream_id: object) -> bool:
         return isinstance(stream_id, str) and self._get(stream_id) is not None
@@ -246,22 +279,32 @@ class MemoryLog(StreamLog):
         return len(self._logs)
 
     def _expire(self) -> None:
-        """Drop the logs not written for ``retention`` seconds (each checked once per write)."""
-        now = self.clock()
-        expiring = self._expiring
-        while expiring and expiring[0][0] + self.retention <= now:
-            touched, stream_id = expiring.popleft()
-            log = self._logs.get(stream_id)
-            if log is None or log.touched != touched:
-                continue  # written since: a later pair stands for it
-            del self._logs[stream_id]
-            log.changed.set()  # its waiting readers find it gone
+        """Drop the logs not written for ``retention`` seconds."""
+        deadline = self.clock() - self.retention
+        expiring, logs = self._expiring, self._logs
+        while expiring:
+            stream_id = next(iter(expiring))
+            if logs[stream_id].touched > deadline:
+                break
+            self._drop(stream_id)
+
+    def _drop(self, stream_id: str) -> None:
+        log = self._logs.pop(stream_id)
+        del self._expiring[stream_id]
+        self.size -= log.size
+        log.changed.set()  # its waiting readers find it gone
+
+    def _evict_ended(self, room: int = 0) -> None:
+        """Drop ended streams, the least recently written first, until at most
+        ``max_bytes - room`` bytes are held (or no ended stream is left)."""
+        for stream_id in [s for s in self._expiring if self._logs[s].ended]:
+            if self.size <= self.max_bytes - room:
+                return
+            self._drop(stream_id)
 
     def _touch(self, stream_id: str, log: _Log) -> None:
-        log.touched = now = self.clock()
-        expiring = self._expiring
-        if not expiring or expiring[-1] != (now, stream_id):
-            expiring.append((now, stream_id))
+        log.touched = self.clock()
+        self._expiring.move_to_end(stream_id)
 
     def _get(self, stream_id: str) -> _Log | None:
         self._expire()
@@ -272,18 +315,32 @@ class MemoryLog(StreamLog):
             raise ValueError(f"MemoryLog.create: stream_id must be a non-empty str, got {stream_id!r}")
         if self._get(stream_id) is not None:
             raise StreamExists(f"stream {stream_id!r} already has a log")
-        log = self._logs[stream_id] = _Log(meta, self.clock())
-        self._touch(stream_id, log)
+        if self.size >= self.max_bytes:
+            self._evict_ended(room=1)
+            if self.size >= self.max_bytes:
+                raise StoreFull(f"the stream log holds {self.size} bytes (max_bytes {self.max_bytes})")
+        self._logs[stream_id] = _Log(meta, self.clock())
+        self._expiring[stream_id] = None
 
     def append_now(self, stream_id: str, entries: Sequence[Entry]) -> None:
         """``append`` without awaiting (it never waits)."""
         log = self._get(stream_id)
         if log is None:
             raise StreamLost(f"stream {stream_id!r} has no log (expired after {self.retention} s?)")
+        added = sum(len(entry.frame) for entry in entries)
         log.entries.extend(entries)
-        excess = len(log.entries) - self.max_events - 1  # the frames, and room for the end mark
-        for _ in range(max(excess, 0)):
-            log.entries.popleft()
+        log.size += added
+        self.size += added
+        if self.size > self.max_bytes:
+            self._evict_ended()
+        held = log.entries
+        # The frames, and room for the end mark; the newest entry always stays.
+        while len(held) > 1 and (
+            len(held) > self.max_events + 1 or log.size > self.max_stream_bytes or self.size > self.max_bytes
+        ):
+            dropped = len(held.popleft().frame)
+            log.size -= dropped
+            self.size -= dropped
             log.first += 1
         self._touch(stream_id, log)
         log.changed.set()
@@ -329,6 +386,5 @@ class MemoryLog(StreamLog):
 
     def drop(self, stream_id: str) -> None:
         """Forget a stream's log now (its readers find it gone)."""
-        log = self._logs.pop(stream_id, None)
-        if log is not None:
-            log.changed.set()
+        if stream_id in self._logs:
+            self._drop(stream_id)

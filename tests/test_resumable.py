@@ -18,7 +18,15 @@ from pacer.formats import Transcript
 from pacer.proxy import create_proxy
 from pacer.resumable import ResumableStreams
 from pacer.sse import ServerSentEvent, SSEDecoder
-from pacer.streamlog import Entry, EventsTrimmed, InvalidEventId, MemoryLog, StreamExists, StreamLost
+from pacer.streamlog import (
+    Entry,
+    EventsTrimmed,
+    InvalidEventId,
+    MemoryLog,
+    StoreFull,
+    StreamExists,
+    StreamLost,
+)
 from pacer.testing import streams as scripts
 
 from .hostile import content_of
@@ -113,6 +121,58 @@ def test_memory_log_checks_its_options() -> None:
         MemoryLog(max_events=1.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="MemoryLog: max_events must be >= 1"):
         MemoryLog(max_events=0)
+
+
+@pytest.mark.anyio
+async def test_memory_log_memory_is_what_its_options_say_not_one_record_per_write() -> None:
+    """A long stream's writes over the retention window keep one expiry record per
+    stream (they kept one per write: about 25 MiB held for a thousand-odd frames), and
+    its frames stay within max_events and max_stream_bytes; measured with tracemalloc."""
+    import gc
+    import tracemalloc
+
+    clock = Clock()
+    log = MemoryLog(retention=600, max_events=50, max_stream_bytes=4000, clock=clock)
+    await log.create("a", {})
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.take_snapshot()
+        for n in range(1, 20_001):
+            clock.now = n * 0.01  # every write at a time of its own, all within the retention
+            log.append_now("a", [Entry(n, b"data: %05d\n\n" % n)])
+        gc.collect()
+        grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(base, "filename"))
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024, f"{grown} bytes held for 50 small frames"
+    entries = await log.read("a", 19_950, 0)
+    assert entries is not None and len(entries) == 50 and log.size <= 4000
+
+
+@pytest.mark.anyio
+async def test_memory_log_bounds_bytes_per_stream_and_in_all() -> None:
+    log = MemoryLog(max_stream_bytes=100, max_bytes=250)
+    await log.create("big", {})
+    log.append_now("big", [Entry(n, b"x" * 30) for n in range(1, 11)])  # 300 bytes offered
+    assert log.size <= 100
+    with pytest.raises(EventsTrimmed):
+        await log.read("big", 0, 0)
+    await log.create("ended", {})
+    log.append_now("ended", [Entry(1, b"y" * 90), Entry(2, b"", "done")])
+    await log.create("third", {})
+    log.append_now("third", [Entry(1, b"z" * 90)])  # past max_bytes: the ended stream goes first
+    assert "ended" not in log and "big" in log and log.size <= 250
+    log.append_now("third", [Entry(2, b"z" * 90)])  # past it again: this stream's oldest frame goes
+    assert log.size <= 250
+    full = MemoryLog(max_bytes=100)
+    await full.create("running", {})
+    full.append_now("running", [Entry(1, b"r" * 100)])
+    with pytest.raises(StoreFull, match="max_bytes 100"):  # nothing ended that could go
+        await full.create("new", {})
+    full.append_now("running", [Entry(2, b"", "done")])
+    await full.create("new", {})  # the ended stream made room
+    assert "running" not in full and full.size == 0
 
 
 # -- transcripts: the text of what was written, and a clean end ------------------------------
