@@ -2,28 +2,35 @@
 
 An ``EventFormat`` (one per stream, ``pacer.formats`` has those of the common APIs) splits
 each upstream event into *pieces*: ``Text``, a text delta of one *lane* (a choice of an
-``n > 1`` request; a Responses or Messages stream has one lane), and ``Keep``, any
-other event (a role, a tool call, a finish reason, usage, a ping), kept as it came.
-``EventPacer`` is the stage that paces them: each lane's text runs through a pipeline
-of its own (so every choice is paced), and comes back as the format's own text
-events; each kept event goes out exactly where it stood, after all text before it in
-its lane (in every lane, for an event of no lane such as the usage chunk) and before
-any text after it.
+``n > 1`` request; a Responses or Messages stream has one lane) and one *kind* (the
+field it fills: content, reasoning, a tool call's arguments, ...), and ``Keep``, any
+other event (a role, a finish reason, usage, a ping), kept as it came. ``EventPacer``
+is the stage that paces them, and it never counts characters across a check: each
+lane's text is cut into *segments*, runs of one kind between kept events, and each
+segment runs through a pipeline of its own (so a ``Guard`` in it sees each field's
+text whole, and its replacement may be of any length). A kept event goes out once
+the segment before it has ended and all its output is shown, and before the next
+segment starts (in every lane, for an event of no lane such as the usage chunk); a
+``floating`` one (a ping) waits for the end of the segment it came in instead of
+cutting it in two.
 
-A text event groups the paced text shown at one instant by the upstream event it came
-from: text of one kind (content, reasoning, ...) is one event, on that upstream
-event's fields; the per-token data of an upstream event (its logprobs) goes with the
-event that completes its text, so each field's concatenation on the client equals the
-upstream's. ``paced_event_frames`` drives it over an SSE byte stream.
+A text event groups the paced text shown at one instant: text of one segment, on
+the fields of the upstream event it came from; the per-token data of an upstream
+event (its logprobs) goes with the event that completes its text while the segment's
+output is its input unchanged, so each field's concatenation on the client equals the
+upstream's. Once a check has replaced text in a segment, its per-token data is no
+longer sent (its lists are empty): it would spell out what was replaced.
+``paced_event_frames`` drives it over an SSE byte stream.
 
-Cost: O(1) amortised per piece and per emitted chunk, plus the lane pipelines' own
-work; memory: the text fed and not yet shown, and the kept events waiting behind it.
+Cost: O(1) amortised per piece and per emitted chunk, plus the pipelines' own work;
+memory: the text fed and not yet shown, and the pieces and kept events waiting behind
+the segment being shown.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Hashable
 from typing import Any
 
 import anyio
@@ -52,28 +59,57 @@ class _Global:
 
 
 class _Lane:
-    """One lane's pipeline and where its text stands: fed, shown, and what waits."""
+    """One lane: its open segment (a run of one kind of text through a pipeline of its
+    own) and the pieces waiting for that segment to be shown."""
 
-    __slots__ = ("anchors", "fed", "filtered", "high", "last", "out", "pieces", "pipeline", "shown")
+    __slots__ = (
+        "filtered",
+        "floating",
+        "high",
+        "kind",
+        "last",
+        "metrics",
+        "out",
+        "pieces",
+        "pipeline",
+        "queue",
+        "segment",
+    )
 
     def __init__(self, globals_waiting: deque[_Global]) -> None:
-        self.pipeline: Pipeline | None = None
-        self.fed = 0  # characters fed to the pipeline
-        self.shown = 0  # characters sent as text events
-        self.out = ""  # the pipeline's output not yet sent (a kept event waits before it)
-        self.pieces: deque[tuple[int, Text]] = deque()  # (end offset, piece), not wholly shown
-        # (offset, what): kept events that go out once the text before them is shown.
-        self.anchors: deque[tuple[int, Keep | _Global]] = deque((0, g) for g in globals_waiting)
+        self.pipeline: Pipeline | None = None  # the open segment's (or the last one's) pipeline
+        self.kind: Hashable | None = None  # the open segment's kind; None: no segment open
+        self.segment = _Segment()
+        self.out = ""  # the open segment's output not yet sent
+        self.pieces: deque[tuple[int, Text]] = deque()  # (end offset, piece) of the segment, not shown
+        self.floating: list[Keep] = []  # events that go out when the segment ends (a ping)
+        # Pieces, kept events and events of no lane after the open segment, in order.
+        self.queue: deque[Text | Keep | _Global] = deque(globals_waiting)
         self.high: Text | None = None  # a piece ending in a high surrogate, held for its pair
         self.last: Text | None = None  # the last text piece (the template of a filtered ending)
+        self.metrics: list[StreamMetrics] = []  # of each segment's pipeline, once ended
         # A check blocked the lane: 1 while its approved text drains, 2 once it has ended.
         self.filtered = 0
+
+
+class _Segment:
+    """Where a segment's text stands: fed, shown, and whether what was shown is what was
+    fed (then each piece's per-token data goes with the event that completes it)."""
+
+    __slots__ = ("closing", "fed", "same", "shown", "unseen")
+
+    def __init__(self) -> None:
+        self.fed = 0  # characters fed to the pipeline
+        self.shown = 0  # characters sent as text events
+        self.closing = False  # its pipeline was told the segment ended
+        self.same = True  # the output so far equals the input (no redaction)
+        self.unseen = ""  # the input not yet matched against the output (while ``same``)
 
 
 class EventPacer(Stage):
     """The stage that paces an API's event stream: pieces in, SSE frames (``str``) out.
 
-    ``pipeline_factory()`` makes each lane's pipeline (a ``Pacer``, say). Takes the
+    ``pipeline_factory()`` makes each segment's pipeline (a ``Pacer``, say). Takes the
     ``Text`` and ``Keep`` pieces of ``fmt.parse``; emits chunks whose text is one SSE
     frame each, in the order described in the module's docstring.
     """
@@ -88,6 +124,7 @@ class EventPacer(Stage):
         self.waiting: deque[_Global] = deque()  # kept events of no lane, in order
         self.driven = False  # a driver runs the lanes' checks (a Guard in the pipelines)
         self.ended = False  # the stream's own end event came
+        self.cancelling = False  # cancel: each segment's pipeline sends what it holds at once
         self._asked: dict[int, tuple[_Lane, int]] = {}  # id(request) -> its lane and stage
 
     # -- stage protocol --------------------------------------------------------------
@@ -96,9 +133,9 @@ class EventPacer(Stage):
         if self._ended:
             raise closed_error(self)
         if isinstance(item, Text):
-            self._text(self._lane(item.lane), item, now)
+            self._text(self._lane(item.lane), item)
         elif isinstance(item, Keep):
-            self._keep(item, now)
+            self._keep(item)
         else:
             raise TypeError(f"EventPacer takes Text or Keep pieces, got {type(item).__name__}")
         return self._release(now)
@@ -116,12 +153,10 @@ class EventPacer(Stage):
     def finish(self, now: float) -> list[Chunk]:
         self._end_input()
         for lane in self.lanes.values():
-            self._feed_held(lane, now)
-            if lane.pipeline is not None and not lane.filtered:
-                self._out(lane, lane.pipeline.finish(now), now)
+            self._feed_held(lane)
         if self.blocked is not None and not self.ended:
             for closing in self.fmt.closing().frames:  # after every lane's ending
-                self._keep(Keep(None, closing), now)
+                self._keep(Keep(None, closing))
         return self._release(now)
 
     # -- checks (a Guard in the lanes' pipelines) --------------------------------------
@@ -166,6 +201,7 @@ class EventPacer(Stage):
     def cancel(self, now: float) -> list[Chunk]:
         out = [] if self._ended else self.finish(now)
         self._end_input(cancelled=True)
+        self.cancelling = True
         for lane in self.lanes.values():
             if lane.pipeline is not None and not lane.pipeline.done:
                 lane.out += "".join(c.text for c in lane.pipeline.cancel(now))
@@ -180,7 +216,7 @@ class EventPacer(Stage):
                 best = d
         return best
 
-    # -- internals -------------------------------------------------------------------
+    # -- internals: taking pieces in -------------------------------------------------
 
     def _lane(self, index: int) -> _Lane:
         lane = self.lanes.get(index)
@@ -188,133 +224,172 @@ class EventPacer(Stage):
             lane = self.lanes[index] = _Lane(self.waiting)
         return lane
 
-    def _text(self, lane: _Lane, piece: Text, now: float) -> None:
+    def _text(self, lane: _Lane, piece: Text) -> None:
         if lane.high is not None:
             held, lane.high = lane.high, None
             if held.kind == piece.kind:
                 text = join_pairs(held.text + piece.text)
                 piece = Text(piece.lane, piece.kind, text, piece.template, piece.extra)
             else:
-                self._feed(lane, held, now)
+                self._queue(lane, held)
         if piece.text and "\ud800" <= piece.text[-1] <= "\udbff":
             # JSON may split an emoji's surrogate pair over two events: wait for the rest.
             lane.high = piece
             return
-        self._feed(lane, piece, now)
+        self._queue(lane, piece)
 
-    def _feed_held(self, lane: _Lane, now: float) -> None:
+    def _feed_held(self, lane: _Lane) -> None:
         if lane.high is not None:
             held, lane.high = lane.high, None
-            self._feed(lane, held, now)
+            self._queue(lane, held)
 
-    def _feed(self, lane: _Lane, piece: Text, now: float) -> None:
-        if not piece.text or lane.filtered:
-            return  # a blocked lane takes nothing more
-        if lane.pipeline is None:
-            made = self.pipeline_factory()
-            lane.pipeline = made if isinstance(made, Pipeline) else Pipeline(made)
-            if self.driven:
-                lane.pipeline.drive_checks()
-        lane.fed += len(piece.text)
-        lane.pieces.append((lane.fed, piece))
-        lane.last = piece
-        self._out(lane, lane.pipeline.ingest(Chunk(piece.text, now), now), now)
+    def _queue(self, lane: _Lane, item: Text | Keep | _Global) -> None:
+        if lane.filtered and not isinstance(item, _Global):
+            return  # a blocked lane takes nothing more, and its own events end with it
+        if not isinstance(item, Text) or item.text:
+            lane.queue.append(item)
 
-    def _keep(self, keep: Keep, now: float) -> None:
+    def _keep(self, keep: Keep) -> None:
         self.ended = self.ended or keep.end
         if keep.lane is not None:
             lane = self._lane(keep.lane)
-            self._feed_held(lane, now)
-            if not lane.filtered:  # a blocked lane's own events end with it
-                lane.anchors.append((lane.fed, keep))
+            self._feed_held(lane)
+            self._queue(lane, keep)
             return
         waiting = _Global(keep)
         self.waiting.append(waiting)
         for lane in self.lanes.values():
-            self._feed_held(lane, now)
-            lane.anchors.append((lane.shown if lane.filtered == 2 else lane.fed, waiting))
+            self._feed_held(lane)
+            self._queue(lane, waiting)
+
+    # -- internals: segments ---------------------------------------------------------
+
+    def _open(self, lane: _Lane, kind: Hashable) -> None:
+        made = self.pipeline_factory()
+        lane.pipeline = made if isinstance(made, Pipeline) else Pipeline(made)
+        if self.driven:
+            lane.pipeline.drive_checks()
+        lane.kind = kind
+        lane.segment = _Segment()
+
+    def _feed(self, lane: _Lane, piece: Text, now: float) -> None:
+        segment = lane.segment
+        segment.fed += len(piece.text)
+        if segment.same:
+            segment.unseen += piece.text
+            lane.pieces.append((segment.fed, piece))
+        else:
+            lane.pieces = deque([(segment.fed, piece)])  # kept as the template of its events
+        lane.last = piece
+        assert lane.pipeline is not None
+        self._out(lane, lane.pipeline.ingest(Chunk(piece.text, now), now), now)
+
+    def _close(self, lane: _Lane, now: float) -> None:
+        """The open segment has all its text: its pipeline is told so."""
+        lane.segment.closing = True
+        p = lane.pipeline
+        if p is not None and not p._ended:
+            self._out(lane, p.cancel(now) if self.cancelling else p.finish(now), now)
+
+    def _end_segment(self, lane: _Lane, frames: list[str]) -> None:
+        frames.extend(self.fmt.keep_frame(keep) for keep in lane.floating)
+        lane.floating = []
+        lane.kind = None
+        lane.pieces.clear()
+        if lane.pipeline is not None:
+            lane.metrics.append(lane.pipeline.metrics)
+
+    # -- internals: what goes out ----------------------------------------------------
 
     def _release(self, now: float) -> list[Chunk]:
         frames: list[str] = []
         while True:
             for lane in self.lanes.values():
-                self._release_lane(lane, frames)
+                self._advance(lane, frames, now)
             if not self.waiting or not self._reached(self.waiting[0]):
                 break
             waiting = self.waiting.popleft()
             for lane in self.lanes.values():
-                lane.anchors.popleft()
+                lane.queue.popleft()
             frames.append(self.fmt.keep_frame(waiting.keep))
         return [Chunk(f, now) for f in frames]
 
     def _reached(self, waiting: _Global) -> bool:
         """Whether every lane has shown all its text before ``waiting``."""
-        for lane in self.lanes.values():
-            at, what = lane.anchors[0]
-            if what is not waiting or lane.shown != at:
-                return False
-        return True
+        lanes = self.lanes.values()
+        return all(lane.kind is None and lane.queue and lane.queue[0] is waiting for lane in lanes)
 
-    def _release_lane(self, lane: _Lane, frames: list[str]) -> None:
-        fmt = self.fmt
+    def _advance(self, lane: _Lane, frames: list[str], now: float) -> None:
+        """Send what the lane may send now: its segment's output, the segment's end, then
+        what waited for it, up to the next segment still being paced (or a global event)."""
         while True:
-            limit = -1
-            if lane.anchors:
-                at, what = lane.anchors[0]
-                if lane.shown == at:
-                    if isinstance(what, _Global):
-                        return  # waits for the other lanes
-                    lane.anchors.popleft()
-                    frames.append(fmt.keep_frame(what))
-                    continue
-                limit = at
-            n = len(lane.out) if limit < 0 else min(len(lane.out), limit - lane.shown)
-            if n <= 0:
-                if lane.filtered == 1:
+            if lane.out:
+                text, lane.out = lane.out, ""
+                self._text_frames(lane, text, frames)
+            p = lane.pipeline
+            if lane.filtered:
+                if lane.filtered == 1 and p is not None and p.done and not lane.out:
                     self._end_filtered(lane, frames)
                 return
-            text, lane.out = lane.out[:n], lane.out[n:]
-            self._text_frames(lane, text, frames)
+            if lane.kind is not None:  # a segment is open
+                if lane.segment.closing:
+                    if p is None or not p.done or lane.out:
+                        return
+                    self._end_segment(lane, frames)
+                    continue
+                head = lane.queue[0] if lane.queue else None
+                if isinstance(head, Text) and head.kind == lane.kind:
+                    lane.queue.popleft()
+                    self._feed(lane, head, now)
+                elif isinstance(head, Keep) and head.floating:
+                    lane.floating.append(lane.queue.popleft())  # type: ignore[arg-type]
+                elif head is not None or self._ended:
+                    self._close(lane, now)
+                else:
+                    return  # more of the segment may come
+                continue
+            if not lane.queue or isinstance(lane.queue[0], _Global):
+                return
+            head = lane.queue.popleft()
+            if isinstance(head, Text):
+                self._open(lane, head.kind)
+                self._feed(lane, head, now)
+            elif isinstance(head, Keep):
+                frames.append(self.fmt.keep_frame(head))
 
     def _end_filtered(self, lane: _Lane, frames: list[str]) -> None:
         """A blocked lane whose approved text is all out: its own events after that point
         are dropped, the format's filtered ending sent; events of no lane pass it."""
-        p = lane.pipeline
-        if p is None or not p.done or lane.out:
-            return
-        lane.anchors = deque((lane.shown, what) for _, what in lane.anchors if isinstance(what, _Global))
-        lane.pieces.clear()
+        lane.queue = deque(what for what in lane.queue if isinstance(what, _Global))
+        lane.floating = []
+        self._end_segment(lane, frames)
         lane.filtered = 2
         if lane.last is not None:
             frames.extend(self.fmt.filtered(lane.last).frames)
 
     def _text_frames(self, lane: _Lane, text: str, frames: list[str]) -> None:
-        """Frames for ``text``, the next characters of ``lane``: one per run of one kind."""
-        fmt = self.fmt
-        start, i = lane.shown, 0
-        end = start + len(text)
-        first: Text | None = None
-        parts: list[str] = []
+        """The event for ``text``, the next output of the lane's segment. While the output
+        is the input unchanged, the per-token data of each piece it completes goes with
+        it; after a redaction, none does (it would spell out what was replaced)."""
+        segment = lane.segment
+        first = lane.pieces[0][1] if lane.pieces else lane.last
+        assert first is not None
         extras: list[Any] = []
-        while start < end:
-            piece_end, piece = lane.pieces[0]
-            if first is not None and piece.kind != first.kind:
-                frames.append(fmt.text_frame(first, "".join(parts), extras))
-                parts, extras = [], []
-                first = None
-            if first is None:
-                first = piece
-            take = min(piece_end, end) - start
-            parts.append(text[i : i + take])
-            i += take
-            start += take
-            if start == piece_end:
-                lane.pieces.popleft()
-                if piece.extra is not None:
-                    extras.append(piece.extra)
-        if first is not None:
-            frames.append(fmt.text_frame(first, "".join(parts), extras))
-        lane.shown = end
+        if segment.same:
+            if segment.unseen.startswith(text):
+                segment.unseen = segment.unseen[len(text) :]
+                end = segment.shown + len(text)
+                while lane.pieces and lane.pieces[0][0] <= end:
+                    _, piece = lane.pieces.popleft()
+                    if piece.extra is not None:
+                        extras.append(piece.extra)
+            else:
+                segment.same = False
+                segment.unseen = ""
+                while len(lane.pieces) > 1:
+                    lane.pieces.popleft()
+        segment.shown += len(text)
+        frames.append(self.fmt.text_frame(first, text, extras))
 
 
 async def _pieces(events: AsyncIterator[ServerSentEvent], fmt: EventFormat) -> AsyncIterator[Text | Keep]:
@@ -356,4 +431,7 @@ async def paced_event_frames(
         with anyio.CancelScope(shield=True):
             await run.aclose()
         if pipelines is not None:
-            pipelines += [lane.pipeline.metrics for lane in stage.lanes.values() if lane.pipeline is not None]
+            for lane in stage.lanes.values():
+                pipelines += lane.metrics
+                if lane.pipeline is not None and lane.pipeline.metrics not in lane.metrics:
+                    pipelines.append(lane.pipeline.metrics)

@@ -127,15 +127,20 @@ class Text:
 class Keep:
     """An event that goes out as it came, after everything before it in ``lane`` (every
     lane when ``lane`` is ``None``). ``frame`` is its SSE frame; ``body`` its parsed data
-    for formats that renumber events; ``end``: the stream's own end event."""
+    for formats that rebuild events; ``end``: the stream's own end event; ``floating``: an
+    event whose place in the text does not matter (a ping), which may go out after the
+    run of text it came in rather than cut that run in two for the checks."""
 
-    __slots__ = ("body", "end", "frame", "lane")
+    __slots__ = ("body", "end", "floating", "frame", "lane")
 
-    def __init__(self, lane: int | None, frame: str, body: Any = None, end: bool = False) -> None:
+    def __init__(
+        self, lane: int | None, frame: str, body: Any = None, end: bool = False, floating: bool = False
+    ) -> None:
         self.lane = lane
         self.frame = frame
         self.body = body
         self.end = end  # the stream's own end ([DONE]): none is added after a block
+        self.floating = floating
 
     def __repr__(self) -> str:
         return f"Keep(lane={self.lane}, frame={self.frame!r})"
