@@ -29,6 +29,7 @@ the segment being shown.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Hashable
 from typing import Any
@@ -41,12 +42,14 @@ from ._text import join_pairs
 from .adapters import asse_events
 from .clock import Clock
 from .config import MAX_LINE
-from .formats import EventFormat, Keep, Text
+from .formats import EventFormat, Keep, Text, Unchecked
 from .metrics import StreamMetrics
 from .run import AsyncRun
 from .sse import ServerSentEvent
 
 __all__ = ["EventPacer", "paced_event_frames"]
+
+log = logging.getLogger("pacer.events")
 
 
 class _Global:
@@ -126,6 +129,7 @@ class EventPacer(Stage):
         self.ended = False  # the stream's own end event came
         self.cancelling = False  # cancel: each segment's pipeline sends what it holds at once
         self._asked: dict[int, tuple[_Lane, int]] = {}  # id(request) -> its lane and stage
+        self._has_checks: bool | None = None  # whether the pipelines check text (made once)
 
     # -- stage protocol --------------------------------------------------------------
 
@@ -328,7 +332,7 @@ class EventPacer(Stage):
                 self._text_frames(lane, text, frames)
             p = lane.pipeline
             if lane.filtered:
-                if lane.filtered == 1 and p is not None and p.done and not lane.out:
+                if lane.filtered == 1 and (p is None or p.done) and not lane.out:
                     self._end_filtered(lane, frames)
                 return
             if lane.kind is not None:  # a segment is open
@@ -354,8 +358,19 @@ class EventPacer(Stage):
             if isinstance(head, Text):
                 self._open(lane, head.kind)
                 self._feed(lane, head, now)
+            elif isinstance(head, Unchecked) and self._checked():
+                log.warning("pacer: %s carries text no check can see: its lane ends as blocked", head.channel)
+                lane.last = head.template
+                lane.filtered = 1
             elif isinstance(head, Keep):
                 frames.append(self.fmt.keep_frame(head))
+
+    def _checked(self) -> bool:
+        """Whether the pipelines check text (a ``Guard`` in them)."""
+        if self._has_checks is None:
+            made = self.pipeline_factory()
+            self._has_checks = (made if isinstance(made, Pipeline) else Pipeline(made)).has_checks
+        return self._has_checks
 
     def _end_filtered(self, lane: _Lane, frames: list[str]) -> None:
         """A blocked lane whose approved text is all out: its own events after that point

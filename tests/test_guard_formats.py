@@ -68,6 +68,13 @@ def paced(
     return out
 
 
+TEXT_DELTAS = ("text_delta", "thinking_delta", "input_json_delta")
+
+
+def _arguments_only(call: dict[str, Any]) -> bool:
+    return set(call) == {"index", "function"} and set(call["function"]) == {"arguments"}
+
+
 def _signature(data: str) -> Any:
     """What a kept event is, without its text and numbering; ``None`` for a text event."""
     if data.strip() == "[DONE]":
@@ -79,6 +86,9 @@ def _signature(data: str) -> Any:
         choice = body["choices"][0]
         delta = choice.get("delta") or {}
         rest = {k: v for k, v in delta.items() if v and k not in ("content", "reasoning_content")}
+        calls = rest.get("tool_calls") or []
+        if calls and all(_arguments_only(c) for c in calls):
+            del rest["tool_calls"]  # arguments text
         if not rest and choice.get("finish_reason") is None:
             return None
         return (choice["index"], tuple(sorted(rest)), choice.get("finish_reason"))
@@ -86,7 +96,7 @@ def _signature(data: str) -> Any:
     if kind in ("response.output_text.delta", "response.reasoning_summary_text.delta", "ping"):
         return None
     delta = body.get("delta")
-    if kind == "content_block_delta" and delta.get("type") in ("text_delta", "thinking_delta"):
+    if kind == "content_block_delta" and delta.get("type") in TEXT_DELTAS:
         return None
     return (kind, body.get("output_index"), body.get("index"))
 

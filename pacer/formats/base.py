@@ -43,12 +43,14 @@ __all__ = [
     "Received",
     "ReceivedLane",
     "Text",
+    "Unchecked",
     "UpstreamError",
     "as_sent",
     "dumps",
     "event_name",
     "field_of",
     "frame",
+    "has_text",
     "json_object",
     "merged_extras",
     "parse_json_event",
@@ -71,10 +73,12 @@ class UpstreamError(RuntimeError):
 
 
 class Part(enum.Enum):
-    """What a text field holds, as a client shows it: the answer, or the reasoning."""
+    """What a text field holds, as a client shows it: the answer, the reasoning, or a
+    tool call's arguments (JSON text, checked as text like the rest)."""
 
     TEXT = "text"
     REASONING = "reasoning"
+    ARGUMENTS = "arguments"
 
 
 class EndingKind(enum.Enum):
@@ -146,13 +150,42 @@ class Keep:
         return f"Keep(lane={self.lane}, frame={self.frame!r})"
 
 
+class Unchecked(Keep):
+    """An event that carries text in a channel the format does not know (``channel``
+    names it), so no check could see it. Without checks it goes out as it came; with a
+    ``Guard`` in the pipeline it is held back and ends its lane as blocked (fail closed):
+    ``template`` (a ``Text`` of the lane, empty) is what the format's filtered ending is
+    built from."""
+
+    __slots__ = ("channel", "template")
+
+    def __init__(self, lane: int, frame: str, channel: str, template: Text, body: Any = None) -> None:
+        super().__init__(lane, frame, body)
+        self.channel = channel
+        self.template = template
+
+    def __repr__(self) -> str:
+        return f"Unchecked(lane={self.lane}, channel={self.channel!r})"
+
+
+def has_text(value: Any) -> bool:
+    """Whether parsed JSON holds a non-empty string anywhere (a channel's text)."""
+    if isinstance(value, str):
+        return bool(value)
+    if isinstance(value, dict):
+        return any(has_text(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_text(v) for v in value)
+    return False
+
+
 class ReceivedLane:
     """One lane's text as a client received it, and whether the lane has ended."""
 
     __slots__ = ("finished", "parts", "template")
 
     def __init__(self) -> None:
-        self.parts: dict[Part, list[str]] = {Part.TEXT: [], Part.REASONING: []}
+        self.parts: dict[Part, list[str]] = {part: [] for part in Part}
         self.finished = False  # the lane's own end (a finish reason) was read
         self.template: Any = None  # the format's note of the lane's last event, for its stop
 

@@ -24,12 +24,14 @@ from .base import (
     Part,
     Received,
     Text,
+    Unchecked,
     UpstreamError,
     as_sent,
     dumps,
     event_name,
     field_of,
     frame,
+    has_text,
     json_object,
     parse_json_event,
 )
@@ -51,6 +53,17 @@ class AnthropicMessages(EventFormat):
     TEXT: ClassVar[dict[str, tuple[str, Part]]] = {
         "text_delta": ("text", Part.TEXT),
         "thinking_delta": ("thinking", Part.REASONING),
+        "input_json_delta": ("partial_json", Part.ARGUMENTS),
+    }
+    #: The delta types that carry no text of the model's: kept as they came.
+    OPAQUE: ClassVar[frozenset[str]] = frozenset({"signature_delta", "citations_delta"})
+    #: What each content block type starts with, as the delta that would carry it:
+    #: its field, the delta type, and the delta's field.
+    STARTS: ClassVar[dict[str, tuple[str, str, str]]] = {
+        "text": ("text", "text_delta", "text"),
+        "thinking": ("thinking", "thinking_delta", "thinking"),
+        "tool_use": ("input", "input_json_delta", "partial_json"),
+        "server_tool_use": ("input", "input_json_delta", "partial_json"),
     }
 
     def __init__(self) -> None:
@@ -69,10 +82,46 @@ class AnthropicMessages(EventFormat):
         if kind == "content_block_delta" and isinstance(delta, dict):
             field, _ = self.TEXT.get(str(delta.get("type")), (None, None))
             text = delta.get(field) if field is not None else None
-            if field is not None and isinstance(text, str) and text:
+            if field is not None and isinstance(text, str):
+                if not text:
+                    return [Keep(0, as_sent(event), floating=True)]
                 key = (delta["type"], body.get("index"))
                 return [Text(0, key, text, (body, field, event_name(event)))]
-        return [Keep(0, as_sent(event))]
+            if delta.get("type") not in self.OPAQUE and has_text({**delta, "type": None}):
+                empty = Text(0, "text_delta", "", (body, "text", "content_block_delta"))
+                return [Unchecked(0, as_sent(event), f"content_block_delta {delta.get('type')}", empty)]
+        if kind == "content_block_start" and isinstance(body.get("content_block"), dict):
+            return self._start(body, event)
+        return [Keep(0, as_sent(event), floating=kind == "ping")]
+
+    def _start(self, body: dict[str, Any], event: ServerSentEvent) -> list[Text | Keep]:
+        """A block start: any text it starts with is sent as the delta that would carry
+        it, after the start with that text taken out."""
+        block = body["content_block"]
+        kind = str(block.get("type"))
+        index = body.get("index")
+        empty = Text(
+            0, "text_delta", "", ({**body, "type": "content_block_delta"}, "text", "content_block_delta")
+        )
+        if kind not in self.STARTS:
+            if kind == "redacted_thinking" or kind.endswith("_tool_result"):
+                return [Keep(0, as_sent(event))]  # no text of the model's
+            if has_text({k: v for k, v in block.items() if k != "type"}):
+                return [Unchecked(0, as_sent(event), f"content_block_start {kind}", empty)]
+            return [Keep(0, as_sent(event))]
+        field, delta_type, delta_field = self.STARTS[kind]
+        value = block.get(field)
+        text = value if isinstance(value, str) else (dumps(value) if value else "")
+        if not text:
+            return [Keep(0, as_sent(event))]
+        start = {**body, "content_block": {**block, field: "" if isinstance(value, str) else {}}}
+        delta = {
+            "type": "content_block_delta",
+            "index": index,
+            "delta": {"type": delta_type, delta_field: ""},
+        }
+        piece = Text(0, (delta_type, index), text, (delta, delta_field, "content_block_delta"))
+        return [Keep(0, frame(dumps(start), "content_block_start")), piece]
 
     def text_frame(self, first: Text, text: str, extras: list[Any]) -> str:
         body, field, name = first.template
@@ -114,6 +163,10 @@ class AnthropicMessages(EventFormat):
             self.started = True
         elif kind == "content_block_start":
             self.open_blocks.append(body.get("index"))
+            block = body.get("content_block")
+            start = self.STARTS.get(str(block.get("type"))) if isinstance(block, dict) else None
+            if start is not None and isinstance(block, dict) and isinstance(text := block.get(start[0]), str):
+                received.lane(0).parts[Part.REASONING if start[0] == "thinking" else Part.TEXT].append(text)
         elif kind == "content_block_stop" and body.get("index") in self.open_blocks:
             self.open_blocks.remove(body.get("index"))
         elif kind == "message_stop":
