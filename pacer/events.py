@@ -5,26 +5,33 @@ each upstream event into *pieces*: ``Text``, a text delta of one *lane* (a choic
 ``n > 1`` request; a Responses or Messages stream has one lane) and one *kind* (the
 field it fills: content, reasoning, a tool call's arguments, ...), and ``Keep``, any
 other event (a role, a finish reason, usage, a ping), kept as it came. ``EventPacer``
-is the stage that paces them, and it never counts characters across a check: each
-lane's text is cut into *segments*, runs of one kind between kept events, and each
-segment runs through a pipeline of its own (so a ``Guard`` in it sees each field's
-text whole, and its replacement may be of any length). A kept event goes out once
-the segment before it has ended and all its output is shown, and before the next
-segment starts (in every lane, for an event of no lane such as the usage chunk); a
-``floating`` one (a ping) waits for the end of the segment it came in instead of
-cutting it in two.
+is the stage that paces them: each lane's text runs through a pipeline of its own (so
+every choice is paced), and comes back as the format's own text events; each kept
+event goes out exactly where it stood, after all text before it in its lane (in every
+lane, for an event of no lane such as the usage chunk) and before any text after it.
 
-A text event groups the paced text shown at one instant: text of one segment, on
-the fields of the upstream event it came from; the per-token data of an upstream
+Checks may replace text by text of any length, so no place is ever counted in the
+upstream's characters. A pipeline is split after its last checking stage (a
+``Guard``): the *checks* run per *segment*, a run of one kind of text between kept
+events, each segment through checking stages of its own, one segment at a time (so a
+check sees each field's text whole, never one field's end with the next's start);
+the stages after (a ``Pacer``) run once per lane, fed the checked text of each
+segment in turn, so the pace flows on across fields and events. A kept event is
+placed at the count of checked characters before it, and goes out when the lane has
+shown that many (pacing stages keep the text as it is). A ``floating`` event (a ping)
+waits for the end of its segment rather than cut it in two.
+
+A text event groups the paced text shown at one instant by segment: text of one kind,
+on the fields of the upstream event it came from; the per-token data of an upstream
 event (its logprobs) goes with the event that completes its text while the segment's
-output is its input unchanged, so each field's concatenation on the client equals the
-upstream's. Once a check has replaced text in a segment, its per-token data is no
-longer sent (its lists are empty): it would spell out what was replaced.
+checked text is its input unchanged, so each field's concatenation on the client
+equals the upstream's. Once a check has replaced text in a segment, its per-token data
+is no longer sent (the lists are empty): it would spell out what was replaced.
 ``paced_event_frames`` drives it over an SSE byte stream.
 
 Cost: O(1) amortised per piece and per emitted chunk, plus the pipelines' own work;
 memory: the text fed and not yet shown, and the pieces and kept events waiting behind
-the segment being shown.
+the segment being checked.
 """
 
 from __future__ import annotations
@@ -61,60 +68,93 @@ class _Global:
         self.keep = keep
 
 
+class _Span:
+    """One segment's checked text on its way through the lane's pacing stages: where it
+    ends, and whether it is still its input unchanged (then its pieces' per-token data
+    goes with the text that completes them)."""
+
+    __slots__ = ("closed", "end", "fed", "last", "pieces", "same", "shown", "unseen")
+
+    def __init__(self, start: int) -> None:
+        self.end = start  # the lane's checked-character count at its end, so far
+        self.closed = False  # the segment has ended: ``end`` is final
+        self.fed = 0  # characters of input
+        self.shown = 0  # characters sent as text events
+        self.pieces: deque[tuple[int, Text]] = deque()  # (end in the input, piece), not wholly shown
+        self.last: Text | None = None  # the last piece (the template once the text changed)
+        self.same = True  # what was shown so far is the input unchanged
+        self.unseen = ""  # the input not yet shown (while ``same``)
+
+    def add(self, piece: Text) -> None:
+        self.fed += len(piece.text)
+        self.last = piece
+        if self.same:
+            self.unseen += piece.text
+            self.pieces.append((self.fed, piece))
+
+    def shows(self, text: str) -> tuple[Text, list[Any]]:
+        """The template of the event that shows ``text`` next, and the per-token data it completes."""
+        extras: list[Any] = []
+        first = self.pieces[0][1] if self.pieces else self.last
+        assert first is not None
+        if self.same and self.unseen.startswith(text):
+            self.unseen = self.unseen[len(text) :]
+            self.shown += len(text)
+            while self.pieces and self.pieces[0][0] <= self.shown:
+                extra = self.pieces.popleft()[1].extra
+                if extra is not None:
+                    extras.append(extra)
+        elif self.same:
+            self.same, self.unseen = False, ""
+            self.pieces.clear()
+        return first, extras
+
+
 class _Lane:
-    """One lane: its open segment (a run of one kind of text through a pipeline of its
-    own) and the pieces waiting for that segment to be shown."""
+    """One lane: the segment being checked, the pacing stages, and what waits."""
 
     __slots__ = (
+        "anchors",
+        "fed",
         "filtered",
         "floating",
         "high",
         "kind",
         "last",
-        "metrics",
         "out",
-        "pieces",
         "pipeline",
         "queue",
-        "segment",
+        "shown",
+        "spans",
+        "tail",
     )
 
-    def __init__(self, globals_waiting: deque[_Global]) -> None:
-        self.pipeline: Pipeline | None = None  # the open segment's (or the last one's) pipeline
-        self.kind: Hashable | None = None  # the open segment's kind; None: no segment open
-        self.segment = _Segment()
-        self.out = ""  # the open segment's output not yet sent
-        self.pieces: deque[tuple[int, Text]] = deque()  # (end offset, piece) of the segment, not shown
-        self.floating: list[Keep] = []  # events that go out when the segment ends (a ping)
+    def __init__(self, globals_waiting: deque[_Global], tail: Pipeline | None) -> None:
+        self.pipeline: Pipeline | None = None  # the checking stages of the segment (or the last one)
+        self.tail = tail  # the stages after the checks (a Pacer), the lane's own
+        self.kind: Hashable | None = None  # the open segment's kind; None: none open
         # Pieces, kept events and events of no lane after the open segment, in order.
         self.queue: deque[Text | Keep | _Global] = deque(globals_waiting)
+        self.floating: list[Keep] = []  # events that go out after the open segment (a ping)
+        self.fed = 0  # checked characters given to the tail
+        self.shown = 0  # characters sent as text events
+        self.out = ""  # the tail's output not yet sent (a kept event waits before it)
+        self.spans: deque[_Span] = deque()  # the segments whose text is not all shown
+        # (checked offset, what): kept events that go out once the text before them is shown.
+        self.anchors: deque[tuple[int, Keep | _Global]] = deque()
         self.high: Text | None = None  # a piece ending in a high surrogate, held for its pair
         self.last: Text | None = None  # the last text piece (the template of a filtered ending)
-        self.metrics: list[StreamMetrics] = []  # of each segment's pipeline, once ended
         # A check blocked the lane: 1 while its approved text drains, 2 once it has ended.
         self.filtered = 0
-
-
-class _Segment:
-    """Where a segment's text stands: fed, shown, and whether what was shown is what was
-    fed (then each piece's per-token data goes with the event that completes it)."""
-
-    __slots__ = ("closing", "fed", "same", "shown", "unseen")
-
-    def __init__(self) -> None:
-        self.fed = 0  # characters fed to the pipeline
-        self.shown = 0  # characters sent as text events
-        self.closing = False  # its pipeline was told the segment ended
-        self.same = True  # the output so far equals the input (no redaction)
-        self.unseen = ""  # the input not yet matched against the output (while ``same``)
 
 
 class EventPacer(Stage):
     """The stage that paces an API's event stream: pieces in, SSE frames (``str``) out.
 
-    ``pipeline_factory()`` makes each segment's pipeline (a ``Pacer``, say). Takes the
-    ``Text`` and ``Keep`` pieces of ``fmt.parse``; emits chunks whose text is one SSE
-    frame each, in the order described in the module's docstring.
+    ``pipeline_factory()`` makes the pipeline (a ``Pacer``, ``Guard(check) | Pacer()``,
+    ...): its checking stages are made anew for each segment, the stages after them
+    once per lane (see the module docstring). Takes the ``Text`` and ``Keep`` pieces of
+    ``fmt.parse``; emits chunks whose text is one SSE frame each.
     """
 
     timed = True
@@ -127,9 +167,9 @@ class EventPacer(Stage):
         self.waiting: deque[_Global] = deque()  # kept events of no lane, in order
         self.driven = False  # a driver runs the lanes' checks (a Guard in the pipelines)
         self.ended = False  # the stream's own end event came
-        self.cancelling = False  # cancel: each segment's pipeline sends what it holds at once
+        self.cancelling = False  # cancel: every stage sends what it holds at once
+        self.checked: bool | None = None  # whether the pipelines check text (known at the first lane)
         self._asked: dict[int, tuple[_Lane, int]] = {}  # id(request) -> its lane and stage
-        self._has_checks: bool | None = None  # whether the pipelines check text (made once)
 
     # -- stage protocol --------------------------------------------------------------
 
@@ -152,6 +192,9 @@ class EventPacer(Stage):
             p = lane.pipeline
             if p is not None and (d := p.deadline) is not None and d <= now:
                 self._out(lane, p.poll(now), now)
+            t = lane.tail
+            if t is not None and (d := t.deadline) is not None and d <= now:
+                lane.out += "".join(c.text for c in t.poll(now))
         return self._release(now)
 
     def finish(self, now: float) -> list[Chunk]:
@@ -194,38 +237,57 @@ class EventPacer(Stage):
         return lanes[0].pipeline.blocked  # type: ignore[union-attr]
 
     def _out(self, lane: _Lane, chunks: list[Chunk], now: float) -> None:
-        """The lane pipeline's output; a lane a check has just blocked drains what was approved."""
-        lane.out += "".join(c.text for c in chunks)
+        """The checking stages' output goes on to the tail; a lane a check has just
+        blocked drains what was approved."""
+        for chunk in chunks:
+            self._checked_text(lane, chunk, now)
         p = lane.pipeline
         if not lane.filtered and p is not None and p.blocked is not None:
             lane.filtered = 1
             if not p._ended:
-                lane.out += "".join(c.text for c in p.finish(now))
+                for chunk in p.finish(now):
+                    self._checked_text(lane, chunk, now)
+            if lane.tail is not None:
+                lane.tail.metrics.blocked = p.metrics.blocked
+            self._finish_tail(lane, now)
 
     def cancel(self, now: float) -> list[Chunk]:
         out = [] if self._ended else self.finish(now)
         self._end_input(cancelled=True)
         self.cancelling = True
         for lane in self.lanes.values():
-            if lane.pipeline is not None and not lane.pipeline.done:
-                lane.out += "".join(c.text for c in lane.pipeline.cancel(now))
+            p = lane.pipeline
+            if p is not None and not p.done:
+                self._out(lane, p.cancel(now), now)
+            if lane.filtered:
+                self._finish_tail(lane, now)
         return out + self._release(now)
 
     @property
     def deadline(self) -> float | None:
         best: float | None = None
         for lane in self.lanes.values():
-            p = lane.pipeline
-            if p is not None and (d := p.deadline) is not None and (best is None or d < best):
-                best = d
+            for p in (lane.pipeline, lane.tail):
+                if p is not None and (d := p.deadline) is not None and (best is None or d < best):
+                    best = d
         return best
 
     # -- internals: taking pieces in -------------------------------------------------
 
+    def _split(self) -> tuple[Pipeline | None, Pipeline | None]:
+        """A fresh pipeline from the factory, as its checking stages and the stages after."""
+        made = self.pipeline_factory()
+        stages = made.stages if isinstance(made, Pipeline) else [made]
+        workers = [i for i, stage in enumerate(stages) if hasattr(stage, "take_requests")]
+        cut = workers[-1] + 1 if workers else 0
+        self.checked = bool(workers)
+        checks = Pipeline(*stages[:cut]) if cut else None
+        return checks, (Pipeline(*stages[cut:]) if stages[cut:] else None)
+
     def _lane(self, index: int) -> _Lane:
         lane = self.lanes.get(index)
         if lane is None:
-            lane = self.lanes[index] = _Lane(self.waiting)
+            lane = self.lanes[index] = _Lane(self.waiting, self._split()[1])
         return lane
 
     def _text(self, lane: _Lane, piece: Text) -> None:
@@ -266,42 +328,97 @@ class EventPacer(Stage):
             self._feed_held(lane)
             self._queue(lane, waiting)
 
-    # -- internals: segments ---------------------------------------------------------
+    # -- internals: checking, one segment at a time ----------------------------------
+
+    def _check(self, lane: _Lane, now: float) -> None:
+        """Take what waits in the lane's queue as far as the segment being checked allows:
+        text into the segment, kept events placed after the text checked before them."""
+        queue = lane.queue
+        while True:
+            if lane.filtered:
+                at = lane.shown if lane.filtered == 2 else lane.fed
+                while queue:
+                    what = queue.popleft()
+                    if isinstance(what, _Global):
+                        lane.anchors.append((at, what))
+                return
+            if lane.kind is not None:  # a segment is open
+                p = lane.pipeline
+                if lane.spans[-1].closed:
+                    if p is not None and not p.done:
+                        return  # its checks are still running
+                    self._end_segment(lane)
+                    continue
+                head = queue[0] if queue else None
+                if isinstance(head, Text) and head.kind == lane.kind:
+                    self._feed(lane, queue.popleft(), now)  # type: ignore[arg-type]
+                elif isinstance(head, Keep) and head.floating:
+                    lane.floating.append(queue.popleft())  # type: ignore[arg-type]
+                elif head is not None or self._ended:
+                    lane.spans[-1].closed = True
+                    if p is not None and not p._ended:
+                        self._out(lane, p.cancel(now) if self.cancelling else p.finish(now), now)
+                else:
+                    return  # more of the segment may come
+                continue
+            if not queue:
+                if self._ended:
+                    self._finish_tail(lane, now)
+                return
+            head = queue.popleft()
+            if isinstance(head, Text):
+                self._open(lane, head.kind)
+                self._feed(lane, head, now)
+            elif isinstance(head, Unchecked) and self.checked:
+                log.warning("pacer: %s carries text no check can see: its lane ends as blocked", head.channel)
+                lane.last = head.template
+                lane.filtered = 1
+                self._finish_tail(lane, now)
+            else:
+                lane.anchors.append((lane.fed, head))
 
     def _open(self, lane: _Lane, kind: Hashable) -> None:
-        made = self.pipeline_factory()
-        lane.pipeline = made if isinstance(made, Pipeline) else Pipeline(made)
-        if self.driven:
-            lane.pipeline.drive_checks()
+        if self.checked:
+            lane.pipeline = self._split()[0]
+            if self.driven and lane.pipeline is not None:
+                lane.pipeline.drive_checks()
         lane.kind = kind
-        lane.segment = _Segment()
+        lane.spans.append(_Span(lane.fed))
 
     def _feed(self, lane: _Lane, piece: Text, now: float) -> None:
-        segment = lane.segment
-        segment.fed += len(piece.text)
-        if segment.same:
-            segment.unseen += piece.text
-            lane.pieces.append((segment.fed, piece))
-        else:
-            lane.pieces = deque([(segment.fed, piece)])  # kept as the template of its events
+        lane.spans[-1].add(piece)
         lane.last = piece
-        assert lane.pipeline is not None
-        self._out(lane, lane.pipeline.ingest(Chunk(piece.text, now), now), now)
+        if lane.pipeline is None or not self.checked:
+            self._checked_text(lane, Chunk(piece.text, now), now)
+        else:
+            self._out(lane, lane.pipeline.ingest(Chunk(piece.text, now), now), now)
 
-    def _close(self, lane: _Lane, now: float) -> None:
-        """The open segment has all its text: its pipeline is told so."""
-        lane.segment.closing = True
-        p = lane.pipeline
-        if p is not None and not p._ended:
-            self._out(lane, p.cancel(now) if self.cancelling else p.finish(now), now)
-
-    def _end_segment(self, lane: _Lane, frames: list[str]) -> None:
-        frames.extend(self.fmt.keep_frame(keep) for keep in lane.floating)
-        lane.floating = []
+    def _end_segment(self, lane: _Lane) -> None:
         lane.kind = None
-        lane.pieces.clear()
-        if lane.pipeline is not None:
-            lane.metrics.append(lane.pipeline.metrics)
+        lane.anchors.extend((lane.fed, keep) for keep in lane.floating)
+        lane.floating = []
+
+    def _checked_text(self, lane: _Lane, chunk: Chunk, now: float) -> None:
+        """Checked text of the open segment, on to the lane's pacing stages."""
+        if not chunk.text:
+            return
+        lane.fed += len(chunk.text)
+        lane.spans[-1].end = lane.fed
+        if lane.tail is None:
+            lane.out += chunk.text
+        else:
+            passed = Chunk(chunk.text, chunk.arrival, chunk.boundary)
+            lane.out += "".join(c.text for c in lane.tail.ingest(passed, now))
+
+    def _finish_tail(self, lane: _Lane, now: float) -> None:
+        t = lane.tail
+        if t is None:
+            return
+        if self.cancelling:
+            if not t._closed:
+                lane.out += "".join(c.text for c in t.cancel(now))
+        elif not t._ended:
+            lane.out += "".join(c.text for c in t.finish(now))
 
     # -- internals: what goes out ----------------------------------------------------
 
@@ -309,102 +426,74 @@ class EventPacer(Stage):
         frames: list[str] = []
         while True:
             for lane in self.lanes.values():
-                self._advance(lane, frames, now)
+                self._check(lane, now)
+                self._release_lane(lane, frames)
             if not self.waiting or not self._reached(self.waiting[0]):
                 break
             waiting = self.waiting.popleft()
             for lane in self.lanes.values():
-                lane.queue.popleft()
+                lane.anchors.popleft()
             frames.append(self.fmt.keep_frame(waiting.keep))
         return [Chunk(f, now) for f in frames]
 
     def _reached(self, waiting: _Global) -> bool:
         """Whether every lane has shown all its text before ``waiting``."""
-        lanes = self.lanes.values()
-        return all(lane.kind is None and lane.queue and lane.queue[0] is waiting for lane in lanes)
+        for lane in self.lanes.values():
+            if not lane.anchors:
+                return False
+            at, what = lane.anchors[0]
+            if what is not waiting or lane.shown != at:
+                return False
+        return True
 
-    def _advance(self, lane: _Lane, frames: list[str], now: float) -> None:
-        """Send what the lane may send now: its segment's output, the segment's end, then
-        what waited for it, up to the next segment still being paced (or a global event)."""
+    def _release_lane(self, lane: _Lane, frames: list[str]) -> None:
+        fmt = self.fmt
         while True:
-            if lane.out:
-                text, lane.out = lane.out, ""
-                self._text_frames(lane, text, frames)
-            p = lane.pipeline
-            if lane.filtered:
-                if lane.filtered == 1 and (p is None or p.done) and not lane.out:
+            limit = -1
+            if lane.anchors:
+                at, what = lane.anchors[0]
+                if lane.shown == at:
+                    if isinstance(what, _Global):
+                        return  # waits for the other lanes
+                    lane.anchors.popleft()
+                    frames.append(fmt.keep_frame(what))
+                    continue
+                limit = at
+            n = len(lane.out) if limit < 0 else min(len(lane.out), limit - lane.shown)
+            if n <= 0:
+                if lane.filtered == 1:
                     self._end_filtered(lane, frames)
                 return
-            if lane.kind is not None:  # a segment is open
-                if lane.segment.closing:
-                    if p is None or not p.done or lane.out:
-                        return
-                    self._end_segment(lane, frames)
-                    continue
-                head = lane.queue[0] if lane.queue else None
-                if isinstance(head, Text) and head.kind == lane.kind:
-                    lane.queue.popleft()
-                    self._feed(lane, head, now)
-                elif isinstance(head, Keep) and head.floating:
-                    lane.floating.append(lane.queue.popleft())  # type: ignore[arg-type]
-                elif head is not None or self._ended:
-                    self._close(lane, now)
-                else:
-                    return  # more of the segment may come
-                continue
-            if not lane.queue or isinstance(lane.queue[0], _Global):
-                return
-            head = lane.queue.popleft()
-            if isinstance(head, Text):
-                self._open(lane, head.kind)
-                self._feed(lane, head, now)
-            elif isinstance(head, Unchecked) and self._checked():
-                log.warning("pacer: %s carries text no check can see: its lane ends as blocked", head.channel)
-                lane.last = head.template
-                lane.filtered = 1
-            elif isinstance(head, Keep):
-                frames.append(self.fmt.keep_frame(head))
-
-    def _checked(self) -> bool:
-        """Whether the pipelines check text (a ``Guard`` in them)."""
-        if self._has_checks is None:
-            made = self.pipeline_factory()
-            self._has_checks = (made if isinstance(made, Pipeline) else Pipeline(made)).has_checks
-        return self._has_checks
+            text, lane.out = lane.out[:n], lane.out[n:]
+            self._text_frames(lane, text, frames)
 
     def _end_filtered(self, lane: _Lane, frames: list[str]) -> None:
         """A blocked lane whose approved text is all out: its own events after that point
         are dropped, the format's filtered ending sent; events of no lane pass it."""
-        lane.queue = deque(what for what in lane.queue if isinstance(what, _Global))
+        p, t = lane.pipeline, lane.tail
+        if (p is not None and not p.done) or (t is not None and not t.done) or lane.out:
+            return
+        lane.anchors = deque((lane.shown, what) for _, what in lane.anchors if isinstance(what, _Global))
+        lane.spans.clear()
+        lane.kind = None
         lane.floating = []
-        self._end_segment(lane, frames)
         lane.filtered = 2
         if lane.last is not None:
             frames.extend(self.fmt.filtered(lane.last).frames)
 
     def _text_frames(self, lane: _Lane, text: str, frames: list[str]) -> None:
-        """The event for ``text``, the next output of the lane's segment. While the output
-        is the input unchanged, the per-token data of each piece it completes goes with
-        it; after a redaction, none does (it would spell out what was replaced)."""
-        segment = lane.segment
-        first = lane.pieces[0][1] if lane.pieces else lane.last
-        assert first is not None
-        extras: list[Any] = []
-        if segment.same:
-            if segment.unseen.startswith(text):
-                segment.unseen = segment.unseen[len(text) :]
-                end = segment.shown + len(text)
-                while lane.pieces and lane.pieces[0][0] <= end:
-                    _, piece = lane.pieces.popleft()
-                    if piece.extra is not None:
-                        extras.append(piece.extra)
-            else:
-                segment.same = False
-                segment.unseen = ""
-                while len(lane.pieces) > 1:
-                    lane.pieces.popleft()
-        segment.shown += len(text)
-        frames.append(self.fmt.text_frame(first, text, extras))
+        """Frames for ``text``, the next characters the lane shows: one per segment."""
+        at, i = lane.shown, 0
+        while i < len(text):
+            while len(lane.spans) > 1 and lane.spans[0].end <= at + i:
+                lane.spans.popleft()
+            span = lane.spans[0]
+            take = len(text) - i if len(lane.spans) == 1 else min(len(text) - i, span.end - at - i)
+            part = text[i : i + take]
+            first, extras = span.shows(part)
+            frames.append(self.fmt.text_frame(first, part, extras))
+            i += take
+        lane.shown = at + len(text)
 
 
 async def _pieces(events: AsyncIterator[ServerSentEvent], fmt: EventFormat) -> AsyncIterator[Text | Keep]:
@@ -447,6 +536,6 @@ async def paced_event_frames(
             await run.aclose()
         if pipelines is not None:
             for lane in stage.lanes.values():
-                pipelines += lane.metrics
-                if lane.pipeline is not None and lane.pipeline.metrics not in lane.metrics:
-                    pipelines.append(lane.pipeline.metrics)
+                p = lane.tail if lane.tail is not None else lane.pipeline
+                if p is not None:
+                    pipelines.append(p.metrics)

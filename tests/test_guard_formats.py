@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from pacer import Guard, Pacer, simulate
 from pacer.events import EventPacer
-from pacer.formats import FORMATS, Keep, Part, Received, Text
+from pacer.formats import FORMATS, Keep, Part, Received, Responses, Text
 from pacer.sse import ServerSentEvent
 from pacer.testing import streams
 
@@ -93,7 +93,7 @@ def _signature(data: str) -> Any:
             return None
         return (choice["index"], tuple(sorted(rest)), choice.get("finish_reason"))
     kind = body.get("type")
-    if kind in ("response.output_text.delta", "response.reasoning_summary_text.delta", "ping"):
+    if kind in Responses.TEXT or kind == "ping":
         return None
     delta = body.get("delta")
     if kind == "content_block_delta" and delta.get("type") in TEXT_DELTAS:
