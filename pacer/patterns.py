@@ -7,7 +7,7 @@ the text before it, for look-behinds and ``\\b``), it answers ``False`` when a
 list is searched as one alternation, leftmost match first, as ``re.sub`` would.
 
 Streaming: text cut at an arbitrary point (a hold timer, a length cap) must not be
-checked in two pieces that each miss a match spanning the cut. ``could_continue(text)``
+checked in two pieces that each miss a match spanning the cut. ``could_continue(text, context)``
 says how many trailing characters of ``text`` could still be, or extend, a match once
 more text arrives (``regex``'s ``partial=True`` search): a caller releases the text
 before them and holds those. Checking each released piece with the text before it as
@@ -87,17 +87,21 @@ class Patterns:
         out.append(whole[at:])
         return "".join(out)
 
-    def could_continue(self, text: str) -> int:
-        """How many trailing characters of ``text`` must stay held: the longest tail
-        that is, or could grow into, a match (0 when none could)."""
+    def could_continue(self, text: str, context: str = "") -> int:
+        """How many trailing characters of ``text`` must stay held (``context``: the text
+        before it, already released, for look-behinds): the longest tail that is, or
+        could grow into, a match, or that a match ending there could read past. 0 when
+        all of ``text`` may go."""
+        whole, start = context + text, len(context)
         # Until the text left to release has no match touching its end: a match there
-        # may read past it (``\b``, a longer match) once the held text follows.
+        # may read past it (``\\b``, a longer match) once the held text follows.
         held, more = 0, 1
         while more and held < len(text):
-            rest = text[: len(text) - held]
-            more = max((_tail(p, rest) for p in (self._block, self._redact) if p is not None), default=0)
+            rest = whole[: len(whole) - held]
+            patterns = (p for p in (self._block, self._redact) if p is not None)
+            more = max((_tail(p, rest, start) for p in patterns), default=0)
             held += more
-        return held
+        return min(held, len(text))
 
     def __repr__(self) -> str:
         block = self._block.pattern if self._block is not None else None
@@ -105,10 +109,11 @@ class Patterns:
         return f"Patterns(block={block!r}, redact={redact!r})"
 
 
-def _tail(pattern: regex.Pattern[str], text: str) -> int:
-    """The length of the longest tail of ``text`` where a match of ``pattern`` starts
-    and reaches the end (complete, and so perhaps longer with more text, or partial)."""
-    pos, end = 0, len(text)
+def _tail(pattern: regex.Pattern[str], text: str, pos: int) -> int:
+    """The length of the longest tail of ``text`` (from ``pos`` on) where a match of
+    ``pattern`` starts and reaches the end (complete, and so perhaps longer with more
+    text, or partial)."""
+    end = len(text)
     while pos <= end:
         match = pattern.search(text, pos, partial=True)
         if match is None:

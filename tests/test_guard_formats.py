@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -133,7 +134,7 @@ words = st.sampled_from(["calmly", "breathes", "stream", "choice", "Paced", "pac
 marks = st.text("#*", max_size=14)  # shorter than, as long as, and longer than the word
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.sampled_from(APIS), st.integers(1, 3), words, marks, st.sampled_from([None, 0.0, 0.3]))
 def test_kept_events_keep_their_place_whatever_the_length_of_a_redaction(
     api: str, n: int, word: str, mark: str, latency: float | None
@@ -149,3 +150,162 @@ def test_kept_events_keep_their_place_whatever_the_length_of_a_redaction(
         lane = _lane(signature)
         mine = {key: text for key, text in shown.items() if lane is None or key[0] == lane}
         assert mine == {key: text.replace(word, mark) for key, text in sent.items() if key in mine}
+
+
+# -- nothing checked away reaches any field a client reads ---------------------------------------
+
+
+def _strings(value: Any, path: tuple[str, ...], out: list[tuple[tuple[str, ...], str]]) -> None:
+    if isinstance(value, str):
+        out.append((path, value))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _strings(item, (*path, key), out)
+    elif isinstance(value, list):
+        if path and path[-1] == "bytes" and all(isinstance(b, int) for b in value):
+            out.append((path, bytes(value).decode("utf-8", "replace")))  # a logprob's token bytes
+        else:
+            for item in value:
+                _strings(item, path, out)
+
+
+def fields(frames: list[tuple[str | None, str]]) -> dict[tuple[str, ...], str]:
+    """Each field's strings (list positions aside), concatenated over the whole stream."""
+    joined: dict[tuple[str, ...], str] = {}
+    for _, data in frames:
+        if data.strip() == "[DONE]":
+            continue
+        found: list[tuple[tuple[str, ...], str]] = []
+        _strings(json.loads(data), (), found)
+        for path, text in found:
+            joined[path] = joined.get(path, "") + text
+    return joined
+
+
+def revealing(frames: list[tuple[str | None, str]], *secrets: str) -> list[tuple[str, ...]]:
+    """The fields whose concatenation holds a secret (and the raw frames, as ``("wire",)``)."""
+    out = [path for path, text in fields(frames).items() if any(s in text for s in secrets)]
+    wire = "".join(data for _, data in frames)
+    return [*out, ("wire",)] if any(s in wire for s in secrets) else out
+
+
+def mask(text: str) -> str:
+    return text.replace("calmly", "******")  # as long as the match
+
+
+def no_breathing(text: str) -> bool:
+    return "breathes" not in text
+
+
+@given(st.sampled_from([None, 0.0, 0.3]))
+@settings(max_examples=6, deadline=None)
+def test_responses_end_events_carry_only_the_text_sent(latency: float | None) -> None:
+    """Issue #37, item 1: ``response.incomplete`` and the ``*.done`` events, items and
+    ``response.completed`` are rebuilt from what was sent, never the upstream's copy."""
+    events = streams.responses()
+    masked = paced("responses", events, mask, latency)
+    assert revealing(masked, "calmly") == []
+    assert any("******" in data and "response.completed" in data for _, data in masked)
+    blocked = paced("responses", events, no_breathing, latency)
+    assert revealing(blocked, "breathes", "falls far") == []
+    end = json.loads(blocked[-1][1])
+    assert end["type"] == "response.incomplete"
+    assert end["response"]["incomplete_details"] == {"reason": "content_filter"}
+    [message] = [item for item in end["response"]["output"] if item["type"] == "message"]
+    assert message["content"][0]["text"] == "Paced text reads calmly. "  # what was sent, and no more
+
+
+@pytest.mark.parametrize("api", ["chat.completions", "completions", "responses"])
+@pytest.mark.parametrize(("check", "secret"), [(mask, "calmly"), (no_breathing, "breathes")])
+def test_logprobs_never_spell_out_a_redacted_or_blocked_unit(api: str, check: Any, secret: str) -> None:
+    """Issue #37, item 2: per-token data of a unit a check replaced or blocked is not sent
+    (nor of the rest of its field after a replacement: its lists are empty)."""
+    out = paced(api, upstream(api, 2), check, 0.1)
+    assert revealing(out, secret) == []
+    tokens = fields(out).get(("choices", "logprobs", "content", "token"), "")
+    tokens += fields(out).get(("choices", "logprobs", "tokens"), "")
+    tokens += fields(out).get(("logprobs", "token"), "")
+    assert "Paced" in tokens  # those of the text before it still go
+
+
+def no_paris(text: str) -> str:
+    return text.replace("Paris", "[city]")
+
+
+@pytest.mark.parametrize("api", ["chat.completions", "responses", "messages"])
+def test_tool_call_arguments_are_checked_as_text(api: str) -> None:
+    """Issue #37, item 5: a policy sees a tool call's arguments (the JSON text), and its
+    replacement is what the client's arguments say."""
+    out = paced(api, upstream(api, 1), no_paris, 0.05)
+    assert revealing(out, "Paris") == []
+    arguments = fields(out)
+    joined = "".join(text for path, text in arguments.items() if path[-1] in ("arguments", "partial_json"))
+    assert '{"city": "[city]"}' in joined
+
+
+def _chat_events(*deltas: dict[str, Any]) -> list[streams.Event]:
+    base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    bodies = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+    bodies.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    return [*((0.1 * i, None, json.dumps(b)) for i, b in enumerate(bodies)), (1.0, None, "[DONE]")]
+
+
+def _canary(text: str) -> bool:
+    return "ZEBRA" not in text
+
+
+@pytest.mark.parametrize(
+    "delta",
+    [
+        {"content": [{"type": "text", "text": "Fine. The code is ZEBRA-7."}]},
+        {"audio": {"id": "a1", "transcript": "Fine. The code is ZEBRA-7."}},
+        {"function_call": {"name": "f", "arguments": '{"code": "ZEBRA-7"}'}},
+        {
+            "tool_calls": [
+                {"index": 0, "id": "t", "type": "function", "function": {"name": "f", "arguments": "ZEBRA"}}
+            ]
+        },
+    ],
+    ids=["content-parts", "audio-transcript", "function-call", "tool-call-start"],
+)
+def test_every_chat_channel_goes_through_the_guard(delta: dict[str, Any]) -> None:
+    """Issue #37, item 5: list-form content, audio transcripts and call arguments."""
+    out = paced("chat.completions", _chat_events({"role": "assistant"}, delta), _canary, 0.05)
+    assert revealing(out, "ZEBRA") == []
+    finishes = [json.loads(d)["choices"][0]["finish_reason"] for _, d in out if d != "[DONE]"]
+    assert "content_filter" in finishes and out[-1][1] == "[DONE]"
+
+
+def test_text_at_an_anthropic_block_start_goes_through_the_guard() -> None:
+    """Issue #37, item 5: text inside ``content_block_start`` is checked like a delta."""
+    events = [
+        {"type": "message_start", "message": {"id": "m", "type": "message", "content": []}},
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "text", "text": "Ok. ZEBRA here."},
+        },
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 3}},
+        {"type": "message_stop"},
+    ]
+    out = paced(
+        "messages", [(0.1 * i, e["type"], json.dumps(e)) for i, e in enumerate(events)], _canary, 0.05
+    )
+    assert revealing(out, "ZEBRA") == []
+    assert fields(out)[("delta", "text")] == "Ok. "
+    assert [json.loads(d).get("delta", {}).get("stop_reason") for _, d in out][-2] == "refusal"
+
+
+def test_a_channel_pacer_does_not_know_ends_its_lane_as_blocked_when_checked() -> None:
+    """Issue #37, item 5: unknown text is never passed unchecked (fail closed); without a
+    check it goes out as it came."""
+    events = _chat_events({"content": "Hello. "}, {"future_text": "ZEBRA"}, {"content": "More."})
+    out = paced("chat.completions", events, lambda text: True)
+    assert revealing(out, "ZEBRA") == [] and "More." not in "".join(d for _, d in out)
+    finishes = [json.loads(d)["choices"][0]["finish_reason"] for _, d in out if d != "[DONE]"]
+    assert finishes[-1] == "content_filter" and fields(out)[("choices", "delta", "content")] == "Hello. "
+    fmt = FORMATS["chat.completions"]()
+    trace = [(t, p) for t, name, data in events for p in fmt.parse(_event(name, data))]
+    unchecked = simulate(trace, EventPacer(fmt, lambda: Pacer(cps=400)))
+    assert "ZEBRA" in "".join(c.text for c in unchecked.emissions)

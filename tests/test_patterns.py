@@ -26,7 +26,7 @@ def _streamed(policy: Patterns, pieces: list[str]) -> bool | str:
     released, out, buf = "", "", ""
     for piece in [*pieces, None]:
         buf += piece or ""
-        cut = len(buf) - (policy.could_continue(buf) if piece is not None else 0)
+        cut = len(buf) - (policy.could_continue(buf, released) if piece is not None else 0)
         if cut <= 0:
             continue
         verdict = policy(buf[:cut], released)

@@ -238,6 +238,7 @@ class _Released:
             index = body.get("summary_index", body.get("content_index"))
             summary = "summary_index" in body
             out["part"] = self.part(body["part"], *where, index, summary)
+            self._place(body.get("output_index"), "summary" if summary else "content", index, out["part"])
         if isinstance(body.get("item"), dict):
             out["item"] = self.item(body["item"], body.get("output_index"))
             self.items[body.get("output_index")] = out["item"]
@@ -249,6 +250,16 @@ class _Released:
                 response = {**response, "output": items}
             out["response"] = self.response = response
         return out
+
+    def _place(self, output_index: Any, where: str, index: Any, part: dict[str, Any]) -> None:
+        """Note a part of an item not yet done, so an early end shows it as far as it was sent."""
+        item = self.items.get(output_index)
+        if item is None or not isinstance(index, int) or index < 0:
+            return
+        parts = list(item.get(where) or [])
+        parts += [{}] * (index + 1 - len(parts))
+        parts[index] = part
+        self.items[output_index] = {**item, where: parts}
 
     def item(self, item: dict[str, Any], output_index: Any) -> dict[str, Any]:
         out = dict(item)
