@@ -6,7 +6,8 @@ stream stands) answers, for one streaming API:
 
 - *parsing*: ``parse(event)`` splits an upstream event into ``Text`` (a text delta of
   one lane: a choice of an ``n > 1`` request; other APIs have one lane) and ``Keep``
-  (any other event, sent as it came);
+  (any other event, sent as it came); ``Unchecked``, a ``Keep`` that carries text in a
+  channel the format does not know, which a pipeline with checks refuses;
 - *rendering*: ``text_frame`` builds the API's own text event around paced text,
   ``keep_frame`` a kept event as it goes out;
 - *endings*: each an ``Ending``, its ``kind`` (an ``EndingKind``) beside its frames, so

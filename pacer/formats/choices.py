@@ -2,9 +2,12 @@
 
 - ``ChatCompletions`` (``/v1/chat/completions``): the text lanes are the text fields of
   each choice's ``delta`` (``FIELDS``: ``content`` and ``refusal`` are answer text,
-  ``reasoning_content`` and ``reasoning`` reasoning), each choice of an ``n > 1``
-  request in a lane of its own; kept: role chunks, tool-call deltas, finish reasons
-  and the usage chunk, in order; logprobs travel with the text they belong to.
+  ``reasoning_content`` and ``reasoning`` reasoning), each text part of a list
+  ``content``, the audio ``transcript``, and each tool call's (or function call's)
+  ``arguments``, each choice of an ``n > 1`` request in a lane of its own; kept: role
+  chunks, the rest of tool-call deltas (ids, names), finish reasons and the usage
+  chunk, in order; logprobs travel with the text they belong to. A ``delta`` field
+  not in ``KNOWN`` that holds text is ``Unchecked``.
   ``data: [DONE]`` ends the stream; an ``{"error": ...}`` event ends it as an error.
 - ``Completions`` (``/v1/completions``): the text lane is each choice's ``text``, with
   its logprobs; kept: finish reasons and the usage chunk.

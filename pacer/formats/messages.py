@@ -2,9 +2,12 @@
 
 Text lanes (one lane): the text of ``content_block_delta`` events whose delta type is
 in ``AnthropicMessages.TEXT`` (``text_delta``'s ``text`` is answer text,
-``thinking_delta``'s ``thinking`` reasoning). Kept: ``message_start``, block starts and
-stops, ``signature_delta``, ``input_json_delta``, ``ping``, ``message_delta`` (usage),
-``message_stop`` and ``error``. A blocked stream ends with its open block stopped,
+``thinking_delta``'s ``thinking`` reasoning, ``input_json_delta``'s ``partial_json``
+a tool's input), and the text (or tool input) a ``content_block_start`` carries, sent
+on as the delta that would carry it. Kept: ``message_start``, block starts and stops,
+``signature_delta`` and ``citations_delta``, ``ping`` (floating), ``message_delta``
+(usage), ``message_stop`` and ``error``; a delta or block of a type not known here
+that holds text is ``Unchecked``. A blocked stream ends with its open block stopped,
 ``stop_reason: "refusal"`` and ``message_stop``; a stopped one with its open blocks
 stopped, ``stop_reason: "end_turn"`` and ``message_stop``.
 

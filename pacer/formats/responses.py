@@ -1,13 +1,16 @@
 """OpenAI's Responses stream (``/v1/responses``).
 
 Text lanes (one lane): the ``delta`` of the event types in ``Responses.TEXT``
-(``response.output_text.delta`` and ``response.refusal.delta`` are answer text,
-``response.reasoning_text.delta`` and ``response.reasoning_summary_text.delta``
-reasoning). Kept, in order: every other event (function-call arguments, items and
-parts added and done, ``response.completed``, ``error``); ``sequence_number`` is
-renumbered so it still counts every event once. A blocked stream ends with
-``response.incomplete`` (``incomplete_details.reason: "content_filter"``), a stopped
-one with ``response.incomplete`` (``"cancelled"``).
+(output text, refusals and audio transcripts are answer text, reasoning text and
+summaries reasoning, function-call, custom-tool, MCP and code arguments arguments).
+Kept, in order: every other event (items and parts added and done,
+``response.completed``, ``error``); ``sequence_number`` is renumbered so it still
+counts every event once. Every kept event that repeats text (``*.done``, parts,
+items, the ``response`` object) is rebuilt from the text sent (``_Released``), never
+the upstream's copy. Another ``*.delta`` type that holds text is ``Unchecked``. A
+blocked stream ends with ``response.incomplete`` (``incomplete_details.reason:
+"content_filter"``, its output the items as far as they were sent), a stopped one with
+``response.incomplete`` (``"cancelled"``).
 
 Cost: O(size of the event) per event.
 """
