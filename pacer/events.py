@@ -442,7 +442,7 @@ class EventPacer(Stage):
             if not lane.anchors:
                 return False
             at, what = lane.anchors[0]
-            if what is not waiting or lane.shown != at:
+            if what is not waiting or lane.shown != at or lane.filtered == 1:
                 return False
         return True
 
@@ -454,6 +454,8 @@ class EventPacer(Stage):
                 at, what = lane.anchors[0]
                 if lane.shown == at:
                     if isinstance(what, _Global):
+                        if lane.filtered == 1:
+                            self._end_filtered(lane, frames)  # a blocked lane's ending goes first
                         return  # waits for the other lanes
                     lane.anchors.popleft()
                     frames.append(fmt.keep_frame(what))

@@ -130,7 +130,7 @@ def _key(item: tuple[Any, Any]) -> int:
     return -1 if _lane(item[0]) is None else _lane(item[0])  # type: ignore[return-value]
 
 
-words = st.sampled_from(["calmly", "breathes", "stream", "choice", "Paced", "pacing", "short"])
+words = st.sampled_from(["calmly", "breathes", "stream", "rhythm", "Paced", "pacing", "short"])
 marks = st.text("#*", max_size=14)  # shorter than, as long as, and longer than the word
 
 
@@ -143,6 +143,7 @@ def test_kept_events_keep_their_place_whatever_the_length_of_a_redaction(
     out = paced(api, events, lambda text: text.replace(word, mark), latency)
     before = _kept(api, [(name, data) for _, name, data in events])
     after = _kept(api, out)
+    assert revealing(out, word) == []  # in no field, logprobs and end events included
     for lane in range(n):  # every kept event, in order in its choice (lanes are paced apart)
         assert _of(after, lane) == _of(before, lane)
     for (signature, shown), (_, sent) in zip(sorted(after, key=_key), sorted(before, key=_key), strict=True):
@@ -309,3 +310,17 @@ def test_a_channel_pacer_does_not_know_ends_its_lane_as_blocked_when_checked() -
     trace = [(t, p) for t, name, data in events for p in fmt.parse(_event(name, data))]
     unchecked = simulate(trace, EventPacer(fmt, lambda: Pacer(cps=400)))
     assert "ZEBRA" in "".join(c.text for c in unchecked.emissions)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(APIS), st.integers(1, 3), words, st.sampled_from([None, 0.0, 0.3]))
+def test_a_blocked_unit_reaches_no_field_and_the_stream_ends_the_apis_way(
+    api: str, n: int, word: str, latency: float | None
+) -> None:
+    out = paced(api, upstream(api, n), lambda text: word not in text, latency)
+    assert revealing(out, word) == []
+    last = out[-1][1]
+    if api in ("chat.completions", "completions"):
+        assert last == "[DONE]"
+    else:
+        assert json.loads(last)["type"] in ("message_stop", "response.incomplete", "response.completed")
