@@ -73,7 +73,7 @@ class _Span:
     ends, and whether it is still its input unchanged (then its pieces' per-token data
     goes with the text that completes them)."""
 
-    __slots__ = ("closed", "end", "fed", "last", "pieces", "same", "shown", "unseen")
+    __slots__ = ("closed", "end", "fed", "last", "pieces", "same", "shown")
 
     def __init__(self, start: int) -> None:
         self.end = start  # the lane's checked-character count at its end, so far
@@ -83,13 +83,11 @@ class _Span:
         self.pieces: deque[tuple[int, Text]] = deque()  # (end in the input, piece), not wholly shown
         self.last: Text | None = None  # the last piece (the template once the text changed)
         self.same = True  # what was shown so far is the input unchanged
-        self.unseen = ""  # the input not yet shown (while ``same``)
 
     def add(self, piece: Text) -> None:
         self.fed += len(piece.text)
         self.last = piece
         if self.same:
-            self.unseen += piece.text
             self.pieces.append((self.fed, piece))
 
     def shows(self, text: str) -> tuple[Text, list[Any]]:
@@ -97,17 +95,29 @@ class _Span:
         extras: list[Any] = []
         first = self.pieces[0][1] if self.pieces else self.last
         assert first is not None
-        if self.same and self.unseen.startswith(text):
-            self.unseen = self.unseen[len(text) :]
+        if self.same and self._is_input(text):
             self.shown += len(text)
             while self.pieces and self.pieces[0][0] <= self.shown:
                 extra = self.pieces.popleft()[1].extra
                 if extra is not None:
                     extras.append(extra)
         elif self.same:
-            self.same, self.unseen = False, ""
+            self.same = False
             self.pieces.clear()
         return first, extras
+
+    def _is_input(self, text: str) -> bool:
+        """Whether ``text`` is the input from ``shown`` on (in O(len(text) + pieces it spans))."""
+        at, i = self.shown, 0
+        for end, piece in self.pieces:
+            if i == len(text):
+                return True
+            start = end - len(piece.text)
+            take = min(end - at, len(text) - i)
+            if piece.text[at - start : at - start + take] != text[i : i + take]:
+                return False
+            at, i = at + take, i + take
+        return i == len(text)
 
 
 class _Lane:
