@@ -324,3 +324,30 @@ def test_a_blocked_unit_reaches_no_field_and_the_stream_ends_the_apis_way(
         assert last == "[DONE]"
     else:
         assert json.loads(last)["type"] in ("message_stop", "response.incomplete", "response.completed")
+
+
+def test_an_unknown_delta_or_block_type_ends_a_responses_or_messages_stream_as_blocked() -> None:
+    """Issue #37, item 5 (fail closed), in the single-lane APIs."""
+    where = {"item_id": "x", "output_index": 0, "content_index": 0}
+    responses = [
+        {
+            "type": "response.output_text.delta",
+            **where,
+            "content_index": 0,
+            "delta": "Hello. ",
+            "sequence_number": 0,
+        },
+        {"type": "response.future_text.delta", **where, "delta": "ZEBRA", "sequence_number": 1},
+        {"type": "response.completed", "response": {"output": []}, "sequence_number": 2},
+    ]
+    out = paced("responses", [(0.1 * i, e["type"], json.dumps(e)) for i, e in enumerate(responses)], _canary)
+    assert revealing(out, "ZEBRA") == [] and json.loads(out[-1][1])["type"] == "response.incomplete"
+    messages = [
+        {"type": "message_start", "message": {"id": "m", "type": "message", "content": []}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "future", "words": "ZEBRA"}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_stop"},
+    ]
+    out = paced("messages", [(0.1 * i, e["type"], json.dumps(e)) for i, e in enumerate(messages)], _canary)
+    assert revealing(out, "ZEBRA") == []
+    assert [json.loads(d).get("delta", {}).get("stop_reason") for _, d in out][-2] == "refusal"
