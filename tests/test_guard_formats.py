@@ -42,6 +42,51 @@ def upstream(api: str, n: int) -> list[streams.Event]:
     return streams.responses() if api == "responses" else streams.messages()
 
 
+def rechunked(events: list[streams.Event], cut: int) -> list[streams.Event]:
+    """``events`` with each text delta cut in pieces of ``cut`` characters, one event each
+    (the per-token data on the last)."""
+    out: list[streams.Event] = []
+    for t, name, data in events:
+        body = json.loads(data) if data != "[DONE]" else None
+        holder, field = _text_field(body)
+        text = holder.get(field) if holder is not None else None
+        if not isinstance(text, str) or len(text) <= cut:
+            out.append((t, name, data))
+            continue
+        pieces = [text[i : i + cut] for i in range(0, len(text), cut)]
+        for i, piece in enumerate(pieces):
+            holder[field] = piece
+            part = json.loads(json.dumps(body))
+            if i < len(pieces) - 1:
+                _drop_logprobs(part)
+            out.append((t, name, json.dumps(part)))
+    return out
+
+
+def _text_field(body: Any) -> tuple[dict[str, Any] | None, str]:
+    if not isinstance(body, dict):
+        return None, ""
+    if body.get("choices"):
+        choice = body["choices"][0]
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            field = next((f for f in ("content", "reasoning_content") if isinstance(delta.get(f), str)), "")
+            return delta, field
+        return choice, "text"
+    if body.get("type") in Responses.TEXT:
+        return body, "delta"
+    delta = body.get("delta")
+    if isinstance(delta, dict) and delta.get("type") in TEXT_DELTAS:
+        return delta, next(f for f in ("text", "thinking", "partial_json") if f in delta)
+    return None, ""
+
+
+def _drop_logprobs(body: dict[str, Any]) -> None:
+    for holder in [body, *(body.get("choices") or [])]:
+        if holder.get("logprobs") is not None:
+            holder["logprobs"] = [] if isinstance(holder["logprobs"], list) else None
+
+
 def _event(name: str | None, data: str) -> ServerSentEvent:
     return ServerSentEvent(data=data, event=name or "message")
 
@@ -135,11 +180,18 @@ marks = st.text("#*", max_size=14)  # shorter than, as long as, and longer than 
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.sampled_from(APIS), st.integers(1, 3), words, marks, st.sampled_from([None, 0.0, 0.3]))
+@given(
+    st.sampled_from(APIS),
+    st.integers(1, 3),
+    words,
+    marks,
+    st.sampled_from([None, 0.0, 0.3]),
+    st.integers(1, 12),
+)
 def test_kept_events_keep_their_place_whatever_the_length_of_a_redaction(
-    api: str, n: int, word: str, mark: str, latency: float | None
+    api: str, n: int, word: str, mark: str, latency: float | None, cut: int
 ) -> None:
-    events = upstream(api, n)
+    events = rechunked(upstream(api, n), cut)
     out = paced(api, events, lambda text: text.replace(word, mark), latency)
     before = _kept(api, [(name, data) for _, name, data in events])
     after = _kept(api, out)
@@ -313,11 +365,11 @@ def test_a_channel_pacer_does_not_know_ends_its_lane_as_blocked_when_checked() -
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.sampled_from(APIS), st.integers(1, 3), words, st.sampled_from([None, 0.0, 0.3]))
+@given(st.sampled_from(APIS), st.integers(1, 3), words, st.sampled_from([None, 0.0, 0.3]), st.integers(1, 12))
 def test_a_blocked_unit_reaches_no_field_and_the_stream_ends_the_apis_way(
-    api: str, n: int, word: str, latency: float | None
+    api: str, n: int, word: str, latency: float | None, cut: int
 ) -> None:
-    out = paced(api, upstream(api, n), lambda text: word not in text, latency)
+    out = paced(api, rechunked(upstream(api, n), cut), lambda text: word not in text, latency)
     assert revealing(out, word) == []
     last = out[-1][1]
     if api in ("chat.completions", "completions"):
