@@ -380,7 +380,10 @@ class EventPacer(Stage):
                 self._open(lane, head.kind)
                 self._feed(lane, head, now)
             elif isinstance(head, Unchecked) and self.checked:
-                log.warning("pacer: %s carries text no check can see: its lane ends as blocked", head.channel)
+                reason = f"{head.channel} carries text no check can see"
+                log.warning("pacer: %s: its lane ends as blocked", reason)
+                if lane.tail is not None:
+                    lane.tail.metrics.blocked = reason
                 lane.last = head.template
                 lane.filtered = 1
                 self._finish_tail(lane, now)
