@@ -2,28 +2,43 @@
 
 An ``EventFormat`` (one per stream, ``pacer.formats`` has those of the common APIs) splits
 each upstream event into *pieces*: ``Text``, a text delta of one *lane* (a choice of an
-``n > 1`` request; a Responses or Messages stream has one lane), and ``Keep``, any
-other event (a role, a tool call, a finish reason, usage, a ping), kept as it came.
-``EventPacer`` is the stage that paces them: each lane's text runs through a pipeline
-of its own (so every choice is paced), and comes back as the format's own text
-events; each kept event goes out exactly where it stood, after all text before it in
-its lane (in every lane, for an event of no lane such as the usage chunk) and before
-any text after it.
+``n > 1`` request; a Responses or Messages stream has one lane) and one *kind* (the
+field it fills: content, reasoning, a tool call's arguments, ...), and ``Keep``, any
+other event (a role, a finish reason, usage, a ping), kept as it came. ``EventPacer``
+is the stage that paces them: each lane's text runs through a pipeline of its own (so
+every choice is paced), and comes back as the format's own text events; each kept
+event goes out exactly where it stood, after all text before it in its lane (in every
+lane, for an event of no lane such as the usage chunk) and before any text after it.
 
-A text event groups the paced text shown at one instant by the upstream event it came
-from: text of one kind (content, reasoning, ...) is one event, on that upstream
-event's fields; the per-token data of an upstream event (its logprobs) goes with the
-event that completes its text, so each field's concatenation on the client equals the
-upstream's. ``paced_event_frames`` drives it over an SSE byte stream.
+Checks may replace text by text of any length, so no place is ever counted in the
+upstream's characters. A pipeline is split after its last checking stage (a
+``Guard``): the *checks* run per *segment*, a run of one kind of text between kept
+events, each segment through checking stages of its own, one segment at a time (so a
+check sees each field's text whole, never one field's end with the next's start);
+the stages after (a ``Pacer``) run once per lane, fed the checked text of each
+segment in turn, so the pace flows on across fields and events. A kept event is
+placed at the count of checked characters before it, and goes out when the lane has
+shown that many (pacing stages keep the text as it is). A ``floating`` event (a ping)
+waits for the end of its segment rather than cut it in two.
 
-Cost: O(1) amortised per piece and per emitted chunk, plus the lane pipelines' own
-work; memory: the text fed and not yet shown, and the kept events waiting behind it.
+A text event groups the paced text shown at one instant by segment: text of one kind,
+on the fields of the upstream event it came from; the per-token data of an upstream
+event (its logprobs) goes with the event that completes its text while the segment's
+checked text is its input unchanged, so each field's concatenation on the client
+equals the upstream's. Once a check has replaced text in a segment, its per-token data
+is no longer sent (the lists are empty): it would spell out what was replaced.
+``paced_event_frames`` drives it over an SSE byte stream.
+
+Cost: O(1) amortised per piece and per emitted chunk, plus the pipelines' own work;
+memory: the text fed and not yet shown, and the pieces and kept events waiting behind
+the segment being checked.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Hashable
 from typing import Any
 
 import anyio
@@ -35,12 +50,14 @@ from ._text import join_pairs
 from .adapters import asse_events
 from .clock import Clock
 from .config import MAX_LINE
-from .formats import EventFormat, Keep, Text
+from .formats import EventFormat, Keep, Text, Unchecked
 from .metrics import StreamMetrics
 from .run import AsyncRun
 from .sse import ServerSentEvent
 
 __all__ = ["EventPacer", "paced_event_frames"]
+
+log = logging.getLogger("pacer.events")
 
 
 class _Global:
@@ -52,19 +69,90 @@ class _Global:
         self.keep = keep
 
 
-class _Lane:
-    """One lane's pipeline and where its text stands: fed, shown, and what waits."""
+class _Span:
+    """One segment's checked text on its way through the lane's pacing stages: where it
+    ends, and whether it is still its input unchanged (then its pieces' per-token data
+    goes with the text that completes them)."""
 
-    __slots__ = ("anchors", "fed", "filtered", "high", "last", "out", "pieces", "pipeline", "shown")
+    __slots__ = ("closed", "end", "fed", "last", "pieces", "same", "shown")
 
-    def __init__(self, globals_waiting: deque[_Global]) -> None:
-        self.pipeline: Pipeline | None = None
-        self.fed = 0  # characters fed to the pipeline
+    def __init__(self, start: int) -> None:
+        self.end = start  # the lane's checked-character count at its end, so far
+        self.closed = False  # the segment has ended: ``end`` is final
+        self.fed = 0  # characters of input
         self.shown = 0  # characters sent as text events
-        self.out = ""  # the pipeline's output not yet sent (a kept event waits before it)
-        self.pieces: deque[tuple[int, Text]] = deque()  # (end offset, piece), not wholly shown
-        # (offset, what): kept events that go out once the text before them is shown.
-        self.anchors: deque[tuple[int, Keep | _Global]] = deque((0, g) for g in globals_waiting)
+        self.pieces: deque[tuple[int, Text]] = deque()  # (end in the input, piece), not wholly shown
+        self.last: Text | None = None  # the last piece (the template once the text changed)
+        self.same = True  # what was shown so far is the input unchanged
+
+    def add(self, piece: Text) -> None:
+        self.fed += len(piece.text)
+        self.last = piece
+        if self.same:
+            self.pieces.append((self.fed, piece))
+
+    def shows(self, text: str) -> tuple[Text, list[Any]]:
+        """The template of the event that shows ``text`` next, and the per-token data it completes."""
+        extras: list[Any] = []
+        first = self.pieces[0][1] if self.pieces else self.last
+        assert first is not None
+        if self.same and self._is_input(text):
+            self.shown += len(text)
+            while self.pieces and self.pieces[0][0] <= self.shown:
+                extra = self.pieces.popleft()[1].extra
+                if extra is not None:
+                    extras.append(extra)
+        elif self.same:
+            self.same = False
+            self.pieces.clear()
+        return first, extras
+
+    def _is_input(self, text: str) -> bool:
+        """Whether ``text`` is the input from ``shown`` on (in O(len(text) + pieces it spans))."""
+        at, i = self.shown, 0
+        for end, piece in self.pieces:
+            if i == len(text):
+                return True
+            start = end - len(piece.text)
+            take = min(end - at, len(text) - i)
+            if piece.text[at - start : at - start + take] != text[i : i + take]:
+                return False
+            at, i = at + take, i + take
+        return i == len(text)
+
+
+class _Lane:
+    """One lane: the segment being checked, the pacing stages, and what waits."""
+
+    __slots__ = (
+        "anchors",
+        "fed",
+        "filtered",
+        "floating",
+        "high",
+        "kind",
+        "last",
+        "out",
+        "pipeline",
+        "queue",
+        "shown",
+        "spans",
+        "tail",
+    )
+
+    def __init__(self, globals_waiting: deque[_Global], tail: Pipeline | None) -> None:
+        self.pipeline: Pipeline | None = None  # the checking stages of the segment (or the last one)
+        self.tail = tail  # the stages after the checks (a Pacer), the lane's own
+        self.kind: Hashable | None = None  # the open segment's kind; None: none open
+        # Pieces, kept events and events of no lane after the open segment, in order.
+        self.queue: deque[Text | Keep | _Global] = deque(globals_waiting)
+        self.floating: list[Keep] = []  # events that go out after the open segment (a ping)
+        self.fed = 0  # checked characters given to the tail
+        self.shown = 0  # characters sent as text events
+        self.out = ""  # the tail's output not yet sent (a kept event waits before it)
+        self.spans: deque[_Span] = deque()  # the segments whose text is not all shown
+        # (checked offset, what): kept events that go out once the text before them is shown.
+        self.anchors: deque[tuple[int, Keep | _Global]] = deque()
         self.high: Text | None = None  # a piece ending in a high surrogate, held for its pair
         self.last: Text | None = None  # the last text piece (the template of a filtered ending)
         # A check blocked the lane: 1 while its approved text drains, 2 once it has ended.
@@ -74,9 +162,10 @@ class _Lane:
 class EventPacer(Stage):
     """The stage that paces an API's event stream: pieces in, SSE frames (``str``) out.
 
-    ``pipeline_factory()`` makes each lane's pipeline (a ``Pacer``, say). Takes the
-    ``Text`` and ``Keep`` pieces of ``fmt.parse``; emits chunks whose text is one SSE
-    frame each, in the order described in the module's docstring.
+    ``pipeline_factory()`` makes the pipeline (a ``Pacer``, ``Guard(check) | Pacer()``,
+    ...): its checking stages are made anew for each segment, the stages after them
+    once per lane (see the module docstring). Takes the ``Text`` and ``Keep`` pieces of
+    ``fmt.parse``; emits chunks whose text is one SSE frame each.
     """
 
     timed = True
@@ -89,6 +178,8 @@ class EventPacer(Stage):
         self.waiting: deque[_Global] = deque()  # kept events of no lane, in order
         self.driven = False  # a driver runs the lanes' checks (a Guard in the pipelines)
         self.ended = False  # the stream's own end event came
+        self.cancelling = False  # cancel: every stage sends what it holds at once
+        self.checked: bool | None = None  # whether the pipelines check text (known at the first lane)
         self._asked: dict[int, tuple[_Lane, int]] = {}  # id(request) -> its lane and stage
 
     # -- stage protocol --------------------------------------------------------------
@@ -97,9 +188,9 @@ class EventPacer(Stage):
         if self._ended:
             raise closed_error(self)
         if isinstance(item, Text):
-            self._text(self._lane(item.lane), item, now)
+            self._text(self._lane(item.lane), item)
         elif isinstance(item, Keep):
-            self._keep(item, now)
+            self._keep(item)
         else:
             raise TypeError(f"EventPacer takes Text or Keep pieces, got {type(item).__name__}")
         return self._release(now)
@@ -112,17 +203,18 @@ class EventPacer(Stage):
             p = lane.pipeline
             if p is not None and (d := p.deadline) is not None and d <= now:
                 self._out(lane, p.poll(now), now)
+            t = lane.tail
+            if t is not None and (d := t.deadline) is not None and d <= now:
+                lane.out += "".join(c.text for c in t.poll(now))
         return self._release(now)
 
     def finish(self, now: float) -> list[Chunk]:
         self._end_input()
         for lane in self.lanes.values():
-            self._feed_held(lane, now)
-            if lane.pipeline is not None and not lane.filtered:
-                self._out(lane, lane.pipeline.finish(now), now)
+            self._feed_held(lane)
         if self.blocked is not None and not self.ended:
             for closing in self.fmt.closing().frames:  # after every lane's ending
-                self._keep(Keep(None, closing), now)
+                self._keep(Keep(None, closing))
         return self._release(now)
 
     # -- checks (a Guard in the lanes' pipelines) --------------------------------------
@@ -156,89 +248,199 @@ class EventPacer(Stage):
         return lanes[0].pipeline.blocked  # type: ignore[union-attr]
 
     def _out(self, lane: _Lane, chunks: list[Chunk], now: float) -> None:
-        """The lane pipeline's output; a lane a check has just blocked drains what was approved."""
-        lane.out += "".join(c.text for c in chunks)
+        """The checking stages' output goes on to the tail; a lane a check has just
+        blocked drains what was approved."""
+        for chunk in chunks:
+            self._checked_text(lane, chunk, now)
         p = lane.pipeline
         if not lane.filtered and p is not None and p.blocked is not None:
             lane.filtered = 1
             if not p._ended:
-                lane.out += "".join(c.text for c in p.finish(now))
+                for chunk in p.finish(now):
+                    self._checked_text(lane, chunk, now)
+            if lane.tail is not None:
+                lane.tail.metrics.blocked = p.metrics.blocked
+            self._finish_tail(lane, now)
 
     def cancel(self, now: float) -> list[Chunk]:
         out = [] if self._ended else self.finish(now)
         self._end_input(cancelled=True)
+        self.cancelling = True
         for lane in self.lanes.values():
-            if lane.pipeline is not None and not lane.pipeline.done:
-                lane.out += "".join(c.text for c in lane.pipeline.cancel(now))
+            p = lane.pipeline
+            if p is not None and not p.done:
+                self._out(lane, p.cancel(now), now)
+            if lane.filtered:
+                self._finish_tail(lane, now)
         return out + self._release(now)
 
     @property
     def deadline(self) -> float | None:
         best: float | None = None
         for lane in self.lanes.values():
-            p = lane.pipeline
-            if p is not None and (d := p.deadline) is not None and (best is None or d < best):
-                best = d
+            for p in (lane.pipeline, lane.tail):
+                if p is not None and (d := p.deadline) is not None and (best is None or d < best):
+                    best = d
         return best
 
-    # -- internals -------------------------------------------------------------------
+    # -- internals: taking pieces in -------------------------------------------------
+
+    def _split(self) -> tuple[Pipeline | None, Pipeline | None]:
+        """A fresh pipeline from the factory, as its checking stages and the stages after."""
+        made = self.pipeline_factory()
+        stages = made.stages if isinstance(made, Pipeline) else [made]
+        workers = [i for i, stage in enumerate(stages) if hasattr(stage, "take_requests")]
+        cut = workers[-1] + 1 if workers else 0
+        self.checked = bool(workers)
+        checks = Pipeline(*stages[:cut]) if cut else None
+        return checks, (Pipeline(*stages[cut:]) if stages[cut:] else None)
 
     def _lane(self, index: int) -> _Lane:
         lane = self.lanes.get(index)
         if lane is None:
-            lane = self.lanes[index] = _Lane(self.waiting)
+            lane = self.lanes[index] = _Lane(self.waiting, self._split()[1])
         return lane
 
-    def _text(self, lane: _Lane, piece: Text, now: float) -> None:
+    def _text(self, lane: _Lane, piece: Text) -> None:
         if lane.high is not None:
             held, lane.high = lane.high, None
             if held.kind == piece.kind:
                 text = join_pairs(held.text + piece.text)
                 piece = Text(piece.lane, piece.kind, text, piece.template, piece.extra)
             else:
-                self._feed(lane, held, now)
+                self._queue(lane, held)
         if piece.text and "\ud800" <= piece.text[-1] <= "\udbff":
             # JSON may split an emoji's surrogate pair over two events: wait for the rest.
             lane.high = piece
             return
-        self._feed(lane, piece, now)
+        self._queue(lane, piece)
 
-    def _feed_held(self, lane: _Lane, now: float) -> None:
+    def _feed_held(self, lane: _Lane) -> None:
         if lane.high is not None:
             held, lane.high = lane.high, None
-            self._feed(lane, held, now)
+            self._queue(lane, held)
 
-    def _feed(self, lane: _Lane, piece: Text, now: float) -> None:
-        if not piece.text or lane.filtered:
-            return  # a blocked lane takes nothing more
-        if lane.pipeline is None:
-            made = self.pipeline_factory()
-            lane.pipeline = made if isinstance(made, Pipeline) else Pipeline(made)
-            if self.driven:
-                lane.pipeline.drive_checks()
-        lane.fed += len(piece.text)
-        lane.pieces.append((lane.fed, piece))
-        lane.last = piece
-        self._out(lane, lane.pipeline.ingest(Chunk(piece.text, now), now), now)
+    def _queue(self, lane: _Lane, item: Text | Keep | _Global) -> None:
+        if lane.filtered and not isinstance(item, _Global):
+            return  # a blocked lane takes nothing more, and its own events end with it
+        if not isinstance(item, Text) or item.text:
+            lane.queue.append(item)
 
-    def _keep(self, keep: Keep, now: float) -> None:
+    def _keep(self, keep: Keep) -> None:
         self.ended = self.ended or keep.end
         if keep.lane is not None:
             lane = self._lane(keep.lane)
-            self._feed_held(lane, now)
-            if not lane.filtered:  # a blocked lane's own events end with it
-                lane.anchors.append((lane.fed, keep))
+            self._feed_held(lane)
+            self._queue(lane, keep)
             return
         waiting = _Global(keep)
         self.waiting.append(waiting)
         for lane in self.lanes.values():
-            self._feed_held(lane, now)
-            lane.anchors.append((lane.shown if lane.filtered == 2 else lane.fed, waiting))
+            self._feed_held(lane)
+            self._queue(lane, waiting)
+
+    # -- internals: checking, one segment at a time ----------------------------------
+
+    def _check(self, lane: _Lane, now: float) -> None:
+        """Take what waits in the lane's queue as far as the segment being checked allows:
+        text into the segment, kept events placed after the text checked before them."""
+        queue = lane.queue
+        while True:
+            if lane.filtered:
+                at = lane.shown if lane.filtered == 2 else lane.fed
+                while queue:
+                    what = queue.popleft()
+                    if isinstance(what, _Global):
+                        lane.anchors.append((at, what))
+                return
+            if lane.kind is not None:  # a segment is open
+                p = lane.pipeline
+                if lane.spans[-1].closed:
+                    if p is not None and not p.done:
+                        return  # its checks are still running
+                    self._end_segment(lane)
+                    continue
+                head = queue[0] if queue else None
+                if isinstance(head, Text) and head.kind == lane.kind:
+                    self._feed(lane, queue.popleft(), now)  # type: ignore[arg-type]
+                elif isinstance(head, Keep) and head.floating:
+                    lane.floating.append(queue.popleft())  # type: ignore[arg-type]
+                elif head is not None or self._ended:
+                    lane.spans[-1].closed = True
+                    if p is not None and not p._ended:
+                        self._out(lane, p.cancel(now) if self.cancelling else p.finish(now), now)
+                else:
+                    return  # more of the segment may come
+                continue
+            if not queue:
+                if self._ended:
+                    self._finish_tail(lane, now)
+                return
+            head = queue.popleft()
+            if isinstance(head, Text):
+                self._open(lane, head.kind)
+                self._feed(lane, head, now)
+            elif isinstance(head, Unchecked) and self.checked:
+                reason = f"{head.channel} carries text no check can see"
+                log.warning("pacer: %s: its lane ends as blocked", reason)
+                if lane.tail is not None:
+                    lane.tail.metrics.blocked = reason
+                lane.last = head.template
+                lane.filtered = 1
+                self._finish_tail(lane, now)
+            else:
+                lane.anchors.append((lane.fed, head))
+
+    def _open(self, lane: _Lane, kind: Hashable) -> None:
+        if self.checked:
+            lane.pipeline = self._split()[0]
+            if self.driven and lane.pipeline is not None:
+                lane.pipeline.drive_checks()
+        lane.kind = kind
+        lane.spans.append(_Span(lane.fed))
+
+    def _feed(self, lane: _Lane, piece: Text, now: float) -> None:
+        lane.spans[-1].add(piece)
+        lane.last = piece
+        if lane.pipeline is None or not self.checked:
+            self._checked_text(lane, Chunk(piece.text, now), now)
+        else:
+            self._out(lane, lane.pipeline.ingest(Chunk(piece.text, now), now), now)
+
+    def _end_segment(self, lane: _Lane) -> None:
+        lane.kind = None
+        lane.anchors.extend((lane.fed, keep) for keep in lane.floating)
+        lane.floating = []
+
+    def _checked_text(self, lane: _Lane, chunk: Chunk, now: float) -> None:
+        """Checked text of the open segment, on to the lane's pacing stages."""
+        if not chunk.text:
+            return
+        lane.fed += len(chunk.text)
+        lane.spans[-1].end = lane.fed
+        if lane.tail is None:
+            lane.out += chunk.text
+        else:
+            passed = Chunk(chunk.text, chunk.arrival, chunk.boundary)
+            lane.out += "".join(c.text for c in lane.tail.ingest(passed, now))
+
+    def _finish_tail(self, lane: _Lane, now: float) -> None:
+        t = lane.tail
+        if t is None:
+            return
+        if self.cancelling:
+            if not t._closed:
+                lane.out += "".join(c.text for c in t.cancel(now))
+        elif not t._ended:
+            lane.out += "".join(c.text for c in t.finish(now))
+
+    # -- internals: what goes out ----------------------------------------------------
 
     def _release(self, now: float) -> list[Chunk]:
         frames: list[str] = []
         while True:
             for lane in self.lanes.values():
+                self._check(lane, now)
                 self._release_lane(lane, frames)
             if not self.waiting or not self._reached(self.waiting[0]):
                 break
@@ -251,8 +453,10 @@ class EventPacer(Stage):
     def _reached(self, waiting: _Global) -> bool:
         """Whether every lane has shown all its text before ``waiting``."""
         for lane in self.lanes.values():
+            if not lane.anchors:
+                return False
             at, what = lane.anchors[0]
-            if what is not waiting or lane.shown != at:
+            if what is not waiting or lane.shown != at or lane.filtered == 1:
                 return False
         return True
 
@@ -264,6 +468,8 @@ class EventPacer(Stage):
                 at, what = lane.anchors[0]
                 if lane.shown == at:
                     if isinstance(what, _Global):
+                        if lane.filtered == 1:
+                            self._end_filtered(lane, frames)  # a blocked lane's ending goes first
                         return  # waits for the other lanes
                     lane.anchors.popleft()
                     frames.append(fmt.sent_frame(what))
@@ -280,42 +486,30 @@ class EventPacer(Stage):
     def _end_filtered(self, lane: _Lane, frames: list[str]) -> None:
         """A blocked lane whose approved text is all out: its own events after that point
         are dropped, the format's filtered ending sent; events of no lane pass it."""
-        p = lane.pipeline
-        if p is None or not p.done or lane.out:
+        p, t = lane.pipeline, lane.tail
+        if (p is not None and not p.done) or (t is not None and not t.done) or lane.out:
             return
         lane.anchors = deque((lane.shown, what) for _, what in lane.anchors if isinstance(what, _Global))
-        lane.pieces.clear()
+        lane.spans.clear()
+        lane.kind = None
+        lane.floating = []
         lane.filtered = 2
         if lane.last is not None:
             frames.extend(self.fmt.filtered(lane.last).frames)
 
     def _text_frames(self, lane: _Lane, text: str, frames: list[str]) -> None:
-        """Frames for ``text``, the next characters of ``lane``: one per run of one kind."""
-        fmt = self.fmt
-        start, i = lane.shown, 0
-        end = start + len(text)
-        first: Text | None = None
-        parts: list[str] = []
-        extras: list[Any] = []
-        while start < end:
-            piece_end, piece = lane.pieces[0]
-            if first is not None and piece.kind != first.kind:
-                frames.append(fmt.text_frame(first, "".join(parts), extras))
-                parts, extras = [], []
-                first = None
-            if first is None:
-                first = piece
-            take = min(piece_end, end) - start
-            parts.append(text[i : i + take])
+        """Frames for ``text``, the next characters the lane shows: one per segment."""
+        at, i = lane.shown, 0
+        while i < len(text):
+            while len(lane.spans) > 1 and lane.spans[0].end <= at + i:
+                lane.spans.popleft()
+            span = lane.spans[0]
+            take = len(text) - i if len(lane.spans) == 1 else min(len(text) - i, span.end - at - i)
+            part = text[i : i + take]
+            first, extras = span.shows(part)
+            frames.append(self.fmt.text_frame(first, part, extras))
             i += take
-            start += take
-            if start == piece_end:
-                lane.pieces.popleft()
-                if piece.extra is not None:
-                    extras.append(piece.extra)
-        if first is not None:
-            frames.append(fmt.text_frame(first, "".join(parts), extras))
-        lane.shown = end
+        lane.shown = at + len(text)
 
 
 async def _pieces(events: AsyncIterator[ServerSentEvent], fmt: EventFormat) -> AsyncIterator[Text | Keep]:
@@ -358,4 +552,7 @@ async def paced_event_frames(
         with anyio.CancelScope(shield=True):
             await run.aclose()
         if pipelines is not None:
-            pipelines += [lane.pipeline.metrics for lane in stage.lanes.values() if lane.pipeline is not None]
+            for lane in stage.lanes.values():
+                p = lane.tail if lane.tail is not None else lane.pipeline
+                if p is not None:
+                    pipelines.append(p.metrics)

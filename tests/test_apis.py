@@ -339,12 +339,13 @@ def _text_of(body: dict[str, Any]) -> str:
             delta = choice.get("delta") or {}
             texts.append(str(choice.get("text") or ""))
             texts += [v for k, v in delta.items() if k != "role" and isinstance(v, str)]
+            texts += [c["function"].get("arguments") or "" for c in delta.get("tool_calls") or ()]
         return "".join(texts)
     delta = body.get("delta")
     if isinstance(delta, str):
-        return delta if body.get("type", "").endswith("text.delta") else ""
-    if isinstance(delta, dict) and delta.get("type") in ("text_delta", "thinking_delta"):
-        return str(delta.get("text") or delta.get("thinking") or "")
+        return delta if body.get("type") in Responses.TEXT else ""
+    if isinstance(delta, dict) and delta.get("type") in ("text_delta", "thinking_delta", "input_json_delta"):
+        return str(delta.get("text") or delta.get("thinking") or delta.get("partial_json") or "")
     return ""
 
 

@@ -159,3 +159,24 @@ def test_any_stream_keeps_every_lanes_text_and_every_event_in_its_place(items: l
     for lane in range(3):
         sent = "".join(p.text for _, p in trace if isinstance(p, Text) and p.lane == lane)
         assert _texts(frames, lane) == sent
+
+
+@pytest.mark.parametrize("replacement", ["", "x", "a much longer replacement"])
+def test_a_replacement_of_any_length_keeps_every_kept_event_in_its_place(replacement: str) -> None:
+    from pacer import Guard
+
+    trace = [
+        (0.0, Keep(0, "role")),
+        (0.0, Text(0, "reasoning", "Think it over. ", None)),
+        (0.1, Keep(0, "reasoning done")),
+        (0.1, Text(0, "content", "The secret is out. Bye.", None)),
+        (0.2, Keep(0, "finish")),
+        (0.2, Keep(None, "usage")),
+    ]
+    stage = EventPacer(Tagged(), lambda: Guard(lambda t: t.replace("secret", replacement)) | Pacer(cps=200))
+    frames = [c.text for c in simulate(trace, stage, check_latency=0.05).emissions]
+    kept = [f for f in frames if not f.startswith("T")]
+    assert kept == ["role", "reasoning done", "finish", "usage"]
+    done = frames.index("reasoning done")
+    assert _texts(frames[:done], 0) == "Think it over. " and "content" not in "".join(frames[:done])
+    assert _texts(frames[done:], 0) == f"The {replacement} is out. Bye."

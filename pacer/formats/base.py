@@ -6,7 +6,8 @@ stream stands) answers, for one streaming API:
 
 - *parsing*: ``parse(event)`` splits an upstream event into ``Text`` (a text delta of
   one lane: a choice of an ``n > 1`` request; other APIs have one lane) and ``Keep``
-  (any other event, sent as it came);
+  (any other event, sent as it came); ``Unchecked``, a ``Keep`` that carries text in a
+  channel the format does not know, which a pipeline with checks refuses;
 - *rendering*: ``text_frame`` builds the API's own text event around paced text,
   ``keep_frame`` a kept event as it goes out;
 - *endings*: each an ``Ending``, its ``kind`` (an ``EndingKind``) beside its frames, so
@@ -45,12 +46,14 @@ __all__ = [
     "Received",
     "ReceivedLane",
     "Text",
+    "Unchecked",
     "UpstreamError",
     "as_sent",
     "dumps",
     "event_name",
     "field_of",
     "frame",
+    "has_text",
     "json_object",
     "merged_extras",
     "parse_json_event",
@@ -73,10 +76,12 @@ class UpstreamError(KindedError):
 
 
 class Part(enum.Enum):
-    """What a text field holds, as a client shows it: the answer, or the reasoning."""
+    """What a text field holds, as a client shows it: the answer, the reasoning, or a
+    tool call's arguments (JSON text, checked as text like the rest)."""
 
     TEXT = "text"
     REASONING = "reasoning"
+    ARGUMENTS = "arguments"
 
 
 class EndingKind(enum.Enum):
@@ -132,22 +137,61 @@ class Text:
 class Keep:
     """An event that goes out as it came, after everything before it in ``lane`` (every
     lane when ``lane`` is ``None``). ``frame`` is its SSE frame; ``body`` its parsed data
-    for formats that renumber events; ``end``: the stream's own end event; ``failure``:
+    for formats that rebuild events; ``end``: the stream's own end event; ``floating``: an
+    event whose place in the text does not matter (a ping), which may go out after the
+    run of text it came in rather than cut that run in two for the checks; ``failure``:
     the upstream's own ``error`` event, which tells the client the stream failed."""
 
-    __slots__ = ("body", "end", "failure", "frame", "lane")
+    __slots__ = ("body", "end", "failure", "floating", "frame", "lane")
 
     def __init__(
-        self, lane: int | None, frame: str, body: Any = None, end: bool = False, *, failure: bool = False
+        self,
+        lane: int | None,
+        frame: str,
+        body: Any = None,
+        end: bool = False,
+        floating: bool = False,
+        *,
+        failure: bool = False,
     ) -> None:
         self.lane = lane
         self.frame = frame
         self.body = body
         self.end = end  # the stream's own end ([DONE]): none is added after a block
+        self.floating = floating
         self.failure = failure
 
     def __repr__(self) -> str:
         return f"Keep(lane={self.lane}, frame={self.frame!r})"
+
+
+class Unchecked(Keep):
+    """An event that carries text in a channel the format does not know (``channel``
+    names it), so no check could see it. Without checks it goes out as it came; with a
+    ``Guard`` in the pipeline it is held back and ends its lane as blocked (fail closed):
+    ``template`` (a ``Text`` of the lane, empty) is what the format's filtered ending is
+    built from."""
+
+    __slots__ = ("channel", "template")
+
+    def __init__(self, lane: int, frame: str, channel: str, template: Text, body: Any = None) -> None:
+        super().__init__(lane, frame, body)
+        self.channel = channel
+        self.template = template
+
+    def __repr__(self) -> str:
+        return f"Unchecked(lane={self.lane}, channel={self.channel!r})"
+
+
+def has_text(value: Any) -> bool:
+    """Whether parsed JSON holds a non-empty string anywhere (a channel's text)."""
+    if isinstance(value, str):
+        return bool(value)
+    if isinstance(value, dict):
+        return any(has_text(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_text(v) for v in value)
+    return False
 
 
 class ReceivedLane:
@@ -156,7 +200,7 @@ class ReceivedLane:
     __slots__ = ("finished", "parts", "template")
 
     def __init__(self) -> None:
-        self.parts = {Part.TEXT: ShownText(), Part.REASONING: ShownText()}
+        self.parts = {part: ShownText() for part in Part}
         self.finished = False  # the lane's own end (a finish reason) was read
         self.template: Any = None  # the format's note of the lane's last event, for its stop
 

@@ -2,9 +2,12 @@
 
 - ``ChatCompletions`` (``/v1/chat/completions``): the text lanes are the text fields of
   each choice's ``delta`` (``FIELDS``: ``content`` and ``refusal`` are answer text,
-  ``reasoning_content`` and ``reasoning`` reasoning), each choice of an ``n > 1``
-  request in a lane of its own; kept: role chunks, tool-call deltas, finish reasons
-  and the usage chunk, in order; logprobs travel with the text they belong to.
+  ``reasoning_content`` and ``reasoning`` reasoning), each text part of a list
+  ``content``, the audio ``transcript``, and each tool call's (or function call's)
+  ``arguments``, each choice of an ``n > 1`` request in a lane of its own; kept: role
+  chunks, the rest of tool-call deltas (ids, names), finish reasons and the usage
+  chunk, in order; logprobs travel with the text they belong to. A ``delta`` field
+  not in ``KNOWN`` that holds text is ``Unchecked``.
   ``data: [DONE]`` ends the stream; an ``{"error": ...}`` event ends it as an error.
 - ``Completions`` (``/v1/completions``): the text lane is each choice's ``text``, with
   its logprobs; kept: finish reasons and the usage chunk.
@@ -38,12 +41,14 @@ from .base import (
     Part,
     Received,
     Text,
+    Unchecked,
     UpstreamError,
     as_sent,
     dumps,
     event_name,
     field_of,
     frame,
+    has_text,
     json_object,
     merged_extras,
     parse_json_event,
@@ -103,8 +108,12 @@ class _Choices(EventFormat):
         index = choice.get("index", 0)
         lane = index if isinstance(index, int) and not isinstance(index, bool) else 0
         texts = self._texts(choice)
+        unknown = self._unknown(choice)
         if not texts:
-            return [Keep(lane, as_sent(event) if event is not None else frame(dumps(body), name))]
+            sent = as_sent(event) if event is not None else frame(dumps(body), name)
+            if unknown is not None:
+                return [Unchecked(lane, sent, unknown, Text(lane, "content", "", (body, choice, name)))]
+            return [Keep(lane, sent, floating=self._empty(choice))]
         pieces: list[Text | Keep] = [Text(lane, kind, text, (body, choice, name)) for kind, text in texts]
         last = pieces[-1]
         assert isinstance(last, Text)
@@ -112,21 +121,38 @@ class _Choices(EventFormat):
         rest = self._rest(choice, {kind for kind, _ in texts})
         if rest is None:
             return pieces
-        keep = Keep(lane, frame(dumps({**body, "choices": [rest]}), name))
+        sent = frame(dumps({**body, "choices": [rest]}), name)
+        keep = Keep(lane, sent) if unknown is None else Unchecked(lane, sent, unknown, last)
         announces = isinstance(rest.get("delta"), dict) and "role" in rest["delta"]
         return [keep, *pieces] if announces else [*pieces, keep]
+
+    def _unknown(self, choice: dict[str, Any]) -> str | None:
+        """The field of a choice that carries text in a channel this format does not know."""
+        return None
+
+    def _empty(self, choice: dict[str, Any]) -> bool:
+        """Whether a choice without text says nothing (then it may float: ``Keep``)."""
+        fields = self._fields(choice)
+        values = fields.values() if isinstance(fields, dict) else ()
+        return choice.get("finish_reason") is None and not any(values) and not choice.get("logprobs")
+
+    def _part(self, kind: Hashable) -> Part:
+        """What the text of a channel holds."""
+        if isinstance(kind, str):
+            return self.FIELDS[kind]
+        return Part.ARGUMENTS if kind[0] in ("tool_calls", "function_call") else Part.TEXT  # type: ignore[index]
 
     def _fields(self, choice: dict[str, Any]) -> Any:
         """Where a choice holds its text fields."""
         raise NotImplementedError
 
-    def _texts(self, choice: dict[str, Any]) -> list[tuple[str, str]]:
+    def _texts(self, choice: dict[str, Any]) -> list[tuple[Hashable, str]]:
         fields = self._fields(choice)
         if not isinstance(fields, dict):
             return []
         return [(f, v) for f in self.FIELDS if isinstance(v := fields.get(f), str) and v]
 
-    def _rest(self, choice: dict[str, Any], kinds: set[str]) -> dict[str, Any] | None:
+    def _rest(self, choice: dict[str, Any], kinds: set[Hashable]) -> dict[str, Any] | None:
         """The choice without its text, or ``None`` when nothing else is in it."""
         raise NotImplementedError
 
@@ -190,11 +216,8 @@ class _Choices(EventFormat):
                 continue
             lane = received.lane(choice.get("index", 0))
             lane.template = (body, choice)
-            fields = self._fields(choice)
-            if isinstance(fields, dict):
-                for field, part in self.FIELDS.items():
-                    if isinstance(value := fields.get(field), str):
-                        lane.parts[part].add(value)
+            for kind, text in self._texts(choice):
+                lane.parts[self._part(kind)].add(text)
             if choice.get("finish_reason") is not None:
                 lane.finished = True
 
@@ -212,11 +235,82 @@ class ChatCompletions(_Choices):
         "refusal": Part.TEXT,
     }
 
+    #: The ``delta`` fields this format knows: text (``FIELDS``), or text inside
+    #: (``content`` as a list of parts, tool-call and function-call arguments, the audio
+    #: transcript), or none (``role``). Any other field with text is ``Unchecked``.
+    KNOWN: ClassVar[frozenset[str]] = frozenset(
+        {
+            "role",
+            "content",
+            "refusal",
+            "reasoning_content",
+            "reasoning",
+            "tool_calls",
+            "function_call",
+            "audio",
+        }
+    )
+
     def _fields(self, choice: dict[str, Any]) -> Any:
         return choice.get("delta")
 
-    def _rest(self, choice: dict[str, Any], kinds: set[str]) -> dict[str, Any] | None:
-        delta = {k: v for k, v in choice["delta"].items() if k not in kinds}
+    def _texts(self, choice: dict[str, Any]) -> list[tuple[Hashable, str]]:
+        """Each text channel of the delta: ``FIELDS``, then each text part of a list
+        ``content`` (``("content", i)``), each tool call's arguments (``("tool_calls",
+        index)``), a function call's (``("function_call",)``) and the audio transcript
+        (``("audio",)``)."""
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            return []
+        out: list[tuple[Hashable, str]] = [
+            (f, v) for f in self.FIELDS if isinstance(v := delta.get(f), str) and v
+        ]
+        content = delta.get("content")
+        if isinstance(content, list):
+            for i, part in enumerate(content):
+                if isinstance(part, dict) and isinstance(text := part.get("text"), str) and text:
+                    out.append((("content", i), text))
+        for call in delta.get("tool_calls") or ():
+            if isinstance(call, dict) and (arguments := _arguments(call.get("function"))):
+                out.append((("tool_calls", call.get("index", 0)), arguments))
+        if arguments := _arguments(delta.get("function_call")):
+            out.append((("function_call",), arguments))
+        audio = delta.get("audio")
+        if isinstance(audio, dict) and isinstance(text := audio.get("transcript"), str) and text:
+            out.append((("audio",), text))
+        return out
+
+    def _unknown(self, choice: dict[str, Any]) -> str | None:
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            return None
+        for key, value in delta.items():
+            if key not in self.KNOWN and has_text(value):
+                return f"delta.{key}"
+        content = delta.get("content")
+        if isinstance(content, list):
+            for part in content:
+                if not isinstance(part, dict) or has_text(
+                    {k: v for k, v in part.items() if k not in ("type", "text")}
+                ):
+                    return "delta.content part"
+        return None
+
+    def _rest(self, choice: dict[str, Any], kinds: set[Hashable]) -> dict[str, Any] | None:
+        delta: dict[str, Any] = {}
+        for key, value in choice["delta"].items():
+            if key in kinds:
+                continue
+            if key == "content" and isinstance(value, list):
+                value = [p for i, p in enumerate(value) if ("content", i) not in kinds] or None
+            elif key == "tool_calls" and isinstance(value, list):
+                value = [c for c in map(_without_arguments, value) if c is not None] or None
+            elif key == "function_call":
+                value = _without_arguments(value)
+            elif key == "audio" and isinstance(value, dict):
+                value = {k: v for k, v in value.items() if k != "transcript"}
+                value = value if set(value) - {"id"} else None
+            delta[key] = value
         if choice.get("finish_reason") is None and all(v is None for v in delta.values()):
             return None
         rest = {**choice, "delta": delta}
@@ -225,7 +319,25 @@ class ChatCompletions(_Choices):
         return rest
 
     def _with_text(self, choice: dict[str, Any], kind: Hashable, text: str) -> dict[str, Any]:
-        return {**choice, "delta": {kind: text}}
+        if isinstance(kind, str):
+            return {**choice, "delta": {kind: text}}
+        delta = choice.get("delta") or {}
+        match kind:
+            case ("content", int(i)):
+                parts = delta.get("content") or []
+                part = parts[i] if i < len(parts) and isinstance(parts[i], dict) else {"type": "text"}
+                return {**choice, "delta": {"content": [{**part, "text": text}]}}
+            case ("tool_calls", index):
+                return {
+                    **choice,
+                    "delta": {"tool_calls": [{"index": index, "function": {"arguments": text}}]},
+                }
+            case ("function_call",):
+                return {**choice, "delta": {"function_call": {"arguments": text}}}
+            case _:
+                audio = delta.get("audio") or {}
+                kept = {k: v for k, v in audio.items() if k == "id"}
+                return {**choice, "delta": {"audio": {**kept, "transcript": text}}}
 
     def _no_text(self) -> dict[str, Any]:
         return {"delta": {}}
@@ -256,6 +368,28 @@ class ChatCompletions(_Choices):
         return ""
 
 
+def _arguments(function: Any) -> str:
+    """The arguments text of a tool call's ``function`` (``""`` when it has none)."""
+    if isinstance(function, dict) and isinstance(arguments := function.get("arguments"), str):
+        return arguments
+    return ""
+
+
+def _without_arguments(call: Any) -> Any:
+    """A tool call (or its ``function``) with its arguments text taken out; ``None`` when
+    nothing else is in it (its index aside)."""
+    if not isinstance(call, dict):
+        return call
+    function = call.get("function", call)
+    if not isinstance(function, dict) or not _arguments(function):
+        return call
+    function = {**function, "arguments": ""}
+    if "function" not in call:
+        return function if set(function) - {"arguments"} else None
+    out = {**call, "function": function}
+    return out if set(call) - {"index", "function"} or set(function) - {"arguments"} else None
+
+
 class Completions(_Choices):
     """``/v1/completions`` chunks: each choice's ``text`` is its text lane, the rest kept
     (see the module docstring)."""
@@ -267,7 +401,7 @@ class Completions(_Choices):
     def _fields(self, choice: dict[str, Any]) -> Any:
         return choice
 
-    def _rest(self, choice: dict[str, Any], kinds: set[str]) -> dict[str, Any] | None:
+    def _rest(self, choice: dict[str, Any], kinds: set[Hashable]) -> dict[str, Any] | None:
         if choice.get("finish_reason") is None:
             return None
         rest = {**choice, "text": ""}

@@ -2,9 +2,12 @@
 
 Text lanes (one lane): the text of ``content_block_delta`` events whose delta type is
 in ``AnthropicMessages.TEXT`` (``text_delta``'s ``text`` is answer text,
-``thinking_delta``'s ``thinking`` reasoning). Kept: ``message_start``, block starts and
-stops, ``signature_delta``, ``input_json_delta``, ``ping``, ``message_delta`` (usage),
-``message_stop`` and ``error``. A blocked stream ends with its open block stopped,
+``thinking_delta``'s ``thinking`` reasoning, ``input_json_delta``'s ``partial_json``
+a tool's input), and the text (or tool input) a ``content_block_start`` carries, sent
+on as the delta that would carry it. Kept: ``message_start``, block starts and stops,
+``signature_delta`` and ``citations_delta``, ``ping`` (floating), ``message_delta``
+(usage), ``message_stop`` and ``error``; a delta or block of a type not known here
+that holds text is ``Unchecked``. A blocked stream ends with its open block stopped,
 ``stop_reason: "refusal"`` and ``message_stop``; a stopped one with its open blocks
 stopped, ``stop_reason: "end_turn"`` and ``message_stop``.
 
@@ -24,12 +27,14 @@ from .base import (
     Part,
     Received,
     Text,
+    Unchecked,
     UpstreamError,
     as_sent,
     dumps,
     event_name,
     field_of,
     frame,
+    has_text,
     json_object,
     parse_json_event,
 )
@@ -51,6 +56,17 @@ class AnthropicMessages(EventFormat):
     TEXT: ClassVar[dict[str, tuple[str, Part]]] = {
         "text_delta": ("text", Part.TEXT),
         "thinking_delta": ("thinking", Part.REASONING),
+        "input_json_delta": ("partial_json", Part.ARGUMENTS),
+    }
+    #: The delta types that carry no text of the model's: kept as they came.
+    OPAQUE: ClassVar[frozenset[str]] = frozenset({"signature_delta", "citations_delta"})
+    #: What each content block type starts with, as the delta that would carry it:
+    #: its field, the delta type, and the delta's field.
+    STARTS: ClassVar[dict[str, tuple[str, str, str]]] = {
+        "text": ("text", "text_delta", "text"),
+        "thinking": ("thinking", "thinking_delta", "thinking"),
+        "tool_use": ("input", "input_json_delta", "partial_json"),
+        "server_tool_use": ("input", "input_json_delta", "partial_json"),
     }
 
     def __init__(self) -> None:
@@ -69,10 +85,46 @@ class AnthropicMessages(EventFormat):
         if kind == "content_block_delta" and isinstance(delta, dict):
             field, _ = self.TEXT.get(str(delta.get("type")), (None, None))
             text = delta.get(field) if field is not None else None
-            if field is not None and isinstance(text, str) and text:
+            if field is not None and isinstance(text, str):
+                if not text:
+                    return [Keep(0, as_sent(event), floating=True)]
                 key = (delta["type"], body.get("index"))
                 return [Text(0, key, text, (body, field, event_name(event)))]
-        return [Keep(0, as_sent(event), failure=event.event == "error")]
+            if delta.get("type") not in self.OPAQUE and has_text({**delta, "type": None}):
+                empty = Text(0, "text_delta", "", (body, "text", "content_block_delta"))
+                return [Unchecked(0, as_sent(event), f"content_block_delta {delta.get('type')}", empty)]
+        if kind == "content_block_start" and isinstance(body.get("content_block"), dict):
+            return self._start(body, event)
+        return [Keep(0, as_sent(event), floating=kind == "ping", failure=event.event == "error")]
+
+    def _start(self, body: dict[str, Any], event: ServerSentEvent) -> list[Text | Keep]:
+        """A block start: any text it starts with is sent as the delta that would carry
+        it, after the start with that text taken out."""
+        block = body["content_block"]
+        kind = str(block.get("type"))
+        index = body.get("index")
+        empty = Text(
+            0, "text_delta", "", ({**body, "type": "content_block_delta"}, "text", "content_block_delta")
+        )
+        if kind not in self.STARTS:
+            if kind == "redacted_thinking" or kind.endswith("_tool_result"):
+                return [Keep(0, as_sent(event))]  # no text of the model's
+            if has_text({k: v for k, v in block.items() if k != "type"}):
+                return [Unchecked(0, as_sent(event), f"content_block_start {kind}", empty)]
+            return [Keep(0, as_sent(event))]
+        field, delta_type, delta_field = self.STARTS[kind]
+        value = block.get(field)
+        text = value if isinstance(value, str) else (dumps(value) if value else "")
+        if not text:
+            return [Keep(0, as_sent(event))]
+        start = {**body, "content_block": {**block, field: "" if isinstance(value, str) else {}}}
+        delta = {
+            "type": "content_block_delta",
+            "index": index,
+            "delta": {"type": delta_type, delta_field: ""},
+        }
+        piece = Text(0, (delta_type, index), text, (delta, delta_field, "content_block_delta"))
+        return [Keep(0, frame(dumps(start), "content_block_start")), piece]
 
     def text_frame(self, first: Text, text: str, extras: list[Any]) -> str:
         body, field, name = first.template
@@ -114,6 +166,10 @@ class AnthropicMessages(EventFormat):
             self.started = True
         elif kind == "content_block_start":
             self.open_blocks.append(body.get("index"))
+            block = body.get("content_block")
+            start = self.STARTS.get(str(block.get("type"))) if isinstance(block, dict) else None
+            if start is not None and isinstance(block, dict) and isinstance(text := block.get(start[0]), str):
+                received.lane(0).parts[Part.REASONING if start[0] == "thinking" else Part.TEXT].add(text)
         elif kind == "content_block_stop" and body.get("index") in self.open_blocks:
             self.open_blocks.remove(body.get("index"))
         elif kind == "message_stop":
