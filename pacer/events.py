@@ -30,7 +30,7 @@ from typing import Any
 import anyio
 
 from ._aio import aclose_source
-from ._core import Chunk, Pipeline, Stage, closed_error
+from ._core import CheckingStage, Chunk, Pipeline, Stage, closed_error
 from ._text import join_pairs
 from .adapters import UpstreamError, asse_events
 from .clock import Clock
@@ -167,7 +167,7 @@ class _Lane:
         self.filtered = 0
 
 
-class EventPacer(Stage):
+class EventPacer(CheckingStage):
     """The stage that paces an API's event stream: pieces in, SSE frames (``str``) out.
 
     ``pipeline_factory()`` makes each lane's pipeline (a ``Pacer``, say). Takes the
@@ -183,9 +183,8 @@ class EventPacer(Stage):
         self.pipeline_factory = pipeline_factory
         self.lanes: dict[int, _Lane] = {}
         self.waiting: deque[_Global] = deque()  # kept events of no lane, in order
-        self.driven = False  # a driver runs the lanes' checks (a Guard in the pipelines)
         self.ended = False  # the stream's own end event came
-        self._asked: dict[int, tuple[_Lane, int]] = {}  # id(request) -> its lane and stage
+        self._asked: dict[int, _Lane] = {}  # id(request) -> its lane
 
     # -- stage protocol --------------------------------------------------------------
 
@@ -228,19 +227,18 @@ class EventPacer(Stage):
         out: list[Any] = []
         for lane in self.lanes.values():
             if lane.pipeline is not None and not lane.filtered:
-                for index, request in lane.pipeline.take_requests(now):
-                    self._asked[id(request)] = (lane, index)
+                for request in lane.pipeline.take_requests(now):
+                    self._asked[id(request)] = lane
                     out.append(request)
         return out
 
     def answer(self, request: Any, result: object, now: float) -> list[Chunk]:
         """A check's result: the lane's released text goes out (or the lane ends, blocked)."""
-        asked = self._asked.pop(id(request), None)
-        if asked is None:
+        lane = self._asked.pop(id(request), None)
+        if lane is None:
             return []
-        lane, index = asked
         if lane.pipeline is not None and not lane.filtered:
-            self._out(lane, lane.pipeline.answer(index, request, result, now), now)
+            self._out(lane, lane.pipeline.answer(request, result, now), now)
         return self._release(now)
 
     @property
@@ -257,7 +255,7 @@ class EventPacer(Stage):
         p = lane.pipeline
         if not lane.filtered and p is not None and p.blocked is not None:
             lane.filtered = 1
-            if not p._ended:
+            if not p.ended:
                 lane.out += "".join(c.text for c in p.finish(now))
 
     def cancel(self, now: float) -> list[Chunk]:
