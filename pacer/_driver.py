@@ -106,7 +106,10 @@ class Driver:
         """What the loop must do next; sets ``until`` for ``READ`` and ``SLEEP``."""
         p = self.pipeline
         if self._reading:
-            if self.checks and p.blocked is not None:
+            if not self.checks:  # the common case, once per item: no more than it takes
+                self.until = p.deadline
+                return Need.READ
+            if p.blocked is not None:
                 return Need.END
             self.until = self._wake_at(p.deadline, now)
             return Need.READ

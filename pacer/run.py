@@ -167,10 +167,10 @@ class SyncRun(_RunBase[T], Iterator[T]):
         checks = ThreadChecks()
         driver = Driver(self.pipeline, checks, POLL)
         try:
-            while (need := driver.next(clock.now())) is not Need.DONE:
+            while (need := driver.next(now := clock.now())) is not Need.DONE:
                 if need is Need.READ:
                     try:
-                        kind, item = puller.get(driver.timeout(clock.now()))
+                        kind, item = puller.get(driver.timeout(now))
                     except Exception:
                         yield from self._outputs(driver.fail(clock.now()))
                         raise
@@ -179,7 +179,7 @@ class SyncRun(_RunBase[T], Iterator[T]):
                     clock.sleep_until(driver.until)  # type: ignore[arg-type]
                     out = driver.wake(clock.now())
                 else:
-                    out = driver.end(clock.now())
+                    out = driver.end(now)
                 yield from self._outputs(out)
         finally:
             puller.close()
@@ -191,9 +191,7 @@ def _report(driver: Driver, kind: int, item: Any, now: float) -> list[Chunk]:
     """Tell ``driver`` what a read gave: an item, a wait that ran out, or the source's end."""
     if kind == _ITEM:
         return driver.item(item, now)
-    if kind == _TIMEOUT:
-        return driver.wake(now)
-    return driver.end(now)
+    return driver.wake(now) if kind == _TIMEOUT else driver.end(now)
 
 
 class _DirectPuller:
@@ -369,10 +367,10 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
         driver = Driver(self.pipeline, start_task, POLL)
         try:
             pull = self._pull(source)
-            while (need := driver.next(clock.now())) is not Need.DONE:
+            while (need := driver.next(now := clock.now())) is not Need.DONE:
                 if need is Need.READ:
                     try:
-                        kind, item = await pull(driver.timeout(clock.now()))
+                        kind, item = await pull(driver.timeout(now))
                     except Exception:
                         for value in self._outputs(driver.fail(clock.now())):
                             yield value
@@ -382,7 +380,7 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
                     await clock.asleep_until(driver.until)  # type: ignore[arg-type]
                     out = driver.wake(clock.now())
                 else:
-                    out = driver.end(clock.now())
+                    out = driver.end(now)
                 for value in self._outputs(out):
                     yield value
         finally:

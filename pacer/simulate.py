@@ -103,7 +103,7 @@ def _replay(
     emissions: list[Chunk] = []
     last = -math.inf
     p = driver.pipeline
-    feed, wake = driver.feeder(), driver.wake
+    feed, wake = driver.item, driver.wake  # native calls in a compiled build
     entries: Iterable[Any] = trace  # checked here, not by a compiled build's unboxing
     for position, entry in enumerate(entries):
         try:
