@@ -21,6 +21,13 @@ to end: ``finish(now)`` (no more input; the rest follows through ``poll``),
 same as ``cancel``, as ``str``). After ``finish`` or ``cancel`` any input, by any of
 the three, is a ``StageClosedError``; ``flush`` after ``cancel`` returns nothing.
 
+A stage that hands work to its driver (a ``Guard``'s checks) is a ``CheckingStage``:
+the typed check protocol (``drive_checks``, ``take_requests``, ``answer(request,
+result, now)``, ``blocked``), which ``Pipeline`` offers too for all its stages at once.
+``Chunk`` and ``Boundary`` live one layer down (``_chunk``), the per-stream metrics a
+pipeline records into too (``_metrics``); drivers sit above (``_driver``, ``run``):
+``stage(source)`` reaches them through the runner ``pacer.run`` registers here.
+
 Cost: the pipeline adds O(1) work per chunk per stage on top of the stages' own
 work, and holds nothing itself.
 """
