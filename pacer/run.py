@@ -36,7 +36,7 @@ import anyio
 from ._aio import aclose_source, on_asyncio, spawn_detached, wake
 from ._checks import ThreadChecks, start_task
 from ._core import Chunk, Stage, set_runner
-from ._driver import POLL, Driver, Need, as_pipeline
+from ._driver import DONE, POLL, READ, SLEEP, Driver, as_pipeline
 from ._metrics import StreamMetrics
 from .clock import Clock, MonotonicClock
 
@@ -167,15 +167,19 @@ class SyncRun(_RunBase[T], Iterator[T]):
         checks = ThreadChecks()
         driver = Driver(self.pipeline, checks, POLL)
         try:
-            while (need := driver.next(now := clock.now())) is not Need.DONE:
-                if need is Need.READ:
+            while (need := driver.next(now := clock.now())) is not DONE:
+                if need is READ:
+                    until = driver.until
                     try:
-                        kind, item = puller.get(driver.timeout(now))
+                        kind, item = puller.get(None if until is None else max(0.0, until - now))
                     except Exception:
                         yield from self._outputs(driver.fail(clock.now()))
                         raise
-                    out = _report(driver, kind, item, clock.now())
-                elif need is Need.SLEEP:
+                    if kind == _ITEM:
+                        out = driver.item(item, clock.now())
+                    else:
+                        out = driver.wake(clock.now()) if kind == _TIMEOUT else driver.end(clock.now())
+                elif need is SLEEP:
                     clock.sleep_until(driver.until)  # type: ignore[arg-type]
                     out = driver.wake(clock.now())
                 else:
@@ -185,13 +189,6 @@ class SyncRun(_RunBase[T], Iterator[T]):
             puller.close()
             checks.close()
             self._unshown = driver.stop(clock.now())
-
-
-def _report(driver: Driver, kind: int, item: Any, now: float) -> list[Chunk]:
-    """Tell ``driver`` what a read gave: an item, a wait that ran out, or the source's end."""
-    if kind == _ITEM:
-        return driver.item(item, now)
-    return driver.wake(now) if kind == _TIMEOUT else driver.end(now)
 
 
 class _DirectPuller:
@@ -367,16 +364,20 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
         driver = Driver(self.pipeline, start_task, POLL)
         try:
             pull = self._pull(source)
-            while (need := driver.next(now := clock.now())) is not Need.DONE:
-                if need is Need.READ:
+            while (need := driver.next(now := clock.now())) is not DONE:
+                if need is READ:
+                    until = driver.until
                     try:
-                        kind, item = await pull(driver.timeout(now))
+                        kind, item = await pull(None if until is None else max(0.0, until - now))
                     except Exception:
                         for value in self._outputs(driver.fail(clock.now())):
                             yield value
                         raise
-                    out = _report(driver, kind, item, clock.now())
-                elif need is Need.SLEEP:
+                    if kind == _ITEM:
+                        out = driver.item(item, clock.now())
+                    else:
+                        out = driver.wake(clock.now()) if kind == _TIMEOUT else driver.end(clock.now())
+                elif need is SLEEP:
                     await clock.asleep_until(driver.until)  # type: ignore[arg-type]
                     out = driver.wake(clock.now())
                 else:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ._checks import call_check
 from ._core import Chunk
-from ._driver import Driver, Need, as_pipeline
+from ._driver import END, SLEEP, Driver, as_pipeline
 from ._metrics import StreamMetrics, percentile
 
 __all__ = ["Timeline", "simulate"]
@@ -119,7 +119,7 @@ def _replay(
         else:
             while (due := checks.due(p.deadline)) is not None and due <= t:
                 emissions.extend(checks.fire(driver, due))
-            if driver.next(t) is Need.END:
+            if driver.next(t) is END:
                 break  # a check blocked the stream: the source is stopped
         emissions.extend(feed(item, t))
         # The trace's own pair where it is one already: no new object per token to allocate
@@ -128,7 +128,7 @@ def _replay(
         last = t
     now = 0.0 if last == -math.inf else last
     emissions.extend(driver.end(now))
-    while driver.next(now) is Need.SLEEP:
+    while driver.next(now) is SLEEP:
         if checks is None:
             emissions.extend(wake(driver.until))  # type: ignore[arg-type]
         else:
