@@ -130,13 +130,11 @@ class Hub:
         ``Guard`` in ``stage`` checks inline."""
         return self._open(stage, sink, None)
 
-    def _open(self, stage: Stage, sink: Sink, checks: anyio.abc.TaskGroup | None) -> HubStream:
-        """``open``; with ``checks``, a ``Guard``'s checks run as tasks of that group."""
+    def _open(self, stage: Stage, sink: Sink, group: anyio.abc.TaskGroup | None) -> HubStream:
+        """``open``; with ``group``, a ``Guard``'s checks run as tasks of that group, and
+        each answer goes to the sink as it comes."""
         self._bind()
         event = anyio.Event()
-        if checks is None:
-            return HubStream(self, self.mux.open(stage, sink, on_done=event.set), event)
-        group = checks
         stream: HubStream | None = None
 
         def start(request: Any, now: float, reply: Any) -> None:
@@ -145,9 +143,11 @@ class Hub:
                 if stream is not None:
                     stream.answer(request, result)
 
-            group.start_soon(check)
+            if group is not None:
+                group.start_soon(check)
 
-        stream = HubStream(self, self.mux.open(stage, sink, on_done=event.set, checks=start), event)
+        checks = None if group is None else start
+        stream = HubStream(self, self.mux.open(stage, sink, on_done=event.set, checks=checks), event)
         return stream
 
     async def pump(

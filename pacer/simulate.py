@@ -103,7 +103,6 @@ def _replay(
     emissions: list[Chunk] = []
     last = -math.inf
     p = driver.pipeline
-    feed, wake = driver.item, driver.wake  # native calls in a compiled build
     entries: Iterable[Any] = trace  # checked here, not by a compiled build's unboxing
     for position, entry in enumerate(entries):
         try:
@@ -115,13 +114,13 @@ def _replay(
             raise ValueError(f"simulate: trace entry {position} goes back in time ({t} < {last})")
         if checks is None:
             while (d := p.deadline) is not None and d <= t:
-                emissions.extend(wake(d))
+                emissions.extend(driver.wake(d))
         else:
             while (due := checks.due(p.deadline)) is not None and due <= t:
                 emissions.extend(checks.fire(driver, due))
             if driver.next(t) is END:
                 break  # a check blocked the stream: the source is stopped
-        emissions.extend(feed(item, t))
+        emissions.extend(driver.item(item, t))
         # The trace's own pair where it is one already: no new object per token to allocate
         # and for the garbage collector to count.
         arrivals.append(entry if type(entry) is tuple and type(entry[0]) is float else (t, item))
@@ -130,7 +129,7 @@ def _replay(
     emissions.extend(driver.end(now))
     while driver.next(now) is SLEEP:
         if checks is None:
-            emissions.extend(wake(driver.until))  # type: ignore[arg-type]
+            emissions.extend(driver.wake(driver.until))  # type: ignore[arg-type]
         else:
             emissions.extend(checks.fire(driver, checks.due(driver.until)))  # type: ignore[arg-type]
     return arrivals, emissions
