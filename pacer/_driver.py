@@ -91,7 +91,9 @@ class Driver:
         self.in_flight = 0  # checks started and not yet answered
         self._start = start if self.checks else None  # dropped at the end: no cycle stays
         self._poll = poll
-        self._answers: deque[tuple[Any, object]] = deque()  # finished from threads: deque is safe
+        # Answers finished on other threads (a deque: appends are thread-safe); only where
+        # there are checks, as a stream of a Mux with none should cost no more than it did.
+        self._answers: deque[tuple[Any, object]] | None = deque() if self.checks else None
         self._reading = True  # the source is wanted
         self._done = False
 
@@ -184,7 +186,8 @@ class Driver:
 
     def finished(self, request: Any, result: object) -> None:
         """A check's result, from any thread: applied at the next step."""
-        self._answers.append((request, result))
+        if self._answers is not None:
+            self._answers.append((request, result))
 
     # -- internals -----------------------------------------------------------------------
 
