@@ -13,8 +13,9 @@ shape for thousands of streams whose sinks can take data synchronously (a transp
 that driver for asyncio and trio.
 
 A stream's emissions are exactly those ``simulate`` gives for its pipeline and the
-same arrivals (tested): the mux only decides *when* ``poll`` is called, at each
-deadline, in deadline order.
+same arrivals (tested): each stream is the one driver core (``pacer._driver.Driver``)
+around its pipeline, and the mux only decides *when* it is woken, at each deadline,
+in deadline order.
 
 Cost: O(log n) per deadline change (n: scheduled deadlines, at most a few per
 stream), plus the pipelines' own work; memory O(n). A deadline that moves leaves its
