@@ -6,9 +6,9 @@ pipeline's next ``deadline``. What to do next (read, until when; sleep; stop rea
 after a blocked check; done) is the one driver core's answer (``pacer._driver``): the
 loops here do the reading, sleeping and yielding, on threads, asyncio or trio.
 A pipeline with a time-driven stage on a real clock must hear about deadlines while
-the source is silent. On asyncio an async source
-is read from the consumer's own task until a deadline first interrupts a read; from
-then on a reader task of its own reads it; otherwise the source is read by a helper
+the source is silent. On asyncio an async source is read from the consumer's own
+task until a deadline first interrupts a read; from then on a reader task of its own
+reads it; otherwise the source is read by a helper
 (a thread for sync sources, a detached task on trio). Helpers read through a buffer
 of ``buffer`` items, so a slow consumer stops the source instead of piling items up.
 A stream makes no reference cycles: all it allocates is freed by reference counting,
