@@ -145,3 +145,33 @@ def test_a_live_driver_wakes_often_while_checks_are_in_flight() -> None:
     driver = Driver(Pipeline(Guard(lambda text: True)), lambda request, now, reply: None, 0.005)
     driver.item("Waiting for its check. And on. ", 1.0)
     assert driver.next(1.0) is Need.READ and driver.until == pytest.approx(1.005)
+
+
+def test_checks_on_virtual_time_give_the_same_emissions_through_simulate_and_a_mux() -> None:
+    latency = 0.3
+    text = "A first sentence. A second one. The forbidden third. A fourth. "
+    trace = [(0.0, w + " ") for w in text.split(" ") if w]
+
+    def make() -> Stage:
+        return Guard(lambda text: "forbidden" not in text) | Pacer(cps=40)
+
+    expected = stamped(simulate(trace, make(), check_latency=latency).emissions)
+    assert "".join(c[0] for c in expected) == "A first sentence. A second one. "
+
+    mux, out, pending = Mux(), [], []  # pending: (due, request), in the order handed out
+    stream = mux.open(
+        make(), out.extend, checks=lambda request, now, reply: pending.append((now + latency, request))
+    )
+    for t, word in trace:
+        stream.feed(word, t)
+    stream.finish(0.0)
+    while pending or mux.deadline is not None:
+        deadline = mux.deadline
+        if pending and (deadline is None or pending[0][0] <= deadline):  # an answer first, on a tie
+            due, request = pending.pop(0)
+            stream.answer(request, request.guard.call(request), due)
+        else:
+            assert deadline is not None
+            mux.poll(deadline)
+    assert stamped(out) == expected
+    assert stream.pipeline.metrics.blocked == "blocked by the check"
