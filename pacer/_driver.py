@@ -19,8 +19,7 @@ playground) are a few lines each and cannot disagree on the order of things.
 The driver owns a pipeline's checks (a ``Guard``'s): given ``start`` at construction,
 it tells the pipeline that it runs them (``drive_checks``) and, after every step,
 calls ``start(request, now, reply)`` for each new request. The loop hands each result
-back
-with ``answer(request, result, now)`` (applied now, its output returned) or
+back with ``answer(request, result, now)`` (applied now, its output returned) or
 ``finished(request, result)`` (from any thread; applied at the next step). While
 checks are in flight a live driver (``poll`` seconds) asks to be woken that often to
 collect them. Without ``start`` a ``Guard`` checks inline.
@@ -65,6 +64,19 @@ SLEEP: Final = Need.SLEEP
 DONE: Final = Need.DONE
 
 
+class Phase(enum.Enum):
+    """Where a run stands: the source is read, then the rest drains, then it is over."""
+
+    READING = "reading"
+    FINISHING = "finishing"
+    OVER = "over"
+
+
+_READING: Final = Phase.READING
+_FINISHING: Final = Phase.FINISHING
+_OVER: Final = Phase.OVER
+
+
 def as_pipeline(stage: object, who: str) -> Pipeline:
     """``stage`` as a pipeline (a lone stage is a one-stage pipeline); for anything else
     a ``TypeError`` that names ``who`` (the driver) and what it got."""
@@ -94,29 +106,28 @@ class Driver:
         # Answers finished on other threads (a deque: appends are thread-safe); only where
         # there are checks, as a stream of a Mux with none should cost no more than it did.
         self._answers: deque[tuple[Any, object]] | None = deque() if self.checks else None
-        self._reading = True  # the source is wanted
-        self._done = False
+        self.phase = _READING
 
     def __repr__(self) -> str:
-        state = "done" if self._done else "reading" if self._reading else "finishing"
-        return f"Driver({self.pipeline!r}, {state})"
+        return f"Driver({self.pipeline!r}, {self.phase.value})"
 
     # -- what the loop asks ----------------------------------------------------------
 
     @property
     def reading(self) -> bool:
         """Whether the source is still wanted (not ended, not stopped by a check)."""
-        return self._reading and not (self.checks and self.pipeline.blocked is not None)
+        return self.phase is _READING and not (self.checks and self.pipeline.blocked is not None)
 
     @property
     def done(self) -> bool:
         """Whether the run is over: ``DONE`` was said, or the source failed, or ``stop``."""
-        return self._done
+        return self.phase is _OVER
 
     def next(self, now: float) -> Need:
         """What the loop must do next; sets ``until`` for ``READ`` and ``SLEEP``."""
         p = self.pipeline
-        if self._reading:
+        phase = self.phase
+        if phase is _READING:
             if not self.checks:  # the common case, once per item: no more than it takes
                 self.until = p.deadline
                 return READ
@@ -125,7 +136,7 @@ class Driver:
                 return END
             self.until = self._wake_at(p.deadline, now)
             return READ
-        if not self._done:
+        if phase is _FINISHING:
             deadline = p.deadline
             if deadline is not None:
                 self.until = self._wake_at(deadline, now)
@@ -154,28 +165,26 @@ class Driver:
     def end(self, now: float) -> list[Chunk]:
         """The source ended (or ``END`` was asked): what can go out now; the rest
         follows at ``SLEEP``s."""
-        self._reading = False
+        self.phase = _FINISHING
         out = self.pipeline.finish(now)
         return self._after(out, now) if self.checks else out
 
     def fail(self, now: float) -> list[Chunk]:
         """The source raised: everything the pipeline holds, at once (then re-raise)."""
-        self._reading = False
         self._finish()
         return self.pipeline.cancel(now)
 
     def stop(self, now: float) -> list[Chunk]:
         """The consumer left early: what the pipeline held (not shown); nothing once done."""
-        self._reading = False
         p = self.pipeline
-        finished = self._done or p.done or p.closed
+        finished = self.phase is _OVER or p.done or p.closed
         self._finish()
         return [] if finished else p.cancel(now)
 
     def answer(self, request: Any, result: object, now: float) -> list[Chunk]:
         """A check's result, applied now: what it releases."""
         p = self.pipeline
-        if self._done or p.closed:
+        if self.phase is _OVER or p.closed:
             return []
         self.in_flight -= 1
         return self._after(p.answer(request, result, now), now)
@@ -213,6 +222,5 @@ class Driver:
         return out
 
     def _finish(self) -> None:
-        self._done = True
-        self._reading = False
+        self.phase = _OVER
         self._start = None
