@@ -84,9 +84,13 @@ class Stage:
     timed: bool = False
 
     def __init__(self) -> None:
-        self._now = 0.0
-        self._ended = False  # finish or cancel was called: no more input
-        self._closed = False  # cancel (or flush) was called: nothing more out
+        #: The time the stand-alone API (``feed``, ``flush``) last had, in seconds: what
+        #: they use when given none.
+        self.feed_time = 0.0
+        #: ``finish`` or ``cancel`` was called: any more input is a ``StageClosedError``.
+        self.input_ended = False
+        #: ``cancel`` (or ``flush``) was called: nothing more comes out.
+        self.cancelled = False
         # A compiled Stage (setup.py) keeps ``timed`` in a slot, which a ``timed = True``
         # in the body of an interpreted subclass does not reach: copy it there.
         timed = getattr(type(self), "timed", False)
@@ -109,15 +113,28 @@ class Stage:
 
     def cancel(self, now: float) -> list[Chunk]:
         """Stop early: return everything still held, at once."""
-        self._end_input(cancelled=True)
+        self.end_input(cancelled=True)
         return self.finish(now) + drain(self, now)
 
-    def _end_input(self, cancelled: bool = False) -> None:
-        """Input has ended (``finish``), or the stream was stopped (``cancel``): from now
-        on any input is a ``StageClosedError``, and after a cancel ``flush`` returns nothing."""
-        self._ended = True
+    def end_input(self, cancelled: bool = False) -> None:
+        """Input has ended (``finish`` calls this), or the stream was stopped (``cancel``,
+        with ``cancelled``): from now on any input is a ``StageClosedError``, and after a
+        cancel ``flush`` returns nothing."""
+        self.input_ended = True
         if cancelled:
-            self._closed = True
+            self.cancelled = True
+
+    # The names these had before, for stages written against them: read the ones above.
+    @property
+    def _ended(self) -> bool:
+        return self.input_ended
+
+    @property
+    def _closed(self) -> bool:
+        return self.cancelled
+
+    def _end_input(self, cancelled: bool = False) -> None:
+        self.end_input(cancelled)
 
     def __call__(self, source: Any, **options: Any) -> Any:
         """Run over ``source``: a ``SyncRun`` for iterables, an ``AsyncRun`` for async ones.
@@ -151,7 +168,7 @@ class Stage:
     def feed(self, item: Any, now: float | None = None) -> list[str]:
         """Give the stage one item; return the texts ready now."""
         now = self._tick(now)
-        if self._ended:
+        if self.input_ended:
             raise closed_error(self)
         out = self.ingest(item, now)
         if self.timed:
@@ -163,16 +180,16 @@ class Stage:
     def flush(self, now: float | None = None) -> list[str]:
         """End of input: return every text still held, at once."""
         now = self._tick(now)
-        if self._closed:
+        if self.cancelled:
             return []
         return [c.text for c in self.cancel(now)]
 
     def _tick(self, now: float | None) -> float:
         if now is None:
-            return self._now
-        if now < self._now:
-            raise ValueError(f"{type(self).__name__}: time went backwards ({now} < {self._now})")
-        self._now = now
+            return self.feed_time
+        if now < self.feed_time:
+            raise ValueError(f"{type(self).__name__}: time went backwards ({now} < {self.feed_time})")
+        self.feed_time = now
         return now
 
     def __or__(self, other: Stage) -> Pipeline:
@@ -258,7 +275,7 @@ class Pipeline(Stage):
         if not flat:
             raise ValueError("Pipeline needs at least one stage")
         for stage in flat:
-            if not hasattr(stage, "_closed"):
+            if not hasattr(stage, "input_ended"):
                 raise TypeError(f"{type(stage).__name__}.__init__ did not call Stage.__init__()")
         self.stages: tuple[Stage, ...] = tuple(flat)
         self.timed = any(s.timed for s in flat)
@@ -294,7 +311,7 @@ class Pipeline(Stage):
     # -- stage protocol --------------------------------------------------------------
 
     def ingest(self, item: object, now: float) -> list[Chunk]:
-        if self._ended:
+        if self.input_ended:
             raise closed_error(self)
         metrics = self.metrics
         metrics.items_in += 1
@@ -326,12 +343,12 @@ class Pipeline(Stage):
         return out
 
     def finish(self, now: float) -> list[Chunk]:
-        self._end_input()
+        self.end_input()
         self._finishing = self._timed_or_finishing = True
         return self._step([], 0, now)
 
     def cancel(self, now: float) -> list[Chunk]:
-        self._end_input(cancelled=True)
+        self.end_input(cancelled=True)
         items: list[Chunk] = []
         for i, stage in enumerate(self.stages):
             out: list[Chunk] = []
@@ -392,16 +409,6 @@ class Pipeline(Stage):
         return None
 
     @property
-    def ended(self) -> bool:
-        """Input has ended: ``finish`` or ``cancel`` was called."""
-        return self._ended
-
-    @property
-    def closed(self) -> bool:
-        """The pipeline was stopped (``cancel``): nothing more comes out."""
-        return self._closed
-
-    @property
     def deadline(self) -> float | None:
         best: float | None = None
         for stage in self._timed_stages:
@@ -414,7 +421,7 @@ class Pipeline(Stage):
     def done(self) -> bool:
         """True once input has ended and every stage has emitted everything."""
         return (
-            (self._finishing or self._closed)
+            (self._finishing or self.cancelled)
             and self._finished_upto == len(self.stages)
             and (self.deadline is None)
         )

@@ -177,14 +177,14 @@ class Driver:
     def stop(self, now: float) -> list[Chunk]:
         """The consumer left early: what the pipeline held (not shown); nothing once done."""
         p = self.pipeline
-        finished = self.phase is _OVER or p.done or p.closed
+        finished = self.phase is _OVER or p.done or p.cancelled
         self._finish()
         return [] if finished else p.cancel(now)
 
     def answer(self, request: Any, result: object, now: float) -> list[Chunk]:
         """A check's result, applied now: what it releases."""
         p = self.pipeline
-        if self.phase is _OVER or p.closed:
+        if self.phase is _OVER or p.cancelled:
             return []
         self.in_flight -= 1
         return self._after(p.answer(request, result, now), now)

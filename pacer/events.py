@@ -189,7 +189,7 @@ class EventPacer(CheckingStage):
     # -- stage protocol --------------------------------------------------------------
 
     def ingest(self, item: object, now: float) -> list[Chunk]:
-        if self._ended:
+        if self.input_ended:
             raise closed_error(self)
         if isinstance(item, Text):
             self._text(self._lane(item.lane), item, now)
@@ -210,7 +210,7 @@ class EventPacer(CheckingStage):
         return self._release(now)
 
     def finish(self, now: float) -> list[Chunk]:
-        self._end_input()
+        self.end_input()
         for lane in self.lanes.values():
             self._feed_held(lane, now)
             if lane.pipeline is not None and not lane.filtered:
@@ -255,12 +255,12 @@ class EventPacer(CheckingStage):
         p = lane.pipeline
         if not lane.filtered and p is not None and p.blocked is not None:
             lane.filtered = 1
-            if not p.ended:
+            if not p.input_ended:
                 lane.out += "".join(c.text for c in p.finish(now))
 
     def cancel(self, now: float) -> list[Chunk]:
-        out = [] if self._ended else self.finish(now)
-        self._end_input(cancelled=True)
+        out = [] if self.input_ended else self.finish(now)
+        self.end_input(cancelled=True)
         for lane in self.lanes.values():
             if lane.pipeline is not None and not lane.pipeline.done:
                 lane.out += "".join(c.text for c in lane.pipeline.cancel(now))

@@ -132,7 +132,7 @@ class Guard(CheckingStage):
     # -- stage protocol ------------------------------------------------------------
 
     def push(self, chunk: Chunk, now: float) -> list[Chunk]:
-        if self._ended:
+        if self.input_ended:
             raise closed_error(self)
         if self._blocked is not None:
             return []  # nothing after a blocked unit is ever released
@@ -149,14 +149,14 @@ class Guard(CheckingStage):
         return out + self._release(now)
 
     def finish(self, now: float) -> list[Chunk]:
-        self._end_input()
+        self.end_input()
         if self._blocked is not None:
             return []
         return self._units_out(self._units.finish(now), now)
 
     def cancel(self, now: float) -> list[Chunk]:
         """Stop: what is approved goes out; nothing unchecked ever does."""
-        self._end_input(cancelled=True)
+        self.end_input(cancelled=True)
         out = self._release(now)
         self._pending.clear()
         self._new.clear()
