@@ -24,9 +24,12 @@ from _build import RECORD, source_digest  # the module alone: pacer's deps may b
 COMPILED = [
     "pacer/_arrival.py",
     "pacer/_breaks.py",
+    "pacer/_chunk.py",
     "pacer/_core.py",
+    "pacer/_driver.py",
     "pacer/_markdown.py",
     "pacer/_marks.py",
+    "pacer/_metrics.py",
     "pacer/_text.py",
     "pacer/_units.py",
     "pacer/metrics.py",

@@ -21,78 +21,49 @@ to end: ``finish(now)`` (no more input; the rest follows through ``poll``),
 same as ``cancel``, as ``str``). After ``finish`` or ``cancel`` any input, by any of
 the three, is a ``StageClosedError``; ``flush`` after ``cancel`` returns nothing.
 
+A stage that hands work to its driver (a ``Guard``'s checks) is a ``CheckingStage``:
+the typed check protocol (``drive_checks``, ``take_requests``, ``answer(request,
+result, now)``, ``blocked``), which ``Pipeline`` offers too for all its stages at once.
+``Chunk`` and ``Boundary`` live one layer down (``_chunk``), the per-stream metrics a
+pipeline records into too (``_metrics``); drivers sit above (``_driver``, ``run``):
+``stage(source)`` reaches them through the runner ``pacer.run`` registers here.
+
 Cost: the pipeline adds O(1) work per chunk per stage on top of the stages' own
 work, and holds nothing itself.
 """
 
 from __future__ import annotations
 
-import enum
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from mypy_extensions import mypyc_attr
 
-if TYPE_CHECKING:
-    from .metrics import StreamMetrics
+from ._chunk import Boundary, Chunk
+from ._metrics import StreamMetrics
 
-__all__ = ["Boundary", "Chunk", "Pipeline", "Stage", "StageClosedError", "pipeline"]
+__all__ = [
+    "Boundary",
+    "CheckingStage",
+    "Chunk",
+    "Pipeline",
+    "Stage",
+    "StageClosedError",
+    "pipeline",
+    "set_runner",
+]
 
-
-class Boundary(enum.IntEnum):
-    """What kind of boundary a chunk ends on, weakest first.
-
-    Ordered so that a comparison reads as it sounds: ``boundary >= Boundary.SENTENCE``
-    is a sentence end (or the end of the stream), ``>= Boundary.CLAUSE`` at least a
-    clause end; a ``FORCED`` cut is neither.
-    """
-
-    NONE = 0
-    """The chunk ends mid-word or wherever its producer happened to stop."""
-    WORD = 1
-    """The chunk ends at a word boundary."""
-    FORCED = 2
-    """The chunk was cut without a natural boundary (a length budget or a hold timeout)."""
-    CLAUSE = 3
-    """The chunk ends a clause (a comma, semicolon, colon or dash split)."""
-    SENTENCE = 4
-    """The chunk ends a sentence, a Markdown block or the stream."""
+#: What runs a stage over a source (``stage(source, **options)``): ``(stage, source,
+#: options) -> run``. Drivers sit above stages and import them, so a stage reaches its
+#: driver through this one slot, filled by ``pacer.run`` when it is imported (which
+#: ``import pacer`` does before anything else can be called).
+Runner = Callable[["Stage", Any, dict[str, Any]], Any]
+_runners: list[Runner] = []
 
 
-class Chunk:
-    """A piece of text on its way through a pipeline, with what sinks need to know.
-
-    ``arrival`` is when the first character of ``text`` reached the pipeline, in the
-    clock's seconds; ``emitted`` is when the pipeline handed the chunk to its sink and
-    ``offset`` the UTF-8 byte offset of ``text`` in the pipeline's output; both stay
-    ``None`` until the chunk leaves the pipeline.
-    """
-
-    __slots__ = ("arrival", "boundary", "emitted", "offset", "text")
-
-    def __init__(self, text: str, arrival: float, boundary: Boundary = Boundary.NONE) -> None:
-        self.text = text
-        self.arrival = arrival
-        self.boundary = boundary
-        self.emitted: float | None = None
-        self.offset: int | None = None
-
-    @property
-    def lag(self) -> float | None:
-        """Seconds between arrival and emission, or ``None`` before emission."""
-        return None if self.emitted is None else self.emitted - self.arrival
-
-    def __repr__(self) -> str:
-        return (
-            f"Chunk({self.text!r}, arrival={self.arrival!r}, boundary={self.boundary.name}, "
-            f"emitted={self.emitted!r}, offset={self.offset!r})"
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Chunk):
-            return NotImplemented
-        return (self.text, self.arrival, self.boundary) == (other.text, other.arrival, other.boundary)
-
-    __hash__ = None  # type: ignore[assignment]
+def set_runner(runner: Runner) -> None:
+    """Make ``runner`` what ``stage(source)`` calls (``pacer.run`` registers itself)."""
+    _runners[:] = [runner]
 
 
 @mypyc_attr(native_class=False)  # compiled classes cannot derive from built-in exceptions
@@ -113,9 +84,13 @@ class Stage:
     timed: bool = False
 
     def __init__(self) -> None:
-        self._now = 0.0
-        self._ended = False  # finish or cancel was called: no more input
-        self._closed = False  # cancel (or flush) was called: nothing more out
+        #: The time the stand-alone API (``feed``, ``flush``) last had, in seconds: what
+        #: they use when given none.
+        self.feed_time = 0.0
+        #: ``finish`` or ``cancel`` was called: any more input is a ``StageClosedError``.
+        self.input_ended = False
+        #: ``cancel`` (or ``flush``) was called: nothing more comes out.
+        self.cancelled = False
         # A compiled Stage (setup.py) keeps ``timed`` in a slot, which a ``timed = True``
         # in the body of an interpreted subclass does not reach: copy it there.
         timed = getattr(type(self), "timed", False)
@@ -138,30 +113,28 @@ class Stage:
 
     def cancel(self, now: float) -> list[Chunk]:
         """Stop early: return everything still held, at once."""
-        self._end_input(cancelled=True)
+        self.end_input(cancelled=True)
         return self.finish(now) + drain(self, now)
 
-    def _end_input(self, cancelled: bool = False) -> None:
-        """Input has ended (``finish``), or the stream was stopped (``cancel``): from now
-        on any input is a ``StageClosedError``, and after a cancel ``flush`` returns nothing."""
-        self._ended = True
+    def end_input(self, cancelled: bool = False) -> None:
+        """Input has ended (``finish`` calls this), or the stream was stopped (``cancel``,
+        with ``cancelled``): from now on any input is a ``StageClosedError``, and after a
+        cancel ``flush`` returns nothing."""
+        self.input_ended = True
         if cancelled:
-            self._closed = True
+            self.cancelled = True
 
     def __call__(self, source: Any, **options: Any) -> Any:
         """Run over ``source``: a ``SyncRun`` for iterables, an ``AsyncRun`` for async ones.
 
         A lone stage runs as a one-stage pipeline. ``options`` are those of ``pacer.run``.
         (Defined here rather than on ``Pipeline`` also because mypyc lays out a compiled
-        subclass that adds ``__call__`` differently from its base: setup.py.)
+        subclass that adds ``__call__`` differently from its base: setup.py.) The driver
+        is the one ``pacer.run`` registered (``set_runner``): drivers sit above stages.
         """
-        from collections.abc import AsyncIterable
-
-        from .run import arun, run  # drivers sit above stages; imported only when used
-
-        if isinstance(source, AsyncIterable):
-            return arun(self, source, **options)
-        return run(self, source, **options)
+        if not _runners:
+            raise RuntimeError("no driver registered: import pacer (pacer.run registers it)")
+        return _runners[0](self, source, options)
 
     @property
     def deadline(self) -> float | None:
@@ -183,7 +156,7 @@ class Stage:
     def feed(self, item: Any, now: float | None = None) -> list[str]:
         """Give the stage one item; return the texts ready now."""
         now = self._tick(now)
-        if self._ended:
+        if self.input_ended:
             raise closed_error(self)
         out = self.ingest(item, now)
         if self.timed:
@@ -195,16 +168,16 @@ class Stage:
     def flush(self, now: float | None = None) -> list[str]:
         """End of input: return every text still held, at once."""
         now = self._tick(now)
-        if self._closed:
+        if self.cancelled:
             return []
         return [c.text for c in self.cancel(now)]
 
     def _tick(self, now: float | None) -> float:
         if now is None:
-            return self._now
-        if now < self._now:
-            raise ValueError(f"{type(self).__name__}: time went backwards ({now} < {self._now})")
-        self._now = now
+            return self.feed_time
+        if now < self.feed_time:
+            raise ValueError(f"{type(self).__name__}: time went backwards ({now} < {self.feed_time})")
+        self.feed_time = now
         return now
 
     def __or__(self, other: Stage) -> Pipeline:
@@ -214,6 +187,40 @@ class Stage:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+@mypyc_attr(allow_interpreted_subclasses=True)  # Guard, EventPacer and users' stages
+class CheckingStage(Stage):
+    """A stage that hands work to its driver: checks (a ``Guard``'s) to run elsewhere.
+
+    The check protocol, the same on ``Pipeline``: ``drive_checks()`` is called once,
+    before any input, by the driver that will run the checks (without one the stage
+    runs them itself, inline); after every step ``take_requests(now)`` gives the new
+    requests, and ``answer(request, result, now)`` takes one's result (what the check
+    returned, or the exception it raised) and returns the chunks it releases.
+    ``blocked`` is why the stage stopped the stream, or ``None``: a plain read.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.driven = False  # a driver takes the requests; else the stage checks inline
+
+    def drive_checks(self) -> None:
+        """A driver will take this stage's requests and answer them (call before any input)."""
+        self.driven = True
+
+    def take_requests(self, now: float) -> list[Any]:
+        """The requests no driver has taken yet."""
+        return []
+
+    def answer(self, request: Any, result: object, now: float) -> list[Chunk]:
+        """``request``'s result; returns the chunks it releases."""
+        return []
+
+    @property
+    def blocked(self) -> Any:
+        """Why the stage stopped the stream, or ``None``."""
+        return None
 
 
 def closed_error(stage: object) -> StageClosedError:
@@ -256,7 +263,7 @@ class Pipeline(Stage):
         if not flat:
             raise ValueError("Pipeline needs at least one stage")
         for stage in flat:
-            if not hasattr(stage, "_closed"):
+            if not hasattr(stage, "input_ended"):
                 raise TypeError(f"{type(stage).__name__}.__init__ did not call Stage.__init__()")
         self.stages: tuple[Stage, ...] = tuple(flat)
         self.timed = any(s.timed for s in flat)
@@ -268,12 +275,12 @@ class Pipeline(Stage):
         plan = tuple((s, s.timed) for s in flat)
         self._plans = tuple(plan[i:] for i in range(len(plan) + 1))
         # Stages with work for a driver (a Guard's checks), by index.
-        self._workers = tuple(i for i, s in enumerate(flat) if hasattr(s, "take_requests"))
-        self._timed_or_finishing = self.timed
+        self._workers = tuple(i for i, s in enumerate(flat) if isinstance(s, CheckingStage))
+        self._asked: dict[int, tuple[int, Any]] = {}  # id(request) -> (its stage, the request)
+        # Stages with checks go through _step, which notes a block in the metrics.
+        self._timed_or_finishing = self.timed or bool(self._workers)
         self._finishing = False
         self._finished_upto = 0  # stages[:k] have had finish() called
-        from .metrics import StreamMetrics
-
         self.metrics: StreamMetrics = StreamMetrics()
 
     def __or__(self, other: Stage) -> Pipeline:
@@ -292,7 +299,7 @@ class Pipeline(Stage):
     # -- stage protocol --------------------------------------------------------------
 
     def ingest(self, item: object, now: float) -> list[Chunk]:
-        if self._ended:
+        if self.input_ended:
             raise closed_error(self)
         metrics = self.metrics
         metrics.items_in += 1
@@ -324,12 +331,12 @@ class Pipeline(Stage):
         return out
 
     def finish(self, now: float) -> list[Chunk]:
-        self._end_input()
+        self.end_input()
         self._finishing = self._timed_or_finishing = True
         return self._step([], 0, now)
 
     def cancel(self, now: float) -> list[Chunk]:
-        self._end_input(cancelled=True)
+        self.end_input(cancelled=True)
         items: list[Chunk] = []
         for i, stage in enumerate(self.stages):
             out: list[Chunk] = []
@@ -340,7 +347,7 @@ class Pipeline(Stage):
         self._finished_upto = len(self.stages)
         return self._emit(items, now)
 
-    # -- work for the driver (a Guard's checks) ---------------------------------------
+    # -- the check protocol (CheckingStage's), for the stages that have checks ----------
 
     @property
     def has_checks(self) -> bool:
@@ -348,34 +355,44 @@ class Pipeline(Stage):
         return bool(self._workers)
 
     def drive_checks(self) -> bool:
-        """Tell the stages that hand out work (``Guard``) that this driver will do it;
-        ``False`` when there are none."""
+        """The driver will run the checks of the stages that have them (``Guard``): each
+        is told so, through its own ``drive_checks``; ``False`` when there are none."""
         for i in self._workers:
-            self.stages[i].driven = True  # type: ignore[attr-defined]
+            stage: Any = self.stages[i]
+            stage.drive_checks()
         return self.has_checks
 
-    def take_requests(self, now: float) -> list[tuple[int, Any]]:
-        """``(stage index, request)`` for each piece of work not yet handed out."""
-        out: list[tuple[int, Any]] = []
+    def take_requests(self, now: float) -> list[Any]:
+        """Every request of the pipeline's stages not yet handed out."""
+        out: list[Any] = []
         for i in self._workers:
-            out += [(i, r) for r in self.stages[i].take_requests(now)]  # type: ignore[attr-defined]
+            stage: Any = self.stages[i]
+            for request in stage.take_requests(now):
+                self._asked[id(request)] = (i, request)
+                out.append(request)
         return out
 
-    def answer(self, index: int, request: object, result: object, now: float) -> list[Chunk]:
-        """A result for stage ``index``'s request; what it releases goes through the rest."""
-        items: list[Chunk] = self.stages[index].answer(request, result, now)  # type: ignore[attr-defined]
+    def answer(self, request: Any, result: object, now: float) -> list[Chunk]:
+        """A request's result; what its stage releases goes through the stages after it.
+        An answer to a request this pipeline never handed out changes nothing."""
+        asked = self._asked.pop(id(request), None)
+        if asked is None or asked[1] is not request:
+            return []
+        index = asked[0]
+        stage: Any = self.stages[index]
+        items: list[Chunk] = stage.answer(request, result, now)
         if items or self._finishing:
             return self._step(items, index + 1, now)
+        self._note_blocked()
         return items
 
     @property
     def blocked(self) -> Any:
-        """Why a ``Guard`` in the pipeline stopped the stream (its ``Blocked``), or ``None``;
-        once seen, its reason is in ``metrics.blocked`` too."""
+        """Why a ``Guard`` in the pipeline stopped the stream (its ``Blocked``), or ``None``."""
         for i in self._workers:
-            blocked = getattr(self.stages[i], "blocked", None)
+            stage: Any = self.stages[i]
+            blocked = stage.blocked
             if blocked is not None:
-                self.metrics.blocked = str(getattr(blocked, "reason", blocked))
                 return blocked
         return None
 
@@ -392,7 +409,7 @@ class Pipeline(Stage):
     def done(self) -> bool:
         """True once input has ended and every stage has emitted everything."""
         return (
-            (self._finishing or self._closed)
+            (self._finishing or self.cancelled)
             and self._finished_upto == len(self.stages)
             and (self.deadline is None)
         )
@@ -422,7 +439,17 @@ class Pipeline(Stage):
             if finishing and i == self._finished_upto and all(s.deadline is None for s in self.stages[:i]):
                 items.extend(stage.finish(now))
                 self._finished_upto += 1
+        if self._workers:
+            self._note_blocked()
         return self._emit(items, now) if items else items
+
+    def _note_blocked(self) -> None:
+        """Record in the metrics why a check stopped the stream, the step it happens."""
+        metrics = self.metrics
+        if metrics.blocked is None:
+            blocked = self.blocked
+            if blocked is not None:
+                metrics.blocked = str(getattr(blocked, "reason", blocked))
 
     def _emit(self, items: list[Chunk], now: float) -> list[Chunk]:
         metrics = self.metrics

@@ -172,7 +172,7 @@ class Detokenizer(Stage):
                 return [Chunk(text, now)] if text else []
         if isinstance(item, Chunk):
             return self.push(item, now)
-        if self._ended:
+        if self.input_ended:
             raise closed_error(self)
         ids = as_id_list(item, "Detokenizer")
         if self._lookup_state is None or not self._lookup_state.known(ids):
@@ -214,7 +214,7 @@ class Detokenizer(Stage):
     def _settle(self) -> None:
         """Decide the mode from the state: the one place that does."""
         vocab = self.vocab
-        if self._ended or self._at_start or self._neighbours is not None:
+        if self.input_ended or self._at_start or self._neighbours is not None:
             mode = _CHECKED
         elif self._utf8.partial:  # part of a character, or a byte-fallback run
             mode = _BYTEWISE if vocab.byte_runs is None else _CHECKED
@@ -229,7 +229,7 @@ class Detokenizer(Stage):
         bytes; 3, the table and byte-fallback runs; 4, the table's texts through the
         clean-up's remembered moves; 0, none (every rule is the Python path's)."""
         vocab, steps = self.vocab, self._steps
-        if self._ended or self._at_start or self._neighbours is not None:
+        if self.input_ended or self._at_start or self._neighbours is not None:
             return 0
         if not steps.active:
             return 2 if vocab.byte_runs is None else 3
@@ -270,7 +270,7 @@ class Detokenizer(Stage):
         return None
 
     def finish(self, now: float) -> list[Chunk]:
-        self._end_input()  # more ids are an error, and nothing takes a quick path
+        self.end_input()  # more ids are an error, and nothing takes a quick path
         self._settle()
         text = self._end()
         return [Chunk(text, now)] if text else []
@@ -524,7 +524,7 @@ class ByteDecoder(Stage):
         return f"ByteDecoder(errors={self.errors!r})"
 
     def ingest(self, item: object, now: float) -> list[Chunk]:
-        if self._ended:
+        if self.input_ended:
             raise closed_error(self)
         if isinstance(item, (bytes, bytearray, memoryview)):
             text = self._utf8.decode(bytes(item))
@@ -538,7 +538,7 @@ class ByteDecoder(Stage):
         return self.ingest(chunk, now)
 
     def finish(self, now: float) -> list[Chunk]:
-        self._end_input()
+        self.end_input()
         text = self._utf8.end(b"")
         return [Chunk(text, now)] if text else []
 

@@ -44,7 +44,7 @@ from typing import Any
 import anyio
 
 from ._aio import aclose_source
-from ._core import Chunk, Pipeline, Stage, closed_error
+from ._core import CheckingStage, Chunk, Pipeline, Stage, closed_error
 from ._errors import ErrorFrame, ErrorText
 from ._text import join_pairs
 from .adapters import asse_events
@@ -159,7 +159,7 @@ class _Lane:
         self.filtered = 0
 
 
-class EventPacer(Stage):
+class EventPacer(CheckingStage):
     """The stage that paces an API's event stream: pieces in, SSE frames (``str``) out.
 
     ``pipeline_factory()`` makes the pipeline (a ``Pacer``, ``Guard(check) | Pacer()``,
@@ -176,16 +176,15 @@ class EventPacer(Stage):
         self.pipeline_factory = pipeline_factory
         self.lanes: dict[int, _Lane] = {}
         self.waiting: deque[_Global] = deque()  # kept events of no lane, in order
-        self.driven = False  # a driver runs the lanes' checks (a Guard in the pipelines)
         self.ended = False  # the stream's own end event came
         self.cancelling = False  # cancel: every stage sends what it holds at once
         self.checked: bool | None = None  # whether the pipelines check text (known at the first lane)
-        self._asked: dict[int, tuple[_Lane, int]] = {}  # id(request) -> its lane and stage
+        self._asked: dict[int, _Lane] = {}  # id(request) -> its lane
 
     # -- stage protocol --------------------------------------------------------------
 
     def ingest(self, item: object, now: float) -> list[Chunk]:
-        if self._ended:
+        if self.input_ended:
             raise closed_error(self)
         if isinstance(item, Text):
             self._text(self._lane(item.lane), item)
@@ -209,7 +208,7 @@ class EventPacer(Stage):
         return self._release(now)
 
     def finish(self, now: float) -> list[Chunk]:
-        self._end_input()
+        self.end_input()
         for lane in self.lanes.values():
             self._feed_held(lane)
         if self.blocked is not None and not self.ended:
@@ -224,19 +223,18 @@ class EventPacer(Stage):
         out: list[Any] = []
         for lane in self.lanes.values():
             if lane.pipeline is not None and not lane.filtered:
-                for index, request in lane.pipeline.take_requests(now):
-                    self._asked[id(request)] = (lane, index)
+                for request in lane.pipeline.take_requests(now):
+                    self._asked[id(request)] = lane
                     out.append(request)
         return out
 
     def answer(self, request: Any, result: object, now: float) -> list[Chunk]:
         """A check's result: the lane's released text goes out (or the lane ends, blocked)."""
-        asked = self._asked.pop(id(request), None)
-        if asked is None:
+        lane = self._asked.pop(id(request), None)
+        if lane is None:
             return []
-        lane, index = asked
         if lane.pipeline is not None and not lane.filtered:
-            self._out(lane, lane.pipeline.answer(index, request, result, now), now)
+            self._out(lane, lane.pipeline.answer(request, result, now), now)
         return self._release(now)
 
     @property
@@ -255,7 +253,7 @@ class EventPacer(Stage):
         p = lane.pipeline
         if not lane.filtered and p is not None and p.blocked is not None:
             lane.filtered = 1
-            if not p._ended:
+            if not p.input_ended:
                 for chunk in p.finish(now):
                     self._checked_text(lane, chunk, now)
             if lane.tail is not None:
@@ -263,8 +261,8 @@ class EventPacer(Stage):
             self._finish_tail(lane, now)
 
     def cancel(self, now: float) -> list[Chunk]:
-        out = [] if self._ended else self.finish(now)
-        self._end_input(cancelled=True)
+        out = [] if self.input_ended else self.finish(now)
+        self.end_input(cancelled=True)
         self.cancelling = True
         for lane in self.lanes.values():
             p = lane.pipeline
@@ -289,7 +287,11 @@ class EventPacer(Stage):
         """A fresh pipeline from the factory, as its checking stages and the stages after."""
         made = self.pipeline_factory()
         stages = made.stages if isinstance(made, Pipeline) else [made]
-        workers = [i for i, stage in enumerate(stages) if hasattr(stage, "take_requests")]
+        workers = [
+            i
+            for i, stage in enumerate(stages)
+            if isinstance(stage, CheckingStage) or (isinstance(stage, Pipeline) and stage.has_checks)
+        ]
         cut = workers[-1] + 1 if workers else 0
         self.checked = bool(workers)
         checks = Pipeline(*stages[:cut]) if cut else None
@@ -365,15 +367,15 @@ class EventPacer(Stage):
                     self._feed(lane, queue.popleft(), now)  # type: ignore[arg-type]
                 elif isinstance(head, Keep) and head.floating:
                     lane.floating.append(queue.popleft())  # type: ignore[arg-type]
-                elif head is not None or self._ended:
+                elif head is not None or self.input_ended:
                     lane.spans[-1].closed = True
-                    if p is not None and not p._ended:
+                    if p is not None and not p.input_ended:
                         self._out(lane, p.cancel(now) if self.cancelling else p.finish(now), now)
                 else:
                     return  # more of the segment may come
                 continue
             if not queue:
-                if self._ended:
+                if self.input_ended:
                     self._finish_tail(lane, now)
                 return
             head = queue.popleft()
@@ -429,9 +431,9 @@ class EventPacer(Stage):
         if t is None:
             return
         if self.cancelling:
-            if not t._closed:
+            if not t.cancelled:
                 lane.out += "".join(c.text for c in t.cancel(now))
-        elif not t._ended:
+        elif not t.input_ended:
             lane.out += "".join(c.text for c in t.finish(now))
 
     # -- internals: what goes out ----------------------------------------------------

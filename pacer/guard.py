@@ -37,7 +37,8 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from ._args import one_of, seconds, whole
-from ._core import Chunk, Stage, closed_error
+from ._checks import call_check
+from ._core import CheckingStage, Chunk, closed_error
 from .sentences import SentenceSplitter
 
 __all__ = ["Blocked", "CheckRequest", "Guard"]
@@ -87,7 +88,7 @@ class _Unit:
         self.verdict: str | Blocked | None = None  # the text to release, or why not
 
 
-class Guard(Stage):
+class Guard(CheckingStage):
     """Releases each unit only once ``check`` has approved it (see the module docstring).
 
     ``max_chars`` bounds a unit (cut at a clause, else a space) so a long sentence does
@@ -123,8 +124,7 @@ class Guard(Stage):
         self._new: list[CheckRequest] = []
         self._ids = 0
         self._context = ""  # the text of the units before the next one (its tail)
-        self.driven = False  # a driver takes the requests; else checks run inline
-        self.blocked: Blocked | None = None
+        self._blocked: Blocked | None = None
 
     def __repr__(self) -> str:
         return f"Guard({getattr(self.check, '__name__', self.check)!r}, timeout={self.timeout:g})"
@@ -132,15 +132,15 @@ class Guard(Stage):
     # -- stage protocol ------------------------------------------------------------
 
     def push(self, chunk: Chunk, now: float) -> list[Chunk]:
-        if self._ended:
+        if self.input_ended:
             raise closed_error(self)
-        if self.blocked is not None:
+        if self._blocked is not None:
             return []  # nothing after a blocked unit is ever released
         return self._units_out(self._units.push(chunk, now), now)
 
     def poll(self, now: float) -> list[Chunk]:
         out: list[Chunk] = []
-        if self._units.deadline is not None and self._units.deadline <= now and self.blocked is None:
+        if self._units.deadline is not None and self._units.deadline <= now and self._blocked is None:
             out = self._units_out(self._units.poll(now), now)
         for unit in self._pending:
             started = unit.request.started
@@ -149,14 +149,14 @@ class Guard(Stage):
         return out + self._release(now)
 
     def finish(self, now: float) -> list[Chunk]:
-        self._end_input()
-        if self.blocked is not None:
+        self.end_input()
+        if self._blocked is not None:
             return []
         return self._units_out(self._units.finish(now), now)
 
     def cancel(self, now: float) -> list[Chunk]:
         """Stop: what is approved goes out; nothing unchecked ever does."""
-        self._end_input(cancelled=True)
+        self.end_input(cancelled=True)
         out = self._release(now)
         self._pending.clear()
         self._new.clear()
@@ -164,7 +164,7 @@ class Guard(Stage):
 
     @property
     def deadline(self) -> float | None:
-        best = self._units.deadline if self.blocked is None else None
+        best = self._units.deadline if self._blocked is None else None
         for unit in self._pending:
             started = unit.request.started
             if unit.verdict is None and started is not None:
@@ -172,7 +172,12 @@ class Guard(Stage):
                 best = due if best is None or due < best else best
         return best
 
-    # -- what a driver calls ----------------------------------------------------------
+    # -- the check protocol (CheckingStage's): what a driver calls ----------------------
+
+    @property
+    def blocked(self) -> Blocked | None:
+        """Why the guard stopped the stream (the unit it blocked), or ``None``."""
+        return self._blocked
 
     def take_requests(self, now: float) -> list[CheckRequest]:
         """The units to check that no driver has taken yet (each one's timeout runs from
@@ -184,7 +189,7 @@ class Guard(Stage):
         """The verdict for a request (what ``check`` returned, or the exception it raised);
         returns the chunks now released. A late or unknown answer changes nothing."""
         unit = next((u for u in self._pending if u.request is request), None)
-        if unit is None or unit.verdict is not None or self.blocked is not None:
+        if unit is None or unit.verdict is not None or self._blocked is not None:
             return []
         unit.verdict = self._verdict(unit, result, now)
         return self._release(now)
@@ -206,13 +211,11 @@ class Guard(Stage):
             else:
                 unit.verdict = self._verdict(unit, self._run_inline(request), now)
                 out += self._release(now)
-                if self.blocked is not None:
+                if self._blocked is not None:
                     break
         return out
 
     def _run_inline(self, request: CheckRequest) -> Any:
-        from ._checks import call_check
-
         return call_check(
             request,
             "Guard: an async check needs a driver that runs checks (run, arun, Hub, the servers, "
@@ -245,7 +248,7 @@ class Guard(Stage):
     def _release(self, now: float) -> list[Chunk]:
         out: list[Chunk] = []
         pending = self._pending
-        while pending and pending[0].verdict is not None and self.blocked is None:
+        while pending and pending[0].verdict is not None and self._blocked is None:
             unit = pending.popleft()
             verdict = unit.verdict
             if isinstance(verdict, Blocked):
@@ -258,7 +261,7 @@ class Guard(Stage):
         return out
 
     def _block(self, blocked: Blocked) -> None:
-        self.blocked = blocked
+        self._blocked = blocked
         log.warning("pacer guard: stream stopped: %s", blocked.reason)
         self._pending.clear()
         self._new.clear()

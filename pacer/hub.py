@@ -34,9 +34,10 @@ import anyio
 import anyio.lowlevel
 
 from ._aio import aclose_source, on_asyncio
+from ._checks import acall_check
 from ._core import Stage
+from ._metrics import StreamMetrics
 from .clock import Clock, MonotonicClock
-from .metrics import StreamMetrics
 from .mux import Mux, MuxStream, Sink
 
 __all__ = ["Hub", "HubStream"]
@@ -89,6 +90,12 @@ class HubStream:
         """Stop at once; return the text held and not given to the sink."""
         return "".join(c.text for c in self._stream.cancel(self._hub.clock.now()))
 
+    def answer(self, request: object, result: object) -> None:
+        """A check's result: what it releases goes to the sink now."""
+        hub = self._hub
+        self._stream.answer(request, result, hub.clock.now())
+        hub._arm()
+
     async def wait(self) -> None:
         """Wait until everything has gone to the sink; raise what the sink raised, if anything."""
         if not self._stream.done:
@@ -119,10 +126,29 @@ class Hub:
         return f"Hub(streams={self.mux.streams})"
 
     def open(self, stage: Stage, sink: Sink) -> HubStream:
-        """A stream into ``sink`` whose source the caller reads (see ``HubStream``)."""
+        """A stream into ``sink`` whose source the caller reads (see ``HubStream``); a
+        ``Guard`` in ``stage`` checks inline."""
+        return self._open(stage, sink, None)
+
+    def _open(self, stage: Stage, sink: Sink, group: anyio.abc.TaskGroup | None) -> HubStream:
+        """``open``; with ``group``, a ``Guard``'s checks run as tasks of that group, and
+        each answer goes to the sink as it comes."""
         self._bind()
         event = anyio.Event()
-        return HubStream(self, self.mux.open(stage, sink, on_done=event.set), event)
+        stream: HubStream | None = None
+
+        def start(request: Any, now: float, reply: Any) -> None:
+            async def check() -> None:
+                result = await acall_check(request)
+                if stream is not None:
+                    stream.answer(request, result)
+
+            if group is not None:
+                group.start_soon(check)
+
+        checks = None if group is None else start
+        stream = HubStream(self, self.mux.open(stage, sink, on_done=event.set, checks=checks), event)
+        return stream
 
     async def pump(
         self, stage: Stage, source: AsyncIterable[Any] | Iterable[Any], sink: Sink
@@ -135,7 +161,7 @@ class Hub:
         """
         if not isinstance(source, (AsyncIterable, Iterable)):
             raise TypeError(f"Hub.pump: source must be an (async) iterable, got {type(source).__name__}")
-        stream = self.open(stage, sink)
+        stream: HubStream | None = None
         wrapper: AsyncGenerator[Any, None] | None = None  # made for a sync source
         try:
             if isinstance(source, AsyncIterable):
@@ -145,14 +171,16 @@ class Hub:
             failure: Exception | None = None
             async with anyio.create_task_group() as checks:  # a Guard's checks run here
                 try:
-                    await self._pump(stream, items, checks)
+                    stream = self._open(stage, sink, checks)
+                    await self._pump(stream, items)
                 except Exception as exc:  # raised below, as it came (not in a group)
                     failure = exc
                 checks.cancel_scope.cancel()  # checks answered too late: the guard has moved on
             if failure is not None:
                 raise failure
+            assert stream is not None  # opened, or failure was raised
         finally:
-            if not stream.done:
+            if stream is not None and not stream.done:
                 stream.cancel()  # cancelled: the client is gone; nobody to give it to
             with anyio.CancelScope(shield=True):
                 if wrapper is not None:
@@ -160,41 +188,23 @@ class Hub:
                 await aclose_source(source)
         return stream.metrics
 
-    async def _pump(self, stream: HubStream, items: AsyncIterator[Any], checks: anyio.abc.TaskGroup) -> None:
-        failed = stream._stream  # where poll puts what the sink raised
-        checking = failed.pipeline.drive_checks()
-        while failed.error is None and failed.pipeline.blocked is None:
+    async def _pump(self, stream: HubStream, items: AsyncIterator[Any]) -> None:
+        inner = stream._stream  # where poll puts what the sink raised
+        driver = inner.driver
+        while inner.error is None and driver.reading:
             try:
                 item = await items.__anext__()
             except StopAsyncIteration:
                 break
             except Exception:
-                self._deliver_rest(stream, failed.sink)
+                self._deliver_rest(stream, inner.sink)
                 raise
-            if failed.error is not None:
+            if inner.error is not None:
                 break  # the sink failed at a deadline while the source was being read
             stream.feed(item)
-            if checking:
-                self._start_checks(stream, checks)
-        if failed.error is None:
+        if inner.error is None:
             stream.finish()
-            if checking:
-                self._start_checks(stream, checks)
         await stream.wait()
-
-    def _start_checks(self, stream: HubStream, group: anyio.abc.TaskGroup) -> None:
-        """Run the stream's new checks as tasks; each answer goes to the sink at once."""
-        from ._checks import acall_check
-
-        inner = stream._stream
-        for index, request in inner.pipeline.take_requests(self.clock.now()):
-
-            async def check(index: int = index, request: Any = request) -> None:
-                result = await acall_check(request)
-                inner.answer(index, request, result, self.clock.now())
-                self._arm()
-
-            group.start_soon(check)
 
     def _deliver_rest(self, stream: HubStream, sink: Sink) -> None:
         rest = stream._stream.cancel(self.clock.now())

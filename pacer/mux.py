@@ -13,8 +13,9 @@ shape for thousands of streams whose sinks can take data synchronously (a transp
 that driver for asyncio and trio.
 
 A stream's emissions are exactly those ``simulate`` gives for its pipeline and the
-same arrivals (tested): the mux only decides *when* ``poll`` is called, at each
-deadline, in deadline order.
+same arrivals (tested): each stream is the one driver core (``pacer._driver.Driver``)
+around its pipeline, and the mux only decides *when* it is woken, at each deadline,
+in deadline order.
 
 Cost: O(log n) per deadline change (n: scheduled deadlines, at most a few per
 stream), plus the pipelines' own work; memory O(n). A deadline that moves leaves its
@@ -28,8 +29,9 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-from ._core import Chunk, Pipeline, Stage, StageClosedError
-from .metrics import StreamMetrics
+from ._core import Chunk, Pipeline, StageClosedError
+from ._driver import Driver, Start, as_pipeline
+from ._metrics import StreamMetrics
 
 __all__ = ["Mux", "MuxStream", "Sink"]
 
@@ -46,13 +48,26 @@ class MuxStream:
     wake-up came is the clock's reading minus it.
     """
 
-    __slots__ = ("_at", "_counted", "_mux", "_seq", "due", "error", "finished", "on_done", "pipeline", "sink")
+    __slots__ = (
+        "_at",
+        "_counted",
+        "_mux",
+        "_seq",
+        "driver",
+        "due",
+        "error",
+        "finished",
+        "on_done",
+        "pipeline",
+        "sink",
+    )
 
-    def __init__(self, mux: Mux, pipeline: Pipeline, sink: Sink, on_done: Callable[[], Any] | None) -> None:
+    def __init__(self, mux: Mux, driver: Driver, sink: Sink, on_done: Callable[[], Any] | None) -> None:
         # The mux until the stream is done: then dropped, so that no done stream and its
         # mux hold each other (the mux's heap may still hold the stream for a while).
         self._mux: Mux | None = mux
-        self.pipeline = pipeline
+        self.driver = driver  # the one driver core: the mux decides only when it runs
+        self.pipeline: Pipeline = driver.pipeline
         self.sink = sink
         self.on_done = on_done
         self.finished = False  # finish or cancel was called
@@ -79,12 +94,12 @@ class MuxStream:
         if not self.finished and self._mux is not None:
             self._mux._finish(self, now)
 
-    def answer(self, index: int, request: object, result: object, now: float) -> None:
+    def answer(self, request: object, result: object, now: float) -> None:
         """A check's result for the stream's pipeline (a ``Guard``); what it releases goes
         to the sink now."""
         mux = self._mux
-        if mux is not None and not self.pipeline._closed:
-            out = self.pipeline.answer(index, request, result, now)
+        if mux is not None:
+            out = self.driver.answer(request, result, now)
             mux._schedule(self)
             if out:
                 self.sink(out)
@@ -124,31 +139,30 @@ class Mux:
     def __repr__(self) -> str:
         return f"Mux(streams={self.streams}, deadline={self.deadline!r})"
 
-    def open(self, stage: object, sink: Sink, on_done: Callable[[], Any] | None = None) -> MuxStream:
+    def open(
+        self, stage: object, sink: Sink, on_done: Callable[[], Any] | None = None, checks: Start | None = None
+    ) -> MuxStream:
         """A new stream: ``stage`` (a ``Stage`` or ``Pipeline``, fresh) emitting into ``sink``.
 
         ``on_done`` is called once, when the stream is done (drained or cancelled).
+        ``checks`` runs the checks of a ``Guard`` in it (``pacer._driver.Start``); their
+        results come back through ``MuxStream.answer``. Without it a ``Guard`` checks inline.
         """
         if not callable(sink):
             raise TypeError(f"Mux.open: sink must be callable, got {type(sink).__name__}")
-        if isinstance(stage, Pipeline):
-            p = stage
-        elif isinstance(stage, Stage):
-            p = Pipeline(stage)
-        else:
-            raise TypeError(f"Mux.open: stage must be a Stage or Pipeline, got {type(stage).__name__}")
+        p = as_pipeline(stage, "Mux.open")
         self.streams += 1
-        return MuxStream(self, p, sink, on_done)
+        return MuxStream(self, Driver(p, checks), sink, on_done)
 
     def _feed(self, stream: MuxStream, item: object, now: float) -> None:
-        out = stream.pipeline.ingest(item, now)
+        out = stream.driver.item(item, now)
         self._schedule(stream)
         if out:
             stream.sink(out)
 
     def _finish(self, stream: MuxStream, now: float) -> None:
         stream.finished = True
-        out = stream.pipeline.finish(now)
+        out = stream.driver.end(now)
         self._schedule(stream)
         try:
             if out:
@@ -157,7 +171,7 @@ class Mux:
             self._count_done(stream)  # after the sink: on_done means all has gone out
 
     def _cancel(self, stream: MuxStream, now: float) -> list[Chunk]:
-        out = [] if stream.done or stream.pipeline._closed else stream.pipeline.cancel(now)
+        out = stream.driver.stop(now)
         stream.finished = True
         if stream._seq >= 0:
             stream._seq = -1
@@ -189,7 +203,7 @@ class Mux:
                 self._stale -= 1
                 continue
             polled += 1
-            out = stream.pipeline.poll(now)  # touches no stream's schedule: the head stays this one
+            out = stream.driver.wake(now)  # touches no stream's schedule: the head stays this one
             deadline = stream.pipeline.deadline
             if deadline is None:
                 heapq.heappop(heap)
@@ -234,6 +248,7 @@ class Mux:
         if stream._counted and stream.done:
             stream._counted = False
             stream._mux = None
+            stream.driver.release()
             self.streams -= 1
             if stream.on_done is not None:
                 stream.on_done()

@@ -488,7 +488,7 @@ class Pacer(Stage):
         return due if due > wait else wait
 
     def push(self, chunk: Chunk, now: float) -> list[Chunk]:
-        if self._ended:
+        if self.input_ended:
             raise closed_error(self)
         text = chunk.text
         if not text:
@@ -524,7 +524,7 @@ class Pacer(Stage):
             tail.text = ""
 
     def finish(self, now: float) -> list[Chunk]:
-        self._end_input()
+        self.end_input()
         self._breaks.finish(self._queue)
         self._queue_units(self._units.finish(now))
         self._flush_tail(Boundary.SENTENCE)
@@ -533,7 +533,7 @@ class Pacer(Stage):
         return self._release(now)
 
     def cancel(self, now: float) -> list[Chunk]:
-        self._end_input(cancelled=True)
+        self.end_input(cancelled=True)
         self._queue_units(self._units.cancel(now))
         self._flush_tail(Boundary.NONE)
         return self._release(math.inf, now)

@@ -79,7 +79,7 @@ class Packetizer(Stage):
         return self._last_input + self.max_delay
 
     def push(self, chunk: Chunk, now: float) -> list[Chunk]:
-        if self._ended:
+        if self.input_ended:
             raise closed_error(self)
         text = chunk.text
         if not text:
@@ -114,7 +114,7 @@ class Packetizer(Stage):
         return self._cut(everything=True)
 
     def finish(self, now: float) -> list[Chunk]:
-        self._end_input()
+        self.end_input()
         return self._cut(everything=True)
 
     def _join_marks(self) -> None:

@@ -31,6 +31,7 @@ from starlette.routing import Route
 
 from . import traces
 from ._core import Chunk, Pipeline
+from ._driver import Driver, Need
 from .clock import Clock, MonotonicClock
 from .config import HEARTBEAT
 from .detokenize import Detokenizer
@@ -76,53 +77,53 @@ async def stream_views(
     """Replay ``trace`` (seconds, token id) into every pipeline of ``views`` at once and
     yield one SSE frame per output chunk, named after its view; then ``event: end`` with
     each view's metrics and ``data: [DONE]``. Every view gets the same items at the
-    same times, so their texts differ only in when and how they are cut."""
+    same times, so their texts differ only in when and how they are cut. One loop
+    around a driver (``pacer._driver.Driver``) per view."""
     clock = clock or MonotonicClock()
     start = clock.now()
-    pipes = list(views.items())
+    drivers = [(name, Driver(pipe)) for name, pipe in views.items()]
     i, n = 0, len(trace)
-    finished = False
     while True:
         now = clock.now()
         while i < n and start + trace[i][0] <= now:
             item = trace[i][1]
-            for name, pipe in pipes:
-                for chunk in pipe.ingest(item, now):
+            for name, driver in drivers:
+                for chunk in driver.item(item, now):
                     yield _frame(name, chunk, start)
             i += 1
-        if i == n and not finished:
-            finished = True
-            for name, pipe in pipes:
-                for chunk in pipe.finish(now):
+        for name, driver in drivers:
+            if i == n and driver.reading:
+                for chunk in driver.end(now):
                     yield _frame(name, chunk, start)
-        frames, wake = _poll_due(pipes, now, start, start + trace[i][0] if i < n else None)
+        frames, wake = _wake_due(drivers, now, start, start + trace[i][0] if i < n else None)
         for frame in frames:
             yield frame
         if wake is None:
             break
         await clock.asleep_until(wake)
-    yield encode(json.dumps(_summary(pipes)), event="end")
+    yield encode(json.dumps(_summary(views)), event="end")
     yield DONE
 
 
-def _poll_due(
-    pipes: list[tuple[str, Pipeline]], now: float, start: float, wake: float | None
+def _wake_due(
+    drivers: list[tuple[str, Driver]], now: float, start: float, wake: float | None
 ) -> tuple[list[bytes], float | None]:
-    """Poll every view due by ``now``: its frames, and the earliest of ``wake`` and the deadlines."""
+    """Wake every view due by ``now``: its frames, and the earliest of ``wake`` and when
+    the views must be woken next."""
     frames: list[bytes] = []
-    for name, pipe in pipes:
-        deadline = pipe.deadline
-        if deadline is None:
+    for name, driver in drivers:
+        if driver.next(now) is Need.DONE or (until := driver.until) is None:
             continue
-        if deadline <= now:
-            frames += [_frame(name, chunk, start) for chunk in pipe.poll(now)]
-            deadline = pipe.deadline
-        if deadline is not None and (wake is None or deadline < wake):
-            wake = deadline
+        if until <= now:
+            frames += [_frame(name, chunk, start) for chunk in driver.wake(now)]
+            if driver.next(now) is Need.DONE or (until := driver.until) is None:
+                continue
+        if wake is None or until < wake:
+            wake = until
     return frames, wake
 
 
-def _summary(pipes: list[tuple[str, Pipeline]]) -> dict[str, dict[str, float | int]]:
+def _summary(views: dict[str, Pipeline]) -> dict[str, dict[str, float | int]]:
     """Each view's numbers, for the ``end`` event."""
     return {
         name: {
@@ -131,7 +132,7 @@ def _summary(pipes: list[tuple[str, Pipeline]]) -> dict[str, dict[str, float | i
             "lag_p99": round(pipe.metrics.lag(99) or 0.0, 4),
             "stalls": pipe.metrics.stalls,
         }
-        for name, pipe in pipes
+        for name, pipe in views.items()
     }
 
 

@@ -142,7 +142,7 @@ class StreamObserver:
             first = stream.time_to_first_output
             if first is not None:
                 m.first_output.observe(first)
-            for lag in stream._lags.values:
+            for lag in stream.lag_samples.values:
                 m.lag.observe(lag)
             if stream.blocked is not None:
                 m.blocked.inc()

@@ -2,10 +2,13 @@
 
 A driver pulls items from the source, stamps them with the clock, pushes them
 through the pipeline and yields what comes out. It sleeps only until the
-pipeline's next ``deadline``. A pipeline with a time-driven stage on a real clock
-must hear about deadlines while the source is silent. On asyncio an async source
-is read from the consumer's own task until a deadline first interrupts a read; from
-then on a reader task of its own reads it; otherwise the source is read by a helper
+pipeline's next ``deadline``. What to do next (read, until when; sleep; stop reading
+after a blocked check; done) is the one driver core's answer (``pacer._driver``): the
+loops here do the reading, sleeping and yielding, on threads, asyncio or trio.
+A pipeline with a time-driven stage on a real clock must hear about deadlines while
+the source is silent. On asyncio an async source is read from the consumer's own
+task until a deadline first interrupts a read; from then on a reader task of its own
+reads it; otherwise the source is read by a helper
 (a thread for sync sources, a detached task on trio). Helpers read through a buffer
 of ``buffer`` items, so a slow consumer stops the source instead of piling items up.
 A stream makes no reference cycles: all it allocates is freed by reference counting,
@@ -34,10 +37,11 @@ from typing import Any, Generic, TypeVar, Union
 import anyio
 
 from ._aio import aclose_source, on_asyncio, spawn_detached, wake
-from ._checks import checks_for
-from ._core import Chunk, Pipeline, Stage
+from ._checks import ThreadChecks, start_task
+from ._core import Chunk, Stage, set_runner
+from ._driver import DONE, POLL, READ, SLEEP, Driver, as_pipeline
+from ._metrics import StreamMetrics
 from .clock import Clock, MonotonicClock
-from .metrics import StreamMetrics
 
 __all__ = ["AsyncRun", "SyncRun", "arun", "run"]
 
@@ -49,14 +53,6 @@ _ITEM, _END, _ERROR, _TIMEOUT = range(4)
 
 #: How many source items a reader may get ahead of the consumer.
 DEFAULT_BUFFER = 16
-
-
-def _as_pipeline(stage: Stage) -> Pipeline:
-    if isinstance(stage, Pipeline):
-        return stage
-    if isinstance(stage, Stage):
-        return Pipeline(stage)
-    raise TypeError(f"run takes a Stage or Pipeline, got {type(stage).__name__}")
 
 
 class _RunBase(Generic[T]):
@@ -71,7 +67,7 @@ class _RunBase(Generic[T]):
     ) -> None:
         if buffer < 1:
             raise ValueError(f"buffer must be >= 1, got {buffer}")
-        self.pipeline = _as_pipeline(stage)
+        self.pipeline = as_pipeline(stage, "run")
         self.clock: Clock = clock if clock is not None else MonotonicClock()
         self._source = source
         self._chunks = chunks
@@ -141,11 +137,11 @@ class SyncRun(_RunBase[T], Iterator[T]):
 
     def _drive_untimed(self) -> Generator[T, None, None]:
         """No deadlines and no checks: read the source in this loop, one item at a time."""
-        p = self.pipeline
-        ingest, now = p.ingest, _now_of(self.clock)
+        driver = Driver(self.pipeline)
+        ingest, now = driver.feeder(), _now_of(self.clock)
         texts = not self._chunks
         source = iter(self._source)
-        finished = reading = False
+        reading = False
         try:
             try:
                 reading = True
@@ -156,60 +152,46 @@ class SyncRun(_RunBase[T], Iterator[T]):
                     reading = True
             except Exception:
                 if reading:  # the source failed: what the stages hold goes out first
-                    finished = True
-                    yield from self._outputs(p.cancel(now()))
+                    yield from self._outputs(driver.fail(now()))
                 raise
-            for chunk in p.finish(now()):
+            for chunk in driver.end(now()):
                 yield chunk.text if texts else chunk  # type: ignore[misc]
-            finished = True
         finally:
             close = getattr(source, "close", None)
             if close is not None:
                 close()
-            if not finished and not p.done:
-                self._unshown = p.cancel(now())
+            self._unshown = driver.stop(now())
 
     def _drive_timed(self) -> Generator[T, None, None]:
-        p, clock = self.pipeline, self.clock
+        clock = self.clock
         puller = (
             _ThreadPuller(self._source, self._buffer) if self._threaded() else _DirectPuller(self._source)
         )
-        finished = False
-        timed = p.timed
-        checks = checks_for(p, threads=True)
+        checks = ThreadChecks()
+        driver = Driver(self.pipeline, checks, POLL)
         try:
-            while True:
-                deadline = p.deadline if timed else None
-                timeout = None if deadline is None else max(0.0, deadline - clock.now())
-                try:
-                    kind, item = puller.get(checks.timeout(timeout))
-                except Exception:
-                    for value in self._outputs(p.cancel(clock.now())):
-                        yield value
-                    finished = True
-                    raise
-                now = clock.now()
-                if kind == _END:
-                    break
-                out = p.ingest(item, now) if kind == _ITEM else p.poll(now)
-                for value in self._outputs(checks.answered(out, now)):
-                    yield value
-                if checks.stop():
-                    break  # a check blocked the stream: stop reading the source
-            out = p.finish(clock.now())
-            for value in self._outputs(checks.answered(out, clock.now())):
-                yield value
-            while (deadline := p.deadline) is not None:
-                clock.sleep_until(checks.wake_at(deadline, clock.now()))
-                now = clock.now()
-                for value in self._outputs(checks.answered(p.poll(now), now)):
-                    yield value
-            finished = True
+            while (need := driver.next(now := clock.now())) is not DONE:
+                if need is READ:
+                    until = driver.until
+                    try:
+                        kind, item = puller.get(None if until is None else max(0.0, until - now))
+                    except Exception:
+                        yield from self._outputs(driver.fail(clock.now()))
+                        raise
+                    if kind == _ITEM:
+                        out = driver.item(item, clock.now())
+                    else:
+                        out = driver.wake(clock.now()) if kind == _TIMEOUT else driver.end(clock.now())
+                elif need is SLEEP:
+                    clock.sleep_until(driver.until)  # type: ignore[arg-type]
+                    out = driver.wake(clock.now())
+                else:
+                    out = driver.end(now)
+                yield from self._outputs(out)
         finally:
             puller.close()
             checks.close()
-            if not finished and not p.done:
-                self._unshown = p.cancel(clock.now())
+            self._unshown = driver.stop(clock.now())
 
 
 class _DirectPuller:
@@ -354,11 +336,11 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
 
     async def _drive_untimed(self) -> AsyncIterator[T]:
         """An async source, no deadlines and no checks: read it in this loop, one item at a time."""
-        p = self.pipeline
-        ingest, now = p.ingest, _now_of(self.clock)
+        driver = Driver(self.pipeline)
+        ingest, now = driver.feeder(), _now_of(self.clock)
         texts = not self._chunks
         source = self._source
-        finished = reading = False
+        reading = False
         try:
             try:
                 reading = True
@@ -369,62 +351,49 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
                     reading = True
             except Exception:
                 if reading:  # the source failed: what the stages hold goes out first
-                    finished = True
-                    for value in self._outputs(p.cancel(now())):
+                    for value in self._outputs(driver.fail(now())):
                         yield value
                 raise
-            for chunk in p.finish(now()):
+            for chunk in driver.end(now()):
                 yield chunk.text if texts else chunk  # type: ignore[misc]
-            finished = True
         finally:
             with anyio.CancelScope(shield=True):
                 await aclose_source(source)
-            if not finished and not p.done:
-                self._unshown = p.cancel(now())
+            self._unshown = driver.stop(now())
 
     async def _drive_timed(self) -> AsyncIterator[T]:
-        p, clock = self.pipeline, self.clock
-        finished = False
-        timed = p.timed
+        clock = self.clock
         source = self._source
-        checks = checks_for(p, threads=False)
+        driver = Driver(self.pipeline, start_task, POLL)
         try:
             pull = self._pull(source)
-            while True:
-                deadline = p.deadline if timed else None
-                timeout = None if deadline is None else max(0.0, deadline - clock.now())
-                try:
-                    kind, item = await pull(checks.timeout(timeout))
-                except Exception:
-                    for value in self._outputs(p.cancel(clock.now())):
-                        yield value
-                    finished = True
-                    raise
-                if kind == _END:
-                    break
-                now = clock.now()
-                out = p.ingest(item, now) if kind == _ITEM else p.poll(now)
-                for value in self._outputs(checks.answered(out, now)):
+            while (need := driver.next(now := clock.now())) is not DONE:
+                if need is READ:
+                    until = driver.until
+                    try:
+                        kind, item = await pull(None if until is None else max(0.0, until - now))
+                    except Exception:
+                        for value in self._outputs(driver.fail(clock.now())):
+                            yield value
+                        raise
+                    if kind == _ITEM:
+                        out = driver.item(item, clock.now())
+                    else:
+                        out = driver.wake(clock.now()) if kind == _TIMEOUT else driver.end(clock.now())
+                elif need is SLEEP:
+                    await clock.asleep_until(driver.until)  # type: ignore[arg-type]
+                    out = driver.wake(clock.now())
+                else:
+                    out = driver.end(now)
+                for value in self._outputs(out):
                     yield value
-                if checks.stop():
-                    break  # a check blocked the stream: stop reading the source
-            out = p.finish(clock.now())
-            for value in self._outputs(checks.answered(out, clock.now())):
-                yield value
-            while (deadline := p.deadline) is not None:
-                await clock.asleep_until(checks.wake_at(deadline, clock.now()))
-                now = clock.now()
-                for value in self._outputs(checks.answered(p.poll(now), now)):
-                    yield value
-            finished = True
         finally:
             if self._reader is not None:
                 self._reader.cancel()
             else:
                 with anyio.CancelScope(shield=True):
                     await (self._puller.aclose() if self._puller is not None else aclose_source(source))
-            if not finished and not p.done:
-                self._unshown = p.cancel(clock.now())
+            self._unshown = driver.stop(clock.now())
 
 
 def _now_of(clock: Clock) -> Callable[[], float]:
@@ -632,3 +601,13 @@ def arun(
 ) -> AsyncRun[Any]:
     """Run ``stage`` over an async (or sync) iterable; an async iterator of the output."""
     return AsyncRun(stage, source, clock=clock, chunks=chunks, buffer=buffer)
+
+
+def _over(stage: Stage, source: Any, options: dict[str, Any]) -> Any:
+    """``stage(source, **options)``: ``arun`` for an async source, else ``run``."""
+    if isinstance(source, AsyncIterable):
+        return arun(stage, source, **options)
+    return run(stage, source, **options)
+
+
+set_runner(_over)  # what a stage called on a source runs with (pacer._core)

@@ -131,12 +131,12 @@ class SentenceSplitter(Stage):
 
     def feed(self, item: Any, now: float | None = None) -> list[str]:
         """Give the splitter text; return the units it completes (no ``Chunk`` built on the way)."""
-        if type(item) is str and now is None and not self._ended and self.max_hold is None:
-            return [c.text for c in self._take(item, self._now)]
+        if type(item) is str and now is None and not self.input_ended and self.max_hold is None:
+            return [c.text for c in self._take(item, self.feed_time)]
         return super().feed(item, now)
 
     def push(self, chunk: Chunk, now: float) -> list[Chunk]:
-        if self._ended:
+        if self.input_ended:
             raise closed_error(self)
         self._last_input = now
         return self._take(chunk.text, chunk.arrival)
@@ -176,7 +176,7 @@ class SentenceSplitter(Stage):
         return out
 
     def finish(self, now: float) -> list[Chunk]:
-        self._end_input()
+        self.end_input()
         self._hold_armed = False
         self._scanner.scan(True)
         out: list[Chunk] = []

@@ -10,13 +10,17 @@ Cost: the pipeline's own cost, plus O(1) per emitted chunk.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._core import Chunk, Pipeline
-from .metrics import StreamMetrics, percentile
+from ._checks import call_check
+from ._core import Chunk
+from ._driver import END, SLEEP, Driver, as_pipeline
+from ._metrics import StreamMetrics, percentile
 
 __all__ = ["Timeline", "simulate"]
 
@@ -77,19 +81,28 @@ def simulate(trace: Iterable[tuple[float, Any]], stage: object, *, check_latency
     checks of a ``Guard`` in it answer that long after each unit is complete, several
     in flight at once, as a live driver runs them; without it a ``Guard`` checks inline.
     """
-    p = stage if isinstance(stage, Pipeline) else Pipeline(stage)
+    p = as_pipeline(stage, "simulate")
+    checks: _VirtualChecks | None = None
     if check_latency is not None:
-        from ._checks import simulate_checked
-
         if not (callable(check_latency) or isinstance(check_latency, (int, float))):
             raise TypeError(
                 f"simulate: check_latency must be seconds or a function of the request, got {check_latency!r}"
             )
-        done, out = simulate_checked(trace, p, check_latency)
-        return Timeline(done, out, p.metrics)
+        checks = _VirtualChecks(check_latency)
+    driver = Driver(p, checks)
+    arrivals, emissions = _replay(trace, driver, checks)
+    return Timeline(arrivals, emissions, p.metrics)
+
+
+def _replay(
+    trace: Iterable[tuple[float, Any]], driver: Driver, checks: _VirtualChecks | None
+) -> tuple[list[tuple[float, Any]], list[Chunk]]:
+    """The virtual-time loop around ``driver``: deadlines (and answers, first on a tie)
+    fire exactly when due, before an item that arrives at the same time."""
     arrivals: list[tuple[float, Any]] = []
     emissions: list[Chunk] = []
     last = -math.inf
+    p = driver.pipeline
     entries: Iterable[Any] = trace  # checked here, not by a compiled build's unboxing
     for position, entry in enumerate(entries):
         try:
@@ -99,15 +112,54 @@ def simulate(trace: Iterable[tuple[float, Any]], stage: object, *, check_latency
             raise TypeError(f"simulate: trace entry {position} must be (time, item), got {entry!r}") from None
         if t < last:
             raise ValueError(f"simulate: trace entry {position} goes back in time ({t} < {last})")
-        while (d := p.deadline) is not None and d <= t:
-            emissions.extend(p.poll(d))
-        emissions.extend(p.ingest(item, t))
+        if checks is None:
+            while (d := p.deadline) is not None and d <= t:
+                emissions.extend(driver.wake(d))
+        else:
+            while (due := checks.due(p.deadline)) is not None and due <= t:
+                emissions.extend(checks.fire(driver, due))
+            if driver.next(t) is END:
+                break  # a check blocked the stream: the source is stopped
+        emissions.extend(driver.item(item, t))
         # The trace's own pair where it is one already: no new object per token to allocate
         # and for the garbage collector to count.
         arrivals.append(entry if type(entry) is tuple and type(entry[0]) is float else (t, item))
         last = t
     now = 0.0 if last == -math.inf else last
-    emissions.extend(p.finish(now))
-    while (d := p.deadline) is not None:
-        emissions.extend(p.poll(d))
-    return Timeline(arrivals, emissions, p.metrics)
+    emissions.extend(driver.end(now))
+    while driver.next(now) is SLEEP:
+        if checks is None:
+            emissions.extend(driver.wake(driver.until))  # type: ignore[arg-type]
+        else:
+            emissions.extend(checks.fire(driver, checks.due(driver.until)))  # type: ignore[arg-type]
+    return arrivals, emissions
+
+
+class _VirtualChecks:
+    """Checks on virtual time: each answers ``latency`` seconds (a number, or a function
+    of the request) after it was handed out; the heap holds those in flight."""
+
+    def __init__(self, latency: Any) -> None:
+        self.latency = latency
+        self.heap: list[tuple[float, int, Any, object]] = []  # (due, order, request, result)
+        self._order = itertools.count()
+
+    def __call__(self, request: Any, now: float, reply: Any) -> None:
+        latency = self.latency
+        delay = float(latency(request)) if callable(latency) else float(latency)
+        due = now + max(0.0, delay)
+        heapq.heappush(self.heap, (due, next(self._order), request, call_check(request)))
+
+    def due(self, deadline: float | None) -> float | None:
+        """The earlier of ``deadline`` and the next answer, or ``None``."""
+        if not self.heap:
+            return deadline
+        answer = self.heap[0][0]
+        return answer if deadline is None or answer <= deadline else deadline
+
+    def fire(self, driver: Driver, due: float) -> list[Chunk]:
+        """What is due at ``due``: the next answer if it is due then, else the deadline."""
+        if self.heap and self.heap[0][0] <= due:
+            _, _, request, result = heapq.heappop(self.heap)
+            return driver.answer(request, result, due)
+        return driver.wake(due)

@@ -25,9 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 NAMES = [
     "_arrival",
     "_breaks",
+    "_chunk",
     "_core",
+    "_driver",
     "_markdown",
     "_marks",
+    "_metrics",
     "_text",
     "_units",
     "metrics",
