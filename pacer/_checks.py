@@ -20,28 +20,12 @@ from typing import Any
 import anyio
 
 from ._aio import spawn_detached
+from .guard import call_check
 
-__all__ = ["ThreadChecks", "acall_check", "call_check", "start_task"]
+__all__ = ["ThreadChecks", "acall_check", "start_task"]
 
 #: How a result goes back to the driver: ``reply(request, result)``, from any thread.
 Reply = Callable[[Any, object], object]
-
-
-def call_check(
-    request: Any, sync_only: str = "this driver runs plain checks only; use arun for an async check"
-) -> object:
-    """Run one check here and now: its result, or the exception it raised (an async
-    check, which cannot be awaited here, is a ``TypeError`` saying ``sync_only``)."""
-    try:
-        result = request.guard.call(request)
-    except Exception as exc:
-        return exc
-    if inspect.isawaitable(result):
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
-        return TypeError(sync_only)
-    return result
 
 
 async def acall_check(request: Any) -> object:

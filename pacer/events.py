@@ -121,24 +121,25 @@ class _Span:
         return i == len(text)
 
 
+class _Sent:
+    """A lane's output side: the checked text given to its tail, the tail's output not yet
+    sent, and the kept events anchored in it."""
+
+    __slots__ = ("anchors", "fed", "out", "shown", "spans")
+
+    def __init__(self) -> None:
+        self.fed = 0  # checked characters given to the tail
+        self.shown = 0  # characters sent as text events
+        self.out = ""  # the tail's output not yet sent (a kept event waits before it)
+        self.spans: deque[_Span] = deque()  # the segments whose text is not all shown
+        # (checked offset, what): kept events that go out once the text before them is shown.
+        self.anchors: deque[tuple[int, Keep | _Global]] = deque()
+
+
 class _Lane:
     """One lane: the segment being checked, the pacing stages, and what waits."""
 
-    __slots__ = (
-        "anchors",
-        "fed",
-        "filtered",
-        "floating",
-        "high",
-        "kind",
-        "last",
-        "out",
-        "pipeline",
-        "queue",
-        "shown",
-        "spans",
-        "tail",
-    )
+    __slots__ = ("filtered", "floating", "high", "kind", "last", "pipeline", "queue", "sent", "tail")
 
     def __init__(self, globals_waiting: deque[_Global], tail: Pipeline | None) -> None:
         self.pipeline: Pipeline | None = None  # the checking stages of the segment (or the last one)
@@ -147,12 +148,7 @@ class _Lane:
         # Pieces, kept events and events of no lane after the open segment, in order.
         self.queue: deque[Text | Keep | _Global] = deque(globals_waiting)
         self.floating: list[Keep] = []  # events that go out after the open segment (a ping)
-        self.fed = 0  # checked characters given to the tail
-        self.shown = 0  # characters sent as text events
-        self.out = ""  # the tail's output not yet sent (a kept event waits before it)
-        self.spans: deque[_Span] = deque()  # the segments whose text is not all shown
-        # (checked offset, what): kept events that go out once the text before them is shown.
-        self.anchors: deque[tuple[int, Keep | _Global]] = deque()
+        self.sent = _Sent()  # what the tail produced, and how much of it went out
         self.high: Text | None = None  # a piece ending in a high surrogate, held for its pair
         self.last: Text | None = None  # the last text piece (the template of a filtered ending)
         # A check blocked the lane: 1 while its approved text drains, 2 once it has ended.
@@ -204,7 +200,7 @@ class EventPacer(CheckingStage):
                 self._out(lane, p.poll(now), now)
             t = lane.tail
             if t is not None and (d := t.deadline) is not None and d <= now:
-                lane.out += "".join(c.text for c in t.poll(now))
+                lane.sent.out += "".join(c.text for c in t.poll(now))
         return self._release(now)
 
     def finish(self, now: float) -> list[Chunk]:
@@ -349,30 +345,11 @@ class EventPacer(CheckingStage):
         queue = lane.queue
         while True:
             if lane.filtered:
-                at = lane.shown if lane.filtered == 2 else lane.fed
-                while queue:
-                    what = queue.popleft()
-                    if isinstance(what, _Global):
-                        lane.anchors.append((at, what))
+                self._anchor_the_rest(lane)
                 return
             if lane.kind is not None:  # a segment is open
-                p = lane.pipeline
-                if lane.spans[-1].closed:
-                    if p is not None and not p.done:
-                        return  # its checks are still running
-                    self._end_segment(lane)
-                    continue
-                head = queue[0] if queue else None
-                if isinstance(head, Text) and head.kind == lane.kind:
-                    self._feed(lane, queue.popleft(), now)  # type: ignore[arg-type]
-                elif isinstance(head, Keep) and head.floating:
-                    lane.floating.append(queue.popleft())  # type: ignore[arg-type]
-                elif head is not None or self.input_ended:
-                    lane.spans[-1].closed = True
-                    if p is not None and not p.input_ended:
-                        self._out(lane, p.cancel(now) if self.cancelling else p.finish(now), now)
-                else:
-                    return  # more of the segment may come
+                if not self._step_segment(lane, now):
+                    return
                 continue
             if not queue:
                 if self.input_ended:
@@ -383,15 +360,49 @@ class EventPacer(CheckingStage):
                 self._open(lane, head.kind)
                 self._feed(lane, head, now)
             elif isinstance(head, Unchecked) and self.checked:
-                reason = f"{head.channel} carries text no check can see"
-                log.warning("pacer: %s: its lane ends as blocked", reason)
-                if lane.tail is not None:
-                    lane.tail.metrics.blocked = reason
-                lane.last = head.template
-                lane.filtered = 1
-                self._finish_tail(lane, now)
+                self._refuse(lane, head, now)
             else:
-                lane.anchors.append((lane.fed, head))
+                lane.sent.anchors.append((lane.sent.fed, head))
+
+    def _anchor_the_rest(self, lane: _Lane) -> None:
+        """A blocked lane: only the events of no lane still go out, after what was shown."""
+        at = lane.sent.shown if lane.filtered == 2 else lane.sent.fed
+        queue = lane.queue
+        while queue:
+            what = queue.popleft()
+            if isinstance(what, _Global):
+                lane.sent.anchors.append((at, what))
+
+    def _step_segment(self, lane: _Lane, now: float) -> bool:
+        """One step of the open segment; ``False`` when it must wait (its checks, or more text)."""
+        queue, p = lane.queue, lane.pipeline
+        if lane.sent.spans[-1].closed:
+            if p is not None and not p.done:
+                return False  # its checks are still running
+            self._end_segment(lane)
+            return True
+        head = queue[0] if queue else None
+        if isinstance(head, Text) and head.kind == lane.kind:
+            self._feed(lane, queue.popleft(), now)  # type: ignore[arg-type]
+        elif isinstance(head, Keep) and head.floating:
+            lane.floating.append(queue.popleft())  # type: ignore[arg-type]
+        elif head is not None or self.input_ended:
+            lane.sent.spans[-1].closed = True
+            if p is not None and not p.input_ended:
+                self._out(lane, p.cancel(now) if self.cancelling else p.finish(now), now)
+        else:
+            return False  # more of the segment may come
+        return True
+
+    def _refuse(self, lane: _Lane, head: Unchecked, now: float) -> None:
+        """Text in a channel no check can see, with checks on: the lane ends as blocked."""
+        reason = f"{head.channel} carries text no check can see"
+        log.warning("pacer: %s: its lane ends as blocked", reason)
+        if lane.tail is not None:
+            lane.tail.metrics.blocked = reason
+        lane.last = head.template
+        lane.filtered = 1
+        self._finish_tail(lane, now)
 
     def _open(self, lane: _Lane, kind: Hashable) -> None:
         if self.checked:
@@ -399,10 +410,10 @@ class EventPacer(CheckingStage):
             if self.driven and lane.pipeline is not None:
                 lane.pipeline.drive_checks()
         lane.kind = kind
-        lane.spans.append(_Span(lane.fed))
+        lane.sent.spans.append(_Span(lane.sent.fed))
 
     def _feed(self, lane: _Lane, piece: Text, now: float) -> None:
-        lane.spans[-1].add(piece)
+        lane.sent.spans[-1].add(piece)
         lane.last = piece
         if lane.pipeline is None or not self.checked:
             self._checked_text(lane, Chunk(piece.text, now), now)
@@ -411,20 +422,20 @@ class EventPacer(CheckingStage):
 
     def _end_segment(self, lane: _Lane) -> None:
         lane.kind = None
-        lane.anchors.extend((lane.fed, keep) for keep in lane.floating)
+        lane.sent.anchors.extend((lane.sent.fed, keep) for keep in lane.floating)
         lane.floating = []
 
     def _checked_text(self, lane: _Lane, chunk: Chunk, now: float) -> None:
         """Checked text of the open segment, on to the lane's pacing stages."""
         if not chunk.text:
             return
-        lane.fed += len(chunk.text)
-        lane.spans[-1].end = lane.fed
+        lane.sent.fed += len(chunk.text)
+        lane.sent.spans[-1].end = lane.sent.fed
         if lane.tail is None:
-            lane.out += chunk.text
+            lane.sent.out += chunk.text
         else:
             passed = Chunk(chunk.text, chunk.arrival, chunk.boundary)
-            lane.out += "".join(c.text for c in lane.tail.ingest(passed, now))
+            lane.sent.out += "".join(c.text for c in lane.tail.ingest(passed, now))
 
     def _finish_tail(self, lane: _Lane, now: float) -> None:
         t = lane.tail
@@ -432,9 +443,9 @@ class EventPacer(CheckingStage):
             return
         if self.cancelling:
             if not t.cancelled:
-                lane.out += "".join(c.text for c in t.cancel(now))
+                lane.sent.out += "".join(c.text for c in t.cancel(now))
         elif not t.input_ended:
-            lane.out += "".join(c.text for c in t.finish(now))
+            lane.sent.out += "".join(c.text for c in t.finish(now))
 
     # -- internals: what goes out ----------------------------------------------------
 
@@ -448,17 +459,17 @@ class EventPacer(CheckingStage):
                 break
             waiting = self.waiting.popleft()
             for lane in self.lanes.values():
-                lane.anchors.popleft()
+                lane.sent.anchors.popleft()
             frames.append(self.fmt.sent_frame(waiting.keep))
         return [Chunk(f, now) for f in frames]
 
     def _reached(self, waiting: _Global) -> bool:
         """Whether every lane has shown all its text before ``waiting``."""
         for lane in self.lanes.values():
-            if not lane.anchors:
+            if not lane.sent.anchors:
                 return False
-            at, what = lane.anchors[0]
-            if what is not waiting or lane.shown != at or lane.filtered == 1:
+            at, what = lane.sent.anchors[0]
+            if what is not waiting or lane.sent.shown != at or lane.filtered == 1:
                 return False
         return True
 
@@ -466,33 +477,34 @@ class EventPacer(CheckingStage):
         fmt = self.fmt
         while True:
             limit = -1
-            if lane.anchors:
-                at, what = lane.anchors[0]
-                if lane.shown == at:
+            if lane.sent.anchors:
+                at, what = lane.sent.anchors[0]
+                if lane.sent.shown == at:
                     if isinstance(what, _Global):
                         if lane.filtered == 1:
                             self._end_filtered(lane, frames)  # a blocked lane's ending goes first
                         return  # waits for the other lanes
-                    lane.anchors.popleft()
+                    lane.sent.anchors.popleft()
                     frames.append(fmt.sent_frame(what))
                     continue
                 limit = at
-            n = len(lane.out) if limit < 0 else min(len(lane.out), limit - lane.shown)
+            n = len(lane.sent.out) if limit < 0 else min(len(lane.sent.out), limit - lane.sent.shown)
             if n <= 0:
                 if lane.filtered == 1:
                     self._end_filtered(lane, frames)
                 return
-            text, lane.out = lane.out[:n], lane.out[n:]
+            text, lane.sent.out = lane.sent.out[:n], lane.sent.out[n:]
             self._text_frames(lane, text, frames)
 
     def _end_filtered(self, lane: _Lane, frames: list[str]) -> None:
         """A blocked lane whose approved text is all out: its own events after that point
         are dropped, the format's filtered ending sent; events of no lane pass it."""
         p, t = lane.pipeline, lane.tail
-        if (p is not None and not p.done) or (t is not None and not t.done) or lane.out:
+        if (p is not None and not p.done) or (t is not None and not t.done) or lane.sent.out:
             return
-        lane.anchors = deque((lane.shown, what) for _, what in lane.anchors if isinstance(what, _Global))
-        lane.spans.clear()
+        sent = lane.sent
+        sent.anchors = deque((sent.shown, what) for _, what in sent.anchors if isinstance(what, _Global))
+        lane.sent.spans.clear()
         lane.kind = None
         lane.floating = []
         lane.filtered = 2
@@ -501,17 +513,17 @@ class EventPacer(CheckingStage):
 
     def _text_frames(self, lane: _Lane, text: str, frames: list[str]) -> None:
         """Frames for ``text``, the next characters the lane shows: one per segment."""
-        at, i = lane.shown, 0
+        at, i = lane.sent.shown, 0
         while i < len(text):
-            while len(lane.spans) > 1 and lane.spans[0].end <= at + i:
-                lane.spans.popleft()
-            span = lane.spans[0]
-            take = len(text) - i if len(lane.spans) == 1 else min(len(text) - i, span.end - at - i)
+            while len(lane.sent.spans) > 1 and lane.sent.spans[0].end <= at + i:
+                lane.sent.spans.popleft()
+            span = lane.sent.spans[0]
+            take = len(text) - i if len(lane.sent.spans) == 1 else min(len(text) - i, span.end - at - i)
             part = text[i : i + take]
             first, extras = span.shows(part)
             frames.append(self.fmt.text_frame(first, part, extras))
             i += take
-        lane.shown = at + len(text)
+        lane.sent.shown = at + len(text)
 
 
 async def _pieces(events: AsyncIterator[ServerSentEvent], fmt: EventFormat) -> AsyncIterator[Text | Keep]:

@@ -37,7 +37,6 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from ._args import one_of, seconds, whole
-from ._checks import call_check
 from ._core import CheckingStage, Chunk, closed_error
 from .sentences import SentenceSplitter
 
@@ -46,6 +45,23 @@ __all__ = ["Blocked", "CheckRequest", "Guard"]
 log = logging.getLogger("pacer.guard")
 
 Check = Callable[..., Any]
+
+
+def call_check(
+    request: Any, sync_only: str = "this driver runs plain checks only; use arun for an async check"
+) -> object:
+    """Run one check here and now: its result, or the exception it raised (an async
+    check, which cannot be awaited here, is a ``TypeError`` saying ``sync_only``)."""
+    try:
+        result = request.guard.call(request)
+    except Exception as exc:
+        return exc
+    if inspect.isawaitable(result):
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+        return TypeError(sync_only)
+    return result
 
 
 class CheckRequest:

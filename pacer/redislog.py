@@ -120,7 +120,6 @@ class RedisLog(StreamLog):
         if not isinstance(url, str) or "://" not in url:
             raise ValueError(f"RedisLog: url must be a redis://HOST:PORT/DB URL, got {url!r}")
         self.url = url
-        self.shown_url = without_credentials(url)  # for errors and logs: never its password
         self.retention = retention
         self.max_events = max_events
         self.prefix = prefix
@@ -183,6 +182,11 @@ class RedisLog(StreamLog):
                 await self._flush()
                 await self._redis.delete(self._owner_key(self.owner))
             await self._redis.aclose()
+
+    @property
+    def shown_url(self) -> str:
+        """``url`` for errors and logs: never its password."""
+        return without_credentials(self.url)
 
     def _key(self, stream_id: str, suffix: str = "") -> str:
         return f"{self.prefix}{stream_id}{suffix}"

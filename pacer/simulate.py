@@ -17,10 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._checks import call_check
 from ._core import Chunk
 from ._driver import END, SLEEP, Driver, as_pipeline
 from ._metrics import StreamMetrics, percentile
+from .guard import call_check
 
 __all__ = ["Timeline", "simulate"]
 

@@ -13,6 +13,8 @@ another module, no function longer than 80 lines.
   Private *modules* (``pacer._core``) are the package's own business: importing them
   from inside ``pacer`` is how the package is built.
 - **Long functions**: more than 80 lines, decorators excluded.
+- **Layers** (``LAYERS``, docs/design.md draws them): a module imports only modules of
+  its own layer or of the layers below; every module has a layer.
 
 Prints what it finds, and exits 1 if anything is found. ``tests/test_complexity.py``
 runs the same checks.
@@ -26,6 +28,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 MAX_LINES = 80
+
+#: pacer's layers, lowest first: (name, modules without the ``pacer.`` prefix).
+LAYERS: list[tuple[str, str]] = [
+    ("core", "_core _metrics _chunk clock _args _build _text _aio _logs"),
+    (
+        "stages",
+        "detokenize tokenizers _cleanup sentences _breaks _marks _markdown punkt pacing _units _arrival "
+        "packets guard patterns heard traces",
+    ),
+    ("drivers", "run hub mux simulate streamer _checks _driver metrics"),
+    ("config", "config"),
+    (
+        "transport",
+        "_writer events formats formats.base formats.text formats.choices formats.responses "
+        "formats.messages resumable streamlog redislog adapters compress sse _errors _outcome _shown",
+    ),
+    ("HTTP", "proxy server streamroutes websocket prometheus"),
+    ("apps", "cli client playground __main__ testing"),
+]
 
 
 def modules(package: Path) -> dict[str, Path]:
@@ -150,10 +171,36 @@ def long_functions(path: Path) -> Iterator[str]:
                 yield f"{path.name}:{node.lineno} {node.name} is {lines} lines"
 
 
+def layer_of(module: str) -> int | None:
+    """The index in ``LAYERS`` of a dotted module name (``pacer.testing.*`` is ``testing``'s)."""
+    name = module.removeprefix("pacer.")
+    for index, (_, names) in enumerate(LAYERS):
+        members = names.split()
+        if name in members or (name.startswith("testing.") and "testing" in members):
+            return index
+    return None
+
+
+def layer_problems(graph: dict[str, set[str]]) -> Iterator[str]:
+    """Modules without a layer, and imports that go up a layer."""
+    for module in sorted(graph):
+        if module == "pacer":
+            continue
+        here = layer_of(module)
+        if here is None:
+            yield f"{module} has no layer (scripts/architecture.py LAYERS)"
+            continue
+        for target in sorted(graph[module] - {"pacer"}):
+            there = layer_of(target)
+            if there is not None and there > here:
+                yield f"{module} ({LAYERS[here][0]}) imports {target} ({LAYERS[there][0]}), a layer above"
+
+
 def problems(package: Path) -> list[str]:
     known = modules(package)
     graph = {name: set(imports(name, path, known)) - {name} for name, path in known.items()}
     found = [f"import cycle: {' <-> '.join(group)}" for group in cycles(graph)]
+    found += list(layer_problems(graph))
     for path in known.values():
         found += list(private_reads(path))
         found += list(long_functions(path))
@@ -163,7 +210,11 @@ def problems(package: Path) -> list[str]:
 def main(argv: list[str]) -> int:
     package = Path(argv[0]) if argv else Path(__file__).resolve().parent.parent / "pacer"
     found = problems(package)
-    print("\n".join(found) if found else "no import cycle, no private read across modules, no long function")
+    print(
+        "\n".join(found)
+        if found
+        else "no import cycle, no import up a layer, no private read across modules, no long function"
+    )
     return 1 if found else 0
 
 

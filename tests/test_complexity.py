@@ -51,3 +51,34 @@ def test_the_counts_are_counted_as_mccabe_and_fields_as_assignments() -> None:
     assert complexity.fields(cls) == {"s", "a", "b", "c"}  # type: ignore[attr-defined]
     # if, and, or, comprehension for and its if, while, conditional expression
     assert complexity.decisions(cls.body[2]) == 7  # type: ignore[attr-defined,attr-defined]
+
+
+def test_no_import_cycle_no_import_up_a_layer_no_private_read_no_long_function() -> None:
+    """Issue #36's shape of the package (``scripts/architecture.py``): imports inside
+    functions count, ``TYPE_CHECKING`` ones do not; the layers are docs/design.md's."""
+    spec = importlib.util.spec_from_file_location("architecture", ROOT / "scripts" / "architecture.py")
+    assert spec is not None and spec.loader is not None
+    architecture = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(architecture)
+    assert architecture.problems(ROOT / "pacer") == []
+
+
+def test_the_architecture_check_finds_what_it_looks_for(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("architecture", ROOT / "scripts" / "architecture.py")
+    assert spec is not None and spec.loader is not None
+    architecture = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(architecture)
+    package = tmp_path / "pacer"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "_core.py").write_text("def f():\n    from .proxy import g\n    return g\n")
+    (package / "proxy.py").write_text(
+        "from ._core import f\nfrom .server import _secret\n\ndef g(x):\n    return x._hidden\n"
+        + "\ndef long():\n"
+        + "    pass\n" * 81
+    )
+    found = "\n".join(architecture.problems(package))
+    assert "import cycle: pacer._core <-> pacer.proxy" in found
+    assert "pacer._core (core) imports pacer.proxy (HTTP), a layer above" in found
+    assert "imports _secret from server" in found and "reads ._hidden" in found
+    assert "long is 82 lines" in found

@@ -297,20 +297,11 @@ class ChatCompletions(_Choices):
         return None
 
     def _rest(self, choice: dict[str, Any], kinds: set[Hashable]) -> dict[str, Any] | None:
-        delta: dict[str, Any] = {}
-        for key, value in choice["delta"].items():
-            if key in kinds:
-                continue
-            if key == "content" and isinstance(value, list):
-                value = [p for i, p in enumerate(value) if ("content", i) not in kinds] or None
-            elif key == "tool_calls" and isinstance(value, list):
-                value = [c for c in map(_without_arguments, value) if c is not None] or None
-            elif key == "function_call":
-                value = _without_arguments(value)
-            elif key == "audio" and isinstance(value, dict):
-                value = {k: v for k, v in value.items() if k != "transcript"}
-                value = value if set(value) - {"id"} else None
-            delta[key] = value
+        delta = {
+            key: _without_text(key, value, kinds)
+            for key, value in choice["delta"].items()
+            if key not in kinds
+        }
         if choice.get("finish_reason") is None and all(v is None for v in delta.values()):
             return None
         rest = {**choice, "delta": delta}
@@ -373,6 +364,20 @@ def _arguments(function: Any) -> str:
     if isinstance(function, dict) and isinstance(arguments := function.get("arguments"), str):
         return arguments
     return ""
+
+
+def _without_text(key: str, value: Any, kinds: set[Hashable]) -> Any:
+    """A delta field with the text the lanes carry taken out (``None``: nothing is left)."""
+    if key == "content" and isinstance(value, list):
+        return [p for i, p in enumerate(value) if ("content", i) not in kinds] or None
+    if key == "tool_calls" and isinstance(value, list):
+        return [c for c in map(_without_arguments, value) if c is not None] or None
+    if key == "function_call":
+        return _without_arguments(value)
+    if key == "audio" and isinstance(value, dict):
+        rest = {k: v for k, v in value.items() if k != "transcript"}
+        return rest if set(rest) - {"id"} else None
+    return value
 
 
 def _without_arguments(call: Any) -> Any:
