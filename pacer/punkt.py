@@ -55,6 +55,10 @@ class PunktModel:
     announcing: frozenset[str] = frozenset()
     """Abbreviations that announce what follows (``"cf"``, ``"vs"``): after them only a
     common sentence opener ends a sentence, never the orthographic heuristic."""
+    honorifics: frozenset[str] = frozenset()
+    """Titles that open a new sentence after another abbreviation or an initial
+    (``"mr"``, ``"dr"``: "I work at the U.S.A. Mr. Smith is here." is two sentences),
+    unlike a rank that a qualifier may precede ("Former U.S. Sen. Hollis")."""
 
     after_number_prefixes: frozenset[str] = field(init=False, repr=False, compare=False)
     """Every prefix of a word that, after a number and a period, keeps the sentence
@@ -62,11 +66,19 @@ class PunktModel:
     that starts otherwise ends the sentence, so no need to wait for the rest of it.
     Worked out once, here: it is read at every number followed by a period."""
 
+    whole_honorifics: frozenset[str] = field(init=False, repr=False, compare=False)
+    """The honorifics that no word the model knows goes on from (``"mrs"``, not ``"dr"``,
+    which may become "Drive"): after an abbreviation such a word ends the sentence as
+    soon as it is read, before the character after it."""
+
     def __post_init__(self) -> None:
         words = {b for a, b in self.collocations if a == "##number##"}
         words.update(w for w, c in self.ortho_context.items() if c & ORTHO_MID_UC and not c & ORTHO_LC)
         prefixes = frozenset(w[:k] for w in words for k in range(1, len(w) + 1))
         object.__setattr__(self, "after_number_prefixes", prefixes)
+        known = [*self.ortho_context, *self.abbreviations, *self.sentence_starters]
+        whole = frozenset(h for h in self.honorifics if not any(w != h and w.startswith(h) for w in known))
+        object.__setattr__(self, "whole_honorifics", whole)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PunktModel:
@@ -77,6 +89,7 @@ class PunktModel:
                 titles=frozenset(data.get("titles", ())),
                 numeric_only=frozenset(data.get("numeric_only", ())),
                 announcing=frozenset(data.get("announcing", ())),
+                honorifics=frozenset(data.get("honorifics", ())),
                 collocations=frozenset((a, b) for a, b in data["collocations"]),
                 sentence_starters=frozenset(data["sent_starters"]),
                 ortho_context=dict(data["ortho_context"]),
@@ -126,6 +139,10 @@ _NUMBER: Final = re.compile(r"-?[.,]?\d[\d,.\-]*")
 _NUMBER_START: Final = frozenset("-.,0123456789")
 _DOTTED: Final = regex.compile(r"(?:\p{L}\.)+\p{L}")
 _WORD_CHARS: Final = re.compile(r"[\w'’\-]*")
+# A label after a numbering word ("Fig. S1", "Vol. IV"; one that starts with a digit is
+# a number), and what a word must start as to still become one.
+_LABEL: Final = re.compile(r"[A-Z]{1,2}\d[\w\-]*|[IVXLCDM]{2,}")
+_LABEL_START: Final = re.compile(r"[A-Z]{1,2}(?:\d[\w\-]*)?|[IVXLCDM]+")
 _OPENERS: Final = "([{\"'“‘*_`"
 NUMBER: Final = "##number##"  # the type Punkt gives every number
 
@@ -153,7 +170,14 @@ def period_ends_sentence(
             return False
         typ = NUMBER
     is_initial = len(word) == 1 and word.isalpha() and word != "I"
-    is_abbrev = _abbreviation(punkt, word, typ, nxt)
+    if typ in punkt.numeric_only and not nxt.isdigit():
+        # "Fig. S1", "Vol. IV": numbered; "The answer is no. Ask again": an ordinary word.
+        label = _label(buf, m, eof)
+        if label is None or label:
+            return None if label is None else False
+        is_abbrev = False
+    else:
+        is_abbrev = typ in punkt.abbreviations or ("." in word and _DOTTED.fullmatch(word) is not None)
     if typ in punkt.titles:
         return False
     if not (is_abbrev or is_initial or typ == NUMBER):
@@ -166,11 +190,13 @@ def period_ends_sentence(
     return _next_word_verdict(punkt, buf, m, eof, typ, is_abbrev or is_initial, orthographic)
 
 
-def _abbreviation(punkt: PunktModel, word: str, typ: str, nxt: str) -> bool:
-    """Whether ``word`` (lower case ``typ``) before a period and ``nxt`` is an abbreviation."""
-    if typ in punkt.numeric_only and not nxt.isdigit():
-        return False  # "No. 7" but "The answer is no. Ask again."
-    return typ in punkt.abbreviations or ("." in word and _DOTTED.fullmatch(word) is not None)
+def _label(buf: str, m: int, eof: bool) -> bool | None:
+    """Whether the word at ``m`` is a label such as ``S1`` or ``IV``; ``None``: it may still become one."""
+    e = _WORD_CHARS.match(buf, m).end()  # type: ignore[union-attr]
+    word = buf[m:e]
+    if e == len(buf) and not eof and e - m < LOOKAHEAD:
+        return None if _LABEL_START.fullmatch(word) else False
+    return _LABEL.fullmatch(word) is not None
 
 
 def _list_label(word: str, before: str) -> bool:
@@ -189,6 +215,8 @@ def _next_word_verdict(
         start = buf[m:e]
         if not short and start.isascii() and start.lower() not in punkt.after_number_prefixes:
             return True
+        if short and start.lower() in punkt.whole_honorifics and typ not in punkt.announcing:
+            return True  # "the U.S. Mrs": no word goes on from "mrs"
         return None
     next_typ = buf[m:e].lower()
     if (typ, next_typ) in punkt.collocations:
@@ -202,5 +230,7 @@ def _next_word_verdict(
         # sentences, and never capitalised there.
         if next_typ in punkt.sentence_starters:
             return True
+        if next_typ in punkt.honorifics and typ not in punkt.announcing:
+            return True  # "the U.S.A. Mr. Smith", but "Jekyll vs. Mr. Hyde"
         return orthographic and bool(ctx & ORTHO_LC) and not ctx & ORTHO_MID_UC
     return not (ctx & ORTHO_MID_UC and not ctx & ORTHO_LC)
