@@ -66,10 +66,10 @@ class PunktModel:
     that starts otherwise ends the sentence, so no need to wait for the rest of it.
     Worked out once, here: it is read at every number followed by a period."""
 
-    whole_honorifics: frozenset[str] = field(init=False, repr=False, compare=False)
-    """The honorifics that no word the model knows goes on from (``"mrs"``, not ``"dr"``,
-    which may become "Drive"): after an abbreviation such a word ends the sentence as
-    soon as it is read, before the character after it."""
+    whole_honorifics: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    """The honorifics of three letters or more that no word the model knows goes on
+    from (``"mrs"``, not ``"prof"``, which may become "Profile"): after an abbreviation
+    a word that starts with one ends the sentence as soon as that start is read."""
 
     def __post_init__(self) -> None:
         words = {b for a, b in self.collocations if a == "##number##"}
@@ -77,7 +77,13 @@ class PunktModel:
         prefixes = frozenset(w[:k] for w in words for k in range(1, len(w) + 1))
         object.__setattr__(self, "after_number_prefixes", prefixes)
         known = [*self.ortho_context, *self.abbreviations, *self.sentence_starters]
-        whole = frozenset(h for h in self.honorifics if not any(w != h and w.startswith(h) for w in known))
+        whole = tuple(
+            sorted(
+                h
+                for h in self.honorifics
+                if len(h) >= 3 and not any(w != h and w.startswith(h) for w in known)
+            )
+        )
         object.__setattr__(self, "whole_honorifics", whole)
 
     @classmethod
@@ -192,8 +198,8 @@ def period_ends_sentence(
 
 def _label(buf: str, m: int, eof: bool) -> bool | None:
     """Whether the word at ``m`` is a label such as ``S1`` or ``IV``; ``None``: it may still become one."""
-    e = _WORD_CHARS.match(buf, m).end()  # type: ignore[union-attr]
-    word = buf[m:e]
+    e = min(_WORD_CHARS.match(buf, m).end(), m + LOOKAHEAD)  # type: ignore[union-attr]
+    word = buf[m:e]  # at most LOOKAHEAD characters, streamed or whole
     if e == len(buf) and not eof and e - m < LOOKAHEAD:
         return None if _LABEL_START.fullmatch(word) else False
     return _LABEL.fullmatch(word) is not None
@@ -215,8 +221,8 @@ def _next_word_verdict(
         start = buf[m:e]
         if not short and start.isascii() and start.lower() not in punkt.after_number_prefixes:
             return True
-        if short and start.lower() in punkt.whole_honorifics and typ not in punkt.announcing:
-            return True  # "the U.S. Mrs": no word goes on from "mrs"
+        if short and typ not in punkt.announcing and start.lower().startswith(punkt.whole_honorifics):
+            return True  # "the U.S. Mrs": whatever follows, the sentence ended
         return None
     next_typ = buf[m:e].lower()
     if (typ, next_typ) in punkt.collocations:
@@ -230,7 +236,9 @@ def _next_word_verdict(
         # sentences, and never capitalised there.
         if next_typ in punkt.sentence_starters:
             return True
-        if next_typ in punkt.honorifics and typ not in punkt.announcing:
+        if typ not in punkt.announcing and (
+            next_typ in punkt.honorifics or next_typ.startswith(punkt.whole_honorifics)
+        ):
             return True  # "the U.S.A. Mr. Smith", but "Jekyll vs. Mr. Hyde"
         return orthographic and bool(ctx & ORTHO_LC) and not ctx & ORTHO_MID_UC
     return not (ctx & ORTHO_MID_UC and not ctx & ORTHO_LC)

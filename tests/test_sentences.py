@@ -55,6 +55,15 @@ MARKDOWN_PIECES = [
     "Word",
     ", ",
     "、",
+    "Fig. ",
+    "S1",
+    "Mr",
+    "U.S.A. ",
+    "！”",
+    "他说",
+    "：",
+    "1. ",
+    "；2. ",
 ]
 
 markdownish = st.lists(
