@@ -263,7 +263,9 @@ class Scanner:
             return i + 1
         if ch == ")":
             return self._close_paren(i, eof)
-        if self.depth or self._in_parens(i) or (not self.cjk_rules and ch in CJK_MARKS):
+        if self.depth or (self.parens and i - self.paren_at <= _PAREN_SPAN):
+            return i + 1  # inside brackets, quotes or parentheses
+        if not self.cjk_rules and ch in CJK_MARKS:
             return i + 1
         j = i
         while j < len(buf) and buf[j] in _MARKS:
@@ -368,7 +370,13 @@ class Scanner:
             return None
         if m < n and buf[m].islower():
             return False  # a lower-case word goes on with the sentence
-        if self.cjk_rules and marks == "." and _cjk_list_label(buf, i, self.breaks.last):
+        if (
+            self.cjk_rules
+            and marks == "."
+            and i > 0
+            and "0" <= buf[i - 1] <= "9"
+            and _cjk_list_label(buf, i, self.breaks.last)
+        ):
             return False
         if m == n or marks not in (".", "．") or self.punkt is None:
             return True
