@@ -241,6 +241,15 @@ class Scanner:
         """Take the character at ``i`` that may matter; return where to go on, ``None``: wait at ``i``."""
         buf = self.buf
         ch = buf[i]
+        if ch in _MARKS:  # the most common: a terminal mark outside code
+            if self.code.ticks or self.depth or (self.parens and i - self.paren_at <= _PAREN_SPAN):
+                return i + 1  # inside code, brackets, quotes or parentheses
+            if not self.cjk_rules and ch in CJK_MARKS:
+                return i + 1
+            j = i + 1
+            while j < len(buf) and buf[j] in _MARKS:
+                j += 1
+            return self._decide(i, j, eof)
         if ch == "\n":
             self._end_line(i)
             return i + 1
@@ -263,14 +272,7 @@ class Scanner:
             return i + 1
         if ch == ")":
             return self._close_paren(i, eof)
-        if self.depth or (self.parens and i - self.paren_at <= _PAREN_SPAN):
-            return i + 1  # inside brackets, quotes or parentheses
-        if not self.cjk_rules and ch in CJK_MARKS:
-            return i + 1
-        j = i
-        while j < len(buf) and buf[j] in _MARKS:
-            j += 1
-        return self._decide(i, j, eof)
+        return i + 1
 
     def _backticks(self, i: int, eof: bool) -> int | None:
         buf = self.buf
@@ -337,8 +339,10 @@ class Scanner:
         verdict = self._verdict(i, j, k, eof)
         if verdict is None:
             return None
-        self.depth = max(0, self.depth - closes)
-        self.parens = max(0, self.parens - parens)
+        if closes:
+            self.depth = max(0, self.depth - closes)
+        if parens:
+            self.parens = max(0, self.parens - parens)
         if verdict:
             self.breaks.add(k)
         return k
