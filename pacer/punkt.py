@@ -13,6 +13,7 @@ nltk's own ``PunktSentenceTokenizer``.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import json
 import re
@@ -80,15 +81,13 @@ class PunktModel:
         words.update(w for w, c in self.ortho_context.items() if c & ORTHO_MID_UC and not c & ORTHO_LC)
         prefixes = frozenset(w[:k] for w in words for k in range(1, len(w) + 1))
         object.__setattr__(self, "after_number_prefixes", prefixes)
-        known = [*self.ortho_context, *self.abbreviations, *self.sentence_starters]
-        whole = tuple(
-            sorted(
-                h
-                for h in self.honorifics
-                if len(h) >= 3 and not any(w != h and w.startswith(h) for w in known)
-            )
-        )
-        object.__setattr__(self, "whole_honorifics", whole)
+        known = sorted({*self.ortho_context, *self.abbreviations, *self.sentence_starters})
+        whole: list[str] = []
+        for h in sorted(self.honorifics):
+            after = bisect.bisect_right(known, h)  # the words that start with h come right after it
+            if len(h) >= 3 and (after == len(known) or not known[after].startswith(h)):
+                whole.append(h)
+        object.__setattr__(self, "whole_honorifics", tuple(whole))
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PunktModel:
