@@ -32,6 +32,13 @@ def _cases() -> tuple[list[tuple[str, str, list[str]]], list[tuple[str, str, lis
     return CASES, HELDOUT
 
 
+def _batches() -> dict[str, list[tuple[str, str, list[str]]]]:
+    """The held-out batches, each written before the rule changes it checks."""
+    from pacer.testing.cases import HELDOUT_FIRST, HELDOUT_SECOND, HELDOUT_THIRD
+
+    return {"first": HELDOUT_FIRST, "second (#21)": HELDOUT_SECOND, "third (#39)": HELDOUT_THIRD}
+
+
 def _starts(text: str, sentences: list[str]) -> set[int]:
     """Offsets where each sentence after the first begins (first non-space character)."""
     starts: set[int] = set()
@@ -185,6 +192,34 @@ def main(quick: bool = False) -> None:
                 ]
             )
         print_table(f"Sentence boundaries on {title} ({len(subset)} cases)", header, rows)
+
+    pacer_split = _pacer_streamed(random.Random(7))
+    rows = []
+    for name, batch in _batches().items():
+        s = _score(pacer_split, batch)
+        counts = {lang: sum(1 for c in batch if c[0] == lang) for lang in LANGS}
+        rows.append(
+            [
+                name,
+                *(f"{s[lang][2]:.3f} ({counts[lang]})" if counts[lang] else "-" for lang in LANGS),
+                f"{s['all'][2]:.3f} ({len(batch)})",
+            ]
+        )
+    print_table(
+        "pacer on each held-out batch: F1 (cases)",
+        ["batch", *(f"F1 {lang}" for lang in LANGS), "F1 all"],
+        rows,
+    )
+    kinds: dict[str, list[int]] = {}
+    for lang, topic, units in _batches()["third (#39)"]:
+        tally = kinds.setdefault(topic, [0, 0])
+        tally[0] += pacer_split("".join(units), lang) == units
+        tally[1] += 1
+    print_table(
+        "pacer on the third held-out batch, by kind: cases split exactly as labelled",
+        ["kind", "exact"],
+        [[kind, f"{ok} of {n}"] for kind, (ok, n) in kinds.items()],
+    )
 
     lat = sorted(_latencies(cases))
     p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))]

@@ -9,7 +9,9 @@ breaks never depend on how the input was fragmented. The rules are listed in
 by ``punkt.period_ends_sentence``.
 
 Cost: every character is scanned once; a pending decision re-reads at most its
-bounded lookahead when more text comes. Memory is the text not yet emitted (the
+bounded lookahead when more text comes (eight characters after a Chinese quote, a
+word after a period); a number and period inside a Chinese sentence look back at
+most 200 characters for the list label before it. Memory is the text not yet emitted (the
 splitter trims the buffer as units go out) and the breaks not yet used.
 """
 
@@ -33,8 +35,23 @@ _OPEN_BRACKETS: Final = frozenset("「『“（《〈【〔")
 _CLOSE_BRACKETS: Final = frozenset("」』”）》〉】〕")
 _CLOSERS: Final = frozenset("\"'’»)]}*_") | _CLOSE_BRACKETS
 _CONTINUATION: Final = frozenset("とっ、，,")
-_INTERESTING: Final = re.compile(r"[\n`.?!…‼⁇⁈⁉。！？｡．「『“（《〈【〔」』”）》〉】〕]")
+_INTERESTING: Final = re.compile(r"[\n`().?!…‼⁇⁈⁉。！？｡．「『“（《〈【〔」』”）》〉】〕]")
 _CJK: Final = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\u3000-\u303f\uff00-\uffef]")
+_HAN: Final = regex.compile(r"\p{Han}")
+_PAREN_SPAN: Final = 200  # an ASCII "(" keeps sentences open this many characters at most (a stray ":(")
+# Chinese quoted speech followed by who said it is one sentence. After a quoted
+# exclamation or question, Han characters that say who spoke are the attribution: a
+# verb of saying within the first four (a subject, then the verb: "妈妈问", "孩子们叫"),
+# or a manner word's mark (着, 地, 声) there and the verb within eight ("他高兴地说",
+# "小明大声喊道"). Anything else (a kana, a mark, other Han words) is a new sentence,
+# so a reader waits at most four characters to know (eight after a manner word).
+_SPEECH_VERBS: Final = frozenset("说问道喊叫答嚷吼骂")
+_MANNER_MARKS: Final = frozenset("着地声")
+_SUBJECT_SPAN: Final = 4
+_ATTRIBUTION_SPAN: Final = 8
+_QUOTE_CLOSERS: Final = frozenset("”」』")
+_INTRODUCERS: Final = frozenset("：:")  # a quote after a colon has its speaker before it
+_LABEL_SPAN: Final = 200  # how far back a Chinese sentence's list label "1. " is looked for
 _MAX_SPACE_RUN: Final = 256  # a whitespace run this long decides a pending break
 _COMPILED: Final = not __file__.endswith(".py")
 
@@ -44,8 +61,8 @@ def quiet(text: str) -> bool:
     if _COMPILED and text.isascii():  # a native loop beats a regex call on a token's few characters
         for ch in text:
             code = ord(ch)
-            if code == 10 or code == 33 or code == 46 or code == 63 or code == 96:  # \n ! . ? `
-                return False
+            if code == 10 or code == 33 or code == 46 or code == 63 or code == 96 or code == 40 or code == 41:
+                return False  # \n ! . ? ` ( )
         return True
     return _INTERESTING.search(text) is None
 
@@ -65,6 +82,47 @@ def space_end(buf: str, i: int, eof: bool) -> int | None:
 
 def _is_cjk(ch: str) -> bool:
     return not ch.isascii() and _CJK.match(ch) is not None
+
+
+def _attribution(buf: str, k: int, eof: bool) -> bool | None:
+    """Whether the Han text at ``k`` says who spoke ("他说", "小明大声喊道"); ``None``: read on."""
+    end = min(len(buf), k + _ATTRIBUTION_SPAN)
+    manner = False
+    for p in range(k, end):
+        ch = buf[p]
+        if ch in _SPEECH_VERBS:
+            return True
+        if ch.isascii() or _HAN.match(ch) is None:
+            return False
+        manner = manner or ch in _MANNER_MARKS
+        if p - k == _SUBJECT_SPAN - 1 and not manner:
+            return False
+    return None if end - k < _ATTRIBUTION_SPAN and not eof else False
+
+
+def _cjk_list_label(buf: str, i: int, start: int) -> bool:
+    """Whether the ``.`` at ``i`` closes an ASCII list label inside a Chinese sentence that
+    began at ``start`` ("步骤：1. 下载；2. 安装。"): a ``1`` after Chinese punctuation or a
+    space, or a later number whose predecessor labelled an item earlier in the sentence."""
+    d = i
+    while d > start and i - d < 3 and "0" <= buf[d - 1] <= "9":
+        d -= 1
+    if d == i or i - d > 2 or (d > start and buf[d - 1] in "0123456789."):
+        return False
+    p = d
+    while p > start and buf[p - 1] in " \t":
+        p -= 1
+    if p == 0 or not _is_cjk(buf[p - 1]):
+        return False
+    number = int(buf[d:i])
+    if number == 1:
+        return p < d or _HAN.match(buf[p - 1]) is None  # "有 1." or after a mark, not "第1."
+    previous = f"{number - 1}. "
+    lo = max(start, d - _LABEL_SPAN)
+    at = buf.rfind(previous, lo, d)
+    while at > lo and "0" <= buf[at - 1] <= "9":
+        at = buf.rfind(previous, lo, at)
+    return at >= 0 and (at == 0 or not "0" <= buf[at - 1] <= "9")
 
 
 def _cjk_verdict(marks: str, after: str, before: str, closed: bool) -> bool | None:
@@ -127,6 +185,9 @@ class Scanner:
         self.buf = ""
         self.pos = 0  # the first character not yet scanned
         self.depth = 0  # open CJK brackets and curly quotes in this line
+        self.introduced = False  # the outermost of them opened after a colon (its speaker came first)
+        self.parens = 0  # open ASCII parentheses in this line
+        self.paren_at = 0  # where the outermost of them opened
         self.breaks = Breaks()
         self.lines = MarkdownLines()
         self.code = CodeSpans()
@@ -142,6 +203,7 @@ class Scanner:
         """Drop the first ``cut`` characters, which nothing will read again."""
         self.buf = self.buf[cut:]
         self.pos -= cut
+        self.paren_at -= cut
         self.lines.trim(cut)
         self.breaks.trim(cut)
         self.code.trim(cut)
@@ -181,6 +243,15 @@ class Scanner:
         """Take the character at ``i`` that may matter; return where to go on, ``None``: wait at ``i``."""
         buf = self.buf
         ch = buf[i]
+        if ch in _MARKS:  # the most common: a terminal mark outside code
+            if self.code.ticks or self.depth or (self.parens and i - self.paren_at <= _PAREN_SPAN):
+                return i + 1  # inside code, brackets, quotes or parentheses
+            if not self.cjk_rules and ch in CJK_MARKS:
+                return i + 1
+            j = i + 1
+            while j < len(buf) and buf[j] in _MARKS:
+                j += 1
+            return self._decide(i, j, eof)
         if ch == "\n":
             self._end_line(i)
             return i + 1
@@ -189,16 +260,21 @@ class Scanner:
         if self.code.ticks:
             return i + 1
         if ch in _OPEN_BRACKETS:
+            if not self.depth:
+                self.introduced = i > 0 and self.buf[i - 1] in _INTRODUCERS
             self.depth += 1
             return i + 1
         if ch in _CLOSE_BRACKETS:
             return self._close_bracket(i, eof)
-        if self.depth or (not self.cjk_rules and ch in CJK_MARKS):
+        if ch == "(":
+            if not self._in_parens(i):
+                self.parens = 0  # one opened too long ago was a stray
+                self.paren_at = i
+            self.parens += 1
             return i + 1
-        j = i
-        while j < len(buf) and buf[j] in _MARKS:
-            j += 1
-        return self._decide(i, j, eof)
+        if ch == ")":
+            return self._close_paren(i, eof)
+        return i + 1
 
     def _backticks(self, i: int, eof: bool) -> int | None:
         buf = self.buf
@@ -211,41 +287,64 @@ class Scanner:
         self.code.backticks(i, j - i)
         return j
 
+    def _in_parens(self, i: int) -> bool:
+        """Whether ``i`` lies inside an ASCII parenthesis opened at most ``_PAREN_SPAN`` before."""
+        return self.parens > 0 and i - self.paren_at <= _PAREN_SPAN
+
+    def _close_paren(self, i: int, eof: bool) -> int | None:
+        """A ``)``: a mark just before the one that closes the parentheses is decided now."""
+        if not self._in_parens(i):
+            self.parens = 0
+            return i + 1
+        self.parens -= 1
+        if self.parens == 0 and not self.depth and self.buf[i - 1] in _MARKS:
+            k = self._decide(i - 1, i, eof)
+            if k is None:
+                self.parens += 1
+            return k
+        return i + 1
+
     def _close_bracket(self, i: int, eof: bool) -> int | None:
         if self.depth:
             self.depth -= 1
-            if self.depth == 0 and i > 0 and self.buf[i - 1] in _MARKS:
+            if self.depth == 0 and not self._in_parens(i) and i > 0 and self.buf[i - 1] in _MARKS:
                 k = self._decide(i - 1, i, eof)
                 if k is None:
                     self.depth += 1
                 return k
         return i + 1
 
-    def _closers_end(self, j: int) -> tuple[int, int]:
-        """Skip closing quotes, brackets and further marks from ``j``; also count bracket closes."""
+    def _closers_end(self, j: int) -> tuple[int, int, int]:
+        """Skip closing quotes, brackets and further marks from ``j``; also count the closes
+        of CJK brackets and of ASCII parentheses."""
         buf = self.buf
         n = len(buf)
-        closes = 0
+        closes = parens = 0
         while j < n and (buf[j] in _CLOSERS or buf[j] in _MARKS):
             if buf[j] in _CLOSE_BRACKETS:
                 closes += 1
+            elif buf[j] == ")":
+                parens += 1
             j += 1
-        return j, closes
+        return j, closes, parens
 
     def _decide(self, i: int, j: int, eof: bool) -> int | None:
         """Judge the marks at ``buf[i:j]``; record a break if there is one; return where to go on."""
         buf = self.buf
         n = len(buf)
         if j < n and buf[j] not in _CLOSERS and buf[j] not in _MARKS:
-            k, closes = j, 0  # the common case: nothing closes after the marks
+            k, closes, parens = j, 0, 0  # the common case: nothing closes after the marks
         else:
-            k, closes = self._closers_end(j)
+            k, closes, parens = self._closers_end(j)
         if k == n and not eof:
             return None
         verdict = self._verdict(i, j, k, eof)
         if verdict is None:
             return None
-        self.depth = max(0, self.depth - closes)
+        if closes:
+            self.depth = max(0, self.depth - closes)
+        if parens:
+            self.parens = max(0, self.parens - parens)
         if verdict:
             self.breaks.add(k)
         return k
@@ -260,6 +359,14 @@ class Scanner:
         after = buf[k]
         if self.cjk_rules:
             cjk = _cjk_verdict(marks, after, buf[i - 1] if i > 0 else "", k > j)
+            if (
+                cjk
+                and not self.introduced
+                and buf[k - 1] in _QUOTE_CLOSERS
+                and any(c in "！？!?" for c in marks)
+            ):
+                spoken = _attribution(buf, k, eof)  # the speaker's attribution goes on
+                return None if spoken is None else not spoken
             if cjk is not None:
                 return cjk
         if not after.isspace():
@@ -269,6 +376,14 @@ class Scanner:
             return None
         if m < n and buf[m].islower():
             return False  # a lower-case word goes on with the sentence
+        if (
+            self.cjk_rules
+            and marks == "."
+            and i > 0
+            and "0" <= buf[i - 1] <= "9"
+            and _cjk_list_label(buf, i, self.breaks.last)
+        ):
+            return False
         if m == n or marks not in (".", "．") or self.punkt is None:
             return True
         if i == self.lines.label_dot:
@@ -280,6 +395,7 @@ class Scanner:
     def _end_line(self, nl: int) -> None:
         self.code.line_end(nl)
         self.depth = 0
+        self.parens = 0
         self.lines.new_line(nl + 1)
         self.pos = nl + 1
 

@@ -2,13 +2,18 @@
 
 ``nltk.download`` cannot be reached by many users, so ``pacer/data/punkt_en.json``
 is built by ``scripts/build_punkt.py`` from nltk's ``PunktTrainer`` on text every
-Python install carries, plus a curated abbreviation list. ``PunktModel`` holds the
+Python install carries, plus a curated abbreviation list (titles and ranks, reference
+labels, legal citations, addresses, states, units), written for pacer after two public
+references: the U.S. Government Publishing Office *Style Manual* (2016), chapter 9
+"Abbreviations and Letter Symbols", and Cornell LII's *Introduction to Basic Legal
+Citation*. ``PunktModel`` holds the
 parts of it that Punkt's decisions read; ``to_nltk`` hands the same parameters to
 nltk's own ``PunktSentenceTokenizer``.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import json
 import re
@@ -55,6 +60,10 @@ class PunktModel:
     announcing: frozenset[str] = frozenset()
     """Abbreviations that announce what follows (``"cf"``, ``"vs"``): after them only a
     common sentence opener ends a sentence, never the orthographic heuristic."""
+    honorifics: frozenset[str] = frozenset()
+    """Titles that open a new sentence after another abbreviation or an initial
+    (``"mr"``, ``"dr"``: "I work at the U.S.A. Mr. Smith is here." is two sentences),
+    unlike a rank that a qualifier may precede ("Former U.S. Sen. Hollis")."""
 
     after_number_prefixes: frozenset[str] = field(init=False, repr=False, compare=False)
     """Every prefix of a word that, after a number and a period, keeps the sentence
@@ -62,11 +71,23 @@ class PunktModel:
     that starts otherwise ends the sentence, so no need to wait for the rest of it.
     Worked out once, here: it is read at every number followed by a period."""
 
+    whole_honorifics: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    """The honorifics of three letters or more that no word the model knows goes on
+    from (``"mrs"``, not ``"prof"``, which may become "Profile"): after an abbreviation
+    a word that starts with one ends the sentence as soon as that start is read."""
+
     def __post_init__(self) -> None:
         words = {b for a, b in self.collocations if a == "##number##"}
         words.update(w for w, c in self.ortho_context.items() if c & ORTHO_MID_UC and not c & ORTHO_LC)
         prefixes = frozenset(w[:k] for w in words for k in range(1, len(w) + 1))
         object.__setattr__(self, "after_number_prefixes", prefixes)
+        known = sorted({*self.ortho_context, *self.abbreviations, *self.sentence_starters})
+        whole: list[str] = []
+        for h in sorted(self.honorifics):
+            after = bisect.bisect_right(known, h)  # the words that start with h come right after it
+            if len(h) >= 3 and (after == len(known) or not known[after].startswith(h)):
+                whole.append(h)
+        object.__setattr__(self, "whole_honorifics", tuple(whole))
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PunktModel:
@@ -77,6 +98,7 @@ class PunktModel:
                 titles=frozenset(data.get("titles", ())),
                 numeric_only=frozenset(data.get("numeric_only", ())),
                 announcing=frozenset(data.get("announcing", ())),
+                honorifics=frozenset(data.get("honorifics", ())),
                 collocations=frozenset((a, b) for a, b in data["collocations"]),
                 sentence_starters=frozenset(data["sent_starters"]),
                 ortho_context=dict(data["ortho_context"]),
@@ -126,6 +148,10 @@ _NUMBER: Final = re.compile(r"-?[.,]?\d[\d,.\-]*")
 _NUMBER_START: Final = frozenset("-.,0123456789")
 _DOTTED: Final = regex.compile(r"(?:\p{L}\.)+\p{L}")
 _WORD_CHARS: Final = re.compile(r"[\w'’\-]*")
+# A label after a numbering word ("Fig. S1", "Vol. IV"; one that starts with a digit is
+# a number), and what a word must start as to still become one.
+_LABEL: Final = re.compile(r"[A-Z]{1,2}\d[\w\-]*|[IVXLCDM]{2,}")
+_LABEL_START: Final = re.compile(r"[A-Z]{1,2}(?:\d[\w\-]*)?|[IVXLCDM]+")
 _OPENERS: Final = "([{\"'“‘*_`"
 NUMBER: Final = "##number##"  # the type Punkt gives every number
 
@@ -153,7 +179,14 @@ def period_ends_sentence(
             return False
         typ = NUMBER
     is_initial = len(word) == 1 and word.isalpha() and word != "I"
-    is_abbrev = _abbreviation(punkt, word, typ, nxt)
+    if typ in punkt.numeric_only and not nxt.isdigit():
+        # "Fig. S1", "Vol. IV": numbered; "The answer is no. Ask again": an ordinary word.
+        label = _label(buf, m, eof)
+        if label is None or label:
+            return None if label is None else False
+        is_abbrev = False
+    else:
+        is_abbrev = typ in punkt.abbreviations or ("." in word and _DOTTED.fullmatch(word) is not None)
     if typ in punkt.titles:
         return False
     if not (is_abbrev or is_initial or typ == NUMBER):
@@ -166,11 +199,13 @@ def period_ends_sentence(
     return _next_word_verdict(punkt, buf, m, eof, typ, is_abbrev or is_initial, orthographic)
 
 
-def _abbreviation(punkt: PunktModel, word: str, typ: str, nxt: str) -> bool:
-    """Whether ``word`` (lower case ``typ``) before a period and ``nxt`` is an abbreviation."""
-    if typ in punkt.numeric_only and not nxt.isdigit():
-        return False  # "No. 7" but "The answer is no. Ask again."
-    return typ in punkt.abbreviations or ("." in word and _DOTTED.fullmatch(word) is not None)
+def _label(buf: str, m: int, eof: bool) -> bool | None:
+    """Whether the word at ``m`` is a label such as ``S1`` or ``IV``; ``None``: it may still become one."""
+    e = min(_WORD_CHARS.match(buf, m).end(), m + LOOKAHEAD)  # type: ignore[union-attr]
+    word = buf[m:e]  # at most LOOKAHEAD characters, streamed or whole
+    if e == len(buf) and not eof and e - m < LOOKAHEAD:
+        return None if _LABEL_START.fullmatch(word) else False
+    return _LABEL.fullmatch(word) is not None
 
 
 def _list_label(word: str, before: str) -> bool:
@@ -189,6 +224,8 @@ def _next_word_verdict(
         start = buf[m:e]
         if not short and start.isascii() and start.lower() not in punkt.after_number_prefixes:
             return True
+        if short and typ not in punkt.announcing and start.lower().startswith(punkt.whole_honorifics):
+            return True  # "the U.S. Mrs": whatever follows, the sentence ended
         return None
     next_typ = buf[m:e].lower()
     if (typ, next_typ) in punkt.collocations:
@@ -202,5 +239,9 @@ def _next_word_verdict(
         # sentences, and never capitalised there.
         if next_typ in punkt.sentence_starters:
             return True
+        if typ not in punkt.announcing and (
+            next_typ in punkt.honorifics or next_typ.startswith(punkt.whole_honorifics)
+        ):
+            return True  # "the U.S.A. Mr. Smith", but "Jekyll vs. Mr. Hyde"
         return orthographic and bool(ctx & ORTHO_LC) and not ctx & ORTHO_MID_UC
     return not (ctx & ORTHO_MID_UC and not ctx & ORTHO_LC)

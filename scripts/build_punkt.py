@@ -9,7 +9,12 @@ own parameters. They come from two sources, both available offline:
   and each word's orthographic context (capitalised or lower case, at a sentence
   start or inside a sentence), which Punkt's heuristics read.
 * A curated list of English abbreviations (titles, months, units, Latin, corporate
-  suffixes) that technical prose under-represents.
+  suffixes, reference labels, military ranks, legal citations, addresses) that
+  technical prose under-represents. Curated by hand for pacer; the kinds and spellings
+  follow two public references: the U.S. Government Publishing Office *Style Manual*
+  (2016), chapter 9 "Abbreviations and Letter Symbols" (titles, ranks, addresses,
+  states, reference labels), and Cornell LII's *Introduction to Basic Legal Citation*
+  (court, reporter and rule abbreviations such as "Fed. R. Civ. P.", "Cir.", "Supp.").
 
 The file is JSON (no pickle). Run: ``python scripts/build_punkt.py``; the output
 depends on the Python version whose stdlib is read (3.11 for the committed file).
@@ -55,7 +60,27 @@ TITLES = [
     "messrs",
     "mme",
     "mlle",
+    "mx",
+    "fr",
+    "sts",
+    "msgr",
+    "asst",
+    "assoc",
+    "det",
+    "pfc",
+    "pvt",
+    "cpl",
+    "spc",
+    "cdr",
+    "ens",
+    "amb",
+    "atty",
 ]
+
+#: Titles that open a new sentence after another abbreviation or an initial: no
+#: qualifier comes before them ("the U.S.A. Mr. Smith" is two sentences), unlike a
+#: rank or office ("Former U.S. Sen. Hollis" is one).
+HONORIFICS = ["mr", "mrs", "ms", "mx", "messrs", "mme", "mlle", "dr", "prof"]
 
 
 #: Abbreviations only before a number: elsewhere they are ordinary words ("say no.").
@@ -80,6 +105,13 @@ NUMERIC_ONLY = [
     "pt",
     "pts",
     "ser",
+    "apt",
+    "apts",
+    "tbl",
+    "ex",
+    "app",
+    "ref",
+    "refs",
 ]
 
 
@@ -209,6 +241,65 @@ CURATED = [
     "mins",
     "dec",
     "ltd",
+    # references and documents
+    "supp",
+    "suppl",
+    "appx",
+    "ibid",
+    # legal citations: rules, courts, reporters
+    "fed",
+    "civ",
+    "crim",
+    "evid",
+    "bankr",
+    "cir",
+    "ct",
+    "cts",
+    "dist",
+    "stat",
+    "reg",
+    "regs",
+    "u.s.c",
+    "c.f.r",
+    "l.ed",
+    "s.ct",
+    "f.supp",
+    # addresses and places
+    "ste",
+    "rm",
+    "bldg",
+    "flr",
+    "sq",
+    "pkwy",
+    "hts",
+    "twp",
+    # U.S. states as the GPO Style Manual abbreviates them (the unambiguous ones)
+    "ala",
+    "ariz",
+    "calif",
+    "colo",
+    "conn",
+    "fla",
+    "ga",
+    "kan",
+    "ky",
+    "md",
+    "mich",
+    "minn",
+    "mont",
+    "neb",
+    "nev",
+    "okla",
+    "tenn",
+    "tex",
+    "wis",
+    "wyo",
+    # measures and misc.
+    "tsp",
+    "tbsp",
+    "qt",
+    "mfg",
+    "mgr",
 ]
 
 #: Learned "abbreviations" that are ordinary words in this corpus (Punkt's length
@@ -322,6 +413,7 @@ def main() -> None:
         ),
         "abbrev_types": abbrevs,
         "titles": sorted(set(TITLES)),
+        "honorifics": sorted(HONORIFICS),
         "numeric_only": sorted(NUMERIC_ONLY),
         "announcing": sorted(ANNOUNCING),
         "collocations": sorted([a, b] for a, b in params.collocations),

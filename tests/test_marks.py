@@ -94,3 +94,21 @@ def test_the_buffer_is_trimmed_as_the_scan_moves_on() -> None:
         finder.add("A few words, then a stop. ")
     assert len(finder._scanner.buf) < 10_000
     assert finder.end == 3000 * len("A few words, then a stop. ")
+
+
+def test_a_rule_change_reaches_the_pacer() -> None:
+    # The pacer pauses where the splitter cuts, for the rules of issue 39 too.
+    for text in (
+        "I work at the U.S.A. Mr. Smith is here.",
+        "The court agreed (Lee v. Park, 9th Cir. 2001) and affirmed. Good.",
+        "“太好了！”他高兴地说。然后走了。",
+        "步骤：1. 下载；2. 安装。然后运行。",
+    ):
+        units = split_sentences(text)
+        finder = BreakFinder(english_punkt(), True)
+        found = [at for at, kind in [*finder.add(text), *finder.finish()] if kind is Boundary.SENTENCE]
+        ends = [
+            sum(len(u) for u in units[: k + 1]) - (len(units[k]) - len(units[k].rstrip()))
+            for k in range(len(units))
+        ]
+        assert found == ends, (text, units, found)

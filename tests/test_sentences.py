@@ -55,6 +55,15 @@ MARKDOWN_PIECES = [
     "Word",
     ", ",
     "、",
+    "Fig. ",
+    "S1",
+    "Mr",
+    "U.S.A. ",
+    "！”",
+    "他说",
+    "：",
+    "1. ",
+    "；2. ",
 ]
 
 markdownish = st.lists(
@@ -403,3 +412,44 @@ def test_min_chars_is_lossless_and_every_unit_but_the_last_is_long_enough(text: 
 def test_bad_min_chars_is_refused(kwargs: dict[str, object], error: type) -> None:
     with pytest.raises(error, match="min_chars"):
         SentenceSplitter(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_numbering_word_waits_for_the_label_after_it() -> None:
+    # Was: "See Fig. " went out as soon as the "S" of "S1" came (issue 39).
+    splitter = SentenceSplitter()
+    assert [unit for ch in "See Fig. S1" for unit in splitter.feed(ch)] == []
+    assert splitter.feed(" for the run. Then") == ["See Fig. S1 for the run. "]
+    splitter = SentenceSplitter()
+    assert splitter.feed("The answer is no. A") == []  # may still be a label, "A1"
+    assert splitter.feed("s") == ["The answer is no. "]  # "As" cannot be
+
+
+def test_a_title_after_an_initialism_opens_a_sentence_as_soon_as_it_is_read() -> None:
+    splitter = SentenceSplitter()
+    assert splitter.feed("I work at the U.S.A. Mr") == []  # "Mr" may still be "Mro..."
+    assert splitter.feed(". Smith") == ["I work at the U.S.A. "]
+    splitter = SentenceSplitter()
+    assert splitter.feed("We landed in the U.S. Mrs") == ["We landed in the U.S. "]  # no word goes on from it
+    assert split_sentences("Jekyll vs. Mr. Hyde is a classic.") == ["Jekyll vs. Mr. Hyde is a classic."]
+
+
+def test_a_stray_parenthesis_keeps_sentences_open_only_so_far() -> None:
+    assert split_sentences("Fine (Fig. 2. Left) here. Next.") == ["Fine (Fig. 2. Left) here. ", "Next."]
+    text = "So sad :( " + "and more words " * 14 + "at last. Then a new one."
+    assert split_sentences(text) == [text[: text.index("Then")], "Then a new one."]
+    assert split_sentences("Odd (see\nthis. Then more.") == [
+        "Odd (see\nthis. ",
+        "Then more.",
+    ]  # a line end closes it
+
+
+def test_chinese_quoted_speech_goes_on_with_who_said_it() -> None:
+    assert split_sentences("“太好了！”他高兴地说。") == ["“太好了！”他高兴地说。"]
+    assert split_sentences("他问：“好吗？”我说好。") == [
+        "他问：“好吗？”",
+        "我说好。",
+    ]  # the speaker came first
+    assert split_sentences("「危ない！」誰かが叫んだ。") == ["「危ない！」", "誰かが叫んだ。"]  # Japanese
+    splitter = SentenceSplitter()
+    assert splitter.feed("“走吧！”他们出") == []
+    assert splitter.feed("发") == ["“走吧！”"]  # four characters and no verb of saying: a new sentence
