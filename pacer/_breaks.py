@@ -352,25 +352,31 @@ class Scanner:
     def _verdict(self, i: int, j: int, k: int, eof: bool) -> bool | None:
         """Whether a sentence ends at ``k`` after the marks ``buf[i:j]``; ``None``: cannot tell yet."""
         buf = self.buf
-        n = len(buf)
-        if k == n:
+        if k == len(buf):
             return True  # end of text
         marks = buf[i:j]
         after = buf[k]
         if self.cjk_rules:
-            cjk = _cjk_verdict(marks, after, buf[i - 1] if i > 0 else "", k > j)
-            if (
-                cjk
-                and not self.introduced
-                and buf[k - 1] in _QUOTE_CLOSERS
-                and any(c in "！？!?" for c in marks)
-            ):
-                spoken = _attribution(buf, k, eof)  # the speaker's attribution goes on
-                return None if spoken is None else not spoken
-            if cjk is not None:
-                return cjk
+            decided, verdict = self._cjk(i, j, k, marks, eof)
+            if decided:
+                return verdict
         if not after.isspace():
             return False
+        return self._after_space(i, k, marks, eof)
+
+    def _cjk(self, i: int, j: int, k: int, marks: str, eof: bool) -> tuple[bool, bool | None]:
+        """The Chinese and Japanese rules' verdict, and whether they decided at all."""
+        buf = self.buf
+        cjk = _cjk_verdict(marks, buf[k], buf[i - 1] if i > 0 else "", k > j)
+        if cjk and not self.introduced and buf[k - 1] in _QUOTE_CLOSERS and any(c in "！？!?" for c in marks):
+            spoken = _attribution(buf, k, eof)  # the speaker's attribution goes on
+            return True, (None if spoken is None else not spoken)
+        return cjk is not None, cjk
+
+    def _after_space(self, i: int, k: int, marks: str, eof: bool) -> bool | None:
+        """The verdict on marks followed by space at ``k``: what comes after the space decides."""
+        buf = self.buf
+        n = len(buf)
         m = space_end(buf, k, eof)
         if m is None:
             return None

@@ -178,7 +178,6 @@ def period_ends_sentence(
         if _list_label(word, buf[unit_start:w]):
             return False
         typ = NUMBER
-    is_initial = len(word) == 1 and word.isalpha() and word != "I"
     if typ in punkt.numeric_only and not nxt.isdigit():
         # "Fig. S1", "Vol. IV": numbered; "The answer is no. Ask again": an ordinary word.
         label = _label(buf, m, eof)
@@ -187,11 +186,22 @@ def period_ends_sentence(
         is_abbrev = False
     else:
         is_abbrev = typ in punkt.abbreviations or ("." in word and _DOTTED.fullmatch(word) is not None)
+    return _after_word(punkt, buf, m, eof, word, typ, is_abbrev)
+
+
+def _after_word(
+    punkt: PunktModel, buf: str, m: int, eof: bool, word: str, typ: str, is_abbrev: bool
+) -> bool | None:
+    """The verdict once the word before the period is known: a title never ends a
+    sentence, a plain word always does; after an abbreviation, an initial or a number the
+    next word (at ``m``) decides."""
     if typ in punkt.titles:
         return False
+    is_initial = len(word) == 1 and word.isalpha() and word != "I"
     if not (is_abbrev or is_initial or typ == NUMBER):
         return True
     orthographic = typ not in punkt.announcing and (not is_initial or "." in word)
+    nxt = buf[m]
     if nxt.isdigit():
         return typ == NUMBER and not is_abbrev
     if not nxt.isalpha() or not nxt.isupper():
