@@ -34,13 +34,14 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from ._args import one_of, seconds, whole
 from ._core import CheckingStage, Chunk, closed_error
+from .patterns import Patterns, patterns
 from .sentences import SentenceSplitter
 
-__all__ = ["Blocked", "CheckRequest", "Guard"]
+__all__ = ["Blocked", "CheckRequest", "Guard", "HoldsTails", "Patterns", "patterns"]
 
 log = logging.getLogger("pacer.guard")
 
@@ -135,6 +136,10 @@ class Guard(CheckingStage):
         self.on_error = on_error
         self.context_chars = whole(context_chars, "Guard: context_chars")
         self._with_context = _takes_two(check)
+        # A check that says which tail could still grow into a match (``pacer.patterns``):
+        # that tail waits for the text after it, wherever the unit was cut.
+        self._tails = check.could_continue if isinstance(check, HoldsTails) else None
+        self._carry: Chunk | None = None  # a held tail, checked in front of the next unit
         self._units = SentenceSplitter(lang, max_chars=max_chars, max_hold=max_hold)
         self._pending: deque[_Unit] = deque()  # in order; few: those awaiting verdicts and after
         self._new: list[CheckRequest] = []
@@ -168,7 +173,10 @@ class Guard(CheckingStage):
         self.end_input()
         if self._blocked is not None:
             return []
-        return self._units_out(self._units.finish(now), now)
+        units = self._units.finish(now)
+        if self._carry is not None and not units:
+            units = [Chunk("", self._carry.arrival)]  # the held tail, checked on its own
+        return self._units_out(units, now, final=True)
 
     def cancel(self, now: float) -> list[Chunk]:
         """Stop: what is approved goes out; nothing unchecked ever does."""
@@ -212,11 +220,14 @@ class Guard(CheckingStage):
 
     # -- internals -------------------------------------------------------------------
 
-    def _units_out(self, units: list[Chunk], now: float) -> list[Chunk]:
+    def _units_out(self, units: list[Chunk], now: float, final: bool = False) -> list[Chunk]:
         out: list[Chunk] = []
-        for chunk in units:
-            self._ids += 1
+        for k, unit_chunk in enumerate(units):
             context = self._context[-self.context_chars :] if self.context_chars else ""
+            chunk = self._held_back(unit_chunk, context, final and k == len(units) - 1)
+            if chunk is None:
+                continue
+            self._ids += 1
             request = CheckRequest(self._ids, chunk.text, context, self)
             request.started = now
             self._context = (self._context + chunk.text)[-max(self.context_chars, 1) :]
@@ -230,6 +241,23 @@ class Guard(CheckingStage):
                 if self._blocked is not None:
                     break
         return out
+
+    def _held_back(self, chunk: Chunk, context: str, last: bool) -> Chunk | None:
+        """``chunk`` with the tail held from before in front of it, less the tail that could
+        still grow into a match (held for the next unit; nothing is held after the last):
+        what to check now, or ``None`` when all of it waits."""
+        carry = self._carry
+        if carry is not None:
+            chunk = Chunk(carry.text + chunk.text, carry.arrival, chunk.boundary)
+            self._carry = None
+        if self._tails is None or last or not chunk.text:
+            return chunk if chunk.text else None
+        hold = self._tails(chunk.text, context)
+        if hold <= 0:
+            return chunk
+        cut = len(chunk.text) - hold
+        self._carry = Chunk(chunk.text[cut:], chunk.arrival)
+        return Chunk(chunk.text[:cut], chunk.arrival) if cut > 0 else None
 
     def _run_inline(self, request: CheckRequest) -> Any:
         return call_check(
@@ -281,6 +309,15 @@ class Guard(CheckingStage):
         log.warning("pacer guard: stream stopped: %s", blocked.reason)
         self._pending.clear()
         self._new.clear()
+
+
+@runtime_checkable
+class HoldsTails(Protocol):
+    """A check that can say how many trailing characters of a text could still become (or
+    extend) a match once more text comes: ``pacer.patterns.Patterns``. A ``Guard`` holds
+    those back, so a match cut by a hold timer or a length cap is still checked whole."""
+
+    def could_continue(self, text: str, context: str = "") -> int: ...
 
 
 def _takes_two(check: Check) -> bool:

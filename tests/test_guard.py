@@ -330,3 +330,60 @@ def test_paced_event_source_ends_a_blocked_stream_as_openai_does_or_with_an_erro
     assert "".join(e.data for e in events[:-1]) == UNITS[0]
     assert events[-1].event == "error" and '"type": "content_filter"' in events[-1].data
     assert all(e.data != "[DONE]" for e in events)
+
+
+# -- a match cut by a stall or a length cap (#37 item 3) ---------------------------------------
+
+KEY = "sk-" + "a1b2c3d4e5f6g7h8"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    before=st.text(alphabet="abc de.,", max_size=60),
+    after=st.text(alphabet="xyz w.", max_size=40),
+    cut=st.integers(1, len(KEY) - 1),
+    stall=st.sampled_from([0.5, 3.0]),
+    max_chars=st.sampled_from([None, 12, 25]),
+    redact=st.booleans(),
+    latency=st.sampled_from([None, 0.05]),
+)
+def test_a_key_cut_by_a_stall_or_a_length_cap_never_leaves_in_pieces(
+    before: str,
+    after: str,
+    cut: int,
+    stall: float,
+    max_chars: int | None,
+    redact: bool,
+    latency: float | None,
+) -> None:
+    """The key arrives in two pieces with a stall between them longer than the hold timer
+    (2 s) or not, inside units cut by a length cap or not: the pattern policy's tail is
+    held, so the key is checked whole and never reaches the output, whole or in part."""
+    from pacer.patterns import patterns
+
+    policy = patterns(redact=[r"sk-[a-z0-9]{16}"]) if redact else patterns(block=[r"sk-[a-z0-9]{16}"])
+    text = before + KEY + after
+    first, second = before + KEY[:cut], KEY[cut:] + after
+    trace = [(0.0, first), (stall, second)]
+    guard = Guard(policy, max_chars=max_chars, max_hold=2.0)
+    out = simulate(trace, guard, check_latency=latency).text
+    assert KEY[:4] + KEY[4:8] not in out  # not even the start of the key beyond its prefix
+    if redact:
+        assert out == text.replace(KEY, "[redacted]")
+    else:
+        assert out == before[: len(out)] and len(out) <= len(before)
+
+
+def test_without_a_tail_policy_a_check_still_sees_the_text_before_a_cut() -> None:
+    """A plain two-argument check gets the released text before its unit as context."""
+    seen: list[tuple[str, str]] = []
+
+    def check(text: str, context: str) -> bool:
+        seen.append((text, context))
+        return True
+
+    simulate([(0.0, "first half of a sent"), (3.0, "ence. Then more.")], Guard(check, max_hold=2.0))
+    assert ("first half of a sent", "") in seen
+    assert any(
+        text.startswith("ence.") and context.endswith("first half of a sent") for text, context in seen
+    )
