@@ -138,8 +138,7 @@ class Guard(CheckingStage):
         self._with_context = _takes_two(check)
         # A check that says which tail could still grow into a match (``pacer.patterns``):
         # that tail waits for the text after it, wherever the unit was cut.
-        self._tails = check.could_continue if isinstance(check, HoldsTails) else None
-        self._carry: Chunk | None = None  # a held tail, checked in front of the next unit
+        self._tails = _Tails(check) if isinstance(check, HoldsTails) else None
         self._units = SentenceSplitter(lang, max_chars=max_chars, max_hold=max_hold)
         self._pending: deque[_Unit] = deque()  # in order; few: those awaiting verdicts and after
         self._new: list[CheckRequest] = []
@@ -174,8 +173,9 @@ class Guard(CheckingStage):
         if self._blocked is not None:
             return []
         units = self._units.finish(now)
-        if self._carry is not None and not units:
-            units = [Chunk("", self._carry.arrival)]  # the held tail, checked on its own
+        tails = self._tails
+        if tails is not None and tails.carry is not None and not units:
+            units = [Chunk("", tails.carry.arrival)]  # the held tail, checked on its own
         return self._units_out(units, now, final=True)
 
     def cancel(self, now: float) -> list[Chunk]:
@@ -243,21 +243,11 @@ class Guard(CheckingStage):
         return out
 
     def _held_back(self, chunk: Chunk, context: str, last: bool) -> Chunk | None:
-        """``chunk`` with the tail held from before in front of it, less the tail that could
-        still grow into a match (held for the next unit; nothing is held after the last):
-        what to check now, or ``None`` when all of it waits."""
-        carry = self._carry
-        if carry is not None:
-            chunk = Chunk(carry.text + chunk.text, carry.arrival, chunk.boundary)
-            self._carry = None
-        if self._tails is None or last or not chunk.text:
+        """``chunk`` as it is to be checked now (``_Tails.held_back``), or ``None`` when all
+        of it waits; with a check that holds no tails, ``chunk`` itself."""
+        if self._tails is None:
             return chunk if chunk.text else None
-        hold = self._tails(chunk.text, context)
-        if hold <= 0:
-            return chunk
-        cut = len(chunk.text) - hold
-        self._carry = Chunk(chunk.text[cut:], chunk.arrival)
-        return Chunk(chunk.text[:cut], chunk.arrival) if cut > 0 else None
+        return self._tails.held_back(chunk, context, last)
 
     def _run_inline(self, request: CheckRequest) -> Any:
         return call_check(
@@ -309,6 +299,34 @@ class Guard(CheckingStage):
         log.warning("pacer guard: stream stopped: %s", blocked.reason)
         self._pending.clear()
         self._new.clear()
+
+
+class _Tails:
+    """A ``HoldsTails`` check's held tail: the end of a unit that could still grow into a
+    match, checked in front of the next unit."""
+
+    __slots__ = ("carry", "could_continue")
+
+    def __init__(self, check: HoldsTails) -> None:
+        self.could_continue = check.could_continue
+        self.carry: Chunk | None = None
+
+    def held_back(self, chunk: Chunk, context: str, last: bool) -> Chunk | None:
+        """``chunk`` with the tail held from before in front of it, less the tail that could
+        still grow into a match (held for the next unit; nothing is held after the last):
+        what to check now, or ``None`` when all of it waits."""
+        carry = self.carry
+        if carry is not None:
+            chunk = Chunk(carry.text + chunk.text, carry.arrival, chunk.boundary)
+            self.carry = None
+        if last or not chunk.text:
+            return chunk if chunk.text else None
+        hold = self.could_continue(chunk.text, context)
+        if hold <= 0:
+            return chunk
+        cut = len(chunk.text) - hold
+        self.carry = Chunk(chunk.text[cut:], chunk.arrival)
+        return Chunk(chunk.text[:cut], chunk.arrival) if cut > 0 else None
 
 
 @runtime_checkable
