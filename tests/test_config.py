@@ -91,10 +91,10 @@ def test_a_bad_environment_variable_is_a_usage_error_naming_it(
 
 
 def test_environment_variables_are_parsed_into_the_fields(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {"PACER_HEARTBEAT": "0", "PACER_IDLE_TIMEOUT": "7", "PACER_NO_RESUME": "yes"}.items():
+    for name, value in {"PACER_HEARTBEAT": "0", "PACER_IDLE_TIMEOUT": "7", "PACER_RESUME": "never"}.items():
         monkeypatch.setenv(name, value)
     proxy = _config([]).proxy
-    assert proxy.stream.heartbeat is None and proxy.timeouts.idle == 7.0 and proxy.resumable is False
+    assert proxy.stream.heartbeat is None and proxy.timeouts.idle == 7.0 and proxy.resume == "never"
     assert _config(["--heartbeat", "3"]).proxy.stream.heartbeat == 3.0  # a flag wins
 
 
@@ -162,7 +162,7 @@ def test_a_configuration_goes_to_worker_processes_as_plain_values() -> None:
         (lambda: ProxyConfig(max_body=1.5), TypeError, "ProxyConfig: max_body must be an int"),
         (lambda: ProxyConfig(pacing={"cps": 1}), TypeError, "ProxyConfig: pacing must be a PacingConfig"),
         (lambda: StreamConfig(compress="no"), TypeError, "StreamConfig: compress must be a bool"),
-        (lambda: ProxyConfig(redis="redis://h", resumable=False), ValueError, "redis is for resumable"),
+        (lambda: ProxyConfig(redis="redis://h", resume="never"), ValueError, "redis is for resumable"),
         (
             lambda: ServerConfig(upstream="h:8000"),
             ValueError,

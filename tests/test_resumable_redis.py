@@ -47,7 +47,8 @@ def pair(fake: tuple[Upstream, str], redis: RedisServer) -> Iterator[tuple[str, 
 def _start(proxy: str, user: str) -> tuple[str, Any, Any]:
     """POST a slow stream to ``proxy``; its id, the open response and its event reader."""
     body = {"model": "slow", "messages": [], "stream": True, "user": user}
-    context = httpx.stream("POST", f"{proxy}/v1/chat/completions", json=body, timeout=30)
+    headers = {"X-Pacer-Resumable": "1", **OWNER}
+    context = httpx.stream("POST", f"{proxy}/v1/chat/completions", json=body, headers=headers, timeout=30)
     response = context.__enter__()
     assert response.status_code == 200
     return response.headers["x-pacer-stream-id"], context, _events(response)
@@ -59,8 +60,12 @@ def _events(response: httpx.Response) -> Iterator[ServerSentEvent]:
         yield from decoder.feed(data)
 
 
+#: The key every stream here is started with: its owner's, which every process sharing the Redis admits.
+OWNER = {"Authorization": "Bearer owner-key"}
+
+
 def _follow(proxy: str, stream_id: str, last: str | None = None) -> Any:
-    headers = {"Last-Event-ID": last} if last else {}
+    headers = {"Last-Event-ID": last, **OWNER} if last else OWNER
     return httpx.stream("GET", f"{proxy}/v1/streams/{stream_id}", headers=headers, timeout=30)
 
 
@@ -138,7 +143,7 @@ def test_cancel_sent_to_one_process_stops_the_generation_running_in_the_other(
         there = _events(response)
         other = [next(there) for _ in range(10)]
         sent = time.monotonic()
-        answer = httpx.post(f"{b}/v1/streams/{stream_id}/cancel", timeout=30).json()
+        answer = httpx.post(f"{b}/v1/streams/{stream_id}/cancel", json={}, headers=OWNER, timeout=30).json()
         other += list(there)
     seen += list(events)
     context.__exit__(None, None, None)
