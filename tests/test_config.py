@@ -207,3 +207,38 @@ def test_the_docs_tables_of_options_are_the_generated_ones(page: str) -> None:
         assert table == _table(*(getattr(pacer.config, name) for name in names.split())), (
             f"{page}: regenerate the table of {names} (tests/test_config.py's _table)"
         )
+
+
+def test_cors_origins_are_repeatable_or_comma_separated_and_checked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _config([]).proxy.cors_origin is None  # no browser origin is allowed by default
+    given = [
+        "--cors-origin",
+        "https://a.example, https://b.example/",
+        "--cors-origin",
+        "http://c.example:8080",
+    ]
+    assert _config(given).proxy.cors_origin == (
+        "https://a.example",
+        "https://b.example",
+        "http://c.example:8080",
+    )
+    monkeypatch.setenv("PACER_CORS_ORIGIN", "https://a.example,*")
+    assert _config([]).proxy.cors_origin == ("https://a.example", "*")
+    config = ProxyConfig(cors_origin=["https://a.example"])  # type: ignore[arg-type]
+    assert with_options(ProxyConfig, to_values(config)).cors_origin == ("https://a.example",)
+    monkeypatch.delenv("PACER_CORS_ORIGIN")
+    with pytest.raises(SystemExit):
+        main(["proxy", "--upstream", "http://127.0.0.1:9", "--cors-origin", "https://a.example/app"])
+    assert "--cors-origin must be origins such as https://app.example" in capsys.readouterr().err
+
+
+def test_resume_takes_request_always_or_never_and_workers_follow_it() -> None:
+    assert _config([]).proxy.resume == "request"
+    assert _config(["--resume", "always"]).proxy.resume == "always"
+    with pytest.raises(ValueError, match="workers > 1 with resumable streams needs redis"):
+        ServerConfig(upstream="http://h", workers=2)
+    assert ServerConfig(upstream="http://h", workers=2, proxy=ProxyConfig(resume="never")).workers == 2
+    with pytest.raises(ValueError, match="ProxyConfig: resume must be 'request', 'always', 'never'"):
+        ProxyConfig(resume="sometimes")
