@@ -443,7 +443,8 @@ class ProxyConfig:
     replays_per_client: int = field(
         default=60,
         metadata=about(
-            "resumes and cancels one client address may ask for a minute; more get a 429 (0: no limit)",
+            "resumes and cancels one client (its Authorization or x-api-key value, or else its address) "
+            "may ask for a minute; more get a 429 (0: no limit)",
             check=_above(0, integer=True),
         ),
     )

@@ -2,7 +2,7 @@
 
 A resume or a cancel replays a stream's log from its start (``pacer.resumable``), so
 each costs CPU in proportion to the stream's length; ``ReplayLimits`` bounds how many
-each stream and each client (its address) may ask for in a minute. It is a token bucket
+each stream and each client (a key its caller chooses) may ask for in a minute. It is a token bucket
 per key, fed the time (``now``, seconds) by its caller, so tests need no clock.
 
 Cost: O(1) per ``take``; memory one small entry per key seen in the last minute, the

@@ -14,6 +14,7 @@ A stream belongs to whoever started it (``pacer.resumable.Owner``): both routes 
 only a request with the creator's ``Authorization`` (or ``x-api-key``) value, or the
 stream's token in ``X-Pacer-Stream-Token``; to anyone else the stream does not exist
 (the same 404 as an unknown id). Each replays the stream's log, so both are limited
+per stream and per client, its credential or else its address
 (``pacer.replays.ReplayLimits``): over the limit is a 429 with ``Retry-After``.
 
 Mount them beside your own routes::
@@ -30,6 +31,7 @@ Cost: what ``ResumableStreams`` costs per request; nothing kept here.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -159,6 +161,15 @@ async def control_body(request: Request, limit: int = 64 << 10) -> dict[str, obj
     return body
 
 
+def _client(request: Request) -> str:
+    """Who is asking, for the per-client limit: a hash of its credential (many clients may
+    share a load balancer's address), or else its address."""
+    credential = credential_of(request.headers)
+    if credential is not None:
+        return "key:" + hashlib.sha256(credential.encode("utf-8", "surrogateescape")).hexdigest()
+    return "address:" + (request.client.host if request.client is not None else "")
+
+
 def _too_many(wait: float) -> Response:
     response = json_error(
         429, "too many replays of this stream, or by this client; try again later", "rate_limited"
@@ -184,14 +195,13 @@ def stream_routes(
     ``EventStreamResponse`` options; ``observers`` makes each one's metrics observer
     (``pacer.prometheus.PacerMetrics().observer``). ``replays_per_stream`` and
     ``replays_per_client`` are how many resumes and cancels one stream, and one client
-    (its address), may have a minute (0: no limit)."""
+    (its credential, or else its address), may have a minute (0: no limit)."""
     limits = ReplayLimits(replays_per_stream, replays_per_client)
 
     async def limited(request: Request) -> Response | None:
         """A 429 when the client, or the stream (once it is the client's), is over its limit."""
         now = anyio.current_time()
-        client = request.client.host if request.client is not None else ""
-        wait = limits.take_client(client, now)
+        wait = limits.take_client(_client(request), now)
         stream_id = request.path_params["stream_id"]
         if not wait and await _admitted(streams, stream_id, request.headers):
             wait = limits.take_stream(stream_id, now)
