@@ -313,6 +313,15 @@ class ResumableStreams:
             transcript.feed(entry.frame)
         return transcript.stop_frames()
 
+    def creator_left(self, stream_id: str) -> None:
+        """The response that started the stream is done with it: the start grace ends, so
+        the orphan clock runs from now (a stream whose timeout is 0 stops at once, even
+        when its client left before reading anything)."""
+        producer = self.producers.get(stream_id)
+        if producer is not None and not producer.readers:
+            producer.unread_since = min(producer.unread_since, anyio.current_time())
+            self._orphans.set()
+
     def _cancel_here(self, stream_id: str) -> None:
         producer = self.producers.get(stream_id)
         if producer is not None:

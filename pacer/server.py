@@ -256,8 +256,12 @@ class EventStreamResponse(Response):
             pipelines=self.pipelines,
         )
         writer.opened(anyio.current_time())
-        await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
-        self.outcome = await write_frames(writer, self._source, send, receive)
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
+            self.outcome = await write_frames(writer, self._source, send, receive)
+        finally:
+            if resumable is not None and resumable.stream_id is not None:
+                resumable.streams.creator_left(resumable.stream_id)
 
     async def _begin(self, resumable: _Resumable, scope: Scope, receive: Receive, send: Send) -> bool:
         """Start producing the frames into a resumable stream, and read that instead;

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -254,3 +255,30 @@ def test_replay_limits_refill_over_the_minute_and_forget_idle_keys() -> None:
     assert len(limits._buckets) <= 3
     with pytest.raises(TypeError, match="per_stream"):
         ReplayLimits(per_stream=1.5, per_client=1)  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_a_stream_with_no_orphan_time_stops_at_once_when_its_creator_leaves_unread() -> None:
+    """The start grace (for a reader about to attach) does not outlive the creator's
+    response: a client that left before reading anything stops the generation too."""
+    from pacer.resumable import Owner, ResumableStreams
+
+    closed = anyio.Event()
+
+    async def frames() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield b"data: x\n\n"
+                await anyio.sleep(0.01)
+        finally:
+            closed.set()
+
+    async with ResumableStreams(orphan_timeout=30) as streams:
+        stream_id = await streams.start(frames(), fmt="text", owner=Owner("Bearer k"), orphan_timeout=0)
+        left = anyio.current_time()
+        streams.creator_left(stream_id)
+        with anyio.fail_after(1):
+            await closed.wait()
+        assert anyio.current_time() - left < 0.5
+        assert not await streams.admits(stream_id, "Bearer other", None)
+        assert await streams.admits(stream_id, "Bearer k", None)
