@@ -1,8 +1,8 @@
 """CORS for the proxy, explicit: only the configured origins may call it from a browser.
 
-``Cors`` is ASGI middleware. A preflight (``OPTIONS`` with ``Origin`` and
-``Access-Control-Request-Method``) to any path is answered here, never passed on (the
-proxy would forward it upstream): a 204 with the ``Access-Control-Allow-*`` headers
+``Cors`` is ASGI middleware. A preflight (``OPTIONS`` with an ``Origin``: a browser
+sends ``Access-Control-Request-Method`` too) to any path is answered here, never passed
+on (the proxy would forward it upstream): a 204 with the ``Access-Control-Allow-*`` headers
 for an allowed origin, without them for any other. Every other response to an allowed
 origin carries ``Access-Control-Allow-Origin`` for it; the upstream's own
 ``Access-Control-Allow-Origin`` and ``-Credentials`` are dropped, so the configuration
@@ -51,7 +51,7 @@ class Cors:
             return
         headers = dict(scope.get("headers", ()))  # the last of a repeated field
         origin = headers.get(b"origin", b"").decode("latin-1")
-        if scope["method"] == "OPTIONS" and origin and b"access-control-request-method" in headers:
+        if scope["method"] == "OPTIONS" and origin:
             await self._preflight(origin, headers.get(b"access-control-request-headers", b""), send)
             return
         allow = self.allowed(origin)

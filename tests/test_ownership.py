@@ -174,6 +174,8 @@ def test_preflights_are_answered_by_the_proxy_with_allow_headers_only_for_its_or
             assert "x-pacer-resumable" in allow and "x-api-key" in allow
             other = httpx.options(f"{proxy}{path}", headers={"Origin": "https://evil.example", **asked})
             assert not [k for k in other.headers if k.startswith("access-control-allow")]
+        bare = httpx.options(f"{proxy}/v1/models", headers={"Origin": "https://evil.example"})
+        assert bare.status_code == 204 and "access-control-allow-origin" not in bare.headers
         assert seen == []  # no preflight reached the upstream
         models = httpx.get(f"{proxy}/v1/models", headers={"Origin": "https://app.example"})
         assert models.headers["access-control-allow-origin"] == "https://app.example"
