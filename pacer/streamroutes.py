@@ -46,7 +46,7 @@ from .prometheus import StreamObserver
 from .replays import ReplayLimits
 from .resumable import STREAM_ID_HEADER, STREAM_TOKEN_HEADER, ResumableStreams, credential_of, valid_stream_id
 from .server import EXPOSED, EventStreamResponse, json_error, log_frames
-from .streamlog import EventsTrimmed, StreamLogError, StreamLost
+from .streamlog import EventsTrimmed, InvalidEventId, StreamLogError, StreamLost
 
 __all__ = [
     "REPLAYS_PER_CLIENT",
@@ -109,7 +109,8 @@ async def resume_response(
     except StreamLost:
         return _not_found(stream_id)
     except StreamLogError as exc:
-        return json_error(410 if isinstance(exc, EventsTrimmed) else 400, str(exc), exc.kind)
+        status = 410 if isinstance(exc, EventsTrimmed) else 400 if isinstance(exc, InvalidEventId) else 503
+        return json_error(status, str(exc), exc.kind)
     return EventStreamResponse(
         log_frames(streams, stream_id, after),
         headers={STREAM_ID_HEADER: stream_id, **_EXPOSE},
@@ -203,8 +204,12 @@ def stream_routes(
         now = anyio.current_time()
         wait = limits.take_client(_client(request), now)
         stream_id = request.path_params["stream_id"]
-        if not wait and await _admitted(streams, stream_id, request.headers):
-            wait = limits.take_stream(stream_id, now)
+        try:
+            if not wait and await _admitted(streams, stream_id, request.headers):
+                wait = limits.take_stream(stream_id, now)
+        except StreamLogError:
+            pass  # the store is down: the route itself answers that
+
         return _too_many(wait) if wait else None
 
     async def resume(request: Request) -> Response:

@@ -284,3 +284,25 @@ async def test_a_stream_with_no_orphan_time_stops_at_once_when_its_creator_leave
         assert anyio.current_time() - left < 0.5
         assert not await streams.admits(stream_id, "Bearer other", None)
         assert await streams.admits(stream_id, "Bearer k", None)
+
+
+@pytest.mark.anyio
+async def test_the_stream_routes_answer_503_when_the_store_is_down_never_500() -> None:
+    from pacer.resumable import ResumableStreams
+    from pacer.streamlog import MemoryLog, StreamLogError
+    from pacer.streamroutes import stream_routes
+
+    class Down(StreamLogError):
+        kind = "stream_store_unavailable"
+
+    class DownLog(MemoryLog):
+        async def meta(self, stream_id: str) -> dict[str, str] | None:
+            raise Down("the store is down")
+
+    streams = ResumableStreams(DownLog())
+    app = Starlette(routes=stream_routes(streams))
+    async with streams, httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as http:
+        resumed = await http.get("/v1/streams/abc", headers=ALICE)
+        cancelled = await http.post("/v1/streams/abc/cancel", json={}, headers=ALICE)
+    for answer in (resumed, cancelled):
+        assert answer.status_code == 503 and answer.json()["error"]["type"] == "stream_store_unavailable"
