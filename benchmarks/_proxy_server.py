@@ -231,7 +231,9 @@ def paced(base: str, cps: float, unit: str, streams: str = "memory") -> Starlett
     config = ProxyConfig(
         pacing=PacingConfig(cps=cps, unit=unit),
         stream=StreamConfig(heartbeat=5),
-        resumable=streams != "off",
+        resume="never" if streams == "off" else "always",
+        replays_per_stream=0,  # the resume benchmark replays on purpose
+        replays_per_client=0,
         redis=None if streams in ("memory", "off") else streams,
     )
     app = create_proxy(base, config)

@@ -69,7 +69,8 @@ async def _first_byte(http: httpx.AsyncClient, method: str, url: str, **kwargs: 
 async def _latencies(producer: str, replayer: str, n: int) -> dict[str, list[float]]:
     body = {"model": "m", "messages": [], "stream": True, "user": "1"}
     out: dict[str, list[float]] = {"new": [], "here": [], "redis": [], "cancel": []}
-    async with httpx.AsyncClient(timeout=60) as http:
+    key = {"Authorization": "Bearer benchmark"}  # the streams' owner: its resumes and cancels carry it
+    async with httpx.AsyncClient(timeout=60, headers=key) as http:
         for _ in range(n):
             took, stream_id = await _first_byte(http, "POST", f"{producer}/v1/chat/completions", json=body)
             out["new"].append(took)
@@ -79,7 +80,7 @@ async def _latencies(producer: str, replayer: str, n: int) -> dict[str, list[flo
                 took, _ = await _first_byte(http, "GET", f"{url}/v1/streams/{stream_id}", headers=headers)
                 out[name].append(took)
             t0 = time.perf_counter()  # sent to the other process: the upstream is closed before it answers
-            answer = await http.post(f"{replayer}/v1/streams/{stream_id}/cancel")
+            answer = await http.post(f"{replayer}/v1/streams/{stream_id}/cancel", json={})
             out["cancel"].append(time.perf_counter() - t0)
             assert answer.json()["outcome"] == "cancelled", answer.text
     return out
@@ -119,7 +120,7 @@ async def _load(urls: list[str], pids: list[int], clients: int) -> tuple[list[ob
 
 #: The loads measured, and where each keeps its streams (``_proxy_server``'s STREAMS).
 LOADS = {
-    "not resumable (--no-resume)": "off",
+    "not resumable (--resume never)": "off",
     "resumable, Redis shared by both (--redis)": "redis",
     "resumable, each in its own memory": "memory",
 }
@@ -189,7 +190,7 @@ def main(quick: bool = False) -> None:
     )
     expected = {k: "".join(w for _, w in schedule(k, tokens, rate)) for k in range(clients)}
     table = []
-    base = loads["not resumable (--no-resume)"][1]
+    base = loads["not resumable (--resume never)"][1]
     for name, (got, cpu, redis_cpu) in loads.items():
         wrong = sum(1 for s in got if s.text != expected[s.seed])  # type: ignore[attr-defined]
         not_done = sum(1 for s in got if not s.done_last)  # type: ignore[attr-defined]

@@ -278,6 +278,16 @@ def _add_options(parser: argparse.ArgumentParser, cls: type[Any]) -> None:
             parser.add_argument(option.flag, action="store_true", default=default, help=option.help())
             continue
         choices = option.meta("choices")
+        if option.meta("repeat"):  # each flag adds to the list (and to its variable's)
+            parser.add_argument(
+                option.flag,
+                action="extend",
+                type=option.kind,
+                default=default,
+                metavar=option.meta("metavar"),
+                help=option.help(),
+            )
+            continue
         parser.add_argument(
             option.flag,
             type=option.kind,
@@ -310,7 +320,7 @@ def _default(option: Option, raw: str | None) -> Any:
     rule = option.problem(option.value(value))
     if rule is not None:
         raise ValueError(rule)
-    return value
+    return list(value) if option.meta("repeat") else value
 
 
 _SWITCH = {"1": True, "true": True, "yes": True, "on": True}

@@ -4,7 +4,9 @@
 ``pacer.resumable``), yields its events, and when the connection drops before the
 stream's end (``data: [DONE]`` or an ``event: error``) reconnects to ``GET
 /v1/streams/{id}`` with the ``Last-Event-ID`` it reached, so the events it yields are
-exactly the stream's, each once. A body the server ends cleanly ends the stream too::
+exactly the stream's, each once. It asks for a resumable stream (``X-Pacer-Resumable:
+1``) and keeps the stream's token (``X-Pacer-Stream-Token``, ``token``), which it sends
+back to resume and to cancel. A body the server ends cleanly ends the stream too::
 
     async with httpx.AsyncClient() as http:
         stream = ResumableStream(http, "http://localhost:8100/v1/chat/completions", json=body)
@@ -27,7 +29,7 @@ import anyio
 import httpx
 
 from ._args import seconds, whole
-from .resumable import STREAM_ID_HEADER
+from .resumable import RESUMABLE_HEADER, STREAM_ID_HEADER, STREAM_TOKEN_HEADER
 from .sse import ServerSentEvent, SSEDecoder
 
 __all__ = ["ResumableStream", "StreamEnded", "streams_url"]
@@ -72,6 +74,7 @@ class ResumableStream:
         self.retries = whole(retries, "ResumableStream: retries")
         self.backoff = seconds(backoff, "ResumableStream: backoff", zero=True)
         self.stream_id: str | None = None
+        self.token: str | None = None  # the stream's capability token (X-Pacer-Stream-Token)
         self.last_event_id: str | None = None
         self.reconnects = 0
         self.done = False
@@ -98,9 +101,10 @@ class ResumableStream:
     async def _connection(self) -> AsyncIterator[ServerSentEvent]:
         """One connection's events: the first request's, or a resume's."""
         if self.stream_id is None:
-            request = self.http.build_request("POST", self.url, json=self.json, headers=self.headers)
+            headers = {RESUMABLE_HEADER: "1", **self.headers}
+            request = self.http.build_request("POST", self.url, json=self.json, headers=headers)
         else:
-            headers = dict(self.headers)
+            headers = self._owner_headers()
             if self.last_event_id is not None:
                 headers["Last-Event-ID"] = self.last_event_id
             request = self.http.build_request("GET", streams_url(self.url, self.stream_id), headers=headers)
@@ -113,7 +117,9 @@ class ResumableStream:
                         f"{request.method} {request.url} answered {response.status_code}: {body}"
                     )
                 raise httpx.RemoteProtocolError(f"{response.status_code}: {body}")  # try again
-            self.stream_id = self.stream_id or response.headers.get(STREAM_ID_HEADER)
+            if self.stream_id is None:
+                self.stream_id = response.headers.get(STREAM_ID_HEADER)
+                self.token = response.headers.get(STREAM_TOKEN_HEADER)
             decoder = SSEDecoder()
             async for data in response.aiter_bytes():
                 for event in decoder.feed(data):
@@ -128,12 +134,19 @@ class ResumableStream:
         finally:
             await response.aclose()
 
+    def _owner_headers(self) -> dict[str, str]:
+        """A resume's or a cancel's headers: the request's, and the stream's token."""
+        headers = dict(self.headers)
+        if self.token is not None:
+            headers[STREAM_TOKEN_HEADER] = self.token
+        return headers
+
     async def cancel(self) -> dict[str, Any]:
         """Stop the stream's generation; what its readers received (``text``, ``last_event_id``, ...)."""
         if self.stream_id is None:
             raise StreamEnded("the stream has no id yet: nothing to cancel")
         response = await self.http.post(
-            streams_url(self.url, self.stream_id) + "/cancel", headers=self.headers
+            streams_url(self.url, self.stream_id) + "/cancel", json={}, headers=self._owner_headers()
         )
         if response.status_code != 200:
             raise StreamEnded(

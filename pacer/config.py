@@ -35,6 +35,7 @@ __all__ = [
     "HEARTBEAT",
     "MAX_LINE",
     "ORPHAN_TIMEOUT",
+    "RESUME",
     "RETENTION",
     "SEND_TIMEOUT",
     "PATTERN",
@@ -161,6 +162,25 @@ def _upstream(value: Any, where: str) -> str | None:
     return None
 
 
+#: When a paced stream outlives its client (``ProxyConfig.resume``).
+RESUME: Final = ("request", "always", "never")
+
+
+def origins(value: str) -> tuple[str, ...]:
+    """``--cors-origin``'s value: comma-separated origins (``https://app.example``)."""
+    return tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
+
+
+def _origins_rule(value: Any, where: str) -> str | None:
+    for origin in value:
+        if not isinstance(origin, str):
+            raise TypeError(f"{where} must be origins (str), got {type(origin).__name__}: {origin!r}")
+        scheme, sep, host = origin.partition("://")
+        if origin != "*" and not (sep and scheme in ("http", "https") and host and "/" not in host):
+            return f"must be origins such as https://app.example (scheme, host, port) or *, got {origin!r}"
+    return None
+
+
 def about(
     help: str,
     *,
@@ -171,13 +191,15 @@ def about(
     choices: tuple[str, ...] | None = None,
     metavar: str | None = None,
     shown: str | None = None,
+    repeat: bool = False,
 ) -> dict[str, Any]:
     """A field's metadata: its help and check. ``flag``: the command-line name when it is not
     the field's; ``kind``: how a command-line string becomes the value (default: the
     default's type); ``none``: what ``0`` on the command line means (``None`` here);
-    ``shown``: the default as the help states it."""
+    ``shown``: the default as the help states it; ``repeat``: the flag may be given
+    several times, each adding to a tuple."""
     meta = {"help": help, "check": check, "flag": flag, "kind": kind, "none": none}
-    return meta | {"choices": choices, "metavar": metavar, "shown": shown}
+    return meta | {"choices": choices, "metavar": metavar, "shown": shown, "repeat": repeat}
 
 
 def _check_fields(config: Any) -> None:
@@ -339,10 +361,11 @@ class ProxyConfig:
 
     ``pipeline`` makes each stream's pipeline (default: ``pacing.pipeline()``). With
     ``guard`` (a check as ``pacer.Guard`` takes, or the ``MODULE:FUNCTION`` that names
-    one) every paced sentence is checked before it is sent. With ``resumable`` every
-    paced stream is kept in a stream log (in this process, or in ``redis``) for
-    ``retention`` seconds after its last event, and goes on with no client reading it
-    for ``orphan_timeout`` seconds.
+    one) every paced sentence is checked before it is sent. Unless ``resume`` is
+    ``"never"`` every paced stream is kept in a stream log (in this process, or in
+    ``redis``) for ``retention`` seconds after its last event; those ``resume`` names go
+    on with no client reading them for ``orphan_timeout`` seconds. ``cors_origin``: the
+    browser origins allowed to call the proxy (``"*"``: any).
     """
 
     pacing: PacingConfig = field(default_factory=PacingConfig)
@@ -399,19 +422,53 @@ class ProxyConfig:
             check=_above(0, strict=True, suffix=" seconds"),
         ),
     )
-    resumable: bool = field(
-        default=True,
+    resume: str = field(
+        default="request",
         metadata=about(
-            "no resumable streams: no stream ids, no /v1/streams/{id}, and a client that leaves stops "
-            "its generation at once",
-            flag="no-resume",
+            "which paced streams keep generating after their client leaves, for up to orphan-timeout "
+            "seconds, to be resumed: those whose request sent X-Pacer-Resumable: 1 (request; the others "
+            "stop at once), every one (always), or none (never: no stream log, no stream ids, no "
+            "/v1/streams/{id})",
+            check=_one_of(RESUME),
+            choices=RESUME,
+        ),
+    )
+    replays_per_stream: int = field(
+        default=10,
+        metadata=about(
+            "resumes and cancels one stream may have a minute; more get a 429 (0: no limit)",
+            check=_above(0, integer=True),
+        ),
+    )
+    replays_per_client: int = field(
+        default=60,
+        metadata=about(
+            "resumes and cancels one client (its Authorization or x-api-key value, or else its address) "
+            "may ask for a minute; more get a 429 (0: no limit)",
+            check=_above(0, integer=True),
+        ),
+    )
+    cors_origin: tuple[str, ...] | None = field(
+        default=None,
+        metadata=about(
+            "browser origins allowed to call the proxy (CORS: preflights answered here, "
+            "Access-Control-Allow-Origin on responses), repeatable or comma-separated, * for any "
+            "(default: none)",
+            check=_origins_rule,
+            kind=origins,
+            metavar="ORIGIN",
+            repeat=True,
         ),
     )
 
     def __post_init__(self) -> None:
+        if self.cors_origin is not None and not isinstance(self.cors_origin, tuple):
+            given = self.cors_origin
+            listed = origins(given) if isinstance(given, str) else tuple(given)
+            object.__setattr__(self, "cors_origin", listed)
         _check_fields(self)
-        if self.redis is not None and not self.resumable:
-            raise ValueError("ProxyConfig: redis is for resumable streams; drop it or resumable=False")
+        if self.redis is not None and self.resume == "never":
+            raise ValueError("ProxyConfig: redis is for resumable streams; drop it or resume='never'")
 
     def pipeline_factory(self) -> Callable[[], Stage]:
         """What makes each stream's pipeline: ``pipeline``, or else ``pacing``'s."""
@@ -451,11 +508,11 @@ class ServerConfig:
     def __post_init__(self) -> None:
         _check_fields(self)
         proxy = self.proxy
-        if self.workers > 1 and proxy.resumable and proxy.redis is None:
+        if self.workers > 1 and proxy.resume != "never" and proxy.redis is None:
             raise ValueError(
                 "ServerConfig: workers > 1 with resumable streams needs redis: the in-memory stream log "
                 "lives in one process, so a resume or cancel that lands on another worker would find "
-                "nothing (404). Give --redis redis://HOST:PORT/DB, or --no-resume"
+                "nothing (404). Give --redis redis://HOST:PORT/DB, or --resume never"
             )
 
 

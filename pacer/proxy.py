@@ -19,12 +19,16 @@ What an operator can rely on:
   end-to-end headers only; the upstream client keeps no cookies; hop-by-hop headers
   (RFC 9110 section 7.6.1, and every header the ``Connection`` field names) stop here.
 - **A client that leaves cancels its upstream request**, from the moment its request
-  has arrived until the upstream answers. Once a paced stream runs it is
-  **resumable** (``pacer.resumable``): it goes on with no client for up to
-  ``orphan_timeout`` seconds, so one can come back with ``Last-Event-ID`` to ``GET
-  /v1/streams/{id}``; ``POST /v1/streams/{id}/cancel`` stops it at once, with the text
-  shown. With ``resumable=False`` (``--no-resume``) a client that leaves a running
-  stream cancels its upstream request at once too.
+  has arrived until the upstream answers. A paced stream is produced into a stream log
+  (``pacer.resumable``) and belongs to its creator (its credential, or the token in
+  ``X-Pacer-Stream-Token``): ``POST /v1/streams/{id}/cancel`` stops it at once, with
+  the text shown. A request that sent ``X-Pacer-Resumable: 1`` (with ``resume="always"``,
+  every one) is **resumable**: it goes on with no client for up to ``orphan_timeout``
+  seconds, so one can come back with ``Last-Event-ID`` to ``GET /v1/streams/{id}``;
+  any other stream's upstream request is cancelled as soon as its client leaves. With
+  ``resume="never"`` there is no log.
+- **CORS is explicit**: only the ``cors_origin`` origins get ``Access-Control-Allow-*``
+  headers; preflights are answered here, never forwarded (``pacer.cors``).
 - **Bounded**: request bodies over ``max_body`` get a 413; upstream bodies are
   streamed, never read whole; an SSE line over ``max_line`` ends the stream.
 - **Timeouts** (``ProxyTimeouts``): connect, first byte (the response headers), idle
@@ -75,6 +79,7 @@ from .config import (
     to_values,
     with_options,
 )
+from .cors import Cors
 from .events import paced_event_frames
 from .formats import ROUTES as FORMATS
 from .formats import EventFormat
@@ -249,6 +254,7 @@ class _Proxy:
         *,
         streams: ResumableStreams | None = None,
         metrics: PacerMetrics | None = None,
+        cors_origins: tuple[str, ...] = (),
     ) -> None:
         self.base = base
         self.base_path = httpx.URL(base).raw_path.split(b"?")[0].rstrip(b"/")
@@ -261,6 +267,7 @@ class _Proxy:
         self.own_client: httpx.AsyncClient | None = None
         self.metrics = metrics
         self.streams = streams
+        self.cors_origins = cors_origins  # served by the app's Cors middleware (pacer.cors)
 
     def _count(self, kind: str) -> None:
         if self.metrics is not None:
@@ -400,6 +407,7 @@ class _Proxy:
             on_close=functools.partial(_ended, lanes),
             streams=self.streams,
             stream_format=api.transcript,
+            resume=options["resume"],
         )
         return paced
 
@@ -419,6 +427,8 @@ class _Proxy:
             send_timeout=options["send_timeout"],
             compress=options["compress"],
             observers=metrics.observer if metrics is not None else None,
+            replays_per_stream=options["replays_per_stream"],
+            replays_per_client=options["replays_per_client"],
         )
 
     async def no_streams(self, request: Request) -> Response:
@@ -517,22 +527,30 @@ def create_proxy(
     With a ``guard`` every paced stream's text is checked sentence by sentence before
     it is paced out; a blocked sentence ends its choice with ``finish_reason:
     "content_filter"`` (``pacer.formats``), and none of it, nor anything after it, is ever
-    sent. With ``resumable`` (the default) every paced stream is produced into a stream
+    sent. Unless ``resume`` is ``"never"`` every paced stream is produced into a stream
     log (``pacer.resumable``), in memory or in ``redis``: its response names it in
-    ``X-Pacer-Stream-Id`` and gives every event an SSE ``id``; ``GET
-    /v1/streams/{id}`` replays it after ``Last-Event-ID`` and follows it live; ``POST
-    /v1/streams/{id}/cancel`` stops it and answers the text its readers received. Its
-    generation goes on while no client reads it, for up to ``orphan_timeout`` seconds.
-    ``resumable=False`` ties each stream to its connection: a client that leaves
-    cancels it at once.
+    ``X-Pacer-Stream-Id``, gives its creator its token in ``X-Pacer-Stream-Token`` and
+    every event an SSE ``id``; ``GET /v1/streams/{id}`` replays it after
+    ``Last-Event-ID`` and follows it live; ``POST /v1/streams/{id}/cancel`` stops it and
+    answers the text its readers received; both only for its creator (``pacer.streamroutes``).
+    With ``resume="request"`` (the default) the generation of a stream whose request
+    sent ``X-Pacer-Resumable: 1`` goes on while no client reads it, for up to
+    ``orphan_timeout`` seconds, and any other stops when its client leaves;
+    ``"always"``: every stream goes on; ``"never"``: no log, each stream is tied to
+    its connection. ``cors_origin`` are the browser origins allowed (``pacer.cors``).
     """
     config = _proxy_config(config, options)
     check_upstream(upstream, "create_proxy: upstream")
     stream = config.stream
-    stream_options = {"heartbeat": stream.heartbeat, "send_timeout": stream.send_timeout, "clock": clock}
-    stream_options |= {"max_line": config.max_line, "compress": stream.compress}
+    stream_options: dict[str, Any] = {"heartbeat": stream.heartbeat, "send_timeout": stream.send_timeout}
+    stream_options["clock"] = clock
+    stream_options |= {"max_line": config.max_line, "compress": stream.compress, "resume": config.resume}
+    stream_options |= {
+        "replays_per_stream": config.replays_per_stream,
+        "replays_per_client": config.replays_per_client,
+    }
     streams = None
-    if config.resumable:
+    if config.resume != "never":
         log = stream_log(config.redis, config.retention)
         streams = ResumableStreams(log, orphan_timeout=config.orphan_timeout)
     if metrics is None:
@@ -548,6 +566,7 @@ def create_proxy(
         max_connections,
         streams=streams,
         metrics=metrics,
+        cors_origins=config.cors_origin or (),
     )
 
     @contextlib.asynccontextmanager
@@ -558,7 +577,9 @@ def create_proxy(
             yield
         await proxy.aclose()
 
-    return Starlette(routes=_routes(proxy), lifespan=lifespan)
+    app = Starlette(routes=_routes(proxy), lifespan=lifespan)
+    app.add_middleware(Cors, origins=proxy.cors_origins)
+    return app
 
 
 def _proxy_config(config: ProxyConfig | Callable[[], Stage] | None, options: dict[str, Any]) -> ProxyConfig:

@@ -45,11 +45,14 @@ producer and one for all orphan checks.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import logging
 import math
 import re
 import secrets
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -72,12 +75,26 @@ from .streamlog import (
     numbered,
 )
 
-__all__ = ["STREAM_ID_HEADER", "ResumableStreams", "javascript", "valid_stream_id"]
+__all__ = [
+    "RESUMABLE_HEADER",
+    "STREAM_ID_HEADER",
+    "STREAM_TOKEN_HEADER",
+    "Owner",
+    "ResumableStreams",
+    "credential_of",
+    "javascript",
+    "valid_stream_id",
+]
 
 log = logging.getLogger("pacer.resumable")
 
 #: The response header that names a resumable stream.
 STREAM_ID_HEADER = "X-Pacer-Stream-Id"
+#: The response header that gives a stream's creator its capability token, and the request
+#: header that presents it back (to resume or cancel the stream).
+STREAM_TOKEN_HEADER = "X-Pacer-Stream-Token"
+#: The request header that asks for a resumable stream (value ``1``).
+RESUMABLE_HEADER = "X-Pacer-Resumable"
 _ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _START_GRACE = 2.0  # seconds a new stream waits for its first reader before the orphan clock runs
 
@@ -95,16 +112,69 @@ def valid_stream_id(stream_id: object) -> bool:
     return isinstance(stream_id, str) and _ID.fullmatch(stream_id) is not None
 
 
+def credential_of(headers: Mapping[str, str]) -> str | None:
+    """The credential a request carries: its ``Authorization`` value, or else its
+    ``x-api-key`` (``headers`` with lower-case names, as Starlette's); ``None`` for neither."""
+    return headers.get("authorization") or headers.get("x-api-key") or None
+
+
+def _mac(salt: str, value: str) -> str:
+    return hmac.new(salt.encode(), value.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who may resume and cancel a stream: whoever presents its creator's ``credential``
+    (``credential_of`` the request that started it; ``None``: it had none) or its ``token``
+    (a new random one by default: give it to the creator, ``STREAM_TOKEN_HEADER``).
+
+    Only keyed hashes are kept with the stream (``meta``: HMAC-SHA256 under a random
+    per-stream salt), never the values, so every instance sharing the log can check them
+    with no shared secret configured."""
+
+    credential: str | None = None
+    token: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.token:
+            object.__setattr__(self, "token", secrets.token_urlsafe(24))
+
+    def meta(self) -> dict[str, str]:
+        """The fields kept in the stream log's meta."""
+        salt = secrets.token_hex(16)
+        meta = {"owner_salt": salt, "owner_token": _mac(salt, self.token)}
+        if self.credential:
+            meta["owner_credential"] = _mac(salt, self.credential)
+        return meta
+
+    @staticmethod
+    def admits(meta: Mapping[str, str], credential: str | None, token: str | None) -> bool:
+        """Whether a request with ``credential`` and ``token`` may use the stream whose log
+        meta is ``meta``; a stream started with no owner admits everyone. Constant time
+        in the values compared."""
+        salt = meta.get("owner_salt")
+        if salt is None:
+            return True
+        admitted = False
+        for given, kept in ((credential, meta.get("owner_credential")), (token, meta.get("owner_token"))):
+            if given and kept and hmac.compare_digest(_mac(salt, given), kept):
+                admitted = True
+        return admitted
+
+
 class _Producer:
     """A stream produced in this process: its cancel scope, and who reads it here."""
 
-    __slots__ = ("readers", "scope", "stop_reason", "unread_since")
+    __slots__ = ("orphan_timeout", "readers", "scope", "stop_reason", "unread_since")
 
-    def __init__(self, now: float) -> None:
+    def __init__(self, now: float, orphan_timeout: float) -> None:
         self.scope = anyio.CancelScope()
         self.stop_reason: Outcome | None = None  # CANCELLED or ORPHANED, once asked to stop
         self.readers = 0
+        # The grace only covers the time before the first reader: once one has read and
+        # left, ``read`` restarts the clock from then (a timeout of 0 stops it at once).
         self.unread_since = now + _START_GRACE
+        self.orphan_timeout = orphan_timeout
 
     def stop(self, reason: Outcome) -> None:
         if self.stop_reason is None:
@@ -158,10 +228,21 @@ class ResumableStreams:
 
     # -- producing ------------------------------------------------------------------------
 
-    async def start(self, frames: AsyncIterator[bytes], *, fmt: str, stream_id: str | None = None) -> str:
+    async def start(
+        self,
+        frames: AsyncIterator[bytes],
+        *,
+        fmt: str,
+        stream_id: str | None = None,
+        owner: Owner | None = None,
+        orphan_timeout: float | None = None,
+    ) -> str:
         """Produce ``frames`` (SSE frames in the format ``fmt`` names, see
         ``pacer.formats``) into a new stream's log, from a task of this object;
-        returns the stream's id (``stream_id``, or a new random one)."""
+        returns the stream's id (``stream_id``, or a new random one). With ``owner``
+        only it may read and cancel the stream (``admits``); without, whoever holds the
+        id may. ``orphan_timeout`` (seconds) is this stream's, instead of the object's
+        (0: its generation stops as soon as its last reader leaves)."""
         if self._tasks is None:
             raise RuntimeError("ResumableStreams: enter it (async with) before starting streams")
         if fmt not in FORMAT_NAMES:
@@ -174,8 +255,13 @@ class ResumableStreams:
             raise ValueError(
                 f"ResumableStreams.start: stream_id must be 1-128 of A-Z a-z 0-9 _ -, got {stream_id!r}"
             )
-        await self.log.create(stream_id, {"format": fmt})
-        producer = self.producers[stream_id] = _Producer(anyio.current_time())
+        if orphan_timeout is None:
+            orphan_timeout = self.orphan_timeout
+        else:
+            orphan_timeout = seconds(orphan_timeout, "ResumableStreams.start: orphan_timeout", zero=True)
+        meta = {"format": fmt} | (owner.meta() if owner is not None else {})
+        await self.log.create(stream_id, meta)
+        producer = self.producers[stream_id] = _Producer(anyio.current_time(), orphan_timeout)
         self._tasks.start_soon(self._produce, stream_id, frames, fmt, producer)
         return stream_id
 
@@ -205,7 +291,7 @@ class ResumableStreams:
             with anyio.CancelScope(shield=True):
                 if producer.stop_reason is not None:
                     outcome = producer.stop_reason
-                    ending = await self._ending(stream_id, fmt, number, outcome)
+                    ending = await self._ending(stream_id, fmt, number, outcome, producer.orphan_timeout)
                     entries = [numbered(number + i + 1, f) for i, f in enumerate(ending)]
                     number += len(entries)
                     await append(stream_id, entries)
@@ -215,15 +301,26 @@ class ResumableStreams:
         finally:
             self.producers.pop(stream_id, None)
 
-    async def _ending(self, stream_id: str, fmt: str, last: int, reason: Outcome) -> list[bytes]:
+    async def _ending(
+        self, stream_id: str, fmt: str, last: int, reason: Outcome, orphan_timeout: float
+    ) -> list[bytes]:
         """The frames that end a stream stopped after frame ``last``."""
         if reason is Outcome.ORPHANED:
-            message = f"no client read this stream for {self.orphan_timeout} s; generation stopped"
+            message = f"no client read this stream for {orphan_timeout} s; generation stopped"
             return [error_event(message, "orphaned")]
         transcript = Transcript(fmt)
         async for entry in self._entries(stream_id, 0, until=last, oldest=True):
             transcript.feed(entry.frame)
         return transcript.stop_frames()
+
+    def creator_left(self, stream_id: str) -> None:
+        """The response that started the stream is done with it: the start grace ends, so
+        the orphan clock runs from now (a stream whose timeout is 0 stops at once, even
+        when its client left before reading anything)."""
+        producer = self.producers.get(stream_id)
+        if producer is not None and not producer.readers:
+            producer.unread_since = min(producer.unread_since, anyio.current_time())
+            self._orphans.set()
 
     def _cancel_here(self, stream_id: str) -> None:
         producer = self.producers.get(stream_id)
@@ -239,7 +336,7 @@ class ResumableStreams:
             for stream_id, producer in list(self.producers.items()):
                 if producer.readers or producer.stop_reason is not None:
                     continue
-                due = producer.unread_since + self.orphan_timeout
+                due = producer.unread_since + producer.orphan_timeout
                 if now < due:
                     wake = min(wake, due)
                 elif await self._read_elsewhere(stream_id):
@@ -248,7 +345,7 @@ class ResumableStreams:
                     log.info(
                         "pacer: resumable stream %s had no reader for %s s; stopped",
                         stream_id,
-                        self.orphan_timeout,
+                        producer.orphan_timeout,
                     )
                     producer.stop(Outcome.ORPHANED)
             self._orphans = anyio.Event()
@@ -319,6 +416,13 @@ class ResumableStreams:
                 if not producer.readers:
                     producer.unread_since = anyio.current_time()
                     self._orphans.set()
+
+    async def admits(self, stream_id: str, credential: str | None, token: str | None) -> bool:
+        """Whether the stream exists and a request with ``credential`` (``credential_of``)
+        and ``token`` may read and cancel it (``Owner``). Raises ``StreamLogError`` when
+        the log's store is down."""
+        meta = await self.log.meta(stream_id)
+        return meta is not None and Owner.admits(meta, credential, token)
 
     async def check(self, stream_id: str, after: int = 0) -> None:
         """Raise ``StreamLost`` for an unknown stream, or the error a reader from ``after``

@@ -38,6 +38,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callab
 from typing import TYPE_CHECKING, Any, cast
 
 import anyio
+from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
@@ -63,7 +64,14 @@ from .formats import (
     frame,
 )
 from .metrics import StreamMetrics
-from .resumable import STREAM_ID_HEADER, ResumableStreams
+from .resumable import (
+    RESUMABLE_HEADER,
+    STREAM_ID_HEADER,
+    STREAM_TOKEN_HEADER,
+    Owner,
+    ResumableStreams,
+    credential_of,
+)
 from .run import AsyncRun
 from .sse import encode
 from .streamlog import StreamLogError
@@ -113,15 +121,29 @@ async def log_frames(
             yield Outcome.ERROR
 
 
+#: When a stream keeps generating after its client leaves: ``"always"``, or only when its
+#: request asked (``"request"``: ``X-Pacer-Resumable: 1``).
+RESUME_WHEN = ("always", "request")
+#: The headers a browser page of another origin may read from a stream's response.
+EXPOSED = f"{STREAM_ID_HEADER}, {STREAM_TOKEN_HEADER}"
+
+
 class _Resumable:
     """Where a response produces its frames: a resumable stream of ``fmt``, once started ``stream_id``."""
 
-    __slots__ = ("fmt", "stream_id", "streams")
+    __slots__ = ("fmt", "stream_id", "streams", "when")
 
-    def __init__(self, streams: ResumableStreams, fmt: str) -> None:
+    def __init__(self, streams: ResumableStreams, fmt: str, when: str) -> None:
         self.streams = streams
         self.fmt = fmt
+        self.when = when
         self.stream_id: str | None = None
+
+    def orphan_timeout(self, headers: Headers) -> float | None:
+        """The stream's orphan timeout: the streams' own, or 0 for a request that did not
+        ask to be resumable where only those that ask are."""
+        asked = headers.get(RESUMABLE_HEADER, "").strip() == "1"
+        return None if self.when == "always" or asked else 0.0
 
 
 class EventStreamResponse(Response):
@@ -151,7 +173,11 @@ class EventStreamResponse(Response):
     this response reads it, every event with an SSE ``id``, and names it in the
     ``X-Pacer-Stream-Id`` header (``stream_id`` keeps it). ``stream_format`` says what
     the frames are (``pacer.formats.FORMATS``: ``"text"``, ``"chat.completions"``, ...), for
-    the text a cancel reports.
+    the text a cancel reports. The stream belongs to the request's credential
+    (``pacer.resumable.Owner``), and its token is sent in ``X-Pacer-Stream-Token``.
+    ``resume`` says when the generation outlives a client that leaves: ``"always"`` (for
+    up to the streams' ``orphan_timeout``), or ``"request"``: only when the request sent
+    ``X-Pacer-Resumable: 1``; any other stops as soon as its client leaves.
     """
 
     media_type = "text/event-stream"
@@ -170,6 +196,7 @@ class EventStreamResponse(Response):
         pipelines: list[StreamMetrics] | None = None,
         streams: ResumableStreams | None = None,
         stream_format: str = "text",
+        resume: str = "always",
     ) -> None:
         name = type(self).__name__
         if heartbeat is not None and not heartbeat > 0:
@@ -178,6 +205,7 @@ class EventStreamResponse(Response):
             raise ValueError(f"{name}: send_timeout must be > 0 seconds or None, got {send_timeout!r}")
         if streams is not None:
             one_of(stream_format, f"{name}: stream_format", FORMAT_NAMES)
+            one_of(resume, f"{name}: resume", RESUME_WHEN)
         super().__init__(status_code=status_code, headers={**SSE_HEADERS, **(headers or {})})
         # A stream has no length: drop the "content-length: 0" Response adds for an empty body.
         self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
@@ -191,7 +219,7 @@ class EventStreamResponse(Response):
         self.pipelines: list[StreamMetrics] = pipelines if pipelines is not None else []
         self.outcome = Outcome.RUNNING
         # Where to produce the frames (a resumable stream, and its format), and its id once started.
-        self._resumable = None if streams is None else _Resumable(streams, stream_format)
+        self._resumable = None if streams is None else _Resumable(streams, stream_format, resume)
 
     @property
     def stream_id(self) -> str | None:
@@ -228,8 +256,12 @@ class EventStreamResponse(Response):
             pipelines=self.pipelines,
         )
         writer.opened(anyio.current_time())
-        await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
-        self.outcome = await write_frames(writer, self._source, send, receive)
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
+            self.outcome = await write_frames(writer, self._source, send, receive)
+        finally:
+            if resumable is not None and resumable.stream_id is not None:
+                resumable.streams.creator_left(resumable.stream_id)
 
     async def _begin(self, resumable: _Resumable, scope: Scope, receive: Receive, send: Send) -> bool:
         """Start producing the frames into a resumable stream, and read that instead;
@@ -237,7 +269,14 @@ class EventStreamResponse(Response):
         frames = self.frames
         try:
             # Frames to produce are bytes only: an Outcome among them is a log reader's.
-            stream_id = await resumable.streams.start(cast(AsyncIterator[bytes], frames), fmt=resumable.fmt)
+            request = Headers(scope=scope)
+            owner = Owner(credential_of(request))
+            stream_id = await resumable.streams.start(
+                cast(AsyncIterator[bytes], frames),
+                fmt=resumable.fmt,
+                owner=owner,
+                orphan_timeout=resumable.orphan_timeout(request),
+            )
         except StreamLogError as exc:
             log.warning("pacer: no resumable stream: %s", exc)
             with anyio.CancelScope(shield=True):
@@ -249,7 +288,8 @@ class EventStreamResponse(Response):
         self._source = log_frames(resumable.streams, stream_id)
         self.raw_headers += [
             (STREAM_ID_HEADER.lower().encode(), stream_id.encode()),
-            (b"access-control-expose-headers", STREAM_ID_HEADER.encode()),
+            (STREAM_TOKEN_HEADER.lower().encode(), owner.token.encode()),
+            (b"access-control-expose-headers", EXPOSED.encode()),
         ]
         return True
 
@@ -284,6 +324,7 @@ class PacedEventSource(EventStreamResponse):
         observer: StreamObserver | None = None,
         streams: ResumableStreams | None = None,
         stream_format: str | None = None,
+        resume: str = "always",
     ) -> None:
         self.source = source
         self.pipeline = pipeline
@@ -303,6 +344,7 @@ class PacedEventSource(EventStreamResponse):
             observer=observer,
             streams=streams,
             stream_format=stream_format,
+            resume=resume,
         )
 
     async def _frames(self) -> AsyncIterator[bytes]:

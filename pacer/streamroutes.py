@@ -6,7 +6,16 @@
 - ``GET /v1/streams/{stream_id}``: the stream's events after the ``Last-Event-ID``
   header (all of them without one), then the live rest (``resume_response``);
 - ``POST /v1/streams/{stream_id}/cancel``: stop the generation wherever it runs; the
-  JSON answer is the text its readers received (``cancel_response``).
+  JSON answer is the text its readers received (``cancel_response``). Its body is a JSON
+  object (``{}``) sent as ``Content-Type: application/json``, which a cross-site form
+  cannot send without a CORS preflight: anything else is a 415 or a 400.
+
+A stream belongs to whoever started it (``pacer.resumable.Owner``): both routes answer
+only a request with the creator's ``Authorization`` (or ``x-api-key``) value, or the
+stream's token in ``X-Pacer-Stream-Token``; to anyone else the stream does not exist
+(the same 404 as an unknown id). Each replays the stream's log, so both are limited
+per stream and per client, its credential or else its address
+(``pacer.replays.ReplayLimits``): over the limit is a 429 with ``Retry-After``.
 
 Mount them beside your own routes::
 
@@ -14,7 +23,7 @@ Mount them beside your own routes::
                             *stream_routes(streams)], lifespan=lifespan)
 
 Errors are JSON (``{"error": {"message", "type"}}``): 404 for an unknown or expired
-stream, 400 for a malformed ``Last-Event-ID``, 410 for events the log no longer keeps,
+stream (or another's), 400 for a malformed ``Last-Event-ID``, 410 for events the log no longer keeps,
 503 when the log's store is down.
 
 Cost: what ``ResumableStreams`` costs per request; nothing kept here.
@@ -22,22 +31,52 @@ Cost: what ``ResumableStreams`` costs per request; nothing kept here.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 from collections.abc import Callable, Mapping
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .config import HEARTBEAT, SEND_TIMEOUT
 from .prometheus import StreamObserver
-from .resumable import STREAM_ID_HEADER, ResumableStreams, valid_stream_id
-from .server import EventStreamResponse, json_error, log_frames
-from .streamlog import EventsTrimmed, StreamLogError, StreamLost
+from .replays import ReplayLimits
+from .resumable import STREAM_ID_HEADER, STREAM_TOKEN_HEADER, ResumableStreams, credential_of, valid_stream_id
+from .server import EXPOSED, EventStreamResponse, json_error, log_frames
+from .streamlog import EventsTrimmed, InvalidEventId, StreamLogError, StreamLost
 
-__all__ = ["cancel_response", "resume_response", "stream_routes"]
+__all__ = [
+    "REPLAYS_PER_CLIENT",
+    "REPLAYS_PER_STREAM",
+    "cancel_response",
+    "control_body",
+    "resume_response",
+    "stream_routes",
+]
 
-#: Lets a browser page of another origin read the stream id header.
-_EXPOSE = {"Access-Control-Expose-Headers": STREAM_ID_HEADER}
+#: Replays (resumes and cancels) of one stream a minute, by default.
+REPLAYS_PER_STREAM = 10
+#: Replays (resumes and cancels) by one client a minute, by default.
+REPLAYS_PER_CLIENT = 60
+
+#: Lets a browser page of another origin read the stream's headers.
+_EXPOSE = {"Access-Control-Expose-Headers": EXPOSED}
+
+
+def _not_found(stream_id: str) -> Response:
+    """The one answer for a stream that is unknown, expired or someone else's."""
+    return json_error(404, f"no stream {stream_id!r} (unknown, or expired)", "not_found")
+
+
+async def _admitted(streams: ResumableStreams, stream_id: str, headers: Mapping[str, str]) -> bool:
+    """Whether the stream exists and the request may use it (``Owner.admits``)."""
+    if not valid_stream_id(stream_id):
+        return False
+    token = headers.get(STREAM_TOKEN_HEADER.lower())
+    return await streams.admits(stream_id, credential_of(headers), token)
 
 
 async def resume_response(
@@ -52,7 +91,8 @@ async def resume_response(
 ) -> Response:
     """The response to ``GET /v1/streams/{id}``: the stream's events after the
     ``Last-Event-ID`` in ``headers`` (all of them without one), then the live rest; a 404
-    JSON error for an unknown or expired stream, a 400 for a malformed ``Last-Event-ID``.
+    JSON error for an unknown or expired stream or one ``headers`` do not own (module
+    docstring), a 400 for a malformed ``Last-Event-ID``.
     The options are ``EventStreamResponse``'s."""
     last = (headers or {}).get("last-event-id", "").strip()
     if (last and not (last.isascii() and last.isdigit())) or len(last) > 18:
@@ -62,14 +102,15 @@ async def resume_response(
             "invalid_request_error",
         )
     after = int(last) if last else 0
-    if not valid_stream_id(stream_id):
-        return json_error(404, f"no stream {stream_id!r}", "not_found")
     try:
+        if not await _admitted(streams, stream_id, headers or {}):
+            return _not_found(stream_id)
         await streams.check(stream_id, after)
     except StreamLost:
-        return json_error(404, f"no stream {stream_id!r} (unknown, or expired)", "not_found")
+        return _not_found(stream_id)
     except StreamLogError as exc:
-        return json_error(410 if isinstance(exc, EventsTrimmed) else 400, str(exc), exc.kind)
+        status = 410 if isinstance(exc, EventsTrimmed) else 400 if isinstance(exc, InvalidEventId) else 503
+        return json_error(status, str(exc), exc.kind)
     return EventStreamResponse(
         log_frames(streams, stream_id, after),
         headers={STREAM_ID_HEADER: stream_id, **_EXPOSE},
@@ -80,16 +121,62 @@ async def resume_response(
     )
 
 
-async def cancel_response(streams: ResumableStreams, stream_id: str) -> Response:
+async def cancel_response(
+    streams: ResumableStreams, stream_id: str, headers: Mapping[str, str] | None = None
+) -> Response:
     """The response to ``POST /v1/streams/{id}/cancel``: ``ResumableStreams.cancel``'s
-    answer as JSON; a 404 for an unknown or expired stream, a 503 when the log is down."""
+    answer as JSON; a 404 for an unknown or expired stream or one ``headers`` do not own,
+    a 503 when the log is down."""
     try:
+        if not await _admitted(streams, stream_id, headers or {}):
+            return _not_found(stream_id)
         answer = await streams.cancel(stream_id)
     except StreamLogError as exc:
         if isinstance(exc, StreamLost):
-            return json_error(404, f"no stream {stream_id!r} (unknown, or expired)", "not_found")
+            return _not_found(stream_id)
         return json_error(503, str(exc), exc.kind)
-    return JSONResponse(answer, headers={STREAM_ID_HEADER: stream_id})
+    return JSONResponse(answer, headers={STREAM_ID_HEADER: stream_id, **_EXPOSE})
+
+
+async def control_body(request: Request, limit: int = 64 << 10) -> dict[str, object] | Response:
+    """A control request's JSON object body, or the 415 or 400 that refuses it: only
+    ``Content-Type: application/json`` (which no cross-site form sends without a CORS
+    preflight) with a JSON object of at most ``limit`` bytes."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json":
+        message = (
+            'a stream control request needs Content-Type: application/json and a JSON object body ("{}")'
+        )
+        return json_error(415, message, "invalid_request_error")
+    raw = b""
+    async for piece in request.stream():
+        raw += piece
+        if len(raw) > limit:
+            return json_error(400, f"control request body is over {limit} bytes", "invalid_request_error")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        body = None
+    if not isinstance(body, dict):
+        return json_error(400, 'control request body must be a JSON object ("{}")', "invalid_request_error")
+    return body
+
+
+def _client(request: Request) -> str:
+    """Who is asking, for the per-client limit: a hash of its credential (many clients may
+    share a load balancer's address), or else its address."""
+    credential = credential_of(request.headers)
+    if credential is not None:
+        return "key:" + hashlib.sha256(credential.encode("utf-8", "surrogateescape")).hexdigest()
+    return "address:" + (request.client.host if request.client is not None else "")
+
+
+def _too_many(wait: float) -> Response:
+    response = json_error(
+        429, "too many replays of this stream, or by this client; try again later", "rate_limited"
+    )
+    response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+    return response
 
 
 def stream_routes(
@@ -100,14 +187,35 @@ def stream_routes(
     compress: bool = True,
     observers: Callable[[], StreamObserver] | None = None,
     prefix: str = "/v1/streams",
+    replays_per_stream: int = REPLAYS_PER_STREAM,
+    replays_per_client: int = REPLAYS_PER_CLIENT,
 ) -> list[Route]:
     """The resume and cancel routes of ``streams``, under ``prefix`` (module docstring).
 
     ``heartbeat``, ``send_timeout`` and ``compress`` are a resumed stream's
     ``EventStreamResponse`` options; ``observers`` makes each one's metrics observer
-    (``pacer.prometheus.PacerMetrics().observer``)."""
+    (``pacer.prometheus.PacerMetrics().observer``). ``replays_per_stream`` and
+    ``replays_per_client`` are how many resumes and cancels one stream, and one client
+    (its credential, or else its address), may have a minute (0: no limit)."""
+    limits = ReplayLimits(replays_per_stream, replays_per_client)
+
+    async def limited(request: Request) -> Response | None:
+        """A 429 when the client, or the stream (once it is the client's), is over its limit."""
+        now = anyio.current_time()
+        wait = limits.take_client(_client(request), now)
+        stream_id = request.path_params["stream_id"]
+        try:
+            if not wait and await _admitted(streams, stream_id, request.headers):
+                wait = limits.take_stream(stream_id, now)
+        except StreamLogError:
+            pass  # the store is down: the route itself answers that
+
+        return _too_many(wait) if wait else None
 
     async def resume(request: Request) -> Response:
+        refusal = await limited(request)
+        if refusal is not None:
+            return refusal
         return await resume_response(
             streams,
             request.path_params["stream_id"],
@@ -119,7 +227,13 @@ def stream_routes(
         )
 
     async def cancel(request: Request) -> Response:
-        return await cancel_response(streams, request.path_params["stream_id"])
+        body = await control_body(request)
+        if isinstance(body, Response):
+            return body
+        refusal = await limited(request)
+        if refusal is not None:
+            return refusal
+        return await cancel_response(streams, request.path_params["stream_id"], request.headers)
 
     return [
         Route(prefix + "/{stream_id}", resume, methods=["GET"]),

@@ -133,4 +133,4 @@ def test_several_workers_with_the_in_memory_stream_log_is_a_usage_error() -> Non
     assert out.returncode == 2
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("pacer proxy: error: ServerConfig: workers > 1 with resumable streams needs redis")
-    assert "--no-resume" in last and "Traceback" not in out.stderr
+    assert "--resume never" in last and "Traceback" not in out.stderr

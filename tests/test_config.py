@@ -91,10 +91,10 @@ def test_a_bad_environment_variable_is_a_usage_error_naming_it(
 
 
 def test_environment_variables_are_parsed_into_the_fields(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {"PACER_HEARTBEAT": "0", "PACER_IDLE_TIMEOUT": "7", "PACER_NO_RESUME": "yes"}.items():
+    for name, value in {"PACER_HEARTBEAT": "0", "PACER_IDLE_TIMEOUT": "7", "PACER_RESUME": "never"}.items():
         monkeypatch.setenv(name, value)
     proxy = _config([]).proxy
-    assert proxy.stream.heartbeat is None and proxy.timeouts.idle == 7.0 and proxy.resumable is False
+    assert proxy.stream.heartbeat is None and proxy.timeouts.idle == 7.0 and proxy.resume == "never"
     assert _config(["--heartbeat", "3"]).proxy.stream.heartbeat == 3.0  # a flag wins
 
 
@@ -162,7 +162,7 @@ def test_a_configuration_goes_to_worker_processes_as_plain_values() -> None:
         (lambda: ProxyConfig(max_body=1.5), TypeError, "ProxyConfig: max_body must be an int"),
         (lambda: ProxyConfig(pacing={"cps": 1}), TypeError, "ProxyConfig: pacing must be a PacingConfig"),
         (lambda: StreamConfig(compress="no"), TypeError, "StreamConfig: compress must be a bool"),
-        (lambda: ProxyConfig(redis="redis://h", resumable=False), ValueError, "redis is for resumable"),
+        (lambda: ProxyConfig(redis="redis://h", resume="never"), ValueError, "redis is for resumable"),
         (
             lambda: ServerConfig(upstream="h:8000"),
             ValueError,
@@ -207,3 +207,38 @@ def test_the_docs_tables_of_options_are_the_generated_ones(page: str) -> None:
         assert table == _table(*(getattr(pacer.config, name) for name in names.split())), (
             f"{page}: regenerate the table of {names} (tests/test_config.py's _table)"
         )
+
+
+def test_cors_origins_are_repeatable_or_comma_separated_and_checked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _config([]).proxy.cors_origin is None  # no browser origin is allowed by default
+    given = [
+        "--cors-origin",
+        "https://a.example, https://b.example/",
+        "--cors-origin",
+        "http://c.example:8080",
+    ]
+    assert _config(given).proxy.cors_origin == (
+        "https://a.example",
+        "https://b.example",
+        "http://c.example:8080",
+    )
+    monkeypatch.setenv("PACER_CORS_ORIGIN", "https://a.example,*")
+    assert _config([]).proxy.cors_origin == ("https://a.example", "*")
+    config = ProxyConfig(cors_origin=["https://a.example"])  # type: ignore[arg-type]
+    assert with_options(ProxyConfig, to_values(config)).cors_origin == ("https://a.example",)
+    monkeypatch.delenv("PACER_CORS_ORIGIN")
+    with pytest.raises(SystemExit):
+        main(["proxy", "--upstream", "http://127.0.0.1:9", "--cors-origin", "https://a.example/app"])
+    assert "--cors-origin must be origins such as https://app.example" in capsys.readouterr().err
+
+
+def test_resume_takes_request_always_or_never_and_workers_follow_it() -> None:
+    assert _config([]).proxy.resume == "request"
+    assert _config(["--resume", "always"]).proxy.resume == "always"
+    with pytest.raises(ValueError, match="workers > 1 with resumable streams needs redis"):
+        ServerConfig(upstream="http://h", workers=2)
+    assert ServerConfig(upstream="http://h", workers=2, proxy=ProxyConfig(resume="never")).workers == 2
+    with pytest.raises(ValueError, match="ProxyConfig: resume must be 'request', 'always', 'never'"):
+        ProxyConfig(resume="sometimes")

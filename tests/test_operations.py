@@ -118,7 +118,13 @@ FLAGS = {  # flag -> (value given, where it must arrive)
     "--guard": ("tests.guards:no_breathing", lambda p, pacer, packets: "Guard" in repr(p.pipeline_factory())),
     "--orphan-timeout": ("2.5", lambda p, pacer, packets: p.streams.orphan_timeout == 2.5),
     "--retention": ("30", lambda p, pacer, packets: p.streams.log.retention == 30.0),
-    "--no-resume": (None, lambda p, pacer, packets: p.streams is None),
+    "--resume": ("never", lambda p, pacer, packets: p.streams is None),
+    "--replays-per-stream": ("3", lambda p, pacer, packets: p.stream_options["replays_per_stream"] == 3),
+    "--replays-per-client": ("0", lambda p, pacer, packets: p.stream_options["replays_per_client"] == 0),
+    "--cors-origin": (
+        "https://a.example,https://b.example",
+        lambda p, pacer, packets: len(p.cors_origins) == 2,
+    ),
     "--redis": (
         "redis://127.0.0.1:9/3",
         lambda p, pacer, packets: getattr(p.streams.log, "url", "") == "redis://127.0.0.1:9/3",

@@ -300,7 +300,7 @@ def test_paced_event_source_joins_a_split_surrogate_pair() -> None:
 
 def test_cli_proxy_runs_workers_with_its_timeouts_and_limits(hostile: tuple[HostileUpstream, str]) -> None:
     # Several workers keep resumable streams in Redis only (a usage error otherwise).
-    args = ("--upstream", hostile[1], "--workers", "2", "--no-resume", "--first-byte-timeout", "0.5")
+    args = ("--upstream", hostile[1], "--workers", "2", "--resume", "never", "--first-byte-timeout", "0.5")
     with cli_proxy(*args, "--max-body", "1000", "--cps", "5000") as (url, process):
         _, events = _stream(url, "m")
         assert content_of(events) == "".join(PIECES) and events[-1].data == "[DONE]"

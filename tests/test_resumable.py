@@ -386,17 +386,19 @@ def _read(response: httpx.Response, limit: int | None = None) -> list[ServerSent
 def test_the_proxy_names_each_stream_and_resumes_it_after_any_event(scripted: str, path: str) -> None:
     app = create_proxy(scripted, lambda: Pacer(cps=2000))
     body = {"model": "m", "stream": True}
+    asks = {"X-Pacer-Resumable": "1"}
     with serve(app) as proxy:
-        with httpx.stream("POST", f"{proxy}{path}", json=body, timeout=30) as response:
+        with httpx.stream("POST", f"{proxy}{path}", json=body, headers=asks, timeout=30) as response:
             stream_id = response.headers["x-pacer-stream-id"]
+            token = {"X-Pacer-Stream-Token": response.headers["x-pacer-stream-token"]}
             head = _read(response, 7)
         assert [e.id for e in head] == [str(i) for i in range(1, 8)]
         with httpx.stream(
-            "GET", f"{proxy}/v1/streams/{stream_id}", headers={"Last-Event-ID": "7"}, timeout=30
+            "GET", f"{proxy}/v1/streams/{stream_id}", headers={"Last-Event-ID": "7", **token}, timeout=30
         ) as response:
             assert response.headers["x-pacer-stream-id"] == stream_id
             rest = _read(response)
-        whole = _read_all(f"{proxy}/v1/streams/{stream_id}")
+        whole = _read_all(f"{proxy}/v1/streams/{stream_id}", **token)
     assert head + rest == whole
     assert [e.id for e in whole] == [str(i) for i in range(1, len(whole) + 1)]
     transcript = Transcript(FORMATS[path].transcript)
@@ -416,15 +418,17 @@ def test_the_proxy_answers_bad_stream_requests_with_json_errors(fake: tuple[Upst
     with serve(app) as proxy:
         missing = httpx.get(f"{proxy}/v1/streams/0123abcd")
         assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found"
-        assert httpx.post(f"{proxy}/v1/streams/0123abcd/cancel").status_code == 404
+        assert httpx.post(f"{proxy}/v1/streams/0123abcd/cancel", json={}).status_code == 404
         body = {"model": "normal", "messages": [], "stream": True}
-        stream_id = httpx.post(f"{proxy}/v1/chat/completions", json=body).headers["x-pacer-stream-id"]
+        created = httpx.post(f"{proxy}/v1/chat/completions", json=body)
+        stream_id = created.headers["x-pacer-stream-id"]
+        token = {"X-Pacer-Stream-Token": created.headers["x-pacer-stream-token"]}
         for bad_id in (b"x1", b"-1", b"1.5", b"\xb2"):  # the last: "²" (latin-1), a digit to str.isdigit
             bad = httpx.get(f"{proxy}/v1/streams/{stream_id}", headers={"Last-Event-ID": bad_id})
             assert bad.status_code == 400 and "Last-Event-ID" in bad.json()["error"]["message"]
-        beyond = httpx.get(f"{proxy}/v1/streams/{stream_id}", headers={"Last-Event-ID": "100000"})
+        beyond = httpx.get(f"{proxy}/v1/streams/{stream_id}", headers={"Last-Event-ID": "100000", **token})
         assert beyond.status_code == 400 and beyond.json()["error"]["type"] == "invalid_last_event_id"
-    off = create_proxy(fake[1], lambda: Pacer(cps=5000), resumable=False)
+    off = create_proxy(fake[1], lambda: Pacer(cps=5000), resume="never")
     with serve(off) as proxy:
         response = httpx.post(f"{proxy}/v1/chat/completions", json=body)
         assert "x-pacer-stream-id" not in response.headers
@@ -438,15 +442,21 @@ def test_generation_goes_on_while_the_client_is_away_and_the_rest_is_there_on_re
     upstream, url = fake
     app = create_proxy(url, lambda: Pacer(cps=5000), orphan_timeout=30)
     body = {"model": "normal", "messages": [], "stream": True, "user": "away"}
+    asks = {"X-Pacer-Resumable": "1"}
     with serve(app) as proxy:
-        with httpx.stream("POST", f"{proxy}/v1/chat/completions", json=body, timeout=30) as response:
+        with httpx.stream(
+            "POST", f"{proxy}/v1/chat/completions", json=body, headers=asks, timeout=30
+        ) as response:
             stream_id = response.headers["x-pacer-stream-id"]
+            token = response.headers["x-pacer-stream-token"]
             head = _read(response, 2)
         deadline = time.monotonic() + 10
         while "away" not in upstream.completed and time.monotonic() < deadline:
             time.sleep(0.01)
         assert "away" in upstream.completed  # no reader, and the upstream ran to its end
-        rest = _read_all(f"{proxy}/v1/streams/{stream_id}", **{"Last-Event-ID": head[-1].id})
+        rest = _read_all(
+            f"{proxy}/v1/streams/{stream_id}", **{"Last-Event-ID": head[-1].id, "X-Pacer-Stream-Token": token}
+        )
     assert content_of(head + rest) == "".join(CONTENT)
     assert rest[-1].data == "[DONE]"
 
@@ -457,13 +467,14 @@ def test_cancel_through_the_proxy_ends_every_reader_with_exactly_its_text(script
     body = {"model": "m", "stream": True}
     with serve(app) as proxy, httpx.stream("POST", f"{proxy}{path}", json=body, timeout=30) as first:
         stream_id = first.headers["x-pacer-stream-id"]
+        token = {"X-Pacer-Stream-Token": first.headers["x-pacer-stream-token"]}
         reader = _Reader(first)
         seen, shown = [], Transcript(FORMATS[path].transcript)
         while not shown.text:  # until some of the answer is out
             seen += reader.take(1)
             shown.feed(seen[-1].encode())
-        with httpx.stream("GET", f"{proxy}/v1/streams/{stream_id}", timeout=30) as second:
-            cancelled = httpx.post(f"{proxy}/v1/streams/{stream_id}/cancel")
+        with httpx.stream("GET", f"{proxy}/v1/streams/{stream_id}", headers=token, timeout=30) as second:
+            cancelled = httpx.post(f"{proxy}/v1/streams/{stream_id}/cancel", json={}, headers=token)
             other = _read(second)
         seen += reader.take()
     answer = cancelled.json()
@@ -490,8 +501,11 @@ def test_the_openai_client_reads_a_cancelled_stream_to_a_clean_end(scripted: str
         with stream as raw:
             stream_id = raw.headers["x-pacer-stream-id"]
             for n, chunk in enumerate(raw.parse()):
-                if n == 5:
-                    answer = httpx.post(f"{proxy}/v1/streams/{stream_id}/cancel").json()
+                if n == 5:  # the creator's own key is enough
+                    mine = {"Authorization": "Bearer k"}
+                    answer = httpx.post(
+                        f"{proxy}/v1/streams/{stream_id}/cancel", json={}, headers=mine
+                    ).json()
                 for choice in chunk.choices:
                     if choice.index == 0:
                         text += choice.delta.content or ""
@@ -525,7 +539,8 @@ def test_the_client_resumes_across_cut_connections_and_yields_each_event_once(
         finally:
             relay.close()
         assert stream.reconnects >= 2
-        whole = _read_all(f"{proxy}/v1/streams/{stream.stream_id}")
+        assert stream.token is not None
+        whole = _read_all(f"{proxy}/v1/streams/{stream.stream_id}", **{"X-Pacer-Stream-Token": stream.token})
     assert events == whole
     assert content_of(events) == "".join(CONTENT * 40)
 
@@ -575,7 +590,7 @@ const stream = new PacerStream("/v1/chat/completions",
   {backoff: 50, onEvent: (e) => ids.push(e.id),
    onText: (t) => { text += t; document.body.dataset.len = text.length; }});
 stream.done.then(
-  (end) => { document.body.dataset.result = JSON.stringify({text, ids, end}); },
+  (end) => { document.body.dataset.result = JSON.stringify({text, ids, end, token: stream.token}); },
   (error) => { document.body.dataset.result = JSON.stringify({error: String(error)}); });
 </script>"""
 
@@ -609,7 +624,8 @@ def test_the_browser_client_resumes_after_a_cut_and_closes_at_done(fake: tuple[U
             finally:
                 relay.close()
             stream_id = result.get("end", {}).get("streamId")
-            whole = _read_all(f"{proxy}/v1/streams/{stream_id}") if stream_id else []
+            token = {"X-Pacer-Stream-Token": result.get("token") or ""}
+            whole = _read_all(f"{proxy}/v1/streams/{stream_id}", **token) if stream_id else []
     finally:
         driver.quit()
     assert "error" not in result, result

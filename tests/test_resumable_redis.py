@@ -47,7 +47,8 @@ def pair(fake: tuple[Upstream, str], redis: RedisServer) -> Iterator[tuple[str, 
 def _start(proxy: str, user: str) -> tuple[str, Any, Any]:
     """POST a slow stream to ``proxy``; its id, the open response and its event reader."""
     body = {"model": "slow", "messages": [], "stream": True, "user": user}
-    context = httpx.stream("POST", f"{proxy}/v1/chat/completions", json=body, timeout=30)
+    headers = {"X-Pacer-Resumable": "1", **OWNER}
+    context = httpx.stream("POST", f"{proxy}/v1/chat/completions", json=body, headers=headers, timeout=30)
     response = context.__enter__()
     assert response.status_code == 200
     return response.headers["x-pacer-stream-id"], context, _events(response)
@@ -59,8 +60,12 @@ def _events(response: httpx.Response) -> Iterator[ServerSentEvent]:
         yield from decoder.feed(data)
 
 
+#: The key every stream here is started with: its owner's, which every process sharing the Redis admits.
+OWNER = {"Authorization": "Bearer owner-key"}
+
+
 def _follow(proxy: str, stream_id: str, last: str | None = None) -> Any:
-    headers = {"Last-Event-ID": last} if last else {}
+    headers = {"Last-Event-ID": last, **OWNER} if last else OWNER
     return httpx.stream("GET", f"{proxy}/v1/streams/{stream_id}", headers=headers, timeout=30)
 
 
@@ -138,7 +143,7 @@ def test_cancel_sent_to_one_process_stops_the_generation_running_in_the_other(
         there = _events(response)
         other = [next(there) for _ in range(10)]
         sent = time.monotonic()
-        answer = httpx.post(f"{b}/v1/streams/{stream_id}/cancel", timeout=30).json()
+        answer = httpx.post(f"{b}/v1/streams/{stream_id}/cancel", json={}, headers=OWNER, timeout=30).json()
         other += list(there)
     seen += list(events)
     context.__exit__(None, None, None)
@@ -248,3 +253,54 @@ def test_the_proxy_will_not_start_without_its_redis(fake: tuple[Upstream, str]) 
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "cannot reach redis://127.0.0.1:9/0" in done.stderr
+
+
+def _unknown(response: httpx.Response, stream_id: str) -> bool:
+    error = {"message": f"no stream {stream_id!r} (unknown, or expired)", "type": "not_found"}
+    return response.status_code == 404 and response.json() == {"error": error}
+
+
+def test_only_the_owner_resumes_or_cancels_on_either_process(pair: tuple[str, str]) -> None:
+    """The owner's keyed hashes live in Redis: the other process admits the creator's key
+    and the token, and answers anyone else the unknown stream's 404, running or finished."""
+    a, b = pair
+    strangers: list[dict[str, str]] = [
+        {},
+        {"Authorization": "Bearer someone-else"},
+        {"x-api-key": "owner-key"},
+    ]
+    for model in ("slow", "normal"):
+        body = {"model": model, "messages": [], "stream": True, "user": f"owned-{model}"}
+        headers = {"X-Pacer-Resumable": "1", **OWNER}
+        with httpx.stream(
+            "POST", f"{a}/v1/chat/completions", json=body, headers=headers, timeout=30
+        ) as first:
+            stream_id, token = first.headers["x-pacer-stream-id"], first.headers["x-pacer-stream-token"]
+            events = _events(first)
+            head = [next(events) for _ in range(5)]
+            if model == "normal":
+                head += list(events)  # finished
+            for proxy in (a, b):
+                url = f"{proxy}/v1/streams/{stream_id}"
+                for stranger in strangers:
+                    assert _unknown(httpx.get(url, headers=stranger, timeout=30), stream_id), (
+                        proxy,
+                        stranger,
+                    )
+                    refused = httpx.post(f"{url}/cancel", json={}, headers=stranger, timeout=30)
+                    assert _unknown(refused, stream_id), (proxy, stranger)
+            for mine in (OWNER, {"X-Pacer-Stream-Token": token}):
+                with _follow(b, stream_id) as response:
+                    assert response.status_code == 200  # the creator's key
+                with httpx.stream(
+                    "GET", f"{b}/v1/streams/{stream_id}", headers={"Last-Event-ID": "1", **mine}, timeout=30
+                ) as response:
+                    assert response.status_code == 200 and next(_events(response)).id == "2"
+            answer = httpx.post(
+                f"{b}/v1/streams/{stream_id}/cancel",
+                json={},
+                headers={"X-Pacer-Stream-Token": token},
+                timeout=30,
+            )
+            assert answer.status_code == 200
+            assert answer.json()["outcome"] == ("cancelled" if model == "slow" else "done")

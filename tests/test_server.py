@@ -130,13 +130,14 @@ def test_no_heartbeat_while_text_flows(proxy: str) -> None:
     assert b": ping" not in raw
 
 
-@pytest.mark.parametrize("options", [{"resumable": False}, {"orphan_timeout": 0}])
+@pytest.mark.parametrize("options", [{"resume": "never"}, {"orphan_timeout": 0}, {}])
 def test_disconnect_cancels_the_upstream_request_at_once(
     upstream: tuple[Upstream, str], options: dict[str, Any]
 ) -> None:
-    """Without resumable streams, or with no orphan time, the last reader leaving ends the generation."""
+    """Without resumable streams, with no orphan time, or (by default) for a request that did
+    not ask to be resumable (no X-Pacer-Resumable: 1), its client leaving ends the generation."""
     fake, _ = upstream
-    user = f"disconnect-{sorted(options)[0]}"
+    user = f"disconnect-{'-'.join(sorted(options)) or 'not-asked'}"
     body = {"model": "slow", "messages": [], "stream": True, "user": user}
     app = create_proxy(upstream[1], lambda: Pacer(cps=3000, max_lag=0.2), **options)
     with serve(app) as proxy:

@@ -5,7 +5,10 @@
  * ReadableStream. It renders the stream as it comes, stops at `data: [DONE]` (or an
  * `event: error`), never re-posts the request (which would run the model again), and
  * after a dropped connection resumes with `GET /v1/streams/{id}` and the
- * `Last-Event-ID` it reached: every event arrives once, in order.
+ * `Last-Event-ID` it reached: every event arrives once, in order. It asks for a
+ * resumable stream (`X-Pacer-Resumable: 1`) and keeps the stream's token
+ * (`X-Pacer-Stream-Token`), which it sends back to resume and to cancel: the stream
+ * belongs to whoever started it, and that token proves it (`stream.token`).
  *
  *   const stream = new PacerStream("/v1/chat/completions", body, {
  *     onText: (text) => { answer.textContent += text; },
@@ -108,6 +111,7 @@
       this.retries = options.retries === undefined ? 5 : options.retries;
       this.backoff = options.backoff === undefined ? 250 : options.backoff;
       this.streamId = null;
+      this.token = null;
       this.lastEventId = null;
       this.reconnects = 0;
       this.controller = new AbortController();
@@ -120,13 +124,20 @@
       return this.url.slice(0, at) + "/v1/streams/" + encodeURIComponent(this.streamId);
     }
 
+    /* The headers of a resume or a cancel: the caller's, and the stream's token. */
+    ownerHeaders() {
+      const headers = Object.assign({}, this.headers);
+      if (this.token) headers["X-Pacer-Stream-Token"] = this.token;
+      return headers;
+    }
+
     async connect() {
       const signal = this.controller.signal;
       if (this.streamId === null) {
-        const headers = Object.assign({ "Content-Type": "application/json" }, this.headers);
+        const headers = Object.assign({ "Content-Type": "application/json", "X-Pacer-Resumable": "1" }, this.headers);
         return fetch(this.url, { method: "POST", headers, body: JSON.stringify(this.body), signal });
       }
-      const headers = Object.assign({}, this.headers);
+      const headers = this.ownerHeaders();
       if (this.lastEventId) headers["Last-Event-ID"] = this.lastEventId;
       return fetch(this.streamsUrl(), { headers, signal });
     }
@@ -144,7 +155,10 @@
             }
             throw new Error("PacerStream: " + response.status); // try again
           }
-          if (this.streamId === null) this.streamId = response.headers.get("X-Pacer-Stream-Id");
+          if (this.streamId === null) {
+            this.streamId = response.headers.get("X-Pacer-Stream-Id");
+            this.token = response.headers.get("X-Pacer-Stream-Token");
+          }
           const outcome = await this.read(response.body);
           return { outcome, streamId: this.streamId, lastEventId: this.lastEventId, reconnects: this.reconnects };
         } catch (error) {
@@ -182,7 +196,8 @@
     /* Stops the generation for every reader; resolves to {text, last_event_id, ...}. */
     async cancel() {
       if (this.streamId === null) throw new Error("PacerStream: no stream id yet");
-      const response = await fetch(this.streamsUrl() + "/cancel", { method: "POST", headers: this.headers });
+      const headers = Object.assign({ "Content-Type": "application/json" }, this.ownerHeaders());
+      const response = await fetch(this.streamsUrl() + "/cancel", { method: "POST", headers, body: "{}" });
       if (!response.ok) throw new Error("PacerStream: cancel answered " + response.status);
       return response.json();
     }
