@@ -541,14 +541,7 @@ def create_proxy(
     """
     config = _proxy_config(config, options)
     check_upstream(upstream, "create_proxy: upstream")
-    stream = config.stream
-    stream_options: dict[str, Any] = {"heartbeat": stream.heartbeat, "send_timeout": stream.send_timeout}
-    stream_options["clock"] = clock
-    stream_options |= {"max_line": config.max_line, "compress": stream.compress, "resume": config.resume}
-    stream_options |= {
-        "replays_per_stream": config.replays_per_stream,
-        "replays_per_client": config.replays_per_client,
-    }
+    stream_options = _stream_options(config, clock)
     streams = None
     if config.resume != "never":
         log = stream_log(config.redis, config.retention)
@@ -580,6 +573,21 @@ def create_proxy(
     app = Starlette(routes=_routes(proxy), lifespan=lifespan)
     app.add_middleware(Cors, origins=proxy.cors_origins)
     return app
+
+
+def _stream_options(config: ProxyConfig, clock: Clock | None) -> dict[str, Any]:
+    """What each paced stream's response is made with, from ``config``."""
+    stream = config.stream
+    return {
+        "heartbeat": stream.heartbeat,
+        "send_timeout": stream.send_timeout,
+        "clock": clock,
+        "max_line": config.max_line,
+        "compress": stream.compress,
+        "resume": config.resume,
+        "replays_per_stream": config.replays_per_stream,
+        "replays_per_client": config.replays_per_client,
+    }
 
 
 def _proxy_config(config: ProxyConfig | Callable[[], Stage] | None, options: dict[str, Any]) -> ProxyConfig:

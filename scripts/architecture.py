@@ -44,7 +44,7 @@ LAYERS: list[tuple[str, str]] = [
         "_writer events formats formats.base formats.text formats.choices formats.responses "
         "formats.messages resumable streamlog redislog adapters compress sse _errors _outcome _shown",
     ),
-    ("HTTP", "proxy server streamroutes websocket prometheus"),
+    ("HTTP", "proxy server streamroutes websocket prometheus cors replays"),
     ("apps", "cli client playground __main__ testing"),
 ]
 
