@@ -30,15 +30,14 @@ COMPILED = [
     "pacer/_markdown.py",
     "pacer/_marks.py",
     "pacer/_metrics.py",
+    "pacer/_pacing.py",
+    "pacer/_packets.py",
+    "pacer/_punkt.py",
+    "pacer/_sentences.py",
+    "pacer/_simulate.py",
     "pacer/_text.py",
     "pacer/_units.py",
-    "pacer/metrics.py",
     "pacer/mux.py",
-    "pacer/pacing.py",
-    "pacer/packets.py",
-    "pacer/punkt.py",
-    "pacer/sentences.py",
-    "pacer/simulate.py",
 ]
 
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pacer import Pacer, simulate
+from pacer._metrics import percentile
+from pacer._simulate import Timeline
 from pacer.guard import Guard
-from pacer.metrics import percentile
-from pacer.simulate import Timeline
 from pacer.testing.cases import HELDOUT_FIRST
 from pacer.testing.streams import tokens
 

@@ -19,7 +19,7 @@ import anyio
 
 import pacer
 from pacer import Chunk, Pipeline, simulate, traces
-from pacer.simulate import Timeline
+from pacer._simulate import Timeline
 from pacer.testing.live import Tap
 
 from ._table import print_table

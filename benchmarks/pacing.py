@@ -42,10 +42,10 @@ from pacer import (
     simulate,
     traces,
 )
+from pacer._hub import Hub
+from pacer._metrics import percentile
+from pacer._pacing import Unit
 from pacer.clock import MonotonicClock
-from pacer.hub import Hub
-from pacer.metrics import percentile
-from pacer.pacing import Unit
 from pacer.testing.references import AdaptiveChars, FixedDelayWords
 from pacer.testing.rhythm import TOKEN, flowing_cv
 

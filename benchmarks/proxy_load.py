@@ -56,8 +56,8 @@ import httpx
 
 import pacer
 from pacer import simulate
+from pacer._metrics import percentile
 from pacer.config import PacingConfig
-from pacer.metrics import percentile
 from pacer.sse import SSEDecoder
 
 from . import _nginx

@@ -30,7 +30,7 @@ import time
 
 import httpx
 
-from pacer.metrics import percentile
+from pacer._metrics import percentile
 
 from ._proxy_server import schedule
 from ._table import print_table

@@ -99,7 +99,7 @@ def _references() -> dict[str, Splitter]:
         pass
     from nltk.tokenize.punkt import PunktSentenceTokenizer
 
-    from pacer.punkt import english_punkt
+    from pacer._punkt import english_punkt
 
     punkt = PunktSentenceTokenizer(english_punkt().to_nltk())
     refs["nltk Punkt"] = lambda text, lang: punkt.tokenize(text)

@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 
-from pacer.compress import EventCompressor, available
+from pacer._compress import EventCompressor, available
 from pacer.formats import ChatCompletions, Text
 from pacer.testing import streams
 from pacer.testing.cases import CASES, HELDOUT_FIRST

@@ -11,17 +11,18 @@ _from_source = _build.choose(__path__[0])
 
 from . import traces as traces  # a module: pacer.traces.bursty(...) and the like
 from ._core import Boundary, Chunk, Pipeline, Stage, StageClosedError, pipeline
+from ._detokenize import ByteDecoder, Detokenizer
+from ._heard import HeardText
+from ._hub import Hub, HubStream
+from ._metrics import StreamMetrics
+from ._pacing import Pacer
+from ._packets import Packetizer
+from ._run import AsyncRun, SyncRun, arun, run
+from ._sentences import SentenceSplitter, split_sentences
+from ._simulate import Timeline, simulate
+from ._streamer import PacerStreamer
 from .clock import VirtualClock
-from .detokenize import ByteDecoder, Detokenizer
 from .guard import Guard
-from .heard import HeardText
-from .hub import Hub
-from .pacing import Pacer
-from .packets import Packetizer
-from .run import arun, run
-from .sentences import SentenceSplitter, split_sentences
-from .simulate import simulate
-from .streamer import PacerStreamer
 
 __version__ = "0.1.0"
 
@@ -29,10 +30,12 @@ __version__ = "0.1.0"
 #: as release wheels are: setup.py), False where they run as their pure-Python source.
 compiled = not _from_source
 
-# The stages, the drivers and the few types a user touches. The rest is one module
-# down: pacer.run (SyncRun, AsyncRun), pacer.hub (HubStream), pacer.mux (Mux,
-# MuxStream), pacer.metrics (StreamMetrics), pacer.simulate (Timeline), pacer.clock
-# (Clock, MonotonicClock), pacer.tokenizers (Vocab), pacer.resumable (ResumableStreams).
+# The stages, the drivers and the types a user touches. The submodules a user imports
+# are public too (docs/reference.md): pacer.sse, pacer.traces, pacer.tokenizers,
+# pacer.clock, pacer.guard, pacer.patterns, pacer.mux, pacer.formats, pacer.adapters,
+# pacer.config, pacer.server, pacer.proxy, pacer.resumable, pacer.streamroutes,
+# pacer.streamlog, pacer.redislog, pacer.websocket, pacer.prometheus, pacer.client,
+# pacer.testing; every module whose name starts with _ is the implementation.
 __all__ = [
     # stages
     "ByteDecoder",
@@ -51,8 +54,13 @@ __all__ = [
     "Stage",
     "StageClosedError",
     "pipeline",
-    # drivers
+    # drivers, and what they give back
+    "AsyncRun",
     "Hub",
+    "HubStream",
+    "StreamMetrics",
+    "SyncRun",
+    "Timeline",
     "VirtualClock",
     "arun",
     "run",

@@ -5,7 +5,7 @@ proves or refutes the break, using a bounded lookahead: the next non-space
 character, the next word when Punkt must judge an abbreviation, the start of the
 next line for Markdown. Every decision is a function of the text alone, so the
 breaks never depend on how the input was fragmented. The rules are listed in
-``pacer.sentences``; Markdown lines are classified by ``_markdown``, periods judged
+``pacer._sentences``; Markdown lines are classified by ``_markdown``, periods judged
 by ``punkt.period_ends_sentence``.
 
 Cost: every character is scanned once; a pending decision re-reads at most its
@@ -23,7 +23,7 @@ from typing import Final
 import regex
 
 from ._markdown import CodeSpans, LineKind, MarkdownLines, closing_fence, fence_marker, label_dot, line_kind
-from .punkt import PunktModel, period_ends_sentence
+from ._punkt import PunktModel, period_ends_sentence
 
 __all__ = ["Breaks", "Scanner", "quiet", "space_end"]
 

@@ -8,7 +8,7 @@ lookup (in Python, or in the detokenizer's C lookup, which reads ``CleanupMoves.
 
 Cost: per text, O(len(text)) the first time a state meets it, then O(1); memory at most
 ``MOVES_KEPT`` remembered texts of at most ``MOVE_CHARS`` characters per state.
-Used by ``pacer.tokenizers`` (a vocabulary's moves) and ``pacer.detokenize`` (a stream's
+Used by ``pacer.tokenizers`` (a vocabulary's moves) and ``pacer._detokenize`` (a stream's
 state); imports neither.
 """
 

@@ -25,8 +25,8 @@ from typing import Final
 
 from ._breaks import Scanner, quiet
 from ._core import Boundary
+from ._punkt import PunktModel
 from ._units import UnitQueue
-from .punkt import PunktModel
 
 __all__ = ["BreakFinder", "Breakpoints"]
 

@@ -1,4 +1,4 @@
-"""Per-stream numbers a running pipeline keeps about itself (``pacer.metrics`` is
+"""Per-stream numbers a running pipeline keeps about itself (``pacer.StreamMetrics`` is
 their public home; they live here, under ``_core``, because a ``Pipeline`` records
 into them as chunks leave it, and layers import downward only).
 

@@ -22,8 +22,8 @@ from typing import Final
 import regex
 
 from ._core import Chunk
+from ._sentences import SentenceSplitter
 from ._text import GRAPHEME
-from .sentences import SentenceSplitter
 
 __all__ = [
     "Chunks",

@@ -37,8 +37,8 @@ from ._outcome import Outcome
 from .sse import encode_comment
 
 if TYPE_CHECKING:
-    from .compress import EventCompressor
-    from .metrics import StreamMetrics
+    from ._compress import EventCompressor
+    from ._metrics import StreamMetrics
     from .prometheus import StreamObserver
 
 __all__ = ["PING", "ClientWriter", "Due", "Outcome", "client_left", "write_frames"]
@@ -83,7 +83,7 @@ class ClientWriter:
 
     ``heartbeat``: seconds of silence before a ``PING`` (``None``: never).
     ``send_timeout``: seconds one send may wait on the client (``None``: no limit).
-    ``compressor`` compresses each frame on its own (``pacer.compress``); ``observer``
+    ``compressor`` compresses each frame on its own (``pacer._compress``); ``observer``
     is told of every write, a failure and the end, with the metrics of ``pipelines``;
     ``on_close`` is called once with the ``Outcome``.
     """

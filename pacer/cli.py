@@ -12,8 +12,8 @@ from collections.abc import Iterator, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from ._pacing import CPS, MAX_LAG
 from .config import Option, ServerConfig, options, with_options, without_credentials
-from .pacing import CPS, MAX_LAG
 
 if TYPE_CHECKING:
     from ._core import Pipeline
@@ -62,8 +62,8 @@ def paced_pipeline(tokenizer: Any, cps: float = CPS, max_lag: float = MAX_LAG) -
     and clause ends itself, so nothing waits for a sentence to finish and the lag bound
     counts from the token's arrival."""
     from ._core import Pipeline
-    from .detokenize import Detokenizer
-    from .pacing import Pacer
+    from ._detokenize import Detokenizer
+    from ._pacing import Pacer
 
     return Pipeline(Detokenizer(tokenizer), Pacer(cps=cps, max_lag=max_lag))
 
@@ -400,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _proxy(args)
     if args.command == "serve":
         try:
-            from .playground import serve as serve_page
+            from ._playground import serve as serve_page
         except ModuleNotFoundError as exc:
             hint = "Install the extras: pip install 'pacer-llm[server,demo]'"
             print(f"pacer serve: {exc}. {hint}", file=sys.stderr)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._args import number, whole
 from ._logs import FORMATS, LEVELS
-from .pacing import CLAUSE_PAUSE, CPS, MAX_LAG, SENTENCE_PAUSE, UNITS
+from ._pacing import CLAUSE_PAUSE, CPS, MAX_LAG, SENTENCE_PAUSE, UNITS
 
 if TYPE_CHECKING:
     from ._core import Stage
@@ -271,8 +271,8 @@ class PacingConfig:
 
     def pipeline(self) -> Callable[[], Stage]:
         """What makes each stream's pipeline: the ``Pacer``, then the ``Packetizer`` if any."""
-        from .pacing import Pacer
-        from .packets import Packetizer
+        from ._pacing import Pacer
+        from ._packets import Packetizer
 
         unit: Any = self.unit
         if isinstance(unit, str) and unit.startswith(PATTERN):

@@ -38,8 +38,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from ._args import one_of, seconds, whole
 from ._core import CheckingStage, Chunk, closed_error
+from ._sentences import SentenceSplitter
 from .patterns import Patterns, patterns
-from .sentences import SentenceSplitter
 
 __all__ = ["Blocked", "CheckRequest", "Guard", "HoldsTails", "Patterns", "patterns"]
 

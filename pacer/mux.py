@@ -9,7 +9,7 @@ clock). ``Mux.deadline`` is the earliest deadline of all streams, and
 driver therefore keeps *one* timer for all streams instead of one per stream, and a
 stream's output reaches its sink without a task of its own waking up: the cheapest
 shape for thousands of streams whose sinks can take data synchronously (a transport's
-``write``, a queue's ``put_nowait``, a TTS engine's ``push``). ``pacer.hub.Hub`` is
+``write``, a queue's ``put_nowait``, a TTS engine's ``push``). ``pacer.Hub`` is
 that driver for asyncio and trio.
 
 A stream's emissions are exactly those ``simulate`` gives for its pipeline and the

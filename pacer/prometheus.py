@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .metrics import StreamMetrics
+from ._metrics import StreamMetrics
 
 __all__ = ["FAILURE_KINDS", "PacerMetrics", "StreamObserver"]
 

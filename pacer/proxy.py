@@ -28,7 +28,7 @@ What an operator can rely on:
   any other stream's upstream request is cancelled as soon as its client leaves. With
   ``resume="never"`` there is no log.
 - **CORS is explicit**: only the ``cors_origin`` origins get ``Access-Control-Allow-*``
-  headers; preflights are answered here, never forwarded (``pacer.cors``).
+  headers; preflights are answered here, never forwarded (``pacer._cors``).
 - **Bounded**: request bodies over ``max_body`` get a 413; upstream bodies are
   streamed, never read whole; an SSE line over ``max_line`` ends the stream.
 - **Timeouts** (``ProxyTimeouts``): connect, first byte (the response headers), idle
@@ -67,6 +67,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ._core import Stage
+from ._cors import Cors
+from ._events import paced_event_frames
+from ._metrics import StreamMetrics
 from ._outcome import Outcome
 from ._writer import client_left
 from .adapters import UpstreamError
@@ -79,11 +82,8 @@ from .config import (
     to_values,
     with_options,
 )
-from .cors import Cors
-from .events import paced_event_frames
 from .formats import ROUTES as FORMATS
 from .formats import EventFormat
-from .metrics import StreamMetrics
 from .prometheus import PacerMetrics
 from .resumable import ResumableStreams
 from .server import EventStreamResponse
@@ -267,7 +267,7 @@ class _Proxy:
         self.own_client: httpx.AsyncClient | None = None
         self.metrics = metrics
         self.streams = streams
-        self.cors_origins = cors_origins  # served by the app's Cors middleware (pacer.cors)
+        self.cors_origins = cors_origins  # served by the app's Cors middleware (pacer._cors)
 
     def _count(self, kind: str) -> None:
         if self.metrics is not None:
@@ -523,7 +523,7 @@ def create_proxy(
     /healthz`` says the process answers, ``GET /readyz`` that the upstream does.
 
     A paced stream is compressed for a client that asks (``Accept-Encoding``), each
-    event flushed on its own (``pacer.compress``), unless ``stream.compress`` is off.
+    event flushed on its own (``pacer._compress``), unless ``stream.compress`` is off.
     With a ``guard`` every paced stream's text is checked sentence by sentence before
     it is paced out; a blocked sentence ends its choice with ``finish_reason:
     "content_filter"`` (``pacer.formats``), and none of it, nor anything after it, is ever
@@ -537,7 +537,7 @@ def create_proxy(
     sent ``X-Pacer-Resumable: 1`` goes on while no client reads it, for up to
     ``orphan_timeout`` seconds, and any other stops when its client leaves;
     ``"always"``: every stream goes on; ``"never"``: no log, each stream is tied to
-    its connection. ``cors_origin`` are the browser origins allowed (``pacer.cors``).
+    its connection. ``cors_origin`` are the browser origins allowed (``pacer._cors``).
     """
     config = _proxy_config(config, options)
     check_upstream(upstream, "create_proxy: upstream")

@@ -14,7 +14,7 @@ and streams each output chunk as an SSE event, with
 - headers ``Content-Type: text/event-stream``, ``Cache-Control: no-cache``,
   ``X-Accel-Buffering: no``;
 - compression where the client asks for it (``Accept-Encoding``), each event
-  flushed so it is decoded on arrival (``pacer.compress``).
+  flushed so it is decoded on arrival (``pacer._compress``).
 
 All of that writing is one ``ClientWriter``'s (``pacer._writer``), which
 ``PacingMiddleware`` and ``pacer.websocket`` share; how a stream ended is an ``Outcome``
@@ -22,7 +22,7 @@ recorded where it happened (an ``ErrorFrame`` going out, a refused write, a time
 
 ``PacingMiddleware`` re-paces the ``text/event-stream`` responses of an existing ASGI
 app that streams OpenAI chat-completion chunks, without the app changing
-(``paced_openai_sse``; ``pacer.events`` paces the other APIs' streams).
+(``paced_openai_sse``; ``pacer._events`` paces the other APIs' streams).
 
 We use Starlette (its ``Response`` and app types) but not sse-starlette: its ping
 is a fixed timer, and the stream here must be driven by the pipeline's own clock and
@@ -44,15 +44,17 @@ from starlette.types import Message, Receive, Scope, Send
 
 from ._aio import aclose_source
 from ._args import one_of
+from ._compress import EventCompressor, negotiate
 from ._core import Chunk, Stage
 from ._errors import error_body, error_frame, error_object
+from ._events import EventPacer, paced_event_frames
+from ._metrics import StreamMetrics
 from ._outcome import Outcome
+from ._run import AsyncRun
 from ._text import SurrogatePairs
 from ._writer import ClientWriter, write_frames
 from .clock import Clock
-from .compress import EventCompressor, negotiate
 from .config import HEARTBEAT, MAX_LINE, SEND_TIMEOUT
-from .events import paced_event_frames
 from .formats import (
     FORMAT_NAMES,
     ChatCompletions,
@@ -63,7 +65,6 @@ from .formats import (
     dumps,
     frame,
 )
-from .metrics import StreamMetrics
 from .resumable import (
     RESUMABLE_HEADER,
     STREAM_ID_HEADER,
@@ -72,7 +73,6 @@ from .resumable import (
     ResumableStreams,
     credential_of,
 )
-from .run import AsyncRun
 from .sse import encode
 from .streamlog import StreamLogError
 
@@ -81,6 +81,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SSE_HEADERS",
+    "EventPacer",
     "EventStreamResponse",
     "OpenAIChunks",
     "Outcome",
@@ -90,6 +91,7 @@ __all__ = [
     "error_frame",
     "json_error",
     "openai_chunk_frames",
+    "paced_event_frames",
     "paced_openai_sse",
 ]
 
@@ -159,7 +161,7 @@ class EventStreamResponse(Response):
     closed), and an ``event: error`` frame when the frames raise. ``heartbeat`` and
     ``send_timeout`` are seconds (``None`` turns either off). With ``compress`` (the
     default) the stream is compressed when the client's ``Accept-Encoding`` asks
-    (``pacer.compress``: gzip, deflate, br, zstd), each frame flushed so the client
+    (``pacer._compress``: gzip, deflate, br, zstd), each frame flushed so the client
     decodes it the moment it arrives; ``compress=False`` never compresses.
     ``observer`` (``pacer.prometheus.PacerMetrics().observer()``) is told of every
     write, the outcome and the metrics of the pipelines in ``pipelines`` (a list that

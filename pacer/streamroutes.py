@@ -15,7 +15,7 @@ only a request with the creator's ``Authorization`` (or ``x-api-key``) value, or
 stream's token in ``X-Pacer-Stream-Token``; to anyone else the stream does not exist
 (the same 404 as an unknown id). Each replays the stream's log, so both are limited
 per stream and per client, its credential or else its address
-(``pacer.replays.ReplayLimits``): over the limit is a 429 with ``Retry-After``.
+(``pacer._replays.ReplayLimits``): over the limit is a 429 with ``Retry-After``.
 
 Mount them beside your own routes::
 
@@ -41,9 +41,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ._replays import ReplayLimits
 from .config import HEARTBEAT, SEND_TIMEOUT
 from .prometheus import StreamObserver
-from .replays import ReplayLimits
 from .resumable import STREAM_ID_HEADER, STREAM_TOKEN_HEADER, ResumableStreams, credential_of, valid_stream_id
 from .server import EXPOSED, EventStreamResponse, json_error, log_frames
 from .streamlog import EventsTrimmed, InvalidEventId, StreamLogError, StreamLost

@@ -41,12 +41,12 @@ from ._args import optional_seconds
 from ._core import Chunk, Pipeline, Stage
 from ._errors import error_body, error_object
 from ._outcome import Outcome
+from ._pacing import Pacer
+from ._run import AsyncRun
 from ._shown import ShownText
 from ._writer import ClientWriter
 from .clock import Clock
 from .config import SEND_TIMEOUT
-from .pacing import Pacer
-from .run import AsyncRun
 
 __all__ = ["serve_websocket"]
 

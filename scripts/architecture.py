@@ -34,18 +34,18 @@ LAYERS: list[tuple[str, str]] = [
     ("core", "_core _metrics _chunk clock _args _build _text _aio _logs"),
     (
         "stages",
-        "detokenize tokenizers _cleanup sentences _breaks _marks _markdown punkt pacing _units _arrival "
-        "packets guard patterns heard traces",
+        "_detokenize tokenizers _cleanup _sentences _breaks _marks _markdown _punkt _pacing _units _arrival "
+        "_packets guard patterns _heard traces",
     ),
-    ("drivers", "run hub mux simulate streamer _checks _driver metrics"),
+    ("drivers", "_run _hub mux _simulate _streamer _checks _driver"),
     ("config", "config"),
     (
         "transport",
-        "_writer events formats formats.base formats.text formats.choices formats.responses "
-        "formats.messages resumable streamlog redislog adapters compress sse _errors _outcome _shown",
+        "_writer _events formats formats.base formats.text formats.choices formats.responses "
+        "formats.messages resumable streamlog redislog adapters _compress sse _errors _outcome _shown",
     ),
-    ("HTTP", "proxy server streamroutes websocket prometheus cors replays"),
-    ("apps", "cli client playground __main__ testing"),
+    ("HTTP", "proxy server streamroutes websocket prometheus _cors _replays"),
+    ("apps", "cli client _playground __main__ testing"),
 ]
 
 

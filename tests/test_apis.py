@@ -16,12 +16,12 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from pacer import Pacer, arun, run, simulate
+from pacer._events import EventPacer
+from pacer._simulate import Timeline
 from pacer.adapters import anthropic_text, openai_text
-from pacer.events import EventPacer
 from pacer.formats import ROUTES as FORMATS
 from pacer.formats import AnthropicMessages, ChatCompletions, Completions, EventFormat, Keep, Responses, Text
 from pacer.proxy import create_proxy, upstream_base
-from pacer.simulate import Timeline
 from pacer.sse import ServerSentEvent, SSEDecoder
 from pacer.testing import streams
 from pacer.testing.rhythm import flowing_cv

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 import pacer
-from pacer import _build, pacing
+from pacer import _build
+from pacer import _pacing as pacing
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = [
@@ -31,15 +32,14 @@ NAMES = [
     "_markdown",
     "_marks",
     "_metrics",
+    "_pacing",
+    "_packets",
+    "_punkt",
+    "_sentences",
+    "_simulate",
     "_text",
     "_units",
-    "metrics",
     "mux",
-    "pacing",
-    "packets",
-    "punkt",
-    "sentences",
-    "simulate",
 ]
 STAGES = [importlib.import_module(f"pacer.{name}") for name in NAMES]
 
@@ -68,12 +68,12 @@ def test_setup_compiles_exactly_the_modules_the_build_check_knows() -> None:
 
 
 def test_pacer_pure_makes_a_compiled_install_run_the_source() -> None:
-    code = "import pacer, pacer.pacing; print(pacer.compiled, pacer.pacing.__file__)"
+    code = "import pacer, pacer._pacing; print(pacer.compiled, pacer._pacing.__file__)"
     env = {**os.environ, "PACER_PURE": "1"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     compiled, path = out.stdout.split()
     assert compiled == "False"
-    assert path == pacing.__file__.rsplit(os.sep, 1)[0] + os.sep + "pacing.py"
+    assert path == pacing.__file__.rsplit(os.sep, 1)[0] + os.sep + "_pacing.py"
 
 
 def _package_copy(tmp_path: Path) -> Path:
@@ -91,23 +91,23 @@ def test_a_compiled_module_older_than_its_source_is_never_run(tmp_path: Path) ->
     assert "missing" in (_build.stale_reason(str(folder)) or "")
     record = {f"{name}.py": _build.source_digest(str(folder / f"{name}.py")) for name in NAMES}
     (folder / _build.RECORD).write_text(json.dumps(record), encoding="utf-8")
-    with open(folder / "pacing.py", "a", encoding="utf-8") as f:
+    with open(folder / "_pacing.py", "a", encoding="utf-8") as f:
         f.write("# an edit after the build\n")
-    assert _build.stale_reason(str(folder)) == "pacing.py changed after they were compiled"
+    assert _build.stale_reason(str(folder)) == "_pacing.py changed after they were compiled"
     # Imported, the package warns and runs its source, the C helper included.
-    code = "import pacer, pacer.detokenize as d; print(pacer.compiled, d._speedups)"
+    code = "import pacer, pacer._detokenize as d; print(pacer.compiled, d._speedups)"
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     env.pop("PACER_PURE", None)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "None"]
     assert "RuntimeWarning: pacer: not running the compiled modules" in out.stderr
-    assert "pacing.py changed after they were compiled" in out.stderr
+    assert "_pacing.py changed after they were compiled" in out.stderr
 
 
 def test_pacer_pure_runs_the_source_without_a_warning_and_without_the_c_helper(tmp_path: Path) -> None:
     _package_copy(tmp_path)
-    code = "import pacer, pacer.detokenize as d; print(pacer.compiled, d._speedups)"
+    code = "import pacer, pacer._detokenize as d; print(pacer.compiled, d._speedups)"
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "PACER_PURE": "1"}
     out = subprocess.run([sys.executable, "-W", "error", "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
@@ -165,7 +165,7 @@ def test_pacer_runs_without_nltk_and_says_which_extra_brings_it() -> None:
     code = (
         "import sys; sys.modules['nltk'] = None  # as if nltk were not installed\n"
         "import pacer; print(pacer.split_sentences('Dr. Patel is in. He left at 5 p.m. Then rain.'))\n"
-        "from pacer.punkt import english_punkt; english_punkt().to_nltk()\n"
+        "from pacer._punkt import english_punkt; english_punkt().to_nltk()\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "['Dr. Patel is in. ', 'He left at 5 p.m. ', 'Then rain.']"

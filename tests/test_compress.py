@@ -22,7 +22,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse
 from starlette.routing import Route
 
 from pacer import Pacer
-from pacer.compress import ENCODINGS, EventCompressor, available, negotiate
+from pacer._compress import ENCODINGS, EventCompressor, available, negotiate
 from pacer.proxy import create_proxy
 from pacer.server import EventStreamResponse
 from pacer.sse import SSEDecoder, encode

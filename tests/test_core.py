@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 import pacer
 from pacer import Boundary, Chunk, Packetizer, Pipeline, Stage, StageClosedError
-from pacer.metrics import StreamMetrics
-from pacer.run import SyncRun
+from pacer._metrics import StreamMetrics
+from pacer._run import SyncRun
 from pacer.testing.strategies import hard_text, splits
 
 

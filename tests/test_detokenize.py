@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pacer
-from pacer import detokenize
-from pacer.detokenize import Detokenizer
+from pacer import _detokenize as detokenize
+from pacer._detokenize import Detokenizer
 from pacer.testing.backends import ALL, get
 from pacer.testing.strategies import hard_text, runs, splits
 

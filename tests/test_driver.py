@@ -28,7 +28,7 @@ from pacer import (
     simulate,
 )
 from pacer._driver import Driver, Need
-from pacer.hub import Hub
+from pacer._hub import Hub
 from pacer.mux import Mux
 
 TEXT = "One sentence here. Another, with a clause; and more words to pace! The last one? "

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pacer import Pacer, StageClosedError, simulate
-from pacer.events import EventPacer
+from pacer._events import EventPacer
 from pacer.formats import EventFormat, Keep, Text
 from pacer.sse import ServerSentEvent
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pacer import Guard, Pacer, simulate
-from pacer.events import EventPacer
+from pacer._events import EventPacer
 from pacer.formats import FORMATS, Keep, Part, Received, Responses, Text
 from pacer.sse import ServerSentEvent
 from pacer.testing import streams

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pacer import Chunk, Pacer, Packetizer, SentenceSplitter, Stage, StageClosedError, VirtualClock, simulate
-from pacer.hub import Hub
+from pacer._hub import Hub
 from pacer.mux import Mux
 from pacer.testing.strategies import hard_text
 

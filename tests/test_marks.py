@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from pacer import Boundary, split_sentences
 from pacer._marks import BreakFinder
-from pacer.punkt import english_punkt
+from pacer._punkt import english_punkt
 from pacer.testing.cases import CASES, HELDOUT
 from pacer.testing.strategies import hard_text
 

@@ -254,7 +254,7 @@ def test_upstream_error_types_never_become_label_values() -> None:
     upstream_app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
     with (
         serve(upstream_app) as upstream,
-        serve(create_proxy(upstream, lambda: Pacer(cps=3000), resumable=False)) as url,
+        serve(create_proxy(upstream, lambda: Pacer(cps=3000), resume="never")) as url,
     ):
         for n in range(5):
             body = {"model": "m", "stream": True, "messages": [], "user": f"peer-chosen-{n}"}

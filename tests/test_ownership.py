@@ -245,7 +245,7 @@ def test_replays_over_the_limits_get_429_with_retry_after(fake: tuple[Upstream, 
 
 
 def test_replay_limits_refill_over_the_minute_and_forget_idle_keys() -> None:
-    from pacer.replays import ReplayLimits
+    from pacer._replays import ReplayLimits
 
     limits = ReplayLimits(per_stream=2, per_client=0, max_keys=3)
     assert [limits.take_stream("s", 0.0) for _ in range(2)] == [0.0, 0.0]

@@ -174,7 +174,7 @@ def test_a_cluster_growing_a_mark_at_a_time_stays_whole_as_a_one_shot_cut_would(
 
 def test_a_cluster_growing_a_mark_at_a_time_is_scanned_once(monkeypatch: pytest.MonkeyPatch) -> None:
     # Was quadratic: every push rescanned the whole growing cluster (40k marks: 14 s).
-    import pacer.packets as packets_module
+    import pacer._packets as packets_module
 
     scanned = [0]
     real = packets_module.GRAPHEME

@@ -18,7 +18,7 @@ pytest.importorskip("tiktoken")
 import httpx
 
 import pacer
-from pacer.playground import create_playground, sentence_view, stream_views
+from pacer._playground import create_playground, sentence_view, stream_views
 from pacer.sse import ServerSentEvent, SSEDecoder
 from pacer.tokenizers import load_tekken
 
@@ -164,9 +164,9 @@ def test_page_in_headless_chromium_fills_three_panes(enc: Any, tmp_path: Any) ->
 
 
 def test_the_page_shows_the_library_at_its_best(enc: Any) -> None:
-    from pacer.playground import paced_view
+    from pacer._playground import paced_view
 
-    page = (pacer.playground.resources.files("pacer") / "data" / "playground.html").read_text("utf-8")
+    page = (pacer._playground.resources.files("pacer") / "data" / "playground.html").read_text("utf-8")
     assert '<option value="grapheme" selected>' in page  # the library's default unit
     assert 'id="sentence-legend"' in page and "forced cut (hold timer" in page  # forced cuts explained
     paced = paced_view(enc)

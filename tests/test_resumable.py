@@ -650,7 +650,7 @@ def _wait(probe: Any, timeout: float = 60) -> Any:
 
 
 def test_heard_text_follows_audio_chunks_and_never_splits_a_word() -> None:
-    from pacer.heard import HeardText
+    from pacer._heard import HeardText
 
     heard = HeardText(start=10.0)
     heard.audio("Hello there. ", 1.0)
@@ -666,7 +666,7 @@ def test_heard_text_follows_audio_chunks_and_never_splits_a_word() -> None:
 
 
 def test_heard_text_counts_a_timestamped_word_once_it_is_all_out() -> None:
-    from pacer.heard import HeardText
+    from pacer._heard import HeardText
 
     heard = HeardText()
     for text, start, end in [("Stop ", 0.0, 0.3), ("right ", 0.35, 0.6), ("there.", 0.7, 1.1)]:

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pacer import Boundary, Chunk, SentenceSplitter, _breaks, run, simulate, split_sentences
-from pacer.punkt import PunktModel, english_punkt
+from pacer._punkt import PunktModel, english_punkt
 from pacer.testing.cases import CASES
 from pacer.testing.strategies import HARD_PIECES, check_arrivals, hard_text, runs, splits
 

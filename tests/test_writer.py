@@ -68,7 +68,7 @@ def test_an_upstream_error_event_passed_on_is_an_error_frame() -> None:
     import anyio
 
     from pacer import Pacer
-    from pacer.events import paced_event_frames
+    from pacer._events import paced_event_frames
     from pacer.formats import AnthropicMessages, Responses
 
     upstreams = {

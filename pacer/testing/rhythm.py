@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pacer import Detokenizer, Pacer, Stage, simulate, split_sentences, traces
-from pacer.simulate import Timeline
+from pacer._simulate import Timeline
 from pacer.testing.references import AdaptiveChars
 
 __all__ = ["Result", "check_readers", "flowing_cv", "pause_ratio"]
@@ -94,8 +94,8 @@ def _readers(tokenizer: Any) -> dict[str, tuple[bool, Callable[[], Stage]]]:
         "pacer demo": (True, lambda: paced_pipeline(tokenizer)),
     }
     with contextlib.suppress(ModuleNotFoundError):  # the server extra
+        from pacer._playground import paced_view
         from pacer.config import ProxyConfig
-        from pacer.playground import paced_view
 
         readers["proxy default"] = (False, ProxyConfig().pipeline_factory())
         readers["serve paced pane"] = (True, lambda: paced_view(tokenizer))

@@ -14,7 +14,7 @@ Rules, by the script of the surrounding text (no language switch needed):
   brackets, then whitespace, then a character that is not lower case. A single
   ``.`` after an abbreviation, an initial or a number is judged by Punkt's
   orthographic heuristics with parameters shipped in the package
-  (``pacer.punkt``); titles never end a sentence, nor do abbreviations that
+  (``pacer._punkt``); titles never end a sentence, nor do abbreviations that
   announce what follows (``cf.``, ``vs.``) unless a common opener comes next;
   list labels never do. A numbering word ends one only when no label follows it
   (``Fig. S1``, ``Vol. IV`` and ``No. 5`` go on; "The answer is no. Ask again"
@@ -64,8 +64,8 @@ from ._args import one_of, optional_seconds, whole
 from ._breaks import Scanner, quiet, space_end
 from ._core import Boundary, Chunk, Stage, closed_error
 from ._markdown import CodeSpans
+from ._punkt import PunktModel, english_punkt
 from ._text import GRAPHEME, Arrivals
-from .punkt import PunktModel, english_punkt
 
 __all__ = ["SentenceSplitter", "cut_point", "split_sentences"]
 

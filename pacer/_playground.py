@@ -31,12 +31,12 @@ from starlette.routing import Route
 
 from . import traces
 from ._core import Chunk, Pipeline
+from ._detokenize import Detokenizer
 from ._driver import Driver, Need
+from ._pacing import CPS, MAX_LAG, UNITS, Pacer
+from ._sentences import SentenceSplitter
 from .clock import Clock, MonotonicClock
 from .config import HEARTBEAT
-from .detokenize import Detokenizer
-from .pacing import CPS, MAX_LAG, UNITS, Pacer
-from .sentences import SentenceSplitter
 from .server import EventStreamResponse, json_error
 from .sse import DONE, encode
 

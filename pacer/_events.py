@@ -46,13 +46,13 @@ import anyio
 from ._aio import aclose_source
 from ._core import CheckingStage, Chunk, Pipeline, Stage, closed_error
 from ._errors import ErrorFrame, ErrorText
+from ._metrics import StreamMetrics
+from ._run import AsyncRun
 from ._text import join_pairs
 from .adapters import asse_events
 from .clock import Clock
 from .config import MAX_LINE
 from .formats import EventFormat, Keep, Text, Unchecked
-from .metrics import StreamMetrics
-from .run import AsyncRun
 from .sse import ServerSentEvent
 
 __all__ = ["EventPacer", "paced_event_frames"]

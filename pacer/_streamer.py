@@ -20,8 +20,8 @@ import anyio
 import anyio.to_thread
 
 from ._core import Pipeline, Stage
-from .detokenize import Detokenizer, as_id_list
-from .run import arun, run
+from ._detokenize import Detokenizer, as_id_list
+from ._run import arun, run
 
 __all__ = ["PacerStreamer"]
 

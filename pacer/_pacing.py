@@ -55,6 +55,8 @@ from ._args import number, one_of, seconds
 from ._arrival import BURST_GAP, ArrivalRate
 from ._core import Boundary, Chunk, Stage, closed_error
 from ._marks import BreakFinder, Breakpoints
+from ._punkt import english_punkt
+from ._sentences import Lang, SentenceSplitter
 from ._units import (
     Chunks,
     Detected,
@@ -67,8 +69,6 @@ from ._units import (
     Words,
     bound_start,
 )
-from .punkt import english_punkt
-from .sentences import Lang, SentenceSplitter
 
 __all__ = ["Pacer", "Rhythm"]
 
