@@ -88,7 +88,7 @@ from .prometheus import PacerMetrics
 from .resumable import ResumableStreams
 from .server import EventStreamResponse
 from .server import json_error as _error
-from .streamlog import MemoryLog, StreamLog
+from .streamlog import MemoryLog, StreamLog, StreamLogError
 from .streamroutes import stream_routes
 
 __all__ = ["ProxyTimeouts", "create_proxy"]
@@ -232,11 +232,36 @@ class _Relay(StreamingResponse):
 
 
 def _relay_headers(upstream: httpx.Response) -> list[tuple[bytes, bytes]]:
-    """The upstream's end-to-end headers, for a body relayed byte for byte."""
+    """The upstream's end-to-end headers, for a body relayed byte for byte (without its
+    ``Date`` and ``Server``: the proxy's server sends its own, once)."""
     return [
         (name.lower().encode("latin-1"), value.encode("latin-1"))
-        for name, value in end_to_end(upstream.headers.multi_items())
+        for name, value in end_to_end(upstream.headers.multi_items(), drop=("date", "server"))
     ]
+
+
+#: The content codings the proxy decodes itself (httpx, without extras).
+_DECODED = ("gzip", "deflate")
+
+
+def decodable_encodings(accepted: str | None) -> str:
+    """The ``Accept-Encoding`` a paced route sends upstream: the codings the proxy can
+    decode that the client accepts too (RFC 9110 section 12.5.3), so that a body relayed
+    as it came (an upstream's error) is one the client can read; ``identity`` when none."""
+    if accepted is None:
+        return ", ".join(_DECODED)  # no header: any coding is acceptable to the client
+    wanted: dict[str, None] = {}
+    for item in accepted.split(","):
+        name, _, params = item.partition(";")
+        name = name.strip().lower()
+        quality = params.strip().lower().removeprefix("q=").strip() if params else "1"
+        try:
+            accepts = float(quality) > 0
+        except ValueError:
+            accepts = False
+        if accepts and name in (*_DECODED, "*"):
+            wanted.update(dict.fromkeys(_DECODED if name == "*" else (name,)))
+    return ", ".join(wanted) or "identity"
 
 
 class _Proxy:
@@ -376,7 +401,7 @@ class _Proxy:
             return await self.passthrough(request, raw)
         # Ours to decode, so only the encodings httpx decodes without extras.
         headers = [*end_to_end(request.headers.items(), drop=("host", "content-length", "accept-encoding"))]
-        headers.append(("accept-encoding", "gzip, deflate"))
+        headers.append(("accept-encoding", decodable_encodings(request.headers.get("accept-encoding"))))
         url = self.url(request)
         if url is None:
             return _error(400, "request path leaves the upstream's base path", "invalid_request_error")
@@ -404,7 +429,7 @@ class _Proxy:
             compress=options["compress"],
             observer=self.metrics.observer() if self.metrics is not None else None,
             pipelines=lanes,  # filled when the stream ends
-            on_close=functools.partial(_ended, lanes),
+            on_close=functools.partial(_ended, _StreamEnd(request, body, lanes)),
             streams=self.streams,
             stream_format=api.transcript,
             resume=options["resume"],
@@ -440,7 +465,15 @@ class _Proxy:
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
-        """Readiness: the upstream answers (any HTTP status) within two seconds."""
+        """Readiness: the stream log's store answers (Redis, with ``--redis``), and the
+        upstream answers (any HTTP status), each within two seconds."""
+        if self.streams is not None:
+            try:
+                with anyio.fail_after(2.0):
+                    await self.streams.log.ping()
+            except (TimeoutError, StreamLogError) as exc:
+                error = str(exc) or type(exc).__name__
+                return JSONResponse({"status": "stream log unreachable", "error": error}, 503)
         try:
             with anyio.fail_after(2.0):
                 answer = await self.http().get(f"{self.base}/v1/models")
@@ -474,16 +507,37 @@ class _Proxy:
         return await self.passthrough(request)
 
 
-def _ended(pipelines: list[StreamMetrics], outcome: Outcome) -> None:
-    """One log line per stream end: its outcome and figures (JSON fields with --log-format json)."""
-    figures: dict[str, Any] = {"outcome": outcome}
-    for lane in pipelines[:1]:  # the first choice's pipeline speaks for the stream
-        figures |= {
-            "chars": lane.chars_out,
-            "first_output_s": lane.time_to_first_output,
-            "lag_p99_s": lane.lag(99),
-            "blocked": lane.blocked,
+class _StreamEnd:
+    """What the line at a paced stream's end says besides its outcome: which request it
+    answered, and its pipelines' figures (filled while it runs)."""
+
+    __slots__ = ("lanes", "model", "received", "route")
+
+    def __init__(self, request: Request, body: dict[str, Any], lanes: list[StreamMetrics]) -> None:
+        self.route = request.url.path
+        model = body.get("model")
+        self.model = model if isinstance(model, str) else None
+        self.received = anyio.current_time()  # the clock the pipelines read (asyncio's monotonic)
+        self.lanes = lanes
+
+    def figures(self, outcome: Outcome) -> dict[str, Any]:
+        lanes = self.lanes
+        firsts = [lane.first_output for lane in lanes if lane.first_output is not None]
+        blocked = next((lane.blocked for lane in lanes if lane.blocked is not None), None)
+        return {
+            "outcome": outcome,
+            "route": self.route,
+            "model": self.model,
+            "chars": sum(lane.chars_out for lane in lanes),  # every choice
+            "first_output_s": min(firsts) - self.received if firsts else None,
+            "lag_p99_s": max((lag for lane in lanes if (lag := lane.lag(99)) is not None), default=None),
+            "blocked": blocked,
         }
+
+
+def _ended(end: _StreamEnd, outcome: Outcome) -> None:
+    """One log line per stream end: its outcome and figures (JSON fields with --log-format json)."""
+    figures = end.figures(outcome)
     level = logging.WARNING if outcome in (Outcome.ERROR, Outcome.SEND_TIMEOUT) else logging.INFO
     text = " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items())
     log.log(level, "pacer proxy: stream ended: %s", text, extra={"stream": figures})

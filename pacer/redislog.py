@@ -203,6 +203,9 @@ class RedisLog(StreamLog):
         except (ConnectionError, TimeoutError, OSError) as exc:
             raise StoreUnavailable(f"Redis at {self.shown_url} did not answer: {exc}") from None
 
+    async def ping(self) -> None:
+        await self._call("ping")
+
     # -- producing --------------------------------------------------------------------------
 
     async def create(self, stream_id: str, meta: Mapping[str, str]) -> None:

@@ -163,6 +163,9 @@ class StreamLog:
     #: Called with a stream id when some process asked to cancel a stream this instance produces.
     on_cancel: Callable[[str], None] | None = None
 
+    async def ping(self) -> None:
+        """Raise ``StreamLogError`` unless the log's store answers (memory always does)."""
+
     async def start(self, on_cancel: Callable[[str], None] | None = None) -> None:
         """Begin the background work the store needs (none for some); ``on_cancel`` is
         called with a stream id when a cancel of a stream this instance produces arrives."""

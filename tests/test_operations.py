@@ -266,3 +266,92 @@ def test_upstream_error_types_never_become_label_values() -> None:
         k.removeprefix("pacer_upstream_errors_total{type=").rstrip("}") in FAILURE_KINDS for k in labels
     )
     assert sum(samples[k] for k in labels) == 5
+
+
+def test_readiness_says_when_the_stream_log_is_unreachable(redis: Any) -> None:
+    """With --redis every stream needs the log: /readyz is 503 while Redis is down."""
+    with (
+        serve(ScriptedUpstream().app) as upstream,
+        serve(create_proxy(upstream, Pacer, redis=redis.url)) as url,
+    ):
+        assert httpx.get(f"{url}/readyz").status_code == 200
+        redis.stop()
+        try:
+            ready = httpx.get(f"{url}/readyz", timeout=10)
+            assert ready.status_code == 503 and ready.json()["status"] == "stream log unreachable"
+            assert httpx.get(f"{url}/healthz").status_code == 200  # the process itself answers
+        finally:
+            redis.start()
+
+
+def test_a_relayed_answer_has_one_date_and_one_server_header() -> None:
+    with serve(ScriptedUpstream().app) as upstream, serve(create_proxy(upstream, Pacer)) as url:
+        relayed = httpx.get(f"{url}/v1/models")  # relayed as the upstream answered it (a 404 here)
+    assert relayed.status_code == 404 and relayed.headers["content-type"].startswith("text/plain")
+    assert len(relayed.headers.get_list("date")) == 1 and len(relayed.headers.get_list("server")) == 1
+
+
+@pytest.mark.parametrize(
+    ("accepted", "asked"),
+    [
+        (None, "gzip, deflate"),
+        ("identity", "identity"),
+        ("gzip;q=0, deflate", "deflate"),
+        ("br, zstd", "identity"),
+        ("*", "gzip, deflate"),
+        ("gzip; q=0.5, identity", "gzip"),
+    ],
+)
+def test_a_paced_route_asks_the_upstream_only_for_codings_its_client_accepts(
+    accepted: str | None, asked: str
+) -> None:
+    from pacer.proxy import decodable_encodings
+
+    assert decodable_encodings(accepted) == asked
+
+
+def test_an_upstream_error_body_reaches_an_identity_client_uncompressed() -> None:
+    from starlette.applications import Starlette
+    from starlette.middleware.gzip import GZipMiddleware
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def refuse(request: Any) -> JSONResponse:
+        return JSONResponse({"error": {"message": "no " * 400, "type": "invalid_request_error"}}, 400)
+
+    upstream_app = Starlette(routes=[Route("/v1/chat/completions", refuse, methods=["POST"])])
+    upstream_app.add_middleware(GZipMiddleware, minimum_size=10)  # compresses for whoever asks
+    with serve(upstream_app) as upstream, serve(create_proxy(upstream, Pacer)) as url:
+        answer = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "m", "stream": True, "messages": []},
+            headers={"accept-encoding": "identity"},
+        )
+    assert answer.status_code == 400 and "content-encoding" not in answer.headers
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_the_stream_end_line_names_the_request_and_counts_every_choice(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="pacer.proxy")
+    with (
+        serve(ScriptedUpstream(speed=20.0).app) as upstream,
+        serve(create_proxy(upstream, lambda: Pacer(cps=3000))) as url,
+    ):
+        response = httpx.post(
+            f"{url}/v1/chat/completions", json={"model": "m", "stream": True, "messages": []}
+        )
+    from pacer.formats import Transcript
+
+    transcript = Transcript("chat.completions")
+    transcript.feed(response.content)
+    sent = transcript.text + transcript.reasoning  # every text lane the pacer paced
+    ended = [r for r in caplog.records if r.getMessage().startswith("pacer proxy: stream ended")]
+    assert ended, "no stream-end line"
+    figures = ended[-1].stream  # type: ignore[attr-defined]
+    assert figures["route"] == "/v1/chat/completions" and figures["model"] == "m"
+    assert figures["outcome"] == "done" and figures["chars"] == len(sent) > 0
+    assert figures["first_output_s"] is not None and figures["first_output_s"] > 0
