@@ -92,11 +92,26 @@ class PacerMetrics:
         """A new stream's observer (one per response)."""
         return StreamObserver(self)
 
+    def failed(self, kind: str) -> None:
+        """A stream failed upstream, of type ``kind`` (``other`` unless one of ``FAILURE_KINDS``)."""
+        self.upstream_errors.labels(kind if kind in FAILURE_KINDS else "other").inc()
+
+    def producer_failed(self, exc: Exception) -> None:
+        """A resumable stream's producer failed (``ResumableStreams(on_failure=)``): counted
+        as a stream's failure, whether or not a client was reading it."""
+        self.failed(failure_kind(exc))
+
     def exposition(self) -> bytes:
         """The Prometheus text format of every series."""
         from prometheus_client import generate_latest
 
         return generate_latest(self.registry)  # type: ignore[no-any-return]
+
+
+def failure_kind(exc: BaseException) -> str:
+    """The label an exception is counted under: pacer's own kind of failure, else ``other``."""
+    kind = str(getattr(exc, "kind", type(exc).__name__))
+    return kind if kind in FAILURE_KINDS else "other"
 
 
 class StreamObserver:
@@ -128,7 +143,7 @@ class StreamObserver:
     def failed(self, kind: str) -> None:
         """The stream ended on an upstream failure of type ``kind`` (``other`` unless it is
         one of ``FAILURE_KINDS``)."""
-        self.metrics.upstream_errors.labels(kind if kind in FAILURE_KINDS else "other").inc()
+        self.metrics.failed(kind)  # (the writer's: a stream with no log)
 
     def closed(self, outcome: str, pipelines: Iterable[StreamMetrics] = ()) -> None:
         """The stream ended (``outcome``); ``pipelines``: its pipelines' metrics."""

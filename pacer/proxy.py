@@ -596,13 +596,14 @@ def create_proxy(
     config = _proxy_config(config, options)
     check_upstream(upstream, "create_proxy: upstream")
     stream_options = _stream_options(config, clock)
-    streams = None
-    if config.resume != "never":
-        log = stream_log(config.redis, config.retention)
-        streams = ResumableStreams(log, orphan_timeout=config.orphan_timeout)
     if metrics is None:
         with contextlib.suppress(ModuleNotFoundError):
             metrics = PacerMetrics()
+    streams = None
+    if config.resume != "never":
+        log = stream_log(config.redis, config.retention)
+        failed = metrics.producer_failed if metrics is not None else None
+        streams = ResumableStreams(log, orphan_timeout=config.orphan_timeout, on_failure=failed)
     proxy = _Proxy(
         upstream_base(upstream),
         _pipeline_factory(config),

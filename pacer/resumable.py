@@ -51,7 +51,7 @@ import logging
 import math
 import re
 import secrets
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,14 +188,22 @@ class ResumableStreams:
     ``orphan_timeout``: seconds a stream keeps generating with no reader anywhere (default
     10; 0 stops it as soon as its last reader leaves). ``poll``: seconds a reader of another
     process's stream waits on the log before it checks the producer is alive (default 1).
-    Enter it (``async with``) before starting streams: the producers run in its tasks, and
-    leaving it stops them.
+    ``on_failure`` is called with each exception a producer's frames raised (the stream
+    then ends with an ``event: error``): the proxy counts them in its metrics. Enter it
+    (``async with``) before starting streams: the producers run in its tasks, and leaving
+    it stops them.
     """
 
     def __init__(
-        self, log: StreamLog | None = None, *, orphan_timeout: float = ORPHAN_TIMEOUT, poll: float = 1.0
+        self,
+        log: StreamLog | None = None,
+        *,
+        orphan_timeout: float = ORPHAN_TIMEOUT,
+        poll: float = 1.0,
+        on_failure: Callable[[Exception], object] | None = None,
     ) -> None:
         self.log: StreamLog = log if log is not None else MemoryLog()
+        self.on_failure = on_failure  # told of each producer's failure (metrics count them)
         self.orphan_timeout = seconds(orphan_timeout, "ResumableStreams: orphan_timeout", zero=True)
         self.poll = seconds(poll, "ResumableStreams: poll")
         self.producers: dict[str, _Producer] = {}
@@ -282,6 +290,8 @@ class ResumableStreams:
                     raise
                 except Exception as exc:
                     log.warning("pacer: resumable stream %s failed: %r", stream_id, exc)
+                    if self.on_failure is not None:
+                        self.on_failure(exc)
                     number += 1
                     await append(stream_id, [numbered(number, error_frame(exc))])
                     outcome = Outcome.ERROR

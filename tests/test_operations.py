@@ -227,10 +227,12 @@ def test_the_cli_proxy_takes_its_process_settings_from_the_environment(redis: An
     assert ended and ended[0]["outcome"] == "done" and ended[0]["chars"] > 100 and ended[0]["level"] == "info"
 
 
-def test_upstream_error_types_never_become_label_values() -> None:
+@pytest.mark.parametrize("resume", ["never", "request"])
+def test_upstream_error_types_never_become_label_values(resume: str) -> None:
     """An upstream's own error ``type`` is the peer's to choose: as a label value it would
     grow the series without bound (300 values after 300 requests). Counted by pacer's own
-    kind of failure instead."""
+    kind of failure instead, once per stream, with or without a stream log (the
+    resumable mode counted none)."""
     import json
 
     from starlette.applications import Starlette
@@ -254,7 +256,7 @@ def test_upstream_error_types_never_become_label_values() -> None:
     upstream_app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
     with (
         serve(upstream_app) as upstream,
-        serve(create_proxy(upstream, lambda: Pacer(cps=3000), resume="never")) as url,
+        serve(create_proxy(upstream, lambda: Pacer(cps=3000), resume=resume)) as url,
     ):
         for n in range(5):
             body = {"model": "m", "stream": True, "messages": [], "user": f"peer-chosen-{n}"}
