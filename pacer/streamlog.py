@@ -232,10 +232,6 @@ class _Log:
         self.changed = anyio.Event()
         self.touched = now
 
-    @property
-    def ended(self) -> bool:
-        return bool(self.entries) and self.entries[-1].end is not None
-
 
 class MemoryLog(StreamLog):
     """Stream logs in this process's memory: the embedded default.
@@ -266,8 +262,11 @@ class MemoryLog(StreamLog):
         self.clock = clock
         self.size = 0  # bytes of frames held, in all
         self._logs: dict[str, _Log] = {}
-        # Each stream once, least recently written first: what expires or is evicted first.
+        # Each stream once, least recently written first: what expires first.
         self._expiring: OrderedDict[str, None] = OrderedDict()
+        # The streams that have their end mark, in the order they ended: what a full log
+        # drops first (found without a scan of every stream on each write).
+        self._ended: OrderedDict[str, None] = OrderedDict()
 
     def __contains__(self, stream_id: object) -> bool:
         return isinstance(stream_id, str) and self._get(stream_id) is not None
@@ -294,16 +293,16 @@ class MemoryLog(StreamLog):
     def _drop(self, stream_id: str) -> None:
         log = self._logs.pop(stream_id)
         del self._expiring[stream_id]
+        self._ended.pop(stream_id, None)
         self.size -= log.size
         log.changed.set()  # its waiting readers find it gone
 
     def _evict_ended(self, room: int = 0) -> None:
         """Drop ended streams, the least recently written first, until at most
         ``max_bytes - room`` bytes are held (or no ended stream is left)."""
-        for stream_id in [s for s in self._expiring if self._logs[s].ended]:
-            if self.size <= self.max_bytes - room:
-                return
-            self._drop(stream_id)
+        ended = self._ended
+        while ended and self.size > self.max_bytes - room:
+            self._drop(next(iter(ended)))
 
     def _touch(self, stream_id: str, log: _Log) -> None:
         log.touched = self.clock()
@@ -346,6 +345,8 @@ class MemoryLog(StreamLog):
             self.size -= dropped
             log.first += 1
         self._touch(stream_id, log)
+        if entries and entries[-1].end is not None:  # after the eviction: never this stream
+            self._ended[stream_id] = None
         log.changed.set()
         log.changed = anyio.Event()
 

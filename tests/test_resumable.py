@@ -165,6 +165,11 @@ async def test_memory_log_bounds_bytes_per_stream_and_in_all() -> None:
     assert "ended" not in log and "big" in log and log.size <= 250
     log.append_now("third", [Entry(2, b"z" * 90)])  # past it again: this stream's oldest frame goes
     assert log.size <= 250
+    last = MemoryLog(max_bytes=100)  # a write that ends a stream and fills the log
+    await last.create("ending", {})
+    last.append_now("ending", [Entry(1, b"a" * 30)])
+    last.append_now("ending", [Entry(2, b"b" * 80), Entry(3, b"", "done")])
+    assert "ending" in last and last.size <= 100  # its own oldest frame went, not the stream
     full = MemoryLog(max_bytes=100)
     await full.create("running", {})
     full.append_now("running", [Entry(1, b"r" * 100)])
