@@ -73,7 +73,6 @@ from .resumable import (
     ResumableStreams,
     credential_of,
 )
-from .sse import encode
 from .streamlog import StreamLogError
 
 if TYPE_CHECKING:
@@ -100,11 +99,6 @@ log = logging.getLogger("pacer.server")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 
 Encoder = Callable[[Chunk], bytes]
-
-
-def text_frame(chunk: Chunk) -> bytes:
-    """The default event: the chunk's text as the data."""
-    return encode(chunk.text)
 
 
 def json_error(status: int, message: str, kind: str) -> JSONResponse:
@@ -314,7 +308,7 @@ class PacedEventSource(EventStreamResponse):
         source: AsyncIterable[Any] | Iterable[Any],
         pipeline: Stage,
         *,
-        encoder: Encoder = text_frame,
+        encoder: Encoder | None = None,
         done: bool = True,
         clock: Clock | None = None,
         heartbeat: float | None = HEARTBEAT,
@@ -330,11 +324,13 @@ class PacedEventSource(EventStreamResponse):
     ) -> None:
         self.source = source
         self.pipeline = pipeline
-        self.encoder = encoder
+        # Plain text by default; a format's encoder names what its frames are, for the
+        # text a cancel reports.
+        self.encoder: Encoder = encoder if encoder is not None else TextEvents()
         self.done = done
         self.clock = clock
         if stream_format is None:
-            stream_format = "chat.completions" if isinstance(encoder, OpenAIChunks) else "text"
+            stream_format = encoder.transcript if isinstance(encoder, ChunkEncoder) else "text"
         super().__init__(
             self._frames(),
             heartbeat=heartbeat,
