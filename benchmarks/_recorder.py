@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pacer.sse import SSEDecoder
+from pacer.sse import ServerSentEvent, SSEDecoder
 
 
 @dataclass
@@ -33,6 +33,19 @@ class Stream:
     done_last: bool = False
     error: str = ""  # the data of an ``event: error``, or what went wrong on the wire
     encoding: str = "identity"  # the response's content-encoding
+
+    def take(self, sse: ServerSentEvent, at: float) -> None:
+        """One SSE event the client read at ``at`` (seconds since the request)."""
+        self.done_last = sse.data == "[DONE]"
+        if self.done_last:
+            return
+        if sse.event == "error":
+            self.error = sse.data
+            return
+        for choice in json.loads(sse.data)["choices"]:
+            self.text += choice["delta"].get("content") or ""
+        self.times.append(at)
+        self.ends.append(len(self.text))
 
 
 class Recording:
@@ -186,16 +199,7 @@ def parse(seed: int, recording: Recording) -> Stream:
             if gunzip is not None:
                 plain = gunzip.decompress(plain)
             for sse in decoder.feed(plain):
-                stream.done_last = sse.data == "[DONE]"
-                if stream.done_last:
-                    continue
-                if sse.event == "error":
-                    stream.error = sse.data
-                    continue
-                for choice in json.loads(sse.data)["choices"]:
-                    stream.text += choice["delta"].get("content") or ""
-                stream.times.append(at - recording.start)
-                stream.ends.append(len(stream.text))
+                stream.take(sse, at - recording.start)
         if body.chunked and not body.ended:
             stream.error = stream.error or "the chunked body did not end"
     except (ValueError, zlib.error) as exc:

@@ -135,16 +135,7 @@ async def _client(host: str, port: int, seed: int) -> Stream:
             if isinstance(event, h11.Data):
                 now = time.monotonic() - start
                 for sse in decoder.feed(bytes(event.data)):
-                    stream.done_last = sse.data == "[DONE]"
-                    if stream.done_last:
-                        continue
-                    if sse.event == "error":
-                        stream.error = sse.data
-                        continue
-                    for choice in json.loads(sse.data)["choices"]:
-                        stream.text += choice["delta"].get("content") or ""
-                    stream.times.append(now)
-                    stream.ends.append(len(stream.text))
+                    stream.take(sse, now)
             elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
                 return stream
     finally:
