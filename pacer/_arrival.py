@@ -19,10 +19,12 @@ _MIN_SPAN: Final = 0.05
 # estimate, decayed towards nothing meanwhile, starts again from the next arrival, as at
 # the start of the stream. Shorter silences are part of a bursty source's rhythm.
 PAUSE: Final = 1.5 * WINDOW
-# Arrivals closer together than this are one burst: text read out of a buffer (a cached
-# answer, a replay, several events in one network read) comes microseconds apart, which
-# is no evidence of a source writing millions of characters a second. A burst that opens
-# the stream (or follows a pause) is backlog, as text that arrives all at one instant is.
+# Arrivals closer together than this, on average, are one burst: text read out of a
+# buffer (a cached answer, a replay, several events in one network read) comes
+# microseconds apart, which is no evidence of a source writing millions of characters a
+# second. A burst that opens the stream (or follows a pause) is backlog, as text that
+# arrives all at one instant is. The average, not each gap: an event loop busy for a
+# few milliseconds in the middle of reading a buffer does not end the burst.
 BURST_GAP: Final = 0.002
 _SETTLED: Final = 5 * WINDOW  # from here on the estimate needs no correction (< 1%)
 
@@ -42,6 +44,7 @@ class ArrivalRate:
         self._read_at = math.nan  # ``_value`` is the rate read at this time
         self._value = 0.0
         self._opening = True  # every arrival since ``_first`` came in one burst
+        self._arrivals = 0  # arrivals since ``_first``, before this one
 
     def note(self, chars: int, now: float) -> None:
         """``chars`` characters arrived at ``now`` (never earlier than the last arrival)."""
@@ -50,8 +53,10 @@ class ArrivalRate:
             self._first = now
             self._sum = 0.0
             self._opening = True
-        elif dt >= BURST_GAP:
+            self._arrivals = 0
+        elif self._opening and now - self._first >= BURST_GAP * self._arrivals:
             self._opening = False
+        self._arrivals += 1
         if self._opening:
             chars = 0  # text that came all at once is no rate to follow: the backlog terms pace it
         else:
