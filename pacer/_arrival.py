@@ -26,6 +26,11 @@ PAUSE: Final = 1.5 * WINDOW
 # arrives all at one instant is. The average, not each gap: an event loop busy for a
 # few milliseconds in the middle of reading a buffer does not end the burst.
 BURST_GAP: Final = 0.002
+# Nor does one stall early in a burst, when an average over a few gaps is mostly that
+# stall: a busy event loop, or a thread waiting its turn for the GIL (a 5 ms switch
+# interval), holds a read back for milliseconds. A burst ends after at least this long.
+# (A source this slow, 50 events a second, ends its opening at its first gap.)
+BURST_STALL: Final = 0.02
 _SETTLED: Final = 5 * WINDOW  # from here on the estimate needs no correction (< 1%)
 
 
@@ -54,8 +59,10 @@ class ArrivalRate:
             self._sum = 0.0
             self._opening = True
             self._arrivals = 0
-        elif self._opening and now - self._first >= BURST_GAP * self._arrivals:
-            self._opening = False
+        elif self._opening:
+            elapsed = now - self._first
+            if elapsed >= BURST_STALL and elapsed >= BURST_GAP * self._arrivals:
+                self._opening = False
         self._arrivals += 1
         if self._opening:
             chars = 0  # text that came all at once is no rate to follow: the backlog terms pace it
