@@ -14,6 +14,19 @@ back to resume and to cancel. A body the server ends cleanly ends the stream too
             ...
         # elsewhere, a "stop" button: await stream.cancel() -> {"text": ..., ...}
 
+``stream.transcript`` (a ``pacer.formats.Transcript`` in the format of the URL's API) is
+the text this client received, lane by lane. **Stop and refine**: after a stop,
+``stream.follow_up(correction)`` is the next request, with exactly the text shown as the
+assistant's partial turn and the reader's correction as the next user turn, in Chat
+Completions', Responses' or Anthropic Messages' own shape (``follow_up(api, request,
+shown, correction)`` builds it from a cancel's answer, the text, or a voice agent's
+``HeardText`` at the time it was interrupted)::
+
+    async for event in stream:
+        if reader_pressed_stop:
+            await stream.cancel()  # the loop goes on to the cut and the stream's clean end
+    body = stream.follow_up("Shorter, and in French.")  # post it to the same URL
+
 Needs httpx (the ``server`` extra).
 
 Cost: O(1) per byte read; one request per reconnect.
@@ -29,10 +42,12 @@ import anyio
 import httpx
 
 from ._args import seconds, whole
+from ._refine import Shown, api_of, follow_up, shown_text
+from .formats import Transcript
 from .resumable import RESUMABLE_HEADER, STREAM_ID_HEADER, STREAM_TOKEN_HEADER
 from .sse import ServerSentEvent, SSEDecoder
 
-__all__ = ["ResumableStream", "StreamEnded", "streams_url"]
+__all__ = ["ResumableStream", "StreamEnded", "follow_up", "shown_text", "streams_url"]
 
 
 class StreamEnded(RuntimeError):
@@ -54,7 +69,8 @@ class ResumableStream:
     ``http`` is the ``httpx.AsyncClient`` to use; ``url``, ``json`` and ``headers`` the
     streaming request. Up to ``retries`` reconnects in a row (default 5) are tried,
     ``backoff`` seconds apart, doubled each time (default 0.2). ``stream_id`` and
-    ``last_event_id`` say where it stands; ``reconnects`` counts them.
+    ``last_event_id`` say where it stands; ``reconnects`` counts them; ``transcript``
+    holds the text of every event yielded (``Transcript``: ``text``, ``choices``).
     """
 
     def __init__(
@@ -78,6 +94,7 @@ class ResumableStream:
         self.last_event_id: str | None = None
         self.reconnects = 0
         self.done = False
+        self.transcript = Transcript(api_of(url) or "text")  # what this client received
 
     async def __aiter__(self) -> AsyncIterator[ServerSentEvent]:
         failures = 0
@@ -125,6 +142,7 @@ class ResumableStream:
                 for event in decoder.feed(data):
                     if event.id:
                         self.last_event_id = event.id
+                    self.transcript.read(event)
                     if event.data.strip() == "[DONE]" or event.event == "error":
                         self.done = True
                     yield event
@@ -154,3 +172,17 @@ class ResumableStream:
             )
         answer: dict[str, Any] = json.loads(response.content)
         return answer
+
+    def follow_up(
+        self, correction: str, shown: Shown | None = None, *, choice: int = 0, at: float | None = None
+    ) -> dict[str, Any]:
+        """The request that refines this one after a stop (``follow_up``): the request's JSON
+        with ``shown`` (default: ``transcript``, what this client received; or the JSON
+        ``cancel`` returned, the text, a ``HeardText`` with ``at``) as the assistant's
+        partial turn of lane ``choice``, then ``correction`` as the next user turn. Post it
+        to the same URL."""
+        if not isinstance(self.json, Mapping):
+            raise TypeError(f"ResumableStream.follow_up: the request's json is not an object: {self.json!r}")
+        return follow_up(
+            self.url, self.json, self.transcript if shown is None else shown, correction, choice=choice, at=at
+        )

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..sse import SSEDecoder
+from ..sse import ServerSentEvent, SSEDecoder
 from .base import (
     ChunkEncoder,
     Ending,
@@ -112,7 +112,11 @@ class Transcript:
     def feed(self, data: bytes) -> None:
         """Read the next frames (any bytes of the stream, split anywhere)."""
         for event in self._decoder.feed(data):
-            self.format.read(event, self.received)
+            self.read(event)
+
+    def read(self, event: ServerSentEvent) -> None:
+        """Read the next event (already decoded, as a client that parses the stream has it)."""
+        self.format.read(event, self.received)
 
     @property
     def text(self) -> str:
