@@ -136,12 +136,14 @@ class Upstream:
 class ScriptedUpstream:
     """A fake upstream of every API pacer paces, replaying ``pacer.testing.streams`` at
     ``speed`` times their pace. The request's ``model`` picks a scenario: ``"error"``
-    reports an error a few events in, ``"cut"`` stops before the stream's end event."""
+    reports an error a few events in, ``"cut"`` stops before the stream's end event.
+    ``requests`` holds each request's path and JSON body, as received."""
 
     def __init__(self, speed: float = 10.0) -> None:
         from pacer.testing import streams
 
         self.speed = speed
+        self.requests: list[tuple[str, Any]] = []
         self.scripts = {
             "/v1/chat/completions": lambda body: streams.chat(
                 n=body.get("n", 1), logprobs=bool(body.get("logprobs")), tools=bool(body.get("tools"))
@@ -157,6 +159,7 @@ class ScriptedUpstream:
 
         body = await request.json()
         path = next(p for p in self.scripts if request.url.path.endswith(p))
+        self.requests.append((path, body))
         events = self.scripts[path](body)
         model = body.get("model")
         if model == "cut":

@@ -22,6 +22,17 @@
  * choice's text, a Responses output_text delta or a Messages text_delta; a plain-text
  * stream's data), retries (reconnects in a row, default 5), backoff (ms, default 250,
  * doubled after each failure).
+ *
+ * Stop and refine: `stream.received` is the answer text this client received (what
+ * onText got). After a stop, `stream.followUp(correction)` is the next request's body:
+ * the request with exactly that text as the assistant's partial turn and the
+ * correction as the next user turn, in the API's own shape (the url says which);
+ * `PacerStream.followUp(api, request, shown, correction, {choice})` builds one from a
+ * cancel's answer ({text, choices}) or a string, as pacer.client.follow_up does:
+ *
+ *   const answer = await stream.cancel();
+ *   const body = stream.followUp("Shorter, please.", { shown: answer });
+ *   const next = new PacerStream(stream.url, body, { onText });
  */
 (function (root) {
   "use strict";
@@ -99,6 +110,129 @@
     }
   }
 
+  /* -- stop and refine: the request after a stopped answer (pacer/_refine.py's twin) -- */
+
+  const ROUTES = { "/v1/chat/completions": "chat.completions", "/v1/completions": "completions",
+    "/v1/responses": "responses", "/v1/messages": "messages" };
+
+  function apiOf(api) {
+    if (Object.values(ROUTES).includes(api)) return api;
+    const at = api.indexOf("/v1/");
+    if (at < 0) return null;
+    const path = api.slice(at).split("?")[0].replace(/\/+$/, "");
+    return ROUTES[path] || null;
+  }
+
+  function laneOf(lanes, choice) {
+    const text = lanes.get(choice);
+    if (typeof text !== "string") {
+      const known = [...lanes.keys()].filter(Number.isInteger).sort((a, b) => a - b).join(", ") || "none";
+      throw new Error("followUp: no text for choice " + choice + "; the lanes shown are: " + known);
+    }
+    return text;
+  }
+
+  /* The text of lane `choice` that `shown` (a string, or a cancel's answer) says was seen. */
+  function shownText(shown, choice) {
+    if (!Number.isInteger(choice) || choice < 0) {
+      throw new TypeError("followUp: choice must be an int >= 0 (a choice's index), got " + choice);
+    }
+    if (typeof shown === "string") {
+      if (choice) throw new Error("followUp: choice=" + choice + ", but a string is one lane's text; pass that lane's");
+      return shown;
+    }
+    if (shown === null || typeof shown !== "object" || Array.isArray(shown)) {
+      throw new TypeError("followUp: shown must be the text (a string) or a cancel's answer, got " + JSON.stringify(shown));
+    }
+    if (Array.isArray(shown.choices) && shown.choices.length) {
+      return laneOf(new Map(shown.choices.filter((c) => c && typeof c === "object").map((c) => [c.index, c.text])), choice);
+    }
+    if (typeof shown.text !== "string") {
+      throw new Error("followUp: shown has no 'text' string; expected the JSON a cancel answers ({text, choices})");
+    }
+    if (choice) throw new Error("followUp: choice=" + choice + ", but a cancel answer without choices is one lane's text; pass that lane's");
+    return shown.text;
+  }
+
+  function turns(request, key, api) {
+    if (!Array.isArray(request[key])) {
+      throw new Error("followUp: a " + api + " request needs a '" + key + "' list, got " + JSON.stringify(request[key]));
+    }
+    return request[key].slice();
+  }
+
+  function prefill(list) {
+    const last = list[list.length - 1];
+    return last && typeof last === "object" && last.role === "assistant" ? last : null;
+  }
+
+  const APIS = {
+    "chat.completions": (request, shown, correction) => {
+      const messages = turns(request, "messages", "chat.completions");
+      const last = request.continue_final_message ? prefill(messages) : null;
+      if (last) {
+        const content = Array.isArray(last.content)
+          ? [...last.content, { type: "text", text: shown }]
+          : (typeof last.content === "string" ? last.content : "") + shown;
+        messages[messages.length - 1] = Object.assign({}, last, { content });
+      } else {
+        messages.push({ role: "assistant", content: shown });
+      }
+      messages.push({ role: "user", content: correction });
+      const body = Object.assign({}, request, { messages });
+      delete body.continue_final_message;
+      delete body.add_generation_prompt;
+      return body;
+    },
+    responses: (request, shown, correction) => {
+      const given = request.input;
+      const items = typeof given === "string" ? [{ type: "message", role: "user", content: given }]
+        : given === undefined || given === null ? [] : turns(request, "input", "responses");
+      items.push({ type: "message", role: "assistant", content: [{ type: "output_text", text: shown, annotations: [] }] });
+      items.push({ type: "message", role: "user", content: correction });
+      return Object.assign({}, request, { input: items });
+    },
+    messages: (request, shown, correction) => {
+      const messages = turns(request, "messages", "messages");
+      const last = prefill(messages);
+      const block = { type: "text", text: shown };
+      if (last) {
+        const blocks = Array.isArray(last.content) ? last.content : last.content ? [{ type: "text", text: last.content }] : [];
+        messages[messages.length - 1] = Object.assign({}, last, { content: [...blocks, block] });
+      } else {
+        messages.push({ role: "assistant", content: [block] });
+      }
+      messages.push({ role: "user", content: [{ type: "text", text: correction }] });
+      return Object.assign({}, request, { messages });
+    },
+  };
+
+  /* The request that follows `request` after its stream was stopped: `shown` (a string, or
+   * a cancel's answer; lane options.choice) as the assistant's partial turn, then
+   * `correction` as the next user turn. `api`: "chat.completions", "responses",
+   * "messages", or a URL or path ending in its /v1/ route. Throws for anything else. */
+  function followUp(api, request, shown, correction, options = {}) {
+    if (typeof api !== "string") throw new TypeError("followUp: api must be a string (an API name or URL)");
+    const name = apiOf(api);
+    if (name === "completions") {
+      throw new Error("followUp: the Completions API has no turns to put a correction in; continue its prompt with the shown text yourself, or ask /v1/chat/completions");
+    }
+    if (!APIS[name]) {
+      throw new Error("followUp: api must be one of " + Object.keys(APIS).join(", ") + ", or a URL or path ending in /v1/chat/completions, /v1/responses or /v1/messages; got " + JSON.stringify(api));
+    }
+    if (request === null || typeof request !== "object" || Array.isArray(request)) {
+      throw new TypeError("followUp: request must be the original request's JSON object");
+    }
+    if (typeof correction !== "string") throw new TypeError("followUp: correction must be a string");
+    if (!correction.trim()) throw new Error("followUp: correction is blank (" + JSON.stringify(correction) + "): the reader typed nothing");
+    const choice = options.choice === undefined ? 0 : options.choice;
+    const text = shownText(shown, choice);
+    if (!text.trim()) {
+      throw new Error("followUp: no text was shown (choice " + choice + "): there is no partial answer to continue from; send the corrected request as a new question instead");
+    }
+    return APIS[name](request, text, correction);
+  }
+
   class Fatal extends Error {}
 
   class PacerStream {
@@ -114,6 +248,7 @@
       this.token = null;
       this.lastEventId = null;
       this.reconnects = 0;
+      this.received = "";
       this.controller = new AbortController();
       this.done = this.run();
     }
@@ -184,6 +319,7 @@
           if (event.id) this.lastEventId = event.id;
           if (this.options.onEvent) this.options.onEvent(event);
           const text = this.text(event);
+          if (text) this.received += text;
           if (text && this.options.onText) this.options.onText(text, event);
           if (event.data === "[DONE]" || event.event === "error") {
             reader.cancel().catch(() => {});
@@ -206,7 +342,15 @@
     close() {
       this.controller.abort();
     }
+
+    /* The body that refines this request after a stop (followUp): options.shown (default
+     * `received`), options.choice. */
+    followUp(correction, options = {}) {
+      const shown = options.shown === undefined ? this.received : options.shown;
+      return followUp(this.url, this.body, shown, correction, options);
+    }
   }
 
+  PacerStream.followUp = followUp;
   root.PacerStream = PacerStream;
 })(typeof window !== "undefined" ? window : globalThis);
