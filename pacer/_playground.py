@@ -15,6 +15,12 @@ stages' own.
 Each event is ``event: raw|paced|sentence`` with JSON data ``{"text", "t", "lag",
 "boundary"}`` (``t`` seconds since the stream started), then ``event: end`` with the
 stream's metrics, then ``data: [DONE]``. Needs the ``server`` and ``demo`` extras.
+
+Stop and refine: the page's Stop button closes the stream, and Send posts the request
+that would refine the question (``PacerStream.followUp`` of ``pacer-stream.js``, served at
+``/pacer-stream.js``): a Chat Completions body whose assistant turn is exactly the paced
+text shown, then the reader's correction. ``POST /refine`` stands in for the model: it
+answers with the two turns the request carried (``refine_routes``).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from . import traces
@@ -37,10 +43,11 @@ from ._pacing import CPS, MAX_LAG, UNITS, Pacer
 from ._sentences import SentenceSplitter
 from .clock import Clock, MonotonicClock
 from .config import HEARTBEAT
+from .resumable import javascript
 from .server import EventStreamResponse, json_error
 from .sse import DONE, encode
 
-__all__ = ["create_playground", "paced_view", "sentence_view", "stream_views"]
+__all__ = ["create_playground", "paced_view", "refine_routes", "sentence_view", "stream_views"]
 
 _UNITS = UNITS
 # Query parameter: (type, default, lowest, highest).
@@ -177,7 +184,8 @@ def sentence_view(tokenizer: Any, tps: float) -> Pipeline:
 def create_playground(
     tokenizer: Any | None = None, text: str | None = None, *, heartbeat: float = HEARTBEAT
 ) -> Starlette:
-    """The ``pacer serve`` app: ``GET /`` is the page, ``GET /stream`` its event stream.
+    """The ``pacer serve`` app: ``GET /`` is the page, ``GET /stream`` its event stream,
+    and the page's stop-and-refine routes (``refine_routes``).
 
     ``tokenizer`` defaults to mistral-common's tekken file loaded as a tiktoken
     ``Encoding`` and ``text`` to the demo text shipped in the package; the stream
@@ -209,7 +217,42 @@ def create_playground(
         }
         return EventStreamResponse(stream_views(trace, views), heartbeat=heartbeat)
 
-    return Starlette(routes=[Route("/", index), Route("/stream", stream)])
+    return Starlette(routes=[Route("/", index), Route("/stream", stream), *refine_routes()])
+
+
+def refine_routes() -> list[Route]:
+    """``POST /refine``, where the page sends its follow-up request after a stop (a Chat
+    Completions body ending with the assistant's shown turn and the reader's correction),
+    answered with ``{"shown", "correction", "request"}``: what the next request carried.
+    ``GET /pacer-stream.js`` is the browser client whose ``PacerStream.followUp`` built it."""
+
+    async def refine(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+            shown, correction = _refined_turns(body)
+        except ValueError as exc:
+            return json_error(400, f"refine: {exc}", "invalid_request")
+        return JSONResponse({"shown": shown, "correction": correction, "request": body})
+
+    async def script(request: Request) -> Response:
+        return Response(javascript(), media_type="text/javascript")
+
+    return [Route("/refine", refine, methods=["POST"]), Route("/pacer-stream.js", script)]
+
+
+def _refined_turns(body: Any) -> tuple[str, str]:
+    """The shown text and the correction that end a Chat Completions follow-up."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    turns = messages[-2:] if isinstance(messages, list) else []
+    roles = [turn.get("role") if isinstance(turn, dict) else None for turn in turns]
+    contents = [turn.get("content") if isinstance(turn, dict) else None for turn in turns]
+    shown, correction = contents if len(contents) == 2 else (None, None)
+    if roles != ["assistant", "user"] or not isinstance(shown, str) or not isinstance(correction, str):
+        raise ValueError(
+            "the request must end with the assistant's shown turn and the reader's correction "
+            "(Chat Completions messages with string content)"
+        )
+    return shown, correction
 
 
 def serve(host: str = "127.0.0.1", port: int = 8200) -> None:  # pragma: no cover - runs a server

@@ -7,6 +7,7 @@ had received."""
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -475,3 +476,70 @@ def test_the_browser_helper_builds_the_same_follow_ups_and_refines_through_the_p
 def first_words(error: str) -> list[str]:
     """An error's first three words after the helper's name."""
     return error.split(": ", 1)[1].split()[:3]
+
+
+# -- the playground: stop, type a correction, send ------------------------------------------------
+
+
+def test_the_playground_refine_route_answers_what_the_request_carried_or_why_not() -> None:
+    pytest.importorskip("tiktoken")
+    from starlette.testclient import TestClient
+
+    from pacer._playground import create_playground
+    from pacer.tokenizers import load_tekken
+
+    body = follow_up(CHAT, REQUESTS[CHAT], "Pacing keeps ", CORRECTION)
+    with TestClient(create_playground(load_tekken(), "One. Two.")) as client:
+        answer = client.post("/refine", json=body)
+        assert answer.status_code == 200
+        assert answer.json() == {"shown": "Pacing keeps ", "correction": CORRECTION, "request": body}
+        assert "PacerStream.followUp" in client.get("/pacer-stream.js").text
+        for bad in (REQUESTS[CHAT], {"messages": "no"}, [1], {"messages": [{"role": "user", "content": 3}]}):
+            refused = client.post("/refine", json=bad)
+            assert refused.status_code == 400
+            assert "refine: the request must end with the assistant's shown turn" in refused.text
+        assert client.post("/refine", content=b"{not json").status_code == 400
+
+
+def test_the_playground_stops_and_sends_a_follow_up_carrying_the_paced_text_shown() -> None:
+    pytest.importorskip("tiktoken")
+    from pacer._playground import create_playground
+    from pacer.tokenizers import load_tekken
+
+    text = "Streams need a pacer. " * 40
+    driver = chromium()
+    try:
+        with serve(create_playground(load_tekken(), text)) as base:
+            driver.get(f"{base}/?tps=40&cps=40")
+            length = "return document.getElementById('paced').textContent.length"
+            wait_for(lambda: driver.execute_script(length) >= 30)
+            driver.find_element("id", "stop").click()
+            shown = driver.execute_script("return document.getElementById('paced').textContent")
+            driver.find_element("id", "correction").send_keys(CORRECTION)
+            driver.find_element("id", "send").click()
+            refined = json.loads(
+                wait_for(lambda: driver.execute_script("return document.body.dataset.refined"))
+            )
+            status = driver.find_element("id", "status").text
+            after = driver.execute_script("return document.getElementById('paced').textContent")
+            out = driver.find_element("id", "refined").text
+    finally:
+        driver.quit()
+    assert 30 <= len(shown) < len(text) and after == shown  # stopped: nothing more came
+    assert status == f"stopped: {len(shown)} characters shown"
+    assert refined["shown"].encode("utf-8") == shown.encode("utf-8") and refined["correction"] == CORRECTION
+    question = {
+        "model": "playground",
+        "stream": True,
+        "messages": [{"role": "user", "content": "Why do streams need a pacer?"}],
+    }
+    assert refined["request"] == follow_up(CHAT, question, shown, CORRECTION)
+    assert out.startswith(f"The next request carries the {len(shown)} characters shown")
+
+
+def wait_for(probe: Any, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := probe()):
+        assert time.monotonic() < deadline, "the page did not get there"
+        time.sleep(0.02)
+    return value
