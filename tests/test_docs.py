@@ -201,3 +201,28 @@ def test_resumable_how_to_serves_resumes_and_truncates_to_what_was_heard() -> No
         text = anyio.run(namespace["ask"], base)
     assert text == "Streams that outlive a connection."
     assert printed[0].startswith("True ")
+
+
+def test_refine_how_to_builds_each_apis_follow_up_and_stops_a_real_stream() -> None:
+    from pacer.proxy import create_proxy
+    from pacer.testing.streams import ANSWERS
+
+    from .servers import ScriptedUpstream, serve
+
+    namespace, printed = run_page("how-to/refine.md")
+    page = (DOCS / "how-to/refine.md").read_text(encoding="utf-8")
+    assert len(printed) == 4
+    for line in printed:  # the page shows what each example prints, as printed
+        assert f"```text\n{line}```" in page, line
+    assert "'text': 'Start at the Louvre at nine, then '" in printed[1]
+    request = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "Why pace?"}]}
+    with (
+        serve(ScriptedUpstream().app) as upstream,
+        serve(create_proxy(upstream, lambda: pacer.Pacer(cps=40))) as base,
+    ):
+        body = anyio.run(namespace["stop_and_refine"], base, request, "Shorter.")
+    assert body["messages"][0] == request["messages"][0] and body["messages"][2] == {
+        "role": "user",
+        "content": "Shorter.",
+    }
+    assert 0 < len(body["messages"][1]["content"]) < len(ANSWERS[0])
