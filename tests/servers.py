@@ -247,6 +247,15 @@ def cli_proxy(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[s
         _, process.log = process.communicate(timeout=30)
 
 
+def wait_for(probe: Any, timeout: float = 60) -> Any:
+    """``probe()``'s first true value, asked every 20 ms (a browser page getting somewhere)."""
+    deadline = time.monotonic() + timeout
+    while not (value := probe()):
+        assert time.monotonic() < deadline, "the page did not get there"
+        time.sleep(0.02)
+    return value
+
+
 def chromium(*capabilities: tuple[str, Any]) -> Any:
     """A headless Chromium driven by Selenium; skips (fails under CI) when none is installed."""
     import os

@@ -25,7 +25,7 @@ from pacer.client import ResumableStream, follow_up, shown_text
 from pacer.formats import Transcript
 from pacer.testing import streams as scripts
 
-from .servers import ScriptedUpstream, chromium, cli_proxy, serve
+from .servers import ScriptedUpstream, chromium, cli_proxy, serve, wait_for
 
 CHAT, RESPONSES, MESSAGES = "/v1/chat/completions", "/v1/responses", "/v1/messages"
 CORRECTION = "Shorter, please, and name one library. 谢谢"
@@ -535,11 +535,3 @@ def test_the_playground_stops_and_sends_a_follow_up_carrying_the_paced_text_show
     }
     assert refined["request"] == follow_up(CHAT, question, shown, CORRECTION)
     assert out.startswith(f"The next request carries the {len(shown)} characters shown")
-
-
-def wait_for(probe: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := probe()):
-        assert time.monotonic() < deadline, "the page did not get there"
-        time.sleep(0.02)
-    return value

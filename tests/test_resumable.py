@@ -31,6 +31,7 @@ from pacer.testing import streams as scripts
 
 from .hostile import content_of
 from .servers import CONTENT, Relay, ScriptedUpstream, Upstream, serve
+from .servers import wait_for as _wait
 
 # -- the in-memory log ---------------------------------------------------------------------
 
@@ -641,14 +642,6 @@ def test_the_browser_client_resumes_after_a_cut_and_closes_at_done(fake: tuple[U
 
 _LENGTH = "return document.body.dataset.len || 0"
 _RESULT = "return document.body.dataset.result"
-
-
-def _wait(probe: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := probe()):
-        assert time.monotonic() < deadline, "the page did not get there"
-        time.sleep(0.02)
-    return value
 
 
 # -- what a listener heard ---------------------------------------------------------------------------
