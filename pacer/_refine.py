@@ -128,7 +128,12 @@ def follow_up(
     choice: int = 0,
     at: float | None = None,
 ) -> dict[str, Any]:
-    """The request that follows ``request`` after its stream was stopped (module docstring).
+    """The request that follows ``request`` after its stream was stopped: a copy with two
+    turns added to its conversation, the text shown as the assistant's and ``correction``
+    as the user's, in the API's shape (Chat Completions: ``messages`` with string
+    content; Responses: ``input`` items, the assistant's ``output_text``; Anthropic
+    Messages: ``messages`` with text blocks; a prefill or ``continue_final_message`` turn
+    is extended instead). Every other field is kept.
 
     ``api`` is ``"chat.completions"``, ``"responses"`` or ``"messages"``, or the request's
     URL or path (``.../v1/chat/completions``); ``shown`` what the reader saw
