@@ -10,6 +10,7 @@ from . import _build
 _from_source = _build.choose(__path__[0])
 
 from . import traces as traces  # a module: pacer.traces.bursty(...) and the like
+from ._checks import CheckPool
 from ._core import Boundary, Chunk, Pipeline, Stage, StageClosedError, pipeline
 from ._detokenize import ByteDecoder, Detokenizer
 from ._heard import HeardText
@@ -56,6 +57,7 @@ __all__ = [
     "pipeline",
     # drivers, and what they give back
     "AsyncRun",
+    "CheckPool",
     "Hub",
     "HubStream",
     "StreamMetrics",

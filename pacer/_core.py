@@ -198,7 +198,8 @@ class CheckingStage(Stage):
     runs them itself, inline); after every step ``take_requests(now)`` gives the new
     requests, and ``answer(request, result, now)`` takes one's result (what the check
     returned, or the exception it raised) and returns the chunks it releases.
-    ``blocked`` is why the stage stopped the stream, or ``None``: a plain read.
+    ``blocked`` is why the stage stopped the stream, or ``None``; ``awaiting``, whether
+    an answer is still due: plain reads.
     """
 
     def __init__(self) -> None:
@@ -221,6 +222,12 @@ class CheckingStage(Stage):
     def blocked(self) -> Any:
         """Why the stage stopped the stream, or ``None``."""
         return None
+
+    @property
+    def awaiting(self) -> bool:
+        """Whether a request it handed out still waits for its answer (one that has not
+        started has no deadline yet: the driver must not take the stage for done)."""
+        return False
 
 
 def closed_error(stage: object) -> StageClosedError:
@@ -387,6 +394,15 @@ class Pipeline(Stage):
         return items
 
     @property
+    def awaiting(self) -> bool:
+        """Whether a stage's request still waits for its answer (``CheckingStage.awaiting``)."""
+        for i in self._workers:
+            stage: Any = self.stages[i]
+            if stage.awaiting:
+                return True
+        return False
+
+    @property
     def blocked(self) -> Any:
         """Why a ``Guard`` in the pipeline stopped the stream (its ``Blocked``), or ``None``."""
         for i in self._workers:
@@ -412,6 +428,7 @@ class Pipeline(Stage):
             (self._finishing or self.cancelled)
             and self._finished_upto == len(self.stages)
             and (self.deadline is None)
+            and not (self._workers and self.awaiting)
         )
 
     # -- internals -----------------------------------------------------------------
@@ -436,12 +453,20 @@ class Pipeline(Stage):
                         items.extend(stage.poll(now))
                     else:
                         items = stage.poll(now)
-            if finishing and i == self._finished_upto and all(s.deadline is None for s in self.stages[:i]):
+            if finishing and i == self._finished_upto and self._settled(i):
                 items.extend(stage.finish(now))
                 self._finished_upto += 1
         if self._workers:
             self._note_blocked()
         return self._emit(items, now) if items else items
+
+    def _settled(self, upto: int) -> bool:
+        """Whether ``stages[:upto]`` have nothing more to give: no deadline, and no answer
+        due (a check still queued has no deadline yet)."""
+        for stage in self.stages[:upto]:
+            if stage.deadline is not None or getattr(stage, "awaiting", False):
+                return False
+        return True
 
     def _note_blocked(self) -> None:
         """Record in the metrics why a check stopped the stream, the step it happens."""

@@ -7,7 +7,8 @@ In the manner of h11's ``next_event``, a ``Driver`` wraps a pipeline and, asked
   long as it takes). Report back with ``item(x, now)``; ``wake(now)`` if the wait ran
   out first; ``end(now)`` at the end of the source; ``fail(now)`` if it raised.
 - ``Need.END``: stop reading (a check blocked the stream); call ``end(now)``.
-- ``Need.SLEEP``: the source is over; sleep until ``until``, then ``wake(now)``.
+- ``Need.SLEEP``: the source is over; sleep until ``until`` (``None``: until a check's
+  answer comes), then ``wake(now)``.
 - ``Need.DONE``: everything has gone out.
 
 Every report returns the chunks to emit now. ``stop(now)`` (the consumer left early)
@@ -18,7 +19,9 @@ playground) are a few lines each and cannot disagree on the order of things.
 
 The driver owns a pipeline's checks (a ``Guard``'s): given ``start`` at construction,
 it tells the pipeline that it runs them (``drive_checks``) and, after every step,
-calls ``start(request, now, reply)`` for each new request. The loop hands each result
+calls ``start(request, now, reply)`` for each new request (whoever runs it sets its
+``started`` when it begins: the live loops queue it on a ``pacer.CheckPool``, so that
+may be later). The loop hands each result
 back with ``answer(request, result, now)`` (applied now, its output returned) or
 ``finished(request, result)`` (from any thread; applied at the next step). While
 checks are in flight a live driver (``poll`` seconds) asks to be woken that often to
@@ -119,6 +122,11 @@ class Driver:
         return self.phase is _READING and not (self.checks and self.pipeline.blocked is not None)
 
     @property
+    def waiting(self) -> bool:
+        """Whether a check handed out is still to be answered, the run not over."""
+        return self.checks and self.phase is not _OVER and self.pipeline.awaiting
+
+    @property
     def done(self) -> bool:
         """Whether the run is over: ``DONE`` was said, or the source failed, or ``stop``."""
         return self.phase is _OVER
@@ -138,7 +146,7 @@ class Driver:
             return READ
         if phase is _FINISHING:
             deadline = p.deadline
-            if deadline is not None:
+            if deadline is not None or (self.checks and p.awaiting):  # a queued check has no deadline yet
                 self.until = self._wake_at(deadline, now)
                 return SLEEP
             self._finish()

@@ -234,6 +234,14 @@ class EventPacer(CheckingStage):
         return self._release(now)
 
     @property
+    def awaiting(self) -> bool:
+        """Whether a lane's check still waits for its answer."""
+        return any(
+            lane.pipeline is not None and not lane.filtered and lane.pipeline.awaiting
+            for lane in self.lanes.values()
+        )
+
+    @property
     def blocked(self) -> Any:
         """The first lane's ``Blocked`` once checks have blocked every lane, else ``None``."""
         lanes = [lane for lane in self.lanes.values() if lane.pipeline is not None]

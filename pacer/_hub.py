@@ -26,15 +26,17 @@ earliest deadline, plus the pipelines' own work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
 import anyio
+import anyio.from_thread
 import anyio.lowlevel
 
 from ._aio import aclose_source, on_asyncio
-from ._checks import acall_check
+from ._checks import PooledChecks
 from ._core import Stage
 from ._metrics import StreamMetrics
 from .clock import Clock, MonotonicClock
@@ -130,24 +132,25 @@ class Hub:
         ``Guard`` in ``stage`` checks inline."""
         return self._open(stage, sink, None)
 
-    def _open(self, stage: Stage, sink: Sink, group: anyio.abc.TaskGroup | None) -> HubStream:
-        """``open``; with ``group``, a ``Guard``'s checks run as tasks of that group, and
-        each answer goes to the sink as it comes."""
+    def _open(self, stage: Stage, sink: Sink, checks: PooledChecks | None) -> HubStream:
+        """``open``; with ``checks``, a ``Guard``'s checks run on its pool, and each
+        answer goes to the sink as it comes, in this event loop."""
         self._bind()
         event = anyio.Event()
         stream: HubStream | None = None
+        token = anyio.lowlevel.current_token()
+
+        def answered(request: Any, result: object) -> None:  # on a worker thread
+            if stream is not None:
+                with contextlib.suppress(RuntimeError):  # the loop has gone: nobody to answer
+                    anyio.from_thread.run_sync(stream.answer, request, result, token=token)
 
         def start(request: Any, now: float, reply: Any) -> None:
-            async def check() -> None:
-                result = await acall_check(request)
-                if stream is not None:
-                    stream.answer(request, result)
+            if checks is not None:
+                checks(request, now, answered)
 
-            if group is not None:
-                group.start_soon(check)
-
-        checks = None if group is None else start
-        stream = HubStream(self, self.mux.open(stage, sink, on_done=event.set, checks=checks), event)
+        inner = self.mux.open(stage, sink, on_done=event.set, checks=None if checks is None else start)
+        stream = HubStream(self, inner, event)
         return stream
 
     async def pump(
@@ -156,36 +159,31 @@ class Hub:
         """Run ``stage`` over ``source`` into ``sink``; return the stream's metrics when done.
 
         A sync ``source`` is read in this task and must not block. The checks of a
-        ``Guard`` in ``stage`` run as tasks of this call (a plain check on a worker
-        thread); a blocked stream stops reading its source.
+        ``Guard`` in ``stage`` run on its ``CheckPool`` (an async one in this event
+        loop); a blocked stream stops reading its source, and a stream that ends drops
+        its checks not yet started.
         """
         if not isinstance(source, (AsyncIterable, Iterable)):
             raise TypeError(f"Hub.pump: source must be an (async) iterable, got {type(source).__name__}")
         stream: HubStream | None = None
         wrapper: AsyncGenerator[Any, None] | None = None  # made for a sync source
+        checks = PooledChecks(self.clock.now, anyio.lowlevel.current_token())
         try:
             if isinstance(source, AsyncIterable):
                 items: AsyncIterator[Any] = source.__aiter__()
             else:
                 items = wrapper = _checkpointed(source)
-            failure: Exception | None = None
-            async with anyio.create_task_group() as checks:  # a Guard's checks run here
-                try:
-                    stream = self._open(stage, sink, checks)
-                    await self._pump(stream, items)
-                except Exception as exc:  # raised below, as it came (not in a group)
-                    failure = exc
-                checks.cancel_scope.cancel()  # checks answered too late: the guard has moved on
-            if failure is not None:
-                raise failure
-            assert stream is not None  # opened, or failure was raised
+            stream = self._open(stage, sink, checks)
+            await self._pump(stream, items)
         finally:
+            checks.close()  # checks answered too late: the guard has moved on
             if stream is not None and not stream.done:
                 stream.cancel()  # cancelled: the client is gone; nobody to give it to
             with anyio.CancelScope(shield=True):
                 if wrapper is not None:
                     await wrapper.aclose()
                 await aclose_source(source)
+        assert stream is not None  # opened, or the error was raised
         return stream.metrics
 
     async def _pump(self, stream: HubStream, items: AsyncIterator[Any]) -> None:

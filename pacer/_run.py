@@ -37,7 +37,7 @@ from typing import Any, Generic, TypeVar, Union
 import anyio
 
 from ._aio import aclose_source, on_asyncio, spawn_detached, wake
-from ._checks import ThreadChecks, start_task
+from ._checks import PooledChecks
 from ._core import Chunk, Stage, set_runner
 from ._driver import DONE, POLL, READ, SLEEP, Driver, as_pipeline
 from ._metrics import StreamMetrics
@@ -167,7 +167,7 @@ class SyncRun(_RunBase[T], Iterator[T]):
         puller = (
             _ThreadPuller(self._source, self._buffer) if self._threaded() else _DirectPuller(self._source)
         )
-        checks = ThreadChecks()
+        checks = PooledChecks(clock.now)  # plain checks only: no event loop to run one in
         driver = Driver(self.pipeline, checks, POLL)
         try:
             while (need := driver.next(now := clock.now())) is not DONE:
@@ -364,7 +364,8 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
     async def _drive_timed(self) -> AsyncIterator[T]:
         clock = self.clock
         source = self._source
-        driver = Driver(self.pipeline, start_task, POLL)
+        checks = PooledChecks(clock.now, anyio.lowlevel.current_token())
+        driver = Driver(self.pipeline, checks, POLL)
         try:
             pull = self._pull(source)
             while (need := driver.next(now := clock.now())) is not DONE:
@@ -393,6 +394,7 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
             else:
                 with anyio.CancelScope(shield=True):
                     await (self._puller.aclose() if self._puller is not None else aclose_source(source))
+            checks.close()  # the checks not started are dropped: nobody is left to show them to
             self._unshown = driver.stop(clock.now())
 
 

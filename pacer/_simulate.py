@@ -148,6 +148,7 @@ class _VirtualChecks:
         latency = self.latency
         delay = float(latency(request)) if callable(latency) else float(latency)
         due = now + max(0.0, delay)
+        request.started = now  # every check runs as soon as it is handed out
         heapq.heappush(self.heap, (due, next(self._order), request, call_check(request)))
 
     def due(self, deadline: float | None) -> float | None:

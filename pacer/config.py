@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from ._args import number, whole
+from ._checks import PER_STREAM, WORKERS
 from ._logs import FORMATS, LEVELS
 from ._pacing import CLAUSE_PAUSE, CPS, MAX_LAG, SENTENCE_PAUSE, UNITS
 
@@ -361,7 +362,8 @@ class ProxyConfig:
 
     ``pipeline`` makes each stream's pipeline (default: ``pacing.pipeline()``). With
     ``guard`` (a check as ``pacer.Guard`` takes, or the ``MODULE:FUNCTION`` that names
-    one) every paced sentence is checked before it is sent. Unless ``resume`` is
+    one) every paced sentence is checked before it is sent, on a ``pacer.CheckPool`` of
+    ``check_workers`` threads, at most ``checks_per_stream`` at once per stream. Unless ``resume`` is
     ``"never"`` every paced stream is kept in a stream log (in this process, or in
     ``redis``) for ``retention`` seconds after its last event; those ``resume`` names go
     on with no client reading them for ``orphan_timeout`` seconds. ``cors_origin``: the
@@ -395,6 +397,22 @@ class ProxyConfig:
             check=_spec,
             kind=str,
             metavar="MODULE:FUNCTION",
+        ),
+    )
+    check_workers: int = field(
+        default=WORKERS,
+        metadata=about(
+            "guard checks run at once, on worker threads of their own (an async check waits in its "
+            "event loop); streams with checks waiting take turns, and a check's timeout runs from "
+            "when it starts",
+            check=_above(1, integer=True),
+        ),
+    )
+    checks_per_stream: int = field(
+        default=PER_STREAM,
+        metadata=about(
+            "guard checks one stream may have running at once; the rest wait their turn",
+            check=_above(1, integer=True),
         ),
     )
     redis: str | None = field(

@@ -13,17 +13,20 @@ it is the guard's, and is not rushed out in a burst afterwards).
 
 A blocked unit and everything after it are never released: the guard drops them,
 records why in ``blocked`` (and the stream's metrics), and a driver stops the source.
-A check that raises, answers anything else, or takes longer than ``timeout`` seconds
+A check that raises, answers anything else, or runs longer than ``timeout`` seconds
 blocks too (``on_error="block"``, the default: fail closed) or passes
-(``on_error="pass"``).
+(``on_error="pass"``). The timeout counts from when the check starts to run, not from
+when its unit was complete: a check that waits for a free worker is not late.
 
 The stage stays sans-I/O. Driven (``run``, ``arun``, the servers, and ``simulate``
 with a modelled ``check_latency``), it hands each complete unit out as a
 ``CheckRequest`` (``take_requests``) and takes verdicts back (``answer``), in any
 order; units are released in order as soon as every unit before them is approved, so
 checks run while earlier units are being paced out, several at once when the source
-is fast. Not driven (``feed``/``flush``, a pipeline fed by hand), it calls a plain
-``check`` inline.
+is fast. The live drivers run them on a ``pacer.CheckPool`` (``pool``): a bounded
+number at once, a few per stream, streams taking turns, so a flood of checks from
+some streams delays another's only by its share. Not driven (``feed``/``flush``, a
+pipeline fed by hand), it calls a plain ``check`` inline.
 
 Cost: the splitter's work, plus O(unit) per unit; memory: the units awaiting verdicts.
 """
@@ -67,7 +70,8 @@ def call_check(
 
 class CheckRequest:
     """One unit to check: its ``text`` and the ``context`` before it; ``guard.call(request)``
-    runs the check, and the driver answers with the request itself."""
+    runs the check, and the driver answers with the request itself. Whoever runs the
+    check sets ``started`` (clock seconds) when it begins: its timeout counts from then."""
 
     __slots__ = ("context", "guard", "id", "started", "text")
 
@@ -76,7 +80,7 @@ class CheckRequest:
         self.text = text
         self.context = context
         self.guard = guard
-        self.started: float | None = None  # when the unit was complete: its timeout runs from then
+        self.started: float | None = None  # when the check began to run; None while it waits
 
     def __repr__(self) -> str:
         return f"CheckRequest(id={self.id}, text={self.text!r})"
@@ -111,7 +115,9 @@ class Guard(CheckingStage):
     ``max_chars`` bounds a unit (cut at a clause, else a space) so a long sentence does
     not wait whole; ``max_hold`` sends a pending unit to be checked after that long
     without input. ``context_chars``: how much of the text before a unit its check is
-    given.
+    given. ``timeout``: the seconds a check may run, from when it starts. ``pool``: the
+    ``pacer.CheckPool`` the live drivers run its checks on (default: the one the
+    process shares).
     """
 
     timed = True
@@ -126,16 +132,19 @@ class Guard(CheckingStage):
         max_hold: float | None = 2.0,
         context_chars: int = 400,
         lang: Literal["auto", "en", "zh", "ja"] = "auto",
+        pool: CheckPoolLike | None = None,
     ) -> None:
         super().__init__()
         if not callable(check):
             raise TypeError(f"Guard: check must be callable, got {type(check).__name__}")
-        self.check = check
+        self._checker = _Checker(check)
         self.timeout = seconds(timeout, "Guard: timeout")
         one_of(on_error, "Guard: on_error", ("block", "pass"))
         self.on_error = on_error
         self.context_chars = whole(context_chars, "Guard: context_chars")
-        self._with_context = _takes_two(check)
+        if pool is not None and not isinstance(pool, CheckPoolLike):
+            raise TypeError(f"Guard: pool must be a pacer.CheckPool or None, got {type(pool).__name__}")
+        self.pool = pool
         # A check that says which tail could still grow into a match (``pacer.patterns``):
         # that tail waits for the text after it, wherever the unit was cut.
         self._tails = _Tails(check) if isinstance(check, HoldsTails) else None
@@ -203,9 +212,14 @@ class Guard(CheckingStage):
         """Why the guard stopped the stream (the unit it blocked), or ``None``."""
         return self._blocked
 
+    @property
+    def awaiting(self) -> bool:
+        """Whether a unit waits for its verdict (the first one held always does)."""
+        return bool(self._pending)
+
     def take_requests(self, now: float) -> list[CheckRequest]:
         """The units to check that no driver has taken yet (each one's timeout runs from
-        when it was complete)."""
+        when whoever runs it sets its ``started``)."""
         out, self._new = self._new, []
         return out
 
@@ -229,7 +243,6 @@ class Guard(CheckingStage):
                 continue
             self._ids += 1
             request = CheckRequest(self._ids, chunk.text, context, self)
-            request.started = now
             self._context = (self._context + chunk.text)[-max(self.context_chars, 1) :]
             unit = _Unit(chunk, request)
             self._pending.append(unit)
@@ -256,11 +269,17 @@ class Guard(CheckingStage):
             "or simulate with check_latency); feed and flush call a plain check inline",
         )
 
+    @property
+    def check(self) -> Check:
+        """The check this guard calls."""
+        return self._checker.check
+
     def call(self, request: CheckRequest) -> Any:
         """Call ``check`` for ``request`` (with its context if it takes two arguments)."""
-        if self._with_context:
-            return self.check(request.text, request.context)
-        return self.check(request.text)
+        checker = self._checker
+        if checker.with_context:
+            return checker.check(request.text, request.context)
+        return checker.check(request.text)
 
     def _verdict(self, unit: _Unit, result: Any, now: float) -> str | Blocked:
         if result is True:
@@ -301,6 +320,16 @@ class Guard(CheckingStage):
         self._new.clear()
 
 
+class _Checker:
+    """The check, and whether it takes the context as a second argument."""
+
+    __slots__ = ("check", "with_context")
+
+    def __init__(self, check: Check) -> None:
+        self.check = check
+        self.with_context = _takes_two(check)
+
+
 class _Tails:
     """A ``HoldsTails`` check's held tail: the end of a unit that could still grow into a
     match, checked in front of the next unit."""
@@ -327,6 +356,14 @@ class _Tails:
         cut = len(chunk.text) - hold
         self.carry = Chunk(chunk.text[cut:], chunk.arrival)
         return Chunk(chunk.text[:cut], chunk.arrival) if cut > 0 else None
+
+
+@runtime_checkable
+class CheckPoolLike(Protocol):
+    """What a ``Guard`` takes as its ``pool``: a ``pacer.CheckPool`` (defined with the
+    drivers, which run checks; a stage only carries it)."""
+
+    def stream(self, now: Callable[[], float] = ..., token: Any = None) -> Any: ...
 
 
 @runtime_checkable

@@ -101,8 +101,11 @@ class MuxStream:
         if mux is not None:
             out = self.driver.answer(request, result, now)
             mux._schedule(self)
-            if out:
-                self.sink(out)
+            try:
+                if out:
+                    self.sink(out)
+            finally:
+                mux._count_done(self)  # the last answer may end it
 
     def cancel(self, now: float) -> list[Chunk]:
         """Stop at once and return what the stream held, *not* given to the sink."""
@@ -114,7 +117,7 @@ class MuxStream:
     @property
     def done(self) -> bool:
         """True once input has ended and everything has gone to the sink (or was cancelled)."""
-        return self.finished and self._seq < 0
+        return self.finished and self._seq < 0 and not (self._mux is not None and self.driver.waiting)
 
     def __repr__(self) -> str:
         state = "done" if self.done else "finishing" if self.finished else "open"
@@ -145,8 +148,10 @@ class Mux:
         """A new stream: ``stage`` (a ``Stage`` or ``Pipeline``, fresh) emitting into ``sink``.
 
         ``on_done`` is called once, when the stream is done (drained or cancelled).
-        ``checks`` runs the checks of a ``Guard`` in it (``pacer._driver.Start``); their
-        results come back through ``MuxStream.answer``. Without it a ``Guard`` checks inline.
+        ``checks`` runs the checks of a ``Guard`` in it (``pacer._driver.Start``), and
+        sets each request's ``started`` when its check begins (its timeout counts from
+        then); their results come back through ``MuxStream.answer``. Without it a
+        ``Guard`` checks inline.
         """
         if not callable(sink):
             raise TypeError(f"Mux.open: sink must be callable, got {type(sink).__name__}")

@@ -66,6 +66,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ._checks import CheckPool
 from ._core import Stage
 from ._cors import Cors
 from ._events import paced_event_frames
@@ -579,9 +580,11 @@ def create_proxy(
     A paced stream is compressed for a client that asks (``Accept-Encoding``), each
     event flushed on its own (``pacer._compress``), unless ``stream.compress`` is off.
     With a ``guard`` every paced stream's text is checked sentence by sentence before
-    it is paced out; a blocked sentence ends its choice with ``finish_reason:
-    "content_filter"`` (``pacer.formats``), and none of it, nor anything after it, is ever
-    sent. Unless ``resume`` is ``"never"`` every paced stream is produced into a stream
+    it is paced out (on a ``pacer.CheckPool`` of ``check_workers`` threads, streams
+    taking turns, ``checks_per_stream`` at most at once from one stream); a blocked
+    sentence ends its choice with ``finish_reason: "content_filter"``
+    (``pacer.formats``), and none of it, nor anything after it, is ever sent. Unless
+    ``resume`` is ``"never"`` every paced stream is produced into a stream
     log (``pacer.resumable``), in memory or in ``redis``: its response names it in
     ``X-Pacer-Stream-Id``, gives its creator its token in ``X-Pacer-Stream-Token`` and
     every event an SSE ``id``; ``GET /v1/streams/{id}`` replays it after
@@ -604,9 +607,10 @@ def create_proxy(
         log = stream_log(config.redis, config.retention)
         failed = metrics.producer_failed if metrics is not None else None
         streams = ResumableStreams(log, orphan_timeout=config.orphan_timeout, on_failure=failed)
+    pool = CheckPool(config.check_workers, per_stream=config.checks_per_stream)  # threads start when used
     proxy = _Proxy(
         upstream_base(upstream),
-        _pipeline_factory(config),
+        _pipeline_factory(config, pool),
         stream_options,
         config.timeouts,
         config.max_body,
@@ -624,6 +628,7 @@ def create_proxy(
                 await stack.enter_async_context(streams)
             yield
         await proxy.aclose()
+        pool.close()
 
     app = Starlette(routes=_routes(proxy), lifespan=lifespan)
     app.add_middleware(Cors, origins=proxy.cors_origins)
@@ -653,8 +658,9 @@ def _proxy_config(config: ProxyConfig | Callable[[], Stage] | None, options: dic
     return with_options(config, options) if options else config
 
 
-def _pipeline_factory(config: ProxyConfig) -> Callable[[], Stage]:
-    """Each stream's pipeline: the guard (if any) in front of the configured pipeline."""
+def _pipeline_factory(config: ProxyConfig, pool: CheckPool) -> Callable[[], Stage]:
+    """Each stream's pipeline: the guard (if any, its checks on ``pool``) in front of the
+    configured pipeline."""
     factory = config.pipeline_factory()
     check = config.guard
     if check is None:
@@ -666,7 +672,7 @@ def _pipeline_factory(config: ProxyConfig) -> Callable[[], Stage]:
     Guard(check)  # a bad check fails here, not in every stream
 
     def guarded() -> Stage:
-        return Guard(check) | factory()
+        return Guard(check, pool=pool) | factory()
 
     return guarded
 

@@ -403,3 +403,41 @@ class Relay:
     def close(self) -> None:
         self.listener.close()
         self.cut()
+
+
+class SentencesUpstream:
+    """A fake OpenAI upstream whose answers are short sentences, by model name:
+    ``"flood"`` sends 600 of them as fast as it can (one event each), any other model
+    sends ``CLEAN`` in a few events."""
+
+    CLEAN = "The weather is mild today. A light wind comes from the west. Take a coat anyway."
+
+    def __init__(self) -> None:
+        self.closed: list[str] = []  # the models of the streams closed (finished or cancelled)
+        self.app = Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"])])
+
+    async def chat(self, request: Request) -> Response:
+        model = (await request.json()).get("model", "clean")
+        return StreamingResponse(self.stream(model), media_type="text/event-stream")
+
+    async def stream(self, model: str) -> AsyncIterator[bytes]:
+        base = {"id": "chatcmpl-7", "object": "chat.completion.chunk", "created": 1, "model": model}
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            body = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            return f"data: {json.dumps(body)}\n\n".encode()
+
+        if model == "flood":
+            pieces = [f"Line {i} is short. " for i in range(600)]
+        else:
+            pieces = [word + " " for word in self.CLEAN.split(" ")]
+            pieces[-1] = pieces[-1].rstrip()
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            for piece in pieces:
+                yield chunk({"content": piece})
+                await asyncio.sleep(0)
+            yield chunk({}, finish="stop")
+            yield b"data: [DONE]\n\n"
+        finally:
+            self.closed.append(model)
