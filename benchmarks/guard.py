@@ -10,16 +10,29 @@ character reached it), as ``pacer demo`` reports it. The references:
   is checked when it is complete, then paced;
 - *200-character chunks* (NeMo Guardrails' streaming output rails): each chunk of
   200 characters is checked once it is complete, one after the other, then paced.
+
+``fairness``: on the real clock, how long a victim stream's checks wait for a worker
+(from the guard handing one out to the check starting) while ten other streams each
+hand out 600 checks at once: on the checks' own ``CheckPool`` (streams take turns)
+against anyio's default thread limiter, one task per check in arrival order (how
+checks ran before the pool), and against the pool with no flood.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
-from pacer import Pacer, simulate
+import anyio
+import anyio.to_thread
+
+from pacer import CheckPool, Pacer, arun, simulate
+from pacer._aio import spawn_detached
 from pacer._metrics import percentile
 from pacer._simulate import Timeline
-from pacer.guard import Guard
+from pacer.guard import CheckRequest, Guard, call_check
 from pacer.testing.cases import HELDOUT_FIRST
 from pacer.testing.streams import tokens
 
@@ -117,10 +130,112 @@ def main(quick: bool = False) -> None:
         ["pipeline", "check ms", "first output s", "lag p99 s", "lag p99 after the first unit s"],
         rows,
     )
+    fairness(quick)
 
 
 def _true(unit: str) -> bool:
     return True
+
+
+# -- fairness: a victim's checks among ten floods -------------------------------------------
+
+CHECK = 0.02  # seconds each check works (a plain function: it holds a worker thread)
+FLOODS = 10
+
+
+class _TimedGuard(Guard):
+    """A guard that notes, for each check, how long it waited from being handed out to
+    starting (``waits``)."""
+
+    def __init__(self, waits: list[float] | None, **options: Any) -> None:
+        super().__init__(_working, timeout=600.0, max_hold=None, **options)
+        self.waits = waits
+        self.handed: dict[int, float] = {}
+
+    def take_requests(self, now: float) -> list[CheckRequest]:
+        requests = super().take_requests(now)
+        for request in requests:
+            self.handed[request.id] = time.monotonic()
+        return requests
+
+    def call(self, request: CheckRequest) -> Any:
+        if self.waits is not None:
+            self.waits.append(time.monotonic() - self.handed[request.id])
+        return super().call(request)
+
+
+def _working(unit: str) -> bool:
+    time.sleep(CHECK)
+    return True
+
+
+class _DefaultLimiter:
+    """How checks ran before ``CheckPool``: each a task of its own, on anyio's default
+    thread limiter (40 threads, shared by everything on the loop, in arrival order)."""
+
+    def stream(self, now: Callable[[], float] = time.monotonic, token: Any = None) -> _DefaultLimiter:
+        return self
+
+    def start(self, request: Any, now: float, reply: Callable[[Any, object], object]) -> None:
+        request.started = now  # its timeout ran from the hand-out then
+
+        async def task() -> None:
+            reply(request, await anyio.to_thread.run_sync(call_check, request))
+
+        spawn_detached(task)
+
+    def close(self) -> None:
+        pass
+
+
+async def _sentences(count: int, every: float, name: str) -> AsyncIterator[str]:
+    for i in range(count):
+        yield f"{name} line {i} is short. "
+        if every:
+            await anyio.sleep(every)
+
+
+async def _victim_waits(pool: Any, floods: int, flood_units: int, units: int) -> list[float]:
+    """The victim's check waits, with ``floods`` streams of ``flood_units`` units at once."""
+    waits: list[float] = []
+
+    async def consume(guard: Guard, count: int, every: float, name: str) -> None:
+        async for _ in arun(guard | Pacer(cps=1e6), _sentences(count, every, name)):
+            pass
+
+    async with anyio.create_task_group() as group:
+        for k in range(floods):
+            group.start_soon(consume, _TimedGuard(None, pool=pool), flood_units, 0.0, f"Flood {k}")
+        await anyio.sleep(0.05)  # the floods' checks are handed out first
+        await consume(_TimedGuard(waits, pool=pool), units, 0.05, "Victim")
+        group.cancel_scope.cancel()
+    return waits
+
+
+def fairness(quick: bool = False) -> None:
+    flood_units, units = (150, 10) if quick else (600, 30)
+    cases = {
+        "CheckPool(32, per_stream=4), no flood": (lambda: CheckPool(), 0),
+        "anyio's default limiter (before), 10 floods": (_DefaultLimiter, FLOODS),
+        "CheckPool(32, per_stream=4), 10 floods": (lambda: CheckPool(), FLOODS),
+    }
+    rows = []
+    # A flood cancelled at the end drains its guard's clock: its checks then "time out".
+    logging.getLogger("pacer.guard").setLevel(logging.ERROR)
+    for label, (make, floods) in cases.items():
+        pool = make()
+        waits = anyio.run(_victim_waits, pool, floods, flood_units, units)
+        if isinstance(pool, CheckPool):
+            pool.close()
+        p50, p99 = percentile(waits, 50) or 0.0, percentile(waits, 99) or 0.0
+        rows.append([label, str(len(waits)), f"{p50 * 1000:.1f}", f"{p99 * 1000:.1f}"])
+    print_table(
+        f"Check queueing: a victim stream's {units} checks (one every 50 ms) while {FLOODS} other streams "
+        f"each hand out {flood_units} at once; each check works {CHECK * 1000:.0f} ms on a worker thread; "
+        "real clock, from a check handed out to its start",
+        ["checks run on", "victim checks", "wait p50 ms", "wait p99 ms"],
+        rows,
+    )
 
 
 def _whole(text: str) -> list[int]:
