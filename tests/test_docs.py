@@ -180,7 +180,8 @@ def test_guard_how_to(tmp_path: Any) -> None:
     assert printed[0] == "Sure. Your key is [redacted]. \n"
     (no_check, no_end), (slow_check, slow_end) = (line.split() for line in printed[1:3])
     assert (no_check, slow_check) == ("0.0", "0.3") and no_end == slow_end
-    assert printed[3:5] == ["Your key is [redacted].\n", "11\n"]  # the pattern policy
+    assert printed[3] == "Fine. \n"  # a pool of its own
+    assert printed[4:6] == ["Your key is [redacted].\n", "11\n"]  # the pattern policy
 
     async def source() -> Any:
         for word in ["A calm ", "answer. ", "Another ", "one."]:
