@@ -579,13 +579,12 @@ def create_proxy(
 
     A paced stream is compressed for a client that asks (``Accept-Encoding``), each
     event flushed on its own (``pacer._compress``), unless ``stream.compress`` is off.
-    With a ``guard`` every paced stream's text is checked sentence by sentence before
-    it is paced out (on a ``pacer.CheckPool`` of ``check_workers`` threads, streams
-    taking turns, ``checks_per_stream`` at most at once from one stream); a blocked
-    sentence ends its choice with ``finish_reason: "content_filter"``
-    (``pacer.formats``), and none of it, nor anything after it, is ever sent. Unless
-    ``resume`` is ``"never"`` every paced stream is produced into a stream
-    log (``pacer.resumable``), in memory or in ``redis``: its response names it in
+    With a ``guard`` every paced stream's text is checked sentence by sentence (on a
+    ``pacer.CheckPool``, streams taking turns) before it is paced out; a blocked sentence
+    ends its choice with ``finish_reason: "content_filter"`` (``pacer.formats``), and
+    none of it, nor anything after it, is ever sent. Unless ``resume`` is ``"never"``
+    every paced stream is produced into a stream log (``pacer.resumable``), in memory or
+    in ``redis``: its response names it in
     ``X-Pacer-Stream-Id``, gives its creator its token in ``X-Pacer-Stream-Token`` and
     every event an SSE ``id``; ``GET /v1/streams/{id}`` replays it after
     ``Last-Event-ID`` and follows it live; ``POST /v1/streams/{id}/cancel`` stops it and
