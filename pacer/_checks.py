@@ -84,6 +84,7 @@ class FairQueue:
         # Streams with items queued and room to run one; a stream at its limit is left
         # out until one of its items is done.
         self._ring: deque[_Turn] = deque()
+        self._queued: set[_Turn] = set()  # every stream with items queued, in the ring or not
 
     def stream(self) -> _Turn:
         return _Turn()
@@ -97,6 +98,7 @@ class FairQueue:
         if turn.closed:
             return
         turn.queued.append(item)
+        self._queued.add(turn)
         self._enlist(turn)
 
     def next(self) -> tuple[_Turn, Any] | None:
@@ -111,6 +113,8 @@ class FairQueue:
             turn.running += 1
             self.running += 1
             item = turn.queued.popleft()
+            if not turn.queued:
+                self._queued.discard(turn)
             self._enlist(turn)  # back at the end of the ring, if it has more
             return turn, item
         return None
@@ -125,13 +129,15 @@ class FairQueue:
         turn.closed = True
         dropped = list(turn.queued)
         turn.queued.clear()
+        self._queued.discard(turn)
         return dropped
 
     def clear(self) -> list[Any]:
         """Forget every stream's queued items (returned) and any they add later."""
         dropped = []
-        while self._ring:
-            dropped += self.drop(self._ring.popleft())
+        for turn in list(self._queued):
+            dropped += self.drop(turn)
+        self._ring.clear()
         return dropped
 
     def _enlist(self, turn: _Turn) -> None:

@@ -266,6 +266,12 @@ def test_a_fair_queue_takes_streams_in_turn_within_their_limit() -> None:
     fair.add(a, "a6")
     fair.done(b)
     assert fair.next() is None  # a dropped, b has nothing queued
+    fair.add(b, "b2")
+    fair.add(b, "b3")
+    assert fair.next() == (b, "b2")
+    fair.add(c, "c1")
+    assert sorted(fair.clear()) == ["b3", "c1"]  # b, at its limit, is out of the ring: dropped too
+    assert fair.next() is None
 
 
 @settings(max_examples=50, deadline=None)
@@ -356,3 +362,15 @@ def test_a_closed_pool_fails_each_check_at_once() -> None:
     assert "".join(run(guard, SENTENCES)) == ""
     assert guard.blocked is not None
     assert guard.blocked.reason == "check raised RuntimeError: CheckPool: the pool is closed"
+
+
+def test_closing_a_pool_fails_the_checks_still_queued() -> None:
+    """A stream at its per-stream limit still has its queued checks answered (as failures)
+    when the pool closes, so its run ends instead of waiting for answers forever."""
+    pool, gate, out = CheckPool(4, per_stream=1), Gate(), {}
+    thread = _run_in_thread(Guard(gate.check("a"), pool=pool, on_error="pass"), out, "a")
+    gate.wait_running(1)
+    pool.close()  # the first check runs on; the seven behind it fail, and pass
+    gate.open.set()
+    thread.join(30)
+    assert out["a"] == "".join(SENTENCES) and gate.calls == SENTENCES[:1]
