@@ -346,13 +346,24 @@ def test_a_bad_pool_variable_is_a_usage_error_naming_it(
     assert message in capsys.readouterr().err
 
 
-def test_the_proxy_flags_set_the_pool() -> None:
-    from pacer.cli import main  # noqa: F401  (the flags are the fields': tests/test_config.py)
-    from pacer.config import with_options
+@pytest.mark.parametrize("by", ["flags", "variables"])
+def test_the_pool_flags_reach_the_guards_pool(by: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pacer.cli import _parser, proxy_settings
+    from pacer.proxy import app_from_settings, settings_values
 
-    config = with_options(ProxyConfig, {"check_workers": 5, "checks_per_stream": 1})
-    assert (config.check_workers, config.checks_per_stream) == (5, 1)
-    assert repr(CheckPool(5, per_stream=1)) == "CheckPool(workers=5, per_stream=1)"
+    argv = ["proxy", "--upstream", "http://127.0.0.1:9/v1", "--guard", "tests.guards:no_breathing"]
+    if by == "flags":
+        argv += ["--check-workers", "5", "--checks-per-stream", "1"]
+    else:
+        monkeypatch.setenv("PACER_CHECK_WORKERS", "5")
+        monkeypatch.setenv("PACER_CHECKS_PER_STREAM", "1")
+    args = _parser().parse_args(argv)
+    settings = {k: v for k, v in proxy_settings(args).items() if k not in ("host", "port", "workers")}
+    app = app_from_settings(settings_values(args.upstream, **settings))
+    proxy = next(r.endpoint.func.__self__ for r in app.routes if hasattr(r.endpoint, "func"))
+    guard = proxy.pipeline_factory().stages[0]
+    assert isinstance(guard, Guard) and repr(guard.pool) == "CheckPool(workers=5, per_stream=1)"
+    assert proxy.pipeline_factory().stages[0].pool is guard.pool  # one pool for every stream
 
 
 def test_a_closed_pool_fails_each_check_at_once() -> None:

@@ -132,6 +132,8 @@ FLAGS = {  # flag -> (value given, where it must arrive)
 }
 # Checked by running the proxy (test_the_cli_proxy_takes_its_process_settings_from_the_environment).
 PROCESS_FLAGS = {"--upstream", "--host", "--port", "--workers", "--log-level", "--log-format"}
+# Checked with a guard, whose pool they set (tests/test_guard_pool.py).
+POOL_FLAGS = {"--check-workers", "--checks-per-stream"}
 
 
 def _built(argv: list[str]) -> Any:
@@ -179,7 +181,7 @@ def test_no_flag_goes_untested() -> None:
 
     proxy_parser = _parser()._subparsers._group_actions[0].choices["proxy"]  # type: ignore[union-attr]
     flags = {a.option_strings[-1] for a in proxy_parser._actions if a.option_strings and a.dest != "help"}
-    assert flags == set(FLAGS) | PROCESS_FLAGS
+    assert flags == set(FLAGS) | PROCESS_FLAGS | POOL_FLAGS
 
 
 @pytest.mark.parametrize(
