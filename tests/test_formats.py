@@ -94,7 +94,9 @@ def test_plain_text_parses_each_events_data_as_text_and_done_as_its_end() -> Non
 @settings(max_examples=300, deadline=None)
 @given(
     texts=st.lists(st.text(), min_size=1, max_size=6),
-    fields=st.dictionaries(st.text(max_size=8), st.text(max_size=8) | st.integers() | st.floats(), max_size=4),
+    fields=st.dictionaries(
+        st.text(max_size=8), st.text(max_size=8) | st.integers() | st.floats(), max_size=4
+    ),
     name=st.sampled_from([None, "message", "chunk"]),
 )
 def test_a_frame_from_its_events_template_is_the_frame_rendered_whole(
