@@ -162,7 +162,7 @@ class StreamLog:
     max_events: int
     #: The log lives in this process (``MemoryLog``): a reader of a stream produced here
     #: waits for its next entry with no poll, since nothing can end it unseen.
-    local: bool = False
+    in_process: bool = False
     #: Called with a stream id when some process asked to cancel a stream this instance produces.
     on_cancel: Callable[[str], None] | None = None
 
@@ -256,7 +256,7 @@ class MemoryLog(StreamLog):
     counts (``time.monotonic``).
     """
 
-    local = True
+    in_process = True
 
     def __init__(
         self,
