@@ -39,6 +39,7 @@ __all__ = [
     "RESUME",
     "RETENTION",
     "SEND_TIMEOUT",
+    "TICK",
     "PATTERN",
     "Option",
     "PacingConfig",
