@@ -623,7 +623,7 @@ def create_proxy(
         async with contextlib.AsyncExitStack() as stack:
             if streams is not None:
                 await stack.enter_async_context(streams)
-            stack.enter_context(collecting_less(config.gc_threshold))
+            stack.enter_context(collecting_less(stream_options["gc_threshold"]))
             yield
         await proxy.aclose()
 
@@ -655,7 +655,8 @@ def collecting_less(threshold: int) -> Iterator[None]:
 
 
 def _stream_options(config: ProxyConfig, clock: Clock | None) -> dict[str, Any]:
-    """What each paced stream's response is made with, from ``config``."""
+    """What each paced stream's response is made with, from ``config`` (and the
+    collector's threshold while the proxy serves)."""
     stream = config.stream
     return {
         "heartbeat": stream.heartbeat,
@@ -666,6 +667,7 @@ def _stream_options(config: ProxyConfig, clock: Clock | None) -> dict[str, Any]:
         "resume": config.resume,
         "replays_per_stream": config.replays_per_stream,
         "replays_per_client": config.replays_per_client,
+        "gc_threshold": config.gc_threshold,  # the process's, while the proxy serves
     }
 
 
