@@ -8,10 +8,11 @@ of streams to the proxy under test; its body is close-delimited.
 ``... bare UPSTREAM_URL``: the Python floor for a proxy that reads events: a plain
 asyncio server that reads the upstream's SSE lines, parses each JSON and writes each
 event to its client (chunked; gzip per event where asked), with no pacing.
-``... paced UPSTREAM_URL CPS UNIT [STREAMS [WORKERS]]``: pacer's proxy in front of it,
+``... paced UPSTREAM_URL CPS UNIT [STREAMS [WORKERS [TICK]]]``: pacer's proxy in front of it,
 with its default pipeline at CPS (``UNIT``: ``grapheme``, the default, or ``word``);
 ``STREAMS`` is where its resumable streams live: ``memory`` (the default), ``off``
-(none), or a ``redis://`` URL; ``WORKERS`` processes serve one socket (default 1).
+(none), or a ``redis://`` URL; ``WORKERS`` processes serve one socket (default 1);
+``TICK``: the pacer's tick in seconds (default ``PacingConfig``'s).
 ``... passthrough UPSTREAM_URL``: the reference, a plain pass-through proxy (httpx and
 Starlette, no pacing), built the way one usually is (gzip per piece where asked).
 
@@ -224,12 +225,12 @@ def passthrough(base: str) -> Starlette:
     )
 
 
-def paced(base: str, cps: float, unit: str, streams: str = "memory") -> Starlette:
+def paced(base: str, cps: float, unit: str, streams: str = "memory", tick: float | None = None) -> Starlette:
     from pacer.config import PacingConfig, ProxyConfig, StreamConfig
     from pacer.proxy import create_proxy
 
     config = ProxyConfig(
-        pacing=PacingConfig(cps=cps, unit=unit),
+        pacing=PacingConfig(cps=cps, unit=unit, **({} if tick is None else {"tick": tick})),
         stream=StreamConfig(heartbeat=5),
         resume="never" if streams == "off" else "always",
         replays_per_stream=0,  # the resume benchmark replays on purpose
@@ -259,10 +260,11 @@ def main(argv: list[str]) -> None:
         app = (
             passthrough(argv[1])
             if role == "passthrough"
-            else paced(argv[1], float(argv[2]), argv[3], *argv[4:5])
+            else paced(argv[1], float(argv[2]), argv[3], *argv[4:5], *map(float, argv[6:7]))
         )
         config = uvicorn.Config(app, log_level="error", backlog=4096, timeout_keep_alive=60)
-        asyncio.run(uvicorn.Server(config).serve([sock]))
+        # As ``pacer proxy`` runs it (``uvicorn.run``): uvloop and httptools where installed.
+        uvicorn.Server(config).run([sock])
 
     workers = int(argv[5]) if role == "paced" and len(argv) > 5 else 1
     if workers == 1:

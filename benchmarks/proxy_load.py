@@ -41,6 +41,7 @@ import argparse
 import asyncio
 import bisect
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -57,7 +58,7 @@ import httpx
 import pacer
 from pacer import simulate
 from pacer._metrics import percentile
-from pacer.config import PacingConfig
+from pacer.config import TICK, PacingConfig
 from pacer.sse import SSEDecoder
 
 from . import _nginx
@@ -68,10 +69,14 @@ from ._table import print_table
 CPS = 200.0
 
 
-def _spawn(*args: str) -> tuple[subprocess.Popen[str], str]:
+def _spawn(*args: str, tree: str | None = None) -> tuple[subprocess.Popen[str], str]:
+    """Start a ``_proxy_server`` role; ``tree``: from that checkout (its ``pacer`` and its
+    ``benchmarks``) instead of this one."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join([tree, *filter(None, [env.get("PYTHONPATH")])])
     command = [sys.executable, "-m", "benchmarks._proxy_server", *args]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, text=True)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, text=True, cwd=tree)
     assert proc.stdout is not None
     url = f"http://127.0.0.1:{int(proc.stdout.readline())}"
     for _ in range(100):
@@ -152,6 +157,8 @@ class Proxy:
     name: str
     role: tuple[str, ...]
     unit: str | None
+    tick: float = TICK  # the pacer's (``PacingConfig.tick``), for its schedule
+    tree: str | None = None  # run from another checkout (``--against``)
 
 
 PROXIES = (
@@ -164,6 +171,13 @@ PROXIES = (
     ),
     Proxy(
         "pacer-no-resume", "pacer proxy, no resumable log", ("paced", str(CPS), "grapheme", "off"), "grapheme"
+    ),
+    Proxy(
+        "pacer-tick",
+        "pacer proxy (resumable), tick 1/60 s",
+        ("paced", str(CPS), "grapheme", "memory", "1", str(1 / 60)),
+        "grapheme",
+        1 / 60,
     ),
     Proxy(
         "pacer-2-workers",
@@ -187,7 +201,7 @@ class _Server:
             self.nginx = _nginx.Nginx(upstream)
             self.url = self.nginx.url
         else:
-            self.proc, self.url = _spawn(self.kind, upstream, *proxy.role[1:])
+            self.proc, self.url = _spawn(self.kind, upstream, *proxy.role[1:], tree=proxy.tree)
 
     @property
     def pids(self) -> list[int]:
@@ -253,13 +267,15 @@ def _run(
 
 
 @functools.cache
-def _planned(seed: int, tokens: int, rate: float, unit: str | None) -> tuple[list[int], list[float]]:
+def _planned(
+    seed: int, tokens: int, rate: float, unit: str | None, tick: float = TICK
+) -> tuple[list[int], list[float]]:
     """The schedule of one stream: text lengths and the times they are due to be out
-    (``unit``: the proxy's pacing unit; ``None``: not paced)."""
+    (``unit`` and ``tick``: the proxy's pacing unit and tick; ``None``: not paced)."""
     trace = schedule(seed, tokens, rate)
     ends, times, length = [], [], 0
     if unit is not None:
-        for chunk in simulate(trace, PacingConfig(cps=CPS, unit=unit).pipeline()()).emissions:
+        for chunk in simulate(trace, PacingConfig(cps=CPS, unit=unit, tick=tick).pipeline()()).emissions:
             length += len(chunk.text)
             ends.append(length)
             times.append(chunk.emitted)
@@ -290,11 +306,11 @@ def _excess(stream: Stream, plan: tuple[list[int], list[float]]) -> list[float]:
     ]
 
 
-def _of_plan(run: Run, tokens: int, rate: float, unit: str | None) -> float:
+def _of_plan(run: Run, tokens: int, rate: float, proxy: Proxy) -> float:
     """A run's events over its streams' planned events: streams differ in length, so a
     run is compared with another through their own plans."""
     return sum(len(s.times) for s in run.streams) / sum(
-        len(_planned(s.seed, tokens, rate, unit)[0]) for s in run.streams
+        len(_planned(s.seed, tokens, rate, proxy.unit, proxy.tick)[0]) for s in run.streams
     )
 
 
@@ -304,13 +320,13 @@ def _row(proxy: Proxy, gzip: bool, run: Run, unloaded: Run, tokens: int, rate: f
     expected = {s.seed: "".join(word for _, word in schedule(s.seed, tokens, rate)) for s in streams}
     wrong = sum(1 for s in streams if s.text != expected[s.seed] or s.error)
     not_done = sum(1 for s in streams if not s.done_last)
-    plans = {s.seed: _planned(s.seed, tokens, rate, proxy.unit) for s in streams}
+    plans = {s.seed: _planned(s.seed, tokens, rate, proxy.unit, proxy.tick) for s in streams}
     late = [x for s in streams for x in _lateness(s, plans[s.seed])]
     first = [s.times[0] - _due(plans[s.seed], s.ends[0]) for s in streams if s.times]
     excess = [x for s in streams for x in _excess(s, plans[s.seed])]
     events = sum(len(s.times) for s in streams)
     per_stream = events / n
-    reference = _of_plan(unloaded, tokens, rate, proxy.unit)
+    reference = _of_plan(unloaded, tokens, rate, proxy)
     encodings = {s.encoding for s in streams}
     encoding = "gzip" if gzip else "identity"
     if encodings != {encoding}:  # the proxy did not answer as asked: say what came back
@@ -328,7 +344,7 @@ def _row(proxy: Proxy, gzip: bool, run: Run, unloaded: Run, tokens: int, rate: f
         str(n),
         f"{run.wall:.1f}",
         f"{wrong}/{not_done}",
-        f"{per_stream:.0f} ({100 * _of_plan(run, tokens, rate, proxy.unit) / reference:.0f}%)"
+        f"{per_stream:.0f} ({100 * _of_plan(run, tokens, rate, proxy) / reference:.0f}%)"
         if reference
         else f"{per_stream:.0f}",
         *cpu,
@@ -373,14 +389,20 @@ def main(
     rows: Sequence[str] | None = None,
     encodings: Sequence[str] = ("identity", "gzip"),
     ramp: float | None = None,
+    against: str | None = None,
 ) -> None:
     """Print the table. ``ramp``: the seconds over which a run's streams start, evenly
     spread (thousands of connections in the same millisecond measure the accept queue,
-    not the proxy's steady state); default 1 s, 0.5 s quick."""
+    not the proxy's steady state); default 1 s, 0.5 s quick. ``against``: another
+    checkout (a path), whose pacer rows run just before this one's, in the same run."""
     ramp = ramp if ramp is not None else 0.5 if quick else 1.0
     tokens, rate, unloaded = (40, 20.0, 5) if quick else (150, 10.0, 10)
     sizes = sizes or ([100] if quick else [250, 1000, 2000])
     chosen = [p for p in PROXIES if rows is None or p.key in rows]
+    if against is not None:
+        tree = os.path.abspath(against)
+        named = lambda p: dataclasses.replace(p, name=f"{p.name} [{tree}]", tree=tree)  # noqa: E731
+        chosen = [q for p in chosen for q in ([named(p), p] if p.unit is not None else [p])]
     length = schedule(0, tokens, rate)[-1][0]  # about every stream's length, in seconds
     timeout = 30 + 8 * length  # a run still going then is cut; its cut streams count as wrong
     notes = []
@@ -427,5 +449,10 @@ if __name__ == "__main__":
     parser.add_argument("--rows", nargs="+", choices=keys, help="proxies to run (default: all)")
     parser.add_argument("--encodings", nargs="+", choices=["identity", "gzip"], default=["identity", "gzip"])
     parser.add_argument("--ramp", type=float, help="seconds over which a run's streams start (default 1)")
+    parser.add_argument(
+        "--against",
+        metavar="CHECKOUT",
+        help="another checkout of pacer (say, main's, built alike) whose pacer rows run beside these",
+    )
     args = parser.parse_args()
-    main(args.quick, args.sizes, args.rows, args.encodings, args.ramp)
+    main(args.quick, args.sizes, args.rows, args.encodings, args.ramp, args.against)

@@ -90,7 +90,8 @@ Boundaries = Literal["detect", "marked"]
 _CATCH_UP: Final = 4.0  # a backlog is worked off in about this many max_lags
 _TAIL_WAIT: Final = 0.1  # a last grapheme that only a rare mark could extend waits this long for more text
 _FIRST_WAIT: Final = 0.05  # or this long, when nothing has gone out yet
-_COALESCE: Final = 0.005  # units due this close together go out in one wake-up
+#: Seconds within which units due go out in one wake-up (``Pacer(tick=)``, the proxy's ``--tick``).
+TICK: Final = 0.005
 _LATE: Final = 1e-6  # a unit this close to due is due (its due time moves as the rate is reckoned anew)
 _STALE: Final = object()  # the cached deadline needs recomputing
 _SENTENCE_SHARE: Final = 0.2  # a pause takes at most this share of the time its sentence took
@@ -115,7 +116,7 @@ class Rhythm:
         max_lag: float,
         sentence_pause: float,
         clause_pause: float,
-        tick: float = _COALESCE,
+        tick: float = TICK,
     ) -> None:
         self.rate = rate
         self.adaptive = adaptive
@@ -334,7 +335,7 @@ class Pacer(Stage):
         on_end: OnEnd = "drain",
         boundaries: Boundaries = "detect",
         lang: Lang = "auto",
-        tick: SupportsFloat = _COALESCE,
+        tick: SupportsFloat = TICK,
     ) -> None:
         super().__init__()
         if cps is not None and wpm is not None:

@@ -14,13 +14,13 @@ stream that stopped with none of them is a ``DISCONNECT``.
 ``EventStreamResponse`` and ``PacingMiddleware``); ``client_left`` is the one place a
 client's leaving is noticed on an ASGI ``receive`` (HTTP or WebSocket).
 
-Cost: O(1) per frame beside its compression; one timer per stream (it wakes when a
+Cost: O(1) per frame beside its compression, each frame read and written by the stream's
+own task (no queue, no task hop per frame); one timer per stream (it wakes when a
 heartbeat is due, and four times per ``send_timeout`` while a send waits).
 """
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import logging
 import math
@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
-from anyio.streams.memory import MemoryObjectSendStream
 
 from ._aio import aclose_source
 from ._errors import ErrorFrame, error_frame
@@ -225,23 +224,21 @@ async def write_frames(
 
     A frame that is an ``Outcome`` is recorded, not sent (a stream log's end mark). The
     frames are closed on the way out, shielded from cancellation. With ``receive``, a
-    client that leaves cancels them at once."""
-    send_frames, recv_frames = anyio.create_memory_object_stream[bytes](1)
+    client that leaves cancels them at once.
+
+    The frames are read and written by the calling task itself: no task and no queue
+    between the source and the client, so a frame costs no extra event-loop step. The
+    watchdog (heartbeats, the send timeout) writes a heartbeat only while no frame is
+    being written, and a frame waits for a heartbeat being written (``_Sending``)."""
+    sending = _Sending(writer, send)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_produce, writer, frames, send_frames)
         if receive is not None:
             tg.start_soon(_cancel_when_left, writer, receive, tg.cancel_scope)
         if writer.heartbeat is not None or writer.send_timeout is not None:
-            tg.start_soon(_watchdog, writer, send_frames.clone(), tg.cancel_scope)
+            tg.start_soon(_watchdog, writer, sending, tg)
         try:
-            async with recv_frames:
-                while frame := await recv_frames.receive():
-                    body = writer.begin(frame, anyio.current_time())
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
-                    writer.wrote(frame, len(body), anyio.current_time())
-            body = writer.begin_end(anyio.current_time())
-            await send({"type": "http.response.body", "body": body, "more_body": False})
-            writer.wrote(b"", len(body), anyio.current_time())
+            await _write_all(writer, frames, sending)
+            await sending.end()
             writer.completed()
         except OSError:  # the transport went away under a write
             writer.write_failed()
@@ -250,22 +247,70 @@ async def write_frames(
     return writer.close()
 
 
-async def _produce(
-    writer: ClientWriter, frames: AsyncIterator[bytes | Outcome], out: anyio.abc.ObjectSendStream[bytes]
-) -> None:
-    async with out:
+class _Sending:
+    """The one write in progress on a client's stream: a frame (the stream's task) or a
+    heartbeat (the watchdog), never both at once."""
+
+    __slots__ = ("ping", "send", "writer")
+
+    def __init__(self, writer: ClientWriter, send: Send) -> None:
+        self.writer = writer
+        self.send = send
+        self.ping: anyio.Event | None = None  # set when the heartbeat being written is out
+
+    async def frame(self, frame: bytes) -> None:
+        if self.ping is not None:
+            await self.ping.wait()
+        writer = self.writer
+        body = writer.begin(frame, anyio.current_time())
+        await self.send({"type": "http.response.body", "body": body, "more_body": True})
+        writer.wrote(frame, len(body), anyio.current_time())
+
+    async def heartbeat(self, scope: anyio.CancelScope) -> None:
+        """Write a heartbeat, unless a frame is being written (then none is needed); a
+        transport that went away ends the stream (``scope``)."""
+        writer = self.writer
+        if writer.sending_since is not None or self.ping is not None:
+            return
+        done = self.ping = anyio.Event()
         try:
-            async for frame in frames:
-                if isinstance(frame, Outcome):
-                    writer.record(frame)
-                elif frame:
-                    await out.send(frame)
-        except Exception as exc:  # the stream ends with a clear error event
-            await out.send(writer.failed(exc))
+            body = writer.begin(PING, anyio.current_time())
+            await self.send({"type": "http.response.body", "body": body, "more_body": True})
+            writer.wrote(PING, len(body), anyio.current_time())
+        except OSError:
+            writer.write_failed()
+            scope.cancel()
         finally:
-            with anyio.CancelScope(shield=True):
-                await aclose_source(frames)
-        await out.send(b"")  # the end (the watchdog's clone keeps the stream open)
+            self.ping = None
+            done.set()
+
+    async def end(self) -> None:
+        if self.ping is not None:
+            await self.ping.wait()
+        writer = self.writer
+        body = writer.begin_end(anyio.current_time())
+        await self.send({"type": "http.response.body", "body": body, "more_body": False})
+        writer.wrote(b"", len(body), anyio.current_time())
+
+
+async def _write_all(writer: ClientWriter, frames: AsyncIterator[bytes | Outcome], sending: _Sending) -> None:
+    """Every frame written; a source that raises ends with the error frame that says so."""
+    try:
+        while True:
+            try:
+                frame = await frames.__anext__()
+            except StopAsyncIteration:
+                return
+            except Exception as exc:  # the stream ends with a clear error event
+                await sending.frame(writer.failed(exc))
+                return
+            if isinstance(frame, Outcome):
+                writer.record(frame)
+            elif frame:
+                await sending.frame(frame)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await aclose_source(frames)
 
 
 async def _cancel_when_left(writer: ClientWriter, receive: Receive, scope: anyio.CancelScope) -> None:
@@ -274,19 +319,15 @@ async def _cancel_when_left(writer: ClientWriter, receive: Receive, scope: anyio
     scope.cancel()
 
 
-async def _watchdog(
-    writer: ClientWriter, pings: MemoryObjectSendStream[bytes], scope: anyio.CancelScope
-) -> None:
-    """Queues the heartbeats the writer asks for; cancels the stream when a send timed out."""
-    async with pings:
-        while True:
-            now = anyio.current_time()
-            due, wake = writer.tick(now)
-            if due is Due.TIMEOUT:
-                scope.cancel()
-                return
-            if due is Due.PING:
-                # Full: frames are flowing. Closed: the stream is ending.
-                with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
-                    pings.send_nowait(PING)
-            await anyio.sleep(max(wake - now, 0.0))
+async def _watchdog(writer: ClientWriter, sending: _Sending, tg: anyio.abc.TaskGroup) -> None:
+    """Starts the heartbeats the writer asks for (each in a task of its own, so that one
+    the client does not read still times out); cancels the stream when a send timed out."""
+    while True:
+        now = anyio.current_time()
+        due, wake = writer.tick(now)
+        if due is Due.TIMEOUT:
+            tg.cancel_scope.cancel()
+            return
+        if due is Due.PING:
+            tg.start_soon(sending.heartbeat, tg.cancel_scope)
+        await anyio.sleep(max(wake - now, 0.0))

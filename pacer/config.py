@@ -27,18 +27,20 @@ from typing import TYPE_CHECKING, Any, Final
 from ._args import number, whole
 from ._checks import PER_STREAM, WORKERS
 from ._logs import FORMATS, LEVELS
-from ._pacing import CLAUSE_PAUSE, CPS, MAX_LAG, SENTENCE_PAUSE, UNITS
+from ._pacing import CLAUSE_PAUSE, CPS, MAX_LAG, SENTENCE_PAUSE, TICK, UNITS
 
 if TYPE_CHECKING:
     from ._core import Stage
 
 __all__ = [
+    "GC_THRESHOLD",
     "HEARTBEAT",
     "MAX_LINE",
     "ORPHAN_TIMEOUT",
     "RESUME",
     "RETENTION",
     "SEND_TIMEOUT",
+    "TICK",
     "PATTERN",
     "Option",
     "PacingConfig",
@@ -52,6 +54,8 @@ __all__ = [
     "with_options",
 ]
 
+#: The proxy's gen-0 garbage collection threshold once started (``ProxyConfig.gc_threshold``).
+GC_THRESHOLD: Final = 50_000
 #: Seconds of silence before a paced stream sends a keep-alive comment.
 HEARTBEAT: Final = 15.0
 #: Seconds a client may leave one write unread before its stream is dropped.
@@ -266,6 +270,15 @@ class PacingConfig:
             none="no packets",
         ),
     )
+    tick: float = field(
+        default=TICK,
+        metadata=about(
+            "seconds within which the units due go out in one event-loop wake-up: a longer tick "
+            "(1/60 s, a display frame) costs the proxy fewer wake-ups per stream, a pause shorter than "
+            "it is none",
+            check=_above(0, suffix=" seconds"),
+        ),
+    )
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -278,13 +291,13 @@ class PacingConfig:
         unit: Any = self.unit
         if isinstance(unit, str) and unit.startswith(PATTERN):
             unit = re.compile(unit[len(PATTERN) :])
-        cps, max_lag, max_bytes = self.cps, self.max_lag, self.max_bytes
+        cps, max_lag, max_bytes, tick = self.cps, self.max_lag, self.max_bytes, self.tick
         pauses = (self.sentence_pause, self.clause_pause)
 
         def make() -> Stage:
             sentence, clause = pauses
             stage: Stage = Pacer(
-                cps, unit=unit, max_lag=max_lag, sentence_pause=sentence, clause_pause=clause
+                cps, unit=unit, max_lag=max_lag, sentence_pause=sentence, clause_pause=clause, tick=tick
             )
             if max_bytes is not None:
                 stage = stage | Packetizer(max_bytes=max_bytes, min_bytes=1)
@@ -463,6 +476,16 @@ class ProxyConfig:
         metadata=about(
             "resumes and cancels one client (its Authorization or x-api-key value, or else its address) "
             "may ask for a minute; more get a 429 (0: no limit)",
+            check=_above(0, integer=True),
+        ),
+    )
+    gc_threshold: int = field(
+        default=GC_THRESHOLD,
+        metadata=about(
+            "once the proxy has started, freeze what start-up made (gc.freeze: never scanned again) and "
+            "collect the youngest generation every this many allocations (Python's default is 700: at "
+            "hundreds of streams its collections take a sixth of the CPU and hold every stream back); "
+            "0 leaves the collector as it is",
             check=_above(0, integer=True),
         ),
     )

@@ -379,8 +379,11 @@ class ResumableStreams:
         log_ = self.log
         read_since = -math.inf
         while after < until:
+            # A stream produced here, in a log of this process, needs no poll: its producer
+            # always writes an end mark, and a dropped log wakes its readers.
+            wait = math.inf if log_.in_process and stream_id in self.producers else self.poll
             try:
-                entries = await log_.read(stream_id, after, self.poll)
+                entries = await log_.read(stream_id, after, wait)
             except EventsTrimmed as exc:
                 if not oldest:
                     raise

@@ -160,6 +160,9 @@ class StreamLog:
 
     retention: float
     max_events: int
+    #: The log lives in this process (``MemoryLog``): a reader of a stream produced here
+    #: waits for its next entry with no poll, since nothing can end it unseen.
+    in_process: bool = False
     #: Called with a stream id when some process asked to cancel a stream this instance produces.
     on_cancel: Callable[[str], None] | None = None
 
@@ -229,8 +232,16 @@ class _Log:
         self.entries: deque[Entry] = deque()
         self.first = 1  # the id of entries[0]
         self.size = 0  # bytes of the frames in ``entries``
-        self.changed = anyio.Event()
+        # Made by the first reader that waits, set and dropped by the next write: a write
+        # no reader waits for makes no event.
+        self.changed: anyio.Event | None = None
         self.touched = now
+
+    def wake(self) -> None:
+        """Wake the readers waiting for a change."""
+        changed, self.changed = self.changed, None
+        if changed is not None:
+            changed.set()
 
 
 class MemoryLog(StreamLog):
@@ -244,6 +255,8 @@ class MemoryLog(StreamLog):
     and a new stream is refused (``StoreFull``). ``clock`` gives the seconds retention
     counts (``time.monotonic``).
     """
+
+    in_process = True
 
     def __init__(
         self,
@@ -295,7 +308,7 @@ class MemoryLog(StreamLog):
         del self._expiring[stream_id]
         self._ended.pop(stream_id, None)
         self.size -= log.size
-        log.changed.set()  # its waiting readers find it gone
+        log.wake()  # its waiting readers find it gone
 
     def _evict_ended(self, room: int = 0) -> None:
         """Drop ended streams, the least recently written first, until at most
@@ -347,8 +360,7 @@ class MemoryLog(StreamLog):
         self._touch(stream_id, log)
         if entries and entries[-1].end is not None:  # after the eviction: never this stream
             self._ended[stream_id] = None
-        log.changed.set()
-        log.changed = anyio.Event()
+        log.wake()
 
     async def append(self, stream_id: str, entries: Sequence[Entry]) -> None:
         self.append_now(stream_id, entries)
@@ -373,8 +385,14 @@ class MemoryLog(StreamLog):
         if entries is None or entries or wait <= 0:
             return entries
         log = self._logs[stream_id]
-        with anyio.move_on_after(wait if math.isfinite(wait) else None):
-            await log.changed.wait()
+        changed = log.changed
+        if changed is None:
+            changed = log.changed = anyio.Event()
+        if math.isfinite(wait):
+            with anyio.move_on_after(wait):
+                await changed.wait()
+        else:  # no timer to set and cancel on every read
+            await changed.wait()
         return self.read_now(stream_id, after)
 
     async def meta(self, stream_id: str) -> dict[str, str] | None:

@@ -242,3 +242,23 @@ def test_resume_takes_request_always_or_never_and_workers_follow_it() -> None:
     assert ServerConfig(upstream="http://h", workers=2, proxy=ProxyConfig(resume="never")).workers == 2
     with pytest.raises(ValueError, match="ProxyConfig: resume must be 'request', 'always', 'never'"):
         ProxyConfig(resume="sometimes")
+
+
+@pytest.mark.parametrize("threshold", [12_345, 0])
+def test_the_proxy_collects_less_while_it_serves_and_gives_the_collector_back_after(threshold: int) -> None:
+    import gc
+
+    from starlette.testclient import TestClient
+
+    from pacer.proxy import create_proxy
+
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    app = create_proxy("http://127.0.0.1:9", gc_threshold=threshold)
+    with TestClient(app):
+        if threshold:
+            assert gc.get_threshold() == (threshold, *before[1:])
+            assert gc.get_freeze_count() > frozen  # what start-up made is out of every collection
+        else:
+            assert gc.get_threshold() == before
+            assert gc.get_freeze_count() == frozen
+    assert gc.get_threshold() == before  # the process's collector as it was once the proxy stops

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pacer import Chunk
 from pacer.formats import (
@@ -86,3 +89,28 @@ def test_plain_text_parses_each_events_data_as_text_and_done_as_its_end() -> Non
     with pytest.raises(UpstreamError):
         fmt.parse(ServerSentEvent(data='{"error": {"message": "x"}}', event="error"))
     assert TextEvents()(Chunk("hi", 0.0)) == b"data: hi\n\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    texts=st.lists(st.text(), min_size=1, max_size=6),
+    fields=st.dictionaries(
+        st.text(max_size=8), st.text(max_size=8) | st.integers() | st.floats(), max_size=4
+    ),
+    name=st.sampled_from([None, "message", "chunk"]),
+)
+def test_a_frame_from_its_events_template_is_the_frame_rendered_whole(
+    texts: list[str], fields: dict[str, Any], name: str | None
+) -> None:
+    """Every byte as ``dumps`` writes it, lone surrogates, control characters and a field
+    that holds the template's hole text included."""
+    from pacer.formats.base import FrameTemplate, dumps, frame
+
+    body = {"id": "x", **fields, "hole": "\x00pacer: the text goes here\x00"} if texts[0] == "" else fields
+    template, frames = (body, name), FrameTemplate()
+
+    def make(text: str) -> str:
+        return frame(dumps({**body, "choices": [{"delta": {"content": text}, "finish_reason": None}]}), name)
+
+    for text in texts:
+        assert frames.render(template, "content", text, make) == make(text)

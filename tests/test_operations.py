@@ -129,6 +129,9 @@ FLAGS = {  # flag -> (value given, where it must arrive)
         "redis://127.0.0.1:9/3",
         lambda p, pacer, packets: getattr(p.streams.log, "url", "") == "redis://127.0.0.1:9/3",
     ),
+    "--tick": ("0.02", lambda p, pacer, packets: pacer.tick == 0.02),
+    # What the proxy does with it while it serves: test_config's test of the collector.
+    "--gc-threshold": ("5000", lambda p, pacer, packets: p.stream_options["gc_threshold"] == 5000),
 }
 # Checked by running the proxy (test_the_cli_proxy_takes_its_process_settings_from_the_environment).
 PROCESS_FLAGS = {"--upstream", "--host", "--port", "--workers", "--log-level", "--log-format"}

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, ClassVar
 
 from .._core import Chunk
@@ -41,6 +41,7 @@ __all__ = [
     "Ending",
     "EndingKind",
     "EventFormat",
+    "FrameTemplate",
     "Keep",
     "Part",
     "Received",
@@ -230,14 +231,65 @@ class Received:
         return "" if lane is None else lane.joined(part)
 
 
+# ``json.dumps`` with options builds an encoder on every call; these are built once and
+# write the same bytes (``json.dumps(body, ensure_ascii=..., separators=(",", ":"))``).
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_COMPACT_ASCII = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def dumps(body: Any) -> str:
     """Compact JSON; a lone surrogate (which UTF-8 cannot carry) as JSON's ``\\u`` escape."""
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    data = _COMPACT(body)
     try:
         data.encode("utf-8")
     except UnicodeEncodeError:
-        data = json.dumps(body, separators=(",", ":"))
+        data = _COMPACT_ASCII(body)
     return data
+
+
+#: A text no upstream sends, put where a template's text goes to find where that is.
+_HOLE = "\x00pacer: the text goes here\x00"
+_HOLE_JSON = json.encoder.encode_basestring(_HOLE)  # type: ignore[attr-defined]
+_STRING = json.encoder.encode_basestring  # type: ignore[attr-defined]  # a str as JSON, ensure_ascii=False
+
+
+class FrameTemplate:
+    """The frames of one upstream event, which differ only in their text: rendered once
+    with a hole for the text, then each frame is the two halves around the text's JSON
+    string, the same bytes ``dumps`` writes (a text or template with a lone surrogate,
+    which ``dumps`` escapes throughout, or a template that holds the hole's own text,
+    is rendered whole). Keeps the last event's template (``key``)."""
+
+    __slots__ = ("key", "parts")
+
+    def __init__(self) -> None:
+        self.key: tuple[Any, Hashable] | None = None
+        self.parts: tuple[str, str] | None = None
+
+    def render(self, template: Any, kind: Hashable, text: str, make: Callable[[str], str]) -> str:
+        """``make(text)``, from the halves of ``make(hole)`` when ``template`` and ``kind``
+        are the last call's."""
+        key = self.key
+        if key is None or key[0] is not template or key[1] != kind:
+            self.key = (template, kind)
+            whole = make(_HOLE)
+            halves = whole.split(_HOLE_JSON)
+            self.parts = (halves[0], halves[1]) if len(halves) == 2 and _utf8(whole) else None
+        parts = self.parts
+        if parts is None or not _utf8(text):
+            return make(text)
+        return parts[0] + _STRING(text) + parts[1]
+
+
+def _utf8(text: str) -> bool:
+    """Whether UTF-8 can carry ``text`` (it has no lone surrogate)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def frame(data: str, event: str | None = None) -> str:

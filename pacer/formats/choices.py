@@ -37,6 +37,7 @@ from .base import (
     Ending,
     EndingKind,
     EventFormat,
+    FrameTemplate,
     Keep,
     Part,
     Received,
@@ -80,6 +81,10 @@ class _Choices(EventFormat):
 
     #: The text fields of a choice (in the order a chunk's pieces take), and what each holds.
     FIELDS: ClassVar[dict[str, Part]] = {}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._frames = FrameTemplate()  # the frames of the event being paced out
 
     # -- parsing ------------------------------------------------------------------------
 
@@ -160,11 +165,18 @@ class _Choices(EventFormat):
 
     def text_frame(self, first: Text, text: str, extras: list[Any]) -> str:
         body, choice, name = first.template
-        out = self._with_text(choice, first.kind, text)
-        out["finish_reason"] = None
-        if choice.get("logprobs") is not None:
-            out["logprobs"] = merged_extras(choice["logprobs"], extras)
-        return frame(dumps({**body, "choices": [out]}), name)
+        kind = first.kind
+
+        def make(text: str) -> str:
+            out = self._with_text(choice, kind, text)
+            out["finish_reason"] = None
+            if choice.get("logprobs") is not None:
+                out["logprobs"] = merged_extras(choice["logprobs"], extras)
+            return frame(dumps({**body, "choices": [out]}), name)
+
+        if choice.get("logprobs") is not None:  # each frame's own: rendered whole
+            return make(text)
+        return self._frames.render(first.template, kind, text, make)
 
     def _with_text(self, choice: dict[str, Any], kind: Hashable, text: str) -> dict[str, Any]:
         raise NotImplementedError
