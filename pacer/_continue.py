@@ -159,6 +159,8 @@ class Continuing:
             resumes = self.continuation.failed(lanes, busy)
         except NotContinued as exc:
             raise self._gave_up(failure, str(exc)) from None
+        if not resumes and not self.seams:
+            raise failure  # nothing to continue: the stream ends as the upstream's did
         if resumes:
             self.seams.append(Seam(anyio.current_time(), _kind(failure)))
             log.info("pacer: upstream failed mid-answer (%s); continuing %d lane(s)", failure, len(resumes))
