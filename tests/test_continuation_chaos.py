@@ -54,9 +54,13 @@ def _answers(url: str) -> dict[str, str]:
     return out
 
 
-async def _read(client: httpx.AsyncClient, url: str, question: str) -> dict[str, Any]:
+async def _read(client: httpx.AsyncClient, url: str, question: str, started: list[int]) -> dict[str, Any]:
+    raw = b""
     async with client.stream("POST", f"{url}/v1/chat/completions", json=_body(question)) as response:
-        raw = await response.aread()
+        async for piece in response.aiter_bytes():
+            if not raw:
+                started.append(1)  # answering: failover before the first byte is not this test's
+            raw += piece
     text, dones, usage, errors = "", 0, None, []
     for event in SSEDecoder().feed(raw):
         if event.data == "[DONE]":
@@ -76,11 +80,15 @@ async def _chaos(url: str, model: ModelProcess, seed: int) -> list[dict[str, Any
     rng = random.Random(seed)
     limits = httpx.Limits(max_connections=STREAMS + 10)
     async with httpx.AsyncClient(timeout=170, limits=limits) as client:
+        started: list[int] = []
         reads = [
-            asyncio.create_task(_read(client, url, QUESTIONS[i % len(QUESTIONS)])) for i in range(STREAMS)
+            asyncio.create_task(_read(client, url, QUESTIONS[i % len(QUESTIONS)], started))
+            for i in range(STREAMS)
         ]
+        while len(started) < STREAMS:
+            await asyncio.sleep(0.01)
         for _ in range(2):  # killed mid-answer, restarted; then killed again
-            await asyncio.sleep(rng.uniform(0.8, 1.6))
+            await asyncio.sleep(rng.uniform(0.1, 1.0))
             model.kill()
             await asyncio.to_thread(model.start)
         return await asyncio.gather(*reads)
@@ -88,7 +96,18 @@ async def _chaos(url: str, model: ModelProcess, seed: int) -> list[dict[str, Any
 
 def test_two_kills_under_200_streams_leave_every_answer_byte_identical(model: ModelProcess) -> None:
     answers = _answers(model.url)
-    args = ("--upstream", model.url, "--cps", "400", "--continue-attempts", "40", "--resume", "never")
+    args = (
+        "--upstream",
+        model.url,
+        "--cps",
+        "400",
+        "--continue-attempts",
+        "40",
+        "--resume",
+        "never",
+        "--log-level",
+        "warning",
+    )
     with cli_proxy(*args, "--idle-timeout", "5") as (url, _):
         start = time.monotonic()
         results = asyncio.run(_chaos(url, model, seed=int(start)))
