@@ -290,3 +290,76 @@ def test_a_diverging_regenerated_answer_ends_with_the_clear_error() -> None:
     out, error = _drive(continuing, [_chunk("Hello"), UpstreamError("cut", type="upstream_truncated")])
     assert _text(out) == "Hello"  # nothing that contradicts it
     assert isinstance(error, UpstreamError) and "differs from the text produced at character 3" in str(error)
+
+
+def _response_events(response_id: str, item: str, deltas: list[str], end: bool) -> list[ServerSentEvent]:
+    bodies: list[dict[str, Any]] = [
+        {"type": "response.created", "response": {"id": response_id, "status": "in_progress", "output": []}},
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {"id": item, "type": "message", "content": []},
+        },
+        {
+            "type": "response.content_part.added",
+            "item_id": item,
+            "output_index": 0,
+            "content_index": 0,
+            "part": {"type": "output_text", "text": ""},
+        },
+    ]
+    bodies += [
+        {
+            "type": "response.output_text.delta",
+            "item_id": item,
+            "output_index": 0,
+            "content_index": 0,
+            "delta": d,
+        }
+        for d in deltas
+    ]
+    if end:
+        usage = {"input_tokens": 3, "output_tokens": len(deltas), "total_tokens": 3 + len(deltas)}
+        bodies.append(
+            {
+                "type": "response.completed",
+                "response": {"id": response_id, "status": "completed", "usage": usage},
+            }
+        )
+    return [ServerSentEvent(json.dumps(b), b["type"]) for b in bodies]
+
+
+def test_a_regenerated_response_takes_the_first_ones_ids_and_goes_on_past_the_text_produced() -> None:
+    from pacer.formats.responses import Responses, ResponsesContinuation
+
+    assert Responses().continuation({}, "error") is None
+    with pytest.raises(ValueError, match="policy must be one of regenerate, error"):
+        ResponsesContinuation({}, "continue")
+    c = ResponsesContinuation({"model": "m", "input": "Hi", "stream": True}, "regenerate")
+    _noted(c, _response_events("resp_1", "msg_1", ["Hel"], end=False))
+    [resume] = c.failed(None, set())
+    out = [
+        e
+        for event in _response_events("resp_2", "msg_2", ["Hello", " there"], end=True)
+        for e in c.rewrite(resume, event)
+    ]
+    bodies = [json.loads(e.data) for e in out]
+    assert [b["type"] for b in bodies] == ["response.output_text.delta"] * 2 + ["response.completed"]
+    assert [b["delta"] for b in bodies[:2]] == ["lo", " there"]
+    assert all(b["item_id"] == "msg_1" for b in bodies[:2]) and bodies[-1]["response"]["id"] == "resp_1"
+    assert bodies[-1]["response"]["usage"]["output_tokens"] == 3  # 2 reported + 1 counted
+    assert resume.done
+
+
+def test_a_response_cut_inside_a_function_call_is_not_regenerated() -> None:
+    from pacer.formats.responses import ResponsesContinuation
+
+    c = ResponsesContinuation({"model": "m", "input": "Hi"}, "regenerate")
+    call = {
+        "type": "response.output_item.added",
+        "output_index": 0,
+        "item": {"id": "fc_1", "type": "function_call"},
+    }
+    c.note(ServerSentEvent(json.dumps(call)))
+    with pytest.raises(NotContinued, match="cut inside a tool call"):
+        c.failed(None, set())
