@@ -2,7 +2,8 @@
 
 Frozen dataclasses, composed: ``PacingConfig`` (how the proxy's default pipeline paces),
 ``StreamConfig`` (how a paced stream is written to its client), ``ProxyTimeouts`` (how
-long the proxy waits on its upstream), ``ProxyConfig`` (all of the proxy, given to
+long the proxy waits on its upstream), ``ContinuationConfig`` (how each API's streams go
+on when their upstream fails mid-answer), ``ProxyConfig`` (all of the proxy, given to
 ``pacer.proxy.create_proxy``) and ``ServerConfig`` (a proxy process: upstream, address,
 workers, logs; given to ``pacer.proxy.serve``). A bad value fails at construction, a
 ``TypeError`` or ``ValueError`` naming the class and the option.
