@@ -225,14 +225,6 @@ class MessagesContinuation(Continuation):
         self.held: list[ServerSentEvent] = []  # a continuation's message_delta, until the end
         self.stop: dict[str, Any] = {}  # the last message_delta's delta
 
-    def failure(self, event: ServerSentEvent) -> UpstreamError | None:
-        body = json_object(event.data)
-        if event.event == "error" or (body is not None and body.get("type") == "error"):
-            error = body.get("error") if body is not None else None
-            message = error.get("message") if isinstance(error, dict) else event.data[:80]
-            return UpstreamError(f"upstream error: {message}", body={"error": error})
-        return None
-
     def note(self, event: ServerSentEvent) -> None:
         body = json_object(event.data)
         if body is None:

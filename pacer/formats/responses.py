@@ -30,7 +30,6 @@ from .base import (
     Received,
     Text,
     Unchecked,
-    UpstreamError,
     as_sent,
     dumps,
     event_name,
@@ -320,6 +319,7 @@ class ResponsesContinuation(Continuation):
 
     api = "responses"
     policies = ("regenerate", "error")
+    ERRORS = ("error", "response.failed")
     #: Item types whose content is no answer text: a cut inside one is refused.
     STRUCTURED: ClassVar[dict[str, str]] = {
         "function_call": "a tool call",
@@ -334,13 +334,6 @@ class ResponsesContinuation(Continuation):
         self.response_id: Any = None  # the first response's id
         self.items: dict[Any, Any] = {}  # output index -> the first stream's item id
         self.opened: set[tuple[Any, ...]] = set()  # (type, output index, part index) sent
-
-    def failure(self, event: ServerSentEvent) -> UpstreamError | None:
-        body = json_object(event.data)
-        kind = body.get("type") if body is not None else None
-        if event.event == "error" or kind in ("error", "response.failed"):
-            return UpstreamError(f"upstream error: {event.data[:200]}", body=None)
-        return None
 
     def note(self, event: ServerSentEvent) -> None:
         body = json_object(event.data)

@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 from ..config import CONTINUATION as POLICIES
 from ..sse import ServerSentEvent
-from .base import UpstreamError
+from .base import UpstreamError, json_object
 
 __all__ = ["POLICIES", "Continuation", "LaneRecord", "NotContinued", "Resume", "summed"]
 
@@ -119,6 +119,8 @@ class Continuation:
     policies: ClassVar[tuple[str, ...]] = POLICIES
     #: The API's name (its format's ``transcript``), for metrics.
     api: ClassVar[str] = "events"
+    #: The event types (the data's ``type``) that report the upstream failed.
+    ERRORS: ClassVar[tuple[str, ...]] = ("error",)
 
     def __init__(self, body: Mapping[str, Any], policy: str) -> None:
         if policy not in self.policies:
@@ -150,8 +152,14 @@ class Continuation:
         raise NotImplementedError
 
     def failure(self, event: ServerSentEvent) -> UpstreamError | None:
-        """The failure an upstream's event reports (an error event), else ``None``."""
-        return None
+        """The failure an upstream's event reports (an ``error`` event, or data of a type
+        in ``ERRORS``), else ``None``."""
+        body = json_object(event.data)
+        if event.event != "error" and (body is None or body.get("type") not in self.ERRORS):
+            return None
+        error = body.get("error") if body is not None else None
+        message = error.get("message") if isinstance(error, dict) else event.data[:200]
+        return UpstreamError(f"upstream error: {message}", body={"error": error} if error else None)
 
     def continued(self, lane: int, record: LaneRecord) -> Resume:
         """The request that continues ``lane`` from ``record.text`` (policy ``continue``)."""
