@@ -481,15 +481,22 @@ class _Proxy:
         content_type = response.headers.get("content-type", "")
         if response.status_code == 200 and content_type.startswith("text/event-stream"):
             return _closing(response, _timed(response.aiter_bytes(), self.timeouts))
+        detail = b""
         try:
-            detail = (await response.aread())[:300].decode("utf-8", "replace")
+            async for piece in response.aiter_bytes():  # the start of the answer says why
+                detail += piece
+                if len(detail) >= 300:
+                    break
+        except httpx.HTTPError:
+            pass
         finally:
             await response.aclose()
         status = response.status_code
         kind = (
             "continuation_refused" if 400 <= status < 500 and status not in (408, 429) else "upstream_status"
         )
-        raise UpstreamError(f"the continuation request got HTTP {status}: {detail}", type=kind)
+        text = detail[:300].decode("utf-8", "replace")
+        raise UpstreamError(f"the continuation request got HTTP {status}: {text}", type=kind)
 
     def stream_routes(self) -> list[Route]:
         """``GET /v1/streams/{id}`` and ``POST /v1/streams/{id}/cancel`` (``pacer.streamroutes``),

@@ -363,3 +363,18 @@ def test_a_response_cut_inside_a_function_call_is_not_regenerated() -> None:
     c.note(ServerSentEvent(json.dumps(call)))
     with pytest.raises(NotContinued, match="cut inside a tool call"):
         c.failed(None, set())
+
+
+def test_an_error_event_mid_answer_is_continued_and_an_error_before_any_text_ends_as_before() -> None:
+    async def reopen(body: dict[str, Any], attempt: int) -> Any:
+        async def data() -> AsyncIterator[bytes]:
+            yield _sse([_chunk("lo"), _chunk(None, finish="stop"), ServerSentEvent("[DONE]")])
+
+        return data()
+
+    crash = ServerSentEvent(json.dumps({"error": {"message": "model crashed", "type": "server_error"}}))
+    out, error = _drive(Continuing(ChatContinuation(ASK, "continue"), reopen), [_chunk("Hel"), crash])
+    assert error is None and _text(out) == "Hello" and out[-1].data == "[DONE]"
+    finished = [_chunk("Hi", finish="stop"), crash]  # every lane had finished: nothing to continue
+    out, error = _drive(Continuing(ChatContinuation(ASK, "continue"), reopen), finished)
+    assert error is None and out[-1] is crash  # the upstream's own error goes on, as it came
