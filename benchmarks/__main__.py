@@ -10,7 +10,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import detokenize, guard, live, overhead, pacing, proxy_load, resume, rhythm, sentences, wire
+from . import (
+    continuation,
+    detokenize,
+    guard,
+    live,
+    overhead,
+    pacing,
+    proxy_load,
+    resume,
+    rhythm,
+    sentences,
+    wire,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         "only",
         nargs="*",
         help="benchmarks to run (default: all): overhead, detokenize, sentences, pacing, rhythm, live, "
-        "wire, guard, proxy, resume",
+        "wire, guard, proxy, resume, continuation",
     )
     args = parser.parse_args(argv)
     chosen = set(args.only) or {
@@ -34,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         "guard",
         "proxy",
         "resume",
+        "continuation",
     }
     if "overhead" in chosen:
         overhead.main(quick=args.quick)
@@ -56,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         proxy_load.main(quick=args.quick)
     if "resume" in chosen:
         resume.main(quick=args.quick)
+    if "continuation" in chosen:
+        continuation.main(quick=args.quick)
     return 0
 
 

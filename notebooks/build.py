@@ -219,6 +219,48 @@ ax.set_ylabel("seconds")
 fig.tight_layout()
 keep(fig, "04-generate.png")"""),
     ],
+    "05_continuation.ipynb": [
+        ("md", "# The timeline of a continuation seam\n\n"
+               "When the proxy's upstream dies mid-answer, the answer is continued on another upstream from "
+               "exactly the text produced (issue #41, `docs/how-to/continuation.md`). The client's stream "
+               "and its pipeline go on: what the pacer sees is one stream of arrivals with a silence in it, "
+               "from the cut to the continuation's first token (the new upstream's first-token time plus "
+               "what the proxy adds: `python -m benchmarks continuation`). `pacer.traces.stalled` is that "
+               "arrival shape, and `pacer.simulate` shows what the reader sees, on the default pacer "
+               "(`max_lag` 0.5 s): the backlog the pacer holds is typed out across the silence."),
+        ("code", SETUP),
+        ("code", """\
+import itertools
+
+text = "Wwao ao ci lv! Dfeg ue, tri. Ls eitteiteo lt litt awb. Np ap mti mt mti hnegent lt ugg. " * 2
+cut = 60  # characters the first upstream produced before it was killed
+seams = {"no failure": 0.0, "seam 0.2 s": 0.2, "seam 0.5 s": 0.5, "seam 1.0 s": 1.0}
+
+def longest_gap(timeline):
+    shown = [c.emitted for c in timeline.emissions]
+    return max(b - a for a, b in itertools.pairwise(shown))
+
+fig, axes = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+for name, silence in seams.items():
+    trace = pacer.traces.stalled(list(text), 30, after=cut, pause=silence)
+    timeline = pacer.simulate(trace, pacer.Pacer())
+    assert timeline.text == text  # nothing lost or repeated at the seam
+    shown_t = [c.emitted for c in timeline.emissions]
+    shown_n = list(itertools.accumulate(len(c.text) for c in timeline.emissions))
+    axes[0].step(shown_t, shown_n, where="post", label=f"{name}: longest gap {longest_gap(timeline):.2f} s")
+    axes[1].plot(shown_t, [c.lag for c in timeline.emissions], ".", markersize=2, label=name)
+    print(f"{name}: reader's longest gap {longest_gap(timeline):.3f} s, lag p99 {timeline.lag(99):.3f} s")
+axes[0].axvline(cut / 30, color="grey", linestyle=":", label="upstream killed")
+axes[0].set_ylabel("characters shown"); axes[0].legend(fontsize=8)
+axes[1].axhline(0.5, color="grey", linestyle=":")
+axes[1].set_ylabel("lag (s)"); axes[1].set_xlabel("seconds")
+fig.tight_layout()
+keep(fig, "05-seam.png")"""),
+        ("md", "Up to about `max_lag` of silence, the reader sees a pause of the length the pacer would "
+               "have taken at a sentence end; longer, and the seam shows as a stall of the silence less "
+               "the backlog. The lag stays bounded through the seam: the continuation's text is paced as "
+               "the first upstream's was."),
+    ],
 }
 
 

@@ -44,6 +44,7 @@ from typing import Any
 import anyio
 
 from ._aio import aclose_source
+from ._continue import Continuing
 from ._core import CheckingStage, Chunk, Pipeline, Stage, closed_error
 from ._errors import ErrorFrame, ErrorText
 from ._metrics import StreamMetrics
@@ -556,14 +557,20 @@ async def paced_event_frames(
     clock: Clock | None = None,
     max_line: int = MAX_LINE,
     pipelines: list[StreamMetrics] | None = None,
+    continuing: Continuing | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """Re-pace an SSE byte stream of ``fmt``'s API; yields SSE frames.
 
     Raises what the upstream raised (``UpstreamError``, ``SSEError``, transport errors)
-    after the frames of everything before it, the held text sent at once. The metrics of
+    after the frames of everything before it, the held text sent at once; with
+    ``continuing``, an upstream that fails mid-answer is continued first
+    (``pacer._continue``), the same pipelines paced on through the seam. The metrics of
     each lane's pipeline are appended to ``pipelines`` when the stream ends.
     """
-    events = asse_events(data, max_line=max_line, max_event=16 * max_line)
+    limits = {"max_line": max_line, "max_event": 16 * max_line}
+    events = asse_events(data, **limits)
+    if continuing is not None:
+        events = continuing.events(events, **limits)
     stage = EventPacer(fmt, pipeline_factory)
     run: AsyncRun[str] = AsyncRun(stage, _pieces(events, fmt), clock=clock)
     try:

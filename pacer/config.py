@@ -2,7 +2,8 @@
 
 Frozen dataclasses, composed: ``PacingConfig`` (how the proxy's default pipeline paces),
 ``StreamConfig`` (how a paced stream is written to its client), ``ProxyTimeouts`` (how
-long the proxy waits on its upstream), ``ProxyConfig`` (all of the proxy, given to
+long the proxy waits on its upstream), ``ContinuationConfig`` (how each API's streams go
+on when their upstream fails mid-answer), ``ProxyConfig`` (all of the proxy, given to
 ``pacer.proxy.create_proxy``) and ``ServerConfig`` (a proxy process: upstream, address,
 workers, logs; given to ``pacer.proxy.serve``). A bad value fails at construction, a
 ``TypeError`` or ``ValueError`` naming the class and the option.
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from ._core import Stage
 
 __all__ = [
+    "CONTINUATION",
     "GC_THRESHOLD",
     "HEARTBEAT",
     "MAX_LINE",
@@ -42,6 +44,7 @@ __all__ = [
     "SEND_TIMEOUT",
     "TICK",
     "PATTERN",
+    "ContinuationConfig",
     "Option",
     "PacingConfig",
     "ProxyConfig",
@@ -369,6 +372,65 @@ class ProxyTimeouts:
         _check_fields(self)
 
 
+#: How a route goes on when its upstream fails mid-answer (``ContinuationConfig``).
+CONTINUATION: Final = ("continue", "regenerate", "error")
+
+
+def _policy(api: str, default: str, choices: tuple[str, ...] = CONTINUATION) -> Any:
+    return field(
+        default=default,
+        metadata=about(
+            f"what a {api} stream does when its upstream fails mid-answer: "
+            + ", ".join(
+                {
+                    "continue": "continue (ask again with the text produced, to go on from it)",
+                    "regenerate": "regenerate (ask again as the client asked; splice only if the new "
+                    "answer begins with exactly the text produced)",
+                    "error": "error (end with the error)",
+                }[c]
+                for c in choices
+            ),
+            check=_one_of(choices),
+            choices=choices,
+        ),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContinuationConfig:
+    """How each API's paced streams go on after their upstream failed mid-answer (a cut,
+    an idle timeout, an error event, an end before the end event): continued from
+    exactly the text produced (the partial answer as the final assistant message with
+    ``continue_final_message``, as a prefill, appended to the prompt), regenerated and
+    spliced only where the new answer begins with that text, or ended with the error.
+    OpenAI's hosted Chat Completions cannot continue (``regenerate`` or ``error``
+    there); the Responses API neither."""
+
+    continue_chat: str = _policy("chat completions", "continue")
+    continue_completions: str = _policy("completions", "continue")
+    continue_messages: str = _policy("Anthropic messages", "continue")
+    continue_responses: str = _policy("responses", "error", ("regenerate", "error"))
+    continue_attempts: int = field(
+        default=3,
+        metadata=about(
+            "continuation requests one stream may send (its retry budget; failed ones count)",
+            check=_above(1, integer=True),
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
+
+    def policy(self, api: str) -> str:
+        """The policy of the format named ``api`` (``pacer.formats``' transcript names)."""
+        return {
+            "chat.completions": self.continue_chat,
+            "completions": self.continue_completions,
+            "messages": self.continue_messages,
+            "responses": self.continue_responses,
+        }.get(api, "error")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ProxyConfig:
     """Everything ``create_proxy`` builds a proxy from but its upstream.
@@ -387,6 +449,7 @@ class ProxyConfig:
     pipeline: Callable[[], Stage] | None = field(default=None, metadata={"option": False})
     stream: StreamConfig = field(default_factory=StreamConfig)
     timeouts: ProxyTimeouts = field(default_factory=ProxyTimeouts)
+    continuation: ContinuationConfig = field(default_factory=ContinuationConfig)
     max_body: int = field(
         default=32 << 20,
         metadata=about(
@@ -651,6 +714,7 @@ _NESTED: dict[str, type[Any]] = {
     "pacing": PacingConfig,
     "stream": StreamConfig,
     "timeouts": ProxyTimeouts,
+    "continuation": ContinuationConfig,
     "proxy": ProxyConfig,
 }
 

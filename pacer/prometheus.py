@@ -14,6 +14,9 @@ Series (all named ``pacer_...``):
   histograms;
 - ``events_total``, ``bytes_out_total`` (event bytes before compression),
   ``wire_bytes_total`` (after), ``heartbeats_total``;
+- ``continuations_total{api, outcome}``: upstream failures mid-answer, ``continued``
+  (one per seam: a continuation spliced in) or ``refused`` (the stream ended with the
+  error: policy, a tool-call lane, a diverging regenerated answer, a spent budget);
 - ``upstream_errors_total{type}`` (the proxy's upstream failures, by pacer's own kind of
   failure: ``FAILURE_KINDS``; anything else, an upstream's own error type or an
   exception's class, is counted as ``other``, so a peer can never grow the label set).
@@ -80,13 +83,24 @@ class PacerMetrics:
         self.gap = Histogram(
             "pacer_event_gap_seconds", "Seconds between two events of a stream", buckets=_SECONDS, registry=r
         )
-        self.events = Counter("pacer_events", "Events sent (heartbeats not counted)", registry=r)
-        self.bytes_out = Counter("pacer_bytes_out", "Bytes of events sent, before compression", registry=r)
-        self.wire_bytes = Counter("pacer_wire_bytes", "Bytes sent on the wire, after compression", registry=r)
-        self.heartbeats = Counter("pacer_heartbeats", "Heartbeat comments sent", registry=r)
+        self.writes = _Writes(Counter, r)
         self.upstream_errors = Counter(
             "pacer_upstream_errors", "Upstream failures, by error type", ["type"], registry=r
         )
+        self.continuations = Counter(
+            "pacer_continuations",
+            "Upstream failures mid-answer, by API and outcome: continued (a seam) or refused",
+            ["api", "outcome"],
+            registry=r,
+        )
+
+    def continued(self, api: str, seams: int, refused: bool) -> None:
+        """A stream's continuation seams (``seams``), and whether one was refused, under
+        ``api`` (a format's name, from pacer's own list)."""
+        if seams:
+            self.continuations.labels(api, "continued").inc(seams)
+        if refused:
+            self.continuations.labels(api, "refused").inc()
 
     def observer(self) -> StreamObserver:
         """A new stream's observer (one per response)."""
@@ -114,6 +128,29 @@ def failure_kind(exc: BaseException) -> str:
     return kind if kind in FAILURE_KINDS else "other"
 
 
+class _Writes:
+    """The series of what is written: events, their bytes before and after compression,
+    heartbeats."""
+
+    def __init__(self, counter: Any, r: Any) -> None:
+        self.events = counter("pacer_events", "Events sent (heartbeats not counted)", registry=r)
+        self.bytes_out = counter("pacer_bytes_out", "Bytes of events sent, before compression", registry=r)
+        self.wire_bytes = counter("pacer_wire_bytes", "Bytes sent on the wire, after compression", registry=r)
+        self.heartbeats = counter("pacer_heartbeats", "Heartbeat comments sent", registry=r)
+
+    def sent(self, frame: bytes, wire: int, heartbeat: bool) -> bool:
+        """Count one write; whether it was an event."""
+        self.wire_bytes.inc(wire)
+        if heartbeat:
+            self.heartbeats.inc()
+            return False
+        if not frame:
+            return False
+        self.events.inc()
+        self.bytes_out.inc(len(frame))
+        return True
+
+
 class StreamObserver:
     """What an ``EventStreamResponse`` tells the metrics about one stream."""
 
@@ -128,14 +165,8 @@ class StreamObserver:
     def sent(self, frame: bytes, wire: int, now: float, heartbeat: bool) -> None:
         """One write: ``frame`` (before compression), ``wire`` bytes of it on the wire."""
         m = self.metrics
-        m.wire_bytes.inc(wire)
-        if heartbeat:
-            m.heartbeats.inc()
+        if not m.writes.sent(frame, wire, heartbeat):
             return
-        if not frame:
-            return
-        m.events.inc()
-        m.bytes_out.inc(len(frame))
         if self.last_event is not None:
             m.gap.observe(now - self.last_event)
         self.last_event = now

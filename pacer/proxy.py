@@ -57,7 +57,7 @@ import logging
 import math
 import os
 import urllib.parse
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 import anyio
@@ -68,6 +68,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ._checks import CheckPool
+from ._continue import Continuing
 from ._core import Stage
 from ._cors import Cors
 from ._events import paced_event_frames
@@ -416,13 +417,16 @@ class _Proxy:
             return self.relay(response)
         options = self.stream_options
         lanes: list[StreamMetrics] = []
+        fmt = api()
+        continuing = self.continuing(fmt, body, headers, url[len(self.base) :])
         frames = paced_event_frames(
             _timed(response.aiter_bytes(), self.timeouts),
-            api(),
+            fmt,
             self.pipeline_factory,
             clock=options["clock"],
             max_line=options["max_line"],
             pipelines=lanes,
+            continuing=continuing,
         )
         paced = EventStreamResponse(
             _closing(response, frames),
@@ -431,12 +435,70 @@ class _Proxy:
             compress=options["compress"],
             observer=self.metrics.observer() if self.metrics is not None else None,
             pipelines=lanes,  # filled when the stream ends
-            on_close=functools.partial(_ended, _StreamEnd(request, body, lanes)),
+            on_close=functools.partial(_ended, _StreamEnd(request, body, lanes, continuing), self.metrics),
             streams=self.streams,
             stream_format=api.transcript,
             resume=options["resume"],
         )
         return paced
+
+    def continuing(
+        self, fmt: EventFormat, body: dict[str, Any], headers: list[tuple[str, str]], path: str
+    ) -> Continuing | None:
+        """How the stream goes on if its upstream fails mid-answer (``pacer._continue``);
+        ``None`` when its route's policy is ``"error"`` or its API cannot continue."""
+        config = self.stream_options["continuation"]
+        continuation = fmt.continuation(body, config.policy(fmt.transcript))
+        if continuation is None:
+            return None
+        sent = [(k, v) for k, v in headers if k.lower() != "content-length"]
+
+        async def reopen(asked: dict[str, Any], attempt: int) -> AsyncIterable[bytes]:
+            url = self.continuation_upstream(attempt) + path
+            request = httpx.Request("POST", url, content=json.dumps(asked).encode("utf-8"), headers=sent)
+            return await self.continuation_stream(request)
+
+        failures = (UpstreamError, httpx.TransportError)
+        return Continuing(continuation, reopen, failures=failures, attempts=config.continue_attempts)
+
+    def continuation_upstream(self, attempt: int) -> str:
+        """The base URL a stream's ``attempt``-th continuation request goes to (1 for the
+        first): the one upstream, once it is back. This is the one seam where several
+        upstreams (issue #41's pool) choose another, healthy one."""
+        return self.base
+
+    async def continuation_stream(self, request: httpx.Request) -> AsyncIterable[bytes]:
+        """The event-stream bytes a continuation request is answered with; an
+        ``UpstreamError`` otherwise (``continuation_refused`` for a 4xx other than 408
+        and 429: the same request would be refused again)."""
+        try:
+            with anyio.fail_after(self.timeouts.first_byte):
+                response = await self.http().send(request, stream=True)
+        except TimeoutError:
+            raise UpstreamError(
+                f"upstream sent no response within {self.timeouts.first_byte} s", type="upstream_timeout"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"upstream unreachable: {exc}", type="upstream_unreachable") from None
+        content_type = response.headers.get("content-type", "")
+        if response.status_code == 200 and content_type.startswith("text/event-stream"):
+            return _closing(response, _timed(response.aiter_bytes(), self.timeouts))
+        detail = b""
+        try:
+            async for piece in response.aiter_bytes():  # the start of the answer says why
+                detail += piece
+                if len(detail) >= 300:
+                    break
+        except httpx.HTTPError:
+            pass
+        finally:
+            await response.aclose()
+        status = response.status_code
+        kind = (
+            "continuation_refused" if 400 <= status < 500 and status not in (408, 429) else "upstream_status"
+        )
+        text = detail[:300].decode("utf-8", "replace")
+        raise UpstreamError(f"the continuation request got HTTP {status}: {text}", type=kind)
 
     def stream_routes(self) -> list[Route]:
         """``GET /v1/streams/{id}`` and ``POST /v1/streams/{id}/cancel`` (``pacer.streamroutes``),
@@ -513,9 +575,16 @@ class _StreamEnd:
     """What the line at a paced stream's end says besides its outcome: which request it
     answered, and its pipelines' figures (filled while it runs)."""
 
-    __slots__ = ("lanes", "model", "received", "route")
+    __slots__ = ("continuing", "lanes", "model", "received", "route")
 
-    def __init__(self, request: Request, body: dict[str, Any], lanes: list[StreamMetrics]) -> None:
+    def __init__(
+        self,
+        request: Request,
+        body: dict[str, Any],
+        lanes: list[StreamMetrics],
+        continuing: Continuing | None,
+    ) -> None:
+        self.continuing = continuing
         self.route = request.url.path
         model = body.get("model")
         self.model = model if isinstance(model, str) else None
@@ -534,11 +603,28 @@ class _StreamEnd:
             "first_output_s": min(firsts) - self.received if firsts else None,
             "lag_p99_s": max((lag for lane in lanes if (lag := lane.lag(99)) is not None), default=None),
             "blocked": blocked,
+            **self.continued(),
+        }
+
+    def continued(self) -> dict[str, Any]:
+        """The stream's continuations: how many seams, the longest wait for a
+        continuation's first event, and why one was refused (if one was)."""
+        c = self.continuing
+        if c is None:
+            return {}
+        waits = [seam.resumed - seam.failed for seam in c.seams if seam.resumed is not None]
+        return {
+            "continuations": len(c.seams),
+            "seam_max_s": max(waits, default=None),
+            "not_continued": c.refused,
         }
 
 
-def _ended(end: _StreamEnd, outcome: Outcome) -> None:
+def _ended(end: _StreamEnd, metrics: PacerMetrics | None, outcome: Outcome) -> None:
     """One log line per stream end: its outcome and figures (JSON fields with --log-format json)."""
+    c = end.continuing
+    if metrics is not None and c is not None:
+        metrics.continued(c.continuation.api, len(c.seams), c.refused is not None)
     figures = end.figures(outcome)
     level = logging.WARNING if outcome in (Outcome.ERROR, Outcome.SEND_TIMEOUT) else logging.INFO
     text = " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items())
@@ -602,11 +688,7 @@ def create_proxy(
     if metrics is None:
         with contextlib.suppress(ModuleNotFoundError):
             metrics = PacerMetrics()
-    streams = None
-    if config.resume != "never":
-        log = stream_log(config.redis, config.retention)
-        failed = metrics.producer_failed if metrics is not None else None
-        streams = ResumableStreams(log, orphan_timeout=config.orphan_timeout, on_failure=failed)
+    streams = _resumable_streams(config, metrics)
     pool = CheckPool(config.check_workers, per_stream=config.checks_per_stream)  # threads start when used
     proxy = _Proxy(
         upstream_base(upstream),
@@ -634,6 +716,15 @@ def create_proxy(
     app = Starlette(routes=_routes(proxy), lifespan=lifespan)
     app.add_middleware(Cors, origins=proxy.cors_origins)
     return app
+
+
+def _resumable_streams(config: ProxyConfig, metrics: PacerMetrics | None) -> ResumableStreams | None:
+    """The stream log the proxy produces into, unless ``resume`` is ``"never"``."""
+    if config.resume == "never":
+        return None
+    log = stream_log(config.redis, config.retention)
+    failed = metrics.producer_failed if metrics is not None else None
+    return ResumableStreams(log, orphan_timeout=config.orphan_timeout, on_failure=failed)
 
 
 @contextlib.contextmanager
@@ -672,6 +763,7 @@ def _stream_options(config: ProxyConfig, clock: Clock | None) -> dict[str, Any]:
         "replays_per_stream": config.replays_per_stream,
         "replays_per_client": config.replays_per_client,
         "gc_threshold": config.gc_threshold,  # the process's, while the proxy serves
+        "continuation": config.continuation,
     }
 
 

@@ -83,6 +83,8 @@ class HostileUpstream:
     async def chat(self, request: Request) -> Response:
         body = json.loads(await request.body())
         model, user = body.get("model", ""), body.get("user", "")
+        if "continue_final_message" in body:  # as OpenAI's hosted API: no continuation
+            return _unrecognized("continue_final_message")
         if model == "slow-headers":  # never answers; notes when the proxy gives up on it
             await self._wait_for_leave(request, user)
             return Response(status_code=204)
@@ -113,6 +115,12 @@ class HostileUpstream:
             yield chunk({"content": "before "})
             await asyncio.sleep(30)
         yield stream_bytes(PIECES)
+
+
+def _unrecognized(name: str) -> Response:
+    """OpenAI's answer to a request field it does not know."""
+    error = {"message": f"Unrecognized request argument supplied: {name}", "type": "invalid_request_error"}
+    return JSONResponse({"error": {**error, "param": None, "code": None}}, status_code=400)
 
 
 @contextlib.contextmanager

@@ -83,6 +83,9 @@ class Upstream:
     async def chat(self, request: Request) -> Response:
         body = await request.json()
         model = body.get("model", "normal")
+        if "continue_final_message" in body:  # as OpenAI's hosted API: no continuation
+            error = {"message": "Unrecognized request argument supplied: continue_final_message"}
+            return JSONResponse({"error": {**error, "type": "invalid_request_error"}}, status_code=400)
         if model == "rate-limited":
             return JSONResponse({"error": {"message": "slow down", "type": "rate_limit"}}, status_code=429)
         if not body.get("stream"):
@@ -160,6 +163,10 @@ class ScriptedUpstream:
         body = await request.json()
         path = next(p for p in self.scripts if request.url.path.endswith(p))
         self.requests.append((path, body))
+        messages = body.get("messages") or [{}]
+        if body.get("continue_final_message") or messages[-1].get("role") == "assistant":
+            error = {"message": "this fake replays its scripts and cannot continue an answer"}
+            return JSONResponse({"error": {**error, "type": "invalid_request_error"}}, status_code=400)
         events = self.scripts[path](body)
         model = body.get("model")
         if model == "cut":

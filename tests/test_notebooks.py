@@ -18,6 +18,7 @@ FIGURES = {
     "02_pacing_sweep.ipynb": "02-pauses.png",
     "03_sentences.ipynb": "03-sentence-latency.png",
     "04_generate.ipynb": "04-generate.png",
+    "05_continuation.ipynb": "05-seam.png",
 }
 pytestmark = pytest.mark.timeout(600)
 

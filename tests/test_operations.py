@@ -125,6 +125,20 @@ FLAGS = {  # flag -> (value given, where it must arrive)
         "https://a.example,https://b.example",
         lambda p, pacer, packets: len(p.cors_origins) == 2,
     ),
+    "--continue-chat": (
+        "regenerate",
+        lambda p, pacer, packets: _continuation(p).continue_chat == "regenerate",
+    ),
+    "--continue-completions": (
+        "error",
+        lambda p, pacer, packets: _continuation(p).continue_completions == "error",
+    ),
+    "--continue-messages": ("error", lambda p, pacer, packets: _continuation(p).continue_messages == "error"),
+    "--continue-responses": (
+        "regenerate",
+        lambda p, pacer, packets: _continuation(p).continue_responses == "regenerate",
+    ),
+    "--continue-attempts": ("7", lambda p, pacer, packets: _continuation(p).continue_attempts == 7),
     "--redis": (
         "redis://127.0.0.1:9/3",
         lambda p, pacer, packets: getattr(p.streams.log, "url", "") == "redis://127.0.0.1:9/3",
@@ -133,6 +147,12 @@ FLAGS = {  # flag -> (value given, where it must arrive)
     # What the proxy does with it while it serves: test_config's test of the collector.
     "--gc-threshold": ("5000", lambda p, pacer, packets: p.stream_options["gc_threshold"] == 5000),
 }
+
+
+def _continuation(proxy: Any) -> Any:
+    return proxy.stream_options["continuation"]
+
+
 # Checked by running the proxy (test_the_cli_proxy_takes_its_process_settings_from_the_environment).
 PROCESS_FLAGS = {"--upstream", "--host", "--port", "--workers", "--log-level", "--log-format"}
 # Checked with a guard, whose pool they set (tests/test_guard_pool.py).

@@ -29,12 +29,15 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Callable, Hashable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._core import Chunk
 from .._errors import ErrorFrame, ErrorText, KindedError, body_frame, error_object
 from .._shown import ShownText
 from ..sse import ServerSentEvent, encode
+
+if TYPE_CHECKING:
+    from .splice import Continuation
 
 __all__ = [
     "ChunkEncoder",
@@ -371,10 +374,19 @@ class EventFormat:
     name: ClassVar[str] = "events"
     #: The name the registry (``pacer.formats.FORMATS``) and ``Transcript`` know it by.
     transcript: ClassVar[str] = "text"
+    #: How a broken answer of this API goes on (``pacer.formats.splice``), if it can.
+    continues: ClassVar[type[Continuation] | None] = None
 
     def __init__(self) -> None:
         self.complete = False
         self.ended = False
+
+    def continuation(self, body: Mapping[str, Any], policy: str) -> Continuation | None:
+        """What continues a broken answer to the request ``body`` under ``policy``
+        (``"continue"``, ``"regenerate"``, ``"error"``); ``None``: this API cannot."""
+        if self.continues is None or policy == "error":
+            return None
+        return self.continues(body, policy)
 
     # -- parsing and rendering ------------------------------------------------------------
 

@@ -54,8 +54,16 @@ from .base import (
     merged_extras,
     parse_json_event,
 )
+from .splice import Continuation, LaneRecord, NotContinued, Resume, remaining, summed
 
-__all__ = ["ChatCompletions", "Completions", "OpenAIChunks", "parse_openai_event"]
+__all__ = [
+    "ChatCompletions",
+    "ChatContinuation",
+    "Completions",
+    "CompletionsContinuation",
+    "OpenAIChunks",
+    "parse_openai_event",
+]
 
 _DONE = frame("[DONE]")
 
@@ -474,3 +482,185 @@ class OpenAIChunks(ChunkEncoder):
     def _frame(self, delta: dict[str, Any], finish: str | None) -> str:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
         return frame(dumps({**self.base, "choices": [choice]}))
+
+
+# -- continuing a broken answer (``pacer.formats.splice``) ------------------------------
+
+
+class _ChoicesContinuation(Continuation):
+    """A stream of ``choices``: each lane a choice; the usage chunk held back and summed."""
+
+    #: The request's token limits, the first the one a continuation lowers by default.
+    LIMITS: ClassVar[tuple[str, ...]] = ("max_tokens",)
+    #: The field of a choice that carries its answer text.
+    TEXT: ClassVar[str] = "text"
+
+    def __init__(self, body: Mapping[str, Any], policy: str) -> None:
+        super().__init__(body, policy)
+        self.head: dict[str, Any] = {}  # the first stream's id, created, model, ...
+
+    def lane_count(self) -> int:
+        n = self.body.get("n", 1)
+        return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+
+    def failure(self, event: ServerSentEvent) -> UpstreamError | None:
+        try:
+            parse_openai_event(event)
+        except UpstreamError as exc:
+            return None if exc.type == "malformed_upstream" else exc
+        return None
+
+    def note(self, event: ServerSentEvent) -> None:
+        if event.data.strip() == "[DONE]":
+            self.complete = True
+            return
+        body = json_object(event.data)
+        if body is None:
+            return
+        if not self.head:
+            self.head = {k: body[k] for k in ("id", "created", "model", "system_fingerprint") if k in body}
+        for choice in body.get("choices") or ():
+            if isinstance(choice, dict):
+                self._note_choice(choice)
+
+    def _note_choice(self, choice: dict[str, Any]) -> None:
+        index = choice.get("index", 0)
+        record = self.lane(index if isinstance(index, int) else 0)
+        fields = self._fields(choice)
+        if isinstance(fields, dict):
+            record.opened = record.opened or "role" in fields
+            text = fields.get(self.TEXT)
+            if isinstance(text, str):
+                record.add(text)
+            elif text is not None:
+                record.structured = "content parts"
+            record.structured = self._structured(fields) or record.structured
+        if choice.get("finish_reason") is not None:
+            record.finished = True
+
+    def _fields(self, choice: dict[str, Any]) -> Any:
+        return choice
+
+    def _structured(self, fields: dict[str, Any]) -> str | None:
+        return None
+
+    def rewrite(self, resume: Resume, event: ServerSentEvent) -> list[ServerSentEvent]:
+        if event.data.strip() == "[DONE]":
+            resume.done = True
+            return []
+        body = parse_openai_event(event)
+        assert body is not None
+        choices = body.get("choices")
+        if not isinstance(choices, list) or not choices:
+            if isinstance(body.get("usage"), dict):
+                summed(self.usage, body["usage"])
+            return []
+        out = [c for c in (self._spliced(resume, c) for c in choices if isinstance(c, dict)) if c is not None]
+        if not out:
+            return []
+        return [ServerSentEvent(dumps({**body, **self.head, "choices": out}), event.event)]
+
+    def _spliced(self, resume: Resume, choice: dict[str, Any]) -> dict[str, Any] | None:
+        """A continuation's choice as the client lane's: its index, without a second
+        role, its text past what the lane must begin with; ``None``: nothing is left."""
+        index = resume.lanes.get(choice.get("index", 0))
+        if index is None:
+            return None
+        record = self.lane(index)
+        fields = dict(self._fields(choice) or {})
+        if record.opened:
+            fields.pop("role", None)
+        text = fields.get(self.TEXT)
+        if isinstance(text, str):
+            fields[self.TEXT] = record.skipped(text, index)
+            if record.finished and fields[self.TEXT]:
+                raise NotContinued(f"the new answer of choice {index} goes on past the text produced")
+        finish = None if record.finished else choice.get("finish_reason")
+        if not any(v for v in fields.values()) and finish is None:
+            return None
+        return self._choice({**choice, "index": index, "finish_reason": finish}, fields)
+
+    def _choice(self, choice: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+        return {**choice, **fields}
+
+    def closing(self) -> list[ServerSentEvent]:
+        usage = self.note_usage()
+        events = []
+        if usage is not None:
+            usage["completion_tokens"] = usage.get("completion_tokens", 0) + self.counted
+            usage["total_tokens"] = usage.get("total_tokens", 0) + self.counted
+            events.append(ServerSentEvent(dumps({**self.head, "choices": [], "usage": usage})))
+        return [*events, ServerSentEvent("[DONE]")]
+
+    def _limits(self, record: LaneRecord) -> dict[str, Any]:
+        return remaining(self.body, self.LIMITS, record.total, None)
+
+
+class ChatContinuation(_ChoicesContinuation):
+    """Chat Completions: the partial answer as the final assistant message, with vLLM's
+    and SGLang's ``continue_final_message: true, add_generation_prompt: false``
+    (llama.cpp's server continues a final assistant message by itself and ignores
+    both). A lane cut in its reasoning, a refusal or a tool call is not continued."""
+
+    api = "chat.completions"
+    LIMITS = ("max_completion_tokens", "max_tokens")
+    TEXT = "content"
+
+    def _fields(self, choice: dict[str, Any]) -> Any:
+        return choice.get("delta")
+
+    def _structured(self, fields: dict[str, Any]) -> str | None:
+        for key, reason in (
+            ("tool_calls", "a tool call"),
+            ("function_call", "a function call"),
+            ("reasoning_content", "its reasoning"),
+            ("reasoning", "its reasoning"),
+            ("refusal", "a refusal"),
+            ("audio", "audio"),
+        ):
+            if fields.get(key):
+                return reason
+        return None
+
+    def _choice(self, choice: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+        return {**choice, "delta": fields}
+
+    def continued(self, lane: int, record: LaneRecord) -> Resume:
+        messages = self.body.get("messages")
+        if not isinstance(messages, list):
+            raise NotContinued("the request has no list of messages")
+        messages = list(messages)
+        last = messages[-1] if messages else None
+        prefilled = isinstance(last, dict) and last.get("role") == "assistant"
+        if self.body.get("continue_final_message") and prefilled:
+            assert isinstance(last, dict)
+            if not isinstance(last.get("content"), str):
+                raise NotContinued("the request's own final assistant message is not plain text")
+            messages[-1] = {**last, "content": last["content"] + record.text}
+        else:
+            messages.append({"role": "assistant", "content": record.text})
+        body = {**self.body, "messages": messages, "continue_final_message": True}
+        body |= {"add_generation_prompt": False, "n": 1, **self._limits(record)}
+        return Resume(body, {0: lane})
+
+
+class CompletionsContinuation(_ChoicesContinuation):
+    """Completions: the partial text appended to the prompt (``max_tokens`` lowered;
+    16 when the request left it out, the API's default)."""
+
+    api = "completions"
+
+    def continued(self, lane: int, record: LaneRecord) -> Resume:
+        prompt = self.body.get("prompt")
+        if isinstance(prompt, list) and len(prompt) == 1:
+            prompt = prompt[0]
+        if not isinstance(prompt, str):
+            raise NotContinued("the request's prompt is not one string")
+        if self.body.get("echo"):
+            raise NotContinued("the request asks for its prompt echoed")
+        limits = remaining(self.body, self.LIMITS, record.total, 16)
+        return Resume({**self.body, "prompt": prompt + record.text, "n": 1, **limits}, {0: lane})
+
+
+ChatCompletions.continues = ChatContinuation
+Completions.continues = CompletionsContinuation

@@ -16,6 +16,7 @@ Cost: O(size of the event) per event.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..sse import ServerSentEvent
@@ -38,8 +39,9 @@ from .base import (
     json_object,
     parse_json_event,
 )
+from .splice import Continuation, LaneRecord, NotContinued, Resume, remaining, summed
 
-__all__ = ["AnthropicMessages"]
+__all__ = ["AnthropicMessages", "MessagesContinuation"]
 
 
 def _frames(events: list[dict[str, Any]]) -> tuple[str, ...]:
@@ -202,3 +204,158 @@ class AnthropicMessages(EventFormat):
         # ping, message_start, content_block_start/stop, message_delta, message_stop, the
         # MessageStream's own text/thinking/input_json events, and any type added later.
         return ""
+
+
+class MessagesContinuation(Continuation):
+    """Anthropic Messages: the partial answer as a final assistant message (a prefill),
+    which the API continues natively. The API refuses a prefill that ends in white
+    space, so that is left off and the new answer must begin with it. Not continued: a
+    cut inside a tool's input, and any answer with thinking (the API takes no prefill
+    with extended thinking; a thinking block cut before its ``signature_delta`` could not
+    be sent back anyway). The continuation's ``message_start`` is dropped (its usage
+    summed), its text block joined to the open one, its later blocks numbered on."""
+
+    api = "messages"
+
+    def __init__(self, body: Mapping[str, Any], policy: str) -> None:
+        super().__init__(body, policy)
+        self.open_block: int | None = None  # the text block the client's stream has open
+        self.next_block = 0  # the index the client's next block takes
+        self.blocks: dict[int, int] = {}  # a continuation's block index -> the client's
+        self.held: list[ServerSentEvent] = []  # a continuation's message_delta, until the end
+        self.stop: dict[str, Any] = {}  # the last message_delta's delta
+
+    def note(self, event: ServerSentEvent) -> None:
+        body = json_object(event.data)
+        if body is None:
+            return
+        kind = body.get("type")
+        record = self.lane(0)
+        if kind == "message_start":
+            record.opened = True
+        elif kind == "content_block_start":
+            self._started(body, record)
+        elif kind == "content_block_stop" and body.get("index") == self.open_block:
+            self.open_block = None
+        elif kind == "content_block_delta" and isinstance(delta := body.get("delta"), dict):
+            if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
+                record.add(delta["text"])
+            elif delta.get("type") == "input_json_delta":
+                record.structured = "a tool's input"
+        elif kind == "message_delta" and isinstance(body.get("delta"), dict):
+            record.finished = body["delta"].get("stop_reason") is not None
+        elif kind == "message_stop":
+            self.complete = True
+
+    def _started(self, body: dict[str, Any], record: LaneRecord) -> None:
+        block = body.get("content_block")
+        index = body.get("index")
+        kind = block.get("type") if isinstance(block, dict) else None
+        if isinstance(index, int):
+            self.next_block = max(self.next_block, index + 1)
+        if kind == "text":
+            self.open_block = index if isinstance(index, int) else None
+            if isinstance(block, dict) and isinstance(block.get("text"), str):
+                record.add(block["text"])
+        elif kind in ("thinking", "redacted_thinking"):
+            record.structured = "an answer with thinking (no prefill with extended thinking)"
+        elif kind in AnthropicMessages.STARTS:
+            record.structured = "a tool's input"
+
+    def continued(self, lane: int, record: LaneRecord) -> Resume:
+        if isinstance(self.body.get("thinking"), dict) and self.body["thinking"].get("type") == "enabled":
+            raise NotContinued("the request enables extended thinking, which takes no prefill")
+        messages = self.body.get("messages")
+        if not isinstance(messages, list):
+            raise NotContinued("the request has no list of messages")
+        messages = list(messages)
+        last = messages[-1] if messages else None
+        prefix = ""
+        if isinstance(last, dict) and last.get("role") == "assistant":  # the client's own prefill
+            if not isinstance(last.get("content"), str):
+                raise NotContinued("the request's own final assistant message is not plain text")
+            prefix = last["content"]
+            messages.pop()
+        prefill = (prefix + record.text).rstrip()
+        record.skip = (prefix + record.text)[len(prefill) :]
+        messages.append({"role": "assistant", "content": prefill})
+        self.blocks = {}
+        return Resume(
+            {**self.body, "messages": messages, **remaining(self.body, ("max_tokens",), record.total)}, {0: 0}
+        )
+
+    def rewrite(self, resume: Resume, event: ServerSentEvent) -> list[ServerSentEvent]:
+        body = json_object(event.data)
+        if body is None:
+            return [event]
+        kind = body.get("type")
+        if kind == "message_start":
+            message = body.get("message")
+            if isinstance(message, dict) and isinstance(message.get("usage"), dict):
+                summed(self.usage, {k: v for k, v in message["usage"].items() if k != "output_tokens"})
+            return []
+        if kind == "message_delta":
+            if isinstance(body.get("usage"), dict):
+                summed(self.usage, body["usage"])
+            if isinstance(body.get("delta"), dict):
+                self.stop = body["delta"]
+            return []
+        if kind == "message_stop":
+            resume.done = True
+            return []
+        if kind == "content_block_start":
+            return self._block(body, event)
+        if kind in ("content_block_delta", "content_block_stop"):
+            return self._in_block(body, event)
+        return [event]
+
+    def _block(self, body: dict[str, Any], event: ServerSentEvent) -> list[ServerSentEvent]:
+        index = body.get("index")
+        block = body.get("content_block")
+        if not isinstance(index, int):
+            return [event]
+        if (
+            not self.blocks
+            and self.open_block is not None
+            and isinstance(block, dict)
+            and block.get("type") == "text"
+        ):
+            self.blocks[index] = self.open_block  # the open text block goes on
+            return []
+        self.blocks[index] = self.next_block
+        return [ServerSentEvent(dumps({**body, "index": self.next_block}), event.event)]
+
+    def _in_block(self, body: dict[str, Any], event: ServerSentEvent) -> list[ServerSentEvent]:
+        index = self.blocks.get(body.get("index"), body.get("index"))  # type: ignore[arg-type]
+        out = {**body, "index": index}
+        delta = body.get("delta")
+        if (
+            isinstance(delta, dict)
+            and delta.get("type") == "text_delta"
+            and isinstance(delta.get("text"), str)
+        ):
+            text = self.lane(0).skipped(delta["text"], 0)
+            if not text:
+                return []
+            out["delta"] = {**delta, "text": text}
+        return [ServerSentEvent(dumps(out), event.event)]
+
+    def closing(self) -> list[ServerSentEvent]:
+        usage = self.note_usage() or {}
+        usage["output_tokens"] = usage.get("output_tokens", 0) + self.counted
+        usage.setdefault("pacer", {"continuations": self.seams, "counted_completion_tokens": self.counted})
+        end: list[dict[str, Any]] = []
+        if self.open_block is not None:
+            end.append({"type": "content_block_stop", "index": self.open_block})
+        end += [
+            {
+                "type": "message_delta",
+                "delta": self.stop or {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": usage,
+            },
+            {"type": "message_stop"},
+        ]
+        return [ServerSentEvent(dumps(e), e["type"]) for e in end]
+
+
+AnthropicMessages.continues = MessagesContinuation

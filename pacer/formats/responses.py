@@ -17,6 +17,7 @@ Cost: O(size of the event) per event.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..sse import ServerSentEvent
@@ -38,8 +39,9 @@ from .base import (
     merged_extras,
     parse_json_event,
 )
+from .splice import Continuation, Resume
 
-__all__ = ["Responses"]
+__all__ = ["Responses", "ResponsesContinuation"]
 
 
 class Responses(EventFormat):
@@ -306,3 +308,90 @@ def _owns(item: dict[str, Any], delta: str) -> bool:
         "response.mcp_call_arguments.delta": kind == "mcp_call",
         "response.code_interpreter_call_code.delta": kind == "code_interpreter_call",
     }.get(delta, False)
+
+
+class ResponsesContinuation(Continuation):
+    """The Responses API cannot continue an answer (no prefill): ``regenerate`` asks again
+    as the client asked and splices the new answer past the text produced, which it must
+    begin with exactly; the new response's id and item ids become the first's, the events
+    that opened what was already open are dropped. A response cut inside a tool call's
+    arguments or its reasoning is not regenerated."""
+
+    api = "responses"
+    policies = ("regenerate", "error")
+    ERRORS = ("error", "response.failed")
+    #: Item types whose content is no answer text: a cut inside one is refused.
+    STRUCTURED: ClassVar[dict[str, str]] = {
+        "function_call": "a tool call",
+        "custom_tool_call": "a tool call",
+        "mcp_call": "a tool call",
+        "code_interpreter_call": "a tool call",
+        "reasoning": "its reasoning",
+    }
+
+    def __init__(self, body: Mapping[str, Any], policy: str) -> None:
+        super().__init__(body, policy)
+        self.response_id: Any = None  # the first response's id
+        self.items: dict[Any, Any] = {}  # output index -> the first stream's item id
+        self.opened: set[tuple[Any, ...]] = set()  # (type, output index, part index) sent
+
+    def note(self, event: ServerSentEvent) -> None:
+        body = json_object(event.data)
+        if body is None:
+            return
+        kind = body.get("type")
+        record = self.lane(0)
+        if isinstance(body.get("response"), dict) and self.response_id is None:
+            self.response_id = body["response"].get("id")
+        if kind in ("response.output_item.added", "response.content_part.added"):
+            self.opened.add((kind, body.get("output_index"), body.get("content_index")))
+        item = body.get("item")
+        if kind == "response.output_item.added" and isinstance(item, dict):
+            self.items.setdefault(body.get("output_index"), item.get("id"))
+            record.structured = self.STRUCTURED.get(str(item.get("type")), record.structured)
+        elif kind == "response.output_text.delta" and isinstance(body.get("delta"), str):
+            record.add(body["delta"])
+        elif kind in Responses.END:
+            self.complete = True
+
+    def rewrite(self, resume: Resume, event: ServerSentEvent) -> list[ServerSentEvent]:
+        body = json_object(event.data)
+        if body is None:
+            return [event]
+        kind = body.get("type")
+        if kind in ("response.created", "response.in_progress") and self.response_id is not None:
+            return []
+        if (kind, body.get("output_index"), body.get("content_index")) in self.opened:
+            return []
+        out = self._same_ids(body)
+        if kind == "response.output_text.delta" and isinstance(body.get("delta"), str):
+            out["delta"] = self.lane(0).skipped(body["delta"], 0)
+            if not out["delta"]:
+                return []
+        if kind in Responses.END:
+            resume.done = True
+            response = out.get("response")
+            if isinstance(response, dict) and isinstance(response.get("usage"), dict):
+                usage = dict(response["usage"])
+                usage["output_tokens"] = usage.get("output_tokens", 0) + self.counted
+                usage["pacer"] = {"continuations": self.seams, "counted_completion_tokens": self.counted}
+                out["response"] = {**response, "usage": usage}
+        return [ServerSentEvent(dumps(out), event.event)]
+
+    def _same_ids(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``body`` with the first stream's response id and item ids."""
+        out = dict(body)
+        index = body.get("output_index")
+        if "item_id" in out and index in self.items:
+            out["item_id"] = self.items[index]
+        if isinstance(out.get("item"), dict) and index in self.items:
+            out["item"] = {**out["item"], "id": self.items[index]}
+        if isinstance(out.get("response"), dict) and self.response_id is not None:
+            out["response"] = {**out["response"], "id": self.response_id}
+        return out
+
+    def closing(self) -> list[ServerSentEvent]:
+        return []
+
+
+Responses.continues = ResponsesContinuation
