@@ -3,7 +3,8 @@
 A client's stream (``pacer._writer.ClientWriter``) ends ``DONE``, ``BLOCKED`` (an
 output check withheld the rest: a ``Guard``), ``ERROR``,
 ``DISCONNECT`` or ``SEND_TIMEOUT``; a resumable stream's log (``pacer.streamlog``)
-ends ``DONE``, ``ERROR``, ``CANCELLED`` or ``ORPHANED``, and a cancel that finds its
+ends ``DONE``, ``ERROR``, ``CANCELLED``, ``ORPHANED`` or ``SHUTDOWN`` (its server shut
+down before it ended), and a cancel that finds its
 producer gone reports ``PRODUCER_LOST``. Each is recorded where it happens, never read
 back from the bytes sent.
 
@@ -31,6 +32,7 @@ class Outcome(str, enum.Enum):
     CANCELLED = "cancelled"
     ORPHANED = "orphaned"
     PRODUCER_LOST = "producer_lost"
+    SHUTDOWN = "shutdown"
 
     def __str__(self) -> str:
         return self.value

@@ -21,6 +21,7 @@ heartbeat is due, and four times per ``send_timeout`` while a send waits).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import math
@@ -31,6 +32,7 @@ import anyio
 import anyio.abc
 
 from ._aio import aclose_source
+from ._drain import Drain, ServerShutdown
 from ._errors import ErrorFrame, error_frame
 from ._outcome import Outcome
 from .sse import encode_comment
@@ -219,12 +221,16 @@ async def write_frames(
     frames: AsyncIterator[bytes | Outcome],
     send: Send,
     receive: Receive | None,
+    drain: Drain | None = None,
 ) -> Outcome:
     """Write ``frames`` as an ASGI response body (the start already sent), then end it.
 
     A frame that is an ``Outcome`` is recorded, not sent (a stream log's end mark). The
     frames are closed on the way out, shielded from cancellation. With ``receive``, a
-    client that leaves cancels them at once.
+    client that leaves cancels them at once. With ``drain`` (``pacer._drain``), a
+    stream still running when the server's shutdown grace is over is cut after what it
+    sent with an ``event: error`` (``server_shutdown``), and ended; one cut while a
+    write waited on its client (who reads nothing) just ends.
 
     The frames are read and written by the calling task itself: no task and no queue
     between the source and the client, so a frame costs no extra event-loop step. The
@@ -237,7 +243,15 @@ async def write_frames(
         if writer.heartbeat is not None or writer.send_timeout is not None:
             tg.start_soon(_watchdog, writer, sending, tg)
         try:
-            await _write_all(writer, frames, sending)
+            with (
+                anyio.CancelScope() as cut,
+                drain.hold(cut) if drain is not None else contextlib.nullcontext(),
+            ):
+                await _write_all(writer, frames, sending)
+            if cut.cancelled_caught:  # the server's shutdown grace is over
+                if writer.sending_since is not None:
+                    return writer.close()  # a write was waiting on a client that reads nothing
+                await sending.frame(writer.failed(ServerShutdown(_CUT)))
             await sending.end()
             writer.completed()
         except OSError:  # the transport went away under a write
@@ -245,6 +259,9 @@ async def write_frames(
         finally:
             tg.cancel_scope.cancel()  # the helpers (the whole stream, if it did not end)
     return writer.close()
+
+
+_CUT = "the server is shutting down; this stream was cut at the end of its grace period"
 
 
 class _Sending:

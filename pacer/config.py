@@ -34,14 +34,18 @@ if TYPE_CHECKING:
     from ._core import Stage
 
 __all__ = [
+    "CONNECTION_LIMIT",
     "CONTINUATION",
     "GC_THRESHOLD",
+    "HEADER_TIMEOUT",
     "HEARTBEAT",
     "MAX_LINE",
     "ORPHAN_TIMEOUT",
     "RESUME",
     "RETENTION",
     "SEND_TIMEOUT",
+    "SHUTDOWN_GRACE",
+    "STREAMS_PER_CLIENT",
     "TICK",
     "PATTERN",
     "ContinuationConfig",
@@ -69,6 +73,14 @@ MAX_LINE: Final = 1 << 20
 ORPHAN_TIMEOUT: Final = 10.0
 #: Seconds a stream log keeps a stream's events after its last one.
 RETENTION: Final = 600.0
+#: Seconds a client connection has to send a complete request head.
+HEADER_TIMEOUT: Final = 10.0
+#: Client connections one proxy process keeps open.
+CONNECTION_LIMIT: Final = 2048
+#: Streams one client may have open at once.
+STREAMS_PER_CLIENT: Final = 128
+#: Seconds running streams may go on after SIGTERM.
+SHUTDOWN_GRACE: Final = 30.0
 #: How a ``--unit`` value names a pattern: a unit ends after each match of the rest.
 PATTERN: Final = "re:"
 
@@ -186,6 +198,26 @@ def _origins_rule(value: Any, where: str) -> str | None:
         scheme, sep, host = origin.partition("://")
         if origin != "*" and not (sep and scheme in ("http", "https") and host and "/" not in host):
             return f"must be origins such as https://app.example (scheme, host, port) or *, got {origin!r}"
+    return None
+
+
+def addresses(value: str) -> tuple[str, ...]:
+    """``--forwarded-allow-ips``'s value: comma-separated addresses or networks."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _addresses(value: Any, where: str) -> str | None:
+    import ipaddress
+
+    for address in value:
+        if not isinstance(address, str):
+            raise TypeError(f"{where} must be addresses (str), got {type(address).__name__}: {address!r}")
+        if address == "*" or address.startswith("unix:"):
+            continue
+        try:
+            ipaddress.ip_network(address, strict=False)
+        except ValueError:
+            return f"must be IP addresses or networks (10.0.0.1, 10.0.0.0/8), unix:PATH or *, got {address!r}"
     return None
 
 
@@ -552,6 +584,16 @@ class ProxyConfig:
             check=_above(0, integer=True),
         ),
     )
+    streams_per_client: int = field(
+        default=STREAMS_PER_CLIENT,
+        metadata=about(
+            "streams one client (its Authorization or x-api-key value, or else its address) may have "
+            "open at once: requests to the completion routes, streaming or not, and stream resumes; "
+            "more get a 429 (0: no limit). A service that sends all its users' requests with one key "
+            "needs a higher value",
+            check=_above(0, integer=True),
+        ),
+    )
     cors_origin: tuple[str, ...] | None = field(
         default=None,
         metadata=about(
@@ -599,6 +641,43 @@ class ServerConfig:
         ),
     )
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    header_timeout: float = field(
+        default=HEADER_TIMEOUT,
+        metadata=about(
+            "seconds a client connection has to send its whole request head (and, kept alive, the "
+            "next one); then it is closed, with a 408 if it had begun one",
+            check=_above(0, strict=True, suffix=" seconds"),
+        ),
+    )
+    connection_limit: int = field(
+        default=CONNECTION_LIMIT,
+        metadata=about(
+            "client connections one process keeps open; a request on a connection past it gets a 503 "
+            "at once (GET /healthz is still answered) and the connection is closed",
+            check=_above(1, integer=True),
+        ),
+    )
+    forwarded_allow_ips: tuple[str, ...] | None = field(
+        default=None,
+        metadata=about(
+            "addresses of the reverse proxies in front whose X-Forwarded-For and X-Forwarded-Proto are "
+            "believed (the client's address then comes from them: per-client limits, logs), "
+            "repeatable or comma-separated, * for any (default: none; the peer's address is the client's)",
+            check=_addresses,
+            kind=addresses,
+            metavar="ADDRESS",
+            repeat=True,
+        ),
+    )
+    shutdown_grace: float = field(
+        default=SHUTDOWN_GRACE,
+        metadata=about(
+            "seconds running streams may go on after SIGTERM (no new connection is accepted "
+            "meanwhile); then each ends with the API's error event (type server_shutdown) and the "
+            "process exits",
+            check=_above(0, suffix=" seconds"),
+        ),
+    )
     log_level: str = field(default="info", metadata=about("log level", check=_one_of(LEVELS), choices=LEVELS))
     log_format: str = field(
         default="plain",
@@ -610,6 +689,10 @@ class ServerConfig:
     )
 
     def __post_init__(self) -> None:
+        if self.forwarded_allow_ips is not None and not isinstance(self.forwarded_allow_ips, tuple):
+            given = self.forwarded_allow_ips
+            listed = addresses(given) if isinstance(given, str) else tuple(given)
+            object.__setattr__(self, "forwarded_allow_ips", listed)
         _check_fields(self)
         proxy = self.proxy
         if self.workers > 1 and proxy.resume != "never" and proxy.redis is None:

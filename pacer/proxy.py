@@ -68,9 +68,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ._checks import CheckPool
+from ._clients import StreamsPerClient
 from ._continue import Continuing
 from ._core import Stage
 from ._cors import Cors
+from ._drain import STATE_KEY as DRAIN_STATE
+from ._drain import Drain
 from ._events import paced_event_frames
 from ._metrics import StreamMetrics
 from ._outcome import Outcome
@@ -419,6 +422,7 @@ class _Proxy:
         lanes: list[StreamMetrics] = []
         fmt = api()
         continuing = self.continuing(fmt, body, headers, url[len(self.base) :])
+        end = _StreamEnd(request, body, lanes, continuing)
         frames = paced_event_frames(
             _timed(response.aiter_bytes(), self.timeouts),
             fmt,
@@ -435,11 +439,13 @@ class _Proxy:
             compress=options["compress"],
             observer=self.metrics.observer() if self.metrics is not None else None,
             pipelines=lanes,  # filled when the stream ends
-            on_close=functools.partial(_ended, _StreamEnd(request, body, lanes, continuing), self.metrics),
+            on_close=functools.partial(_ended, end, self.metrics),
             streams=self.streams,
             stream_format=api.transcript,
             resume=options["resume"],
+            drain=options["drain"],
         )
+        end.response = paced  # its stream id, once started
         return paced
 
     def continuing(
@@ -518,6 +524,7 @@ class _Proxy:
             observers=metrics.observer if metrics is not None else None,
             replays_per_stream=options["replays_per_stream"],
             replays_per_client=options["replays_per_client"],
+            drain=options["drain"],
         )
 
     async def no_streams(self, request: Request) -> Response:
@@ -572,10 +579,11 @@ class _Proxy:
 
 
 class _StreamEnd:
-    """What the line at a paced stream's end says besides its outcome: which request it
-    answered, and its pipelines' figures (filled while it runs)."""
+    """What the line at a paced stream's end says besides its outcome: which stream and
+    request it answered (``response``: its stream id, once started), and its pipelines'
+    figures (filled while it runs)."""
 
-    __slots__ = ("continuing", "lanes", "model", "received", "route")
+    __slots__ = ("continuing", "lanes", "model", "received", "response", "route")
 
     def __init__(
         self,
@@ -584,6 +592,7 @@ class _StreamEnd:
         lanes: list[StreamMetrics],
         continuing: Continuing | None,
     ) -> None:
+        self.response: EventStreamResponse | None = None
         self.continuing = continuing
         self.route = request.url.path
         model = body.get("model")
@@ -597,6 +606,7 @@ class _StreamEnd:
         blocked = next((lane.blocked for lane in lanes if lane.blocked is not None), None)
         return {
             "outcome": outcome,
+            "stream_id": self.response.stream_id if self.response is not None else None,
             "route": self.route,
             "model": self.model,
             "chars": sum(lane.chars_out for lane in lanes),  # every choice
@@ -688,7 +698,10 @@ def create_proxy(
     if metrics is None:
         with contextlib.suppress(ModuleNotFoundError):
             metrics = PacerMetrics()
+    drain = stream_options["drain"]
     streams = _resumable_streams(config, metrics)
+    if streams is not None:
+        drain.at_expiry(streams.shut_down)  # their logs end clearly for readers elsewhere
     pool = CheckPool(config.check_workers, per_stream=config.checks_per_stream)  # threads start when used
     proxy = _Proxy(
         upstream_base(upstream),
@@ -704,16 +717,18 @@ def create_proxy(
     )
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with contextlib.AsyncExitStack() as stack:
             if streams is not None:
                 await stack.enter_async_context(streams)
             stack.enter_context(collecting_less(stream_options["gc_threshold"]))
-            yield
+            await stack.enter_async_context(drain)
+            yield {DRAIN_STATE: drain}  # for the server's protocol to begin it (pacer._connections)
         await proxy.aclose()
         pool.close()
 
     app = Starlette(routes=_routes(proxy), lifespan=lifespan)
+    app.add_middleware(StreamsPerClient, limit=config.streams_per_client, routes=FORMATS)
     app.add_middleware(Cors, origins=proxy.cors_origins)
     return app
 
@@ -764,6 +779,7 @@ def _stream_options(config: ProxyConfig, clock: Clock | None) -> dict[str, Any]:
         "replays_per_client": config.replays_per_client,
         "gc_threshold": config.gc_threshold,  # the process's, while the proxy serves
         "continuation": config.continuation,
+        "drain": Drain(),  # the server's shutdown, as the streams see it (pacer._drain)
     }
 
 
@@ -822,14 +838,17 @@ def serve(config: ServerConfig) -> None:
     """
     import uvicorn
 
+    from ._connections import ProxyHTTP, with_rules
     from ._logs import configure
 
     app = create_proxy(config.upstream, config.proxy)  # a bad setting fails here, once, not in every worker
     log_config = configure(config.log_level, config.log_format)
     where: dict[str, Any] = {"host": config.host, "port": config.port, "log_level": config.log_level}
     where["log_config"] = log_config
+    where |= _connection_settings(config, ProxyHTTP)
+    _raise_open_files(2 * config.connection_limit + 256)
     if config.workers == 1:
-        uvicorn.run(app, **where)
+        uvicorn.run(with_rules(app, _rules(config)), **where)
         return
     if config.proxy.pipeline is not None or callable(config.proxy.guard):
         raise ValueError(
@@ -837,6 +856,53 @@ def serve(config: ServerConfig) -> None:
         )
     os.environ[_SETTINGS_VARIABLE] = json.dumps(to_values(config))
     uvicorn.run("pacer.proxy:app_from_environment", factory=True, workers=config.workers, **where)
+
+
+#: Seconds a stream cut at the end of the shutdown grace has to send its error event and
+#: close, before uvicorn cancels what is left (a client that does not read).
+_CUT_MARGIN = 3.0
+
+
+def _connection_settings(config: ServerConfig, protocol: type[Any]) -> dict[str, Any]:
+    """uvicorn's options for ``config``'s connections: the bounded protocol
+    (``pacer._connections``), the shutdown grace, and whose forwarding headers to believe."""
+    trusted = config.forwarded_allow_ips or ()
+    return {
+        "http": protocol,
+        "timeout_graceful_shutdown": config.shutdown_grace + _CUT_MARGIN,
+        "proxy_headers": bool(trusted),
+        "forwarded_allow_ips": ",".join(trusted) if trusted else None,
+    }
+
+
+def _rules(config: ServerConfig) -> Any:
+    from ._connections import ConnectionRules
+
+    return ConnectionRules(config.header_timeout, config.connection_limit, config.shutdown_grace)
+
+
+def _raise_open_files(needed: int) -> None:
+    """Raise this process's soft limit of open files towards ``needed`` (each client
+    connection may have an upstream one beside it), up to the hard limit; a warning
+    when that is not enough."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft < needed:
+        log.warning(
+            "pacer proxy: %d open files allowed (ulimit -n), the connection limit wants %d: "
+            "lower --connection-limit or raise the limit",
+            soft,
+            needed,
+        )
 
 
 def settings_values(upstream: str, **settings: Any) -> dict[str, Any]:
@@ -849,6 +915,14 @@ def app_from_settings(settings: dict[str, Any]) -> Starlette:
     """The proxy a ``ServerConfig``'s plain JSON values describe."""
     config = with_options(ServerConfig, settings)
     return create_proxy(config.upstream, config.proxy)
+
+
+def _served_app(settings: dict[str, Any]) -> Any:
+    """``app_from_settings``, with the connection rules its server protocol reads."""
+    from ._connections import with_rules
+
+    config = with_options(ServerConfig, settings)
+    return with_rules(create_proxy(config.upstream, config.proxy), _rules(config))
 
 
 def stream_log(redis: str | None, retention: float) -> StreamLog:
@@ -881,7 +955,7 @@ def load_check(spec: str) -> Callable[..., Any]:
     return check  # type: ignore[no-any-return]
 
 
-def app_from_environment() -> Starlette:
+def app_from_environment() -> Any:
     """The proxy of a worker process that ``serve`` started with ``workers`` > 1."""
     settings = os.environ.get(_SETTINGS_VARIABLE)
     if settings is None:
@@ -892,4 +966,4 @@ def app_from_environment() -> Starlette:
     from ._logs import configure
 
     configure(values["log_level"], values["log_format"])
-    return app_from_settings(values)
+    return _served_app(values)

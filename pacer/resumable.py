@@ -20,9 +20,11 @@ sharing the store) and get exactly the frames after that id, then the live rest.
   it runs, appends the events that end the stream the API's own way
   (``pacer.formats``), and answers the text of every frame written up to the cut:
   what every reader of the stream receives, no more and no less.
-- **No hang, no gap.** A reader whose producer died (its process killed) gets an
-  ``event: error`` (``producer_lost``) within a few seconds; one whose log is gone or
-  was trimmed gets an error too, never a silent gap.
+- **No hang, no gap.** When the process shuts down (``shut_down``, or leaving the
+  object) each stream it produces ends in the log with an ``event: error``
+  (``server_shutdown``), which every reader gets at once; a reader whose producer died
+  (its process killed) gets an ``event: error`` (``producer_lost``) within a few
+  seconds; one whose log is gone or was trimmed gets an error too, never a silent gap.
 
 Use it from a Starlette app's lifespan::
 
@@ -60,6 +62,7 @@ import anyio.abc
 
 from ._aio import aclose_source
 from ._args import seconds
+from ._drain import ServerShutdown
 from ._errors import error_event, error_frame
 from ._outcome import Outcome
 from .config import ORPHAN_TIMEOUT
@@ -97,6 +100,7 @@ STREAM_TOKEN_HEADER = "X-Pacer-Stream-Token"
 RESUMABLE_HEADER = "X-Pacer-Resumable"
 _ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _START_GRACE = 2.0  # seconds a new stream waits for its first reader before the orphan clock runs
+_SHUTDOWN_WRITES = 5.0  # seconds the streams produced here have to write their endings on the way out
 
 
 def javascript() -> str:
@@ -230,6 +234,12 @@ class ResumableStreams:
         if stack is None:
             return
         assert self._tasks is not None
+        # Each stream still produced here ends in its log with an error event and its end
+        # mark, so that its readers on other instances get a clear ending, not a hang.
+        self.shut_down()
+        with anyio.move_on_after(_SHUTDOWN_WRITES):
+            while self.producers:
+                await anyio.sleep(0.01)
         self._tasks.cancel_scope.cancel()
         self._tasks = None
         await stack.__aexit__(None, None, None)
@@ -318,6 +328,9 @@ class ResumableStreams:
         if reason is Outcome.ORPHANED:
             message = f"no client read this stream for {orphan_timeout} s; generation stopped"
             return [error_event(message, "orphaned")]
+        if reason is Outcome.SHUTDOWN:
+            message = "the server producing this stream shut down before the stream ended"
+            return [error_event(message, ServerShutdown.kind)]
         transcript = Transcript(fmt)
         async for entry in self._entries(stream_id, 0, until=last, oldest=True):
             transcript.feed(entry.frame)
@@ -331,6 +344,13 @@ class ResumableStreams:
         if producer is not None and not producer.readers:
             producer.unread_since = min(producer.unread_since, anyio.current_time())
             self._orphans.set()
+
+    def shut_down(self) -> None:
+        """Stop every stream produced here: each log ends with an ``event: error`` of type
+        ``server_shutdown`` and the end mark ``Outcome.SHUTDOWN`` (its readers, here and on
+        any instance sharing the log, get that ending). Leaving the object does it too."""
+        for producer in self.producers.values():
+            producer.stop(Outcome.SHUTDOWN)
 
     def _cancel_here(self, stream_id: str) -> None:
         producer = self.producers.get(stream_id)

@@ -46,6 +46,7 @@ from ._aio import aclose_source
 from ._args import one_of
 from ._compress import EventCompressor, negotiate
 from ._core import Chunk, Stage
+from ._drain import Drain
 from ._errors import error_body, error_frame, error_object
 from ._events import EventPacer, paced_event_frames
 from ._metrics import StreamMetrics
@@ -113,7 +114,11 @@ async def log_frames(
     async for entry in streams.read(stream_id, after):
         if entry.end is None:
             yield entry.frame
-        elif entry.end in (Outcome.ERROR, Outcome.ORPHANED):  # both end with an error event
+        elif entry.end in (
+            Outcome.ERROR,
+            Outcome.ORPHANED,
+            Outcome.SHUTDOWN,
+        ):  # each ends with an error event
             yield Outcome.ERROR
 
 
@@ -173,7 +178,9 @@ class EventStreamResponse(Response):
     (``pacer.resumable.Owner``), and its token is sent in ``X-Pacer-Stream-Token``.
     ``resume`` says when the generation outlives a client that leaves: ``"always"`` (for
     up to the streams' ``orphan_timeout``), or ``"request"``: only when the request sent
-    ``X-Pacer-Resumable: 1``; any other stops as soon as its client leaves.
+    ``X-Pacer-Resumable: 1``; any other stops as soon as its client leaves. With
+    ``drain`` (``pacer._drain.Drain``), a stream still running when the server's
+    shutdown grace is over ends with an ``event: error`` of type ``server_shutdown``.
     """
 
     media_type = "text/event-stream"
@@ -193,6 +200,7 @@ class EventStreamResponse(Response):
         streams: ResumableStreams | None = None,
         stream_format: str = "text",
         resume: str = "always",
+        drain: Drain | None = None,
     ) -> None:
         name = type(self).__name__
         if heartbeat is not None and not heartbeat > 0:
@@ -214,6 +222,7 @@ class EventStreamResponse(Response):
         self.observer = observer
         self.pipelines: list[StreamMetrics] = pipelines if pipelines is not None else []
         self.outcome = Outcome.RUNNING
+        self.drain = drain
         # Where to produce the frames (a resumable stream, and its format), and its id once started.
         self._resumable = None if streams is None else _Resumable(streams, stream_format, resume)
 
@@ -254,7 +263,7 @@ class EventStreamResponse(Response):
         writer.opened(anyio.current_time())
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
-            self.outcome = await write_frames(writer, self._source, send, receive)
+            self.outcome = await write_frames(writer, self._source, send, receive, self.drain)
         finally:
             if resumable is not None and resumable.stream_id is not None:
                 resumable.streams.creator_left(resumable.stream_id)

@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 #: How a stream can end, as its end mark says.
-END_OUTCOMES = frozenset({Outcome.DONE, Outcome.ERROR, Outcome.CANCELLED, Outcome.ORPHANED})
+END_OUTCOMES = frozenset({Outcome.DONE, Outcome.ERROR, Outcome.CANCELLED, Outcome.ORPHANED, Outcome.SHUTDOWN})
 
 
 class Entry(NamedTuple):

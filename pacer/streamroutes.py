@@ -31,7 +31,6 @@ Cost: what ``ResumableStreams`` costs per request; nothing kept here.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -41,6 +40,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ._clients import client_key
+from ._drain import Drain
 from ._replays import ReplayLimits
 from .config import HEARTBEAT, SEND_TIMEOUT
 from .prometheus import StreamObserver
@@ -88,6 +89,7 @@ async def resume_response(
     send_timeout: float | None = SEND_TIMEOUT,
     compress: bool = True,
     observer: StreamObserver | None = None,
+    drain: Drain | None = None,
 ) -> Response:
     """The response to ``GET /v1/streams/{id}``: the stream's events after the
     ``Last-Event-ID`` in ``headers`` (all of them without one), then the live rest; a 404
@@ -118,6 +120,7 @@ async def resume_response(
         send_timeout=send_timeout,
         compress=compress,
         observer=observer,
+        drain=drain,
     )
 
 
@@ -162,15 +165,6 @@ async def control_body(request: Request, limit: int = 64 << 10) -> dict[str, obj
     return body
 
 
-def _client(request: Request) -> str:
-    """Who is asking, for the per-client limit: a hash of its credential (many clients may
-    share a load balancer's address), or else its address."""
-    credential = credential_of(request.headers)
-    if credential is not None:
-        return "key:" + hashlib.sha256(credential.encode("utf-8", "surrogateescape")).hexdigest()
-    return "address:" + (request.client.host if request.client is not None else "")
-
-
 def _too_many(wait: float) -> Response:
     response = json_error(
         429, "too many replays of this stream, or by this client; try again later", "rate_limited"
@@ -189,6 +183,7 @@ def stream_routes(
     prefix: str = "/v1/streams",
     replays_per_stream: int = REPLAYS_PER_STREAM,
     replays_per_client: int = REPLAYS_PER_CLIENT,
+    drain: Drain | None = None,
 ) -> list[Route]:
     """The resume and cancel routes of ``streams``, under ``prefix`` (module docstring).
 
@@ -196,13 +191,16 @@ def stream_routes(
     ``EventStreamResponse`` options; ``observers`` makes each one's metrics observer
     (``pacer.prometheus.PacerMetrics().observer``). ``replays_per_stream`` and
     ``replays_per_client`` are how many resumes and cancels one stream, and one client
-    (its credential, or else its address), may have a minute (0: no limit)."""
+    (its credential, or else its address), may have a minute (0: no limit). ``drain``:
+    the server's shutdown (``pacer._drain.Drain``), which ends a resumed stream still
+    running when its grace is over with an ``event: error``."""
     limits = ReplayLimits(replays_per_stream, replays_per_client)
 
     async def limited(request: Request) -> Response | None:
         """A 429 when the client, or the stream (once it is the client's), is over its limit."""
         now = anyio.current_time()
-        wait = limits.take_client(_client(request), now)
+        address = request.client.host if request.client is not None else None
+        wait = limits.take_client(client_key(request.headers, address), now)
         stream_id = request.path_params["stream_id"]
         try:
             if not wait and await _admitted(streams, stream_id, request.headers):
@@ -224,6 +222,7 @@ def stream_routes(
             send_timeout=send_timeout,
             compress=compress,
             observer=observers() if observers is not None else None,
+            drain=drain,
         )
 
     async def cancel(request: Request) -> Response:

@@ -43,9 +43,9 @@ LAYERS: list[tuple[str, str]] = [
         "transport",
         "_writer _events formats formats.base formats.text formats.choices formats.responses "
         "formats.messages formats.splice _continue resumable streamlog redislog adapters _compress sse "
-        "_errors _outcome _shown _refine",
+        "_errors _outcome _shown _refine _drain",
     ),
-    ("HTTP", "proxy server streamroutes websocket prometheus _cors _replays"),
+    ("HTTP", "proxy server streamroutes websocket prometheus _cors _replays _clients _connections"),
     ("apps", "cli client _playground __main__ testing"),
 ]
 
