@@ -728,7 +728,7 @@ def create_proxy(
         pool.close()
 
     app = Starlette(routes=_routes(proxy), lifespan=lifespan)
-    app.add_middleware(StreamsPerClient, limit=config.streams_per_client, routes=FORMATS)
+    app.add_middleware(StreamsPerClient, limit=stream_options["streams_per_client"], routes=FORMATS)
     app.add_middleware(Cors, origins=proxy.cors_origins)
     return app
 
@@ -779,6 +779,7 @@ def _stream_options(config: ProxyConfig, clock: Clock | None) -> dict[str, Any]:
         "replays_per_client": config.replays_per_client,
         "gc_threshold": config.gc_threshold,  # the process's, while the proxy serves
         "continuation": config.continuation,
+        "streams_per_client": config.streams_per_client,
         "drain": Drain(),  # the server's shutdown, as the streams see it (pacer._drain)
     }
 

@@ -121,6 +121,7 @@ FLAGS = {  # flag -> (value given, where it must arrive)
     "--resume": ("never", lambda p, pacer, packets: p.streams is None),
     "--replays-per-stream": ("3", lambda p, pacer, packets: p.stream_options["replays_per_stream"] == 3),
     "--replays-per-client": ("0", lambda p, pacer, packets: p.stream_options["replays_per_client"] == 0),
+    "--streams-per-client": ("3", lambda p, pacer, packets: p.stream_options["streams_per_client"] == 3),
     "--cors-origin": (
         "https://a.example,https://b.example",
         lambda p, pacer, packets: len(p.cors_origins) == 2,
@@ -153,10 +154,12 @@ def _continuation(proxy: Any) -> Any:
     return proxy.stream_options["continuation"]
 
 
-# Checked by running the proxy (test_the_cli_proxy_takes_its_process_settings_from_the_environment).
+# Checked by running the proxy (test_the_cli_proxy_takes_its_process_settings_from_the_environment;
+# the connection and shutdown flags in tests/test_proxy_bounds.py).
 PROCESS_FLAGS = {"--upstream", "--host", "--port", "--workers", "--log-level", "--log-format"}
 # Checked with a guard, whose pool they set (tests/test_guard_pool.py).
 POOL_FLAGS = {"--check-workers", "--checks-per-stream"}
+PROCESS_FLAGS |= {"--header-timeout", "--connection-limit", "--shutdown-grace", "--forwarded-allow-ips"}
 
 
 def _built(argv: list[str]) -> Any:

@@ -1,0 +1,354 @@
+"""The proxy under slow and many clients, and at shutdown, met from outside (#38): a real
+``pacer proxy`` process against hostile sockets and a SIGTERM.
+
+- slowloris connections (a request head trickled a byte at a time) do not keep
+  ``/healthz`` from answering, and are closed after the header timeout;
+- past the connection limit a request gets a 503 at once, ``/healthz`` a 200;
+- past the per-client stream limit a stream gets a 429;
+- on SIGTERM the proxy stops accepting; a stream that ends within the grace ends
+  normally, one that outlasts it ends with ``event: error`` (``server_shutdown``) and a
+  clean end of body, and a reader of it on another instance (Redis) gets the same ending.
+
+No timing assertions: the deadlines here only keep a broken proxy from hanging the test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import socket
+import threading
+import time
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from pacer import Pacer
+from pacer.proxy import create_proxy
+from pacer.resumable import ResumableStreams
+from pacer.sse import SSEDecoder
+from pacer.streamlog import MemoryLog
+
+from .servers import Upstream, cli_proxy, serve
+
+SLOWLORIS = 1000
+
+
+def _open_files(needed: int) -> None:
+    """This process's soft limit of open files raised to ``needed`` (its children inherit
+    it); a skip, or a failure under CI, when the hard limit is lower."""
+    resource = pytest.importorskip("resource")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            message = f"needs {needed} open files, the hard limit (ulimit -Hn) is {hard}"
+            if os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def _events(response: httpx.Response) -> list[Any]:
+    decoder = SSEDecoder()
+    events = []
+    for piece in response.iter_bytes():
+        events += decoder.feed(piece)
+    return events + decoder.flush()
+
+
+class _Slowloris:
+    """``count`` connections, each trickling a request head a byte at a time (``trickle``)."""
+
+    HEAD = b"GET /v1/models HTTP/1.1\r\nHost: pacer\r\n"
+
+    def __init__(self, port: int, count: int) -> None:
+        self.open: dict[socket.socket, int] = {}
+        self.answers: list[bytes] = []
+        for _ in range(count):
+            conn = socket.create_connection(("127.0.0.1", port), timeout=30)
+            conn.sendall(self.HEAD[:1])
+            conn.setblocking(False)
+            self.open[conn] = 1
+
+    def trickle(self) -> None:
+        """One more byte on each open connection (a header line after another, for ever)."""
+        for conn, sent in list(self.open.items()):
+            text = self.HEAD + b"X-Slow: %d\r\n" % (sent // 12) * (sent // 12)
+            with contextlib.suppress(BlockingIOError):
+                try:
+                    conn.send(text[sent : sent + 1] or b"X")
+                except OSError:  # closed by the proxy under our write
+                    self._closed(conn, b"")
+                    continue
+                self.open[conn] = sent + 1
+
+    def collect(self, timeout: float) -> None:
+        """Record the connections the proxy closed (what each got before the end)."""
+        readable, _, _ = select.select(list(self.open), [], [], timeout)
+        for conn in readable:
+            received = b""
+            try:
+                while piece := conn.recv(65536):
+                    received += piece
+            except BlockingIOError:
+                continue  # data, not yet the end
+            except OSError:
+                pass
+            self._closed(conn, received)
+
+    def _closed(self, conn: socket.socket, received: bytes) -> None:
+        del self.open[conn]
+        self.answers.append(received)
+        conn.close()
+
+    def close(self) -> None:
+        for conn in self.open:
+            conn.close()
+
+
+def test_healthz_answers_while_a_thousand_slowloris_connections_are_open_and_they_are_closed() -> None:
+    _open_files(2 * SLOWLORIS + 256)
+    with (
+        serve(Upstream().app) as upstream,
+        cli_proxy("--upstream", upstream, "--header-timeout", "8") as (url, process),
+    ):
+        slow = _Slowloris(_port(url), SLOWLORIS)
+        try:
+            slow.trickle()
+            health = httpx.get(f"{url}/healthz", timeout=60)
+            assert health.status_code == 200 and health.json() == {"status": "ok"}
+            slow.collect(0)
+            assert len(slow.open) == SLOWLORIS, "the header timeout passed before the check: nothing proved"
+            deadline = time.monotonic() + 120  # far past the header timeout
+            while slow.open and time.monotonic() < deadline:
+                slow.trickle()
+                slow.collect(0.5)
+            assert not slow.open, f"{len(slow.open)} slowloris connections are still open"
+        finally:
+            slow.close()
+        assert process.poll() is None
+    answered = [a for a in slow.answers if a]
+    assert answered and all(a.startswith(b"HTTP/1.1 408 ") for a in answered)
+    assert json.loads(answered[0].partition(b"\r\n\r\n")[2])["error"]["type"] == "request_timeout"
+
+
+def test_past_the_connection_limit_a_request_gets_a_503_at_once_and_healthz_still_answers() -> None:
+    with (
+        serve(Upstream().app) as upstream,
+        cli_proxy("--upstream", upstream, "--connection-limit", "20", "--header-timeout", "60") as (url, _),
+    ):
+        slow = _Slowloris(_port(url), 20)
+        try:
+            refused = httpx.get(f"{url}/v1/models", timeout=30)
+            health = httpx.get(f"{url}/healthz", timeout=30)
+        finally:
+            slow.close()
+        assert refused.status_code == 503 and refused.headers["connection"] == "close"
+        assert refused.json()["error"]["type"] == "overloaded"
+        assert health.status_code == 200 and health.headers["connection"] == "close"
+        deadline = time.monotonic() + 30
+        while (again := httpx.get(f"{url}/v1/models", timeout=30)).status_code == 503:
+            assert time.monotonic() < deadline, "the limit held after the connections closed"
+            time.sleep(0.05)
+        assert again.status_code == 200
+
+
+def test_a_kept_alive_connection_has_the_header_timeout_for_its_next_request_too() -> None:
+    with (
+        serve(Upstream().app) as upstream,
+        cli_proxy("--upstream", upstream, "--header-timeout", "1") as (url, _),
+        socket.create_connection(("127.0.0.1", _port(url)), timeout=30) as conn,
+    ):
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: pacer\r\n\r\n")
+        received = b""
+        while not received.endswith(b'{"status":"ok"}'):
+            received += conn.recv(65536)
+        conn.sendall(b"GET /healthz HTTP/1.1\r\n")  # the next head, never finished
+        while piece := conn.recv(65536):
+            received += piece
+    first, _, rest = received.partition(b'{"status":"ok"}')
+    assert first.startswith(b"HTTP/1.1 200 ")
+    assert rest.startswith(b"HTTP/1.1 408 ")
+
+
+def test_past_the_per_client_stream_limit_a_stream_gets_a_429_in_the_api_error_format() -> None:
+    alice, bob = {"Authorization": "Bearer alice"}, {"Authorization": "Bearer bob"}
+    body = {"model": "slow", "stream": True}
+    with (
+        serve(Upstream().app) as upstream,
+        serve(create_proxy(upstream, lambda: Pacer(cps=3000), streams_per_client=2)) as url,
+        httpx.Client(timeout=30) as client,
+        contextlib.ExitStack() as held,
+    ):
+        route = f"{url}/v1/chat/completions"
+        for _ in range(2):
+            assert (
+                held.enter_context(client.stream("POST", route, json=body, headers=alice)).status_code == 200
+            )
+        third = client.post(route, json=body, headers=alice)
+        with client.stream("POST", route, json=body, headers=bob) as other:
+            assert other.status_code == 200
+        assert third.status_code == 429 and third.headers["retry-after"] == "1"
+        assert third.json()["error"]["type"] == "rate_limited"
+        held.close()  # alice's streams end: her limit is free again
+        deadline = time.monotonic() + 30
+        while True:
+            with client.stream("POST", route, json=body, headers=alice) as again:
+                if again.status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "the streams that ended still count"
+            time.sleep(0.05)
+
+
+def _read_in_thread(
+    method: str, url: str, found: dict[str, Any], **kwargs: Any
+) -> tuple[threading.Thread, threading.Event]:
+    """Read a stream in a thread into ``found`` (``headers``, ``events``, ``error``);
+    the event is set once its first event has arrived."""
+    first = threading.Event()
+
+    def read() -> None:
+        decoder = SSEDecoder()
+        found["events"] = []
+        try:
+            with httpx.stream(method, url, timeout=60, **kwargs) as response:
+                found["headers"] = response.headers
+                for piece in response.iter_bytes():
+                    found["events"] += decoder.feed(piece)
+                    if found["events"]:
+                        first.set()
+        except httpx.HTTPError as exc:
+            found["error"] = exc
+        first.set()
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread, first
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_on_sigterm_a_stream_that_ends_within_the_grace_ends_normally_and_no_connection_is_accepted() -> None:
+    with (
+        serve(Upstream().app) as upstream,
+        cli_proxy("--upstream", upstream, "--shutdown-grace", "60", "--cps", "3000") as (url, process),
+    ):
+        found: dict[str, Any] = {}
+        thread, first = _read_in_thread(
+            "POST", f"{url}/v1/chat/completions", found, json={"model": "slow", "stream": True}
+        )
+        assert first.wait(30)
+        process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while not _refused(_port(url)):
+            assert time.monotonic() < deadline, "the proxy still accepts connections after SIGTERM"
+            time.sleep(0.05)
+        draining = process.poll() is None and thread.is_alive()
+        thread.join(60)
+        process.wait(60)
+    assert draining, "the stream ended before the proxy stopped accepting: nothing proved"
+    assert "error" not in found
+    events = found["events"]
+    assert events[-1].data == "[DONE]" and not [e for e in events if e.event == "error"]
+
+
+def test_on_sigterm_a_stream_that_outlasts_the_grace_ends_with_the_api_error_event_then_the_body_ends() -> (
+    None
+):
+    with (
+        serve(Upstream().app) as upstream,
+        cli_proxy("--upstream", upstream, "--shutdown-grace", "0.5") as (url, process),
+    ):
+        found: dict[str, Any] = {}
+        thread, first = _read_in_thread(
+            "POST", f"{url}/v1/chat/completions", found, json={"model": "slow", "stream": True}
+        )
+        assert first.wait(30)
+        process.send_signal(signal.SIGTERM)
+        thread.join(60)
+        process.wait(60)
+    assert "error" not in found, f"the stream was cut without an end: {found.get('error')!r}"
+    last = found["events"][-1]
+    assert last.event == "error" and json.loads(last.data)["error"]["type"] == "server_shutdown"
+    assert not [e for e in found["events"] if e.data == "[DONE]"]
+
+
+def test_on_sigterm_a_reader_on_another_instance_gets_the_clear_ending(redis: Any) -> None:
+    with (
+        serve(Upstream().app) as upstream,
+        cli_proxy("--upstream", upstream, "--redis", redis.url, "--shutdown-grace", "0.5") as (a, process_a),
+        cli_proxy("--upstream", upstream, "--redis", redis.url) as (b, _),
+    ):
+        made: dict[str, Any] = {}
+        headers = {"Authorization": "Bearer alice", "X-Pacer-Resumable": "1"}
+        body = {"model": "slow", "stream": True}
+        maker, first = _read_in_thread("POST", f"{a}/v1/chat/completions", made, json=body, headers=headers)
+        assert first.wait(30)
+        stream_id = made["headers"]["x-pacer-stream-id"]
+        resumed: dict[str, Any] = {}
+        reader, read_first = _read_in_thread(
+            "GET", f"{b}/v1/streams/{stream_id}", resumed, headers={"Authorization": "Bearer alice"}
+        )
+        assert read_first.wait(30)
+        process_a.send_signal(signal.SIGTERM)
+        maker.join(60)
+        reader.join(60)
+        process_a.wait(60)
+        assert not reader.is_alive(), "the reader on the other instance hangs"
+    for found in (made, resumed):
+        assert "error" not in found
+        last = found["events"][-1]
+        assert last.event == "error" and json.loads(last.data)["error"]["type"] == "server_shutdown"
+
+
+def test_leaving_resumable_streams_ends_each_stream_produced_here_with_a_shutdown_error() -> None:
+    async def endless() -> Any:
+        while True:
+            yield b"data: more\n\n"
+            await anyio.sleep(0.01)
+
+    async def main() -> list[Any]:
+        log = MemoryLog()
+        streams = ResumableStreams(log)
+        async with streams:
+            stream_id = await streams.start(endless(), fmt="text")
+            await anyio.sleep(0.05)
+        entries = await log.read(stream_id, 0, 0)
+        assert entries is not None
+        return entries
+
+    entries = anyio.run(main)
+    assert entries[-1].end == "shutdown"
+    error = SSEDecoder().feed(entries[-2].frame)[-1]
+    assert error.event == "error" and json.loads(error.data)["error"]["type"] == "server_shutdown"
+
+
+def test_the_stream_end_line_carries_the_stream_id(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="pacer.proxy")
+    with (
+        serve(Upstream().app) as upstream,
+        serve(create_proxy(upstream, lambda: Pacer(cps=3000))) as url,
+    ):
+        response = httpx.post(f"{url}/v1/chat/completions", json={"model": "m", "stream": True}, timeout=30)
+    ended = [r for r in caplog.records if r.getMessage().startswith("pacer proxy: stream ended")]
+    assert ended, "no stream-end line"
+    stream_id = response.headers["x-pacer-stream-id"]
+    assert ended[-1].stream["stream_id"] == stream_id  # type: ignore[attr-defined]
+    assert f"stream_id={stream_id}" in ended[-1].getMessage()
