@@ -12,7 +12,9 @@ event to its client (chunked; gzip per event where asked), with no pacing.
 with its default pipeline at CPS (``UNIT``: ``grapheme``, the default, or ``word``);
 ``STREAMS`` is where its resumable streams live: ``memory`` (the default), ``off``
 (none), or a ``redis://`` URL; ``WORKERS`` processes serve one socket (default 1);
-``TICK``: the pacer's tick in seconds (default ``PacingConfig``'s).
+``TICK``: the pacer's tick in seconds (default ``PacingConfig``'s). It is served as ``pacer proxy`` serves it
+(``pacer._connections.ProxyHTTP``), with a header timeout longer than any run, so that
+slowloris connections stay open through one.
 ``... passthrough UPSTREAM_URL``: the reference, a plain pass-through proxy (httpx and
 Starlette, no pacing), built the way one usually is (gzip per piece where asked).
 
@@ -262,7 +264,17 @@ def main(argv: list[str]) -> None:
             if role == "passthrough"
             else paced(argv[1], float(argv[2]), argv[3], *argv[4:5], *map(float, argv[6:7]))
         )
-        config = uvicorn.Config(app, log_level="error", backlog=4096, timeout_keep_alive=60)
+        served: Any = app
+        options: dict[str, Any] = {}
+        if role == "paced":  # as `pacer proxy` serves it: its bounded protocol (pacer._connections)
+            from pacer._connections import ConnectionRules, ProxyHTTP, with_rules
+
+            # Slowloris connections stay open for the whole run: their cost is what is measured.
+            served = with_rules(
+                app, ConnectionRules(header_timeout=600, connection_limit=16384, shutdown_grace=1)
+            )
+            options["http"] = ProxyHTTP
+        config = uvicorn.Config(served, log_level="error", backlog=4096, timeout_keep_alive=60, **options)
         # As ``pacer proxy`` runs it (``uvicorn.run``): uvloop and httptools where installed.
         uvicorn.Server(config).run([sock])
 

@@ -33,6 +33,10 @@ the figures include that contention, for every row alike.
 
 ``python -m benchmarks proxy`` runs the whole table (250, 1,000 and 2,000 streams);
 ``python -m benchmarks.proxy_load --help`` picks rows, sizes and encodings.
+``--slowloris N`` runs instead each pacer row with N slowloris connections (request
+heads trickled a byte a second, ``_slowloris``) held open through the run, against the
+same run without them, with ``/healthz``'s latency during each: the ratio of the
+streams' p99 gap beyond schedule, with over without, is the figure.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ from pacer.sse import SSEDecoder
 from . import _nginx
 from ._proxy_server import schedule
 from ._recorder import Stream, parse, record
+from ._slowloris import Slowloris
 from ._table import print_table
 
 CPS = 200.0
@@ -439,6 +444,104 @@ def main(
         print(f"\n{note}")
 
 
+def _with_slowloris(
+    server: _Server, up: tuple[int, str], n: int, gzip: bool, timeout: float, ramp: float, count: int
+) -> tuple[Run, list[float], int]:
+    """A load run of ``n`` streams with ``count`` slowloris connections held open through
+    it (``_slowloris``: ``count=0`` still probes ``/healthz``): the run, the probes'
+    latencies, and how many slowloris connections the proxy closed meanwhile."""
+    host, port = server.url.removeprefix("http://").split(":")
+    slow = Slowloris(host, int(port), count)
+    try:
+        run = _run(server, up[1], up[0], n, gzip, timeout, ramp)
+    finally:
+        latencies, closed = slow.stop()
+    return run, latencies, closed
+
+
+def slowloris_main(
+    count: int,
+    quick: bool = False,
+    sizes: Sequence[int] | None = None,
+    rows: Sequence[str] | None = None,
+    encoding: str = "identity",
+    ramp: float | None = None,
+) -> None:
+    """Print the slowloris table: each pacer row's streams with ``count`` slowloris
+    connections held open, against the same load without them (each run on a fresh
+    proxy process, with its own unloaded reference run), and ``/healthz``'s latency
+    during each."""
+    ramp = ramp if ramp is not None else 0.5 if quick else 1.0
+    tokens, rate, unloaded = (40, 20.0, 5) if quick else (150, 10.0, 10)
+    sizes = sizes or ([100] if quick else [250])
+    chosen = [p for p in PROXIES if p.key.startswith("pacer") and (rows is None or p.key in rows)]
+    timeout = 30 + 8 * schedule(0, tokens, rate)[-1][0]
+    up, up_url = _spawn("upstream", str(tokens), str(rate))
+    table, ratios = [], []
+    try:
+        for proxy in chosen:
+            for n in sizes:
+                excess = []
+                for slow in (0, count):
+                    server = _Server(proxy, up_url)
+                    try:
+                        reference = _run(server, up_url, up.pid, unloaded, encoding == "gzip", timeout, ramp)
+                        run, health, closed = _with_slowloris(
+                            server, (up.pid, up_url), n, encoding == "gzip", timeout, ramp, slow
+                        )
+                    finally:
+                        server.stop()
+                    row = _row(proxy, encoding == "gzip", run, reference, tokens, rate)
+                    ms = lambda v: f"{1000 * (v or 0.0):.1f}"  # noqa: E731
+                    health_ms = [
+                        ms(percentile(health, 50)),
+                        ms(percentile(health, 99)),
+                        ms(max(health, default=0)),
+                    ]
+                    table.append(
+                        [
+                            proxy.name,
+                            str(n),
+                            str(slow),
+                            f"{slow - closed}/{slow}",
+                            *row[4:6],
+                            *row[10:14],
+                            *health_ms,
+                        ]
+                    )
+                    excess.append(float(row[13]))
+                    print(" | ".join(table[-1]), file=sys.stderr, flush=True)
+                ratios.append(f"{proxy.name}, {n} streams: {excess[1] / excess[0]:.2f}" if excess[0] else "-")
+    finally:
+        _stop(up)
+    print_table(
+        f"Slowloris: {count} connections trickling a request head a byte a second, held open through "
+        f"a run of streams ({tokens} content chunks each at ~{rate:g}/s, starting over {ramp:g} s; "
+        f"pacer at {CPS:g} cps, {encoding}), against the same run without them; /healthz probed "
+        "four times a second on a fresh connection during each run",
+        SLOWLORIS_HEADER,
+        table,
+    )
+    print("\nbeyond schedule p99, with slowloris / without: " + "; ".join(ratios))
+
+
+SLOWLORIS_HEADER = [
+    "proxy",
+    "streams",
+    "slowloris",
+    "slowloris still open",
+    "wrong/no [DONE]",
+    "events/stream (of unloaded)",
+    "late p50 ms",
+    "late p99 ms",
+    "first event late p99 ms",
+    "beyond schedule p99 ms",
+    "/healthz p50 ms",
+    "/healthz p99 ms",
+    "/healthz max ms",
+]
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m benchmarks.proxy_load")
     parser.add_argument("--quick", action="store_true", help="short streams, 100 of them")
@@ -454,5 +557,16 @@ if __name__ == "__main__":
         metavar="CHECKOUT",
         help="another checkout of pacer (say, main's, built alike) whose pacer rows run beside these",
     )
+    parser.add_argument(
+        "--slowloris",
+        type=int,
+        metavar="N",
+        help="instead of the table: each pacer row's run with N slowloris connections held open against "
+        "the same run without them, and /healthz's latency during each (default size 250, 100 quick; "
+        "the first of --encodings)",
+    )
     args = parser.parse_args()
-    main(args.quick, args.sizes, args.rows, args.encodings, args.ramp, args.against)
+    if args.slowloris is not None:
+        slowloris_main(args.slowloris, args.quick, args.sizes, args.rows, args.encodings[0], args.ramp)
+    else:
+        main(args.quick, args.sizes, args.rows, args.encodings, args.ramp, args.against)
