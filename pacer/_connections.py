@@ -30,6 +30,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -167,12 +169,24 @@ class _Overloaded:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and scope["path"] == "/healthz":
             await self.app(scope, receive, closing)
             return
-        log.warning("pacer proxy: %d connections open, the limit; a request was refused", self.limit)
+        _warn_refused(self.limit)
         message = f"the proxy has its limit of {self.limit} connections open; try again later"
         body = json.dumps(error_object(message, "overloaded")).encode()
         headers = [(b"content-type", b"application/json"), (b"retry-after", b"1")]
         await closing({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+_warned = [-math.inf]  # when a refusal was last logged: once a second at most, under a flood
+
+
+def _warn_refused(limit: int) -> None:
+    now = time.monotonic()
+    if now - _warned[0] >= 1.0:
+        _warned[0] = now
+        log.warning(
+            "pacer proxy: %d connections open, the limit (--connection-limit); requests refused", limit
+        )
 
 
 class _WithRules:
