@@ -55,9 +55,9 @@ DRAIN = STATE_KEY
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
-ASGIApp = Callable[
-    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
-]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -155,12 +155,7 @@ class _Overloaded:
         self.app = app
         self.limit = limit
 
-    async def __call__(
-        self,
-        scope: Scope,
-        receive: Callable[[], Awaitable[Message]],
-        send: Callable[[Message], Awaitable[None]],
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def closing(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
@@ -189,24 +184,13 @@ def _warn_refused(limit: int) -> None:
         )
 
 
-class _WithRules:
-    """``app``, whose lifespan state also holds ``rules`` (under ``RULES``)."""
-
-    def __init__(self, app: ASGIApp, rules: ConnectionRules) -> None:
-        self.app = app
-        self.rules = rules
-
-    async def __call__(
-        self,
-        scope: Scope,
-        receive: Callable[[], Awaitable[Message]],
-        send: Callable[[Message], Awaitable[None]],
-    ) -> None:
-        if scope["type"] == "lifespan" and isinstance(scope.get("state"), dict):
-            scope["state"][RULES] = self.rules
-        await self.app(scope, receive, send)
-
-
 def with_rules(app: ASGIApp, rules: ConnectionRules) -> ASGIApp:
-    """``app`` served under ``rules`` by ``ProxyHTTP`` (module docstring)."""
-    return _WithRules(app, rules)
+    """``app`` served under ``rules`` by ``ProxyHTTP``: its lifespan state also holds them
+    (under ``RULES``), which uvicorn gives every connection."""
+
+    async def served(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan" and isinstance(scope.get("state"), dict):
+            scope["state"][RULES] = rules
+        await app(scope, receive, send)
+
+    return served

@@ -242,6 +242,14 @@ def about(
     return meta | {"choices": choices, "metavar": metavar, "shown": shown, "repeat": repeat}
 
 
+def _as_tuple(config: Any, name: str, parse: Callable[[str], tuple[str, ...]]) -> None:
+    """The repeatable field ``name`` of the frozen ``config`` made a tuple: a str given is
+    ``parse``d (comma-separated), any other iterable listed."""
+    given = getattr(config, name)
+    if given is not None and not isinstance(given, tuple):
+        object.__setattr__(config, name, parse(given) if isinstance(given, str) else tuple(given))
+
+
 def _check_fields(config: Any) -> None:
     """Run each field's check; one ``ValueError`` names every bad field."""
     where = type(config).__name__
@@ -608,10 +616,7 @@ class ProxyConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.cors_origin is not None and not isinstance(self.cors_origin, tuple):
-            given = self.cors_origin
-            listed = origins(given) if isinstance(given, str) else tuple(given)
-            object.__setattr__(self, "cors_origin", listed)
+        _as_tuple(self, "cors_origin", origins)
         _check_fields(self)
         if self.redis is not None and self.resume == "never":
             raise ValueError("ProxyConfig: redis is for resumable streams; drop it or resume='never'")
@@ -689,10 +694,7 @@ class ServerConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.forwarded_allow_ips is not None and not isinstance(self.forwarded_allow_ips, tuple):
-            given = self.forwarded_allow_ips
-            listed = addresses(given) if isinstance(given, str) else tuple(given)
-            object.__setattr__(self, "forwarded_allow_ips", listed)
+        _as_tuple(self, "forwarded_allow_ips", addresses)
         _check_fields(self)
         proxy = self.proxy
         if self.workers > 1 and proxy.resume != "never" and proxy.redis is None:
