@@ -262,3 +262,17 @@ def test_the_proxy_collects_less_while_it_serves_and_gives_the_collector_back_af
             assert gc.get_threshold() == before
             assert gc.get_freeze_count() == frozen
     assert gc.get_threshold() == before  # the process's collector as it was once the proxy stops
+
+
+def test_forwarded_allow_ips_are_repeatable_or_comma_separated_and_checked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _config([]).forwarded_allow_ips is None  # nobody's X-Forwarded-For is believed by default
+    given = ["--forwarded-allow-ips", "10.0.0.1, 10.1.0.0/16", "--forwarded-allow-ips", "unix:/run/lb.sock"]
+    assert _config(given).forwarded_allow_ips == ("10.0.0.1", "10.1.0.0/16", "unix:/run/lb.sock")
+    monkeypatch.setenv("PACER_FORWARDED_ALLOW_IPS", "::1,*")
+    assert _config([]).forwarded_allow_ips == ("::1", "*")
+    monkeypatch.delenv("PACER_FORWARDED_ALLOW_IPS")
+    with pytest.raises(SystemExit):
+        main(["proxy", "--upstream", "http://127.0.0.1:9", "--forwarded-allow-ips", "lb.example"])
+    assert "--forwarded-allow-ips must be IP addresses or networks" in capsys.readouterr().err

@@ -352,3 +352,20 @@ def test_the_stream_end_line_carries_the_stream_id(caplog: pytest.LogCaptureFixt
     stream_id = response.headers["x-pacer-stream-id"]
     assert ended[-1].stream["stream_id"] == stream_id  # type: ignore[attr-defined]
     assert f"stream_id={stream_id}" in ended[-1].getMessage()
+
+
+@pytest.mark.parametrize(
+    ("trusted", "seen"), [((), "127.0.0.1"), (("--forwarded-allow-ips", "127.0.0.1"), "203.0.113.9")]
+)
+def test_x_forwarded_for_is_believed_only_from_the_configured_addresses(
+    trusted: tuple[str, ...], seen: str
+) -> None:
+    with (
+        serve(Upstream().app) as upstream,
+        cli_proxy("--upstream", upstream, *trusted) as (url, process),
+    ):
+        assert (
+            httpx.get(f"{url}/healthz", headers={"X-Forwarded-For": "203.0.113.9"}, timeout=30).status_code
+            == 200
+        )
+    assert f"{seen}:" in next(line for line in process.log.splitlines() if '"GET /healthz' in line)
