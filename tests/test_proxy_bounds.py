@@ -80,8 +80,12 @@ class _Slowloris:
             self.open[conn] = 1
 
     def trickle(self) -> None:
-        """One more byte on each open connection (a header line after another, for ever)."""
+        """One more byte on each open connection (a header line after another, for ever);
+        what the proxy sent first is read, so that a byte written after its close (which
+        resets the connection) loses no answer."""
         for conn, sent in list(self.open.items()):
+            if self._take(conn):
+                continue
             text = self.HEAD + b"X-Slow: %d\r\n" % (sent // 12) * (sent // 12)
             with contextlib.suppress(BlockingIOError):
                 try:
@@ -95,15 +99,23 @@ class _Slowloris:
         """Record the connections the proxy closed (what each got before the end)."""
         readable, _, _ = select.select(list(self.open), [], [], timeout)
         for conn in readable:
+            self._take(conn)
+
+    def _take(self, conn: socket.socket) -> bool:
+        """Whether the proxy closed ``conn`` (then recorded, with what it sent before)."""
+        try:
+            received = conn.recv(65536)
+        except BlockingIOError:
+            return False  # open, nothing sent
+        except OSError:  # reset
             received = b""
-            try:
+        if received:  # an answer: read it to its end
+            conn.settimeout(30)
+            with contextlib.suppress(OSError):
                 while piece := conn.recv(65536):
                     received += piece
-            except BlockingIOError:
-                continue  # data, not yet the end
-            except OSError:
-                pass
-            self._closed(conn, received)
+        self._closed(conn, received)
+        return True
 
     def _closed(self, conn: socket.socket, received: bytes) -> None:
         del self.open[conn]
