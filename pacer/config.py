@@ -628,7 +628,8 @@ class ProxyConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ServerConfig:
-    """A proxy process (``pacer proxy``): its upstream, address, processes and logs."""
+    """A proxy process (``pacer proxy``): its upstream, address, processes, client
+    connections (header timeout, limit, trusted forwarders), shutdown grace and logs."""
 
     upstream: str = field(
         metadata=about(

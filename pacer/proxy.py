@@ -30,7 +30,15 @@ What an operator can rely on:
 - **CORS is explicit**: only the ``cors_origin`` origins get ``Access-Control-Allow-*``
   headers; preflights are answered here, never forwarded (``pacer._cors``).
 - **Bounded**: request bodies over ``max_body`` get a 413; upstream bodies are
-  streamed, never read whole; an SSE line over ``max_line`` ends the stream.
+  streamed, never read whole; an SSE line over ``max_line`` ends the stream; a client
+  past ``streams_per_client`` open streams gets a 429 (``pacer._clients``). Served by
+  ``serve``, a connection has ``header_timeout`` seconds to send its request head and
+  one past ``connection_limit`` gets a 503 (``/healthz`` still answers:
+  ``pacer._connections``).
+- **Graceful shutdown** (``serve``): on SIGTERM no connection is accepted, running
+  streams get ``shutdown_grace`` seconds, then each ends with an ``event: error`` of
+  type ``server_shutdown`` and its stream log says so to readers elsewhere
+  (``pacer._drain``).
 - **Timeouts** (``ProxyTimeouts``): connect, first byte (the response headers), idle
   (the longest the upstream may send nothing) and total, each settable.
 - **No false success**: a paced stream ends as the upstream's did (``data: [DONE]``,
@@ -835,7 +843,10 @@ def serve(config: ServerConfig) -> None:
     loop each, each building its proxy from the same configuration (which must then be
     plain values: no function as ``pipeline`` or ``guard``, a ``MODULE:FUNCTION`` name
     instead). Logs go to stderr at ``log_level``, as plain lines or JSON lines
-    (``log_format``), one line per stream end with its outcome and figures.
+    (``log_format``), one line per stream end with its outcome and figures. Connections
+    are uvicorn's with the header timeout, connection limit and shutdown grace of
+    ``config`` (``pacer._connections.ProxyHTTP``); ``X-Forwarded-For`` is believed only
+    from ``forwarded_allow_ips``; the open-file limit is raised to fit the connections.
     """
     import uvicorn
 
