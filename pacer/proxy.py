@@ -707,9 +707,7 @@ def create_proxy(
         with contextlib.suppress(ModuleNotFoundError):
             metrics = PacerMetrics()
     drain = stream_options["drain"]
-    streams = _resumable_streams(config, metrics)
-    if streams is not None:
-        drain.at_expiry(streams.shut_down)  # their logs end clearly for readers elsewhere
+    streams = _resumable_streams(config, metrics, drain)
     pool = CheckPool(config.check_workers, per_stream=config.checks_per_stream)  # threads start when used
     proxy = _Proxy(
         upstream_base(upstream),
@@ -741,13 +739,18 @@ def create_proxy(
     return app
 
 
-def _resumable_streams(config: ProxyConfig, metrics: PacerMetrics | None) -> ResumableStreams | None:
-    """The stream log the proxy produces into, unless ``resume`` is ``"never"``."""
+def _resumable_streams(
+    config: ProxyConfig, metrics: PacerMetrics | None, drain: Drain
+) -> ResumableStreams | None:
+    """The stream log the proxy produces into, unless ``resume`` is ``"never"``; its logs
+    end clearly for their readers elsewhere when the shutdown grace is over (``drain``)."""
     if config.resume == "never":
         return None
     log = stream_log(config.redis, config.retention)
     failed = metrics.producer_failed if metrics is not None else None
-    return ResumableStreams(log, orphan_timeout=config.orphan_timeout, on_failure=failed)
+    streams = ResumableStreams(log, orphan_timeout=config.orphan_timeout, on_failure=failed)
+    drain.at_expiry(streams.shut_down)
+    return streams
 
 
 @contextlib.contextmanager
