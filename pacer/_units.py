@@ -64,6 +64,7 @@ class Units:
     def __init__(self, whole: bool = True, runs: bool = False) -> None:
         self.whole = whole
         self.runs = runs
+        self.choice: object = None  # what the pacer was given as its unit (a name, pattern or function)
 
     def ready(self, chunk: Chunk, now: float) -> list[tuple[Chunk, float]]:
         """The text ``chunk`` makes ready to queue."""
