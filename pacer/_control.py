@@ -154,17 +154,30 @@ class Flow:
 class Mailbox:
     """Controls waiting for a driver's next decision (module docstring)."""
 
-    __slots__ = ("pending", "waker")
+    __slots__ = ("flow", "pending", "report", "waker")
 
     def __init__(self) -> None:
         self.pending: deque[Control] = deque()  # appends and pops are thread-safe
         #: Set by the driver's loop: interrupts its wait, so the control applies at once.
         self.waker: Callable[[], None] | None = None
+        self.flow = Flow()  # what the controls sent so far ask for
+        #: Set by the run: the stream's ``cps`` (its pacers' rate) and ``shown_chars`` (sent so far).
+        self.report: Callable[[], dict[str, object]] | None = None
+
+    def state(self) -> dict[str, object]:
+        """The stream's state as JSON: ``paused``, ``show_all``, ``cps``, ``shown_chars``."""
+        out: dict[str, object] = {**self.flow.as_json(), "cps": self.flow.cps, "shown_chars": None}
+        if self.report is not None:
+            out.update(self.report())
+        if self.flow.cps is not None:
+            out["cps"] = self.flow.cps  # asked for, even before the next decision applies it
+        return out
 
     def send(self, control: Control) -> None:
         """Queue ``control`` for the driver's next decision, and wake the driver."""
         if not isinstance(control, Control):
             raise TypeError(f"Mailbox.send takes a Control, got {type(control).__name__}")
+        self.flow.apply(control)
         self.pending.append(control)
         waker = self.waker
         if waker is not None:

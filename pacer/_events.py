@@ -223,6 +223,16 @@ class EventPacer(CheckingStage):
                 lane.sent.out += "".join(c.text for c in lane.tail.control(control, now))
         return self._release(now)
 
+    def report(self) -> dict[str, object]:
+        """The stream's pace (the first lane's first ``Pacer``'s rate, ``None`` before any
+        lane or without one) and the text characters sent so far, in every lane."""
+        cps: float | None = None
+        for lane in self.lanes.values():
+            rates = [getattr(s, "rate", None) for s in lane.tail.stages] if lane.tail is not None else []
+            cps = next((r for r in rates if isinstance(r, float)), None)
+            break
+        return {"cps": cps, "shown_chars": sum(lane.sent.shown for lane in self.lanes.values())}
+
     # -- checks (a Guard in the lanes' pipelines) --------------------------------------
 
     def take_requests(self, now: float) -> list[Any]:
@@ -588,6 +598,7 @@ async def paced_event_frames(
         events = continuing.events(events, **limits)
     stage = EventPacer(fmt, pipeline_factory)
     run: AsyncRun[str] = AsyncRun(stage, _pieces(events, fmt), clock=clock, controls=controls)
+    run.controls.report = stage.report
     try:
         async for text in run:
             sent = text.encode("utf-8")

@@ -50,6 +50,7 @@ from ._control import Control, Mailbox
 from ._core import Chunk, Stage, set_runner
 from ._driver import DONE, POLL, READ, SLEEP, WAIT, Driver, as_pipeline
 from ._metrics import StreamMetrics
+from ._pacing import Pacer
 from .clock import Clock, MonotonicClock
 
 __all__ = ["AsyncRun", "SyncRun", "arun", "run"]
@@ -88,6 +89,13 @@ class _RunBase(Generic[T]):
         #: Where the reader's controls wait for the run's next decision.
         self.controls = controls if controls is not None else Mailbox()
         self._interruptible = controls is not None
+        if self.controls.report is None:
+            self.controls.report = self._report
+
+    def _report(self) -> dict[str, object]:
+        """The run's part of its state: its first pacer's rate, the characters sent so far."""
+        pacers = [s for s in self.pipeline.stages if isinstance(s, Pacer)]
+        return {"cps": pacers[0].rate if pacers else None, "shown_chars": self.pipeline.metrics.chars_out}
 
     def control(self, action: str, cps: float | None = None) -> None:
         """A reader's control (``"pause"``, ``"resume"``, ``"show_all"``, ``"rate"`` with

@@ -38,6 +38,7 @@ __all__ = [
     "GC_THRESHOLD",
     "HEARTBEAT",
     "MAX_LINE",
+    "MAX_PAUSE",
     "ORPHAN_TIMEOUT",
     "RESUME",
     "RETENTION",
@@ -67,6 +68,8 @@ SEND_TIMEOUT: Final = 30.0
 MAX_LINE: Final = 1 << 20
 #: Seconds a resumable stream goes on generating with no client reading it.
 ORPHAN_TIMEOUT: Final = 10.0
+#: Seconds a reader may keep a stream paused before its generation stops.
+MAX_PAUSE: Final = 300.0
 #: Seconds a stream log keeps a stream's events after its last one.
 RETENTION: Final = 600.0
 #: How a ``--unit`` value names a pattern: a unit ends after each match of the rest.
@@ -507,6 +510,14 @@ class ProxyConfig:
             "seconds a paced stream keeps generating with no client reading it, for one to resume "
             "(0: stop when the last reader leaves)",
             check=_above(0, suffix=" seconds"),
+        ),
+    )
+    max_pause: float = field(
+        default=MAX_PAUSE,
+        metadata=about(
+            "seconds a reader may keep a paused stream paused (POST /v1/streams/{id}/control); then its "
+            "generation stops, as an orphaned stream's does",
+            check=_above(0, strict=True, suffix=" seconds"),
         ),
     )
     retention: float = field(

@@ -69,6 +69,7 @@ from starlette.routing import Route
 
 from ._checks import CheckPool
 from ._continue import Continuing
+from ._control import Mailbox
 from ._core import Stage
 from ._cors import Cors
 from ._events import paced_event_frames
@@ -419,6 +420,7 @@ class _Proxy:
         lanes: list[StreamMetrics] = []
         fmt = api()
         continuing = self.continuing(fmt, body, headers, url[len(self.base) :])
+        controls = Mailbox() if self.streams is not None else None  # the reader's, from any instance
         frames = paced_event_frames(
             _timed(response.aiter_bytes(), self.timeouts),
             fmt,
@@ -427,6 +429,7 @@ class _Proxy:
             max_line=options["max_line"],
             pipelines=lanes,
             continuing=continuing,
+            controls=controls,
         )
         paced = EventStreamResponse(
             _closing(response, frames),
@@ -439,6 +442,7 @@ class _Proxy:
             streams=self.streams,
             stream_format=api.transcript,
             resume=options["resume"],
+            controls=controls,
         )
         return paced
 
@@ -501,12 +505,13 @@ class _Proxy:
         raise UpstreamError(f"the continuation request got HTTP {status}: {text}", type=kind)
 
     def stream_routes(self) -> list[Route]:
-        """``GET /v1/streams/{id}`` and ``POST /v1/streams/{id}/cancel`` (``pacer.streamroutes``),
-        or, with resumable streams off, the same paths answering 404."""
+        """``GET /v1/streams/{id}``, ``POST /v1/streams/{id}/cancel`` and ``/control``
+        (``pacer.streamroutes``), or, with resumable streams off, the same paths answering 404."""
         if self.streams is None:
             return [
                 Route("/v1/streams/{stream_id}", self.no_streams, methods=["GET"]),
                 Route("/v1/streams/{stream_id}/cancel", self.no_streams, methods=["POST"]),
+                Route("/v1/streams/{stream_id}/control", self.no_streams, methods=["POST"]),
             ]
         options = self.stream_options
         metrics = self.metrics
@@ -724,7 +729,9 @@ def _resumable_streams(config: ProxyConfig, metrics: PacerMetrics | None) -> Res
         return None
     log = stream_log(config.redis, config.retention)
     failed = metrics.producer_failed if metrics is not None else None
-    return ResumableStreams(log, orphan_timeout=config.orphan_timeout, on_failure=failed)
+    return ResumableStreams(
+        log, orphan_timeout=config.orphan_timeout, on_failure=failed, max_pause=config.max_pause
+    )
 
 
 @contextlib.contextmanager

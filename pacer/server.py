@@ -45,6 +45,7 @@ from starlette.types import Message, Receive, Scope, Send
 from ._aio import aclose_source
 from ._args import one_of
 from ._compress import EventCompressor, negotiate
+from ._control import Mailbox
 from ._core import Chunk, Stage
 from ._errors import error_body, error_frame, error_object
 from ._events import EventPacer, paced_event_frames
@@ -127,12 +128,13 @@ EXPOSED = f"{STREAM_ID_HEADER}, {STREAM_TOKEN_HEADER}"
 class _Resumable:
     """Where a response produces its frames: a resumable stream of ``fmt``, once started ``stream_id``."""
 
-    __slots__ = ("fmt", "stream_id", "streams", "when")
+    __slots__ = ("controls", "fmt", "stream_id", "streams", "when")
 
-    def __init__(self, streams: ResumableStreams, fmt: str, when: str) -> None:
+    def __init__(self, streams: ResumableStreams, fmt: str, when: str, controls: Mailbox | None) -> None:
         self.streams = streams
         self.fmt = fmt
         self.when = when
+        self.controls = controls  # where the reader's controls reach the run making the frames
         self.stream_id: str | None = None
 
     def orphan_timeout(self, headers: Headers) -> float | None:
@@ -173,7 +175,10 @@ class EventStreamResponse(Response):
     (``pacer.resumable.Owner``), and its token is sent in ``X-Pacer-Stream-Token``.
     ``resume`` says when the generation outlives a client that leaves: ``"always"`` (for
     up to the streams' ``orphan_timeout``), or ``"request"``: only when the request sent
-    ``X-Pacer-Resumable: 1``; any other stops as soon as its client leaves.
+    ``X-Pacer-Resumable: 1``; any other stops as soon as its client leaves. ``controls``:
+    the ``Mailbox`` of the run that makes the frames (``AsyncRun(controls=)``,
+    ``paced_event_frames(controls=)``), through which ``POST /v1/streams/{id}/control``
+    reaches it (``pacer.streamroutes``).
     """
 
     media_type = "text/event-stream"
@@ -193,6 +198,7 @@ class EventStreamResponse(Response):
         streams: ResumableStreams | None = None,
         stream_format: str = "text",
         resume: str = "always",
+        controls: Mailbox | None = None,
     ) -> None:
         name = type(self).__name__
         if heartbeat is not None and not heartbeat > 0:
@@ -215,7 +221,7 @@ class EventStreamResponse(Response):
         self.pipelines: list[StreamMetrics] = pipelines if pipelines is not None else []
         self.outcome = Outcome.RUNNING
         # Where to produce the frames (a resumable stream, and its format), and its id once started.
-        self._resumable = None if streams is None else _Resumable(streams, stream_format, resume)
+        self._resumable = None if streams is None else _Resumable(streams, stream_format, resume, controls)
 
     @property
     def stream_id(self) -> str | None:
@@ -272,6 +278,7 @@ class EventStreamResponse(Response):
                 fmt=resumable.fmt,
                 owner=owner,
                 orphan_timeout=resumable.orphan_timeout(request),
+                controls=resumable.controls,
             )
         except StreamLogError as exc:
             log.warning("pacer: no resumable stream: %s", exc)
@@ -329,6 +336,7 @@ class PacedEventSource(EventStreamResponse):
         self.encoder: Encoder = encoder if encoder is not None else TextEvents()
         self.done = done
         self.clock = clock
+        self.controls = Mailbox()  # the reader's controls, through a resumable stream's routes
         if stream_format is None:
             stream_format = encoder.transcript if isinstance(encoder, ChunkEncoder) else "text"
         super().__init__(
@@ -343,13 +351,17 @@ class PacedEventSource(EventStreamResponse):
             streams=streams,
             stream_format=stream_format,
             resume=resume,
+            controls=self.controls if streams is not None else None,
         )
 
     async def _frames(self) -> AsyncIterator[bytes]:
         source = self.source
         if isinstance(source, (AsyncIterable, Iterable)):  # (else AsyncRun says what is wrong)
             source = _joined_pairs(source)
-        run: AsyncRun[Chunk] = AsyncRun(self.pipeline, source, clock=self.clock, chunks=True)
+        controls = self.controls if self._resumable is not None else None
+        run: AsyncRun[Chunk] = AsyncRun(
+            self.pipeline, source, clock=self.clock, chunks=True, controls=controls
+        )
         self.pipelines.append(run.metrics)
         try:
             async for chunk in run:

@@ -47,7 +47,7 @@ import anyio
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ._args import optional_seconds
-from ._control import Control, ControlError, Flow, Mailbox
+from ._control import Control, ControlError, Mailbox
 from ._core import Chunk, Pipeline, Stage
 from ._errors import error_body, error_object
 from ._outcome import Outcome
@@ -94,7 +94,6 @@ class _Session:
         self.writer = ClientWriter(heartbeat=None, send_timeout=send_timeout)
         self.stopped = False
         self.controls = Mailbox()  # the run's: applied at its pacers' next decision
-        self.flow = Flow()  # what the client asked for, for the replies
 
     async def send(self, text: str) -> bool:
         """Send one message; ``False`` when the client did not take it within
@@ -137,9 +136,9 @@ class _Session:
             await self.send(_error(str(exc), "invalid_message"))
             return
         self.controls.send(control)
-        self.flow.apply(control)
-        cps = self.flow.cps if self.flow.cps is not None else self.pacers[0].rate
-        await self.send(json.dumps({"type": control.action.value, "cps": cps, **self.flow.as_json()}))
+        flow = self.controls.flow
+        cps = flow.cps if flow.cps is not None else self.pacers[0].rate
+        await self.send(json.dumps({"type": control.action.value, "cps": cps, **flow.as_json()}))
 
 
 async def serve_websocket(

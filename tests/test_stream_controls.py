@@ -1,0 +1,183 @@
+"""The reader's controls over HTTP (``POST /v1/streams/{id}/control``), through real proxies:
+pause while the upstream runs on, show all, rate, stop, the errors; owned as cancel is;
+from another proxy process over a real Redis; a pause past ``max_pause`` ends the stream."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from pacer import Pacer
+from pacer.proxy import create_proxy
+from pacer.sse import ServerSentEvent, SSEDecoder
+
+from .hostile import content_of
+from .servers import TEXT, RedisServer, Upstream, cli_proxy, serve
+
+OWNER = {"Authorization": "Bearer owner-key"}
+ASKS = {"X-Pacer-Resumable": "1", **OWNER}
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[tuple[Upstream, str]]:
+    upstream = Upstream()
+    with serve(upstream.app) as url:
+        yield upstream, url
+
+
+@pytest.fixture(scope="module")
+def proxy(fake: tuple[Upstream, str]) -> Iterator[str]:
+    # A slow pace that does not follow the source, with a long lag bound: the text waits
+    # in the pacer for seconds.
+    pace = lambda: Pacer(cps=10, max_lag=8.0, adaptive=False)  # noqa: E731
+    app = create_proxy(fake[1], pace, orphan_timeout=30, max_pause=1.0)
+    with serve(app) as url:
+        yield url
+
+
+def _events(response: httpx.Response) -> Iterator[ServerSentEvent]:
+    decoder = SSEDecoder()
+    for data in response.iter_bytes():
+        yield from decoder.feed(data)
+
+
+@contextlib.contextmanager
+def _stream(proxy: str, user: str, model: str = "normal") -> Iterator[tuple[str, Iterator[ServerSentEvent]]]:
+    body = {"model": model, "messages": [], "stream": True, "user": user}
+    with httpx.stream(
+        "POST", f"{proxy}/v1/chat/completions", json=body, headers=ASKS, timeout=30
+    ) as response:
+        assert response.status_code == 200
+        yield response.headers["x-pacer-stream-id"], _events(response)
+
+
+def _control(proxy: str, stream_id: str, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.post(
+        f"{proxy}/v1/streams/{stream_id}/control", json=body, headers=headers or OWNER, timeout=10
+    )
+
+
+def _wait_for(condition: Any, what: str) -> None:
+    deadline = time.monotonic() + 15
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+def _paused_then(
+    proxy: str, upstream: Upstream, user: str, action: dict[str, Any], control_at: str, model: str = "normal"
+) -> None:
+    """Pause a stream at ``proxy`` from ``control_at``, let the upstream finish, then send
+    ``action``: the upstream ran on during the pause, the text waited, and the stream is
+    whole, every event once, in order."""
+    with _stream(proxy, user, model) as (stream_id, events):
+        head = [next(events)]
+        paused = _control(control_at, stream_id, {"action": "pause"})
+        assert paused.status_code == 200, paused.text
+        state = paused.json()
+        assert state["id"] == stream_id and state["live"] is True and state["paused"] is True
+        _wait_for(lambda: user in upstream.completed, "the upstream did not run on while paused")
+        answer = _control(control_at, stream_id, action)
+        assert answer.status_code == 200 and answer.json()["paused"] is False
+        assert answer.json()["shown_chars"] < len(TEXT)  # the text waited in the pacer
+        rest = list(events)
+    whole = head + rest
+    assert [e.id for e in whole] == [str(i) for i in range(1, len(whole) + 1)]
+    assert content_of(whole) == TEXT and whole[-1].data == "[DONE]"
+
+
+def test_pause_holds_the_text_while_the_upstream_runs_on_and_show_all_sends_the_rest(
+    proxy: str, fake: tuple[Upstream, str]
+) -> None:
+    _paused_then(proxy, fake[0], "pause-show-all", {"action": "show_all"}, proxy)
+
+
+def test_resume_and_a_rate_in_words_per_minute_go_on_with_nothing_lost(
+    proxy: str, fake: tuple[Upstream, str]
+) -> None:
+    _paused_then(proxy, fake[0], "pause-resume", {"action": "resume"}, proxy)
+    # A rate holds from the next decision: at 500 characters a second the text runs out at once.
+    with _stream(proxy, "rate-wpm") as (stream_id, events):
+        head = [next(events)]
+        state = _control(proxy, stream_id, {"action": "rate", "wpm": 6000}).json()
+        assert state["cps"] == 500.0 and state["paused"] is False and state["show_all"] is False
+        whole = head + list(events)
+    assert content_of(whole) == TEXT
+
+
+def test_bad_controls_get_clear_errors_and_stop_is_the_cancel(proxy: str) -> None:
+    with _stream(proxy, "bad-controls") as (stream_id, events):
+        next(events)
+        assert (
+            _control(proxy, stream_id, {"action": "pause"}).json()["paused"] is True
+        )  # it waits for the stop
+        url = f"{proxy}/v1/streams/{stream_id}/control"
+        cases = [
+            (
+                {"action": "rewind"},
+                400,
+                "action must be one of pause, resume, show_all, rate, got 'rewind' (or \"stop\")",
+            ),
+            ({"action": "rate"}, 400, 'action "rate" needs "cps"'),
+            ({"action": "rate", "cps": 0}, 400, "cps: rate must be a positive finite number"),
+            ([], 400, "control request body must be a JSON object"),
+        ]
+        for body, status, message in cases:
+            answer = httpx.post(url, json=body, headers=OWNER)
+            assert answer.status_code == status and message in answer.json()["error"]["message"], answer.text
+        form = httpx.post(url, content=b"action=pause", headers={**OWNER, "Content-Type": "text/plain"})
+        assert form.status_code == 415
+        stopped = _control(proxy, stream_id, {"action": "stop"})
+        assert stopped.status_code == 200 and stopped.json()["outcome"] == "cancelled"
+        shown = stopped.json()["text"]
+        rest = list(events)
+    assert TEXT.startswith(shown) and content_of(rest) in shown
+    after = _control(proxy, stream_id, {"action": "pause"})
+    assert after.status_code == 200 and after.json()["live"] is False
+
+
+def test_a_pause_longer_than_max_pause_ends_the_stream_as_an_orphan(proxy: str) -> None:
+    with _stream(proxy, "long-pause") as (stream_id, events):
+        next(events)
+        assert _control(proxy, stream_id, {"action": "pause"}).json()["paused"] is True
+        rest = list(events)  # ends after max_pause (1 s here)
+    assert rest[-1].event == "error" and "paused for more than 1.0 s" in rest[-1].data
+
+
+# -- across processes: two proxies sharing a real Redis ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pair(fake: tuple[Upstream, str], redis: RedisServer) -> Iterator[tuple[str, str]]:
+    args = ("--upstream", f"{fake[1]}/v1", "--cps", "10", "--max-lag", "8", "--redis", redis.url)
+    with cli_proxy(*args) as (a, _), cli_proxy(*args) as (b, _):
+        yield a, b
+
+
+@pytest.mark.parametrize("action", ["show_all", "resume"])
+def test_a_control_sent_to_the_other_process_reaches_the_producer(
+    pair: tuple[str, str], fake: tuple[Upstream, str], action: str
+) -> None:
+    a, b = pair
+    # The upstream stalls for a second after its first words: the pause has that long to
+    # arrive before all of the text could have gone out (the pacer follows the source).
+    _paused_then(a, fake[0], f"across-{action}", {"action": action}, b, model="stall")
+
+
+def test_the_other_process_answers_for_an_ended_stream_and_refuses_another_owner(
+    pair: tuple[str, str], fake: tuple[Upstream, str]
+) -> None:
+    a, b = pair
+    with _stream(a, "across-ended") as (stream_id, events):
+        next(events)
+        assert _control(b, stream_id, {"action": "show_all"}).json()["show_all"] is True
+        list(events)
+    mallory = {"Authorization": "Bearer mallory-key"}
+    assert _control(b, stream_id, {"action": "pause"}, mallory).status_code == 404
+    _wait_for(lambda: _control(b, stream_id, {"action": "pause"}).json()["live"] is False, "still live")
