@@ -18,7 +18,11 @@ without it the Redis rows say so and the rest still runs.
 The latency table also times a cancel sent to the proxy that does *not* run the
 stream: the producing proxy closes the upstream request before it writes the stream's
 end, and the cancel is answered after that end, so this bounds the time to close the
-upstream.
+upstream. And a reader's controls (``POST /v1/streams/{id}/control``, a pause then a
+resume on each live stream): sent to the producing proxy, and to the other one, whose
+control travels over Redis to the producer, which hands it to the stream's run (applied
+at its pacer's next decision, the same event-loop turn) and answers the state back;
+the aim is at most 50 ms p99 from the other process.
 """
 
 from __future__ import annotations
@@ -68,7 +72,15 @@ async def _first_byte(http: httpx.AsyncClient, method: str, url: str, **kwargs: 
 
 async def _latencies(producer: str, replayer: str, n: int) -> dict[str, list[float]]:
     body = {"model": "m", "messages": [], "stream": True, "user": "1"}
-    out: dict[str, list[float]] = {"new": [], "here": [], "redis": [], "cancel": []}
+    out: dict[str, list[float]] = {
+        "new": [],
+        "here": [],
+        "redis": [],
+        "healthz": [],
+        "control here": [],
+        "control there": [],
+        "cancel": [],
+    }
     key = {"Authorization": "Bearer benchmark"}  # the streams' owner: its resumes and cancels carry it
     async with httpx.AsyncClient(timeout=60, headers=key) as http:
         for _ in range(n):
@@ -79,6 +91,16 @@ async def _latencies(producer: str, replayer: str, n: int) -> dict[str, list[flo
             for name, url in (("here", producer), ("redis", replayer)):
                 took, _ = await _first_byte(http, "GET", f"{url}/v1/streams/{stream_id}", headers=headers)
                 out[name].append(took)
+            for _ in range(2):  # the reference: the cheapest request the other proxy answers
+                t0 = time.perf_counter()
+                await http.get(f"{replayer}/healthz")
+                out["healthz"].append(time.perf_counter() - t0)
+            for name, url in (("control here", producer), ("control there", replayer)):
+                for action in ("pause", "resume"):
+                    t0 = time.perf_counter()
+                    state = await http.post(f"{url}/v1/streams/{stream_id}/control", json={"action": action})
+                    out[name].append(time.perf_counter() - t0)
+                    assert state.json()["live"] and state.json()["paused"] == (action == "pause"), state.text
             t0 = time.perf_counter()  # sent to the other process: the upstream is closed before it answers
             answer = await http.post(f"{replayer}/v1/streams/{stream_id}/cancel", json={})
             out["cancel"].append(time.perf_counter() - t0)
@@ -175,11 +197,15 @@ def main(quick: bool = False) -> None:
         ("first byte of a new paced request (reference)", "new"),
         ("resume on the producing proxy (log in memory)", "here"),
         ("resume on the other proxy (replayed from Redis)", "redis"),
+        ("GET /healthz of the other proxy (reference: a request's round trip)", "healthz"),
+        ("control (pause, resume) sent to the producing proxy: state answered", "control here"),
+        ("control sent to the other proxy: over Redis to the producer and back", "control there"),
         ("cancel sent to the other proxy: upstream closed, text answered", "cancel"),
     ):
         rows.append([name, str(len(lat[key])), ms(percentile(lat[key], 50)), ms(percentile(lat[key], 99))])
     print_table(
-        f"Resume latency: reconnect with Last-Event-ID to the first replayed byte, {n} resumes",
+        f"Resume and control latency: reconnect with Last-Event-ID to the first replayed byte, "
+        f"{n} resumes; a control to its answer, {2 * n} of each (aim: <= 50 ms p99 from the other proxy)",
         ["connection", "n", "p50 ms", "p99 ms"],
         rows,
     )

@@ -5,14 +5,18 @@ from another proxy process over a real Redis; a pause past ``max_pause`` ends th
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
 from pacer import Pacer
+from pacer._control import ControlError
+from pacer.client import ResumableStream, StreamEnded
 from pacer.proxy import create_proxy
 from pacer.sse import ServerSentEvent, SSEDecoder
 
@@ -181,3 +185,85 @@ def test_the_other_process_answers_for_an_ended_stream_and_refuses_another_owner
     mallory = {"Authorization": "Bearer mallory-key"}
     assert _control(b, stream_id, {"action": "pause"}, mallory).status_code == 404
     _wait_for(lambda: _control(b, stream_id, {"action": "pause"}).json()["live"] is False, "still live")
+
+
+# -- the clients: pacer.client and pacer-stream.js (in a real Chromium) -------------------------
+
+
+def test_the_python_clients_control_pauses_and_shows_all(proxy: str, fake: tuple[Upstream, str]) -> None:
+    async def main() -> tuple[list[ServerSentEvent], list[dict[str, Any]]]:
+        async with httpx.AsyncClient(timeout=30) as http:
+            body = {"model": "normal", "messages": [], "stream": True, "user": "python-client"}
+            stream = ResumableStream(http, f"{proxy}/v1/chat/completions", json=body)
+            with pytest.raises(StreamEnded, match="no id yet"):
+                await stream.control("pause")
+            events: list[ServerSentEvent] = []
+            states: list[dict[str, Any]] = []
+            async for event in stream:
+                events.append(event)
+                if len(events) == 1:
+                    states.append(await stream.control("pause"))  # with the stream's token only
+                    with pytest.raises(ControlError, match='needs "cps"'):
+                        await stream.control("rate")
+                    while "python-client" not in fake[0].completed:
+                        await anyio.sleep(0.01)
+                    states.append(await stream.control("show_all"))
+        return events, states
+
+    events, states = anyio.run(main)
+    assert states[0]["paused"] is True and states[1]["show_all"] is True and states[1]["paused"] is False
+    assert content_of(events) == TEXT and events[-1].data == "[DONE]"
+
+
+_PAGE = """<!doctype html><meta charset="utf-8"><body><script>%s</script><script>
+let text = "", states = [], asked = false;
+const stream = new PacerStream("/v1/chat/completions",
+  {model: "normal", messages: [], stream: true, user: "browser-controls"},
+  {onText: async (t) => {
+     text += t;
+     if (asked) return;
+     asked = true;
+     states.push(await stream.control("pause"));
+     document.body.dataset.paused = "1";
+   }});
+window.showAll = async () => {
+  document.body.dataset.shown = JSON.stringify(await stream.control("show_all"));
+};
+stream.done.then(
+  (end) => { document.body.dataset.result = JSON.stringify({text, states, end}); },
+  (error) => { document.body.dataset.result = JSON.stringify({error: String(error)}); });
+</script>"""
+
+
+def test_the_browser_clients_control_pauses_and_shows_all(proxy: str, fake: tuple[Upstream, str]) -> None:
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    from pacer.resumable import javascript
+
+    from .servers import chromium
+
+    upstream, _ = fake
+
+    async def page(request: Any) -> HTMLResponse:
+        return HTMLResponse(_PAGE % javascript())
+
+    if not any(getattr(r, "path", "") == "/controls-page" for r in upstream.app.routes):
+        upstream.app.router.routes.append(Route("/controls-page", page))
+    driver = chromium()
+    try:
+        driver.get(f"{proxy}/controls-page")  # through the proxy: the same origin as its streams
+        _wait_for(lambda: driver.execute_script("return document.body.dataset.paused"), "no pause")
+        _wait_for(lambda: "browser-controls" in upstream.completed, "the upstream did not finish")
+        driver.execute_script("window.showAll()")
+        _wait_for(lambda: driver.execute_script("return document.body.dataset.result"), "no end")
+        _wait_for(lambda: driver.execute_script("return document.body.dataset.shown"), "no answer")
+        result = json.loads(driver.execute_script("return document.body.dataset.result"))
+        shown = json.loads(driver.execute_script("return document.body.dataset.shown"))
+    finally:
+        driver.quit()
+    assert "error" not in result, result
+    assert result["end"]["outcome"] == "done" and result["text"] == TEXT
+    (paused,) = result["states"]
+    assert paused["paused"] is True and paused["live"] is True
+    assert shown["show_all"] is True and shown["shown_chars"] < len(TEXT)
