@@ -213,6 +213,15 @@ def about(
     return meta | {"choices": choices, "metavar": metavar, "shown": shown, "repeat": repeat}
 
 
+def _header_name(value: Any, where: str) -> str | None:
+    """A header name: letters, digits and dashes."""
+    if not isinstance(value, str):
+        raise TypeError(f"{where} must be a header name (str), got {type(value).__name__}")
+    if not value or not all(c.isascii() and (c.isalnum() or c == "-") for c in value):
+        return "must be a header name (letters, digits, -)"
+    return None
+
+
 def _check_fields(config: Any) -> None:
     """Run each field's check; one ``ValueError`` names every bad field."""
     where = type(config).__name__
@@ -518,6 +527,27 @@ class ProxyConfig:
             "seconds a reader may keep a paused stream paused (POST /v1/streams/{id}/control); then its "
             "generation stops, as an orphaned stream's does",
             check=_above(0, strict=True, suffix=" seconds"),
+        ),
+    )
+    remember_pace: float | None = field(
+        default=None,
+        metadata=about(
+            "remember the last rate each user set (POST /v1/streams/{id}/control) for this many seconds, "
+            "in the stream log's store, and start their next streams at it unless the request sends "
+            "X-Pacer-Rate (a user: user-header's value, or else a keyed hash of their credential)",
+            check=_above(0, strict=True, suffix=" seconds"),
+            none="off",
+            kind=float,
+        ),
+    )
+    user_header: str | None = field(
+        default=None,
+        metadata=about(
+            "the request header that names the user, set by a gateway you trust, for remember-pace "
+            "(default: the user is their Authorization or x-api-key credential)",
+            check=_header_name,
+            kind=str,
+            metavar="HEADER",
         ),
     )
     retention: float = field(

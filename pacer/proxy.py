@@ -75,6 +75,7 @@ from ._cors import Cors
 from ._events import paced_event_frames
 from ._metrics import StreamMetrics
 from ._outcome import Outcome
+from ._paces import Paces
 from ._writer import client_left
 from .adapters import UpstreamError
 from .clock import Clock
@@ -724,13 +725,18 @@ def create_proxy(
 
 
 def _resumable_streams(config: ProxyConfig, metrics: PacerMetrics | None) -> ResumableStreams | None:
-    """The stream log the proxy produces into, unless ``resume`` is ``"never"``."""
+    """The proxy's resumable streams, on the log ``config`` names (none when ``resume`` is
+    ``"never"``), with the reader's pause limit and remembered paces."""
     if config.resume == "never":
         return None
     log = stream_log(config.redis, config.retention)
-    failed = metrics.producer_failed if metrics is not None else None
+    paces = None if config.remember_pace is None else Paces(log, config.remember_pace, config.user_header)
     return ResumableStreams(
-        log, orphan_timeout=config.orphan_timeout, on_failure=failed, max_pause=config.max_pause
+        log,
+        orphan_timeout=config.orphan_timeout,
+        on_failure=metrics.producer_failed if metrics is not None else None,
+        max_pause=config.max_pause,
+        paces=paces,
     )
 
 

@@ -65,9 +65,10 @@ import anyio.abc
 
 from ._aio import aclose_source
 from ._args import seconds
-from ._control import Control, Mailbox
+from ._control import Action, Control, Mailbox
 from ._errors import error_event, error_frame
 from ._outcome import Outcome
+from ._paces import Paces
 from .config import MAX_PAUSE, ORPHAN_TIMEOUT
 from .formats import FORMAT_NAMES, Transcript
 from .streamlog import (
@@ -82,6 +83,7 @@ from .streamlog import (
 )
 
 __all__ = [
+    "RATE_HEADER",
     "RESUMABLE_HEADER",
     "STREAM_ID_HEADER",
     "STREAM_TOKEN_HEADER",
@@ -99,6 +101,9 @@ STREAM_ID_HEADER = "X-Pacer-Stream-Id"
 #: The response header that gives a stream's creator its capability token, and the request
 #: header that presents it back (to resume or cancel the stream).
 STREAM_TOKEN_HEADER = "X-Pacer-Stream-Token"
+#: The request header that sets a stream's starting rate (characters per second), over a
+#: remembered one.
+RATE_HEADER = "X-Pacer-Rate"
 #: The request header that asks for a resumable stream (value ``1``).
 RESUMABLE_HEADER = "X-Pacer-Resumable"
 _ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -207,7 +212,8 @@ class ResumableStreams:
     ``on_failure`` is called with each exception a producer's frames raised (the stream
     then ends with an ``event: error``): the proxy counts them in its metrics.
     ``max_pause``: seconds a stream may stay paused by its reader before it stops as an
-    orphaned one does (default 300). Enter it
+    orphaned one does (default 300). ``paces``: where each user's last rate is remembered
+    and applied to their next streams (``pacer._paces.Paces``; ``None``: no memory). Enter it
     (``async with``) before starting streams: the producers run in its tasks, and leaving
     it stops them.
     """
@@ -220,9 +226,11 @@ class ResumableStreams:
         poll: float = 1.0,
         on_failure: Callable[[Exception], object] | None = None,
         max_pause: float = MAX_PAUSE,
+        paces: Paces | None = None,
     ) -> None:
         self.log: StreamLog = log if log is not None else MemoryLog()
         self.max_pause = seconds(max_pause, "ResumableStreams: max_pause")
+        self.paces = paces
         self.on_failure = on_failure  # told of each producer's failure (metrics count them)
         self.orphan_timeout = seconds(orphan_timeout, "ResumableStreams: orphan_timeout", zero=True)
         self.poll = seconds(poll, "ResumableStreams: poll")
@@ -266,6 +274,8 @@ class ResumableStreams:
         owner: Owner | None = None,
         orphan_timeout: float | None = None,
         controls: Mailbox | None = None,
+        reader: str | None = None,
+        cps: float | None = None,
     ) -> str:
         """Produce ``frames`` (SSE frames in the format ``fmt`` names, see
         ``pacer.formats``) into a new stream's log, from a task of this object;
@@ -274,7 +284,9 @@ class ResumableStreams:
         id may. ``orphan_timeout`` (seconds) is this stream's, instead of the object's
         (0: its generation stops as soon as its last reader leaves). ``controls``: the
         ``Mailbox`` of the run that makes ``frames`` (``AsyncRun(controls=)``), where the
-        reader's controls go (``control``); without, the stream takes none."""
+        reader's controls go (``control``); without, the stream takes none. ``cps``: the
+        stream's starting rate; without, the rate its ``reader`` (``reader_of``) set last,
+        where ``paces`` remembers one."""
         if self._tasks is None:
             raise RuntimeError("ResumableStreams: enter it (async with) before starting streams")
         if fmt not in FORMAT_NAMES:
@@ -293,6 +305,11 @@ class ResumableStreams:
             orphan_timeout = seconds(orphan_timeout, "ResumableStreams.start: orphan_timeout", zero=True)
         meta = {"format": fmt} | (owner.meta() if owner is not None else {})
         await self.log.create(stream_id, meta)
+        if controls is not None:
+            if cps is None and self.paces is not None:
+                cps = await self.paces.recall(reader)
+            if cps is not None:
+                controls.send(Control(Action.RATE, cps))  # before the first decision
         producer = self.producers[stream_id] = _Producer(anyio.current_time(), orphan_timeout, controls)
         self._tasks.start_soon(self._produce, stream_id, frames, fmt, producer)
         return stream_id
@@ -496,13 +513,21 @@ class ResumableStreams:
             producer.paused_since = None
         return {"live": True, "controllable": True, **mailbox.state()}
 
-    async def control(self, stream_id: str, control: Control) -> dict[str, object]:
+    def reader_of(self, headers: Mapping[str, str]) -> str | None:
+        """Who a request (its lower-case ``headers``) reads as, for a remembered pace; ``None``
+        without ``paces`` or without a user header or credential."""
+        return None if self.paces is None else self.paces.user(headers, credential_of(headers))
+
+    async def control(self, stream_id: str, control: Control, reader: str | None = None) -> dict[str, object]:
         """Hand ``control`` to the stream's producer, wherever it runs; the stream's state
         as JSON: ``{"id", "live", "paused", "show_all", "cps", "shown_chars", ...}``
         (``live`` false: the stream has ended, or its process is gone). Raises
-        ``StreamLost`` for an unknown stream."""
+        ``StreamLost`` for an unknown stream. A rate is remembered as ``reader``'s pace
+        (``reader_of``) where ``paces`` is set."""
         if await self.log.meta(stream_id) is None:
             raise StreamLost(f"no stream {stream_id!r} (unknown, or expired)")
+        if control.action is Action.RATE and self.paces is not None and control.cps is not None:
+            await self.paces.remember(reader, control.cps)
         if stream_id in self.producers:
             state = self._control_here(stream_id, control.as_json())
         else:

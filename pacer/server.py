@@ -45,7 +45,7 @@ from starlette.types import Message, Receive, Scope, Send
 from ._aio import aclose_source
 from ._args import one_of
 from ._compress import EventCompressor, negotiate
-from ._control import Mailbox
+from ._control import Action, Control, ControlError, Mailbox
 from ._core import Chunk, Stage
 from ._errors import error_body, error_frame, error_object
 from ._events import EventPacer, paced_event_frames
@@ -67,6 +67,7 @@ from .formats import (
     frame,
 )
 from .resumable import (
+    RATE_HEADER,
     RESUMABLE_HEADER,
     STREAM_ID_HEADER,
     STREAM_TOKEN_HEADER,
@@ -142,6 +143,18 @@ class _Resumable:
         ask to be resumable where only those that ask are."""
         asked = headers.get(RESUMABLE_HEADER, "").strip() == "1"
         return None if self.when == "always" or asked else 0.0
+
+
+def _rate_of(headers: Headers) -> float | None:
+    """The starting rate a request sets (``X-Pacer-Rate``, characters per second), if any."""
+    raw = headers.get(RATE_HEADER)
+    if raw is None:
+        return None
+    try:
+        given = float(raw)
+    except ValueError:
+        raise ControlError(f"must be a rate in characters per second, got {raw[:40]!r}") from None
+    return Control(Action.RATE, given).cps
 
 
 class EventStreamResponse(Response):
@@ -267,18 +280,30 @@ class EventStreamResponse(Response):
 
     async def _begin(self, resumable: _Resumable, scope: Scope, receive: Receive, send: Send) -> bool:
         """Start producing the frames into a resumable stream, and read that instead;
-        ``False`` when the log cannot take it (Redis down), a 503 having been sent."""
+        ``False`` when the log cannot take it (Redis down), a 503 having been sent, or the
+        request's ``X-Pacer-Rate`` is not a rate (a 400). The stream starts at that rate, or
+        else at the one its reader set last (``ResumableStreams.paces``)."""
         frames = self.frames
+        request = Headers(scope=scope)
+        try:
+            cps = _rate_of(request)
+        except ControlError as exc:
+            with anyio.CancelScope(shield=True):
+                await aclose_source(frames)
+            await json_error(400, f"{RATE_HEADER}: {exc}", "invalid_request_error")(scope, receive, send)
+            return False
+        streams = resumable.streams
         try:
             # Frames to produce are bytes only: an Outcome among them is a log reader's.
-            request = Headers(scope=scope)
             owner = Owner(credential_of(request))
-            stream_id = await resumable.streams.start(
+            stream_id = await streams.start(
                 cast(AsyncIterator[bytes], frames),
                 fmt=resumable.fmt,
                 owner=owner,
                 orphan_timeout=resumable.orphan_timeout(request),
                 controls=resumable.controls,
+                reader=streams.reader_of(request),
+                cps=cps,
             )
         except StreamLogError as exc:
             log.warning("pacer: no resumable stream: %s", exc)

@@ -167,7 +167,7 @@ async def control_response(
     try:
         if not await _admitted(streams, stream_id, headers or {}):
             return _not_found(stream_id)
-        state = await streams.control(stream_id, control)
+        state = await streams.control(stream_id, control, streams.reader_of(headers or {}))
     except StreamLogError as exc:
         if isinstance(exc, StreamLost):
             return _not_found(stream_id)

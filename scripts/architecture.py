@@ -43,7 +43,7 @@ LAYERS: list[tuple[str, str]] = [
         "transport",
         "_writer _events formats formats.base formats.text formats.choices formats.responses "
         "formats.messages formats.splice _continue resumable streamlog redislog adapters _compress sse "
-        "_errors _outcome _shown _refine _controlchannel",
+        "_errors _outcome _shown _refine _controlchannel _paces",
     ),
     ("HTTP", "proxy server streamroutes websocket prometheus _cors _replays"),
     ("apps", "cli client _playground __main__ testing"),

@@ -52,10 +52,13 @@ def _events(response: httpx.Response) -> Iterator[ServerSentEvent]:
 
 
 @contextlib.contextmanager
-def _stream(proxy: str, user: str, model: str = "normal") -> Iterator[tuple[str, Iterator[ServerSentEvent]]]:
+def _stream(
+    proxy: str, user: str, model: str = "normal", headers: dict[str, str] | None = None
+) -> Iterator[tuple[str, Iterator[ServerSentEvent]]]:
     body = {"model": model, "messages": [], "stream": True, "user": user}
+    asks = {**ASKS, **headers} if headers is not None else ASKS
     with httpx.stream(
-        "POST", f"{proxy}/v1/chat/completions", json=body, headers=ASKS, timeout=30
+        "POST", f"{proxy}/v1/chat/completions", json=body, headers=asks, timeout=30
     ) as response:
         assert response.status_code == 200
         yield response.headers["x-pacer-stream-id"], _events(response)
@@ -267,3 +270,59 @@ def test_the_browser_clients_control_pauses_and_shows_all(proxy: str, fake: tupl
     (paused,) = result["states"]
     assert paused["paused"] is True and paused["live"] is True
     assert shown["show_all"] is True and shown["shown_chars"] < len(TEXT)
+
+
+# -- a pace remembered per user (--remember-pace) --------------------------------------------
+
+
+def _rate_of_new_stream(proxy: str, user: str, headers: dict[str, str], model: str = "normal") -> float:
+    """The rate a new stream by ``headers`` starts at (read back through a pause)."""
+    with _stream(proxy, user, model, headers) as (stream_id, events):
+        next(events)
+        state = _control(proxy, stream_id, {"action": "pause"}, headers).json()
+        _control(proxy, stream_id, {"action": "show_all"}, headers)
+        list(events)
+    assert state["paused"] is True
+    return float(state["cps"])
+
+
+def _set_rate(
+    proxy: str, user: str, headers: dict[str, str], cps: float, control_at: str, model: str = "normal"
+) -> None:
+    with _stream(proxy, user, model, headers) as (stream_id, events):
+        next(events)
+        assert _control(control_at, stream_id, {"action": "rate", "cps": cps}, headers).json()["cps"] == cps
+        list(events)
+
+
+def test_a_users_last_rate_starts_their_next_streams_unless_the_request_sets_one(
+    fake: tuple[Upstream, str],
+) -> None:
+    pace = lambda: Pacer(cps=10, max_lag=8.0, adaptive=False)  # noqa: E731
+    alice, bob = {"Authorization": "Bearer alice"}, {"Authorization": "Bearer bob"}
+    with serve(create_proxy(fake[1], pace, remember_pace=60.0)) as proxy:
+        _set_rate(proxy, "pace-1", alice, 123.0, proxy)
+        assert _rate_of_new_stream(proxy, "pace-2", alice) == 123.0
+        assert _rate_of_new_stream(proxy, "pace-3", bob) == 10.0  # another user: the pacer's own
+        assert _rate_of_new_stream(proxy, "pace-4", {**alice, "X-Pacer-Rate": "50"}) == 50.0
+        body = {"model": "normal", "messages": [], "stream": True}
+        bad = httpx.post(f"{proxy}/v1/chat/completions", json=body, headers={**ASKS, "X-Pacer-Rate": "fast"})
+        assert bad.status_code == 400 and "X-Pacer-Rate: must be a rate" in bad.json()["error"]["message"]
+    with serve(create_proxy(fake[1], pace)) as proxy:  # off by default
+        _set_rate(proxy, "pace-5", alice, 123.0, proxy)
+        assert _rate_of_new_stream(proxy, "pace-6", alice) == 10.0
+
+
+def test_a_remembered_pace_is_shared_by_the_processes_of_one_redis_and_follows_a_trusted_user_header(
+    fake: tuple[Upstream, str], redis: RedisServer
+) -> None:
+    args = ("--upstream", f"{fake[1]}/v1", "--cps", "10", "--max-lag", "8", "--redis", redis.url)
+    extra = ("--remember-pace", "60", "--user-header", "X-User")
+    with cli_proxy(*args, *extra) as (a, _), cli_proxy(*args, *extra) as (b, _):
+        carol = {"Authorization": "Bearer carol-laptop", "X-User": "carol"}
+        # The upstream stalls a second after its first words: the controls come while it is live.
+        _set_rate(a, "redis-pace-1", carol, 77.0, b, "stall")  # set through the other process
+        phone = {"Authorization": "Bearer carol-phone", "X-User": "carol"}  # another key, the same user
+        assert _rate_of_new_stream(b, "redis-pace-2", phone, "stall") == 77.0
+        dave = {"Authorization": "Bearer carol-laptop", "X-User": "dave"}
+        assert _rate_of_new_stream(b, "redis-pace-3", dave, "stall") == 10.0
