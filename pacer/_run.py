@@ -395,7 +395,7 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
             return reader.get
         return _direct_async_puller(source)
 
-    def _interrupt(self, waiter: _Waiter) -> Callable[[], None]:
+    def _interrupt(self, waiter: Waiter) -> Callable[[], None]:
         """What a control calls: the wait for the source (or for a control) ends."""
 
         def interrupt() -> None:
@@ -446,7 +446,7 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
         checks = PooledChecks(clock.now, anyio.lowlevel.current_token())
         driver = Driver(self.pipeline, checks, POLL)
         mailbox = self.controls
-        waiter = _Waiter()
+        waiter = Waiter()
         mailbox.waker = self._interrupt(waiter)
         try:
             pull = self._pull(source)
@@ -493,7 +493,7 @@ def _now_of(clock: Clock) -> Callable[[], float]:
     return time.monotonic if type(clock) is MonotonicClock else clock.now
 
 
-class _Waiter:
+class Waiter:
     """What an async run's sleep or pause waits on besides time: a control."""
 
     __slots__ = ("event",)
