@@ -107,18 +107,24 @@ def simulate(
     return Timeline(arrivals, emissions, p.metrics)
 
 
+def _timed(entry: Any, position: int, last: float, what: str, value: str) -> tuple[float, Any]:
+    """A ``(time, value)`` pair of a timeline, checked: its time a number no earlier than ``last``."""
+    try:
+        t, given = entry
+        t = float(t)
+    except (TypeError, ValueError):
+        raise TypeError(f"simulate: {what} {position} must be (time, {value}), got {entry!r}") from None
+    if t < last:
+        raise ValueError(f"simulate: {what} {position} goes back in time ({t} < {last})")
+    return t, given
+
+
 def _controls(controls: Iterable[tuple[float, Any]]) -> deque[tuple[float, Control]]:
     """The timed controls, checked: each a ``Control`` at a time no earlier than the one before."""
     out: deque[tuple[float, Control]] = deque()
     last = -math.inf
     for position, entry in enumerate(controls):
-        try:
-            t, given = entry
-            t = float(t)
-        except (TypeError, ValueError):
-            raise TypeError(f"simulate: control {position} must be (time, control), got {entry!r}") from None
-        if t < last:
-            raise ValueError(f"simulate: control {position} goes back in time ({t} < {last})")
+        t, given = _timed(entry, position, last, "control", "control")
         try:
             control = (
                 given
@@ -164,13 +170,7 @@ def _replay(
     p = driver.pipeline
     entries: Iterable[Any] = trace  # checked here, not by a compiled build's unboxing
     for position, entry in enumerate(entries):
-        try:
-            t, item = entry
-            t = float(t)
-        except (TypeError, ValueError):
-            raise TypeError(f"simulate: trace entry {position} must be (time, item), got {entry!r}") from None
-        if t < last:
-            raise ValueError(f"simulate: trace entry {position} goes back in time ({t} < {last})")
+        t, item = _timed(entry, position, last, "trace entry", "item")
         if controls:
             emissions.extend(_until(driver, checks, controls, t))
             if checks is not None and driver.next(t) is END:
