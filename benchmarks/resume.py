@@ -131,6 +131,35 @@ async def _memory(url: str, events: int) -> tuple[int, int]:
         return await log.memory_usage(stream_id), sum(len(f) for f in frames)
 
 
+async def _channel(url: str, n: int) -> list[float]:
+    """Controls over the Redis control channel alone (no HTTP): two ``ResumableStreams`` on
+    two ``RedisLog``s (two processes' worth, in one event loop), a live stream produced by
+    one, each control asked through the other until the producer's state comes back."""
+    import anyio
+
+    from pacer import Control, Mailbox
+    from pacer.redislog import RedisLog
+    from pacer.resumable import ResumableStreams
+
+    async def silent():  # type: ignore[no-untyped-def]
+        yield b"data: first\n\n"
+        await anyio.sleep(3600)
+
+    times: list[float] = []
+    async with (
+        ResumableStreams(RedisLog(url, prefix="chan:")) as producer,
+        ResumableStreams(RedisLog(url, prefix="chan:")) as other,
+    ):
+        stream_id = await producer.start(silent(), fmt="text", controls=Mailbox())
+        for i in range(n):
+            t0 = time.perf_counter()
+            state = await other.control(stream_id, Control("pause" if i % 2 == 0 else "resume"))
+            times.append(time.perf_counter() - t0)
+            assert state["live"] and state["paused"] == (i % 2 == 0), state
+        await producer.cancel(stream_id)
+    return times
+
+
 async def _load(urls: list[str], pids: list[int], clients: int) -> tuple[list[object], list[float]]:
     cpu0 = [_cpu_s(pid) for pid in pids]
     hosts = [u.removeprefix("http://").split(":") for u in urls]
@@ -179,6 +208,7 @@ def main(quick: bool = False) -> None:
         b, b_url = _spawn("paced", up_url, str(CPS), "grapheme", redis[1])
         try:
             lat = asyncio.run(_latencies(a_url, b_url, n))
+            lat["channel"] = asyncio.run(_channel(redis[1], 10 * n))
             used, raw = asyncio.run(_memory(redis[1], 1000))
         finally:
             _stop(a)
@@ -200,9 +230,15 @@ def main(quick: bool = False) -> None:
         ("GET /healthz of the other proxy (reference: a request's round trip)", "healthz"),
         ("control (pause, resume) sent to the producing proxy: state answered", "control here"),
         ("control sent to the other proxy: over Redis to the producer and back", "control there"),
+        ("the control channel alone: Redis to the producer's run and back, no HTTP", "channel"),
         ("cancel sent to the other proxy: upstream closed, text answered", "cancel"),
     ):
         rows.append([name, str(len(lat[key])), ms(percentile(lat[key], 50)), ms(percentile(lat[key], 99))])
+    # What a control adds to a request's round trip: the other proxy's control beside its /healthz.
+    extra = [percentile(lat["control there"], q) - percentile(lat["healthz"], q) for q in (50, 99)]  # type: ignore[operator]
+    rows.append(
+        ["control to the other proxy, beyond the /healthz round trip", "", ms(extra[0]), ms(extra[1])]
+    )
     print_table(
         f"Resume and control latency: reconnect with Last-Event-ID to the first replayed byte, "
         f"{n} resumes; a control to its answer, {2 * n} of each (aim: <= 50 ms p99 from the other proxy)",
