@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import queue
@@ -47,7 +48,7 @@ import anyio
 from ._aio import aclose_source, on_asyncio, spawn_detached, wake
 from ._checks import PooledChecks
 from ._control import Control, Mailbox
-from ._core import Chunk, Stage, set_runner
+from ._core import Chunk, Pipeline, Stage, set_runner
 from ._driver import DONE, POLL, READ, SLEEP, WAIT, Driver, as_pipeline
 from ._metrics import StreamMetrics
 from ._pacing import Pacer
@@ -89,13 +90,8 @@ class _RunBase(Generic[T]):
         #: Where the reader's controls wait for the run's next decision.
         self.controls = controls if controls is not None else Mailbox()
         self._interruptible = controls is not None
-        if self.controls.report is None:
-            self.controls.report = self._report
-
-    def _report(self) -> dict[str, object]:
-        """The run's part of its state: its first pacer's rate, the characters sent so far."""
-        pacers = [s for s in self.pipeline.stages if isinstance(s, Pacer)]
-        return {"cps": pacers[0].rate if pacers else None, "shown_chars": self.pipeline.metrics.chars_out}
+        if self.controls.report is None:  # the pipeline's, not the run's: no reference cycle
+            self.controls.report = functools.partial(_report, self.pipeline)
 
     def control(self, action: str, cps: float | None = None) -> None:
         """A reader's control (``"pause"``, ``"resume"``, ``"show_all"``, ``"rate"`` with
@@ -232,6 +228,12 @@ class SyncRun(_RunBase[T], Iterator[T]):
             puller.close()
             checks.close()
             self._unshown = driver.stop(clock.now())
+
+
+def _report(pipeline: Pipeline) -> dict[str, object]:
+    """A run's part of its state: its first pacer's rate, the characters sent so far."""
+    pacers = [s for s in pipeline.stages if isinstance(s, Pacer)]
+    return {"cps": pacers[0].rate if pacers else None, "shown_chars": pipeline.metrics.chars_out}
 
 
 def _apply(driver: Driver, mailbox: Mailbox, now: float) -> list[Chunk]:
