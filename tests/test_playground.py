@@ -22,7 +22,7 @@ from pacer._playground import create_playground, sentence_view, stream_views
 from pacer.sse import ServerSentEvent, SSEDecoder
 from pacer.tokenizers import load_tekken
 
-from .servers import chromium, serve
+from .servers import chromium, serve, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -233,21 +233,21 @@ def test_the_page_pauses_shows_all_and_sets_a_live_rate_in_headless_chromium(enc
         driver = chromium()
         try:
             driver.get(f"{base}/?tps=20&cps=5&max_lag=10")
-            _until(lambda: driver.execute_script("return document.body.dataset.session"))
-            _until(lambda: count_children(driver, "paced") > 0)
+            wait_for(lambda: driver.execute_script("return document.body.dataset.session"))
+            wait_for(lambda: count_children(driver, "paced") > 0)
             driver.find_element("id", "pause").click()
             state = "return document.body.dataset.control || '{}'"
-            _until(lambda: json.loads(driver.execute_script(state)).get("paused"))
+            wait_for(lambda: json.loads(driver.execute_script(state)).get("paused"))
             assert driver.find_element("id", "pause").text == "Resume"
             raw = "return document.getElementById('raw').textContent"
-            _until(lambda: driver.execute_script(raw) == text)  # the model ran on
+            wait_for(lambda: driver.execute_script(raw) == text)  # the model ran on
             paced = "return document.getElementById('paced').textContent"
             assert len(driver.execute_script(paced)) < len(text)  # the paced pane waited
             driver.execute_script(
                 "const r = document.getElementById('live-rate'); r.value = 300;"
                 "r.dispatchEvent(new Event('change'));"
             )
-            _until(
+            wait_for(
                 lambda: (
                     json.loads(driver.execute_script("return document.body.dataset.control"))["cps"] == 300
                 )
@@ -257,11 +257,3 @@ def test_the_page_pauses_shows_all_and_sets_a_live_rate_in_headless_chromium(enc
             assert driver.execute_script(paced) == text
         finally:
             driver.quit()
-
-
-def _until(probe: Any) -> Any:
-    deadline = time.monotonic() + 60
-    while not (value := probe()):
-        assert time.monotonic() < deadline, "the page did not get there in 60 s"
-        time.sleep(0.05)
-    return value

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +20,7 @@ from pacer.proxy import create_proxy
 from pacer.sse import ServerSentEvent, SSEDecoder
 
 from .hostile import content_of
-from .servers import TEXT, RedisServer, Upstream, cli_proxy, serve
+from .servers import TEXT, RedisServer, Upstream, cli_proxy, serve, wait_for
 
 OWNER = {"Authorization": "Bearer owner-key"}
 ASKS = {"X-Pacer-Resumable": "1", **OWNER}
@@ -70,13 +69,6 @@ def _control(proxy: str, stream_id: str, body: Any, headers: dict[str, str] | No
     )
 
 
-def _wait_for(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + 15
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.01)
-
-
 def _paused_then(
     proxy: str, upstream: Upstream, user: str, action: dict[str, Any], control_at: str, model: str = "normal"
 ) -> None:
@@ -89,7 +81,7 @@ def _paused_then(
         assert paused.status_code == 200, paused.text
         state = paused.json()
         assert state["id"] == stream_id and state["live"] is True and state["paused"] is True
-        _wait_for(lambda: user in upstream.completed, "the upstream did not run on while paused")
+        wait_for(lambda: user in upstream.completed)
         answer = _control(control_at, stream_id, action)
         assert answer.status_code == 200 and answer.json()["paused"] is False
         assert answer.json()["shown_chars"] < len(TEXT)  # the text waited in the pacer
@@ -187,7 +179,7 @@ def test_the_other_process_answers_for_an_ended_stream_and_refuses_another_owner
         list(events)
     mallory = {"Authorization": "Bearer mallory-key"}
     assert _control(b, stream_id, {"action": "pause"}, mallory).status_code == 404
-    _wait_for(lambda: _control(b, stream_id, {"action": "pause"}).json()["live"] is False, "still live")
+    wait_for(lambda: _control(b, stream_id, {"action": "pause"}).json()["live"] is False)
 
 
 # -- the clients: pacer.client and pacer-stream.js (in a real Chromium) -------------------------
@@ -256,11 +248,11 @@ def test_the_browser_clients_control_pauses_and_shows_all(proxy: str, fake: tupl
     driver = chromium()
     try:
         driver.get(f"{proxy}/controls-page")  # through the proxy: the same origin as its streams
-        _wait_for(lambda: driver.execute_script("return document.body.dataset.paused"), "no pause")
-        _wait_for(lambda: "browser-controls" in upstream.completed, "the upstream did not finish")
+        wait_for(lambda: driver.execute_script("return document.body.dataset.paused"))
+        wait_for(lambda: "browser-controls" in upstream.completed)
         driver.execute_script("window.showAll()")
-        _wait_for(lambda: driver.execute_script("return document.body.dataset.result"), "no end")
-        _wait_for(lambda: driver.execute_script("return document.body.dataset.shown"), "no answer")
+        wait_for(lambda: driver.execute_script("return document.body.dataset.result"))
+        wait_for(lambda: driver.execute_script("return document.body.dataset.shown"))
         result = json.loads(driver.execute_script("return document.body.dataset.result"))
         shown = json.loads(driver.execute_script("return document.body.dataset.shown"))
     finally:
