@@ -604,6 +604,7 @@ class Pacer(Stage):
         tail = self._tail
         if tail.text:
             tail.hold(tail.text, max(tail.arrival, now), max(tail.entered, now))
+        self._units.restart(now)
         rhythm = self._rhythm
         rhythm.last_due = -math.inf
         rhythm.last_pause = 0.0

@@ -145,12 +145,15 @@ def _until(
     deadline or answer first on a tie)."""
     out: list[Chunk] = []
     p = driver.pipeline
+    last = -math.inf  # time never goes back: a deadline a control left behind fires at once
     while True:
         due = p.deadline if checks is None else checks.due(p.deadline)
         at = controls[0][0] if controls else math.inf
         if due is not None and due <= t and due <= at:
+            due = due if due > last else last
             out.extend(driver.wake(due) if checks is None else checks.fire(driver, due))
         elif at <= t:
+            last = at
             out.extend(driver.control(controls.popleft()[1], at))
         else:
             return out

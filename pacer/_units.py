@@ -70,6 +70,9 @@ class Units:
         """The text ``chunk`` makes ready to queue."""
         return [(chunk, now)]
 
+    def restart(self, now: float) -> None:
+        """After a pause: text held back counts its wait from ``now``, not from when it came."""
+
     def due(self) -> float | None:
         """When text held back (not yet a unit) must be let go, if any is."""
         return None
@@ -126,6 +129,9 @@ class Sentences(Units):
 
     def due(self) -> float | None:
         return self.entries[0][1] + self.hold if self.given < self.taken else None
+
+    def restart(self, now: float) -> None:
+        self.entries = deque((offset, entered if entered > now else now) for offset, entered in self.entries)
 
     def poll(self, now: float) -> list[tuple[Chunk, float]]:
         due = self.due()
