@@ -18,7 +18,11 @@ without it the Redis rows say so and the rest still runs.
 The latency table also times a cancel sent to the proxy that does *not* run the
 stream: the producing proxy closes the upstream request before it writes the stream's
 end, and the cancel is answered after that end, so this bounds the time to close the
-upstream.
+upstream. And a reader's controls (``POST /v1/streams/{id}/control``, a pause then a
+resume on each live stream): sent to the producing proxy, and to the other one, whose
+control travels over Redis to the producer, which hands it to the stream's run (applied
+at its pacer's next decision, the same event-loop turn) and answers the state back;
+the aim is at most 50 ms p99 from the other process.
 """
 
 from __future__ import annotations
@@ -68,7 +72,15 @@ async def _first_byte(http: httpx.AsyncClient, method: str, url: str, **kwargs: 
 
 async def _latencies(producer: str, replayer: str, n: int) -> dict[str, list[float]]:
     body = {"model": "m", "messages": [], "stream": True, "user": "1"}
-    out: dict[str, list[float]] = {"new": [], "here": [], "redis": [], "cancel": []}
+    out: dict[str, list[float]] = {
+        "new": [],
+        "here": [],
+        "redis": [],
+        "healthz": [],
+        "control here": [],
+        "control there": [],
+        "cancel": [],
+    }
     key = {"Authorization": "Bearer benchmark"}  # the streams' owner: its resumes and cancels carry it
     async with httpx.AsyncClient(timeout=60, headers=key) as http:
         for _ in range(n):
@@ -79,6 +91,16 @@ async def _latencies(producer: str, replayer: str, n: int) -> dict[str, list[flo
             for name, url in (("here", producer), ("redis", replayer)):
                 took, _ = await _first_byte(http, "GET", f"{url}/v1/streams/{stream_id}", headers=headers)
                 out[name].append(took)
+            for _ in range(2):  # the reference: the cheapest request the other proxy answers
+                t0 = time.perf_counter()
+                await http.get(f"{replayer}/healthz")
+                out["healthz"].append(time.perf_counter() - t0)
+            for name, url in (("control here", producer), ("control there", replayer)):
+                for action in ("pause", "resume"):
+                    t0 = time.perf_counter()
+                    state = await http.post(f"{url}/v1/streams/{stream_id}/control", json={"action": action})
+                    out[name].append(time.perf_counter() - t0)
+                    assert state.json()["live"] and state.json()["paused"] == (action == "pause"), state.text
             t0 = time.perf_counter()  # sent to the other process: the upstream is closed before it answers
             answer = await http.post(f"{replayer}/v1/streams/{stream_id}/cancel", json={})
             out["cancel"].append(time.perf_counter() - t0)
@@ -107,6 +129,35 @@ async def _memory(url: str, events: int) -> tuple[int, int]:
             pass
         await asyncio.sleep(0.3)  # the background writes
         return await log.memory_usage(stream_id), sum(len(f) for f in frames)
+
+
+async def _channel(url: str, n: int) -> list[float]:
+    """Controls over the Redis control channel alone (no HTTP): two ``ResumableStreams`` on
+    two ``RedisLog``s (two processes' worth, in one event loop), a live stream produced by
+    one, each control asked through the other until the producer's state comes back."""
+    import anyio
+
+    from pacer import Control, Mailbox
+    from pacer.redislog import RedisLog
+    from pacer.resumable import ResumableStreams
+
+    async def silent():  # type: ignore[no-untyped-def]
+        yield b"data: first\n\n"
+        await anyio.sleep(3600)
+
+    times: list[float] = []
+    async with (
+        ResumableStreams(RedisLog(url, prefix="chan:")) as producer,
+        ResumableStreams(RedisLog(url, prefix="chan:")) as other,
+    ):
+        stream_id = await producer.start(silent(), fmt="text", controls=Mailbox())
+        for i in range(n):
+            t0 = time.perf_counter()
+            state = await other.control(stream_id, Control("pause" if i % 2 == 0 else "resume"))
+            times.append(time.perf_counter() - t0)
+            assert state["live"] and state["paused"] == (i % 2 == 0), state
+        await producer.cancel(stream_id)
+    return times
 
 
 async def _load(urls: list[str], pids: list[int], clients: int) -> tuple[list[object], list[float]]:
@@ -157,6 +208,7 @@ def main(quick: bool = False) -> None:
         b, b_url = _spawn("paced", up_url, str(CPS), "grapheme", redis[1])
         try:
             lat = asyncio.run(_latencies(a_url, b_url, n))
+            lat["channel"] = asyncio.run(_channel(redis[1], 10 * n))
             used, raw = asyncio.run(_memory(redis[1], 1000))
         finally:
             _stop(a)
@@ -175,11 +227,21 @@ def main(quick: bool = False) -> None:
         ("first byte of a new paced request (reference)", "new"),
         ("resume on the producing proxy (log in memory)", "here"),
         ("resume on the other proxy (replayed from Redis)", "redis"),
+        ("GET /healthz of the other proxy (reference: a request's round trip)", "healthz"),
+        ("control (pause, resume) sent to the producing proxy: state answered", "control here"),
+        ("control sent to the other proxy: over Redis to the producer and back", "control there"),
+        ("the control channel alone: Redis to the producer's run and back, no HTTP", "channel"),
         ("cancel sent to the other proxy: upstream closed, text answered", "cancel"),
     ):
         rows.append([name, str(len(lat[key])), ms(percentile(lat[key], 50)), ms(percentile(lat[key], 99))])
+    # What a control adds to a request's round trip: the other proxy's control beside its /healthz.
+    extra = [percentile(lat["control there"], q) - percentile(lat["healthz"], q) for q in (50, 99)]  # type: ignore[operator]
+    rows.append(
+        ["control to the other proxy, beyond the /healthz round trip", "", ms(extra[0]), ms(extra[1])]
+    )
     print_table(
-        f"Resume latency: reconnect with Last-Event-ID to the first replayed byte, {n} resumes",
+        f"Resume and control latency: reconnect with Last-Event-ID to the first replayed byte, "
+        f"{n} resumes; a control to its answer, {2 * n} of each (aim: <= 50 ms p99 from the other proxy)",
         ["connection", "n", "p50 ms", "p99 ms"],
         rows,
     )

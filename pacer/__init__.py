@@ -11,6 +11,7 @@ _from_source = _build.choose(__path__[0])
 
 from . import traces as traces  # a module: pacer.traces.bursty(...) and the like
 from ._checks import CheckPool
+from ._control import Control, ControlError, Mailbox
 from ._core import Boundary, Chunk, Pipeline, Stage, StageClosedError, pipeline
 from ._detokenize import ByteDecoder, Detokenizer
 from ._heard import HeardText
@@ -65,6 +66,10 @@ __all__ = [
     "Timeline",
     "VirtualClock",
     "arun",
+    # the reader's controls on a running stream
+    "Control",
+    "ControlError",
+    "Mailbox",
     "run",
     "simulate",
 ]

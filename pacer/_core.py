@@ -24,6 +24,9 @@ the three, is a ``StageClosedError``; ``flush`` after ``cancel`` returns nothing
 A stage that hands work to its driver (a ``Guard``'s checks) is a ``CheckingStage``:
 the typed check protocol (``drive_checks``, ``take_requests``, ``answer(request,
 result, now)``, ``blocked``), which ``Pipeline`` offers too for all its stages at once.
+A reader's controls (``pacer._control``: pause, resume, show all, rate) reach a stage
+through ``control(control, now)``; a paused stage that holds text has the deadline
+``inf`` (it waits for a control, not for time).
 ``Chunk`` and ``Boundary`` live one layer down (``_chunk``), the per-stream metrics a
 pipeline records into too (``_metrics``); drivers sit above (``_driver``, ``run``):
 ``stage(source)`` reaches them through the runner ``pacer.run`` registers here.
@@ -34,12 +37,14 @@ work, and holds nothing itself.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 from mypy_extensions import mypyc_attr
 
 from ._chunk import Boundary, Chunk
+from ._control import Control
 from ._metrics import StreamMetrics
 
 __all__ = [
@@ -115,6 +120,11 @@ class Stage:
         """Stop early: return everything still held, at once."""
         self.end_input(cancelled=True)
         return self.finish(now) + drain(self, now)
+
+    def control(self, control: Control, now: float) -> list[Chunk]:
+        """A reader's control (``pacer._control``: pause, resume, show all, rate), applied
+        now; returns what it releases. A stage that does not pace ignores it."""
+        return []
 
     def end_input(self, cancelled: bool = False) -> None:
         """Input has ended (``finish`` calls this), or the stream was stopped (``cancel``,
@@ -236,9 +246,12 @@ def closed_error(stage: object) -> StageClosedError:
 
 
 def drain(stage: Stage, now: float) -> list[Chunk]:
-    """Poll a finished stage until it is done, without waiting for its deadlines."""
+    """Poll a finished stage until it is done, without waiting for its deadlines; a stage
+    that waits for a control (a paused ``Pacer``: deadline ``inf``) hands over the rest at once."""
     out: list[Chunk] = []
     while (deadline := stage.deadline) is not None:
+        if deadline == math.inf:
+            return out + stage.cancel(now)
         out.extend(stage.poll(max(now, deadline)))
     return out
 
@@ -353,6 +366,16 @@ class Pipeline(Stage):
             items = out
         self._finished_upto = len(self.stages)
         return self._emit(items, now)
+
+    def control(self, control: Control, now: float) -> list[Chunk]:
+        """Each stage takes the control in turn; what one releases goes through the stages
+        after it (which then take the control themselves)."""
+        out: list[Chunk] = []
+        for i, stage in enumerate(self.stages):
+            released = stage.control(control, now)
+            if released:
+                out.extend(self._step(released, i + 1, now))
+        return out
 
     # -- the check protocol (CheckingStage's), for the stages that have checks ----------
 

@@ -9,10 +9,14 @@ In the manner of h11's ``next_event``, a ``Driver`` wraps a pipeline and, asked
 - ``Need.END``: stop reading (a check blocked the stream); call ``end(now)``.
 - ``Need.SLEEP``: the source is over; sleep until ``until`` (``None``: until a check's
   answer comes), then ``wake(now)``.
+- ``Need.WAIT``: the source is over and the rest is paused (a reader's control):
+  wait for the next control, then ``control(c, now)``.
 - ``Need.DONE``: everything has gone out.
 
 Every report returns the chunks to emit now. ``stop(now)`` (the consumer left early)
-returns what the pipeline held, never to be shown. The loop around a driver does only
+returns what the pipeline held, never to be shown. ``control(c, now)`` applies a
+reader's control (``pacer._control``) at this decision and returns what it releases;
+while paused, a ``READ`` waits for the source with no deadline. The loop around a driver does only
 what is I/O (read, sleep, emit, run a check), so the loops (``run`` sync and timed,
 ``arun`` on asyncio and trio, ``simulate`` on virtual time, ``Mux``/``Hub``, the
 playground) are a few lines each and cannot disagree on the order of things.
@@ -34,13 +38,15 @@ step to look for new requests and for a block.
 from __future__ import annotations
 
 import enum
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
+from ._control import Control
 from ._core import Chunk, Pipeline, Stage
 
-__all__ = ["DONE", "END", "POLL", "READ", "SLEEP", "Driver", "Need", "as_pipeline"]
+__all__ = ["DONE", "END", "POLL", "READ", "SLEEP", "WAIT", "Driver", "Need", "as_pipeline"]
 
 #: How often a live driver collects finished checks while some are in flight (seconds).
 POLL = 0.005
@@ -56,6 +62,7 @@ class Need(enum.Enum):
     READ = "read"
     END = "end"
     SLEEP = "sleep"
+    WAIT = "wait"
     DONE = "done"
 
 
@@ -64,6 +71,7 @@ class Need(enum.Enum):
 READ: Final = Need.READ
 END: Final = Need.END
 SLEEP: Final = Need.SLEEP
+WAIT: Final = Need.WAIT
 DONE: Final = Need.DONE
 
 
@@ -90,6 +98,11 @@ def as_pipeline(stage: object, who: str) -> Pipeline:
     raise TypeError(f"{who}: stage must be a Stage or Pipeline, got {type(stage).__name__}")
 
 
+def _finite(deadline: float | None) -> float | None:
+    """A deadline to wait for: ``inf`` (paused) is none."""
+    return None if deadline == math.inf else deadline
+
+
 class Driver:
     """A pipeline and where its run stands: reading, finishing, done (module docstring).
 
@@ -110,6 +123,7 @@ class Driver:
         # there are checks, as a stream of a Mux with none should cost no more than it did.
         self._answers: deque[tuple[Any, object]] | None = deque() if self.checks else None
         self.phase = _READING
+        self.controlled = False  # a control came: a deadline may be ``inf`` (paused)
 
     def __repr__(self) -> str:
         return f"Driver({self.pipeline!r}, {self.phase.value})"
@@ -138,16 +152,22 @@ class Driver:
         if phase is _READING:
             if not self.checks:  # the common case, once per item: no more than it takes
                 self.until = p.deadline
+                if self.controlled and self.until == math.inf:
+                    self.until = None  # paused: only the source (or a control) wakes it
                 return READ
             if p.blocked is not None:
                 self.until = None
                 return END
-            self.until = self._wake_at(p.deadline, now)
+            self.until = self._wake_at(_finite(p.deadline), now)
             return READ
         if phase is _FINISHING:
             deadline = p.deadline
-            if deadline is not None or (self.checks and p.awaiting):  # a queued check has no deadline yet
-                self.until = self._wake_at(deadline, now)
+            awaiting = self.checks and p.awaiting  # a queued check has no deadline yet
+            if deadline == math.inf and not awaiting:
+                self.until = self._wake_at(None, now)
+                return WAIT if self.until is None else SLEEP
+            if deadline is not None or awaiting:
+                self.until = self._wake_at(_finite(deadline), now)
                 return SLEEP
             self._finish()
         self.until = None
@@ -188,6 +208,15 @@ class Driver:
         finished = self.phase is _OVER or p.done or p.cancelled
         self._finish()
         return [] if finished else p.cancel(now)
+
+    def control(self, control: Control, now: float) -> list[Chunk]:
+        """A reader's control, applied now (at this decision): what it releases."""
+        p = self.pipeline
+        if self.phase is _OVER or p.cancelled:
+            return []
+        self.controlled = True
+        out = p.control(control, now)
+        return self._after(out, now) if self.checks else out
 
     def answer(self, request: Any, result: object, now: float) -> list[Chunk]:
         """A check's result, applied now: what it releases."""

@@ -45,6 +45,7 @@ import anyio
 
 from ._aio import aclose_source
 from ._continue import Continuing
+from ._control import Control, Flow, Mailbox
 from ._core import CheckingStage, Chunk, Pipeline, Stage, closed_error
 from ._errors import ErrorFrame, ErrorText
 from ._metrics import StreamMetrics
@@ -177,6 +178,7 @@ class EventPacer(CheckingStage):
         self.cancelling = False  # cancel: every stage sends what it holds at once
         self.checked: bool | None = None  # whether the pipelines check text (known at the first lane)
         self._asked: dict[int, _Lane] = {}  # id(request) -> its lane
+        self.flow = Flow()  # the reader's controls so far: a lane opened later starts so
 
     # -- stage protocol --------------------------------------------------------------
 
@@ -212,6 +214,24 @@ class EventPacer(CheckingStage):
             for closing in self.fmt.closing().frames:  # after every lane's ending
                 self._keep(Keep(None, closing))
         return self._release(now)
+
+    def control(self, control: Control, now: float) -> list[Chunk]:
+        """A reader's control, for every lane's pacing stages (and those of lanes to come)."""
+        self.flow.apply(control)
+        for lane in self.lanes.values():
+            if lane.tail is not None:
+                lane.sent.out += "".join(c.text for c in lane.tail.control(control, now))
+        return self._release(now)
+
+    def report(self) -> dict[str, object]:
+        """The stream's pace (the first lane's first ``Pacer``'s rate, ``None`` before any
+        lane or without one) and the text characters sent so far, in every lane."""
+        cps: float | None = None
+        for lane in self.lanes.values():
+            rates = [getattr(s, "rate", None) for s in lane.tail.stages] if lane.tail is not None else []
+            cps = next((r for r in rates if isinstance(r, float)), None)
+            break
+        return {"cps": cps, "shown_chars": sum(lane.sent.shown for lane in self.lanes.values())}
 
     # -- checks (a Guard in the lanes' pipelines) --------------------------------------
 
@@ -306,6 +326,9 @@ class EventPacer(CheckingStage):
         lane = self.lanes.get(index)
         if lane is None:
             lane = self.lanes[index] = _Lane(self.waiting, self._split()[1])
+            if lane.tail is not None:
+                for control in self.flow.replay():
+                    lane.tail.control(control, 0.0)  # nothing held yet: nothing released
         return lane
 
     def _text(self, lane: _Lane, piece: Text) -> None:
@@ -558,8 +581,10 @@ async def paced_event_frames(
     max_line: int = MAX_LINE,
     pipelines: list[StreamMetrics] | None = None,
     continuing: Continuing | None = None,
+    controls: Mailbox | None = None,
 ) -> AsyncGenerator[bytes, None]:
-    """Re-pace an SSE byte stream of ``fmt``'s API; yields SSE frames.
+    """Re-pace an SSE byte stream of ``fmt``'s API; yields SSE frames. ``controls``: where
+    the reader's controls come in (``pacer._control.Mailbox``), applied to every lane.
 
     Raises what the upstream raised (``UpstreamError``, ``SSEError``, transport errors)
     after the frames of everything before it, the held text sent at once; with
@@ -572,7 +597,8 @@ async def paced_event_frames(
     if continuing is not None:
         events = continuing.events(events, **limits)
     stage = EventPacer(fmt, pipeline_factory)
-    run: AsyncRun[str] = AsyncRun(stage, _pieces(events, fmt), clock=clock)
+    run: AsyncRun[str] = AsyncRun(stage, _pieces(events, fmt), clock=clock, controls=controls)
+    run.controls.report = stage.report
     try:
         async for text in run:
             sent = text.encode("utf-8")

@@ -53,6 +53,7 @@ from mypy_extensions import mypyc_attr
 
 from ._args import number, one_of, seconds
 from ._arrival import BURST_GAP, ArrivalRate
+from ._control import Action, Control, Flow
 from ._core import Boundary, Chunk, Stage, closed_error
 from ._marks import BreakFinder, Breakpoints
 from ._punkt import english_punkt
@@ -349,7 +350,6 @@ class Pacer(Stage):
         one_of(on_end, "Pacer: on_end", ("drain", "flush"))
         one_of(boundaries, "Pacer: boundaries", ("detect", "marked"))
         one_of(lang, "Pacer: lang", ("auto", "en", "zh", "ja"))
-        self.unit: UnitChoice = unit
         self.on_end: OnEnd = on_end
         self._rhythm = Rhythm(
             rate,
@@ -360,6 +360,7 @@ class Pacer(Stage):
             seconds(tick, "Pacer: tick", zero=True),
         )
         self._units = _units(unit, self._rhythm.max_lag)
+        self._units.choice = unit
         self._run = _Run() if self._units.runs else None  # empty between releases
         self._queue = UnitQueue()
         self._seen = 0.0  # the latest time the pacer was told
@@ -375,6 +376,7 @@ class Pacer(Stage):
             lang,
         )
         self._grid = -math.inf  # the end of the last release's coalescing window
+        self._flow = Flow()  # the reader's controls: paused, or everything at once
 
     @property
     def rate(self) -> float:
@@ -391,6 +393,11 @@ class Pacer(Stage):
             )
         self._rhythm.rate = value
         self._deadline = _STALE
+
+    @property
+    def unit(self) -> UnitChoice:
+        """The unit text is paced in: a name, a pattern or a function (as given)."""
+        return self._units.choice  # type: ignore[return-value]
 
     @property
     def adaptive(self) -> bool:
@@ -444,6 +451,9 @@ class Pacer(Stage):
         return deadline  # type: ignore[return-value]
 
     def _compute_deadline(self) -> float | None:
+        if self._flow.paused:  # waits for a control, not for time, while it holds text
+            held = self._queue.waiting() or self._tail.text or self._units.due() is not None
+            return math.inf if held else None
         if self._queue.waiting():
             due = self._head_due(self._seen)
         elif not self._tail.text:
@@ -505,10 +515,14 @@ class Pacer(Stage):
             self._queue_units(units.ready(chunk, now))
         else:
             self._split(chunk, now)
+        if self._flow.paused or self._flow.unpaced:
+            return self._held_or_all(now)
         return self._release(now, ahead=0.0 if burst else -1.0)
 
     def poll(self, now: float) -> list[Chunk]:
         self._seen = now
+        if self._flow.paused or self._flow.unpaced:
+            return self._held_or_all(now)
         self._queue_units(self._units.poll(now))
         if self._tail.text and now >= self._tail.since() + self.max_lag:
             self._flush_tail(Boundary.NONE)
@@ -529,7 +543,9 @@ class Pacer(Stage):
         self._breaks.finish(self._queue)
         self._queue_units(self._units.finish(now))
         self._flush_tail(Boundary.SENTENCE)
-        if self.on_end == "flush":
+        if self._flow.paused:
+            return self._held_or_all(now)
+        if self.on_end == "flush" or self._flow.unpaced:
             return self._release(math.inf, now)
         return self._release(now)
 
@@ -538,6 +554,60 @@ class Pacer(Stage):
         self._queue_units(self._units.cancel(now))
         self._flush_tail(Boundary.NONE)
         return self._release(math.inf, now)
+
+    # -- the reader's controls -------------------------------------------------------------
+
+    def control(self, control: Control, now: float) -> list[Chunk]:
+        """Pause (hold everything, keep taking text), resume (the lag bound of the text
+        held counts from now, and the first unit goes out at once), show all (everything
+        held at once, and from then on text as it comes, unpaced), or a new rate (paced
+        again); returns what goes out now. Text is never lost or repeated: a paused pacer
+        holds it; a ``cancel`` still hands it all over."""
+        if self.cancelled:
+            return []
+        flow = self._flow
+        was_paused = flow.paused
+        flow.apply(control)
+        self._deadline = _STALE
+        self._seen = max(self._seen, now)
+        action = control.action
+        if action is Action.RATE:
+            self.rate = control.cps
+        if flow.paused:
+            return []
+        if action is Action.SHOW_ALL or (flow.unpaced and was_paused):
+            return self._held_or_all(now)
+        if was_paused:
+            self._restart(now)
+        return self._release(now)
+
+    def _held_or_all(self, now: float) -> list[Chunk]:
+        """Paused: nothing goes out; after show all: everything held, at once."""
+        self._deadline = _STALE
+        if self._flow.paused:
+            return []
+        if self._units.due() is not None:
+            self._queue_units(self._units.poll(math.inf))
+        self._flush_tail(Boundary.NONE)
+        return self._release(math.inf, now)
+
+    def _restart(self, now: float) -> None:
+        """After a pause: the lag bound of everything held counts from ``now``, and the next
+        unit goes out at once, as the first of a stream does."""
+        queue = self._queue
+        since, entered = queue.since, queue.entered
+        for i in range(queue.head, len(since)):
+            if since[i] < now:
+                since[i] = now
+            if entered[i] < now:
+                entered[i] = now
+        tail = self._tail
+        if tail.text:
+            tail.hold(tail.text, max(tail.arrival, now), max(tail.entered, now))
+        self._units.restart(now)
+        rhythm = self._rhythm
+        rhythm.last_due = -math.inf
+        rhythm.last_pause = 0.0
 
     # -- units --------------------------------------------------------------------------
 

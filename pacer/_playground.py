@@ -21,12 +21,20 @@ that would refine the question (``PacerStream.followUp`` of ``pacer-stream.js``,
 ``/pacer-stream.js``): a Chat Completions body whose assistant turn is exactly the paced
 text shown, then the reader's correction. ``POST /refine`` stands in for the model: it
 answers with the two turns the request carried (``refine_routes``).
+
+The reader's controls act on the paced pane of a running stream: its first event,
+``event: session``, names it (``{"id"}``), and ``POST /control/{id}`` with
+``{"action": "pause" | "resume" | "show_all" | "rate", "cps": N}`` (JSON, as the
+stream routes take it) is applied at the paced pipeline's next decision; the answer
+is its state (``{"id", "paused", "show_all", "cps", "shown_chars"}``). The page has
+pause/resume and show-all buttons and a rate slider.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+import secrets
+from collections.abc import AsyncIterator, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -36,16 +44,19 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from . import traces
+from ._control import Control, ControlError, Mailbox
 from ._core import Chunk, Pipeline
 from ._detokenize import Detokenizer
 from ._driver import Driver, Need
 from ._pacing import CPS, MAX_LAG, UNITS, Pacer
+from ._run import Waiter
 from ._sentences import SentenceSplitter
 from .clock import Clock, MonotonicClock
 from .config import HEARTBEAT
 from .resumable import javascript
 from .server import EventStreamResponse, json_error
 from .sse import DONE, encode
+from .streamroutes import control_body
 
 __all__ = ["create_playground", "paced_view", "refine_routes", "sentence_view", "stream_views"]
 
@@ -80,18 +91,27 @@ async def stream_views(
     views: dict[str, Pipeline],
     *,
     clock: Clock | None = None,
+    controls: Mapping[str, Mailbox] | None = None,
 ) -> AsyncIterator[bytes]:
     """Replay ``trace`` (seconds, token id) into every pipeline of ``views`` at once and
     yield one SSE frame per output chunk, named after its view; then ``event: end`` with
     each view's metrics and ``data: [DONE]``. Every view gets the same items at the
     same times, so their texts differ only in when and how they are cut. One loop
-    around a driver (``pacer._driver.Driver``) per view."""
+    around a driver (``pacer._driver.Driver``) per view. ``controls``: a view's
+    ``Mailbox`` by name, whose controls apply at the loop's next turn (a control cuts
+    its sleep short; a view paused after the trace's end keeps the stream open)."""
     clock = clock or MonotonicClock()
     start = clock.now()
     drivers = [(name, Driver(pipe)) for name, pipe in views.items()]
+    boxes = dict(controls or {})
+    waiter = Waiter()
+    for box in boxes.values():
+        box.waker = waiter.set
     i, n = 0, len(trace)
     while True:
         now = clock.now()
+        for frame in _controlled(drivers, boxes, now, start):
+            yield frame
         while i < n and start + trace[i][0] <= now:
             item = trace[i][1]
             for name, driver in drivers:
@@ -105,11 +125,38 @@ async def stream_views(
         frames, wake = _wake_due(drivers, now, start, start + trace[i][0] if i < n else None)
         for frame in frames:
             yield frame
-        if wake is None:
+        if not await _rest(clock, waiter if boxes else None, wake, drivers, now):
             break
-        await clock.asleep_until(wake)
     yield encode(json.dumps(_summary(views)), event="end")
     yield DONE
+
+
+async def _rest(
+    clock: Clock, waiter: Waiter | None, wake: float | None, drivers: list[tuple[str, Driver]], now: float
+) -> bool:
+    """Sleep until ``wake`` (a control cuts it short); with nothing to wake for, wait for a
+    control while a view is paused after the end. ``False``: the stream is over."""
+    if wake is None:
+        if waiter is None or not any(driver.next(now) is Need.WAIT for _, driver in drivers):
+            return False
+        await waiter.wait()  # only a control goes on
+    elif waiter is None:
+        await clock.asleep_until(wake)
+    else:
+        await waiter.sleep_until(clock, wake)
+    return True
+
+
+def _controlled(
+    drivers: list[tuple[str, Driver]], boxes: Mapping[str, Mailbox], now: float, start: float
+) -> list[bytes]:
+    """The controls sent to the views since the last turn, applied: the frames they release."""
+    frames: list[bytes] = []
+    for name, driver in drivers:
+        box = boxes.get(name)
+        for control in box.take() if box is not None else []:
+            frames += [_frame(name, chunk, start) for chunk in driver.control(control, now)]
+    return frames
 
 
 def _wake_due(
@@ -199,6 +246,7 @@ def create_playground(
         text = (resources.files("pacer") / "data" / "demo.md").read_text(encoding="utf-8")
     ids: list[int] = list(tokenizer.encode(text))
     page = _page()
+    sessions: dict[str, Mailbox] = {}  # running streams' paced panes, by session id
 
     async def index(request: Request) -> Response:
         return HTMLResponse(page)
@@ -215,9 +263,49 @@ def create_playground(
             "paced": paced_view(tokenizer, o["cps"], o["unit"], o["max_lag"]),
             "sentence": sentence_view(tokenizer, o["tps"]),
         }
-        return EventStreamResponse(stream_views(trace, views), heartbeat=heartbeat)
+        return EventStreamResponse(_session(sessions, trace, views), heartbeat=heartbeat)
 
-    return Starlette(routes=[Route("/", index), Route("/stream", stream), *refine_routes()])
+    async def control(request: Request) -> Response:
+        body = await control_body(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            parsed = Control.parse(body)
+        except ControlError as exc:
+            return json_error(400, str(exc), "invalid_request")
+        session = request.path_params["session"]
+        box = sessions.get(session)
+        if box is None:
+            return json_error(404, f"no running stream {session!r}", "not_found")
+        box.send(parsed)
+        return JSONResponse({"id": session, **box.state()})
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/stream", stream),
+            Route("/control/{session}", control, methods=["POST"]),
+            *refine_routes(),
+        ]
+    )
+
+
+async def _session(
+    sessions: dict[str, Mailbox], trace: Sequence[tuple[float, Any]], views: dict[str, Pipeline]
+) -> AsyncIterator[bytes]:
+    """The stream of one page, named by its first event (``session``) while it runs, so that
+    ``POST /control/{id}`` reaches its paced pane."""
+    session = secrets.token_hex(8)
+    box = sessions[session] = Mailbox()
+    pacer = views["paced"].stages[-1]
+    metrics = views["paced"].metrics
+    box.report = lambda: {"cps": getattr(pacer, "rate", None), "shown_chars": metrics.chars_out}
+    try:
+        yield encode(json.dumps({"id": session}), event="session")
+        async for frame in stream_views(trace, views, controls={"paced": box}):
+            yield frame
+    finally:
+        del sessions[session]
 
 
 def refine_routes() -> list[Route]:

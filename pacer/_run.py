@@ -15,6 +15,12 @@ A stream makes no reference cycles: all it allocates is freed by reference count
 so a server may run with the cyclic garbage collector off (tested).
 Every other pipeline reads its source directly, one item per output request.
 
+A reader's controls (``pacer._control``: pause, resume, show all, rate) go to a run's
+``control(action, cps)`` (or the ``Mailbox`` given as ``controls=``) and are applied at
+its next decision: a wait for the source or a deadline is cut short for them (on asyncio
+the source is then read by a reader task from the start), and while the source is over
+and the rest is paused the run waits for the next control.
+
 Closing the run (``close``/``aclose``, leaving a ``with`` block, ``break`` and
 garbage collection, task cancellation) closes the source. A source that raises
 has everything already produced delivered first; then the error propagates.
@@ -25,7 +31,10 @@ Cost: O(1) per item on top of the stages' own work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
+import math
 import queue
 import threading
 import time
@@ -38,9 +47,11 @@ import anyio
 
 from ._aio import aclose_source, on_asyncio, spawn_detached, wake
 from ._checks import PooledChecks
-from ._core import Chunk, Stage, set_runner
-from ._driver import DONE, POLL, READ, SLEEP, Driver, as_pipeline
+from ._control import Control, Mailbox
+from ._core import Chunk, Pipeline, Stage, set_runner
+from ._driver import DONE, POLL, READ, SLEEP, WAIT, Driver, as_pipeline
 from ._metrics import StreamMetrics
+from ._pacing import Pacer
 from .clock import Clock, MonotonicClock
 
 __all__ = ["AsyncRun", "SyncRun", "arun", "run"]
@@ -49,7 +60,7 @@ _log = logging.getLogger("pacer")
 
 T = TypeVar("T", str, Chunk)
 
-_ITEM, _END, _ERROR, _TIMEOUT = range(4)
+_ITEM, _END, _ERROR, _TIMEOUT, _WAKE = range(5)
 
 #: How many source items a reader may get ahead of the consumer.
 DEFAULT_BUFFER = 16
@@ -64,15 +75,28 @@ class _RunBase(Generic[T]):
         clock: Clock | None,
         chunks: bool,
         buffer: int,
+        controls: Mailbox | None = None,
     ) -> None:
         if buffer < 1:
             raise ValueError(f"buffer must be >= 1, got {buffer}")
+        if controls is not None and not isinstance(controls, Mailbox):
+            raise TypeError(f"run: controls must be a pacer Mailbox, got {type(controls).__name__}")
         self.pipeline = as_pipeline(stage, "run")
         self.clock: Clock = clock if clock is not None else MonotonicClock()
         self._source = source
         self._chunks = chunks
         self._buffer = buffer
         self._unshown: list[Chunk] = []
+        #: Where the reader's controls wait for the run's next decision.
+        self.controls = controls if controls is not None else Mailbox()
+        self._interruptible = controls is not None
+        if self.controls.report is None:  # the pipeline's, not the run's: no reference cycle
+            self.controls.report = functools.partial(_report, self.pipeline)
+
+    def control(self, action: str, cps: float | None = None) -> None:
+        """A reader's control (``"pause"``, ``"resume"``, ``"show_all"``, ``"rate"`` with
+        ``cps`` characters per second), applied at the run's next decision."""
+        self.controls.send(Control(action, cps))
 
     @property
     def metrics(self) -> StreamMetrics:
@@ -98,8 +122,9 @@ class SyncRun(_RunBase[T], Iterator[T]):
         clock: Clock | None = None,
         chunks: bool = False,
         buffer: int = DEFAULT_BUFFER,
+        controls: Mailbox | None = None,
     ) -> None:
-        super().__init__(stage, source, clock=clock, chunks=chunks, buffer=buffer)
+        super().__init__(stage, source, clock=clock, chunks=chunks, buffer=buffer, controls=controls)
         if not isinstance(source, Iterable):
             raise TypeError(f"run: source must be iterable, got {type(source).__name__}")
         self._gen: Generator[T, None, None] = self._drive()
@@ -169,8 +194,13 @@ class SyncRun(_RunBase[T], Iterator[T]):
         )
         checks = PooledChecks(clock.now)  # plain checks only: no event loop to run one in
         driver = Driver(self.pipeline, checks, POLL)
+        mailbox = self.controls
+        mailbox.waker = puller.interrupt
         try:
             while (need := driver.next(now := clock.now())) is not DONE:
+                if mailbox.pending:
+                    yield from self._outputs(_apply(driver, mailbox, clock.now()))
+                    continue
                 if need is READ:
                     until = driver.until
                     try:
@@ -180,23 +210,52 @@ class SyncRun(_RunBase[T], Iterator[T]):
                         raise
                     if kind == _ITEM:
                         out = driver.item(item, clock.now())
+                    elif kind == _END:
+                        out = driver.end(clock.now())
                     else:
-                        out = driver.wake(clock.now()) if kind == _TIMEOUT else driver.end(clock.now())
+                        out = driver.wake(clock.now())
                 elif need is SLEEP:
                     clock.sleep_until(driver.until)  # type: ignore[arg-type]
                     out = driver.wake(clock.now())
+                elif need is WAIT:
+                    puller.wait_control()
+                    continue
                 else:
                     out = driver.end(now)
                 yield from self._outputs(out)
         finally:
+            mailbox.waker = None
             puller.close()
             checks.close()
             self._unshown = driver.stop(clock.now())
 
 
+def _report(pipeline: Pipeline) -> dict[str, object]:
+    """A run's part of its state: its first pacer's rate, the characters sent so far."""
+    pacers = [s for s in pipeline.stages if isinstance(s, Pacer)]
+    return {"cps": pacers[0].rate if pacers else None, "shown_chars": pipeline.metrics.chars_out}
+
+
+def _apply(driver: Driver, mailbox: Mailbox, now: float) -> list[Chunk]:
+    """The controls waiting in ``mailbox``, applied in order: what they release."""
+    out: list[Chunk] = []
+    for control in mailbox.take():
+        out.extend(driver.control(control, now))
+    return out
+
+
 class _DirectPuller:
     def __init__(self, source: Iterable[Any]) -> None:
         self._it = iter(source)
+        self._control = threading.Event()  # a control came (from another thread)
+
+    def interrupt(self) -> None:
+        self._control.set()
+
+    def wait_control(self) -> None:
+        """Paused after the source ended: wait for a control (from another thread)."""
+        self._control.wait()
+        self._control.clear()
 
     def get(self, timeout: float | None) -> tuple[int, Any]:
         try:
@@ -242,6 +301,15 @@ class _ThreadPuller:
             if close is not None:
                 close()
 
+    def interrupt(self) -> None:
+        """A control came: the consumer's wait ends (a full queue ends it anyway)."""
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait((_WAKE, None))
+
+    def wait_control(self) -> None:
+        """Paused after the source ended (the reader thread is done): wait for a control."""
+        self._queue.get()
+
     def get(self, timeout: float | None) -> tuple[int, Any]:
         try:
             kind, item = self._queue.get(timeout=timeout)
@@ -273,8 +341,9 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
         clock: Clock | None = None,
         chunks: bool = False,
         buffer: int = DEFAULT_BUFFER,
+        controls: Mailbox | None = None,
     ) -> None:
-        super().__init__(stage, source, clock=clock, chunks=chunks, buffer=buffer)
+        super().__init__(stage, source, clock=clock, chunks=chunks, buffer=buffer, controls=controls)
         if not isinstance(source, (AsyncIterable, Iterable)):
             raise TypeError(f"arun: source must be an (async) iterable, got {type(source).__name__}")
         self._agen: Any = None
@@ -321,12 +390,24 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
     def _pull(self, source: Any) -> Any:
         """How this run reads its source: ``await pull(timeout)`` -> ``(kind, item)``."""
         if self._threaded() and isinstance(source, AsyncIterable) and on_asyncio():
-            puller = self._puller = _AsyncioPuller(source, self._buffer)
+            puller = self._puller = _AsyncioPuller(source, self._buffer, self._interruptible)
             return puller.get
         if self._threaded():
             reader = self._reader = _Reader(source, self._buffer)
             return reader.get
         return _direct_async_puller(source)
+
+    def _interrupt(self, waiter: Waiter) -> Callable[[], None]:
+        """What a control calls: the wait for the source (or for a control) ends."""
+
+        def interrupt() -> None:
+            waiter.set()
+            if self._puller is not None:
+                self._puller.interrupt()
+            elif self._reader is not None:
+                self._reader.interrupt()
+
+        return interrupt
 
     def _drive(self) -> AsyncIterator[T]:
         p = self.pipeline
@@ -366,9 +447,16 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
         source = self._source
         checks = PooledChecks(clock.now, anyio.lowlevel.current_token())
         driver = Driver(self.pipeline, checks, POLL)
+        mailbox = self.controls
+        waiter = Waiter()
+        mailbox.waker = self._interrupt(waiter)
         try:
             pull = self._pull(source)
             while (need := driver.next(now := clock.now())) is not DONE:
+                if mailbox.pending:
+                    for value in self._outputs(_apply(driver, mailbox, clock.now())):
+                        yield value
+                    continue
                 if need is READ:
                     until = driver.until
                     try:
@@ -382,13 +470,17 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
                     else:
                         out = driver.wake(clock.now()) if kind == _TIMEOUT else driver.end(clock.now())
                 elif need is SLEEP:
-                    await clock.asleep_until(driver.until)  # type: ignore[arg-type]
+                    await waiter.sleep_until(clock, driver.until)  # type: ignore[arg-type]
                     out = driver.wake(clock.now())
+                elif need is WAIT:
+                    await waiter.wait()
+                    continue
                 else:
                     out = driver.end(now)
                 for value in self._outputs(out):
                     yield value
         finally:
+            mailbox.waker = None
             if self._reader is not None:
                 self._reader.cancel()
             else:
@@ -401,6 +493,35 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
 def _now_of(clock: Clock) -> Callable[[], float]:
     """The clock's ``now``; ``time.monotonic`` itself for the real clock (one call less per item)."""
     return time.monotonic if type(clock) is MonotonicClock else clock.now
+
+
+class Waiter:
+    """What an async run's sleep or pause waits on besides time: a control."""
+
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+
+    def set(self) -> None:
+        self.event.set()
+
+    async def wait(self) -> None:
+        await self.event.wait()
+        self.event = anyio.Event()
+
+    async def sleep_until(self, clock: Clock, when: float) -> None:
+        """``clock.asleep_until(when)``, cut short by a control."""
+        if self.event.is_set():
+            self.event = anyio.Event()
+            return
+        if clock.virtual:
+            await clock.asleep_until(when)
+            return
+        with anyio.move_on_after(max(0.0, when - clock.now())):
+            await self.event.wait()
+        if self.event.is_set():
+            self.event = anyio.Event()
 
 
 def _direct_async_puller(source: AsyncIterable[Any] | Iterable[Any]) -> Any:
@@ -438,7 +559,13 @@ class _Reader:
         self._send, self._recv = anyio.create_memory_object_stream[tuple[int, Any]](buffer)
         self._scope = anyio.CancelScope()
         self._source = source
+        self._waiting: anyio.CancelScope | None = None  # the consumer's wait for an item
         spawn_detached(self._work)
+
+    def interrupt(self) -> None:
+        """A control came: the consumer's wait for an item ends."""
+        if self._waiting is not None:
+            self._waiting.cancel()
 
     async def _work(self) -> None:
         with self._scope:
@@ -464,15 +591,14 @@ class _Reader:
                         _log.exception("pacer: closing the source failed")
 
     async def get(self, timeout: float | None) -> tuple[int, Any]:
-        if timeout is None:
+        timed_out = True
+        with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
+            self._waiting = scope
             message = await self._recv.receive()
-        else:
-            timed_out = True
-            with anyio.move_on_after(timeout):
-                message = await self._recv.receive()
-                timed_out = False
-            if timed_out:
-                return _TIMEOUT, None
+            timed_out = False
+        self._waiting = None
+        if timed_out:
+            return _TIMEOUT, None
         kind, item = message
         if kind == _ERROR:
             raise item
@@ -496,7 +622,7 @@ class _AsyncioPuller:
     streams.
     """
 
-    def __init__(self, source: AsyncIterable[Any], buffer: int) -> None:
+    def __init__(self, source: AsyncIterable[Any], buffer: int, interruptible: bool = False) -> None:
         self._loop = asyncio.get_running_loop()
         self._source = source
         self._ait = source.__aiter__()
@@ -505,6 +631,13 @@ class _AsyncioPuller:
         self._items: deque[tuple[int, Any]] = deque()  # read ahead by the reader, in order
         self._waiter: asyncio.Future[None] | None = None  # the consumer, waiting for an item
         self._space: asyncio.Future[None] | None = None  # the reader, waiting for room
+        if interruptible:  # controls may come: never wait in the source itself, where none reaches
+            self._reader = self._loop.create_task(self._read())
+
+    def interrupt(self) -> None:
+        """A control came: the consumer's wait for an item ends."""
+        if self._waiter is not None:
+            wake(self._waiter)
 
     async def get(self, timeout: float | None) -> tuple[int, Any]:
         if self._reader is None:
@@ -584,13 +717,15 @@ def run(
     clock: Clock | None = None,
     chunks: bool = False,
     buffer: int = DEFAULT_BUFFER,
+    controls: Mailbox | None = None,
 ) -> SyncRun[Any]:
     """Run ``stage`` over a sync iterable; yields ``str`` (or ``Chunk`` with ``chunks=True``).
 
     ``buffer`` is how many source items may wait for a slow consumer (time-driven
-    pipelines only; others pull one item per output request).
+    pipelines only; others pull one item per output request). ``controls``: a ``Mailbox``
+    another thread sends the reader's controls to (or call the run's ``control``).
     """
-    return SyncRun(stage, source, clock=clock, chunks=chunks, buffer=buffer)
+    return SyncRun(stage, source, clock=clock, chunks=chunks, buffer=buffer, controls=controls)
 
 
 def arun(
@@ -600,9 +735,11 @@ def arun(
     clock: Clock | None = None,
     chunks: bool = False,
     buffer: int = DEFAULT_BUFFER,
+    controls: Mailbox | None = None,
 ) -> AsyncRun[Any]:
-    """Run ``stage`` over an async (or sync) iterable; an async iterator of the output."""
-    return AsyncRun(stage, source, clock=clock, chunks=chunks, buffer=buffer)
+    """Run ``stage`` over an async (or sync) iterable; an async iterator of the output.
+    ``controls``: a ``Mailbox`` the reader's controls come through (module docstring)."""
+    return AsyncRun(stage, source, clock=clock, chunks=chunks, buffer=buffer, controls=controls)
 
 
 def _over(stage: Stage, source: Any, options: dict[str, Any]) -> Any:

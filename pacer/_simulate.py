@@ -3,7 +3,9 @@
 A trace is a sequence of ``(time, item)`` pairs in non-decreasing time. Timers fire
 exactly at their deadlines, between arrivals, as they would on a real clock with
 no scheduling noise. The result is the timeline that tests, notebooks and
-benchmarks look at.
+benchmarks look at. A reader's controls (``pacer._control``: pause, resume, show all,
+rate) may be given as ``(time, control)`` pairs too: each is applied at its time,
+after the deadlines due then and before an item that arrives then.
 
 Cost: the pipeline's own cost, plus O(1) per emitted chunk.
 """
@@ -13,12 +15,14 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._control import Control, ControlError
 from ._core import Chunk
-from ._driver import END, SLEEP, Driver, as_pipeline
+from ._driver import END, SLEEP, WAIT, Driver, as_pipeline
 from ._metrics import StreamMetrics, percentile
 from .guard import call_check
 
@@ -73,13 +77,22 @@ class Timeline:
         return math.sqrt(var) / mean if mean else 0.0
 
 
-def simulate(trace: Iterable[tuple[float, Any]], stage: object, *, check_latency: object = None) -> Timeline:
+def simulate(
+    trace: Iterable[tuple[float, Any]],
+    stage: object,
+    *,
+    check_latency: object = None,
+    controls: Iterable[tuple[float, Any]] = (),
+) -> Timeline:
     """Feed ``trace`` through ``stage`` on virtual time; return the ``Timeline``.
 
     The ``Stage`` (or ``Pipeline``) must be fresh: a run leaves it finished. With
     ``check_latency`` (seconds, or a function of a ``CheckRequest`` giving them), the
     checks of a ``Guard`` in it answer that long after each unit is complete, several
     in flight at once, as a live driver runs them; without it a ``Guard`` checks inline.
+    ``controls``: ``(time, control)`` pairs in non-decreasing time, each control a
+    ``Control``, an action name or a JSON object (``{"action": "rate", "cps": 80}``); a
+    stream still paused after the last of them ends there, the rest unshown.
     """
     p = as_pipeline(stage, "simulate")
     checks: _VirtualChecks | None = None
@@ -90,12 +103,67 @@ def simulate(trace: Iterable[tuple[float, Any]], stage: object, *, check_latency
             )
         checks = _VirtualChecks(check_latency)
     driver = Driver(p, checks)
-    arrivals, emissions = _replay(trace, driver, checks)
+    arrivals, emissions = _replay(trace, driver, checks, _controls(controls))
     return Timeline(arrivals, emissions, p.metrics)
 
 
+def _timed(entry: Any, position: int, last: float, what: str, value: str) -> tuple[float, Any]:
+    """A ``(time, value)`` pair of a timeline, checked: its time a number no earlier than ``last``."""
+    try:
+        t, given = entry
+        t = float(t)
+    except (TypeError, ValueError):
+        raise TypeError(f"simulate: {what} {position} must be (time, {value}), got {entry!r}") from None
+    if t < last:
+        raise ValueError(f"simulate: {what} {position} goes back in time ({t} < {last})")
+    return t, given
+
+
+def _controls(controls: Iterable[tuple[float, Any]]) -> deque[tuple[float, Control]]:
+    """The timed controls, checked: each a ``Control`` at a time no earlier than the one before."""
+    out: deque[tuple[float, Control]] = deque()
+    last = -math.inf
+    for position, entry in enumerate(controls):
+        t, given = _timed(entry, position, last, "control", "control")
+        try:
+            control = (
+                given
+                if isinstance(given, Control)
+                else Control.parse({"action": given} if isinstance(given, str) else given)
+            )
+        except ControlError as exc:
+            raise ValueError(f"simulate: control {position}: {exc}") from None
+        out.append((t, control))
+        last = t
+    return out
+
+
+def _until(
+    driver: Driver, checks: _VirtualChecks | None, controls: deque[tuple[float, Control]], t: float
+) -> list[Chunk]:
+    """Everything due up to time ``t`` (deadlines, answers and controls, in time order; a
+    deadline or answer first on a tie)."""
+    out: list[Chunk] = []
+    p = driver.pipeline
+    last = -math.inf  # time never goes back: a deadline a control left behind fires at once
+    while True:
+        due = p.deadline if checks is None else checks.due(p.deadline)
+        at = controls[0][0] if controls else math.inf
+        if due is not None and due <= t and due <= at:
+            due = due if due > last else last
+            out.extend(driver.wake(due) if checks is None else checks.fire(driver, due))
+        elif at <= t:
+            last = at
+            out.extend(driver.control(controls.popleft()[1], at))
+        else:
+            return out
+
+
 def _replay(
-    trace: Iterable[tuple[float, Any]], driver: Driver, checks: _VirtualChecks | None
+    trace: Iterable[tuple[float, Any]],
+    driver: Driver,
+    checks: _VirtualChecks | None,
+    controls: deque[tuple[float, Control]],
 ) -> tuple[list[tuple[float, Any]], list[Chunk]]:
     """The virtual-time loop around ``driver``: deadlines (and answers, first on a tie)
     fire exactly when due, before an item that arrives at the same time."""
@@ -105,14 +173,12 @@ def _replay(
     p = driver.pipeline
     entries: Iterable[Any] = trace  # checked here, not by a compiled build's unboxing
     for position, entry in enumerate(entries):
-        try:
-            t, item = entry
-            t = float(t)
-        except (TypeError, ValueError):
-            raise TypeError(f"simulate: trace entry {position} must be (time, item), got {entry!r}") from None
-        if t < last:
-            raise ValueError(f"simulate: trace entry {position} goes back in time ({t} < {last})")
-        if checks is None:
+        t, item = _timed(entry, position, last, "trace entry", "item")
+        if controls:
+            emissions.extend(_until(driver, checks, controls, t))
+            if checks is not None and driver.next(t) is END:
+                break
+        elif checks is None:
             while (d := p.deadline) is not None and d <= t:
                 emissions.extend(driver.wake(d))
         else:
@@ -127,12 +193,33 @@ def _replay(
         last = t
     now = 0.0 if last == -math.inf else last
     emissions.extend(driver.end(now))
+    if controls:
+        emissions.extend(_finish_controlled(driver, checks, controls, now))
     while driver.next(now) is SLEEP:
         if checks is None:
             emissions.extend(driver.wake(driver.until))  # type: ignore[arg-type]
         else:
             emissions.extend(checks.fire(driver, checks.due(driver.until)))  # type: ignore[arg-type]
     return arrivals, emissions
+
+
+def _finish_controlled(
+    driver: Driver, checks: _VirtualChecks | None, controls: deque[tuple[float, Control]], now: float
+) -> list[Chunk]:
+    """After the source: sleeps, waits for controls, and the controls, until the last control."""
+    out: list[Chunk] = []
+    while controls:
+        need = driver.next(now)
+        if need is SLEEP:
+            until = driver.until
+            assert until is not None  # SLEEP says until when
+            now = min(until, controls[0][0])
+        elif need is WAIT:
+            now = max(now, controls[0][0])
+        else:
+            break
+        out.extend(_until(driver, checks, controls, now))
+    return out
 
 
 class _VirtualChecks:

@@ -64,10 +64,14 @@ class Units:
     def __init__(self, whole: bool = True, runs: bool = False) -> None:
         self.whole = whole
         self.runs = runs
+        self.choice: object = None  # what the pacer was given as its unit (a name, pattern or function)
 
     def ready(self, chunk: Chunk, now: float) -> list[tuple[Chunk, float]]:
         """The text ``chunk`` makes ready to queue."""
         return [(chunk, now)]
+
+    def restart(self, now: float) -> None:
+        """After a pause: text held back counts its wait from ``now``, not from when it came."""
 
     def due(self) -> float | None:
         """When text held back (not yet a unit) must be let go, if any is."""
@@ -125,6 +129,9 @@ class Sentences(Units):
 
     def due(self) -> float | None:
         return self.entries[0][1] + self.hold if self.given < self.taken else None
+
+    def restart(self, now: float) -> None:
+        self.entries = deque((offset, entered if entered > now else now) for offset, entered in self.entries)
 
     def poll(self, now: float) -> list[tuple[Chunk, float]]:
         due = self.due()

@@ -6,13 +6,14 @@ stream's end (``data: [DONE]`` or an ``event: error``) reconnects to ``GET
 /v1/streams/{id}`` with the ``Last-Event-ID`` it reached, so the events it yields are
 exactly the stream's, each once. It asks for a resumable stream (``X-Pacer-Resumable:
 1``) and keeps the stream's token (``X-Pacer-Stream-Token``, ``token``), which it sends
-back to resume and to cancel. A body the server ends cleanly ends the stream too::
+back to resume, cancel and control. A body the server ends cleanly ends the stream too::
 
     async with httpx.AsyncClient() as http:
         stream = ResumableStream(http, "http://localhost:8100/v1/chat/completions", json=body)
         async for event in stream:
             ...
         # elsewhere, a "stop" button: await stream.cancel() -> {"text": ..., ...}
+        # a "pause" button: await stream.control("pause") -> {"paused": True, ...}
 
 ``stream.transcript`` (a ``pacer.formats.Transcript`` in the format of the URL's API) is
 the text this client received, lane by lane. **Stop and refine**: after a stop,
@@ -42,6 +43,7 @@ import anyio
 import httpx
 
 from ._args import seconds, whole
+from ._control import Control
 from ._refine import Shown, api_of, follow_up, shown_text
 from .formats import Transcript
 from .resumable import RESUMABLE_HEADER, STREAM_ID_HEADER, STREAM_TOKEN_HEADER
@@ -186,3 +188,22 @@ class ResumableStream:
         return follow_up(
             self.url, self.json, self.transcript if shown is None else shown, correction, choice=choice, at=at
         )
+
+    async def control(self, action: str, cps: float | None = None) -> dict[str, Any]:
+        """A reader's control on the running stream, wherever it is produced: ``"pause"``,
+        ``"resume"``, ``"show_all"``, ``"rate"`` (with ``cps``, characters per second) or
+        ``"stop"`` (``cancel``'s answer); applied at its pacer's next decision. Returns the
+        stream's state (``{"id", "live", "paused", "show_all", "cps", "shown_chars"}``).
+        A bad control is a ``pacer._control.ControlError`` (a ``ValueError``) before any request."""
+        if self.stream_id is None:
+            raise StreamEnded("the stream has no id yet: nothing to control")
+        body = {"action": "stop"} if action == "stop" and cps is None else Control(action, cps).as_json()
+        response = await self.http.post(
+            streams_url(self.url, self.stream_id) + "/control", json=body, headers=self._owner_headers()
+        )
+        if response.status_code != 200:
+            raise StreamEnded(
+                f"control of stream {self.stream_id} answered {response.status_code}: {response.text}"
+            )
+        answer: dict[str, Any] = json.loads(response.content)
+        return answer

@@ -40,6 +40,7 @@ __all__ = [
     "HEADER_TIMEOUT",
     "HEARTBEAT",
     "MAX_LINE",
+    "MAX_PAUSE",
     "ORPHAN_TIMEOUT",
     "RESUME",
     "RETENTION",
@@ -71,6 +72,8 @@ SEND_TIMEOUT: Final = 30.0
 MAX_LINE: Final = 1 << 20
 #: Seconds a resumable stream goes on generating with no client reading it.
 ORPHAN_TIMEOUT: Final = 10.0
+#: Seconds a reader may keep a stream paused before its generation stops.
+MAX_PAUSE: Final = 300.0
 #: Seconds a stream log keeps a stream's events after its last one.
 RETENTION: Final = 600.0
 #: Seconds a client connection has to send a complete request head.
@@ -248,6 +251,15 @@ def _as_tuple(config: Any, name: str, parse: Callable[[str], tuple[str, ...]]) -
     given = getattr(config, name)
     if given is not None and not isinstance(given, tuple):
         object.__setattr__(config, name, parse(given) if isinstance(given, str) else tuple(given))
+
+
+def _header_name(value: Any, where: str) -> str | None:
+    """A header name: letters, digits and dashes."""
+    if not isinstance(value, str):
+        raise TypeError(f"{where} must be a header name (str), got {type(value).__name__}")
+    if not value or not all(c.isascii() and (c.isalnum() or c == "-") for c in value):
+        return "must be a header name (letters, digits, -)"
+    return None
 
 
 def _check_fields(config: Any) -> None:
@@ -547,6 +559,35 @@ class ProxyConfig:
             "seconds a paced stream keeps generating with no client reading it, for one to resume "
             "(0: stop when the last reader leaves)",
             check=_above(0, suffix=" seconds"),
+        ),
+    )
+    max_pause: float = field(
+        default=MAX_PAUSE,
+        metadata=about(
+            "seconds a reader may keep a paused stream paused (POST /v1/streams/{id}/control); then its "
+            "generation stops, as an orphaned stream's does",
+            check=_above(0, strict=True, suffix=" seconds"),
+        ),
+    )
+    remember_pace: float | None = field(
+        default=None,
+        metadata=about(
+            "remember the last rate each user set (POST /v1/streams/{id}/control) for this many seconds, "
+            "in the stream log's store, and start their next streams at it unless the request sends "
+            "X-Pacer-Rate (a user: user-header's value, or else a keyed hash of their credential)",
+            check=_above(0, strict=True, suffix=" seconds"),
+            none="off",
+            kind=float,
+        ),
+    )
+    user_header: str | None = field(
+        default=None,
+        metadata=about(
+            "the request header that names the user, set by a gateway you trust, for remember-pace "
+            "(default: the user is their Authorization or x-api-key credential)",
+            check=_header_name,
+            kind=str,
+            metavar="HEADER",
         ),
     )
     retention: float = field(

@@ -78,6 +78,7 @@ from starlette.routing import Route
 from ._checks import CheckPool
 from ._clients import StreamsPerClient
 from ._continue import Continuing
+from ._control import Mailbox
 from ._core import Stage
 from ._cors import Cors
 from ._drain import STATE_KEY as DRAIN_STATE
@@ -85,6 +86,7 @@ from ._drain import Drain
 from ._events import paced_event_frames
 from ._metrics import StreamMetrics
 from ._outcome import Outcome
+from ._paces import Paces
 from ._writer import client_left
 from .adapters import UpstreamError
 from .clock import Clock
@@ -431,6 +433,7 @@ class _Proxy:
         fmt = api()
         continuing = self.continuing(fmt, body, headers, url[len(self.base) :])
         end = _StreamEnd(request, body, lanes, continuing)
+        controls = Mailbox() if self.streams is not None else None  # the reader's, from any instance
         frames = paced_event_frames(
             _timed(response.aiter_bytes(), self.timeouts),
             fmt,
@@ -439,6 +442,7 @@ class _Proxy:
             max_line=options["max_line"],
             pipelines=lanes,
             continuing=continuing,
+            controls=controls,
         )
         paced = EventStreamResponse(
             _closing(response, frames),
@@ -452,6 +456,7 @@ class _Proxy:
             stream_format=api.transcript,
             resume=options["resume"],
             drain=options["drain"],
+            controls=controls,
         )
         end.response = paced  # its stream id, once started
         return paced
@@ -515,12 +520,13 @@ class _Proxy:
         raise UpstreamError(f"the continuation request got HTTP {status}: {text}", type=kind)
 
     def stream_routes(self) -> list[Route]:
-        """``GET /v1/streams/{id}`` and ``POST /v1/streams/{id}/cancel`` (``pacer.streamroutes``),
-        or, with resumable streams off, the same paths answering 404."""
+        """``GET /v1/streams/{id}``, ``POST /v1/streams/{id}/cancel`` and ``/control``
+        (``pacer.streamroutes``), or, with resumable streams off, the same paths answering 404."""
         if self.streams is None:
             return [
                 Route("/v1/streams/{stream_id}", self.no_streams, methods=["GET"]),
                 Route("/v1/streams/{stream_id}/cancel", self.no_streams, methods=["POST"]),
+                Route("/v1/streams/{stream_id}/control", self.no_streams, methods=["POST"]),
             ]
         options = self.stream_options
         metrics = self.metrics
@@ -742,13 +748,20 @@ def create_proxy(
 def _resumable_streams(
     config: ProxyConfig, metrics: PacerMetrics | None, drain: Drain
 ) -> ResumableStreams | None:
-    """The stream log the proxy produces into, unless ``resume`` is ``"never"``; its logs
-    end clearly for their readers elsewhere when the shutdown grace is over (``drain``)."""
+    """The proxy's resumable streams, on the log ``config`` names (none when ``resume`` is
+    ``"never"``), with the reader's pause limit and remembered paces; their logs end
+    clearly for their readers elsewhere when the shutdown grace is over (``drain``)."""
     if config.resume == "never":
         return None
     log = stream_log(config.redis, config.retention)
-    failed = metrics.producer_failed if metrics is not None else None
-    streams = ResumableStreams(log, orphan_timeout=config.orphan_timeout, on_failure=failed)
+    paces = None if config.remember_pace is None else Paces(log, config.remember_pace, config.user_header)
+    streams = ResumableStreams(
+        log,
+        orphan_timeout=config.orphan_timeout,
+        on_failure=metrics.producer_failed if metrics is not None else None,
+        max_pause=config.max_pause,
+        paces=paces,
+    )
     drain.at_expiry(streams.shut_down)
     return streams
 

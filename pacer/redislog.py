@@ -23,6 +23,10 @@ last write, and ``XADD ... MAXLEN ~ max_events`` bounds the entries.
   and readers elsewhere find no stream (``StreamLost``). Nothing is ever written into
   a Redis that lost the stream, so no reader sees a stream that starts mid-way.
 - **Cancel reaches the producer wherever it runs**, over the channel ``{prefix}cancel``.
+- **So does a reader's control**, over the channel ``{prefix}control:{id}`` of its
+  stream (each process listens to them all with one pattern subscription); the
+  producer's process answers the stream's state on ``{prefix}reply:{process}``, the
+  channel of the process that asked (``pacer._controlchannel``).
 - **Readers elsewhere keep a stream alive**: each refreshes ``{prefix}{id}:r`` while it
   reads, which is what ``read_elsewhere`` (the orphan check) looks at.
 
@@ -45,8 +49,10 @@ import anyio
 import anyio.abc
 
 from ._args import seconds, whole
+from ._controlchannel import ControlChannel
 from .config import RETENTION, without_credentials
 from .streamlog import (
+    CONTROL_TIMEOUT,
     Entry,
     MemoryLog,
     StreamExists,
@@ -125,7 +131,6 @@ class RedisLog(StreamLog):
         self.prefix = prefix
         self.liveness = seconds(liveness, "RedisLog: liveness")
         self.max_connections = whole(max_connections, "RedisLog: max_connections")
-        self.owner = secrets.token_hex(8)
         # The streams this process produces, for its own readers (dropped a minute after their end).
         self.local = MemoryLog(retention=min(retention, 60.0), max_events=max_events)
         self._redis: Any = None
@@ -133,6 +138,10 @@ class RedisLog(StreamLog):
         # Local streams whose Redis stream exists ("open"), or whose Redis copy failed ("failed").
         self._state: dict[str, str] = {}
         self._stack: contextlib.AsyncExitStack | None = None
+        # Controls to and from other processes; it names this process (``owner``).
+        self._controls = ControlChannel(
+            prefix, secrets.token_hex(8), self.local.__contains__, self.control_here
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -170,6 +179,7 @@ class RedisLog(StreamLog):
         tasks.start_soon(self._beat_forever)
         tasks.start_soon(self._listen_for_cancels)
         self._stack = stack
+        await self._controls.start(self._redis, tasks)
         await self._beat()
 
     async def aclose(self) -> None:
@@ -182,6 +192,11 @@ class RedisLog(StreamLog):
                 await self._flush()
                 await self._redis.delete(self._owner_key(self.owner))
             await self._redis.aclose()
+
+    @property
+    def owner(self) -> str:
+        """This process's name among those sharing the Redis (its liveness key, its reply channel)."""
+        return self._controls.owner
 
     @property
     def shown_url(self) -> str:
@@ -379,6 +394,20 @@ class RedisLog(StreamLog):
                 self.on_cancel(stream_id)
             return
         await self._call("publish", self._key("cancel"), stream_id)
+
+    async def request_control(
+        self, stream_id: str, control: Mapping[str, object], timeout: float = CONTROL_TIMEOUT
+    ) -> dict[str, object] | None:
+        if stream_id in self.local:
+            return self.control_here(stream_id, control)
+        return await self._controls.ask(stream_id, control, timeout)
+
+    async def put_value(self, key: str, value: str, ttl: float) -> None:
+        await self._call("set", self._key("value:" + key), value.encode(), px=max(1, math.ceil(ttl * 1000)))
+
+    async def get_value(self, key: str) -> str | None:
+        value = await self._call("get", self._key("value:" + key))
+        return None if value is None else bytes(value).decode("utf-8", "replace")
 
     async def reading(self, stream_id: str) -> None:
         if stream_id not in self.local:

@@ -20,6 +20,11 @@ sharing the store) and get exactly the frames after that id, then the live rest.
   it runs, appends the events that end the stream the API's own way
   (``pacer.formats``), and answers the text of every frame written up to the cut:
   what every reader of the stream receives, no more and no less.
+- **The reader in control.** ``control(id, control)`` hands a reader's control (pause,
+  resume, show all, rate: ``pacer._control``) to the stream's producer wherever it runs
+  (the log's control channel), which applies it at its pacer's next decision, and
+  answers the stream's state. A paused stream keeps generating (its text waits in the
+  pacer) for at most ``max_pause`` seconds; then it stops as an orphaned one does.
 - **No hang, no gap.** When the process shuts down (``shut_down``, or leaving the
   object) each stream it produces ends in the log with an ``event: error``
   (``server_shutdown``), which every reader gets at once; a reader whose producer died
@@ -62,10 +67,12 @@ import anyio.abc
 
 from ._aio import aclose_source
 from ._args import seconds
+from ._control import Action, Control, Mailbox
 from ._drain import ServerShutdown
 from ._errors import error_event, error_frame
 from ._outcome import Outcome
-from .config import ORPHAN_TIMEOUT
+from ._paces import Paces
+from .config import MAX_PAUSE, ORPHAN_TIMEOUT
 from .formats import FORMAT_NAMES, Transcript
 from .streamlog import (
     Entry,
@@ -79,6 +86,7 @@ from .streamlog import (
 )
 
 __all__ = [
+    "RATE_HEADER",
     "RESUMABLE_HEADER",
     "STREAM_ID_HEADER",
     "STREAM_TOKEN_HEADER",
@@ -96,6 +104,9 @@ STREAM_ID_HEADER = "X-Pacer-Stream-Id"
 #: The response header that gives a stream's creator its capability token, and the request
 #: header that presents it back (to resume or cancel the stream).
 STREAM_TOKEN_HEADER = "X-Pacer-Stream-Token"
+#: The request header that sets a stream's starting rate (characters per second), over a
+#: remembered one.
+RATE_HEADER = "X-Pacer-Rate"
 #: The request header that asks for a resumable stream (value ``1``).
 RESUMABLE_HEADER = "X-Pacer-Resumable"
 _ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -169,9 +180,17 @@ class Owner:
 class _Producer:
     """A stream produced in this process: its cancel scope, and who reads it here."""
 
-    __slots__ = ("orphan_timeout", "readers", "scope", "stop_reason", "unread_since")
+    __slots__ = (
+        "controls",
+        "orphan_timeout",
+        "paused_since",
+        "readers",
+        "scope",
+        "stop_reason",
+        "unread_since",
+    )
 
-    def __init__(self, now: float, orphan_timeout: float) -> None:
+    def __init__(self, now: float, orphan_timeout: float, controls: Mailbox | None = None) -> None:
         self.scope = anyio.CancelScope()
         self.stop_reason: Outcome | None = None  # CANCELLED or ORPHANED, once asked to stop
         self.readers = 0
@@ -179,6 +198,8 @@ class _Producer:
         # left, ``read`` restarts the clock from then (a timeout of 0 stops it at once).
         self.unread_since = now + _START_GRACE
         self.orphan_timeout = orphan_timeout
+        self.controls = controls  # where the reader's controls reach its run (None: not controllable)
+        self.paused_since: float | None = None  # when a reader paused it, while paused
 
     def stop(self, reason: Outcome) -> None:
         if self.stop_reason is None:
@@ -193,7 +214,10 @@ class ResumableStreams:
     10; 0 stops it as soon as its last reader leaves). ``poll``: seconds a reader of another
     process's stream waits on the log before it checks the producer is alive (default 1).
     ``on_failure`` is called with each exception a producer's frames raised (the stream
-    then ends with an ``event: error``): the proxy counts them in its metrics. Enter it
+    then ends with an ``event: error``): the proxy counts them in its metrics.
+    ``max_pause``: seconds a stream may stay paused by its reader before it stops as an
+    orphaned one does (default 300). ``paces``: where each user's last rate is remembered
+    and applied to their next streams (``pacer._paces.Paces``; ``None``: no memory). Enter it
     (``async with``) before starting streams: the producers run in its tasks, and leaving
     it stops them.
     """
@@ -205,8 +229,12 @@ class ResumableStreams:
         orphan_timeout: float = ORPHAN_TIMEOUT,
         poll: float = 1.0,
         on_failure: Callable[[Exception], object] | None = None,
+        max_pause: float = MAX_PAUSE,
+        paces: Paces | None = None,
     ) -> None:
         self.log: StreamLog = log if log is not None else MemoryLog()
+        self.max_pause = seconds(max_pause, "ResumableStreams: max_pause")
+        self.paces = paces
         self.on_failure = on_failure  # told of each producer's failure (metrics count them)
         self.orphan_timeout = seconds(orphan_timeout, "ResumableStreams: orphan_timeout", zero=True)
         self.poll = seconds(poll, "ResumableStreams: poll")
@@ -219,6 +247,7 @@ class ResumableStreams:
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
+            self.log.on_control = self._control_here
             await self.log.start(on_cancel=self._cancel_here)
             stack.push_async_callback(self.log.aclose)
             self._tasks = await stack.enter_async_context(anyio.create_task_group())
@@ -254,13 +283,20 @@ class ResumableStreams:
         stream_id: str | None = None,
         owner: Owner | None = None,
         orphan_timeout: float | None = None,
+        controls: Mailbox | None = None,
+        reader: str | None = None,
+        cps: float | None = None,
     ) -> str:
         """Produce ``frames`` (SSE frames in the format ``fmt`` names, see
         ``pacer.formats``) into a new stream's log, from a task of this object;
         returns the stream's id (``stream_id``, or a new random one). With ``owner``
         only it may read and cancel the stream (``admits``); without, whoever holds the
         id may. ``orphan_timeout`` (seconds) is this stream's, instead of the object's
-        (0: its generation stops as soon as its last reader leaves)."""
+        (0: its generation stops as soon as its last reader leaves). ``controls``: the
+        ``Mailbox`` of the run that makes ``frames`` (``AsyncRun(controls=)``), where the
+        reader's controls go (``control``); without, the stream takes none. ``cps``: the
+        stream's starting rate; without, the rate its ``reader`` (``reader_of``) set last,
+        where ``paces`` remembers one."""
         if self._tasks is None:
             raise RuntimeError("ResumableStreams: enter it (async with) before starting streams")
         if fmt not in FORMAT_NAMES:
@@ -279,7 +315,12 @@ class ResumableStreams:
             orphan_timeout = seconds(orphan_timeout, "ResumableStreams.start: orphan_timeout", zero=True)
         meta = {"format": fmt} | (owner.meta() if owner is not None else {})
         await self.log.create(stream_id, meta)
-        producer = self.producers[stream_id] = _Producer(anyio.current_time(), orphan_timeout)
+        if controls is not None:
+            if cps is None and self.paces is not None:
+                cps = await self.paces.recall(reader)
+            if cps is not None:
+                controls.send(Control(Action.RATE, cps))  # before the first decision
+        producer = self.producers[stream_id] = _Producer(anyio.current_time(), orphan_timeout, controls)
         self._tasks.start_soon(self._produce, stream_id, frames, fmt, producer)
         return stream_id
 
@@ -311,7 +352,7 @@ class ResumableStreams:
             with anyio.CancelScope(shield=True):
                 if producer.stop_reason is not None:
                     outcome = producer.stop_reason
-                    ending = await self._ending(stream_id, fmt, number, outcome, producer.orphan_timeout)
+                    ending = await self._ending(stream_id, fmt, number, outcome, producer)
                     entries = [numbered(number + i + 1, f) for i, f in enumerate(ending)]
                     number += len(entries)
                     await append(stream_id, entries)
@@ -322,11 +363,14 @@ class ResumableStreams:
             self.producers.pop(stream_id, None)
 
     async def _ending(
-        self, stream_id: str, fmt: str, last: int, reason: Outcome, orphan_timeout: float
+        self, stream_id: str, fmt: str, last: int, reason: Outcome, producer: _Producer
     ) -> list[bytes]:
         """The frames that end a stream stopped after frame ``last``."""
         if reason is Outcome.ORPHANED:
-            message = f"no client read this stream for {orphan_timeout} s; generation stopped"
+            if producer.paused_since is not None:
+                message = f"this stream was paused for more than {self.max_pause} s; generation stopped"
+            else:
+                message = f"no client read this stream for {producer.orphan_timeout} s; generation stopped"
             return [error_event(message, "orphaned")]
         if reason is Outcome.SHUTDOWN:
             message = "the server producing this stream shut down before the stream ended"
@@ -364,6 +408,15 @@ class ResumableStreams:
             now = anyio.current_time()
             wake = now + max(self.poll, 0.05)
             for stream_id, producer in list(self.producers.items()):
+                if producer.paused_since is not None and producer.stop_reason is None:
+                    due = producer.paused_since + self.max_pause
+                    if now >= due:
+                        log.info(
+                            "pacer: resumable stream %s paused for %s s; stopped", stream_id, self.max_pause
+                        )
+                        producer.stop(Outcome.ORPHANED)
+                        continue
+                    wake = min(wake, due)
                 if producer.readers or producer.stop_reason is not None:
                     continue
                 due = producer.unread_since + producer.orphan_timeout
@@ -462,6 +515,46 @@ class ResumableStreams:
         would get at once (``EventsTrimmed``, ``InvalidEventId``)."""
         if await self.log.read(stream_id, after, 0) is None:
             raise StreamLost(f"no stream {stream_id!r} (unknown, or expired)")
+
+    def _control_here(self, stream_id: str, body: Mapping[str, object]) -> dict[str, object] | None:
+        """A control (JSON) for a stream of this process: handed to its run, and the state
+        it asks for; ``None`` when the stream is not produced here (any more)."""
+        producer = self.producers.get(stream_id)
+        if producer is None:
+            return None
+        mailbox = producer.controls
+        if mailbox is None:
+            return {"live": True, "controllable": False, "paused": False, "show_all": False}
+        mailbox.send(Control.parse(body))
+        if mailbox.flow.paused and producer.paused_since is None:
+            producer.paused_since = anyio.current_time()
+            self._orphans.set()  # the sweep reckons the pause limit from now
+        elif not mailbox.flow.paused:
+            producer.paused_since = None
+        return {"live": True, "controllable": True, **mailbox.state()}
+
+    def reader_of(self, headers: Mapping[str, str]) -> str | None:
+        """Who a request (its lower-case ``headers``) reads as, for a remembered pace; ``None``
+        without ``paces`` or without a user header or credential."""
+        return None if self.paces is None else self.paces.user(headers, credential_of(headers))
+
+    async def control(self, stream_id: str, control: Control, reader: str | None = None) -> dict[str, object]:
+        """Hand ``control`` to the stream's producer, wherever it runs; the stream's state
+        as JSON: ``{"id", "live", "paused", "show_all", "cps", "shown_chars", ...}``
+        (``live`` false: the stream has ended, or its process is gone). Raises
+        ``StreamLost`` for an unknown stream. A rate is remembered as ``reader``'s pace
+        (``reader_of``) where ``paces`` is set."""
+        if await self.log.meta(stream_id) is None:
+            raise StreamLost(f"no stream {stream_id!r} (unknown, or expired)")
+        if control.action is Action.RATE and self.paces is not None and control.cps is not None:
+            await self.paces.remember(reader, control.cps)
+        if stream_id in self.producers:
+            state = self._control_here(stream_id, control.as_json())
+        else:
+            state = await self.log.request_control(stream_id, control.as_json())
+        if state is None:
+            state = {"live": False, "paused": False, "show_all": False}
+        return {"id": stream_id, **state}
 
     async def cancel(self, stream_id: str) -> dict[str, Any]:
         """Stop the stream wherever it is produced; what its readers received, as JSON:

@@ -45,6 +45,7 @@ from starlette.types import Message, Receive, Scope, Send
 from ._aio import aclose_source
 from ._args import one_of
 from ._compress import EventCompressor, negotiate
+from ._control import Action, Control, ControlError, Mailbox
 from ._core import Chunk, Stage
 from ._drain import Drain
 from ._errors import error_body, error_frame, error_object
@@ -67,6 +68,7 @@ from .formats import (
     frame,
 )
 from .resumable import (
+    RATE_HEADER,
     RESUMABLE_HEADER,
     STREAM_ID_HEADER,
     STREAM_TOKEN_HEADER,
@@ -132,12 +134,13 @@ EXPOSED = f"{STREAM_ID_HEADER}, {STREAM_TOKEN_HEADER}"
 class _Resumable:
     """Where a response produces its frames: a resumable stream of ``fmt``, once started ``stream_id``."""
 
-    __slots__ = ("fmt", "stream_id", "streams", "when")
+    __slots__ = ("controls", "fmt", "stream_id", "streams", "when")
 
-    def __init__(self, streams: ResumableStreams, fmt: str, when: str) -> None:
+    def __init__(self, streams: ResumableStreams, fmt: str, when: str, controls: Mailbox | None) -> None:
         self.streams = streams
         self.fmt = fmt
         self.when = when
+        self.controls = controls  # where the reader's controls reach the run making the frames
         self.stream_id: str | None = None
 
     def orphan_timeout(self, headers: Headers) -> float | None:
@@ -145,6 +148,18 @@ class _Resumable:
         ask to be resumable where only those that ask are."""
         asked = headers.get(RESUMABLE_HEADER, "").strip() == "1"
         return None if self.when == "always" or asked else 0.0
+
+
+def _rate_of(headers: Headers) -> float | None:
+    """The starting rate a request sets (``X-Pacer-Rate``, characters per second), if any."""
+    raw = headers.get(RATE_HEADER)
+    if raw is None:
+        return None
+    try:
+        given = float(raw)
+    except ValueError:
+        raise ControlError(f"must be a rate in characters per second, got {raw[:40]!r}") from None
+    return Control(Action.RATE, given).cps
 
 
 class EventStreamResponse(Response):
@@ -181,6 +196,10 @@ class EventStreamResponse(Response):
     ``X-Pacer-Resumable: 1``; any other stops as soon as its client leaves. With
     ``drain`` (``pacer._drain.Drain``), a stream still running when the server's
     shutdown grace is over ends with an ``event: error`` of type ``server_shutdown``.
+    ``X-Pacer-Resumable: 1``; any other stops as soon as its client leaves. ``controls``:
+    the ``Mailbox`` of the run that makes the frames (``AsyncRun(controls=)``,
+    ``paced_event_frames(controls=)``), through which ``POST /v1/streams/{id}/control``
+    reaches it (``pacer.streamroutes``).
     """
 
     media_type = "text/event-stream"
@@ -201,6 +220,7 @@ class EventStreamResponse(Response):
         stream_format: str = "text",
         resume: str = "always",
         drain: Drain | None = None,
+        controls: Mailbox | None = None,
     ) -> None:
         name = type(self).__name__
         if heartbeat is not None and not heartbeat > 0:
@@ -224,7 +244,7 @@ class EventStreamResponse(Response):
         self.outcome = Outcome.RUNNING
         self.drain = drain
         # Where to produce the frames (a resumable stream, and its format), and its id once started.
-        self._resumable = None if streams is None else _Resumable(streams, stream_format, resume)
+        self._resumable = None if streams is None else _Resumable(streams, stream_format, resume, controls)
 
     @property
     def stream_id(self) -> str | None:
@@ -270,17 +290,30 @@ class EventStreamResponse(Response):
 
     async def _begin(self, resumable: _Resumable, scope: Scope, receive: Receive, send: Send) -> bool:
         """Start producing the frames into a resumable stream, and read that instead;
-        ``False`` when the log cannot take it (Redis down), a 503 having been sent."""
+        ``False`` when the log cannot take it (Redis down), a 503 having been sent, or the
+        request's ``X-Pacer-Rate`` is not a rate (a 400). The stream starts at that rate, or
+        else at the one its reader set last (``ResumableStreams.paces``)."""
         frames = self.frames
+        request = Headers(scope=scope)
+        try:
+            cps = _rate_of(request)
+        except ControlError as exc:
+            with anyio.CancelScope(shield=True):
+                await aclose_source(frames)
+            await json_error(400, f"{RATE_HEADER}: {exc}", "invalid_request_error")(scope, receive, send)
+            return False
+        streams = resumable.streams
         try:
             # Frames to produce are bytes only: an Outcome among them is a log reader's.
-            request = Headers(scope=scope)
             owner = Owner(credential_of(request))
-            stream_id = await resumable.streams.start(
+            stream_id = await streams.start(
                 cast(AsyncIterator[bytes], frames),
                 fmt=resumable.fmt,
                 owner=owner,
                 orphan_timeout=resumable.orphan_timeout(request),
+                controls=resumable.controls,
+                reader=streams.reader_of(request),
+                cps=cps,
             )
         except StreamLogError as exc:
             log.warning("pacer: no resumable stream: %s", exc)
@@ -338,6 +371,7 @@ class PacedEventSource(EventStreamResponse):
         self.encoder: Encoder = encoder if encoder is not None else TextEvents()
         self.done = done
         self.clock = clock
+        self.controls = Mailbox()  # the reader's controls, through a resumable stream's routes
         if stream_format is None:
             stream_format = encoder.transcript if isinstance(encoder, ChunkEncoder) else "text"
         super().__init__(
@@ -352,13 +386,17 @@ class PacedEventSource(EventStreamResponse):
             streams=streams,
             stream_format=stream_format,
             resume=resume,
+            controls=self.controls if streams is not None else None,
         )
 
     async def _frames(self) -> AsyncIterator[bytes]:
         source = self.source
         if isinstance(source, (AsyncIterable, Iterable)):  # (else AsyncRun says what is wrong)
             source = _joined_pairs(source)
-        run: AsyncRun[Chunk] = AsyncRun(self.pipeline, source, clock=self.clock, chunks=True)
+        controls = self.controls if self._resumable is not None else None
+        run: AsyncRun[Chunk] = AsyncRun(
+            self.pipeline, source, clock=self.clock, chunks=True, controls=controls
+        )
         self.pipelines.append(run.metrics)
         try:
             async for chunk in run:

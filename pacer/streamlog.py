@@ -26,7 +26,7 @@ import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 import anyio
 
@@ -36,7 +36,9 @@ from ._outcome import Outcome
 from .config import RETENTION
 
 __all__ = [
+    "CONTROL_TIMEOUT",
     "END_OUTCOMES",
+    "ControlHandler",
     "Entry",
     "EventsTrimmed",
     "InvalidEventId",
@@ -48,6 +50,11 @@ __all__ = [
     "StreamLogError",
     "StreamLost",
 ]
+
+#: What a log calls with a reader's control for a stream its process produces: the state.
+ControlHandler = Callable[[str, Mapping[str, object]], "dict[str, object] | None"]
+#: Seconds an asker waits for the producer's answer to a control.
+CONTROL_TIMEOUT: Final = 2.0
 
 #: How a stream can end, as its end mark says.
 END_OUTCOMES = frozenset({Outcome.DONE, Outcome.ERROR, Outcome.CANCELLED, Outcome.ORPHANED, Outcome.SHUTDOWN})
@@ -155,7 +162,9 @@ class StreamLog:
     gap, then one end mark); readers call ``read`` from any id, waiting for more.
     ``request_cancel`` reaches the producer wherever it runs: the store calls the
     ``on_cancel`` callback (given to ``start``) of the log instance whose process
-    produces the stream.
+    produces the stream. ``request_control`` does the same with a reader's control (a
+    JSON object, ``pacer._control``) and ``on_control``, whose answer (the stream's
+    state, or ``None`` for a stream no longer produced) comes back to the asker.
     """
 
     retention: float
@@ -165,6 +174,9 @@ class StreamLog:
     in_process: bool = False
     #: Called with a stream id when some process asked to cancel a stream this instance produces.
     on_cancel: Callable[[str], None] | None = None
+    #: Called with a stream id and a control (JSON) for a stream this instance produces;
+    #: returns the stream's state, or ``None`` when it is not produced here (any more).
+    on_control: ControlHandler | None = None
 
     async def ping(self) -> None:
         """Raise ``StreamLogError`` unless the log's store answers (memory always does)."""
@@ -200,6 +212,27 @@ class StreamLog:
 
     async def request_cancel(self, stream_id: str) -> None:
         """Ask the stream's producer, wherever it runs, to stop (``on_cancel``)."""
+        raise NotImplementedError
+
+    async def request_control(
+        self, stream_id: str, control: Mapping[str, object], timeout: float = CONTROL_TIMEOUT
+    ) -> dict[str, object] | None:
+        """Hand a reader's control to the stream's producer, wherever it runs
+        (``on_control``); its answer, or ``None`` when no producer answered within
+        ``timeout`` seconds (the stream has ended, or its process is gone)."""
+        return self.control_here(stream_id, control)
+
+    def control_here(self, stream_id: str, control: Mapping[str, object]) -> dict[str, object] | None:
+        """``on_control``'s answer for a stream of this instance (``None``: none here)."""
+        handler = self.on_control
+        return None if handler is None else handler(stream_id, control)
+
+    async def put_value(self, key: str, value: str, ttl: float) -> None:
+        """Keep ``value`` under ``key`` for ``ttl`` seconds (a reader's remembered pace)."""
+        raise NotImplementedError
+
+    async def get_value(self, key: str) -> str | None:
+        """What ``put_value`` kept under ``key``, if it has not expired."""
         raise NotImplementedError
 
     async def reading(self, stream_id: str) -> None:
@@ -244,6 +277,33 @@ class _Log:
             changed.set()
 
 
+class _Values:
+    """Small values by key, each dropped ``ttl`` seconds after it was put; at most
+    ``limit`` (the oldest put go first)."""
+
+    __slots__ = ("clock", "items", "limit")
+
+    def __init__(self, clock: Callable[[], float], limit: int = 100_000) -> None:
+        self.clock = clock
+        self.limit = limit
+        self.items: OrderedDict[str, tuple[str, float]] = OrderedDict()  # key -> (value, expires)
+
+    def put(self, key: str, value: str, ttl: float) -> None:
+        self.items.pop(key, None)
+        self.items[key] = (value, self.clock() + ttl)
+        while len(self.items) > self.limit:
+            self.items.popitem(last=False)
+
+    def get(self, key: str) -> str | None:
+        kept = self.items.get(key)
+        if kept is None:
+            return None
+        if kept[1] <= self.clock():
+            del self.items[key]
+            return None
+        return kept[0]
+
+
 class MemoryLog(StreamLog):
     """Stream logs in this process's memory: the embedded default.
 
@@ -280,6 +340,7 @@ class MemoryLog(StreamLog):
         # The streams that have their end mark, in the order they ended: what a full log
         # drops first (found without a scan of every stream on each write).
         self._ended: OrderedDict[str, None] = OrderedDict()
+        self._values = _Values(clock)  # small values kept for a while (remembered paces)
 
     def __contains__(self, stream_id: object) -> bool:
         return isinstance(stream_id, str) and self._get(stream_id) is not None
@@ -405,6 +466,12 @@ class MemoryLog(StreamLog):
     async def request_cancel(self, stream_id: str) -> None:
         if self.on_cancel is not None:
             self.on_cancel(stream_id)
+
+    async def put_value(self, key: str, value: str, ttl: float) -> None:
+        self._values.put(key, value, ttl)
+
+    async def get_value(self, key: str) -> str | None:
+        return self._values.get(key)
 
     def drop(self, stream_id: str) -> None:
         """Forget a stream's log now (its readers find it gone)."""

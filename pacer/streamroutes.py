@@ -9,13 +9,20 @@
   JSON answer is the text its readers received (``cancel_response``). Its body is a JSON
   object (``{}``) sent as ``Content-Type: application/json``, which a cross-site form
   cannot send without a CORS preflight: anything else is a 415 or a 400.
+- ``POST /v1/streams/{stream_id}/control``: a reader's control, ``{"action": "pause" |
+  "resume" | "show_all" | "rate", "cps": N}`` (or ``"wpm": N``; ``"stop"`` is the
+  cancel above), handed to the stream's producer on whichever instance runs it and
+  applied at its pacer's next decision (``ResumableStreams.control``); the answer is
+  the stream's state: ``{"id", "live", "paused", "show_all", "cps", "shown_chars"}``.
+  The same JSON-only body rule; a bad control is a 400 that says what was wrong.
 
-A stream belongs to whoever started it (``pacer.resumable.Owner``): both routes answer
+A stream belongs to whoever started it (``pacer.resumable.Owner``): the routes answer
 only a request with the creator's ``Authorization`` (or ``x-api-key``) value, or the
 stream's token in ``X-Pacer-Stream-Token``; to anyone else the stream does not exist
-(the same 404 as an unknown id). Each replays the stream's log, so both are limited
-per stream and per client, its credential or else its address
-(``pacer._replays.ReplayLimits``): over the limit is a 429 with ``Retry-After``.
+(the same 404 as an unknown id). Resume and cancel replay the stream's log, so they
+are limited per stream and per client, its credential or else its address
+(``pacer._replays.ReplayLimits``): over the limit is a 429 with ``Retry-After``. A
+control replays nothing (one message to the producer): a rate slider may send many.
 
 Mount them beside your own routes::
 
@@ -41,6 +48,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ._clients import client_key
+from ._control import Control, ControlError
 from ._drain import Drain
 from ._replays import ReplayLimits
 from .config import HEARTBEAT, SEND_TIMEOUT
@@ -54,6 +62,7 @@ __all__ = [
     "REPLAYS_PER_STREAM",
     "cancel_response",
     "control_body",
+    "control_response",
     "resume_response",
     "stream_routes",
 ]
@@ -141,6 +150,34 @@ async def cancel_response(
     return JSONResponse(answer, headers={STREAM_ID_HEADER: stream_id, **_EXPOSE})
 
 
+async def control_response(
+    streams: ResumableStreams,
+    stream_id: str,
+    body: Mapping[str, object],
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """The response to ``POST /v1/streams/{id}/control`` with the JSON object ``body``:
+    the stream's state as JSON (``ResumableStreams.control``), or the cancel's answer for
+    ``{"action": "stop"}``; a 400 for a bad control, a 404 for an unknown or expired
+    stream or one ``headers`` do not own, a 503 when the log is down."""
+    if body.get("action") == "stop":
+        return await cancel_response(streams, stream_id, headers)
+    try:
+        control = Control.parse(body)
+    except ControlError as exc:
+        message = f'{exc} (or "stop")' if "action must be" in str(exc) else str(exc)
+        return json_error(400, message, "invalid_request_error")
+    try:
+        if not await _admitted(streams, stream_id, headers or {}):
+            return _not_found(stream_id)
+        state = await streams.control(stream_id, control, streams.reader_of(headers or {}))
+    except StreamLogError as exc:
+        if isinstance(exc, StreamLost):
+            return _not_found(stream_id)
+        return json_error(503, str(exc), exc.kind)
+    return JSONResponse(state, headers={STREAM_ID_HEADER: stream_id, **_EXPOSE})
+
+
 async def control_body(request: Request, limit: int = 64 << 10) -> dict[str, object] | Response:
     """A control request's JSON object body, or the 415 or 400 that refuses it: only
     ``Content-Type: application/json`` (which no cross-site form sends without a CORS
@@ -185,7 +222,7 @@ def stream_routes(
     replays_per_client: int = REPLAYS_PER_CLIENT,
     drain: Drain | None = None,
 ) -> list[Route]:
-    """The resume and cancel routes of ``streams``, under ``prefix`` (module docstring).
+    """The resume, cancel and control routes of ``streams``, under ``prefix`` (module docstring).
 
     ``heartbeat``, ``send_timeout`` and ``compress`` are a resumed stream's
     ``EventStreamResponse`` options; ``observers`` makes each one's metrics observer
@@ -234,7 +271,18 @@ def stream_routes(
             return refusal
         return await cancel_response(streams, request.path_params["stream_id"], request.headers)
 
+    async def control(request: Request) -> Response:
+        body = await control_body(request)
+        if isinstance(body, Response):
+            return body
+        if body.get("action") == "stop":  # a cancel: limited as one
+            refusal = await limited(request)
+            if refusal is not None:
+                return refusal
+        return await control_response(streams, request.path_params["stream_id"], body, request.headers)
+
     return [
         Route(prefix + "/{stream_id}", resume, methods=["GET"]),
         Route(prefix + "/{stream_id}/cancel", cancel, methods=["POST"]),
+        Route(prefix + "/{stream_id}/control", control, methods=["POST"]),
     ]

@@ -1,4 +1,5 @@
-"""Serve a paced pipeline over a WebSocket (Starlette), with stop and live rate control.
+"""Serve a paced pipeline over a WebSocket (Starlette), with the reader's controls: stop,
+pause, resume, show all and a live rate.
 
 ``await serve_websocket(websocket, source, pipeline)`` accepts the connection, runs
 ``pipeline`` over ``source`` and sends one JSON text message per output chunk::
@@ -13,8 +14,16 @@ The client may send, at any time:
 - ``{"type": "stop"}``: the source is closed at once and the reply is
   ``{"type": "stopped", "text": ...}``, exactly the text sent before it (what a
   voice or a chat history should keep);
-- ``{"type": "rate", "cps": 80}``: every ``Pacer`` in the pipeline changes pace from
-  its next unit on; the reply is ``{"type": "rate", "cps": 80.0}``.
+- ``{"type": "rate", "cps": 80}`` (or ``"wpm": 300``): every ``Pacer`` in the pipeline
+  changes pace from its next unit on (and paces again after show all);
+- ``{"type": "pause"}``, ``{"type": "resume"}``, ``{"type": "show_all"}``: the text
+  waits (the source is still read), goes on (its lag bound counted from the resume),
+  or all that was produced goes out at once and the rest as it comes
+  (``pacer._control``).
+
+A control is applied at the pacer's next decision; its reply is the state it asked
+for: ``{"type": "rate", "cps": 80.0, "paused": false, "show_all": false}`` (``type``
+the action).
 
 A message that is not one of these gets ``{"type": "error", "error": {"message",
 "type"}}`` and the stream goes on; a source that fails sends an ``error`` message
@@ -38,6 +47,7 @@ import anyio
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ._args import optional_seconds
+from ._control import Control, ControlError, Mailbox
 from ._core import Chunk, Pipeline, Stage
 from ._errors import error_body, error_object
 from ._outcome import Outcome
@@ -83,6 +93,7 @@ class _Session:
         # The outcome, a client leaving, a send that waited too long.
         self.writer = ClientWriter(heartbeat=None, send_timeout=send_timeout)
         self.stopped = False
+        self.controls = Mailbox()  # the run's: applied at its pacers' next decision
 
     async def send(self, text: str) -> bool:
         """Send one message; ``False`` when the client did not take it within
@@ -105,24 +116,29 @@ class _Session:
         if kind == "stop":
             self.stopped = True
             scope.cancel()
-        elif kind == "rate":
-            await self._rate(message.get("cps"))
+        elif kind in ("rate", "pause", "resume", "show_all"):
+            await self._control({**message, "action": kind})
         else:
             shown = raw[:80]
-            text = f'message must be {{"type": "stop"}} or {{"type": "rate", "cps": N}}, got {shown}'
+            text = (
+                'message must be {"type": "stop"}, {"type": "rate", "cps": N}, {"type": "pause"}, '
+                f'{{"type": "resume"}} or {{"type": "show_all"}}, got {shown}'
+            )
             await self.send(_error(text, "invalid_message"))
 
-    async def _rate(self, cps: Any) -> None:
+    async def _control(self, message: dict[str, Any]) -> None:
         if not self.pacers:
-            await self.send(_error("this stream's pipeline has no Pacer to set", "invalid_message"))
+            await self.send(_error("this stream's pipeline has no Pacer to control", "invalid_message"))
             return
         try:
-            for pacer in self.pacers:
-                pacer.rate = cps
-        except (TypeError, ValueError) as exc:
+            control = Control.parse({k: message.get(k) for k in ("action", "cps", "wpm")})
+        except ControlError as exc:
             await self.send(_error(str(exc), "invalid_message"))
             return
-        await self.send(json.dumps({"type": "rate", "cps": self.pacers[0].rate}))
+        self.controls.send(control)
+        flow = self.controls.flow
+        cps = flow.cps if flow.cps is not None else self.pacers[0].rate
+        await self.send(json.dumps({"type": control.action.value, "cps": cps, **flow.as_json()}))
 
 
 async def serve_websocket(
@@ -139,7 +155,7 @@ async def serve_websocket(
     (``None``: no limit); then the stream is dropped and the socket closed (1011)."""
     await websocket.accept()
     session = _Session(websocket, pipeline, optional_seconds(send_timeout, "serve_websocket: send_timeout"))
-    run: AsyncRun[Chunk] = AsyncRun(pipeline, source, clock=clock, chunks=True)
+    run: AsyncRun[Chunk] = AsyncRun(pipeline, source, clock=clock, chunks=True, controls=session.controls)
     failure: BaseException | None = None
     async with anyio.create_task_group() as tg:
 

@@ -31,7 +31,7 @@ MAX_LINES = 80
 
 #: pacer's layers, lowest first: (name, modules without the ``pacer.`` prefix).
 LAYERS: list[tuple[str, str]] = [
-    ("core", "_core _metrics _chunk clock _args _build _text _aio _logs"),
+    ("core", "_core _metrics _chunk _control clock _args _build _text _aio _logs"),
     (
         "stages",
         "_detokenize tokenizers _cleanup _sentences _breaks _marks _markdown _punkt _pacing _units _arrival "
@@ -43,7 +43,7 @@ LAYERS: list[tuple[str, str]] = [
         "transport",
         "_writer _events formats formats.base formats.text formats.choices formats.responses "
         "formats.messages formats.splice _continue resumable streamlog redislog adapters _compress sse "
-        "_errors _outcome _shown _refine _drain",
+        "_errors _outcome _shown _refine _drain _controlchannel _paces",
     ),
     ("HTTP", "proxy server streamroutes websocket prometheus _cors _replays _clients _connections"),
     ("apps", "cli client _playground __main__ testing"),

@@ -150,6 +150,11 @@ async def test_proxy_how_to_hub_example_writes_every_byte() -> None:
     assert [t.data for t in transports] == [b"Many streams, one timer. "] * 3
 
 
+def test_controls_how_to_pauses_and_resumes_within_the_bound() -> None:
+    _, printed = run_page("how-to/controls.md")
+    assert printed == ["True 0 True\n"]
+
+
 def test_the_api_reference_covers_every_public_name_with_its_docstring() -> None:
     reference = (DOCS / "reference.md").read_text(encoding="utf-8")
     for name in pacer.__all__:

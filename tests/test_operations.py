@@ -145,6 +145,11 @@ FLAGS = {  # flag -> (value given, where it must arrive)
         lambda p, pacer, packets: getattr(p.streams.log, "url", "") == "redis://127.0.0.1:9/3",
     ),
     "--tick": ("0.02", lambda p, pacer, packets: pacer.tick == 0.02),
+    "--max-pause": ("7", lambda p, pacer, packets: p.streams.max_pause == 7.0),
+    "--remember-pace": (
+        "60",
+        lambda p, pacer, packets: p.streams.paces is not None and p.streams.paces.ttl == 60.0,
+    ),
     # What the proxy does with it while it serves: test_config's test of the collector.
     "--gc-threshold": ("5000", lambda p, pacer, packets: p.stream_options["gc_threshold"] == 5000),
 }
@@ -160,6 +165,8 @@ PROCESS_FLAGS = {"--upstream", "--host", "--port", "--workers", "--log-level", "
 # Checked with a guard, whose pool they set (tests/test_guard_pool.py).
 POOL_FLAGS = {"--check-workers", "--checks-per-stream"}
 PROCESS_FLAGS |= {"--header-timeout", "--connection-limit", "--shutdown-grace", "--forwarded-allow-ips"}
+# Checked with --remember-pace, by two proxy processes (tests/test_stream_controls.py).
+PACE_FLAGS = {"--user-header"}
 
 
 def _built(argv: list[str]) -> Any:
@@ -207,7 +214,7 @@ def test_no_flag_goes_untested() -> None:
 
     proxy_parser = _parser()._subparsers._group_actions[0].choices["proxy"]  # type: ignore[union-attr]
     flags = {a.option_strings[-1] for a in proxy_parser._actions if a.option_strings and a.dest != "help"}
-    assert flags == set(FLAGS) | PROCESS_FLAGS | POOL_FLAGS
+    assert flags == set(FLAGS) | PROCESS_FLAGS | POOL_FLAGS | PACE_FLAGS
 
 
 @pytest.mark.parametrize(

@@ -69,12 +69,14 @@ def _is_unknown(response: httpx.Response, stream_id: str) -> bool:
 
 def _refused_everywhere(proxy: str, stream_id: str, token: str) -> None:
     """Another key, or none (with a wrong token too), gets the unknown stream's 404 on
-    resume and on cancel."""
+    resume, cancel and control."""
     url = f"{proxy}/v1/streams/{stream_id}"
     wrong = {"X-Pacer-Stream-Token": token[:-2] + ("AA" if not token.endswith("AA") else "BB")}
     for headers in ({}, MALLORY, {"x-api-key": "alice-key"}, wrong, {**MALLORY, **wrong}):
         assert _is_unknown(httpx.get(url, headers=headers), stream_id), headers
         assert _is_unknown(httpx.post(f"{url}/cancel", json={}, headers=headers), stream_id), headers
+        pause = {"action": "pause"}
+        assert _is_unknown(httpx.post(f"{url}/control", json=pause, headers=headers), stream_id), headers
     unknown = f"{stream_id[:-4]}ffff" if not stream_id.endswith("ffff") else f"{stream_id[:-4]}eeee"
     assert _is_unknown(httpx.get(f"{proxy}/v1/streams/{unknown}", headers=ALICE), unknown)
 

@@ -22,7 +22,7 @@ from pacer._playground import create_playground, sentence_view, stream_views
 from pacer.sse import ServerSentEvent, SSEDecoder
 from pacer.tokenizers import load_tekken
 
-from .servers import chromium, serve
+from .servers import chromium, serve, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +187,73 @@ def test_the_sentence_pane_never_cuts_inside_a_url_or_a_chinese_sentence_on_a_st
             "我们明天去北京参观博物馆和长城。",
             "Done.",
         ], seed
+
+
+def _session_events(response: Any) -> Any:
+    decoder = SSEDecoder()
+    for data in response.iter_bytes():
+        yield from decoder.feed(data)
+
+
+def test_the_controls_act_on_the_running_streams_paced_pane_over_http(enc: Any) -> None:
+    text = (TEXT * 3).strip() + "\n"
+    app = create_playground(enc, text)
+    with serve(app) as base, httpx.Client(base_url=base, timeout=20) as client:
+        params = {"tps": 100, "cps": 5, "max_lag": 10}
+        with client.stream("GET", "/stream", params=params) as response:
+            events = _session_events(response)
+            first = next(events)
+            assert first.event == "session"
+            session = json.loads(first.data)["id"]
+            url = f"/control/{session}"
+            assert client.post(url, json={"action": "pause"}).json()["paused"] is True
+            assert client.post(url, json={"action": "rewind"}).status_code == 400
+            assert client.post(url, content=b"{}", headers={"Content-Type": "text/plain"}).status_code == 415
+            assert client.post("/control/nobody", json={"action": "pause"}).status_code == 404
+            got = [first]
+            while not (
+                got[-1].event == "raw"
+                and "".join(json.loads(e.data)["text"] for e in got if e.event == "raw") == text
+            ):
+                got.append(next(events))  # the model runs to its end while the paced pane waits
+            held = "".join(json.loads(e.data)["text"] for e in got if e.event == "paced")
+            state = client.post(url, json={"action": "rate", "cps": 400}).json()
+            assert state["cps"] == 400.0 and state["paused"] is True
+            assert client.post(url, json={"action": "show_all"}).json()["show_all"] is True
+            got += list(events)
+    paced = "".join(json.loads(e.data)["text"] for e in got if e.event == "paced")
+    assert paced == text and len(held) < len(text)  # nothing lost or twice; the pause held some
+    assert got[-1].data == "[DONE]"
+
+
+def test_the_page_pauses_shows_all_and_sets_a_live_rate_in_headless_chromium(enc: Any) -> None:
+    text = (TEXT * 3).strip() + "\n"
+    app = create_playground(enc, text)
+    with serve(app) as base:
+        driver = chromium()
+        try:
+            driver.get(f"{base}/?tps=20&cps=5&max_lag=10")
+            wait_for(lambda: driver.execute_script("return document.body.dataset.session"))
+            wait_for(lambda: count_children(driver, "paced") > 0)
+            driver.find_element("id", "pause").click()
+            state = "return document.body.dataset.control || '{}'"
+            wait_for(lambda: json.loads(driver.execute_script(state)).get("paused"))
+            assert driver.find_element("id", "pause").text == "Resume"
+            raw = "return document.getElementById('raw').textContent"
+            wait_for(lambda: driver.execute_script(raw) == text)  # the model ran on
+            paced = "return document.getElementById('paced').textContent"
+            assert len(driver.execute_script(paced)) < len(text)  # the paced pane waited
+            driver.execute_script(
+                "const r = document.getElementById('live-rate'); r.value = 300;"
+                "r.dispatchEvent(new Event('change'));"
+            )
+            wait_for(
+                lambda: (
+                    json.loads(driver.execute_script("return document.body.dataset.control"))["cps"] == 300
+                )
+            )
+            driver.find_element("id", "show-all").click()
+            wait_done(driver)
+            assert driver.execute_script(paced) == text
+        finally:
+            driver.quit()

@@ -119,14 +119,14 @@ def test_rate_changes_live_and_bad_messages_get_clear_errors(app: tuple[App, str
         ws.send(json.dumps({"type": "rate", "cps": 5000}))
         ws.send(json.dumps({"type": "rate", "cps": -1}))
         ws.send("not json")
-        ws.send(json.dumps({"type": "pause"}))
+        ws.send(json.dumps({"type": "rewind"}))
         messages = list(_messages(ws))
     others = [m for m in messages if m["type"] not in ("chunk", "done")]
-    assert others[0] == {"type": "rate", "cps": 5000.0}
+    assert others[0] == {"type": "rate", "cps": 5000.0, "paused": False, "show_all": False}
     assert [m["type"] for m in others[1:]] == ["error"] * 3
     assert "rate must be a positive finite number" in others[1]["error"]["message"]
     assert "message is not JSON" in others[2]["error"]["message"]
-    assert 'must be {"type": "stop"} or {"type": "rate", "cps": N}' in others[3]["error"]["message"]
+    assert 'must be {"type": "stop"}, {"type": "rate", "cps": N}' in others[3]["error"]["message"]
     assert messages[-1] == {"type": "done"}
     assert "".join(m["text"] for m in messages if m["type"] == "chunk") == "".join(WORDS)
 
@@ -182,3 +182,30 @@ def test_pacer_rate_set_live_changes_the_pace_from_the_next_unit() -> None:
         Pacer().rate = 0
     with pytest.raises(TypeError, match="Pacer: rate must be a number, got str"):
         Pacer().rate = "fast"
+
+
+@pytest.mark.parametrize("action", ["resume", "show_all"])
+def test_pause_holds_the_text_while_the_source_runs_and_resume_or_show_all_sends_the_rest(
+    app: tuple[App, str], action: str
+) -> None:
+    server, url = app
+    before = len(server.closed)
+    with websockets_sync.connect(f"{url}/ws?cps=20") as ws:
+        messages = [json.loads(ws.recv(timeout=20))]
+        ws.send(json.dumps({"type": "pause"}))
+        while messages[-1]["type"] != "pause":
+            messages.append(json.loads(ws.recv(timeout=20)))
+        assert messages[-1] == {"type": "pause", "cps": 20.0, "paused": True, "show_all": False}
+        deadline = time.monotonic() + 10
+        while len(server.closed) == before:  # the source runs to its end while the text waits
+            assert time.monotonic() < deadline, "the source did not run on during the pause"
+            time.sleep(0.01)
+        ws.send(json.dumps({"type": action}))
+        messages += list(_messages(ws))
+    replies = [i for i, m in enumerate(messages) if m["type"] == action]
+    assert len(replies) == 1 and messages[replies[0]]["paused"] is False
+    assert messages[replies[0]]["show_all"] is (action == "show_all")
+    held = "".join(m["text"] for m in messages[: replies[0]] if m["type"] == "chunk")
+    text = "".join(m["text"] for m in messages if m["type"] == "chunk")
+    assert text == "".join(WORDS) and len(held) < len(text)  # nothing lost or repeated; some waited
+    assert messages[-1] == {"type": "done"}

@@ -14,6 +14,7 @@
  *     onText: (text) => { answer.textContent += text; },
  *   });
  *   stopButton.onclick = async () => console.log((await stream.cancel()).text);
+ *   pauseButton.onclick = () => stream.control("pause");  // also "resume", "show_all", ("rate", cps)
  *   const end = await stream.done;  // {outcome: "done" | "error" | "closed", streamId, lastEventId, reconnects}
  *
  * Options: headers (added to every request), onEvent(event) for every event
@@ -335,6 +336,26 @@
       const headers = Object.assign({ "Content-Type": "application/json" }, this.ownerHeaders());
       const response = await fetch(this.streamsUrl() + "/cancel", { method: "POST", headers, body: "{}" });
       if (!response.ok) throw new Error("PacerStream: cancel answered " + response.status);
+      return response.json();
+    }
+
+    /* A reader's control on the running stream, wherever it is produced: "pause", "resume",
+     * "show_all", "rate" (with cps, characters per second) or "stop" (the cancel); applied at
+     * the pacer's next decision. Resolves to the stream's state
+     * ({id, live, paused, show_all, cps, shown_chars}). */
+    async control(action, cps) {
+      if (this.streamId === null) throw new Error("PacerStream: no stream id yet");
+      const body = { action };
+      if (cps !== undefined && cps !== null) body.cps = cps;
+      const headers = Object.assign({ "Content-Type": "application/json" }, this.ownerHeaders());
+      const response = await fetch(this.streamsUrl() + "/control", {
+        method: "POST",
+        headers,
+        body: JSON.stringify(body),
+      });
+      if (!response.ok) {
+        throw new Error("PacerStream: control answered " + response.status + ": " + (await response.text()));
+      }
       return response.json();
     }
 
