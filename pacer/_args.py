@@ -18,15 +18,25 @@ __all__ = ["number", "one_of", "optional_seconds", "seconds", "whole"]
 def number(value: object, where: str) -> float:
     """``value`` as a float: any real number but a bool; NaN is a ``ValueError``."""
     kind = type(value)
-    if kind is float or kind is int:  # the usual case, without the protocol check's cost (~10 us)
-        result = float(value)  # type: ignore[arg-type]
-    elif isinstance(value, bool) or not isinstance(value, SupportsFloat):
-        raise TypeError(f"{where} must be a number, got {type(value).__name__}: {value!r}")
-    else:
-        result = float(value)
+    try:
+        if kind is float or kind is int:  # the usual case, without the protocol check's cost (~10 us)
+            result = float(value)  # type: ignore[arg-type]
+        elif isinstance(value, bool) or not isinstance(value, SupportsFloat):
+            raise TypeError(f"{where} must be a number, got {type(value).__name__}: {value!r}")
+        else:
+            result = float(value)
+    except OverflowError:  # an int past a float's range (from JSON, say): out of range, not a crash
+        raise ValueError(f"{where} must be a number a float can hold, got {_too_large(value)}") from None
     if math.isnan(result):
         raise ValueError(f"{where} must be a number, got NaN")
     return result
+
+
+def _too_large(value: object) -> str:
+    bits = value.bit_length() if isinstance(value, int) else None
+    return (
+        f"an integer of {bits} bits" if bits is not None else f"{type(value).__name__} past a float's range"
+    )
 
 
 def seconds(value: object, where: str, *, zero: bool = False, suffix: str = "") -> float:

@@ -42,6 +42,11 @@ def test_a_control_is_read_from_json_and_every_bad_field_says_what_was_wrong() -
         ({"action": "rate", "cps": "fast"}, "control: cps must be a number, got str"),
         ({"action": "rate", "cps": 1, "wpm": 1}, 'give "cps" or "wpm", not both'),
         ({"action": "pause", "cps": 10}, 'only action "rate" takes a rate'),
+        (
+            {"action": "rate", "cps": 10**400},
+            "cps must be a number a float can hold, got an integer of 1329 bits",
+        ),
+        ({"action": "rate", "wpm": -(10**400)}, "wpm must be a number a float can hold"),
     ]
     for body, message in bad:
         with pytest.raises(ControlError, match=message):
