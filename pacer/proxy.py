@@ -758,9 +758,8 @@ def create_proxy(
     metrics: PacerMetrics | None = None,
     **options: Any,
 ) -> Starlette:
-    """The proxy in front of ``upstream`` (a URL, or several: ``upstream_pool``; failover
-    before the first byte, ``pacer.failover``) as a Starlette app, configured by ``config``
-    (``pacer.config.ProxyConfig``: every default and check is there).
+    """The proxy in front of ``upstream`` (one URL or several: ``upstream_pool``) as a
+    Starlette app, configured by ``config`` (``pacer.config.ProxyConfig``: every default).
 
     A function given as ``config`` makes each stream's pipeline, the rest of the
     configuration being the defaults; ``options`` set single fields by name
