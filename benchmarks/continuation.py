@@ -2,8 +2,8 @@
 
 Two tiny real model servers (``pacer.testing.model_server``, separate processes), A
 and B; pacer's proxy (in this process, default pacing: ``max_lag`` 0.5 s) in front of
-A, its continuation seam (``continuation_upstream``, the one place a pool of upstreams
-plugs in) pointed at B. ``STREAMS`` streams start; once each has shown text, A is
+A, its continuation seam (``continuation_upstream``, where the proxy's upstream pool
+chooses) pointed at B. ``STREAMS`` streams start; once each has shown text, A is
 killed. Every stream is continued on B from exactly the text produced.
 
 Measured in the same run:
@@ -121,13 +121,15 @@ def _gaps(times: list[float], killed: float) -> tuple[float, float]:
 def main(quick: bool = False) -> None:
     from pacer.proxy import create_proxy
     from pacer.testing.model_server import ModelProcess
+    from pacer.upstreams import Breaker, Upstream
 
     streams = 8 if quick else 40
     args = ("--token-delay", "0.03", "--answer-chars", "60" if quick else "160")
     with ModelProcess(*args) as a, ModelProcess(*args) as b:
         app = create_proxy(a.url, resume="never")
         proxy = next(r.endpoint.func.__self__ for r in app.routes if hasattr(r.endpoint, "func"))
-        proxy.continuation_upstream = lambda attempt: b.url  # the seam a pool fills
+        other = Upstream(1, b.url, "b", Breaker())  # every continuation goes to B, whatever its pool says
+        proxy.continuation_upstream = lambda failed: other
         seams = _Seams()
         logging.getLogger("pacer.proxy").addHandler(seams)
         logging.getLogger("pacer.proxy").setLevel(logging.INFO)

@@ -263,6 +263,17 @@ _DEMO: list[tuple[tuple[str, ...], dict[str, Any]]] = [
 ]
 
 
+class _Repeated(argparse.Action):
+    """A repeatable flag: each adds its values to the list, and the first replaces the
+    default (what the environment variable gave), as any flag on the command line wins."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        given = f"given_{self.dest}"
+        items = list(getattr(namespace, self.dest) or ()) if getattr(namespace, given, False) else []
+        setattr(namespace, given, True)
+        setattr(namespace, self.dest, [*items, *values])
+
+
 def _add_options(parser: argparse.ArgumentParser, cls: type[Any]) -> None:
     """A flag for each field of the configuration ``cls`` (``pacer.config.options``), with
     its help; its default is ``PACER_<NAME>`` where that is set, else the field's. A
@@ -278,10 +289,10 @@ def _add_options(parser: argparse.ArgumentParser, cls: type[Any]) -> None:
             parser.add_argument(option.flag, action="store_true", default=default, help=option.help())
             continue
         choices = option.meta("choices")
-        if option.meta("repeat"):  # each flag adds to the list (and to its variable's)
+        if option.meta("repeat"):  # each flag adds to the list; the flags replace the variable's
             parser.add_argument(
                 option.flag,
-                action="extend",
+                action=_Repeated,
                 type=option.kind,
                 default=default,
                 metavar=option.meta("metavar"),

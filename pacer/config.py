@@ -3,8 +3,9 @@
 Frozen dataclasses, composed: ``PacingConfig`` (how the proxy's default pipeline paces),
 ``StreamConfig`` (how a paced stream is written to its client), ``ProxyTimeouts`` (how
 long the proxy waits on its upstream), ``ContinuationConfig`` (how each API's streams go
-on when their upstream fails mid-answer), ``ProxyConfig`` (all of the proxy, given to
-``pacer.proxy.create_proxy``) and ``ServerConfig`` (a proxy process: upstream, address,
+on when their upstream fails mid-answer), ``UpstreamsConfig`` (failover and health over
+several upstreams), ``ProxyConfig`` (all of the proxy, given to
+``pacer.proxy.create_proxy``) and ``ServerConfig`` (a proxy process: upstreams, address,
 workers, logs; given to ``pacer.proxy.serve``). A bad value fails at construction, a
 ``TypeError`` or ``ValueError`` naming the class and the option.
 
@@ -56,6 +57,7 @@ __all__ = [
     "ProxyTimeouts",
     "ServerConfig",
     "StreamConfig",
+    "UpstreamsConfig",
     "check_upstream",
     "options",
     "to_values",
@@ -169,6 +171,33 @@ def check_upstream(upstream: object, where: str) -> None:
         raise ValueError(f"{where} {rule}")
 
 
+def upstream_list(value: str) -> tuple[str, ...]:
+    """``--upstream``'s and ``PACER_UPSTREAM``'s value: one or more upstreams separated by
+    commas or whitespace, each ``URL`` or ``NAME=URL`` (a comma inside a URL is ``%2C``)."""
+    return tuple(part for part in re.split(r"[,\s]+", value) if part)
+
+
+def _upstreams(value: Any, where: str) -> str | None:
+    """One or more upstreams (``URL`` or ``NAME=URL``), each an http(s) URL, names distinct."""
+    from .upstreams import parse_upstream
+
+    if not value:
+        return "must name at least one upstream URL"
+    names = []
+    for given in value:
+        if not isinstance(given, str):
+            raise TypeError(f"{where} must be URLs (str), got {type(given).__name__}: {given!r}")
+        name, url = parse_upstream(given)
+        rule = _upstream(url, where)
+        if rule is not None:
+            return rule
+        names.append(name)
+    named = [n for n in names if n is not None]
+    if len(set(named)) != len(named):
+        return f"must give each upstream a different NAME=, got {named}"
+    return None
+
+
 def _upstream(value: Any, where: str) -> str | None:
     """An http(s) URL with a host and no query or fragment."""
     import httpx
@@ -185,6 +214,9 @@ def _upstream(value: Any, where: str) -> str | None:
     return None
 
 
+#: How the proxy chooses among healthy upstreams (``UpstreamsConfig.balance``).
+BALANCE: Final = ("round_robin", "least_streams")
+
 #: When a paced stream outlives its client (``ProxyConfig.resume``).
 RESUME: Final = ("request", "always", "never")
 
@@ -192,6 +224,14 @@ RESUME: Final = ("request", "always", "never")
 def origins(value: str) -> tuple[str, ...]:
     """``--cors-origin``'s value: comma-separated origins (``https://app.example``)."""
     return tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
+
+
+def _probe_path(value: Any, where: str) -> str | None:
+    if not isinstance(value, str):
+        raise TypeError(f"{where} must be a str, got {type(value).__name__}: {value!r}")
+    if not value.startswith("/") or any(c in value for c in "?# \t\r\n") or ".." in value.split("/"):
+        return "must be a path such as /v1/models or /health (no query, no .. segment)"
+    return None
 
 
 def _origins_rule(value: Any, where: str) -> str | None:
@@ -484,6 +524,86 @@ class ContinuationConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class UpstreamsConfig:
+    """How the proxy spreads requests over several upstreams and keeps away from the
+    failing ones (``pacer.upstreams``, ``pacer.failover``).
+
+    A request whose upstream fails before the first byte (no connection, a 5xx, a 429, no
+    response headers within the first-byte timeout) goes to the next upstream, up to
+    ``retries`` more; a 4xx other than 429 is the client's, answered as it came. Each
+    upstream has a circuit breaker: ``breaker_failures`` failures in a row (an
+    unreachable upstream at once) take it out of rotation for ``breaker_backoff``
+    seconds, doubled each time it fails again, up to ``breaker_max_backoff``; a 429 for
+    its ``Retry-After``. Every ``probe_interval`` seconds each upstream in rotation, and
+    each whose backoff has passed, is asked ``GET probe_path`` (any status below 500 is
+    an answer): a failure counts as one, an answer closes the breaker.
+    """
+
+    retries: int = field(
+        default=2,
+        metadata=about(
+            "further upstreams a request may go to when its upstream fails before the first byte "
+            "(connect error, 5xx, 429, first-byte timeout; never another 4xx)",
+            check=_above(0, integer=True),
+        ),
+    )
+    balance: str = field(
+        default="round_robin",
+        metadata=about(
+            "how a request's upstream is chosen among the healthy ones: in turn (round_robin) or the "
+            "one with the fewest open requests (least_streams)",
+            check=_one_of(BALANCE),
+            choices=BALANCE,
+        ),
+    )
+    probe_interval: float | None = field(
+        default=5.0,
+        metadata=about(
+            "seconds between active health probes of each upstream (with several)",
+            check=_optional_seconds,
+            none="no probes: a request is the trial of an upstream whose backoff has passed",
+        ),
+    )
+    probe_path: str = field(
+        default="/v1/models",
+        metadata=about(
+            "what the health probe asks each upstream for (GET, under its base URL; any status below 500 "
+            "is healthy): /v1/models, or /health for vLLM",
+            check=_probe_path,
+        ),
+    )
+    breaker_failures: int = field(
+        default=3,
+        metadata=about(
+            "failures in a row that take an upstream out of rotation (one when it cannot be reached)",
+            check=_above(1, integer=True),
+        ),
+    )
+    breaker_backoff: float = field(
+        default=1.0,
+        metadata=about(
+            "seconds an upstream first stays out of rotation, doubled each time it fails again",
+            check=_above(0, strict=True, suffix=" seconds"),
+        ),
+    )
+    breaker_max_backoff: float = field(
+        default=60.0,
+        metadata=about(
+            "most seconds an upstream stays out of rotation before it is tried again",
+            check=_above(0, strict=True, suffix=" seconds"),
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
+        if self.breaker_max_backoff < self.breaker_backoff:
+            raise ValueError(
+                "UpstreamsConfig: breaker_max_backoff must be >= breaker_backoff, "
+                f"got {self.breaker_max_backoff} < {self.breaker_backoff}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
 class ProxyConfig:
     """Everything ``create_proxy`` builds a proxy from but its upstream.
 
@@ -502,6 +622,7 @@ class ProxyConfig:
     stream: StreamConfig = field(default_factory=StreamConfig)
     timeouts: ProxyTimeouts = field(default_factory=ProxyTimeouts)
     continuation: ContinuationConfig = field(default_factory=ContinuationConfig)
+    upstreams: UpstreamsConfig = field(default_factory=UpstreamsConfig)
     max_body: int = field(
         default=32 << 20,
         metadata=about(
@@ -672,11 +793,15 @@ class ServerConfig:
     """A proxy process (``pacer proxy``): its upstream, address, processes, client
     connections (header timeout, limit, trusted forwarders), shutdown grace and logs."""
 
-    upstream: str = field(
+    upstream: tuple[str, ...] = field(
         metadata=about(
-            "base URL of the upstream server, with or without /v1: http://127.0.0.1:8000/v1",
-            check=_upstream,
-            kind=str,
+            "base URL of an upstream server, with or without /v1: http://127.0.0.1:8000/v1; repeatable, "
+            "or several separated by commas or spaces, each URL or NAME=URL (the name metrics and logs "
+            "show; default: its index from 0)",
+            check=_upstreams,
+            kind=upstream_list,
+            metavar="URL",
+            repeat=True,
         )
     )
     host: str = field(default="127.0.0.1", metadata=about("address to listen on"))
@@ -736,6 +861,10 @@ class ServerConfig:
     )
 
     def __post_init__(self) -> None:
+        if isinstance(self.upstream, str):
+            object.__setattr__(self, "upstream", upstream_list(self.upstream))
+        elif isinstance(self.upstream, list):
+            object.__setattr__(self, "upstream", tuple(self.upstream))
         _as_tuple(self, "forwarded_allow_ips", addresses)
         _check_fields(self)
         proxy = self.proxy
@@ -842,6 +971,7 @@ _NESTED: dict[str, type[Any]] = {
     "stream": StreamConfig,
     "timeouts": ProxyTimeouts,
     "continuation": ContinuationConfig,
+    "upstreams": UpstreamsConfig,
     "proxy": ProxyConfig,
 }
 

@@ -19,7 +19,11 @@ Series (all named ``pacer_...``):
   error: policy, a tool-call lane, a diverging regenerated answer, a spent budget);
 - ``upstream_errors_total{type}`` (the proxy's upstream failures, by pacer's own kind of
   failure: ``FAILURE_KINDS``; anything else, an upstream's own error type or an
-  exception's class, is counted as ``other``, so a peer can never grow the label set).
+  exception's class, is counted as ``other``, so a peer can never grow the label set);
+- ``upstream_failovers_total{reason}`` (requests moved to the next upstream before their
+  first byte, by why: ``pacer.upstreams.FAILOVER_REASONS``), ``upstream_healthy{upstream}``
+  (gauge: 1 while the upstream's breaker is closed, else 0; labelled by its configured
+  name or its index, never its URL).
 
 Cost: a few counter updates per event; the lag samples a stream kept (at most
 ``StreamMetrics.max_samples``) are observed once, when it ends.
@@ -31,8 +35,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._metrics import StreamMetrics
+from .upstreams import FAILOVER_REASONS, BreakerState, Upstream
 
-__all__ = ["FAILURE_KINDS", "PacerMetrics", "StreamObserver"]
+__all__ = ["FAILURE_KINDS", "PacerMetrics", "StreamObserver", "UpstreamSeries"]
 
 #: The label values of ``upstream_errors_total``: the kinds of failure pacer names itself.
 FAILURE_KINDS = frozenset(
@@ -84,15 +89,28 @@ class PacerMetrics:
             "pacer_event_gap_seconds", "Seconds between two events of a stream", buckets=_SECONDS, registry=r
         )
         self.writes = _Writes(Counter, r)
-        self.upstream_errors = Counter(
-            "pacer_upstream_errors", "Upstream failures, by error type", ["type"], registry=r
-        )
+        self.upstream = UpstreamSeries(r)
         self.continuations = Counter(
             "pacer_continuations",
             "Upstream failures mid-answer, by API and outcome: continued (a seam) or refused",
             ["api", "outcome"],
             registry=r,
         )
+
+    @property
+    def upstream_errors(self) -> Any:
+        """``pacer_upstream_errors_total{type}`` (``UpstreamSeries.errors``)."""
+        return self.upstream.errors
+
+    @property
+    def failovers(self) -> Any:
+        """``pacer_upstream_failovers_total{reason}`` (``UpstreamSeries.failovers``)."""
+        return self.upstream.failovers
+
+    def upstream_changed(self, upstream: Upstream) -> None:
+        """``upstream``'s health may have changed (``UpstreamPool(on_change=)``)."""
+        healthy = upstream.breaker.status is BreakerState.CLOSED
+        self.upstream.healthy.labels(upstream.name).set(1 if healthy else 0)
 
     def continued(self, api: str, seams: int, refused: bool) -> None:
         """A stream's continuation seams (``seams``), and whether one was refused, under
@@ -120,6 +138,32 @@ class PacerMetrics:
         from prometheus_client import generate_latest
 
         return generate_latest(self.registry)  # type: ignore[no-any-return]
+
+
+class UpstreamSeries:
+    """The series about the upstreams: failures, failovers, health (``PacerMetrics.upstream``)."""
+
+    def __init__(self, registry: Any) -> None:
+        from prometheus_client import Counter, Gauge
+
+        r = registry
+        self.errors = Counter(
+            "pacer_upstream_errors", "Upstream failures, by error type", ["type"], registry=r
+        )
+        self.failovers = Counter(
+            "pacer_upstream_failovers",
+            "Requests moved to the next upstream before their first byte, by reason",
+            ["reason"],
+            registry=r,
+        )
+        for reason in FAILOVER_REASONS:  # every reason shown from the start, at 0
+            self.failovers.labels(reason.value)
+        self.healthy = Gauge(
+            "pacer_upstream_healthy",
+            "1 while the upstream is in rotation (its breaker closed), else 0",
+            ["upstream"],
+            registry=r,
+        )
 
 
 def failure_kind(exc: BaseException) -> str:

@@ -41,6 +41,10 @@ What an operator can rely on:
   (``pacer._drain``).
 - **Timeouts** (``ProxyTimeouts``): connect, first byte (the response headers), idle
   (the longest the upstream may send nothing) and total, each settable.
+- **Several upstreams** (``--upstream`` repeated): each request goes to a healthy one
+  (``pacer.upstreams``: a circuit breaker each, round robin or least streams) and, when
+  it fails before the first byte (no connection, no headers in time, 5xx, 429), to the
+  next, within ``retries`` (``pacer.failover``); a 4xx is the answer.
 - **No false success**: a paced stream ends as the upstream's did (``data: [DONE]``,
   ``response.completed``, ``message_stop``) only when the upstream's did. Malformed
   JSON, a dropped or cut connection, an upstream stream that ends without its end
@@ -65,7 +69,16 @@ import logging
 import math
 import os
 import urllib.parse
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from typing import Any
 
 import anyio
@@ -94,10 +107,13 @@ from .config import (
     ProxyConfig,
     ProxyTimeouts,
     ServerConfig,
+    UpstreamsConfig,
     check_upstream,
     to_values,
+    upstream_list,
     with_options,
 )
+from .failover import Failed, Sent, failure_of, forward, probe_all, probe_forever, served
 from .formats import ROUTES as FORMATS
 from .formats import EventFormat
 from .prometheus import PacerMetrics
@@ -106,6 +122,7 @@ from .server import EventStreamResponse
 from .server import json_error as _error
 from .streamlog import MemoryLog, StreamLog, StreamLogError
 from .streamroutes import stream_routes
+from .upstreams import Failure, Upstream, UpstreamPool, parse_upstream
 
 __all__ = ["ProxyTimeouts", "create_proxy"]
 
@@ -211,16 +228,6 @@ async def _timed(pieces: AsyncIterator[bytes], timeouts: ProxyTimeouts) -> Async
         yield piece
 
 
-async def _closing(response: httpx.Response, pieces: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
-    """``pieces``, then the upstream response closed, however the iteration ends."""
-    try:
-        async for piece in pieces:
-            yield piece
-    finally:
-        with anyio.CancelScope(shield=True):
-            await response.aclose()
-
-
 class _Relay(StreamingResponse):
     """A relayed body that stops (and closes the upstream) when the client leaves, on any
     ASGI version, and that an upstream failure cuts short for the client too."""
@@ -281,11 +288,12 @@ def decodable_encodings(accepted: str | None) -> str:
 
 
 class _Proxy:
-    """The proxy's routes and its one upstream client."""
+    """The proxy's routes, its upstreams (``pool``) and its one upstream client."""
 
     def __init__(
         self,
-        base: str,
+        pool: UpstreamPool,
+        upstreams: UpstreamsConfig,
         pipeline_factory: Callable[[], Stage],
         stream_options: dict[str, Any],
         timeouts: ProxyTimeouts,
@@ -297,8 +305,8 @@ class _Proxy:
         metrics: PacerMetrics | None = None,
         cors_origins: tuple[str, ...] = (),
     ) -> None:
-        self.base = base
-        self.base_path = httpx.URL(base).raw_path.split(b"?")[0].rstrip(b"/")
+        self.pool = pool
+        self.upstreams = upstreams  # retries, probes
         self.pipeline_factory = pipeline_factory
         self.stream_options = stream_options  # heartbeat, send_timeout, clock, max_line
         self.timeouts = timeouts
@@ -333,22 +341,57 @@ class _Proxy:
             )
         return self.own_client
 
+    @contextlib.asynccontextmanager
+    async def probing(self) -> AsyncIterator[None]:
+        """The active health probe of every upstream, every ``probe_interval`` seconds,
+        while the context is open; none when it is ``None`` or there is one upstream (every
+        request goes to it whatever its health, and ``/readyz`` asks it itself)."""
+        interval = self.upstreams.probe_interval
+        async with anyio.create_task_group() as probes:
+            if self.pool.probing and interval is not None:
+                probes.start_soon(probe_forever, self.pool, self.http(), self.upstreams.probe_path, interval)
+            yield
+            probes.cancel_scope.cancel()
+
     async def aclose(self) -> None:
         if self.own_client is not None:
             await self.own_client.aclose()
             self.own_client = None
 
-    def url(self, request: Request) -> str | None:
+    def url(self, request: Request, upstream: Upstream) -> str | None:
+        """The URL of ``request`` at ``upstream``, or ``None`` when its path would leave
+        the upstream's base path."""
         path = upstream_path(request.scope.get("raw_path") or request.url.path.encode())
         if path is None:
             return None
-        url = self.base + path
+        url = upstream.base + path
         query = request.scope.get("query_string", b"")
         if query:
             url += "?" + query.decode("latin-1")
-        if not httpx.URL(url).raw_path.startswith(self.base_path + b"/"):
+        base_path = httpx.URL(upstream.base).raw_path.split(b"?")[0].rstrip(b"/")
+        if not httpx.URL(url).raw_path.startswith(base_path + b"/"):
             return None
         return url
+
+    def outgoing(
+        self, request: Request, content: bytes, headers: list[tuple[str, str]], method: str | None = None
+    ) -> Callable[[Upstream], httpx.Request] | None:
+        """What makes ``request`` for each upstream it may go to (``None``: its path would
+        leave the base path)."""
+        if self.url(request, self.pool.upstreams[0]) is None:
+            return None
+
+        def build(upstream: Upstream) -> httpx.Request:
+            url = self.url(request, upstream)
+            assert url is not None  # the path is checked above; every base ends the same way
+            return httpx.Request(method or request.method, url, content=content, headers=headers)
+
+        return build
+
+    def failover(self, reason: Failure) -> None:
+        """A request moved to the next upstream (before its first byte) because of ``reason``."""
+        if self.metrics is not None:
+            self.metrics.failovers.labels(str(reason)).inc()
 
     async def body(self, request: Request) -> bytes | Response:
         try:
@@ -360,11 +403,18 @@ class _Proxy:
         except ClientDisconnect:
             return Response(status_code=499)  # nobody is there to read it
 
-    async def send(self, request: Request, upstream: httpx.Request) -> httpx.Response | Response:
-        """The upstream's response (headers read), or our error response; a client that
-        leaves meanwhile cancels the upstream request at once."""
+    async def send(
+        self,
+        request: Request,
+        build: Callable[[Upstream], httpx.Request],
+        *,
+        exclude: Collection[Upstream] = (),
+    ) -> Sent | Response:
+        """The response of the first upstream that answers ``build``'s request (headers
+        read; failover before the first byte: ``pacer.failover.forward``), or our error
+        response; a client that leaves meanwhile cancels the upstream request at once."""
         left = False
-        response: httpx.Response | Response | None = None
+        result: Sent | Failed | None = None
         async with anyio.create_task_group() as tg:
 
             async def watch() -> None:
@@ -374,31 +424,33 @@ class _Proxy:
                 tg.cancel_scope.cancel()
 
             tg.start_soon(watch)
-            try:
-                with anyio.fail_after(self.timeouts.first_byte):
-                    response = await self.http().send(upstream, stream=True)
-            except TimeoutError:
-                log.warning("pacer proxy: no response headers within %s s", self.timeouts.first_byte)
-                message = f"upstream sent no response within {self.timeouts.first_byte} s"
-                response = _error(504, message, "upstream_timeout")
-                self._count("upstream_timeout")
-            except httpx.HTTPError as exc:
-                log.warning("pacer proxy: upstream unreachable: %r", exc)
-                response = _error(502, f"upstream unreachable: {exc}", "upstream_error")
-                self._count("upstream_unreachable")
+            result = await forward(
+                self.pool,
+                self.http(),
+                build,
+                retries=self.upstreams.retries,
+                first_byte=self.timeouts.first_byte,
+                exclude=exclude,
+                on_failover=self.failover,
+            )
             tg.cancel_scope.cancel()
         if left:
             log.info("pacer proxy: client left before the upstream answered; request cancelled")
-            if isinstance(response, httpx.Response):
-                await response.aclose()
+            if isinstance(result, Sent):
+                await result.aclose(self.pool)
             return Response(status_code=499)
-        assert response is not None
-        return response
+        assert result is not None
+        if isinstance(result, Failed):  # one failed request, whatever the tries
+            self._count("upstream_timeout" if result.status() == 504 else "upstream_unreachable")
+            return JSONResponse(result.error(), status_code=result.status())
+        return result
 
-    def relay(self, response: httpx.Response) -> Response:
+    def relay(self, sent: Sent) -> Response:
         """The upstream's body exactly as it came (still compressed, if it was)."""
+        response = sent.response
         relayed = _Relay(
-            _closing(response, _timed(response.aiter_raw(), self.timeouts)), status_code=response.status_code
+            served(self.pool, sent, _timed(response.aiter_raw(), self.timeouts)),
+            status_code=response.status_code,
         )
         relayed.raw_headers = _relay_headers(response)
         return relayed
@@ -418,21 +470,22 @@ class _Proxy:
         # Ours to decode, so only the encodings httpx decodes without extras.
         headers = [*end_to_end(request.headers.items(), drop=("host", "content-length", "accept-encoding"))]
         headers.append(("accept-encoding", decodable_encodings(request.headers.get("accept-encoding"))))
-        url = self.url(request)
-        if url is None:
+        build = self.outgoing(request, raw, headers, "POST")
+        if build is None:
             return _error(400, "request path leaves the upstream's base path", "invalid_request_error")
-        upstream = httpx.Request("POST", url, content=raw, headers=headers)
-        response = await self.send(request, upstream)
-        if not isinstance(response, httpx.Response):
-            return response
+        sent = await self.send(request, build)
+        if not isinstance(sent, Sent):
+            return sent
+        response = sent.response
         content_type = response.headers.get("content-type", "")
         if response.status_code != 200 or not content_type.startswith("text/event-stream"):
-            return self.relay(response)
+            return self.relay(sent)
         options = self.stream_options
         lanes: list[StreamMetrics] = []
         fmt = api()
-        continuing = self.continuing(fmt, body, headers, url[len(self.base) :])
-        end = _StreamEnd(request, body, lanes, continuing)
+        used = [sent.upstream]
+        continuing = self.continuing(fmt, body, headers, build, used)
+        end = _StreamEnd(request, body, lanes, continuing, sent, used)
         controls = Mailbox() if self.streams is not None else None  # the reader's, from any instance
         frames = paced_event_frames(
             _timed(response.aiter_bytes(), self.timeouts),
@@ -445,7 +498,7 @@ class _Proxy:
             controls=controls,
         )
         paced = EventStreamResponse(
-            _closing(response, frames),
+            served(self.pool, sent, frames, used=used),
             heartbeat=options["heartbeat"],
             send_timeout=options["send_timeout"],
             compress=options["compress"],
@@ -462,10 +515,17 @@ class _Proxy:
         return paced
 
     def continuing(
-        self, fmt: EventFormat, body: dict[str, Any], headers: list[tuple[str, str]], path: str
+        self,
+        fmt: EventFormat,
+        body: dict[str, Any],
+        headers: list[tuple[str, str]],
+        build: Callable[[Upstream], httpx.Request],
+        used: list[Upstream],
     ) -> Continuing | None:
         """How the stream goes on if its upstream fails mid-answer (``pacer._continue``);
-        ``None`` when its route's policy is ``"error"`` or its API cannot continue."""
+        ``None`` when its route's policy is ``"error"`` or its API cannot continue.
+        ``build`` makes the stream's request for an upstream (its URL is the one used);
+        ``used``: the upstreams the stream has had, the last its current one."""
         config = self.stream_options["continuation"]
         continuation = fmt.continuation(body, config.policy(fmt.transcript))
         if continuation is None:
@@ -473,35 +533,48 @@ class _Proxy:
         sent = [(k, v) for k, v in headers if k.lower() != "content-length"]
 
         async def reopen(asked: dict[str, Any], attempt: int) -> AsyncIterable[bytes]:
-            url = self.continuation_upstream(attempt) + path
+            upstream = self.continuation_upstream(used[-1])
+            used.append(upstream)
+            url = str(build(upstream).url)
             request = httpx.Request("POST", url, content=json.dumps(asked).encode("utf-8"), headers=sent)
-            return await self.continuation_stream(request)
+            return await self.continuation_stream(request, upstream)
 
         failures = (UpstreamError, httpx.TransportError)
         return Continuing(continuation, reopen, failures=failures, attempts=config.continue_attempts)
 
-    def continuation_upstream(self, attempt: int) -> str:
-        """The base URL a stream's ``attempt``-th continuation request goes to (1 for the
-        first): the one upstream, once it is back. This is the one seam where several
-        upstreams (issue #41's pool) choose another, healthy one."""
-        return self.base
+    def continuation_upstream(self, failed: Upstream) -> Upstream:
+        """The upstream a continuation goes to after ``failed`` (the stream's current
+        upstream, reported to the pool as cut short) failed mid-answer: a healthy other
+        one from the pool, or else the same one, once it is back."""
+        self.pool.report(failed, Failure.TRUNCATED)
+        picked = self.pool.pick(exclude=[failed]) or self.pool.pick()
+        assert picked is not None  # nothing excluded: the pool always answers one
+        return picked
 
-    async def continuation_stream(self, request: httpx.Request) -> AsyncIterable[bytes]:
-        """The event-stream bytes a continuation request is answered with; an
-        ``UpstreamError`` otherwise (``continuation_refused`` for a 4xx other than 408
-        and 429: the same request would be refused again)."""
+    async def continuation_stream(self, request: httpx.Request, upstream: Upstream) -> AsyncIterable[bytes]:
+        """The event-stream bytes ``upstream`` answers a continuation request with (its
+        health reported as any request's); an ``UpstreamError`` otherwise
+        (``continuation_refused`` for a 4xx other than 408 and 429: the same request would
+        be refused again)."""
+        self.pool.opened(upstream)
         try:
             with anyio.fail_after(self.timeouts.first_byte):
                 response = await self.http().send(request, stream=True)
         except TimeoutError:
+            self.pool.closed(upstream)
+            self.pool.report(upstream, Failure.TIMEOUT)
             raise UpstreamError(
                 f"upstream sent no response within {self.timeouts.first_byte} s", type="upstream_timeout"
             ) from None
         except httpx.HTTPError as exc:
+            self.pool.closed(upstream)
+            self.pool.report(upstream, Failure.UNREACHABLE)
             raise UpstreamError(f"upstream unreachable: {exc}", type="upstream_unreachable") from None
+        sent = Sent(response, upstream, [upstream])
         content_type = response.headers.get("content-type", "")
         if response.status_code == 200 and content_type.startswith("text/event-stream"):
-            return _closing(response, _timed(response.aiter_bytes(), self.timeouts))
+            return served(self.pool, sent, _timed(response.aiter_bytes(), self.timeouts))
+        self.pool.report(upstream, failure_of(response.status_code))
         detail = b""
         try:
             async for piece in response.aiter_bytes():  # the start of the answer says why
@@ -511,7 +584,7 @@ class _Proxy:
         except httpx.HTTPError:
             pass
         finally:
-            await response.aclose()
+            await sent.aclose(self.pool)
         status = response.status_code
         kind = (
             "continuation_refused" if 400 <= status < 500 and status not in (408, 429) else "upstream_status"
@@ -550,8 +623,9 @@ class _Proxy:
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
-        """Readiness: the stream log's store answers (Redis, with ``--redis``), and the
-        upstream answers (any HTTP status), each within two seconds."""
+        """Readiness: the stream log's store answers (Redis, with ``--redis``), and at least
+        one upstream is healthy: each upstream in rotation is probed now (``GET`` of the
+        probe path, any status below 500), each check within two seconds."""
         if self.streams is not None:
             try:
                 with anyio.fail_after(2.0):
@@ -559,13 +633,16 @@ class _Proxy:
             except (TimeoutError, StreamLogError) as exc:
                 error = str(exc) or type(exc).__name__
                 return JSONResponse({"status": "stream log unreachable", "error": error}, 503)
-        try:
-            with anyio.fail_after(2.0):
-                answer = await self.http().get(f"{self.base}/v1/models")
-        except (TimeoutError, httpx.HTTPError) as exc:
-            error = str(exc) or type(exc).__name__
-            return JSONResponse({"status": "upstream unreachable", "error": error}, 503)
-        return JSONResponse({"status": "ready", "upstream_status": answer.status_code})
+        pool = self.pool
+        met = await probe_all(pool, self.http(), self.upstreams.probe_path, pool.due())
+        states = {u.name: str(pool.state(u)) for u in pool.upstreams}
+        if pool.healthy():
+            return JSONResponse({"status": "ready", "upstreams": states})
+        error = (
+            "; ".join(f"upstream {name}: {detail}" for name, detail in met.items())
+            or "every upstream is backing off"
+        )
+        return JSONResponse({"status": "upstream unreachable", "error": error, "upstreams": states}, 503)
 
     async def prometheus(self, request: Request) -> Response:
         """The Prometheus text format of the proxy's series (``pacer.prometheus``)."""
@@ -576,8 +653,7 @@ class _Proxy:
         return Response(self.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def passthrough(self, request: Request, raw: bytes | None = None) -> Response:
-        url = self.url(request)
-        if url is None:
+        if self.url(request, self.pool.upstreams[0]) is None:
             return _error(400, "request path leaves the upstream's base path", "invalid_request_error")
         if raw is None:
             body = await self.body(request)
@@ -585,8 +661,10 @@ class _Proxy:
                 return body
             raw = body
         headers = end_to_end(request.headers.items(), drop=("host", "content-length"))
-        response = await self.send(request, httpx.Request(request.method, url, content=raw, headers=headers))
-        return self.relay(response) if isinstance(response, httpx.Response) else response
+        build = self.outgoing(request, raw, headers)
+        assert build is not None  # the path was checked above
+        sent = await self.send(request, build)
+        return self.relay(sent) if isinstance(sent, Sent) else sent
 
     async def other(self, request: Request) -> Response:
         return await self.passthrough(request)
@@ -597,7 +675,7 @@ class _StreamEnd:
     request it answered (``response``: its stream id, once started), and its pipelines'
     figures (filled while it runs)."""
 
-    __slots__ = ("continuing", "lanes", "model", "received", "response", "route")
+    __slots__ = ("continuing", "failovers", "lanes", "model", "received", "response", "route", "upstreams")
 
     def __init__(
         self,
@@ -605,10 +683,15 @@ class _StreamEnd:
         body: dict[str, Any],
         lanes: list[StreamMetrics],
         continuing: Continuing | None,
+        sent: Sent,
+        used: list[Upstream],
     ) -> None:
         self.response: EventStreamResponse | None = None
         self.continuing = continuing
         self.route = request.url.path
+        #: The upstreams that served the stream, in order (a continuation adds the next).
+        self.upstreams = used
+        self.failovers = sent.failovers  # upstreams that failed before the first byte
         model = body.get("model")
         self.model = model if isinstance(model, str) else None
         self.received = anyio.current_time()  # the clock the pipelines read (asyncio's monotonic)
@@ -627,6 +710,8 @@ class _StreamEnd:
             "first_output_s": min(firsts) - self.received if firsts else None,
             "lag_p99_s": max((lag for lane in lanes if (lag := lane.lag(99)) is not None), default=None),
             "blocked": blocked,
+            "upstreams": ",".join(u.name for u in self.upstreams),
+            "failovers": self.failovers,
             **self.continued(),
         }
 
@@ -664,7 +749,7 @@ def upstream_base(upstream: str) -> str:
 
 
 def create_proxy(
-    upstream: str,
+    upstream: str | Sequence[str],
     config: ProxyConfig | Callable[[], Stage] | None = None,
     *,
     clock: Clock | None = None,
@@ -673,9 +758,8 @@ def create_proxy(
     metrics: PacerMetrics | None = None,
     **options: Any,
 ) -> Starlette:
-    """The proxy in front of ``upstream`` as a Starlette app, configured by ``config``
-    (``pacer.config.ProxyConfig``: pacing, stream writing, timeouts, limits, guard,
-    resumable streams; every default and check is there).
+    """The proxy in front of ``upstream`` (one URL or several: ``upstream_pool``) as a
+    Starlette app, configured by ``config`` (``pacer.config.ProxyConfig``: every default).
 
     A function given as ``config`` makes each stream's pipeline, the rest of the
     configuration being the defaults; ``options`` set single fields by name
@@ -686,7 +770,7 @@ def create_proxy(
     cookie jar that could carry one client's cookies to another (requests are built
     without the client's cookies either way). ``GET /metrics`` serves ``metrics`` (a
     new ``pacer.prometheus.PacerMetrics`` when prometheus-client is installed), ``GET
-    /healthz`` says the process answers, ``GET /readyz`` that the upstream does.
+    /healthz`` says the process answers, ``GET /readyz`` that an upstream does.
 
     A paced stream is compressed for a client that asks (``Accept-Encoding``), each
     event flushed on its own (``pacer._compress``), unless ``stream.compress`` is off.
@@ -707,7 +791,6 @@ def create_proxy(
     its connection. ``cors_origin`` are the browser origins allowed (``pacer._cors``).
     """
     config = _proxy_config(config, options)
-    check_upstream(upstream, "create_proxy: upstream")
     stream_options = _stream_options(config, clock)
     if metrics is None:
         with contextlib.suppress(ModuleNotFoundError):
@@ -716,7 +799,8 @@ def create_proxy(
     streams = _resumable_streams(config, metrics, drain)
     pool = CheckPool(config.check_workers, per_stream=config.checks_per_stream)  # threads start when used
     proxy = _Proxy(
-        upstream_base(upstream),
+        upstream_pool(upstream, config.upstreams, metrics),
+        config.upstreams,
         _pipeline_factory(config, pool),
         stream_options,
         config.timeouts,
@@ -735,6 +819,7 @@ def create_proxy(
                 await stack.enter_async_context(streams)
             stack.enter_context(collecting_less(stream_options["gc_threshold"]))
             await stack.enter_async_context(drain)
+            await stack.enter_async_context(proxy.probing())
             yield {DRAIN_STATE: drain}  # for the server's protocol to begin it (pacer._connections)
         await proxy.aclose()
         pool.close()
@@ -786,6 +871,38 @@ def collecting_less(threshold: int) -> Iterator[None]:
     finally:
         gc.set_threshold(*before)
         gc.unfreeze()
+
+
+def upstream_pool(
+    upstream: str | Sequence[str], config: UpstreamsConfig, metrics: PacerMetrics | None = None
+) -> UpstreamPool:
+    """The pool of ``upstream`` (one URL, several separated by commas or spaces, or a
+    sequence; each ``URL`` or ``NAME=URL``), each checked, with ``config``'s breakers;
+    ``metrics`` shows each upstream's health."""
+    given = [upstream] if isinstance(upstream, str) else list(upstream)
+    pairs = []
+    for each in given:
+        if not isinstance(each, str):
+            raise TypeError(f"create_proxy: upstream must be URLs (str), got {type(each).__name__}: {each!r}")
+        for part in upstream_list(each) or [each]:  # nothing listed: the URL check says why
+            name, url = parse_upstream(part)
+            check_upstream(url, "create_proxy: upstream")
+            pairs.append((name, upstream_base(url)))
+    if not pairs:
+        raise ValueError("create_proxy: upstream must name at least one upstream URL")
+    pool = UpstreamPool(
+        pairs,
+        balance=config.balance,
+        probing=config.probe_interval is not None and len(pairs) > 1,
+        failures=config.breaker_failures,
+        backoff=config.breaker_backoff,
+        max_backoff=config.breaker_max_backoff,
+    )
+    if metrics is not None:
+        pool.on_change = metrics.upstream_changed
+        for member in pool.upstreams:
+            metrics.upstream_changed(member)
+    return pool
 
 
 def _stream_options(config: ProxyConfig, clock: Clock | None) -> dict[str, Any]:

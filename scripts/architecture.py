@@ -38,14 +38,14 @@ LAYERS: list[tuple[str, str]] = [
         "_packets guard patterns _heard traces",
     ),
     ("drivers", "_run _hub mux _simulate _streamer _checks _driver"),
-    ("config", "config"),
+    ("config", "config upstreams"),
     (
         "transport",
         "_writer _events formats formats.base formats.text formats.choices formats.responses "
         "formats.messages formats.splice _continue resumable streamlog redislog adapters _compress sse "
         "_errors _outcome _shown _refine _drain _controlchannel _paces",
     ),
-    ("HTTP", "proxy server streamroutes websocket prometheus _cors _replays _clients _connections"),
+    ("HTTP", "proxy failover server streamroutes websocket prometheus _cors _replays _clients _connections"),
     ("apps", "cli client _playground __main__ testing"),
 ]
 

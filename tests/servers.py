@@ -448,3 +448,61 @@ class SentencesUpstream:
             yield b"data: [DONE]\n\n"
         finally:
             self.closed.append(model)
+
+
+class StatusUpstream:
+    """A fake OpenAI upstream for failover: each chat request (counted in ``requests``)
+    is answered with ``status`` (and ``headers``) and a JSON error, or, for 200, a short
+    chat answer (streamed when asked); ``delay``: seconds before the response headers;
+    ``cut``: the stream stops before its end; ``hold``: the stream waits halfway until the
+    event is set. ``GET /v1/models`` answers 200 (or ``probe_status``)."""
+
+    def __init__(self, status: int = 200, headers: dict[str, str] | None = None) -> None:
+        self.status = status
+        self.headers = headers or {}
+        self.delay = 0.0
+        self.cut = False
+        self.hold: threading.Event | None = None
+        self.probe_status = 200
+        self.requests = 0
+        self.app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                Route("/v1/models", self.models, methods=["GET"]),
+            ]
+        )
+
+    async def models(self, request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": []}, status_code=self.probe_status)
+
+    async def chat(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.status != 200:
+            error = {"error": {"message": f"status {self.status} from here", "type": "fake"}}
+            return JSONResponse(error, status_code=self.status, headers=self.headers)
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": TEXT}
+            return JSONResponse(
+                {"id": "c", "object": "chat.completion", "choices": [{"index": 0, "message": message}]}
+            )
+        return StreamingResponse(self.stream(), media_type="text/event-stream")
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            body = {"id": "c", "object": "chat.completion.chunk", "choices": [choice]}
+            return f"data: {json.dumps(body)}\n\n".encode()
+
+        yield chunk({"role": "assistant", "content": ""})
+        for i, piece in enumerate(CONTENT):
+            if i == len(CONTENT) // 2:
+                if self.cut:
+                    return
+                while self.hold is not None and not self.hold.is_set():
+                    await asyncio.sleep(0.01)
+            yield chunk({"content": piece})
+        yield chunk({}, finish="stop")
+        yield b"data: [DONE]\n\n"

@@ -140,6 +140,16 @@ FLAGS = {  # flag -> (value given, where it must arrive)
         lambda p, pacer, packets: _continuation(p).continue_responses == "regenerate",
     ),
     "--continue-attempts": ("7", lambda p, pacer, packets: _continuation(p).continue_attempts == 7),
+    "--retries": ("5", lambda p, pacer, packets: p.upstreams.retries == 5),
+    "--balance": ("least_streams", lambda p, pacer, packets: p.pool.balance == "least_streams"),
+    "--probe-interval": (
+        "0",
+        lambda p, pacer, packets: p.upstreams.probe_interval is None,
+    ),
+    "--probe-path": ("/health", lambda p, pacer, packets: p.upstreams.probe_path == "/health"),
+    "--breaker-failures": ("7", lambda p, pacer, packets: p.pool.upstreams[0].breaker.failures == 7),
+    "--breaker-backoff": ("0.25", lambda p, pacer, packets: p.pool.upstreams[0].breaker.backoff == 0.25),
+    "--breaker-max-backoff": ("9", lambda p, pacer, packets: p.pool.upstreams[0].breaker.max_backoff == 9.0),
     "--redis": (
         "redis://127.0.0.1:9/3",
         lambda p, pacer, packets: getattr(p.streams.log, "url", "") == "redis://127.0.0.1:9/3",
