@@ -1,9 +1,10 @@
 """Issue #41, continuation after text was shown, against real processes: the proxy
-(``pacer proxy``) in front of the tiny real model's server (``pacer.testing.model_server``),
-killed at a random point mid-answer and restarted, twice, under 200 concurrent streams.
-Every stream must end with exactly the uninterrupted greedy answer (no character missing
-or repeated at a seam), ``[DONE]`` once, and usage summed (``completion_tokens`` is the
-answer's length: one token a character)."""
+(``pacer proxy``) in front of two servers of the tiny real model
+(``pacer.testing.model_server``), 200 concurrent streams from 200 clients; one upstream
+killed at a random point mid-answer and restarted, then the other killed. Every stream
+must end with exactly the uninterrupted greedy answer (no character missing or repeated
+at a seam), ``[DONE]`` once, and usage summed (``completion_tokens`` is the answer's
+length: one token a character)."""
 
 from __future__ import annotations
 
@@ -33,9 +34,10 @@ QUESTIONS = [f"Question {i}: what is pacing?" for i in range(20)]
 
 
 @pytest.fixture(scope="module")
-def model() -> Iterator[ModelProcess]:
-    with ModelProcess("--token-delay", "0.04", "--answer-chars", "50") as process:
-        yield process
+def models() -> Iterator[tuple[ModelProcess, ModelProcess]]:
+    options = ("--token-delay", "0.04", "--answer-chars", "50")
+    with ModelProcess(*options) as a, ModelProcess(*options) as b:
+        yield a, b
 
 
 def _body(question: str, stream: bool = True) -> dict[str, Any]:
@@ -54,9 +56,14 @@ def _answers(url: str) -> dict[str, str]:
     return out
 
 
-async def _read(client: httpx.AsyncClient, url: str, question: str, started: list[int]) -> dict[str, Any]:
+async def _read(
+    client: httpx.AsyncClient, url: str, question: str, user: int, started: list[int]
+) -> dict[str, Any]:
     raw = b""
-    async with client.stream("POST", f"{url}/v1/chat/completions", json=_body(question)) as response:
+    key = {"Authorization": f"Bearer user-{user}"}  # 200 clients, each within its stream limit
+    async with client.stream(
+        "POST", f"{url}/v1/chat/completions", json=_body(question), headers=key
+    ) as response:
         async for piece in response.aiter_bytes():
             if not raw:
                 started.append(1)  # answering: failover before the first byte is not this test's
@@ -76,29 +83,38 @@ async def _read(client: httpx.AsyncClient, url: str, question: str, started: lis
     return {"question": question, "text": text, "dones": dones, "usage": usage, "errors": errors}
 
 
-async def _chaos(url: str, model: ModelProcess, seed: int) -> list[dict[str, Any]]:
+async def _chaos(url: str, models: tuple[ModelProcess, ModelProcess], seed: int) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     limits = httpx.Limits(max_connections=STREAMS + 10)
     async with httpx.AsyncClient(timeout=170, limits=limits) as client:
         started: list[int] = []
         reads = [
-            asyncio.create_task(_read(client, url, QUESTIONS[i % len(QUESTIONS)], started))
+            asyncio.create_task(_read(client, url, QUESTIONS[i % len(QUESTIONS)], i, started))
             for i in range(STREAMS)
         ]
         while len(started) < STREAMS:
             await asyncio.sleep(0.01)
-        for _ in range(2):  # killed mid-answer, restarted; then killed again
-            await asyncio.sleep(rng.uniform(0.1, 1.0))
-            model.kill()
-            await asyncio.to_thread(model.start)
-        return await asyncio.gather(*reads)
+        a, b = models
+        await asyncio.sleep(rng.uniform(0.1, 1.0))
+        a.kill()  # mid-answer: its streams go on on b
+        await asyncio.to_thread(a.start)
+        await asyncio.sleep(rng.uniform(0.1, 1.0))
+        b.kill()  # and b's on a, back again
+        results = await asyncio.gather(*reads)
+        await asyncio.to_thread(b.start)  # for the next test of the module, as it found it
+        return results
 
 
-def test_two_kills_under_200_streams_leave_every_answer_byte_identical(model: ModelProcess) -> None:
-    answers = _answers(model.url)
+def test_two_kills_under_200_streams_leave_every_answer_byte_identical(
+    models: tuple[ModelProcess, ModelProcess],
+) -> None:
+    answers = _answers(models[0].url)
+    assert _answers(models[1].url) == answers  # the same model, greedy: one answer a question
     args = (
         "--upstream",
-        model.url,
+        models[0].url,
+        "--upstream",
+        models[1].url,
         "--cps",
         "400",
         "--continue-attempts",
@@ -110,7 +126,7 @@ def test_two_kills_under_200_streams_leave_every_answer_byte_identical(model: Mo
     )
     with cli_proxy(*args, "--idle-timeout", "5") as (url, _):
         start = time.monotonic()
-        results = asyncio.run(_chaos(url, model, seed=int(start)))
+        results = asyncio.run(_chaos(url, models, seed=int(start)))
         metrics = httpx.get(f"{url}/metrics").text
     for result in results:
         answer = answers[result["question"]]
