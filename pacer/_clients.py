@@ -5,9 +5,16 @@
 address), or else its address. ``StreamsPerClient`` is the ASGI middleware that lets
 each client hold at most ``limit`` streams open at once (the requests to the routes it
 is given and the stream resumes under ``/v1/streams/``, from their arrival to their
-response's end); one more is answered at once with a 429 JSON error
-(``{"error": {"message", "type": "rate_limited"}}``) and ``Retry-After``, before the
-upstream is asked anything.
+response's end, or to their generation's end where that is later); one more is
+answered at once with a 429 JSON error (``{"error": {"message", "type":
+"rate_limited"}}``) and ``Retry-After``, before the upstream is asked anything.
+
+A resumable stream's generation outlives its connection (``pacer.resumable``): a
+client that starts one and leaves must not get a fresh slot while the upstream still
+answers it. So the middleware puts a ``Slot`` in the request's scope (``SLOT_KEY``);
+the response that starts a generation takes a hold on it (``Slot.keep``) and lets go
+when the generation ends (done, cancelled, orphaned, shut down), and the client's
+count drops only when the connection and every hold have ended.
 
 Cost: one hash of the credential and one dictionary update per counted request;
 memory one entry per client with a stream open.
@@ -25,11 +32,14 @@ from starlette.datastructures import Headers
 from ._errors import error_object
 from .resumable import credential_of
 
-__all__ = ["StreamsPerClient", "client_key"]
+__all__ = ["SLOT_KEY", "Slot", "StreamsPerClient", "client_key"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+#: The scope key of a counted request's ``Slot``.
+SLOT_KEY = "pacer.client_slot"
 
 
 def client_key(headers: Mapping[str, str], address: str | None) -> str:
@@ -39,6 +49,37 @@ def client_key(headers: Mapping[str, str], address: str | None) -> str:
     if credential is not None:
         return "key:" + hashlib.sha256(credential.encode("utf-8", "surrogateescape")).hexdigest()
     return "address:" + (address or "")
+
+
+class Slot:
+    """One counted request's place in its client's count: held by its connection and by
+    each ``keep`` until let go; ``release`` is called once, when the last lets go."""
+
+    __slots__ = ("_holds", "_release")
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self._holds = 1  # the connection's
+        self._release = release
+
+    def keep(self) -> Callable[[], None]:
+        """One more hold (a generation that outlives the connection); returns its
+        let-go, which does nothing after its first call."""
+        self._holds += 1
+        done = False
+
+        def let_go() -> None:
+            nonlocal done
+            if not done:
+                done = True
+                self.drop()
+
+        return let_go
+
+    def drop(self) -> None:
+        """Let go of one hold."""
+        self._holds -= 1
+        if not self._holds:
+            self._release()
 
 
 class StreamsPerClient:
@@ -72,14 +113,18 @@ class StreamsPerClient:
             await self._refuse(send)
             return
         self.open[key] = held + 1
+        slot = scope[SLOT_KEY] = Slot(lambda: self._release(key))
         try:
             await self.app(scope, receive, send)
         finally:
-            left = self.open[key] - 1
-            if left:
-                self.open[key] = left
-            else:
-                del self.open[key]
+            slot.drop()
+
+    def _release(self, key: str) -> None:
+        left = self.open[key] - 1
+        if left:
+            self.open[key] = left
+        else:
+            del self.open[key]
 
     async def _refuse(self, send: Send) -> None:
         message = (

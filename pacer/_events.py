@@ -57,7 +57,7 @@ from .config import MAX_LINE
 from .formats import EventFormat, Keep, Text, Unchecked
 from .sse import ServerSentEvent
 
-__all__ = ["EventPacer", "paced_event_frames"]
+__all__ = ["EventPacer", "LiveLanes", "paced_event_frames"]
 
 log = logging.getLogger("pacer.events")
 
@@ -179,6 +179,16 @@ class EventPacer(CheckingStage):
         self.checked: bool | None = None  # whether the pipelines check text (known at the first lane)
         self._asked: dict[int, _Lane] = {}  # id(request) -> its lane
         self.flow = Flow()  # the reader's controls so far: a lane opened later starts so
+
+    def metrics(self) -> list[StreamMetrics]:
+        """The metrics of each lane's pipeline so far (its pacing stages' where they are
+        its own), live while the stream runs."""
+        found = []
+        for lane in self.lanes.values():
+            p = lane.tail if lane.tail is not None else lane.pipeline
+            if p is not None:
+                found.append(p.metrics)
+        return found
 
     # -- stage protocol --------------------------------------------------------------
 
@@ -572,6 +582,20 @@ async def _pieces(events: AsyncIterator[ServerSentEvent], fmt: EventFormat) -> A
         raise fmt.truncated()
 
 
+class LiveLanes:
+    """A view of a paced event stream's lanes while it runs (``paced_event_frames(live=)``):
+    called, the metrics of each lane's pipeline so far, for figures read before the
+    stream's end (a client that left, a shutdown); empty until the stream starts."""
+
+    __slots__ = ("stage",)
+
+    def __init__(self) -> None:
+        self.stage: EventPacer | None = None
+
+    def __call__(self) -> list[StreamMetrics]:
+        return [] if self.stage is None else self.stage.metrics()
+
+
 async def paced_event_frames(
     data: AsyncIterable[bytes],
     fmt: EventFormat,
@@ -582,6 +606,7 @@ async def paced_event_frames(
     pipelines: list[StreamMetrics] | None = None,
     continuing: Continuing | None = None,
     controls: Mailbox | None = None,
+    live: LiveLanes | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """Re-pace an SSE byte stream of ``fmt``'s API; yields SSE frames. ``controls``: where
     the reader's controls come in (``pacer._control.Mailbox``), applied to every lane.
@@ -590,13 +615,16 @@ async def paced_event_frames(
     after the frames of everything before it, the held text sent at once; with
     ``continuing``, an upstream that fails mid-answer is continued first
     (``pacer._continue``), the same pipelines paced on through the seam. The metrics of
-    each lane's pipeline are appended to ``pipelines`` when the stream ends.
+    each lane's pipeline are appended to ``pipelines`` when the stream ends; ``live``
+    shows them while it runs.
     """
     limits = {"max_line": max_line, "max_event": 16 * max_line}
     events = asse_events(data, **limits)
     if continuing is not None:
         events = continuing.events(events, **limits)
     stage = EventPacer(fmt, pipeline_factory)
+    if live is not None:
+        live.stage = stage
     run: AsyncRun[str] = AsyncRun(stage, _pieces(events, fmt), clock=clock, controls=controls)
     run.controls.report = stage.report
     try:
@@ -607,7 +635,4 @@ async def paced_event_frames(
         with anyio.CancelScope(shield=True):
             await run.aclose()
         if pipelines is not None:
-            for lane in stage.lanes.values():
-                p = lane.tail if lane.tail is not None else lane.pipeline
-                if p is not None:
-                    pipelines.append(p.metrics)
+            pipelines.extend(stage.metrics())

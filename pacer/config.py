@@ -758,9 +758,9 @@ class ProxyConfig:
         default=STREAMS_PER_CLIENT,
         metadata=about(
             "streams one client (its Authorization or x-api-key value, or else its address) may have "
-            "open at once: requests to the completion routes, streaming or not, and stream resumes; "
-            "more get a 429 (0: no limit). A service that sends all its users' requests with one key "
-            "needs a higher value",
+            "open at once: requests to the completion routes, streaming or not, and stream resumes; a "
+            "stream whose client left counts until its generation ends; more get a 429 (0: no limit). "
+            "A service that sends all its users' requests with one key needs a higher value",
             check=_above(0, integer=True),
         ),
     )

@@ -96,7 +96,7 @@ from ._core import Stage
 from ._cors import Cors
 from ._drain import STATE_KEY as DRAIN_STATE
 from ._drain import Drain
-from ._events import paced_event_frames
+from ._events import LiveLanes, paced_event_frames
 from ._metrics import StreamMetrics
 from ._outcome import Outcome
 from ._paces import Paces
@@ -482,10 +482,11 @@ class _Proxy:
             return self.relay(sent)
         options = self.stream_options
         lanes: list[StreamMetrics] = []
+        live = LiveLanes()
         fmt = api()
         used = [sent.upstream]
         continuing = self.continuing(fmt, body, headers, build, used)
-        end = _StreamEnd(request, body, lanes, continuing, sent, used)
+        end = _StreamEnd(request, body, live, continuing, sent, used)
         controls = Mailbox() if self.streams is not None else None  # the reader's, from any instance
         frames = paced_event_frames(
             _timed(response.aiter_bytes(), self.timeouts),
@@ -496,6 +497,7 @@ class _Proxy:
             pipelines=lanes,
             continuing=continuing,
             controls=controls,
+            live=live,
         )
         paced = EventStreamResponse(
             served(self.pool, sent, frames, used=used),
@@ -510,6 +512,7 @@ class _Proxy:
             resume=options["resume"],
             drain=options["drain"],
             controls=controls,
+            on_generation_end=functools.partial(_generation_ended, end),
         )
         end.response = paced  # its stream id, once started
         return paced
@@ -673,15 +676,26 @@ class _Proxy:
 class _StreamEnd:
     """What the line at a paced stream's end says besides its outcome: which stream and
     request it answered (``response``: its stream id, once started), and its pipelines'
-    figures (filled while it runs)."""
+    figures (read live from its lanes, so a stream that ends before its last lane's end
+    still says what it sent). ``closed``: whether the connection's line is written."""
 
-    __slots__ = ("continuing", "failovers", "lanes", "model", "received", "response", "route", "upstreams")
+    __slots__ = (
+        "closed",
+        "continuing",
+        "failovers",
+        "lanes",
+        "model",
+        "received",
+        "response",
+        "route",
+        "upstreams",
+    )
 
     def __init__(
         self,
         request: Request,
         body: dict[str, Any],
-        lanes: list[StreamMetrics],
+        lanes: Callable[[], list[StreamMetrics]],
         continuing: Continuing | None,
         sent: Sent,
         used: list[Upstream],
@@ -696,9 +710,10 @@ class _StreamEnd:
         self.model = model if isinstance(model, str) else None
         self.received = anyio.current_time()  # the clock the pipelines read (asyncio's monotonic)
         self.lanes = lanes
+        self.closed = False
 
     def figures(self, outcome: Outcome) -> dict[str, Any]:
-        lanes = self.lanes
+        lanes = self.lanes()
         firsts = [lane.first_output for lane in lanes if lane.first_output is not None]
         blocked = next((lane.blocked for lane in lanes if lane.blocked is not None), None)
         return {
@@ -734,10 +749,24 @@ def _ended(end: _StreamEnd, metrics: PacerMetrics | None, outcome: Outcome) -> N
     c = end.continuing
     if metrics is not None and c is not None:
         metrics.continued(c.continuation.api, len(c.seams), c.refused is not None)
-    figures = end.figures(outcome)
+    end.closed = True
+    _log_line("stream ended", end.figures(outcome))
+
+
+def _generation_ended(end: _StreamEnd, outcome: Outcome, readers: int) -> None:
+    """A line when a generation ends after its creator's connection did (a resumable
+    stream whose client left): the generation's outcome, its figures then and how many
+    clients were reading it; a generation that ends while its creator reads is the
+    connection's line alone."""
+    if end.closed:
+        _log_line("generation ended", end.figures(outcome) | {"readers": readers})
+
+
+def _log_line(what: str, figures: dict[str, Any]) -> None:
+    outcome = figures["outcome"]
     level = logging.WARNING if outcome in (Outcome.ERROR, Outcome.SEND_TIMEOUT) else logging.INFO
     text = " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items())
-    log.log(level, "pacer proxy: stream ended: %s", text, extra={"stream": figures})
+    log.log(level, "pacer proxy: %s: %s", what, text, extra={"stream": figures})
 
 
 def upstream_base(upstream: str) -> str:

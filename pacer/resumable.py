@@ -286,6 +286,7 @@ class ResumableStreams:
         controls: Mailbox | None = None,
         reader: str | None = None,
         cps: float | None = None,
+        on_end: Callable[[Outcome, int], None] | None = None,
     ) -> str:
         """Produce ``frames`` (SSE frames in the format ``fmt`` names, see
         ``pacer.formats``) into a new stream's log, from a task of this object;
@@ -296,7 +297,9 @@ class ResumableStreams:
         ``Mailbox`` of the run that makes ``frames`` (``AsyncRun(controls=)``), where the
         reader's controls go (``control``); without, the stream takes none. ``cps``: the
         stream's starting rate; without, the rate its ``reader`` (``reader_of``) set last,
-        where ``paces`` remembers one."""
+        where ``paces`` remembers one. ``on_end`` is called once when the generation has
+        ended (after its source is closed), with its ``Outcome`` and how many readers it
+        had here then; also (``ERROR``, 0) when its log cannot take it."""
         if self._tasks is None:
             raise RuntimeError("ResumableStreams: enter it (async with) before starting streams")
         if fmt not in FORMAT_NAMES:
@@ -314,18 +317,28 @@ class ResumableStreams:
         else:
             orphan_timeout = seconds(orphan_timeout, "ResumableStreams.start: orphan_timeout", zero=True)
         meta = {"format": fmt} | (owner.meta() if owner is not None else {})
-        await self.log.create(stream_id, meta)
-        if controls is not None:
-            if cps is None and self.paces is not None:
-                cps = await self.paces.recall(reader)
-            if cps is not None:
-                controls.send(Control(Action.RATE, cps))  # before the first decision
+        try:
+            await self.log.create(stream_id, meta)
+            if controls is not None:
+                if cps is None and self.paces is not None:
+                    cps = await self.paces.recall(reader)
+                if cps is not None:
+                    controls.send(Control(Action.RATE, cps))  # before the first decision
+        except BaseException:
+            if on_end is not None:
+                on_end(Outcome.ERROR, 0)
+            raise
         producer = self.producers[stream_id] = _Producer(anyio.current_time(), orphan_timeout, controls)
-        self._tasks.start_soon(self._produce, stream_id, frames, fmt, producer)
+        self._tasks.start_soon(self._produce, stream_id, frames, fmt, producer, on_end)
         return stream_id
 
     async def _produce(
-        self, stream_id: str, frames: AsyncIterator[bytes], fmt: str, producer: _Producer
+        self,
+        stream_id: str,
+        frames: AsyncIterator[bytes],
+        fmt: str,
+        producer: _Producer,
+        on_end: Callable[[Outcome, int], None] | None,
     ) -> None:
         number = 0
         outcome = Outcome.DONE
@@ -359,8 +372,11 @@ class ResumableStreams:
                 await append(stream_id, [Entry(number + 1, b"", outcome)])
         except StreamLogError as exc:
             log.warning("pacer: resumable stream %s lost its log: %r", stream_id, exc)
+            outcome = Outcome.ERROR
         finally:
             self.producers.pop(stream_id, None)
+            if on_end is not None:
+                on_end(outcome, producer.readers)
 
     async def _ending(
         self, stream_id: str, fmt: str, last: int, reason: Outcome, producer: _Producer

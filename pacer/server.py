@@ -44,6 +44,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from ._aio import aclose_source
 from ._args import one_of
+from ._clients import SLOT_KEY, Slot
 from ._compress import EventCompressor, negotiate
 from ._control import Action, Control, ControlError, Mailbox
 from ._core import Chunk, Stage
@@ -134,14 +135,37 @@ EXPOSED = f"{STREAM_ID_HEADER}, {STREAM_TOKEN_HEADER}"
 class _Resumable:
     """Where a response produces its frames: a resumable stream of ``fmt``, once started ``stream_id``."""
 
-    __slots__ = ("controls", "fmt", "stream_id", "streams", "when")
+    __slots__ = ("controls", "fmt", "on_end", "stream_id", "streams", "when")
 
-    def __init__(self, streams: ResumableStreams, fmt: str, when: str, controls: Mailbox | None) -> None:
+    def __init__(
+        self,
+        streams: ResumableStreams,
+        fmt: str,
+        when: str,
+        controls: Mailbox | None,
+        on_end: Callable[[Outcome, int], None] | None,
+    ) -> None:
         self.streams = streams
         self.fmt = fmt
         self.when = when
         self.controls = controls  # where the reader's controls reach the run making the frames
+        self.on_end = on_end  # told when the generation ends (ResumableStreams.start's on_end)
         self.stream_id: str | None = None
+
+    def ended(self, slot: Slot | None, outlives: bool) -> Callable[[Outcome, int], None]:
+        """What the generation's end calls: the let-go of its hold on its client's
+        ``slot`` (``pacer._clients``), which it keeps until then, and ``on_end`` where
+        the generation ``outlives`` a client that leaves (a resumable one)."""
+        let_go = slot.keep() if slot is not None else None
+        on_end = self.on_end if outlives else None
+
+        def ended(outcome: Outcome, readers: int) -> None:
+            if let_go is not None:
+                let_go()
+            if on_end is not None:
+                on_end(outcome, readers)
+
+        return ended
 
     def orphan_timeout(self, headers: Headers) -> float | None:
         """The stream's orphan timeout: the streams' own, or 0 for a request that did not
@@ -199,7 +223,11 @@ class EventStreamResponse(Response):
     ``X-Pacer-Resumable: 1``; any other stops as soon as its client leaves. ``controls``:
     the ``Mailbox`` of the run that makes the frames (``AsyncRun(controls=)``,
     ``paced_event_frames(controls=)``), through which ``POST /v1/streams/{id}/control``
-    reaches it (``pacer.streamroutes``).
+    reaches it (``pacer.streamroutes``). ``on_generation_end`` is called, for a
+    generation that outlives a client that leaves, with its ``Outcome`` and its readers
+    then when it ends, which may be long after ``on_close``
+    (``ResumableStreams.start``'s ``on_end``). Every generation keeps its client's place
+    under ``pacer._clients.StreamsPerClient`` until it ends.
     """
 
     media_type = "text/event-stream"
@@ -221,6 +249,7 @@ class EventStreamResponse(Response):
         resume: str = "always",
         drain: Drain | None = None,
         controls: Mailbox | None = None,
+        on_generation_end: Callable[[Outcome, int], None] | None = None,
     ) -> None:
         name = type(self).__name__
         if heartbeat is not None and not heartbeat > 0:
@@ -244,7 +273,9 @@ class EventStreamResponse(Response):
         self.outcome = Outcome.RUNNING
         self.drain = drain
         # Where to produce the frames (a resumable stream, and its format), and its id once started.
-        self._resumable = None if streams is None else _Resumable(streams, stream_format, resume, controls)
+        self._resumable = None
+        if streams is not None:
+            self._resumable = _Resumable(streams, stream_format, resume, controls, on_generation_end)
 
     @property
     def stream_id(self) -> str | None:
@@ -306,14 +337,16 @@ class EventStreamResponse(Response):
         try:
             # Frames to produce are bytes only: an Outcome among them is a log reader's.
             owner = Owner(credential_of(request))
+            orphan_timeout = resumable.orphan_timeout(request)
             stream_id = await streams.start(
                 cast(AsyncIterator[bytes], frames),
                 fmt=resumable.fmt,
                 owner=owner,
-                orphan_timeout=resumable.orphan_timeout(request),
+                orphan_timeout=orphan_timeout,
                 controls=resumable.controls,
                 reader=streams.reader_of(request),
                 cps=cps,
+                on_end=resumable.ended(scope.get(SLOT_KEY), outlives=orphan_timeout != 0),
             )
         except StreamLogError as exc:
             log.warning("pacer: no resumable stream: %s", exc)

@@ -381,3 +381,94 @@ def test_x_forwarded_for_is_believed_only_from_the_configured_addresses(
             == 200
         )
     assert f"{seen}:" in next(line for line in process.log.splitlines() if '"GET /healthz' in line)
+
+
+def _text_of(data: str) -> str:
+    """The text of a chat completion chunk's first choice ("" for any other event)."""
+    chunk = json.loads(data) if data.startswith("{") else {}
+    choices = chunk.get("choices") or [{}]
+    return str(choices[0].get("delta", {}).get("content") or "")
+
+
+def _leave_after_first_text(client: httpx.Client, route: str, headers: dict[str, str]) -> str:
+    """Start a slow stream, read until its first text, leave; the stream's id."""
+    decoder = SSEDecoder()
+    with client.stream("POST", route, json={"model": "slow", "stream": True}, headers=headers) as response:
+        assert response.status_code == 200
+        for piece in response.iter_bytes():
+            events = decoder.feed(piece)
+            if any(_text_of(e.data) for e in events):
+                break
+        return response.headers["x-pacer-stream-id"]
+
+
+def _ended_streams(client: httpx.Client, url: str, outcome: str) -> float:
+    """How many paced streams ended with ``outcome``, by the proxy's ``/metrics``."""
+    name = f'pacer_streams_total{{outcome="{outcome}"}} '
+    lines = client.get(f"{url}/metrics").text.splitlines()
+    return next((float(line[len(name) :]) for line in lines if line.startswith(name)), 0.0)
+
+
+def test_a_resumable_stream_whose_client_left_counts_towards_its_client_limit_until_its_generation_ends() -> (
+    None
+):
+    alice = {"Authorization": "Bearer alice"}
+    resumable = {**alice, "X-Pacer-Resumable": "1"}
+    args = ("--cps", "20", "--streams-per-client", "2", "--orphan-timeout", "3")
+    with (
+        serve(Upstream().app) as upstream,
+        cli_proxy("--upstream", upstream, *args) as (url, _),
+        httpx.Client(timeout=30) as client,
+    ):
+        route = f"{url}/v1/chat/completions"
+        for _ in range(2):
+            _leave_after_first_text(client, route, resumable)
+        deadline = time.monotonic() + 30
+        while _ended_streams(client, url, "disconnect") < 2:  # both connections are over
+            assert time.monotonic() < deadline, "the proxy did not see the clients leave"
+            time.sleep(0.05)
+        with client.stream("POST", route, json={"model": "slow", "stream": True}, headers=resumable) as third:
+            assert third.status_code == 429, "a stream whose client left no longer counts"
+        deadline = time.monotonic() + 60  # far past the orphan timeout
+        while True:  # the orphaned generations end: the limit is free again
+            with client.stream("POST", route, json={"model": "slow", "stream": True}, headers=alice) as again:
+                if again.status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "the generations that ended still count"
+            time.sleep(0.05)
+
+
+def _wait_for_line(caplog: pytest.LogCaptureFixture, start: str, stream_id: str) -> Any:
+    deadline = time.monotonic() + 60
+    while True:
+        for record in list(caplog.records):
+            if record.getMessage().startswith(start) and record.stream["stream_id"] == stream_id:
+                return record.stream
+        assert time.monotonic() < deadline, f"no {start!r} line for {stream_id}"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("resumable", [False, True], ids=["plain", "resumable"])
+def test_a_client_that_leaves_mid_stream_is_logged_with_the_text_it_was_sent(
+    caplog: pytest.LogCaptureFixture, resumable: bool
+) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="pacer.proxy")
+    headers = {"Authorization": "Bearer alice"} | ({"X-Pacer-Resumable": "1"} if resumable else {})
+    with (
+        serve(Upstream().app) as upstream,
+        serve(create_proxy(upstream, lambda: Pacer(cps=50), orphan_timeout=1)) as url,
+        httpx.Client(timeout=30) as client,
+    ):
+        stream_id = _leave_after_first_text(client, f"{url}/v1/chat/completions", headers)
+        left = _wait_for_line(caplog, "pacer proxy: stream ended", stream_id)
+        assert left["outcome"] == "disconnect"
+        assert left["chars"] > 0 and left["first_output_s"] is not None and left["lag_p99_s"] is not None
+        if resumable:  # its generation goes on, then ends with no reader: a line of its own
+            ended = _wait_for_line(caplog, "pacer proxy: generation ended", stream_id)
+            assert ended["outcome"] == "orphaned" and ended["readers"] == 0
+            assert ended["chars"] >= left["chars"] and ended["first_output_s"] == left["first_output_s"]
+    if not resumable:  # its generation stopped with its connection: the one line says it
+        lines = [r.getMessage() for r in caplog.records]
+        assert not [line for line in lines if line.startswith("pacer proxy: generation ended")]
