@@ -31,7 +31,8 @@ What an operator can rely on:
   headers; preflights are answered here, never forwarded (``pacer._cors``).
 - **Bounded**: request bodies over ``max_body`` get a 413; upstream bodies are
   streamed, never read whole; an SSE line over ``max_line`` ends the stream; a client
-  past ``streams_per_client`` open streams gets a 429 (``pacer._clients``). Served by
+  past ``streams_per_client`` open streams gets a 429 (``pacer._clients``; a resumable
+  stream whose client left counts until its generation ends). Served by
   ``serve``, a connection has ``header_timeout`` seconds to send its request head and
   one past ``connection_limit`` gets a 503 (``/healthz`` still answers:
   ``pacer._connections``).
@@ -1005,7 +1006,8 @@ def serve(config: ServerConfig) -> None:
     loop each, each building its proxy from the same configuration (which must then be
     plain values: no function as ``pipeline`` or ``guard``, a ``MODULE:FUNCTION`` name
     instead). Logs go to stderr at ``log_level``, as plain lines or JSON lines
-    (``log_format``), one line per stream end with its outcome and figures. Connections
+    (``log_format``), one line per stream end with its outcome and figures (and one
+    when a resumable stream's generation ends after its client left). Connections
     are uvicorn's with the header timeout, connection limit and shutdown grace of
     ``config`` (``pacer._connections.ProxyHTTP``); ``X-Forwarded-For`` is believed only
     from ``forwarded_allow_ips``; the open-file limit is raised to fit the connections.

@@ -15,7 +15,10 @@ sharing the store) and get exactly the frames after that id, then the live rest.
 - **Generation outlives the client.** A producer keeps running while no reader is
   attached, until its stream ends, is cancelled, or has had no reader anywhere for
   ``orphan_timeout`` seconds; then its source is closed (the upstream request with it)
-  and the log ends with an ``event: error`` of type ``orphaned``.
+  and the log ends with an ``event: error`` of type ``orphaned``. ``start(on_end=)`` is
+  told when a generation has ended, however it ended: what it holds (its client's
+  place under a per-client limit, a log line) lasts as long as the generation, not
+  its first reader's connection.
 - **Cancel with exactly what was shown.** ``cancel(id)`` stops the producer wherever
   it runs, appends the events that end the stream the API's own way
   (``pacer.formats``), and answers the text of every frame written up to the cut:

@@ -4,7 +4,10 @@
 - slowloris connections (a request head trickled a byte at a time) do not keep
   ``/healthz`` from answering, and are closed after the header timeout;
 - past the connection limit a request gets a 503 at once, ``/healthz`` a 200;
-- past the per-client stream limit a stream gets a 429;
+- past the per-client stream limit a stream gets a 429, and a resumable stream whose
+  client left counts until its generation ends;
+- a client that leaves mid-stream is logged with the text it was sent, and a resumable
+  stream's generation that outlives it gets a line of its own when it ends;
 - on SIGTERM the proxy stops accepting; a stream that ends within the grace ends
   normally, one that outlasts it ends with ``event: error`` (``server_shutdown``) and a
   clean end of body, and a reader of it on another instance (Redis) gets the same ending.
