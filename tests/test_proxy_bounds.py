@@ -99,10 +99,15 @@ class _Slowloris:
                 self.open[conn] = sent + 1
 
     def collect(self, timeout: float) -> None:
-        """Record the connections the proxy closed (what each got before the end)."""
-        readable, _, _ = select.select(list(self.open), [], [], timeout)
-        for conn in readable:
-            self._take(conn)
+        """Record the connections the proxy closed (what each got before the end). (A poll,
+        not ``select.select``: after the rest of a test session this process's descriptors
+        pass 1,024, which ``select`` cannot watch.)"""
+        poll = select.poll()
+        by_fd = {conn.fileno(): conn for conn in self.open}
+        for fd in by_fd:
+            poll.register(fd, select.POLLIN)
+        for fd, _ in poll.poll(timeout * 1000):
+            self._take(by_fd[fd])
 
     def _take(self, conn: socket.socket) -> bool:
         """Whether the proxy closed ``conn`` (then recorded, with what it sent before)."""
