@@ -23,7 +23,8 @@ chunk per choice (chat), one chunk per token, a token of each choice in turn, a 
 with ``finish_reason`` per choice (``"stop"``: the model ended; ``"length"``:
 ``max_tokens`` or the context), a usage chunk when asked (the choices' tokens
 summed), then ``data: [DONE]``; ``token_delay`` seconds pass after each round of
-tokens, so a test can cut a stream in the middle.
+tokens, so a test can cut a stream in the middle, but none between the last
+``finish_reason`` and the end: the usage and ``[DONE]`` follow at once, as vLLM's do.
 
 ``python -m pacer.testing.model_server --port N`` serves it with uvicorn (``--port 0``:
 any free port) and prints its URL, ``http://127.0.0.1:PORT``, once it listens.
@@ -178,7 +179,8 @@ async def _stream(
                 yield chunk(lane, None, _finish(generation))
             else:
                 yield chunk(lane, {"content": decode([token])})
-        await anyio.sleep(token_delay)
+        if running:  # (a kill between the answer's end and its usage is no mid-answer cut)
+            await anyio.sleep(token_delay)
     if job.include_usage:
         yield _event({**head, "choices": [], "usage": _usage(lanes)})
     yield b"data: [DONE]\n\n"
