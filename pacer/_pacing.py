@@ -386,6 +386,11 @@ class Pacer(Stage):
 
     @rate.setter
     def rate(self, cps: object) -> None:
+        self._set_rate(cps)
+
+    def _set_rate(self, cps: object) -> None:
+        # (A method of its own: a compiled build's property setter, called from inside the
+        # class, was handed the wrong argument.)
         value = number(cps, "Pacer: rate")
         if not 0 < value < math.inf:
             raise ValueError(
@@ -572,7 +577,7 @@ class Pacer(Stage):
         self._seen = max(self._seen, now)
         action = control.action
         if action is Action.RATE:
-            self.rate = control.cps
+            self._set_rate(control.cps)
         if flow.paused:
             return []
         if action is Action.SHOW_ALL or (flow.unpaced and was_paused):
