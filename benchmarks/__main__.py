@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from . import (
+    _table,
     continuation,
     detokenize,
     guard,
@@ -34,7 +35,13 @@ def main(argv: list[str] | None = None) -> int:
         help="benchmarks to run (default: all): overhead, detokenize, sentences, pacing, rhythm, live, "
         "wire, guard, proxy, resume, continuation",
     )
+    parser.add_argument(
+        "--against",
+        metavar="DIR",
+        help="another checkout of pacer, built as wanted: the tables that compare builds measure it too",
+    )
     args = parser.parse_args(argv)
+    _table.AGAINST = args.against
     chosen = set(args.only) or {
         "overhead",
         "detokenize",

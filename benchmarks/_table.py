@@ -48,21 +48,36 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
         print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
 
 
+AGAINST: str | None = None
+"""Another checkout of pacer (``python -m benchmarks --against DIR``) whose build
+``builds`` measures too, in the same run: the before of a before-and-after."""
+
+
 def builds(module: str, function: str, quick: bool) -> list[tuple[str, Any]]:
     """``benchmarks.<module>.<function>(quick)`` in this process's build, then, where that is
-    the compiled one, in the pure-Python build (``PACER_PURE=1``, a child process): one
-    ``(build name, result)`` each, so one run of the command shows both side by side.
-    The result must be JSON (the child prints it)."""
+    the compiled one, in the pure-Python build (``PACER_PURE=1``, a child process), and in
+    the ``AGAINST`` checkout's build where one is given: one ``(build name, result)`` each,
+    so one run of the command shows them side by side. The result must be JSON (the child
+    prints it)."""
     import importlib
 
     import pacer
 
     here = getattr(importlib.import_module(f"benchmarks.{module}"), function)(quick)
     out = [("compiled" if pacer.compiled else "pure Python", here)]
+    call = f"import json, benchmarks.{module} as b; print(json.dumps(b.{function}({quick})))"
     if pacer.compiled:
-        code = f"import json, benchmarks.{module} as b; print(json.dumps(b.{function}({quick})))"
-        env = {**os.environ, "PACER_PURE": "1"}
-        command = [sys.executable, "-c", code]
-        child = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-        out.append(("pure Python", json.loads(child.stdout.strip().splitlines()[-1])))
+        out.append(("pure Python", _child(call, {"PACER_PURE": "1"})))
+    if AGAINST is not None:
+        # The other checkout's own benchmark function (its private modules differ from
+        # this one's); a function whose workload changed between the two is not comparable.
+        rev = subprocess.run(["git", "-C", AGAINST, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        out.append((f"checkout {rev.stdout.strip() or AGAINST}", _child(call, {}, cwd=AGAINST)))
     return out
+
+
+def _child(code: str, env: dict[str, str], cwd: str | None = None) -> Any:
+    """The JSON a child Python process running ``code`` prints last."""
+    command = [sys.executable, "-c", code]
+    child = subprocess.run(command, env={**os.environ, **env}, cwd=cwd, capture_output=True, text=True, check=True)
+    return json.loads(child.stdout.strip().splitlines()[-1])

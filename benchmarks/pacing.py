@@ -449,12 +449,13 @@ def throughput(quick: bool = False) -> None:
     builds = measured_builds("pacing", "pipeline_rates", quick)
     rows = [
         [label, *(f"{rates[i] / 1000:.0f}k" for _, rates in builds)]
-        + ([f"{builds[0][1][i] / builds[1][1][i]:.2f}"] if len(builds) > 1 else [])
+        + [f"{builds[0][1][i] / rates[i]:.2f}" for _, rates in builds[1:]]
         for i, (label, _) in enumerate(PIPELINES)
     ]
     print_table(
         "Whole pipeline on the virtual clock, tekken tokens (aim: >= 500k tokens/s)",
-        ["pipeline", *(f"tokens/s, {name}" for name, _ in builds)] + (["ratio"] if len(builds) > 1 else []),
+        ["pipeline", *(f"tokens/s, {name}" for name, _ in builds)]
+        + [f"{builds[0][0]} / {name}" for name, _ in builds[1:]],
         rows,
     )
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sys
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["aclose_source", "on_asyncio", "spawn_detached", "wake"]
+import anyio
+
+__all__ = ["aclose_source", "loop_clock", "on_asyncio", "spawn_detached", "wake"]
 
 
 async def aclose_source(source: object) -> None:
@@ -42,6 +45,15 @@ def on_asyncio() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+def loop_clock() -> Callable[[], float]:
+    """``anyio.current_time``; on asyncio its loop's ``time`` itself (the same clock, read
+    without finding the running backend and loop each call: 0.05 against 0.95 us)."""
+    try:
+        return asyncio.get_running_loop().time
+    except RuntimeError:
+        return anyio.current_time
 
 
 def spawn_detached(fn: Any) -> None:

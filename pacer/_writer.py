@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from ._aio import aclose_source
+from ._aio import aclose_source, loop_clock
 from ._drain import Drain, ServerShutdown
 from ._errors import ErrorFrame, error_frame
 from ._outcome import Outcome
@@ -268,20 +268,21 @@ class _Sending:
     """The one write in progress on a client's stream: a frame (the stream's task) or a
     heartbeat (the watchdog), never both at once."""
 
-    __slots__ = ("ping", "send", "writer")
+    __slots__ = ("now", "ping", "send", "writer")
 
     def __init__(self, writer: ClientWriter, send: Send) -> None:
         self.writer = writer
         self.send = send
         self.ping: anyio.Event | None = None  # set when the heartbeat being written is out
+        self.now = loop_clock()
 
     async def frame(self, frame: bytes) -> None:
         if self.ping is not None:
             await self.ping.wait()
         writer = self.writer
-        body = writer.begin(frame, anyio.current_time())
+        body = writer.begin(frame, self.now())
         await self.send({"type": "http.response.body", "body": body, "more_body": True})
-        writer.wrote(frame, len(body), anyio.current_time())
+        writer.wrote(frame, len(body), self.now())
 
     async def heartbeat(self, scope: anyio.CancelScope) -> None:
         """Write a heartbeat, unless a frame is being written (then none is needed); a
@@ -291,9 +292,9 @@ class _Sending:
             return
         done = self.ping = anyio.Event()
         try:
-            body = writer.begin(PING, anyio.current_time())
+            body = writer.begin(PING, self.now())
             await self.send({"type": "http.response.body", "body": body, "more_body": True})
-            writer.wrote(PING, len(body), anyio.current_time())
+            writer.wrote(PING, len(body), self.now())
         except OSError:
             writer.write_failed()
             scope.cancel()
@@ -305,9 +306,9 @@ class _Sending:
         if self.ping is not None:
             await self.ping.wait()
         writer = self.writer
-        body = writer.begin_end(anyio.current_time())
+        body = writer.begin_end(self.now())
         await self.send({"type": "http.response.body", "body": body, "more_body": False})
-        writer.wrote(b"", len(body), anyio.current_time())
+        writer.wrote(b"", len(body), self.now())
 
 
 async def _write_all(writer: ClientWriter, frames: AsyncIterator[bytes | Outcome], sending: _Sending) -> None:

@@ -484,8 +484,7 @@ class ResumableStreams:
             if entries is None:
                 raise StreamLost(f"stream {stream_id!r} is gone (expired, or its store lost it)")
             here = stream_id in self.producers
-            now = anyio.current_time()
-            if not here and now - read_since >= self.poll:
+            if not here and (now := anyio.current_time()) - read_since >= self.poll:
                 await log_.reading(stream_id)
                 read_since = now
             if not entries and not here and not await log_.producer_alive(stream_id):
