@@ -71,7 +71,9 @@ def builds(module: str, function: str, quick: bool) -> list[tuple[str, Any]]:
     if AGAINST is not None:
         # The other checkout's own benchmark function (its private modules differ from
         # this one's); a function whose workload changed between the two is not comparable.
-        rev = subprocess.run(["git", "-C", AGAINST, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        rev = subprocess.run(
+            ["git", "-C", AGAINST, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        )
         out.append((f"checkout {rev.stdout.strip() or AGAINST}", _child(call, {}, cwd=AGAINST)))
     return out
 
@@ -79,5 +81,7 @@ def builds(module: str, function: str, quick: bool) -> list[tuple[str, Any]]:
 def _child(code: str, env: dict[str, str], cwd: str | None = None) -> Any:
     """The JSON a child Python process running ``code`` prints last."""
     command = [sys.executable, "-c", code]
-    child = subprocess.run(command, env={**os.environ, **env}, cwd=cwd, capture_output=True, text=True, check=True)
+    child = subprocess.run(
+        command, env={**os.environ, **env}, cwd=cwd, capture_output=True, text=True, check=True
+    )
     return json.loads(child.stdout.strip().splitlines()[-1])

@@ -23,6 +23,8 @@ from typing import Any
 from .sse import SSEError, encode
 
 __all__ = [
+    "BlockedFrame",
+    "BlockedText",
     "ErrorFrame",
     "ErrorText",
     "KindedError",
@@ -31,6 +33,7 @@ __all__ = [
     "error_event",
     "error_frame",
     "error_object",
+    "typed_frame",
 ]
 
 
@@ -48,6 +51,30 @@ class ErrorText(str):
     ``error`` event passed on); it goes out as an ``ErrorFrame``."""
 
     __slots__ = ()
+
+
+class BlockedFrame(bytes):
+    """An SSE frame of the ending that says a check withheld the rest of the answer (the
+    API's content-filter ending, a ``Guard``'s block): the writer records ``BLOCKED``."""
+
+    __slots__ = ()
+
+
+class BlockedText(str):
+    """A blocked ending's SSE frame, as text; it goes out as a ``BlockedFrame``."""
+
+    __slots__ = ()
+
+
+def typed_frame(text: str) -> bytes:
+    """``text`` as UTF-8 bytes, keeping what its type records: an ``ErrorText`` goes out as
+    an ``ErrorFrame``, a ``BlockedText`` as a ``BlockedFrame``."""
+    data = text.encode("utf-8")
+    if isinstance(text, ErrorText):
+        return ErrorFrame(data)
+    if isinstance(text, BlockedText):
+        return BlockedFrame(data)
+    return data
 
 
 class KindedError(RuntimeError):

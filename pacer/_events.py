@@ -47,7 +47,7 @@ from ._aio import aclose_source
 from ._continue import Continuing
 from ._control import Control, Flow, Mailbox
 from ._core import CheckingStage, Chunk, Pipeline, Stage, closed_error
-from ._errors import ErrorFrame, ErrorText
+from ._errors import typed_frame
 from ._metrics import StreamMetrics
 from ._run import AsyncRun
 from ._text import join_pairs
@@ -222,7 +222,7 @@ class EventPacer(CheckingStage):
             self._feed_held(lane)
         if self.blocked is not None and not self.ended:
             for closing in self.fmt.closing().frames:  # after every lane's ending
-                self._keep(Keep(None, closing))
+                self._keep(Keep(None, closing, blocked=True))
         return self._release(now)
 
     def control(self, control: Control, now: float) -> list[Chunk]:
@@ -551,7 +551,7 @@ class EventPacer(CheckingStage):
         lane.floating = []
         lane.filtered = 2
         if lane.last is not None:
-            frames.extend(self.fmt.filtered(lane.last).frames)
+            frames.extend(self.fmt.filtered(lane.last).texts())
 
     def _text_frames(self, lane: _Lane, text: str, frames: list[str]) -> None:
         """Frames for ``text``, the next characters the lane shows: one per segment."""
@@ -629,8 +629,7 @@ async def paced_event_frames(
     run.controls.report = stage.report
     try:
         async for text in run:
-            sent = text.encode("utf-8")
-            yield ErrorFrame(sent) if isinstance(text, ErrorText) else sent
+            yield typed_frame(text)
     finally:
         with anyio.CancelScope(shield=True):
             await run.aclose()

@@ -33,7 +33,7 @@ import anyio.abc
 
 from ._aio import aclose_source, loop_clock
 from ._drain import Drain, ServerShutdown
-from ._errors import ErrorFrame, error_frame
+from ._errors import BlockedFrame, ErrorFrame, error_frame
 from ._outcome import Outcome
 from .sse import encode_comment
 
@@ -137,6 +137,8 @@ class ClientWriter:
         """``frame`` starts going out at ``now``: the bytes to write."""
         if isinstance(frame, ErrorFrame):
             self.record(Outcome.ERROR)
+        elif isinstance(frame, BlockedFrame):
+            self.record(Outcome.BLOCKED)
         self.sending_since = now
         return frame if self.compressor is None else self.compressor.event(frame)
 

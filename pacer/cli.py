@@ -74,7 +74,8 @@ def demo(args: argparse.Namespace) -> int:
     try:
         tokenizer, ids = _tokenizer(args.tokenizer)
     except ModuleNotFoundError as exc:
-        print(f"pacer demo: {exc}. Install the demo extra: pip install 'pacer-llm[demo]'", file=sys.stderr)
+        hint = "" if "pip install" in str(exc) else ". Install the demo extra: pip install 'pacer-llm[demo]'"
+        print(f"pacer demo: {exc}{hint}", file=sys.stderr)
         return 2
     trace = pacer.traces.bursty(ids, per_second=args.tokens_per_second, seed=args.seed)
     if args.mode == "paced":
@@ -377,14 +378,14 @@ def _redis_problem(url: str) -> str | None:
 
 def _proxy(args: argparse.Namespace) -> int:
     usage: argparse.ArgumentParser = args.usage
+    try:  # before the options: checking an upstream URL needs httpx already
+        from .proxy import serve
+    except ModuleNotFoundError as exc:
+        print(f"pacer proxy: {exc}", file=sys.stderr)
+        return 2
     problems = _proxy_problems(args)
     if problems:
         usage.error("; ".join(problems))
-    try:
-        from .proxy import serve
-    except ModuleNotFoundError as exc:
-        print(f"pacer proxy: {exc}. Install the extra: pip install 'pacer-llm[server]'", file=sys.stderr)
-        return 2
     try:
         config = with_options(ServerConfig, {"upstream": args.upstream, **proxy_settings(args)})
     except ValueError as exc:  # settings that are each fine but not together

@@ -35,6 +35,10 @@ Cost: O(1) per byte read; one request per reconnect.
 
 from __future__ import annotations
 
+from . import _server_extra  # noqa: F401  (first: a plain install's missing package, named with its extra)
+
+# isort: split
+
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -194,7 +198,7 @@ class ResumableStream:
         ``"resume"``, ``"show_all"``, ``"rate"`` (with ``cps``, characters per second) or
         ``"stop"`` (``cancel``'s answer); applied at its pacer's next decision. Returns the
         stream's state (``{"id", "live", "paused", "show_all", "cps", "shown_chars"}``).
-        A bad control is a ``pacer._control.ControlError`` (a ``ValueError``) before any request."""
+        A bad control is a ``pacer.ControlError`` (a ``ValueError``) before any request."""
         if self.stream_id is None:
             raise StreamEnded("the stream has no id yet: nothing to control")
         body = {"action": "stop"} if action == "stop" and cps is None else Control(action, cps).as_json()

@@ -108,6 +108,11 @@ def _above(least: float, *, strict: bool = False, integer: bool = False, suffix:
     return check
 
 
+def _port(value: Any, where: str) -> str | None:
+    """A TCP port: 0 (any free one) to 65535."""
+    return None if 0 <= whole(value, where) <= 65535 else "must be a TCP port, 0 to 65535"
+
+
 def _optional_seconds(value: Any, where: str) -> str | None:
     if value is None:
         return None
@@ -805,7 +810,7 @@ class ServerConfig:
         )
     )
     host: str = field(default="127.0.0.1", metadata=about("address to listen on"))
-    port: int = field(default=8100, metadata=about("port to listen on", check=_above(0, integer=True)))
+    port: int = field(default=8100, metadata=about("port to listen on", check=_port))
     workers: int = field(
         default=1,
         metadata=about(

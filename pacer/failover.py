@@ -21,6 +21,10 @@ rotation, concurrently, every ``probe_interval`` seconds.
 
 from __future__ import annotations
 
+from . import _server_extra  # noqa: F401  (first: a plain install's missing package, named with its extra)
+
+# isort: split
+
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Sequence
 

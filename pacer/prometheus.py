@@ -7,8 +7,9 @@ observer: ``PacedEventSource(..., observer=metrics.observer())`` (any
 
 Series (all named ``pacer_...``):
 
-- ``streams_open`` (gauge), ``streams_total{outcome}`` (``done``, ``error``,
-  ``disconnect``, ``send_timeout``), ``blocked_total`` (streams a ``Guard`` stopped);
+- ``streams_open`` (gauge), ``streams_total{outcome}`` (``done``, ``blocked``,
+  ``error``, ``disconnect``, ``send_timeout``), ``blocked_total`` (streams a ``Guard``
+  stopped);
 - ``time_to_first_output_seconds``, ``lag_seconds`` (each chunk, from the pipeline's
   input to its emission), ``event_gap_seconds`` (between two events of a stream),
   histograms;

@@ -61,6 +61,10 @@ Needs the ``server`` extra.
 
 from __future__ import annotations
 
+from . import _server_extra  # noqa: F401  (first: a plain install's missing package, named with its extra)
+
+# isort: split
+
 import contextlib
 import functools
 import gc

@@ -24,7 +24,7 @@ sharing the store) and get exactly the frames after that id, then the live rest.
   (``pacer.formats``), and answers the text of every frame written up to the cut:
   what every reader of the stream receives, no more and no less.
 - **The reader in control.** ``control(id, control)`` hands a reader's control (pause,
-  resume, show all, rate: ``pacer._control``) to the stream's producer wherever it runs
+  resume, show all, rate: ``pacer.Control``) to the stream's producer wherever it runs
   (the log's control channel), which applies it at its pacer's next decision, and
   answers the stream's state. A paused stream keeps generating (its text waits in the
   pacer) for at most ``max_pause`` seconds; then it stops as an orphaned one does.
@@ -72,7 +72,7 @@ from ._aio import aclose_source
 from ._args import seconds
 from ._control import Action, Control, Mailbox
 from ._drain import ServerShutdown
-from ._errors import error_event, error_frame
+from ._errors import BlockedFrame, ErrorFrame, error_event, error_frame
 from ._outcome import Outcome
 from ._paces import Paces
 from .config import MAX_PAUSE, ORPHAN_TIMEOUT
@@ -94,6 +94,7 @@ __all__ = [
     "STREAM_ID_HEADER",
     "STREAM_TOKEN_HEADER",
     "Owner",
+    "Paces",
     "ResumableStreams",
     "credential_of",
     "javascript",
@@ -220,7 +221,7 @@ class ResumableStreams:
     then ends with an ``event: error``): the proxy counts them in its metrics.
     ``max_pause``: seconds a stream may stay paused by its reader before it stops as an
     orphaned one does (default 300). ``paces``: where each user's last rate is remembered
-    and applied to their next streams (``pacer._paces.Paces``; ``None``: no memory). Enter it
+    and applied to their next streams (``Paces``; ``None``: no memory). Enter it
     (``async with``) before starting streams: the producers run in its tasks, and leaving
     it stops them.
     """
@@ -353,6 +354,8 @@ class ResumableStreams:
                         if data:
                             number += 1
                             await append(stream_id, [numbered(number, data)])
+                            if type(data) is not bytes:  # a typed ending: the end mark says it
+                                outcome = _stronger(outcome, data)
                 except StreamLogError:
                     raise
                 except Exception as exc:
@@ -610,3 +613,13 @@ class ResumableStreams:
         if first > 1:
             answer["first_event_id"] = str(first)  # the older events were trimmed (max_events)
         return answer
+
+
+def _stronger(outcome: Outcome, frame: bytes) -> Outcome:
+    """The stream's outcome after ``frame`` went out: an ``ErrorFrame`` fails it, a
+    ``BlockedFrame`` (a check withheld the rest) makes a done stream a blocked one."""
+    if isinstance(frame, ErrorFrame):
+        return Outcome.ERROR
+    if isinstance(frame, BlockedFrame) and outcome is Outcome.DONE:
+        return Outcome.BLOCKED
+    return outcome

@@ -33,6 +33,10 @@ Needs the ``server`` extra (starlette, uvicorn, httpx).
 
 from __future__ import annotations
 
+from . import _server_extra  # noqa: F401  (first: a plain install's missing package, named with its extra)
+
+# isort: split
+
 import logging
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
@@ -113,7 +117,9 @@ def json_error(status: int, message: str, kind: str) -> JSONResponse:
 async def log_frames(
     streams: ResumableStreams, stream_id: str, after: int = 0
 ) -> AsyncIterator[bytes | Outcome]:
-    """A resumable stream's frames after ``after``, then the ``Outcome`` its end mark means."""
+    """A resumable stream's frames after ``after``, then the ``Outcome`` its end mark means
+    to this client: ``ERROR`` for a stream that ended with an error event, ``BLOCKED``
+    for one a check blocked, nothing more for the rest."""
     async for entry in streams.read(stream_id, after):
         if entry.end is None:
             yield entry.frame
@@ -123,6 +129,8 @@ async def log_frames(
             Outcome.SHUTDOWN,
         ):  # each ends with an error event
             yield Outcome.ERROR
+        elif entry.end == Outcome.BLOCKED:
+            yield Outcome.BLOCKED
 
 
 #: When a stream keeps generating after its client leaves: ``"always"``, or only when its

@@ -163,7 +163,7 @@ class StreamLog:
     ``request_cancel`` reaches the producer wherever it runs: the store calls the
     ``on_cancel`` callback (given to ``start``) of the log instance whose process
     produces the stream. ``request_control`` does the same with a reader's control (a
-    JSON object, ``pacer._control``) and ``on_control``, whose answer (the stream's
+    JSON object, ``pacer.Control``) and ``on_control``, whose answer (the stream's
     state, or ``None`` for a stream no longer produced) comes back to the asker.
     """
 

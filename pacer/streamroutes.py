@@ -38,6 +38,10 @@ Cost: what ``ResumableStreams`` costs per request; nothing kept here.
 
 from __future__ import annotations
 
+from . import _server_extra  # noqa: F401  (first: a plain install's missing package, named with its extra)
+
+# isort: split
+
 import json
 import math
 from collections.abc import Callable, Mapping

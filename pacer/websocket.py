@@ -19,7 +19,7 @@ The client may send, at any time:
 - ``{"type": "pause"}``, ``{"type": "resume"}``, ``{"type": "show_all"}``: the text
   waits (the source is still read), goes on (its lag bound counted from the resume),
   or all that was produced goes out at once and the rest as it comes
-  (``pacer._control``).
+  (``pacer.Control``).
 
 A control is applied at the pacer's next decision; its reply is the state it asked
 for: ``{"type": "rate", "cps": 80.0, "paused": false, "show_all": false}`` (``type``
@@ -37,6 +37,10 @@ or ``wsproto`` installed).
 """
 
 from __future__ import annotations
+
+from . import _server_extra  # noqa: F401  (first: a plain install's missing package, named with its extra)
+
+# isort: split
 
 import json
 import logging

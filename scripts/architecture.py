@@ -31,7 +31,7 @@ MAX_LINES = 80
 
 #: pacer's layers, lowest first: (name, modules without the ``pacer.`` prefix).
 LAYERS: list[tuple[str, str]] = [
-    ("core", "_core _metrics _chunk _control clock _args _build _text _aio _logs"),
+    ("core", "_core _metrics _chunk _control clock _args _build _text _aio _logs _server_extra"),
     (
         "stages",
         "_detokenize tokenizers _cleanup _sentences _breaks _marks _markdown _punkt _pacing _units _arrival "

@@ -188,3 +188,31 @@ def test_a_tokenizer_loader_without_its_package_says_which_extra_brings_it(
     assert out.returncode != 0
     expected = f"{call} needs {module}, which is not installed: pip install 'pacer-llm[{extra}]'"
     assert expected in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("absent", ["starlette", "httpx"])
+def test_the_server_side_on_a_plain_install_says_which_extra_brings_it(absent: str) -> None:
+    """Each public module of the server side, and ``pacer proxy``, on an install without
+    the server extra: an error that names the package and ``pacer-llm[server]`` (the
+    distribution, never ``pacer``), not a bare ``ModuleNotFoundError`` from deep inside."""
+    blocked = f"import sys; sys.modules[{absent!r}] = None  # as if {absent} were not installed\n"
+    expected = f"need {absent}, which the plain install lacks: pip install 'pacer-llm[server]'"
+    for module in ("proxy", "server", "websocket", "streamroutes", "client", "failover"):
+        out = subprocess.run(
+            [sys.executable, "-c", f"{blocked}import pacer.{module}"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        assert out.returncode != 0, module
+        assert (
+            out.stderr.strip().splitlines()[-1]
+            == f"ModuleNotFoundError: pacer's servers, proxy and client {expected}"
+        )
+    code = (
+        f"{blocked}from pacer.cli import main; sys.exit(main(['proxy', '--upstream', 'http://127.0.0.1:9']))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == f"pacer proxy: pacer's servers, proxy and client {expected}"
+    assert "import pacer\n" not in out.stderr and "install pacer " not in out.stderr

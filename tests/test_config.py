@@ -191,6 +191,8 @@ def _table(*classes: type[Any]) -> str:
     for cls in classes:
         for o in options(cls):
             field = f"`{o.owner.__name__}.{o.field.name}`"
+            if o.field.metadata.get("none"):  # the flag's 0 is the field's None
+                field += f" (`None`: {o.field.metadata['none']})"
             default = o.default_text() or "-"
             rows.append(f"| `{o.flag}` | `{o.variable}` | {default} | {field} | {o.field.metadata['help']} |")
     return "\n".join(rows)
@@ -276,3 +278,15 @@ def test_forwarded_allow_ips_are_repeatable_or_comma_separated_and_checked(
     with pytest.raises(SystemExit):
         main(["proxy", "--upstream", "http://127.0.0.1:9", "--forwarded-allow-ips", "lb.example"])
     assert "--forwarded-allow-ips must be IP addresses or networks" in capsys.readouterr().err
+
+
+def test_a_port_past_65535_is_refused_not_wrapped() -> None:
+    """``--port 70000`` was accepted, and the socket listened on 70000 - 65536 = 4464."""
+    import pytest
+
+    from pacer.config import ServerConfig
+
+    for bad in (70000, 65536, -1):
+        with pytest.raises(ValueError, match="ServerConfig: port must be a TCP port, 0 to 65535, got "):
+            ServerConfig(upstream="http://127.0.0.1:9", port=bad)
+    assert ServerConfig(upstream="http://127.0.0.1:9", port=65535).port == 65535

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from pacer import Pacer, SentenceSplitter, arun, run, simulate
 from pacer.guard import CheckRequest, Guard
+from pacer.server import Outcome
 from pacer.sse import SSEDecoder
 from pacer.testing.strategies import hard_text
 
@@ -304,10 +305,14 @@ def test_paced_event_source_ends_a_blocked_stream_as_openai_does_or_with_an_erro
     async def chat(request: Request) -> PacedEventSource:
         words = Source(TEXT.split(" ")).words()
         check = no_password if request.query_params.get("strict") != "0" else (lambda t: True)
-        return PacedEventSource(words, Guard(check) | Pacer(cps=3000), encoder=OpenAIChunks(model="m"))
+        pipeline = Guard(check) | Pacer(cps=3000)
+        return PacedEventSource(words, pipeline, encoder=OpenAIChunks(model="m"), on_close=outcomes.append)
 
     async def plain(request: Request) -> PacedEventSource:
-        return PacedEventSource(Source(TEXT.split(" ")).words(), Guard(no_password) | Pacer(cps=3000))
+        words = Source(TEXT.split(" ")).words()
+        return PacedEventSource(words, Guard(no_password) | Pacer(cps=3000), on_close=outcomes.append)
+
+    outcomes: list[Outcome] = []
 
     app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/plain", plain)])
     with serve(app) as url:
@@ -330,6 +335,12 @@ def test_paced_event_source_ends_a_blocked_stream_as_openai_does_or_with_an_erro
     assert "".join(e.data for e in events[:-1]) == UNITS[0]
     assert events[-1].event == "error" and '"type": "content_filter"' in events[-1].data
     assert all(e.data != "[DONE]" for e in events)
+    for _ in range(500):  # on_close runs once the response's last write is out
+        if len(outcomes) == 3:
+            break
+        time.sleep(0.01)
+    # Recorded as what happened: blocked (not done, nor error for the plain error event).
+    assert outcomes == [Outcome.BLOCKED, Outcome.DONE, Outcome.BLOCKED]
 
 
 # -- a match cut by a stall or a length cap (#37 item 3) ---------------------------------------

@@ -156,3 +156,76 @@ def test_only_a_client_that_leaves_a_running_stream_is_logged_as_disconnected(
         while not [r for r in caplog.records if "disconnected" in r.getMessage()]:
             assert time.monotonic() < deadline, "a client that left mid-stream was not logged"
             time.sleep(0.05)
+
+
+def test_a_blocked_stream_is_recorded_blocked_in_every_format_and_in_its_log() -> None:
+    """A check's block goes out as the API's content-filter ending, typed where it is
+    made (``BlockedFrame``), so the writer and a resumable stream's end mark record
+    ``BLOCKED``: not ``DONE`` (OpenAI's finish chunk and ``[DONE]``), nor ``ERROR``
+    (plain text's ``event: error`` of type ``content_filter``). An upstream's own error
+    event passed on ends a resumable stream's log as ``ERROR``."""
+    import anyio
+
+    from pacer import Pacer
+    from pacer._errors import BlockedFrame
+    from pacer._events import paced_event_frames
+    from pacer.formats import FORMATS
+    from pacer.guard import Guard
+    from pacer.resumable import ResumableStreams
+    from pacer.server import EventStreamResponse, log_frames
+
+    chat = (
+        b'data: {"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, '
+        b'"delta": {"content": "Fine here. The secret is out. More."}, "finish_reason": null}]}\n\n'
+        b'data: {"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, '
+        b'"delta": {}, "finish_reason": "stop"}]}\n\ndata: [DONE]\n\n'
+    )
+    upstreams = {
+        "chat.completions": chat,
+        "messages": b'event: message_start\ndata: {"type": "message_start", "message": {}}\n\n'
+        b'event: content_block_start\ndata: {"type": "content_block_start", "index": 0, '
+        b'"content_block": {"type": "text", "text": ""}}\n\n'
+        b'event: content_block_delta\ndata: {"type": "content_block_delta", "index": 0, '
+        b'"delta": {"type": "text_delta", "text": "Fine here. The secret is out."}}\n\n'
+        b'event: content_block_stop\ndata: {"type": "content_block_stop", "index": 0}\n\n'
+        b'event: message_stop\ndata: {"type": "message_stop"}\n\n',
+    }
+
+    def pipeline() -> Any:
+        return Guard(lambda text: "secret" not in text) | Pacer(cps=10_000)
+
+    async def upstream(data: bytes) -> Any:
+        yield data
+
+    async def serve(response: EventStreamResponse) -> Outcome:
+        async def receive() -> Any:
+            await anyio.sleep_forever()
+
+        async def send(message: Any) -> None:
+            pass
+
+        await response({"type": "http", "headers": []}, receive, send)
+        return response.outcome
+
+    async def main() -> None:
+        for name, data in upstreams.items():
+            frames = [f async for f in paced_event_frames(upstream(data), FORMATS[name](), pipeline)]
+            assert any(isinstance(f, BlockedFrame) for f in frames), name
+            assert b"secret" not in b"".join(frames)
+            paced = paced_event_frames(upstream(data), FORMATS[name](), pipeline)
+            assert await serve(EventStreamResponse(paced)) is Outcome.BLOCKED, name
+            async with ResumableStreams() as streams:
+                paced = paced_event_frames(upstream(data), FORMATS[name](), pipeline)
+                stream_id = await streams.start(paced, fmt=name)
+                assert await serve(EventStreamResponse(log_frames(streams, stream_id))) is Outcome.BLOCKED
+        error = upstreams["messages"].replace(
+            b'event: message_stop\ndata: {"type": "message_stop"}\n\n',
+            b'event: error\ndata: {"type": "error", "error": {"type": "overloaded_error", '
+            b'"message": "x"}}\n\n',
+        )
+        async with ResumableStreams() as streams:
+            paced = paced_event_frames(upstream(error), FORMATS["messages"](), lambda: Pacer(cps=10_000))
+            stream_id = await streams.start(paced, fmt="messages")
+            assert await serve(EventStreamResponse(log_frames(streams, stream_id))) is Outcome.ERROR
+
+    anyio.run(main)

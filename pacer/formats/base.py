@@ -32,7 +32,7 @@ from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._core import Chunk
-from .._errors import ErrorFrame, ErrorText, KindedError, body_frame, error_object
+from .._errors import BlockedText, ErrorText, KindedError, body_frame, error_object, typed_frame
 from .._shown import ShownText
 from ..sse import ServerSentEvent, encode
 
@@ -109,10 +109,16 @@ class Ending:
         self.failure = failure  # the frames are an ``event: error``: the client is told it failed
 
     def encoded(self) -> list[bytes]:
-        """The frames as UTF-8 bytes, one each (``ErrorFrame``s for a failure's, so that
-        the client writer records the failure without reading the bytes)."""
-        typed = ErrorFrame if self.failure else bytes
-        return [typed(f.encode("utf-8")) for f in self.frames]
+        """The frames as UTF-8 bytes, one each, typed with what they say, so that the
+        client writer records it without reading the bytes: ``BlockedFrame``s for a
+        blocked ending's (an ``event: error`` of type ``content_filter`` included),
+        ``ErrorFrame``s for a failure's."""
+        return [typed_frame(f) for f in self.texts()]
+
+    def texts(self) -> list[str]:
+        """The frames as text, typed as ``encoded``'s are (``BlockedText``, ``ErrorText``)."""
+        typed = BlockedText if self.kind is EndingKind.BLOCKED else ErrorText if self.failure else str
+        return [typed(f) for f in self.frames]
 
     def __repr__(self) -> str:
         return f"Ending({self.kind}, {self.frames!r})"
@@ -144,9 +150,10 @@ class Keep:
     for formats that rebuild events; ``end``: the stream's own end event; ``floating``: an
     event whose place in the text does not matter (a ping), which may go out after the
     run of text it came in rather than cut that run in two for the checks; ``failure``:
-    the upstream's own ``error`` event, which tells the client the stream failed."""
+    the upstream's own ``error`` event, which tells the client the stream failed;
+    ``blocked``: a frame of the ending of a stream checks blocked."""
 
-    __slots__ = ("body", "end", "failure", "floating", "frame", "lane")
+    __slots__ = ("blocked", "body", "end", "failure", "floating", "frame", "lane")
 
     def __init__(
         self,
@@ -157,6 +164,7 @@ class Keep:
         floating: bool = False,
         *,
         failure: bool = False,
+        blocked: bool = False,
     ) -> None:
         self.lane = lane
         self.frame = frame
@@ -164,6 +172,7 @@ class Keep:
         self.end = end  # the stream's own end ([DONE]): none is added after a block
         self.floating = floating
         self.failure = failure
+        self.blocked = blocked
 
     def __repr__(self) -> str:
         return f"Keep(lane={self.lane}, frame={self.frame!r})"
@@ -398,9 +407,10 @@ class EventFormat:
         return keep.frame
 
     def sent_frame(self, keep: Keep) -> str:
-        """``keep_frame``, an ``ErrorText`` when the kept event is the upstream's error."""
+        """``keep_frame``, an ``ErrorText`` when the kept event is the upstream's error, a
+        ``BlockedText`` when it closes a stream checks blocked."""
         sent = self.keep_frame(keep)
-        return ErrorText(sent) if keep.failure else sent
+        return ErrorText(sent) if keep.failure else BlockedText(sent) if keep.blocked else sent
 
     def text_frame(self, first: Text, text: str, extras: list[Any]) -> str:
         """A text event like ``first``'s upstream event, carrying ``text`` and the per-token
