@@ -237,6 +237,7 @@ def paced(base: str, cps: float, unit: str, streams: str = "memory", tick: float
         resume="never" if streams == "off" else "always",
         replays_per_stream=0,  # the resume benchmark replays on purpose
         replays_per_client=0,
+        streams_per_client=0,  # every stream of the run comes from one client address
         redis=None if streams in ("memory", "off") else streams,
     )
     app = create_proxy(base, config)
