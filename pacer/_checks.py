@@ -319,7 +319,8 @@ def _call(request: Any, token: Any) -> object:
             return call_check(request)
         result = request.guard.call(request)
         if inspect.isawaitable(result):
-            return anyio.from_thread.run(_awaited, result, token=token)
+            timeout = getattr(request.guard, "timeout", None)
+            return anyio.from_thread.run(_awaited, result, timeout, token=token)
         return result
     except BaseException as exc:  # a worker outlives every check (and a loop that has gone)
         return exc
@@ -329,5 +330,8 @@ def _closed_error() -> RuntimeError:
     return RuntimeError("CheckPool: the pool is closed")
 
 
-async def _awaited(awaitable: Any) -> object:
-    return await awaitable
+async def _awaited(awaitable: Any, timeout: float | None) -> object:
+    """``awaitable``'s result; cancelled once its guard's ``timeout`` is over (the run has
+    blocked its unit by then: nothing waits for the answer, so it should not run on)."""
+    with anyio.fail_after(timeout):
+        return await awaitable

@@ -250,6 +250,38 @@ def test_async_checks_take_turns_on_the_pool_in_their_own_loop(backend: str) -> 
     pool.close()
 
 
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_an_async_check_past_its_timeout_is_cancelled_not_left_running(backend: str) -> None:
+    """The run blocks a unit whose check outlives the guard's timeout; the check itself is
+    then cancelled in its loop, not left to run on (it did, to its end, and a loop that
+    ended first printed its CancelledError as an unhandled one at shutdown)."""
+    pool = CheckPool(2)
+    seen: dict[str, Any] = {}
+
+    async def check(text: str) -> bool:
+        seen["started"] = True
+        try:
+            await anyio.sleep(60)
+        except anyio.get_cancelled_exc_class():
+            seen["cancelled"].set()
+            raise
+        seen["finished"] = True
+        return True
+
+    async def main() -> str:
+        seen["cancelled"] = anyio.Event()
+        out = [
+            text async for text in arun(Guard(check, timeout=0.05, pool=pool) | Pacer(cps=10_000), SENTENCES)
+        ]
+        with anyio.fail_after(30):  # still in the loop: the check was cancelled, not left running
+            await seen["cancelled"].wait()
+        return "".join(out)
+
+    assert anyio.run(main, backend=backend) == ""  # blocked from the first unit
+    assert seen.get("started") and "finished" not in seen
+    pool.close()
+
+
 def test_a_fair_queue_takes_streams_in_turn_within_their_limit() -> None:
     fair = FairQueue(workers=10, per_stream=2)
     a, b, c = fair.stream(), fair.stream(), fair.stream()
