@@ -29,7 +29,7 @@ from typing import Any
 
 from starlette.datastructures import Headers
 
-from ._errors import error_object
+from ._errors import RATE_LIMITED, error_object
 from .resumable import credential_of
 
 __all__ = ["SLOT_KEY", "Slot", "StreamsPerClient", "client_key"]
@@ -131,7 +131,7 @@ class StreamsPerClient:
             f"this client has {self.limit} streams open, the proxy's limit per client; "
             "try again when one has ended"
         )
-        body = json.dumps(error_object(message, "rate_limited")).encode()
+        body = json.dumps(error_object(message, RATE_LIMITED)).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),

@@ -76,7 +76,10 @@ class Control:
         """A control from a JSON object ``{"action": ..., "cps": N}`` (or ``"wpm": N``)."""
         if not isinstance(body, Mapping):
             raise ControlError(f"control must be a JSON object, got {type(body).__name__}")
-        action = body.get("action")
+        if body.get("action") is None:
+            actions = ", ".join(ACTIONS)
+            raise ControlError(f'control: the "action" field is missing; it must be one of {actions}')
+        action = body["action"]
         cps, wpm = body.get("cps"), body.get("wpm")
         if cps is not None and wpm is not None:
             raise ControlError('control: give "cps" or "wpm", not both')

@@ -11,6 +11,10 @@ Every failure a client is told of has this shape (OpenAI's), whichever way it go
   client knows the stream failed without reading the bytes back;
 - ``pacer.server.json_error``: a JSON response with it (the one form that needs Starlette).
 
+The ``type`` of each error pacer itself answers an HTTP request with is named once,
+below (``INVALID_REQUEST`` ...); a stream log's errors carry theirs as ``kind``
+(``pacer.streamlog``).
+
 Cost: one ``json.dumps`` of a two-field object per error.
 """
 
@@ -23,6 +27,14 @@ from typing import Any
 from .sse import SSEError, encode
 
 __all__ = [
+    "INVALID_LAST_EVENT_ID",
+    "INVALID_REQUEST",
+    "METHOD_NOT_ALLOWED",
+    "NOT_FOUND",
+    "RATE_LIMITED",
+    "REQUEST_TOO_LARGE",
+    "STREAM_LOG_UNREACHABLE",
+    "UPSTREAM_UNREACHABLE",
     "BlockedFrame",
     "BlockedText",
     "ErrorFrame",
@@ -35,6 +47,23 @@ __all__ = [
     "error_object",
     "typed_frame",
 ]
+
+#: A request pacer cannot take as sent (a bad parameter, header or body): a 400 or 415.
+INVALID_REQUEST = "invalid_request_error"
+#: A ``Last-Event-ID`` that names no event of the stream (malformed, or past its end): a 400.
+INVALID_LAST_EVENT_ID = "invalid_last_event_id"
+#: A request body over the limit of its route: a 413.
+REQUEST_TOO_LARGE = "request_too_large"
+#: A method that a route of pacer's own does not take: a 405 with ``Allow``.
+METHOD_NOT_ALLOWED = "method_not_allowed"
+#: No such thing here (a stream unknown, expired or another's; a feature that is off): a 404.
+NOT_FOUND = "not_found"
+#: Over a limit of requests or streams: a 429 with ``Retry-After``.
+RATE_LIMITED = "rate_limited"
+#: No upstream answered (a request's 502, ``/readyz``'s 503).
+UPSTREAM_UNREACHABLE = "upstream_unreachable"
+#: The stream log's store did not answer (``/readyz``'s 503).
+STREAM_LOG_UNREACHABLE = "stream_log_unreachable"
 
 
 class ErrorFrame(bytes):

@@ -48,6 +48,7 @@ from ._control import Control, ControlError, Mailbox
 from ._core import Chunk, Pipeline
 from ._detokenize import Detokenizer
 from ._driver import Driver, Need
+from ._errors import INVALID_REQUEST, NOT_FOUND
 from ._pacing import CPS, MAX_LAG, UNITS, Pacer
 from ._run import Waiter
 from ._sentences import SentenceSplitter
@@ -255,7 +256,7 @@ def create_playground(
         try:
             o = _parse(request)
         except ValueError as exc:
-            return json_error(400, str(exc), "invalid_request")
+            return json_error(400, str(exc), INVALID_REQUEST)
         chosen = ids[: o["tokens"]] if o["tokens"] else ids
         trace = traces.bursty(chosen, per_second=o["tps"], seed=o["seed"])
         views = {
@@ -272,11 +273,11 @@ def create_playground(
         try:
             parsed = Control.parse(body)
         except ControlError as exc:
-            return json_error(400, str(exc), "invalid_request")
+            return json_error(400, str(exc), INVALID_REQUEST)
         session = request.path_params["session"]
         box = sessions.get(session)
         if box is None:
-            return json_error(404, f"no running stream {session!r}", "not_found")
+            return json_error(404, f"no running stream {session!r}", NOT_FOUND)
         box.send(parsed)
         return JSONResponse({"id": session, **box.state()})
 
@@ -319,7 +320,7 @@ def refine_routes() -> list[Route]:
             body = json.loads(await request.body())
             shown, correction = _refined_turns(body)
         except ValueError as exc:
-            return json_error(400, f"refine: {exc}", "invalid_request")
+            return json_error(400, f"refine: {exc}", INVALID_REQUEST)
         return JSONResponse({"shown": shown, "correction": correction, "request": body})
 
     async def script(request: Request) -> Response:

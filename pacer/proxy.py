@@ -101,6 +101,14 @@ from ._core import Stage
 from ._cors import Cors
 from ._drain import STATE_KEY as DRAIN_STATE
 from ._drain import Drain
+from ._errors import (
+    INVALID_REQUEST,
+    NOT_FOUND,
+    REQUEST_TOO_LARGE,
+    STREAM_LOG_UNREACHABLE,
+    UPSTREAM_UNREACHABLE,
+    error_object,
+)
 from ._events import LiveLanes, paced_event_frames
 from ._metrics import StreamMetrics
 from ._outcome import Outcome
@@ -123,7 +131,7 @@ from .formats import ROUTES as FORMATS
 from .formats import EventFormat
 from .prometheus import PacerMetrics
 from .resumable import ResumableStreams
-from .server import EventStreamResponse
+from .server import EventStreamResponse, owned_route
 from .server import json_error as _error
 from .streamlog import MemoryLog, StreamLog, StreamLogError
 from .streamroutes import stream_routes
@@ -403,7 +411,7 @@ class _Proxy:
             return await _read_body(request, self.max_body)
         except _TooLarge:
             return _error(
-                413, f"request body is over the proxy's limit of {self.max_body} bytes", "request_too_large"
+                413, f"request body is over the proxy's limit of {self.max_body} bytes", REQUEST_TOO_LARGE
             )
         except ClientDisconnect:
             return Response(status_code=499)  # nobody is there to read it
@@ -446,7 +454,7 @@ class _Proxy:
             return Response(status_code=499)
         assert result is not None
         if isinstance(result, Failed):  # one failed request, whatever the tries
-            self._count("upstream_timeout" if result.status() == 504 else "upstream_unreachable")
+            self._count("upstream_timeout" if result.status() == 504 else UPSTREAM_UNREACHABLE)
             return JSONResponse(result.error(), status_code=result.status())
         return result
 
@@ -469,7 +477,7 @@ class _Proxy:
             body = json.loads(raw)
         except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, or nested too deep
             reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
-            return _error(400, f"request body is not JSON: {reason}", "invalid_request_error")
+            return _error(400, f"request body is not JSON: {reason}", INVALID_REQUEST)
         if not isinstance(body, dict) or not body.get("stream"):
             return await self.passthrough(request, raw)
         # Ours to decode, so only the encodings httpx decodes without extras.
@@ -477,7 +485,7 @@ class _Proxy:
         headers.append(("accept-encoding", decodable_encodings(request.headers.get("accept-encoding"))))
         build = self.outgoing(request, raw, headers, "POST")
         if build is None:
-            return _error(400, "request path leaves the upstream's base path", "invalid_request_error")
+            return _error(400, "request path leaves the upstream's base path", INVALID_REQUEST)
         sent = await self.send(request, build)
         if not isinstance(sent, Sent):
             return sent
@@ -577,7 +585,7 @@ class _Proxy:
         except httpx.HTTPError as exc:
             self.pool.closed(upstream)
             self.pool.report(upstream, Failure.UNREACHABLE)
-            raise UpstreamError(f"upstream unreachable: {exc}", type="upstream_unreachable") from None
+            raise UpstreamError(f"upstream unreachable: {exc}", type=UPSTREAM_UNREACHABLE) from None
         sent = Sent(response, upstream, [upstream])
         content_type = response.headers.get("content-type", "")
         if response.status_code == 200 and content_type.startswith("text/event-stream"):
@@ -605,9 +613,9 @@ class _Proxy:
         (``pacer.streamroutes``), or, with resumable streams off, the same paths answering 404."""
         if self.streams is None:
             return [
-                Route("/v1/streams/{stream_id}", self.no_streams, methods=["GET"]),
-                Route("/v1/streams/{stream_id}/cancel", self.no_streams, methods=["POST"]),
-                Route("/v1/streams/{stream_id}/control", self.no_streams, methods=["POST"]),
+                owned_route("/v1/streams/{stream_id}", self.no_streams, ["GET"]),
+                owned_route("/v1/streams/{stream_id}/cancel", self.no_streams, ["POST"]),
+                owned_route("/v1/streams/{stream_id}/control", self.no_streams, ["POST"]),
             ]
         options = self.stream_options
         metrics = self.metrics
@@ -624,7 +632,7 @@ class _Proxy:
 
     async def no_streams(self, request: Request) -> Response:
         """The stream endpoints of a proxy that keeps no streams."""
-        return _error(404, "this proxy keeps no streams (resumable streams are off)", "not_found")
+        return _error(404, "this proxy keeps no streams (resumable streams are off)", NOT_FOUND)
 
     async def healthz(self, request: Request) -> Response:
         """Liveness: the process answers."""
@@ -633,36 +641,36 @@ class _Proxy:
     async def readyz(self, request: Request) -> Response:
         """Readiness: the stream log's store answers (Redis, with ``--redis``), and at least
         one upstream is healthy: each upstream in rotation is probed now (``GET`` of the
-        probe path, any status below 500), each check within two seconds."""
+        probe path, any status below 500), each check within two seconds. A 503 says which
+        in ``status`` and why in the JSON error object (``{"error": {"message", "type"}}``)."""
         if self.streams is not None:
             try:
                 with anyio.fail_after(2.0):
                     await self.streams.log.ping()
             except (TimeoutError, StreamLogError) as exc:
-                error = str(exc) or type(exc).__name__
-                return JSONResponse({"status": "stream log unreachable", "error": error}, 503)
+                error = error_object(str(exc) or type(exc).__name__, STREAM_LOG_UNREACHABLE)
+                return JSONResponse({"status": "stream log unreachable", **error}, 503)
         pool = self.pool
         met = await probe_all(pool, self.http(), self.upstreams.probe_path, pool.due())
         states = {u.name: str(pool.state(u)) for u in pool.upstreams}
         if pool.healthy():
             return JSONResponse({"status": "ready", "upstreams": states})
-        error = (
+        message = (
             "; ".join(f"upstream {name}: {detail}" for name, detail in met.items())
             or "every upstream is backing off"
         )
-        return JSONResponse({"status": "upstream unreachable", "error": error, "upstreams": states}, 503)
+        error = error_object(message, UPSTREAM_UNREACHABLE)
+        return JSONResponse({"status": "upstream unreachable", **error, "upstreams": states}, 503)
 
     async def prometheus(self, request: Request) -> Response:
         """The Prometheus text format of the proxy's series (``pacer.prometheus``)."""
         if self.metrics is None:
-            return _error(
-                404, "metrics need prometheus-client: pip install 'pacer-llm[metrics]'", "not_found"
-            )
+            return _error(404, "metrics need prometheus-client: pip install 'pacer-llm[metrics]'", NOT_FOUND)
         return Response(self.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def passthrough(self, request: Request, raw: bytes | None = None) -> Response:
         if self.url(request, self.pool.upstreams[0]) is None:
-            return _error(400, "request path leaves the upstream's base path", "invalid_request_error")
+            return _error(400, "request path leaves the upstream's base path", INVALID_REQUEST)
         if raw is None:
             body = await self.body(request)
             if isinstance(body, Response):
@@ -994,9 +1002,9 @@ def _routes(proxy: _Proxy) -> list[Route]:
     ]
     ops = [
         *proxy.stream_routes(),
-        Route("/metrics", proxy.prometheus, methods=["GET"]),
-        Route("/healthz", proxy.healthz, methods=["GET"]),
-        Route("/readyz", proxy.readyz, methods=["GET"]),
+        owned_route("/metrics", proxy.prometheus, ["GET"]),
+        owned_route("/healthz", proxy.healthz, ["GET"]),
+        owned_route("/readyz", proxy.readyz, ["GET"]),
     ]
     return [*paced, *ops, Route("/{path:path}", proxy.other, methods=methods)]
 

@@ -24,6 +24,9 @@ recorded where it happened (an ``ErrorFrame`` going out, a refused write, a time
 app that streams OpenAI chat-completion chunks, without the app changing
 (``paced_openai_sse``; ``pacer._events`` paces the other APIs' streams).
 
+``json_error`` is the JSON error response of every route pacer serves, and
+``owned_route`` a route of pacer's own whose other methods get a JSON 405.
+
 We use Starlette (its ``Response`` and app types) but not sse-starlette: its ping
 is a fixed timer, and the stream here must be driven by the pipeline's own clock and
 deadlines; the SSE framing is ``pacer.sse``'s.
@@ -38,13 +41,23 @@ from . import _server_extra  # noqa: F401  (first: a plain install's missing pac
 # isort: split
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+)
 from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.routing import Route, request_response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._aio import aclose_source
 from ._args import one_of
@@ -53,7 +66,7 @@ from ._compress import EventCompressor, negotiate
 from ._control import Action, Control, ControlError, Mailbox
 from ._core import Chunk, Stage
 from ._drain import Drain
-from ._errors import error_body, error_frame, error_object
+from ._errors import INVALID_REQUEST, METHOD_NOT_ALLOWED, error_body, error_frame, error_object
 from ._events import EventPacer, paced_event_frames
 from ._metrics import StreamMetrics
 from ._outcome import Outcome
@@ -112,6 +125,47 @@ Encoder = Callable[[Chunk], bytes]
 def json_error(status: int, message: str, kind: str) -> JSONResponse:
     """A JSON error response: ``{"error": {"message", "type"}}`` with ``status``."""
     return JSONResponse(error_object(message, kind), status_code=status)
+
+
+def owned_route(
+    path: str, endpoint: Callable[[Request], Awaitable[Response]], methods: Iterable[str]
+) -> Route:
+    """A route of pacer's own at ``path``: ``methods`` go to ``endpoint`` (``HEAD`` too
+    with ``GET``), any other method gets a JSON 405 with ``Allow`` (``method_not_allowed``).
+
+    Starlette's own 405 is plain text, and only when no later route matches: behind the
+    proxy's catch-all route a wrong method would go to the upstream."""
+    allowed = {m.upper() for m in methods}
+    if "GET" in allowed:
+        allowed.add("HEAD")
+
+    async def owned(request: Request) -> Response:
+        if request.method not in allowed:
+            return method_not_allowed(request.method, request.url.path, allowed)
+        return await endpoint(request)
+
+    # An ASGI app (not a function) is what a Route takes for every method.
+    return Route(path, _EveryMethod(request_response(owned)), name=getattr(endpoint, "__name__", None))
+
+
+class _EveryMethod:
+    """An ASGI app as a Route's endpoint, so that the route matches any method."""
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+def method_not_allowed(method: str, path: str, allowed: Iterable[str]) -> JSONResponse:
+    """The JSON 405 for ``method`` at ``path``, whose ``Allow`` header lists ``allowed``."""
+    allow = ", ".join(sorted(allowed))
+    response = json_error(405, f"{method} is not allowed on {path}; it takes {allow}", METHOD_NOT_ALLOWED)
+    response.headers["Allow"] = allow
+    return response
 
 
 async def log_frames(
@@ -339,7 +393,7 @@ class EventStreamResponse(Response):
         except ControlError as exc:
             with anyio.CancelScope(shield=True):
                 await aclose_source(frames)
-            await json_error(400, f"{RATE_HEADER}: {exc}", "invalid_request_error")(scope, receive, send)
+            await json_error(400, f"{RATE_HEADER}: {exc}", INVALID_REQUEST)(scope, receive, send)
             return False
         streams = resumable.streams
         try:

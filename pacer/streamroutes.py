@@ -8,7 +8,8 @@
 - ``POST /v1/streams/{stream_id}/cancel``: stop the generation wherever it runs; the
   JSON answer is the text its readers received (``cancel_response``). Its body is a JSON
   object (``{}``) sent as ``Content-Type: application/json``, which a cross-site form
-  cannot send without a CORS preflight: anything else is a 415 or a 400.
+  cannot send without a CORS preflight: anything else is a 415 or a 400 (a 413 over
+  64 KiB).
 - ``POST /v1/streams/{stream_id}/control``: a reader's control, ``{"action": "pause" |
   "resume" | "show_all" | "rate", "cps": N}`` (or ``"wpm": N``; ``"stop"`` is the
   cancel above), handed to the stream's producer on whichever instance runs it and
@@ -30,8 +31,10 @@ Mount them beside your own routes::
                             *stream_routes(streams)], lifespan=lifespan)
 
 Errors are JSON (``{"error": {"message", "type"}}``): 404 for an unknown or expired
-stream (or another's), 400 for a malformed ``Last-Event-ID``, 410 for events the log no longer keeps,
-503 when the log's store is down.
+stream (or another's), 400 for a ``Last-Event-ID`` that names no event of the stream
+(malformed, or past its end: both ``invalid_last_event_id``), 410 for events the log no
+longer keeps, 503 when the log's store is down, 405 (with ``Allow``) for another method
+on these paths, which never falls through to a route mounted after them.
 
 Cost: what ``ResumableStreams`` costs per request; nothing kept here.
 """
@@ -54,11 +57,12 @@ from starlette.routing import Route
 from ._clients import client_key
 from ._control import Control, ControlError
 from ._drain import Drain
+from ._errors import INVALID_LAST_EVENT_ID, INVALID_REQUEST, NOT_FOUND, RATE_LIMITED, REQUEST_TOO_LARGE
 from ._replays import ReplayLimits
 from .config import HEARTBEAT, SEND_TIMEOUT
 from .prometheus import StreamObserver
 from .resumable import STREAM_ID_HEADER, STREAM_TOKEN_HEADER, ResumableStreams, credential_of, valid_stream_id
-from .server import EXPOSED, EventStreamResponse, json_error, log_frames
+from .server import EXPOSED, EventStreamResponse, json_error, log_frames, owned_route
 from .streamlog import EventsTrimmed, InvalidEventId, StreamLogError, StreamLost
 
 __all__ = [
@@ -82,7 +86,7 @@ _EXPOSE = {"Access-Control-Expose-Headers": EXPOSED}
 
 def _not_found(stream_id: str) -> Response:
     """The one answer for a stream that is unknown, expired or someone else's."""
-    return json_error(404, f"no stream {stream_id!r} (unknown, or expired)", "not_found")
+    return json_error(404, f"no stream {stream_id!r} (unknown, or expired)", NOT_FOUND)
 
 
 async def _admitted(streams: ResumableStreams, stream_id: str, headers: Mapping[str, str]) -> bool:
@@ -114,7 +118,7 @@ async def resume_response(
         return json_error(
             400,
             f"Last-Event-ID must be an event id of this stream (digits), got {last!r}",
-            "invalid_request_error",
+            INVALID_LAST_EVENT_ID,
         )
     after = int(last) if last else 0
     try:
@@ -169,8 +173,8 @@ async def control_response(
     try:
         control = Control.parse(body)
     except ControlError as exc:
-        message = f'{exc} (or "stop")' if "action must be" in str(exc) else str(exc)
-        return json_error(400, message, "invalid_request_error")
+        message = f'{exc} (or "stop")' if "must be one of" in str(exc) else str(exc)
+        return json_error(400, message, INVALID_REQUEST)
     try:
         if not await _admitted(streams, stream_id, headers or {}):
             return _not_found(stream_id)
@@ -182,33 +186,36 @@ async def control_response(
     return JSONResponse(state, headers={STREAM_ID_HEADER: stream_id, **_EXPOSE})
 
 
-async def control_body(request: Request, limit: int = 64 << 10) -> dict[str, object] | Response:
-    """A control request's JSON object body, or the 415 or 400 that refuses it: only
+async def control_body(
+    request: Request, limit: int = 64 << 10, what: str = "control"
+) -> dict[str, object] | Response:
+    """A control request's JSON object body, or the 415, 413 or 400 that refuses it: only
     ``Content-Type: application/json`` (which no cross-site form sends without a CORS
-    preflight) with a JSON object of at most ``limit`` bytes."""
+    preflight) with a JSON object of at most ``limit`` bytes. ``what``: the request, as
+    its errors name it (``"control"``, ``"cancel"``)."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != "application/json":
-        message = (
-            'a stream control request needs Content-Type: application/json and a JSON object body ("{}")'
-        )
-        return json_error(415, message, "invalid_request_error")
+        message = f"a stream {what} request needs Content-Type: application/json and a JSON object body"
+        message += ' ("{}")'
+        return json_error(415, message, INVALID_REQUEST)
     raw = b""
     async for piece in request.stream():
         raw += piece
         if len(raw) > limit:
-            return json_error(400, f"control request body is over {limit} bytes", "invalid_request_error")
+            message = f"{what} request body is over the limit of {limit} bytes"
+            return json_error(413, message, REQUEST_TOO_LARGE)
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):
         body = None
     if not isinstance(body, dict):
-        return json_error(400, 'control request body must be a JSON object ("{}")', "invalid_request_error")
+        return json_error(400, f'{what} request body must be a JSON object ("{{}}")', INVALID_REQUEST)
     return body
 
 
 def _too_many(wait: float) -> Response:
     response = json_error(
-        429, "too many replays of this stream, or by this client; try again later", "rate_limited"
+        429, "too many replays of this stream, or by this client; try again later", RATE_LIMITED
     )
     response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
     return response
@@ -267,7 +274,7 @@ def stream_routes(
         )
 
     async def cancel(request: Request) -> Response:
-        body = await control_body(request)
+        body = await control_body(request, what="cancel")
         if isinstance(body, Response):
             return body
         refusal = await limited(request)
@@ -286,7 +293,7 @@ def stream_routes(
         return await control_response(streams, request.path_params["stream_id"], body, request.headers)
 
     return [
-        Route(prefix + "/{stream_id}", resume, methods=["GET"]),
-        Route(prefix + "/{stream_id}/cancel", cancel, methods=["POST"]),
-        Route(prefix + "/{stream_id}/control", control, methods=["POST"]),
+        owned_route(prefix + "/{stream_id}", resume, ["GET"]),
+        owned_route(prefix + "/{stream_id}/cancel", cancel, ["POST"]),
+        owned_route(prefix + "/{stream_id}/control", control, ["POST"]),
     ]

@@ -36,6 +36,7 @@ def test_a_control_is_read_from_json_and_every_bad_field_says_what_was_wrong() -
     bad = [
         ({"action": "rewind"}, "action must be one of pause, resume, show_all, rate"),
         ({"action": 3}, "action must be one of"),
+        ({"cps": "fast"}, 'control: the "action" field is missing; it must be one of pause, resume'),
         ([], "control must be a JSON object, got list"),
         ({"action": "rate"}, 'action "rate" needs "cps"'),
         ({"action": "rate", "cps": -1}, "cps: rate must be a positive finite number"),

@@ -92,6 +92,8 @@ def test_health_and_readiness() -> None:
         assert httpx.get(f"{url}/healthz").status_code == 200
         ready = httpx.get(f"{url}/readyz")
         assert ready.status_code == 503 and ready.json()["status"] == "upstream unreachable"
+        assert ready.json()["error"]["type"] == "upstream_unreachable"
+        assert ready.json()["error"]["message"].startswith("upstream 0: ")
         failed = httpx.post(f"{url}/v1/chat/completions", json={"model": "m", "stream": True})
         assert failed.status_code == 502
         assert _scrape(url)["pacer_upstream_errors_total{type=upstream_unreachable}"] == 1
@@ -326,6 +328,8 @@ def test_readiness_says_when_the_stream_log_is_unreachable(redis: Any) -> None:
         try:
             ready = httpx.get(f"{url}/readyz", timeout=10)
             assert ready.status_code == 503 and ready.json()["status"] == "stream log unreachable"
+            error = ready.json()["error"]
+            assert error["type"] == "stream_log_unreachable" and error["message"]
             assert httpx.get(f"{url}/healthz").status_code == 200  # the process itself answers
         finally:
             redis.start()

@@ -152,6 +152,23 @@ def test_a_cross_site_form_cannot_cancel_and_the_stream_runs_on(proxy: str) -> N
     assert rest[-1].data == "[DONE]" and content_of(whole) == "".join(CONTENT * 40)
 
 
+@pytest.mark.parametrize("route", ["cancel", "control"])
+def test_a_cancel_or_control_body_over_64_kib_is_a_413_and_each_error_names_its_request(
+    proxy: str, route: str
+) -> None:
+    url = f"{proxy}/v1/streams/0123abcd/{route}"
+    as_json = {"Content-Type": "application/json", **ALICE}
+    big = httpx.post(url, content=b'{"x": "' + b"x" * (64 << 10) + b'"}', headers=as_json)
+    assert big.status_code == 413  # as every other route of the proxy answers a body too big
+    error = {"message": f"{route} request body is over the limit of 65536 bytes", "type": "request_too_large"}
+    assert big.json() == {"error": error}
+    refused = httpx.post(url, content=b"[]", headers=as_json)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"] == f'{route} request body must be a JSON object ("{{}}")'
+    form = httpx.post(url, content=b"{}", headers={"Content-Type": "text/plain", **ALICE})
+    assert form.status_code == 415 and f"a stream {route} request needs" in form.json()["error"]["message"]
+
+
 def test_preflights_are_answered_by_the_proxy_with_allow_headers_only_for_its_origins() -> None:
     seen: list[str] = []
 
@@ -308,3 +325,30 @@ async def test_the_stream_routes_answer_503_when_the_store_is_down_never_500() -
         cancelled = await http.post("/v1/streams/abc/cancel", json={}, headers=ALICE)
     for answer in (resumed, cancelled):
         assert answer.status_code == 503 and answer.json()["error"]["type"] == "stream_store_unavailable"
+
+
+@pytest.mark.anyio
+async def test_the_stream_routes_answer_a_wrong_method_with_a_json_405_before_a_route_after_them() -> None:
+    from pacer.resumable import ResumableStreams
+    from pacer.streamlog import MemoryLog
+    from pacer.streamroutes import stream_routes
+
+    async def anything(request: Request) -> Response:
+        return JSONResponse({"caught": request.url.path})
+
+    streams = ResumableStreams(MemoryLog())
+    catch_all = Route("/{path:path}", anything, methods=["GET", "POST", "PUT", "DELETE"])
+    app = Starlette(routes=[*stream_routes(streams), catch_all])
+    cases = [
+        ("POST", "/v1/streams/abc", "GET, HEAD"),
+        ("DELETE", "/v1/streams/abc", "GET, HEAD"),
+        ("GET", "/v1/streams/abc/cancel", "POST"),
+        ("PUT", "/v1/streams/abc/control", "POST"),
+    ]
+    async with streams, httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as http:
+        for method, path, allow in cases:
+            answer = await http.request(method, path, json={})
+            assert answer.status_code == 405 and answer.headers["allow"] == allow, (method, path)
+            message = f"{method} is not allowed on {path}; it takes {allow}"
+            assert answer.json() == {"error": {"message": message, "type": "method_not_allowed"}}
+        assert (await http.get("/v1/streams/abc", headers=ALICE)).status_code == 404  # the route itself

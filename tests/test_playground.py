@@ -109,6 +109,14 @@ def test_bad_query_is_a_400_naming_the_parameter(enc: Any, query: dict[str, str]
     assert message in r.json()["error"]["message"]
 
 
+def test_a_bad_query_has_the_error_type_the_proxy_uses(enc: Any) -> None:
+    from starlette.testclient import TestClient
+
+    with TestClient(create_playground(enc, TEXT)) as client:
+        r = client.get("/stream", params={"cps": "abc"})
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+
+
 def wait_done(driver: Any) -> None:
     deadline = time.monotonic() + 60
     while driver.execute_script("return document.body.dataset.state") != "done":

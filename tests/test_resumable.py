@@ -432,6 +432,7 @@ def test_the_proxy_answers_bad_stream_requests_with_json_errors(fake: tuple[Upst
         for bad_id in (b"x1", b"-1", b"1.5", b"\xb2"):  # the last: "²" (latin-1), a digit to str.isdigit
             bad = httpx.get(f"{proxy}/v1/streams/{stream_id}", headers={"Last-Event-ID": bad_id})
             assert bad.status_code == 400 and "Last-Event-ID" in bad.json()["error"]["message"]
+            assert bad.json()["error"]["type"] == "invalid_last_event_id"  # as one past the end
         beyond = httpx.get(f"{proxy}/v1/streams/{stream_id}", headers={"Last-Event-ID": "100000", **token})
         assert beyond.status_code == 400 and beyond.json()["error"]["type"] == "invalid_last_event_id"
     off = create_proxy(fake[1], lambda: Pacer(cps=5000), resume="never")
@@ -440,6 +441,34 @@ def test_the_proxy_answers_bad_stream_requests_with_json_errors(fake: tuple[Upst
         assert "x-pacer-stream-id" not in response.headers
         assert all(e.id == "" for e in SSEDecoder().feed(response.content))
         assert httpx.get(f"{proxy}/v1/streams/{stream_id}").status_code == 404
+
+
+WRONG_METHODS = [
+    ("POST", "/v1/streams/0123abcd", "GET, HEAD"),
+    ("DELETE", "/v1/streams/0123abcd", "GET, HEAD"),
+    ("GET", "/v1/streams/0123abcd/cancel", "POST"),
+    ("PUT", "/v1/streams/0123abcd/control", "POST"),
+    ("POST", "/healthz", "GET, HEAD"),
+    ("PUT", "/readyz", "GET, HEAD"),
+    ("DELETE", "/metrics", "GET, HEAD"),
+]
+
+
+@pytest.mark.parametrize("resume", ["always", "never"])
+@pytest.mark.parametrize("upstream", ["live", "dead"])
+def test_a_wrong_method_on_the_proxys_own_paths_is_a_json_405_never_sent_upstream(
+    fake: tuple[Upstream, str], resume: str, upstream: str
+) -> None:
+    # A live upstream would answer these paths with its own 404, a dead one with the
+    # proxy's 502: either means the request went past the proxy's own routes.
+    url = fake[1] if upstream == "live" else "http://127.0.0.1:9"  # nothing listens on port 9
+    with serve(create_proxy(url, lambda: Pacer(cps=5000), resume=resume)) as proxy:
+        for method, path, allow in WRONG_METHODS:
+            answer = httpx.request(method, f"{proxy}{path}", json={})
+            assert answer.status_code == 405, (method, path, answer.text)
+            assert answer.headers["allow"] == allow
+            message = f"{method} is not allowed on {path}; it takes {allow}"
+            assert answer.json() == {"error": {"message": message, "type": "method_not_allowed"}}
 
 
 def test_generation_goes_on_while_the_client_is_away_and_the_rest_is_there_on_return(

@@ -126,6 +126,7 @@ def test_bad_controls_get_clear_errors_and_stop_is_the_cancel(proxy: str) -> Non
             ({"action": "rate"}, 400, 'action "rate" needs "cps"'),
             ({"action": "rate", "cps": 0}, 400, "cps: rate must be a positive finite number"),
             ([], 400, "control request body must be a JSON object"),
+            ({"cps": "fast"}, 400, 'the "action" field is missing; it must be one of pause, resume'),
             ({"action": "rate", "cps": 10**400}, 400, "a number a float can hold"),  # was a 500
         ]
         for body, status, message in cases:

@@ -373,7 +373,8 @@ def test_ready_while_one_upstream_is_and_the_stream_end_names_who_served(caplog:
         with serve(create_proxy([_dead_url(), _dead_url()], config)) as url:
             ready = httpx.get(f"{url}/readyz")
     assert ready.status_code == 503 and ready.json()["status"] == "upstream unreachable"
-    assert ready.json()["error"].startswith("upstream 0: ")
+    error = ready.json()["error"]  # the standard error object, beside the status fields
+    assert error["type"] == "upstream_unreachable" and error["message"].startswith("upstream 0: ")
     ends = _ends(caplog)
     assert len(ends) == 1 and "upstreams=live failovers=0" in ends[0]
 
