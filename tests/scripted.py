@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gzip
 import json
 import socket
@@ -52,6 +53,25 @@ class Script:
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _continued(script: Script, request: dict[str, Any]) -> Script:
+    """``script``, or for a proxy's continuation request (the text produced so far as a
+    final assistant message, ``continue_final_message``) the rest of its text after that
+    prefix, as an upstream that continues answers (vLLM's reading of the fields)."""
+    messages = request.get("messages") or []
+    if not request.get("continue_final_message") or not messages or messages[-1].get("role") != "assistant":
+        return script
+    produced = messages[-1].get("content") or ""
+    if not "".join(script.pieces).startswith(produced):
+        return script
+    rest, skip = [], len(produced)
+    for piece in script.pieces:
+        taken = min(skip, len(piece))
+        skip -= taken
+        if piece[taken:] or not taken:
+            rest.append(piece[taken:])
+    return dataclasses.replace(script, pieces=rest)
 
 
 def _cut(data: bytes, splits: list[int]) -> list[bytes]:
@@ -101,7 +121,7 @@ class ScriptedUpstream:
             headers, body = await self._head(reader)
             try:
                 request = json.loads(body)
-                script = Script(**request["script"])
+                script = _continued(Script(**request["script"]), request)
                 user = str(request["user"])
             except (ValueError, KeyError, TypeError):
                 writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
