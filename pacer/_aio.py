@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 
-__all__ = ["aclose_source", "loop_clock", "on_asyncio", "spawn_detached", "wake"]
+__all__ = ["aclose_source", "loop_clock", "on_asyncio", "spawn_detached", "wake", "woken"]
 
 
 async def aclose_source(source: object) -> None:
@@ -37,6 +37,17 @@ def wake(future: asyncio.Future[None]) -> None:
     """Resolve ``future`` unless it already is."""
     if not future.done():
         future.set_result(None)
+
+
+async def woken(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None], delay: float | None) -> None:
+    """Wait for ``future`` (resolved with ``wake``), or for ``delay`` seconds (``None``: no
+    limit), whichever comes first: a loop's own timer, no task or cancel scope."""
+    handle = None if delay is None else loop.call_later(delay, wake, future)
+    try:
+        await future
+    finally:
+        if handle is not None:
+            handle.cancel()
 
 
 def on_asyncio() -> bool:

@@ -45,7 +45,7 @@ from typing import Any, Generic, TypeVar, Union
 
 import anyio
 
-from ._aio import aclose_source, on_asyncio, spawn_detached, wake
+from ._aio import aclose_source, on_asyncio, spawn_detached, wake, woken
 from ._checks import PooledChecks
 from ._control import Control, Mailbox
 from ._core import Chunk, Pipeline, Stage, set_runner
@@ -554,14 +554,11 @@ class Waiter:
     async def _await(self, delay: float | None) -> None:
         """Wait (asyncio) for a control, or for ``delay`` seconds to pass."""
         assert self._loop is not None
-        future = self._future = self._loop.create_future()
-        handle = None if delay is None else self._loop.call_later(delay, wake, future)
+        self._future = self._loop.create_future()
         try:
-            await future
+            await woken(self._loop, self._future, delay)
         finally:
             self._future = None
-            if handle is not None:
-                handle.cancel()
 
 
 def _direct_async_puller(source: AsyncIterable[Any] | Iterable[Any]) -> Any:
@@ -694,14 +691,11 @@ class _AsyncioPuller:
                 if not items:
                     return _TIMEOUT, None
             else:
-                waiter = self._waiter = self._loop.create_future()
-                handle = None if timeout is None else self._loop.call_later(timeout, wake, waiter)
+                self._waiter = self._loop.create_future()
                 try:
-                    await waiter
+                    await woken(self._loop, self._waiter, timeout)
                 finally:
                     self._waiter = None
-                    if handle is not None:
-                        handle.cancel()
                 if not items:
                     return _TIMEOUT, None
         kind, item = items.popleft()
