@@ -35,21 +35,25 @@ _OPEN_BRACKETS: Final = frozenset("「『“（《〈【〔")
 _CLOSE_BRACKETS: Final = frozenset("」』”）》〉】〕")
 _CLOSERS: Final = frozenset("\"'’»)]}*_") | _CLOSE_BRACKETS
 _CONTINUATION: Final = frozenset("とっ、，,")
-_INTERESTING: Final = re.compile(r"[\n`().?!…‼⁇⁈⁉。！？｡．「『“（《〈【〔」』”）》〉】〕]")
+_INTERESTING: Final = re.compile(r"[\n`()\].?!…‼⁇⁈⁉。！？｡．「『“（《〈【〔」』”）》〉】〕]")
 _CJK: Final = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\u3000-\u303f\uff00-\uffef]")
 _HAN: Final = regex.compile(r"\p{Han}")
-_PAREN_SPAN: Final = 200  # an ASCII "(" keeps sentences open this many characters at most (a stray ":(")
+_PAREN_SPAN: Final = 200  # an ASCII "(" keeps sentences open this many characters at most
+_PAREN_EVENTS: Final = re.compile(r"[()\]\n]")  # what the look-ahead for a closing ")" reads
+_EYES: Final = frozenset(":;=")  # before a "(" or ")", a face: ":(", ";-)", "=)", ":'("
+_NOSES: Final = frozenset("-'^")
 # Chinese quoted speech followed by who said it is one sentence. After a quoted
 # exclamation or question, Han characters that say who spoke are the attribution: a
-# verb of saying within the first four (a subject, then the verb: "妈妈问", "孩子们叫"),
-# or a manner word's mark (着, 地, 声) there and the verb within eight ("他高兴地说",
-# "小明大声喊道"). Anything else (a kana, a mark, other Han words) is a new sentence,
-# so a reader waits at most four characters to know (eight after a manner word).
+# verb of saying within the first ten ("妈妈问", "他高兴地说", "张老师笑着说",
+# "站在门口的保安说"), not as part of a word that is no saying ("知道", "问题").
+# Anything else (a kana, a mark, ten Han characters with no such verb) is a new
+# sentence, so a reader waits at most ten characters to know.
 _SPEECH_VERBS: Final = frozenset("说问道喊叫答嚷吼骂")
-_MANNER_MARKS: Final = frozenset("着地声")
-_SUBJECT_SPAN: Final = 4
-_ATTRIBUTION_SPAN: Final = 8
-_QUOTE_CLOSERS: Final = frozenset("”」』")
+_NOT_SAYING: Final = frozenset(
+    ("知道", "味道", "街道", "频道", "难道", "道路", "道理", "问题", "答案", "叫声", "小说")
+)
+_ATTRIBUTION_SPAN: Final = 10
+_QUOTE_CLOSERS: Final = frozenset("”」』\"")
 _INTRODUCERS: Final = frozenset("：:")  # a quote after a colon has its speaker before it
 _LABEL_SPAN: Final = 200  # how far back a Chinese sentence's list label "1. " is looked for
 _MAX_SPACE_RUN: Final = 256  # a whitespace run this long decides a pending break
@@ -63,6 +67,8 @@ def quiet(text: str) -> bool:
             code = ord(ch)
             if code == 10 or code == 33 or code == 46 or code == 63 or code == 96 or code == 40 or code == 41:
                 return False  # \n ! . ? ` ( )
+            if code == 93:
+                return False  # ]
         return True
     return _INTERESTING.search(text) is None
 
@@ -80,23 +86,35 @@ def space_end(buf: str, i: int, eof: bool) -> int | None:
     return j
 
 
+def _face(buf: str, i: int) -> bool:
+    """Whether the ``(`` or ``)`` at ``i`` is the mouth of a face (``:(``, ``;-)``, ``:'(``,
+    ``:((``), which opens or closes nothing."""
+    j = i
+    while j > 0 and buf[j - 1] == buf[i]:
+        j -= 1
+    if j == 0:
+        return False
+    before = buf[j - 1]
+    return before in _EYES or (before in _NOSES and j > 1 and buf[j - 2] in _EYES)
+
+
 def _is_cjk(ch: str) -> bool:
     return not ch.isascii() and _CJK.match(ch) is not None
 
 
 def _attribution(buf: str, k: int, eof: bool) -> bool | None:
     """Whether the Han text at ``k`` says who spoke ("他说", "小明大声喊道"); ``None``: read on."""
-    end = min(len(buf), k + _ATTRIBUTION_SPAN)
-    manner = False
+    n = len(buf)
+    end = min(n, k + _ATTRIBUTION_SPAN)
     for p in range(k, end):
         ch = buf[p]
-        if ch in _SPEECH_VERBS:
-            return True
         if ch.isascii() or _HAN.match(ch) is None:
             return False
-        manner = manner or ch in _MANNER_MARKS
-        if p - k == _SUBJECT_SPAN - 1 and not manner:
-            return False
+        if ch in _SPEECH_VERBS and buf[p - 1 : p + 1] not in _NOT_SAYING:
+            if p + 1 == n and not eof:
+                return None  # "问" may be "问题"
+            if buf[p : p + 2] not in _NOT_SAYING:
+                return True
     return None if end - k < _ATTRIBUTION_SPAN and not eof else False
 
 
@@ -244,8 +262,15 @@ class Scanner:
         buf = self.buf
         ch = buf[i]
         if ch in _MARKS:  # the most common: a terminal mark outside code
-            if self.code.ticks or self.depth or (self.parens and i - self.paren_at <= _PAREN_SPAN):
-                return i + 1  # inside code, brackets, quotes or parentheses
+            if self.code.ticks or self.depth:
+                return i + 1  # inside code, brackets or quotes
+            if self.parens and i - self.paren_at <= _PAREN_SPAN:
+                closes = self._parens_close(i, eof)
+                if closes is None:
+                    return None
+                if closes:
+                    return i + 1  # inside parentheses
+                self.parens = 0  # a stray "(": the mark is judged as if it were not there
             if not self.cjk_rules and ch in CJK_MARKS:
                 return i + 1
             j = i + 1
@@ -267,12 +292,14 @@ class Scanner:
         if ch in _CLOSE_BRACKETS:
             return self._close_bracket(i, eof)
         if ch == "(":
+            if _face(self.buf, i):
+                return i + 1
             if not self._in_parens(i):
                 self.parens = 0  # one opened too long ago was a stray
                 self.paren_at = i
             self.parens += 1
             return i + 1
-        if ch == ")":
+        if ch == ")" or (ch == "]" and self._interval_end(i)):
             return self._close_paren(i, eof)
         return i + 1
 
@@ -291,8 +318,38 @@ class Scanner:
         """Whether ``i`` lies inside an ASCII parenthesis opened at most ``_PAREN_SPAN`` before."""
         return self.parens > 0 and i - self.paren_at <= _PAREN_SPAN
 
+    def _interval_end(self, i: int) -> bool:
+        """Whether the ``]`` at ``i`` closes an open ``(`` as interval notation does
+        (``(0, 1]``): no ``[`` opened since the parenthesis did."""
+        return self._in_parens(i) and self.buf.rfind("[", max(0, self.paren_at), i) < 0
+
+    def _parens_close(self, i: int, eof: bool) -> bool | None:
+        """Whether the parentheses open at ``i`` close on this line within ``_PAREN_SPAN``
+        characters of where they opened (``None``: the text so far cannot tell). One that
+        does not was a stray (a face the rules do not know, a typo): it keeps nothing open."""
+        buf = self.buf
+        limit = min(len(buf), self.paren_at + _PAREN_SPAN + 1)
+        depth = self.parens
+        for m in _PAREN_EVENTS.finditer(buf, i, limit):
+            p = m.start()
+            ch = buf[p]
+            if ch == "\n":
+                return False
+            if _face(buf, p):
+                continue
+            if ch == "(":
+                depth += 1
+            elif ch == ")" or self._interval_end(p):
+                depth -= 1
+                if depth == 0:
+                    return True
+        return False if eof or limit == self.paren_at + _PAREN_SPAN + 1 else None
+
     def _close_paren(self, i: int, eof: bool) -> int | None:
-        """A ``)``: a mark just before the one that closes the parentheses is decided now."""
+        """A ``)`` (or the ``]`` of an interval): a mark just before the one that closes the
+        parentheses is decided now."""
+        if _face(self.buf, i):
+            return i + 1
         if not self._in_parens(i):
             self.parens = 0
             return i + 1
@@ -368,10 +425,21 @@ class Scanner:
         """The Chinese and Japanese rules' verdict, and whether they decided at all."""
         buf = self.buf
         cjk = _cjk_verdict(marks, buf[k], buf[i - 1] if i > 0 else "", k > j)
-        if cjk and not self.introduced and buf[k - 1] in _QUOTE_CLOSERS and any(c in "！？!?" for c in marks):
+        closer = buf[k - 1]
+        if cjk and closer in _QUOTE_CLOSERS and any(c in "！？!?" for c in marks) and not self._introduced(closer, i):
             spoken = _attribution(buf, k, eof)  # the speaker's attribution goes on
             return True, (None if spoken is None else not spoken)
         return cjk is not None, cjk
+
+    def _introduced(self, closer: str, i: int) -> bool:
+        """Whether the quote that ``closer`` ends, around the marks at ``i``, opened after a
+        colon (its speaker came first). Curly quotes and brackets are tracked as they open;
+        an ASCII ``"`` is found by looking back to where the sentence began."""
+        if closer != '"':
+            return self.introduced
+        buf = self.buf
+        opening = buf.rfind('"', max(0, self.breaks.last), i)
+        return opening > 0 and buf[opening - 1] in _INTRODUCERS
 
     def _after_space(self, i: int, k: int, marks: str, eof: bool) -> bool | None:
         """The verdict on marks followed by space at ``k``: what comes after the space decides."""

@@ -72,9 +72,10 @@ class PunktModel:
     Worked out once, here: it is read at every number followed by a period."""
 
     whole_honorifics: tuple[str, ...] = field(init=False, repr=False, compare=False)
-    """The honorifics of three letters or more that no word the model knows goes on
-    from (``"mrs"``, not ``"prof"``, which may become "Profile"): after an abbreviation
-    a word that starts with one ends the sentence as soon as that start is read."""
+    """The abbreviated honorifics of three letters or more that no word the model knows
+    goes on from (``"mrs"``, not ``"prof"``, which may become "Profile", nor a spelled-out
+    ``"sir"``, which may become "Sirius"): after an abbreviation a word that starts with
+    one ends the sentence as soon as that start is read."""
 
     def __post_init__(self) -> None:
         words = {b for a, b in self.collocations if a == "##number##"}
@@ -85,7 +86,7 @@ class PunktModel:
         whole: list[str] = []
         for h in sorted(self.honorifics):
             after = bisect.bisect_right(known, h)  # the words that start with h come right after it
-            if len(h) >= 3 and (after == len(known) or not known[after].startswith(h)):
+            if len(h) >= 3 and h in self.abbreviations and (after == len(known) or not known[after].startswith(h)):
                 whole.append(h)
         object.__setattr__(self, "whole_honorifics", tuple(whole))
 
@@ -153,6 +154,9 @@ _WORD_CHARS: Final = re.compile(r"[\w'’\-]*")
 _LABEL: Final = re.compile(r"[A-Z]{1,2}\d[\w\-]*|[IVXLCDM]{2,}")
 _LABEL_START: Final = re.compile(r"[A-Z]{1,2}(?:\d[\w\-]*)?|[IVXLCDM]+")
 _OPENERS: Final = "([{\"'“‘*_`"
+# Subject pronouns: a name follows a title, these never do ("He is a Pfc. He is brave.").
+_PRONOUNS: Final = frozenset(("he", "she", "it", "we", "they", "you"))
+_PRONOUN_STARTS: Final = frozenset(p[:k] for p in _PRONOUNS for k in range(1, len(p) + 1))
 NUMBER: Final = "##number##"  # the type Punkt gives every number
 
 
@@ -192,11 +196,11 @@ def period_ends_sentence(
 def _after_word(
     punkt: PunktModel, buf: str, m: int, eof: bool, word: str, typ: str, is_abbrev: bool
 ) -> bool | None:
-    """The verdict once the word before the period is known: a title never ends a
-    sentence, a plain word always does; after an abbreviation, an initial or a number the
-    next word (at ``m``) decides."""
+    """The verdict once the word before the period is known: a title ends a sentence only
+    before a pronoun, a plain word always does; after an abbreviation, an initial or a
+    number the next word (at ``m``) decides."""
     if typ in punkt.titles:
-        return False
+        return _pronoun(buf, m, eof)
     is_initial = len(word) == 1 and word.isalpha() and word != "I"
     if not (is_abbrev or is_initial or typ == NUMBER):
         return True
@@ -207,6 +211,34 @@ def _after_word(
     if not nxt.isalpha() or not nxt.isupper():
         return True  # a symbol, or a letter of a script without case (你, 안)
     return _next_word_verdict(punkt, buf, m, eof, typ, is_abbrev or is_initial, orthographic)
+
+
+def _pronoun(buf: str, m: int, eof: bool) -> bool | None:
+    """Whether a subject pronoun starts a clause at ``m`` (after a title: "He is a Pfc. He
+    is brave.", "Mx. They're here"); ``None``: it may still. A pronoun's word followed by a
+    capital is a name ("Dr. He Jiankui"), so the word after it must be lower case."""
+    e = min(_WORD_CHARS.match(buf, m).end(), m + LOOKAHEAD)  # type: ignore[union-attr]
+    word = buf[m:e].lower()
+    base = _contracted(word)
+    apostrophe = len(base) < len(word)
+    open_word = e == len(buf) and not eof
+    if base not in _PRONOUNS:
+        return None if open_word and word in _PRONOUN_STARTS else False
+    if apostrophe:
+        return True  # "He's", "They'll"
+    if open_word:
+        return None
+    after = e
+    while after < len(buf) and buf[after].isspace() and after - e < LOOKAHEAD:
+        after += 1
+    if after == len(buf):
+        return None if not eof and after - e < LOOKAHEAD else False
+    return after > e and buf[after].islower()
+
+
+def _contracted(word: str) -> str:
+    """The word before a contraction or a possessive ("it" for "it's", "they" for "they’re")."""
+    return word.replace("’", "'").partition("'")[0]
 
 
 def _label(buf: str, m: int, eof: bool) -> bool | None:
@@ -247,8 +279,8 @@ def _next_word_verdict(
         # ends it, or, after an abbreviation that is not a lone initial ("etc.",
         # "p.m."), Punkt's orthographic heuristic: a word seen lower case inside
         # sentences, and never capitalised there.
-        if next_typ in punkt.sentence_starters:
-            return True
+        if next_typ in punkt.sentence_starters or _contracted(next_typ) in punkt.sentence_starters:
+            return True  # "The", and "It's", "Everyone's"
         if typ not in punkt.announcing and (
             next_typ in punkt.honorifics or next_typ.startswith(punkt.whole_honorifics)
         ):

@@ -82,6 +82,12 @@ TITLES = [
 #: rank or office ("Former U.S. Sen. Hollis" is one).
 HONORIFICS = ["mr", "mrs", "ms", "mx", "messrs", "mme", "mlle", "dr", "prof"]
 
+#: Honorifics spelled out in full, from the common titles in Wikipedia's "English
+#: honorifics" article: like the abbreviated ones they open a new sentence after an
+#: abbreviation or an initial ("We left the E.U. Sir John was sad."). Not "Lord", which
+#: also names offices that a qualifier may precede ("the U.K. Lord Chancellor").
+SPELLED_HONORIFICS = ["sir", "dame", "lady"]
+
 
 #: Abbreviations only before a number: elsewhere they are ordinary words ("say no.").
 NUMERIC_ONLY = [
@@ -374,6 +380,32 @@ STARTERS = [
     "still",
 ]
 
+#: English indefinite pronouns as Wikipedia's "Indefinite pronoun" article lists them
+#: (the compounds of every-, some-, any- and no- with -one, -body and -thing, and the
+#: free-standing ones that are not in STARTERS): they open sentences and never name
+#: anyone, yet the Python documentation Punkt learns from has too few of them to give
+#: their casing, so "It was 5 p.m. Everyone left." stayed one sentence.
+INDEFINITE_PRONOUNS = [
+    "everyone",
+    "everybody",
+    "everything",
+    "someone",
+    "somebody",
+    "something",
+    "anyone",
+    "anybody",
+    "anything",
+    "nobody",
+    "nothing",
+    "none",
+    "neither",
+    "either",
+    "both",
+    "few",
+    "several",
+    "another",
+]
+
 
 def stdlib_docstrings() -> list[str]:
     texts: list[str] = []
@@ -413,11 +445,11 @@ def main() -> None:
         ),
         "abbrev_types": abbrevs,
         "titles": sorted(set(TITLES)),
-        "honorifics": sorted(HONORIFICS),
+        "honorifics": sorted(HONORIFICS + SPELLED_HONORIFICS),
         "numeric_only": sorted(NUMERIC_ONLY),
         "announcing": sorted(ANNOUNCING),
         "collocations": sorted([a, b] for a, b in params.collocations),
-        "sent_starters": sorted(set(params.sent_starters) | set(STARTERS)),
+        "sent_starters": sorted(set(params.sent_starters) | set(STARTERS) | set(INDEFINITE_PRONOUNS)),
         "ortho_context": ortho,
     }
     OUT.write_text(json.dumps(data, ensure_ascii=False, indent=0, sort_keys=False) + "\n", encoding="utf-8")

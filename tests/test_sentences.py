@@ -64,6 +64,20 @@ MARKDOWN_PIECES = [
     "：",
     "1. ",
     "；2. ",
+    "]",
+    "[",
+    ":(",
+    ":-)",
+    "f(",
+    "张老师笑着",
+    "说",
+    "知道",
+    "Everyone ",
+    "Sir ",
+    "Pfc. ",
+    "He ",
+    "is ",
+    "He's ",
 ]
 
 markdownish = st.lists(
@@ -443,6 +457,37 @@ def test_a_stray_parenthesis_keeps_sentences_open_only_so_far() -> None:
     ]  # a line end closes it
 
 
+def test_a_parenthesis_that_never_closes_keeps_nothing_open() -> None:
+    # Issue 39: a stray "(" merged every sentence after it on its line.
+    splitter = SentenceSplitter()
+    assert splitter.feed("He typed f(x and stopped. Then") == []  # a ")" may still close it
+    assert splitter.feed(" he left.\n") == ["He typed f(x and stopped. "]  # the line ended: it never will
+    text = "Odd f(x. " + "More words here. " * 12
+    splitter = SentenceSplitter()
+    sent = [(at, unit) for at, ch in enumerate(text) for unit in splitter.feed(ch)]
+    assert sent[0] == (text.index("(") + 200, "Odd f(x. ")  # no ")" within 200 characters: it never will
+    assert [unit for _, unit in sent] + splitter.flush() == split_sentences(text)
+
+
+def test_faces_and_interval_ends_open_and_close_no_parenthesis() -> None:
+    assert split_sentences("Sad :'( It rained. We stayed in.") == ["Sad :'( It rained. ", "We stayed in."]
+    assert split_sentences("Fine (I loved it :) really. Truly) here. Next.") == [
+        "Fine (I loved it :) really. Truly) here. ",
+        "Next.",
+    ]  # a smile closes nothing
+    assert split_sentences("A (see [1]. Also) here. Next.") == ["A (see [1]. Also) here. ", "Next."]
+    assert split_sentences("Take x in (0, 1]. Then y.") == ["Take x in (0, 1]. ", "Then y."]
+
+
+def test_a_title_before_a_pronoun_ends_a_sentence_once_the_pronoun_is_read() -> None:
+    splitter = SentenceSplitter()
+    assert splitter.feed("He is a Pfc. He") == []  # "He" may be a name: "Dr. He Jiankui"
+    assert splitter.feed(" is") == ["He is a Pfc. "]
+    splitter = SentenceSplitter()
+    assert splitter.feed("Ask Dr. He Jiankui. Then") == ["Ask Dr. He Jiankui. "]
+    assert split_sentences("Mx. Theo Park and Dr. Itoh came.") == ["Mx. Theo Park and Dr. Itoh came."]
+
+
 def test_chinese_quoted_speech_goes_on_with_who_said_it() -> None:
     assert split_sentences("“太好了！”他高兴地说。") == ["“太好了！”他高兴地说。"]
     assert split_sentences("他问：“好吗？”我说好。") == [
@@ -451,5 +496,8 @@ def test_chinese_quoted_speech_goes_on_with_who_said_it() -> None:
     ]  # the speaker came first
     assert split_sentences("「危ない！」誰かが叫んだ。") == ["「危ない！」", "誰かが叫んだ。"]  # Japanese
     splitter = SentenceSplitter()
-    assert splitter.feed("“走吧！”他们出") == []
-    assert splitter.feed("发") == ["“走吧！”"]  # four characters and no verb of saying: a new sentence
+    assert splitter.feed("“走吧！”他们出发") == []  # a verb of saying may still come
+    assert splitter.feed("了。") == ["“走吧！”"]  # the sentence ended without one: a new sentence
+    splitter = SentenceSplitter()
+    assert splitter.feed("“走吧！”一二三四五六七八九") == []
+    assert splitter.feed("十") == ["“走吧！”"]  # ten characters and no verb of saying: a new sentence
