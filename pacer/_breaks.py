@@ -53,7 +53,7 @@ _NOT_SAYING: Final = frozenset(
     ("知道", "味道", "街道", "频道", "难道", "道路", "道理", "问题", "答案", "叫声", "小说")
 )
 _ATTRIBUTION_SPAN: Final = 10
-_QUOTE_CLOSERS: Final = frozenset("”」』\"")
+_QUOTE_CLOSERS: Final = frozenset('”」』"')
 _INTRODUCERS: Final = frozenset("：:")  # a quote after a colon has its speaker before it
 _LABEL_SPAN: Final = 200  # how far back a Chinese sentence's list label "1. " is looked for
 _MAX_SPACE_RUN: Final = 256  # a whitespace run this long decides a pending break
@@ -426,7 +426,12 @@ class Scanner:
         buf = self.buf
         cjk = _cjk_verdict(marks, buf[k], buf[i - 1] if i > 0 else "", k > j)
         closer = buf[k - 1]
-        if cjk and closer in _QUOTE_CLOSERS and any(c in "！？!?" for c in marks) and not self._introduced(closer, i):
+        if (
+            cjk
+            and closer in _QUOTE_CLOSERS
+            and any(c in "！？!?" for c in marks)
+            and not self._introduced(closer, i)
+        ):
             spoken = _attribution(buf, k, eof)  # the speaker's attribution goes on
             return True, (None if spoken is None else not spoken)
         return cjk is not None, cjk

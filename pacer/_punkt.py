@@ -86,7 +86,11 @@ class PunktModel:
         whole: list[str] = []
         for h in sorted(self.honorifics):
             after = bisect.bisect_right(known, h)  # the words that start with h come right after it
-            if len(h) >= 3 and h in self.abbreviations and (after == len(known) or not known[after].startswith(h)):
+            if (
+                len(h) >= 3
+                and h in self.abbreviations
+                and (after == len(known) or not known[after].startswith(h))
+            ):
                 whole.append(h)
         object.__setattr__(self, "whole_honorifics", tuple(whole))
 
