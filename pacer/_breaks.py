@@ -9,9 +9,10 @@ breaks never depend on how the input was fragmented. The rules are listed in
 by ``punkt.period_ends_sentence``.
 
 Cost: every character is scanned once; a pending decision re-reads at most its
-bounded lookahead when more text comes (eight characters after a Chinese quote, a
-word after a period); a number and period inside a Chinese sentence look back at
-most 200 characters for the list label before it. Memory is the text not yet emitted (the
+bounded lookahead when more text comes (ten characters after a Chinese quote, a
+word after a period, the rest of a parenthesis' 200 characters for a mark inside
+it); a number and period inside a Chinese sentence look back at most 200
+characters for the list label before it. Memory is the text not yet emitted (the
 splitter trims the buffer as units go out) and the breaks not yet used.
 """
 
@@ -42,6 +43,7 @@ _PAREN_SPAN: Final = 200  # an ASCII "(" keeps sentences open this many characte
 _PAREN_EVENTS: Final = re.compile(r"[()\]\n]")  # what the look-ahead for a closing ")" reads
 _EYES: Final = frozenset(":;=")  # before a "(" or ")", a face: ":(", ";-)", "=)", ":'("
 _NOSES: Final = frozenset("-'^")
+_FACE_HINTS: Final = _EYES | _NOSES | frozenset("()")  # what a face's mouth may follow
 # Chinese quoted speech followed by who said it is one sentence. After a quoted
 # exclamation or question, Han characters that say who spoke are the attribution: a
 # verb of saying within the first ten ("妈妈问", "他高兴地说", "张老师笑着说",
@@ -89,6 +91,8 @@ def space_end(buf: str, i: int, eof: bool) -> int | None:
 def _face(buf: str, i: int) -> bool:
     """Whether the ``(`` or ``)`` at ``i`` is the mouth of a face (``:(``, ``;-)``, ``:'(``,
     ``:((``), which opens or closes nothing."""
+    if i == 0 or buf[i - 1] not in _FACE_HINTS:
+        return False
     j = i
     while j > 0 and buf[j - 1] == buf[i]:
         j -= 1
@@ -206,6 +210,7 @@ class Scanner:
         self.introduced = False  # the outermost of them opened after a colon (its speaker came first)
         self.parens = 0  # open ASCII parentheses in this line
         self.paren_at = 0  # where the outermost of them opened
+        self.paren_end = -1  # where they close, once a mark inside them has looked ahead
         self.breaks = Breaks()
         self.lines = MarkdownLines()
         self.code = CodeSpans()
@@ -222,6 +227,7 @@ class Scanner:
         self.buf = self.buf[cut:]
         self.pos -= cut
         self.paren_at -= cut
+        self.paren_end -= cut
         self.lines.trim(cut)
         self.breaks.trim(cut)
         self.code.trim(cut)
@@ -265,12 +271,7 @@ class Scanner:
             if self.code.ticks or self.depth:
                 return i + 1  # inside code, brackets or quotes
             if self.parens and i - self.paren_at <= _PAREN_SPAN:
-                closes = self._parens_close(i, eof)
-                if closes is None:
-                    return None
-                if closes:
-                    return i + 1  # inside parentheses
-                self.parens = 0  # a stray "(": the mark is judged as if it were not there
+                return self._mark_in_parens(i, eof)
             if not self.cjk_rules and ch in CJK_MARKS:
                 return i + 1
             j = i + 1
@@ -292,16 +293,32 @@ class Scanner:
         if ch in _CLOSE_BRACKETS:
             return self._close_bracket(i, eof)
         if ch == "(":
-            if _face(self.buf, i):
-                return i + 1
-            if not self._in_parens(i):
-                self.parens = 0  # one opened too long ago was a stray
-                self.paren_at = i
-            self.parens += 1
+            self._open_paren(i)
             return i + 1
-        if ch == ")" or (ch == "]" and self._interval_end(i)):
+        if ch in ")]":
             return self._close_paren(i, eof)
         return i + 1
+
+    def _mark_in_parens(self, i: int, eof: bool) -> int | None:
+        """A terminal mark at ``i`` inside parentheses: skipped while they close in time,
+        judged as any other when they were a stray."""
+        closes = self._parens_close(i, eof)
+        if closes is None:
+            return None
+        if closes:
+            return i + 1
+        self.parens = 0  # a stray "(": the mark is judged as if it were not there
+        return self._at(i, eof)
+
+    def _open_paren(self, i: int) -> None:
+        """A ``(``: opens parentheses unless it is a face's mouth (``:(``)."""
+        if _face(self.buf, i):
+            return
+        if not self._in_parens(i):
+            self.parens = 0  # one opened too long ago was a stray
+            self.paren_at = i
+            self.paren_end = -1
+        self.parens += 1
 
     def _backticks(self, i: int, eof: bool) -> int | None:
         buf = self.buf
@@ -327,6 +344,8 @@ class Scanner:
         """Whether the parentheses open at ``i`` close on this line within ``_PAREN_SPAN``
         characters of where they opened (``None``: the text so far cannot tell). One that
         does not was a stray (a face the rules do not know, a typo): it keeps nothing open."""
+        if i < self.paren_end:
+            return True  # another mark in the same parentheses looked ahead already
         buf = self.buf
         limit = min(len(buf), self.paren_at + _PAREN_SPAN + 1)
         depth = self.parens
@@ -342,13 +361,14 @@ class Scanner:
             elif ch == ")" or self._interval_end(p):
                 depth -= 1
                 if depth == 0:
+                    self.paren_end = p
                     return True
         return False if eof or limit == self.paren_at + _PAREN_SPAN + 1 else None
 
     def _close_paren(self, i: int, eof: bool) -> int | None:
         """A ``)`` (or the ``]`` of an interval): a mark just before the one that closes the
         parentheses is decided now."""
-        if _face(self.buf, i):
+        if (self.buf[i] == "]" and not self._interval_end(i)) or _face(self.buf, i):
             return i + 1
         if not self._in_parens(i):
             self.parens = 0
@@ -425,12 +445,11 @@ class Scanner:
         """The Chinese and Japanese rules' verdict, and whether they decided at all."""
         buf = self.buf
         cjk = _cjk_verdict(marks, buf[k], buf[i - 1] if i > 0 else "", k > j)
-        closer = buf[k - 1]
         if (
             cjk
-            and closer in _QUOTE_CLOSERS
+            and buf[k - 1] in _QUOTE_CLOSERS
             and any(c in "！？!?" for c in marks)
-            and not self._introduced(closer, i)
+            and not self._introduced(buf[k - 1], i)
         ):
             spoken = _attribution(buf, k, eof)  # the speaker's attribution goes on
             return True, (None if spoken is None else not spoken)

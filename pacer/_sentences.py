@@ -14,15 +14,19 @@ Rules, by the script of the surrounding text (no language switch needed):
   brackets, then whitespace, then a character that is not lower case. A single
   ``.`` after an abbreviation, an initial or a number is judged by Punkt's
   orthographic heuristics with parameters shipped in the package
-  (``pacer._punkt``); titles never end a sentence, nor do abbreviations that
-  announce what follows (``cf.``, ``vs.``) unless a common opener comes next;
-  list labels never do. A numbering word ends one only when no label follows it
-  (``Fig. S1``, ``Vol. IV`` and ``No. 5`` go on; "The answer is no. Ask again"
-  ends). After another abbreviation or an initial, an honorific (``Mr.``, ``Dr.``)
-  opens a new sentence ("I work at the U.S.A. Mr. Smith is here."); a rank does
-  not ("Former U.S. Sen. Hollis"). Nothing ends a sentence inside an ASCII
-  parenthesis (``(9th Cir. 1999)``) opened on the same line at most 200 characters
-  before. The abbreviation list is curated for pacer, its kinds and spellings
+  (``pacer._punkt``); a common opener after one ends a sentence ("It was 5 p.m.
+  Everyone left."). A title ends one only before a subject pronoun that a
+  lower-case word follows ("He is a Pfc. He is brave.", not "Dr. He Jiankui"); an
+  abbreviation that announces what follows (``cf.``, ``vs.``) only before a common
+  opener; a list label never. A numbering word ends one only when no
+  label follows it (``Fig. S1``, ``Vol. IV`` and ``No. 5`` go on; "The answer is
+  no. Ask again" ends). After another abbreviation or an initial, an honorific
+  (``Mr.``, ``Dr.``, ``Sir``) opens a new sentence ("I work at the U.S.A. Mr. Smith
+  is here."); a rank does not ("Former U.S. Sen. Hollis"). Nothing ends a sentence
+  inside an ASCII parenthesis (``(9th Cir. 1999)``) that closes on its line at most
+  200 characters after it opened; a face's mouth (``:(``, ``;-)``) opens and closes
+  none, and a ``]`` closes one as interval notation does (``(0, 1]``). The
+  abbreviation list is curated for pacer, its kinds and spellings
   after the U.S. GPO *Style Manual* (2016, chapter 9) and Cornell LII's
   *Introduction to Basic Legal Citation*, plus what Punkt learns from the Python
   documentation (``scripts/build_punkt.py``).
@@ -32,10 +36,10 @@ Rules, by the script of the surrounding text (no language switch needed):
   end a sentence at once, after any closing ``」』”）》〉】〕``; not inside an open
   bracket or quote; not when a closing quote is followed by ``と``/``って`` or a
   comma, where the sentence goes on; not when a quoted exclamation or question is
-  followed by who said it (``“太好了！”他高兴地说。``: a verb of saying within four
-  Han characters, or eight after a manner word such as ``大声``), unless a colon
-  introduced the quote; not after an ASCII list label inside a Chinese sentence
-  (``步骤：1. 下载；2. 安装。``).
+  followed by who said it (``“太好了！”他高兴地说。``, ``"快跑！"他喊道。``: a verb
+  of saying within ten Han characters, not inside a word such as ``知道`` or
+  ``问题``), unless a colon introduced the quote; not after an ASCII list label
+  inside a Chinese sentence (``步骤：1. 下载；2. 安装。``).
 * Markdown: a blank line, a heading, a list item, a table row, a block quote line
   and a thematic break end a unit (list labels include the Chinese and Japanese
   ``一、``, ``1、``, ``（1）``, ``（一）`` and ``①``, with no space after them); a
