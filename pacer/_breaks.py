@@ -10,9 +10,8 @@ by ``punkt.period_ends_sentence``.
 
 Cost: every character is scanned once; a pending decision re-reads at most its
 bounded lookahead when more text comes (ten characters after a Chinese quote, a
-word after a period, the rest of a parenthesis' 200 characters for a mark inside
-it); a number and period inside a Chinese sentence look back at most 200
-characters for the list label before it. Memory is the text not yet emitted (the
+word after a period or a title); a number and period inside a Chinese sentence look
+back at most 200 characters for the list label before it. Memory is the text not yet emitted (the
 splitter trims the buffer as units go out) and the breaks not yet used.
 """
 
@@ -40,7 +39,6 @@ _INTERESTING: Final = re.compile(r"[\n`()\].?!…‼⁇⁈⁉。！？｡．「�
 _CJK: Final = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\u3000-\u303f\uff00-\uffef]")
 _HAN: Final = regex.compile(r"\p{Han}")
 _PAREN_SPAN: Final = 200  # an ASCII "(" keeps sentences open this many characters at most
-_PAREN_EVENTS: Final = re.compile(r"[()\]\n]")  # what the look-ahead for a closing ")" reads
 _EYES: Final = frozenset(":;=")  # before a "(" or ")", a face: ":(", ";-)", "=)", ":'("
 _NOSES: Final = frozenset("-'^")
 _FACE_HINTS: Final = _EYES | _NOSES | frozenset("()")  # what a face's mouth may follow
@@ -210,7 +208,6 @@ class Scanner:
         self.introduced = False  # the outermost of them opened after a colon (its speaker came first)
         self.parens = 0  # open ASCII parentheses in this line
         self.paren_at = 0  # where the outermost of them opened
-        self.paren_end = -1  # where they close, once a mark inside them has looked ahead
         self.breaks = Breaks()
         self.lines = MarkdownLines()
         self.code = CodeSpans()
@@ -227,7 +224,6 @@ class Scanner:
         self.buf = self.buf[cut:]
         self.pos -= cut
         self.paren_at -= cut
-        self.paren_end -= cut
         self.lines.trim(cut)
         self.breaks.trim(cut)
         self.code.trim(cut)
@@ -268,10 +264,8 @@ class Scanner:
         buf = self.buf
         ch = buf[i]
         if ch in _MARKS:  # the most common: a terminal mark outside code
-            if self.code.ticks or self.depth:
-                return i + 1  # inside code, brackets or quotes
-            if self.parens and i - self.paren_at <= _PAREN_SPAN:
-                return self._mark_in_parens(i, eof)
+            if self.code.ticks or self.depth or (self.parens and i - self.paren_at <= _PAREN_SPAN):
+                return i + 1  # inside code, brackets, quotes or parentheses
             if not self.cjk_rules and ch in CJK_MARKS:
                 return i + 1
             j = i + 1
@@ -299,17 +293,6 @@ class Scanner:
             return self._close_paren(i, eof)
         return i + 1
 
-    def _mark_in_parens(self, i: int, eof: bool) -> int | None:
-        """A terminal mark at ``i`` inside parentheses: skipped while they close in time,
-        judged as any other when they were a stray."""
-        closes = self._parens_close(i, eof)
-        if closes is None:
-            return None
-        if closes:
-            return i + 1
-        self.parens = 0  # a stray "(": the mark is judged as if it were not there
-        return self._at(i, eof)
-
     def _open_paren(self, i: int) -> None:
         """A ``(``: opens parentheses unless it is a face's mouth (``:(``)."""
         if _face(self.buf, i):
@@ -317,7 +300,6 @@ class Scanner:
         if not self._in_parens(i):
             self.parens = 0  # one opened too long ago was a stray
             self.paren_at = i
-            self.paren_end = -1
         self.parens += 1
 
     def _backticks(self, i: int, eof: bool) -> int | None:
@@ -339,31 +321,6 @@ class Scanner:
         """Whether the ``]`` at ``i`` closes an open ``(`` as interval notation does
         (``(0, 1]``): no ``[`` opened since the parenthesis did."""
         return self._in_parens(i) and self.buf.rfind("[", max(0, self.paren_at), i) < 0
-
-    def _parens_close(self, i: int, eof: bool) -> bool | None:
-        """Whether the parentheses open at ``i`` close on this line within ``_PAREN_SPAN``
-        characters of where they opened (``None``: the text so far cannot tell). One that
-        does not was a stray (a face the rules do not know, a typo): it keeps nothing open."""
-        if i < self.paren_end:
-            return True  # another mark in the same parentheses looked ahead already
-        buf = self.buf
-        limit = min(len(buf), self.paren_at + _PAREN_SPAN + 1)
-        depth = self.parens
-        for m in _PAREN_EVENTS.finditer(buf, i, limit):
-            p = m.start()
-            ch = buf[p]
-            if ch == "\n":
-                return False
-            if _face(buf, p):
-                continue
-            if ch == "(":
-                depth += 1
-            elif ch == ")" or self._interval_end(p):
-                depth -= 1
-                if depth == 0:
-                    self.paren_end = p
-                    return True
-        return False if eof or limit == self.paren_at + _PAREN_SPAN + 1 else None
 
     def _close_paren(self, i: int, eof: bool) -> int | None:
         """A ``)`` (or the ``]`` of an interval): a mark just before the one that closes the

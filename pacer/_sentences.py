@@ -23,9 +23,9 @@ Rules, by the script of the surrounding text (no language switch needed):
   no. Ask again" ends). After another abbreviation or an initial, an honorific
   (``Mr.``, ``Dr.``, ``Sir``) opens a new sentence ("I work at the U.S.A. Mr. Smith
   is here."); a rank does not ("Former U.S. Sen. Hollis"). Nothing ends a sentence
-  inside an ASCII parenthesis (``(9th Cir. 1999)``) that closes on its line at most
-  200 characters after it opened; a face's mouth (``:(``, ``;-)``) opens and closes
-  none, and a ``]`` closes one as interval notation does (``(0, 1]``). The
+  inside an ASCII parenthesis (``(9th Cir. 1999)``) opened on the same line at most
+  200 characters before; a face's mouth (``:(``, ``;-)``) opens and closes none, and
+  a ``]`` closes one as interval notation does (``(0, 1]``). The
   abbreviation list is curated for pacer, its kinds and spellings
   after the U.S. GPO *Style Manual* (2016, chapter 9) and Cornell LII's
   *Introduction to Basic Legal Citation*, plus what Punkt learns from the Python

@@ -457,18 +457,6 @@ def test_a_stray_parenthesis_keeps_sentences_open_only_so_far() -> None:
     ]  # a line end closes it
 
 
-def test_a_parenthesis_that_never_closes_keeps_nothing_open() -> None:
-    # Issue 39: a stray "(" merged every sentence after it on its line.
-    splitter = SentenceSplitter()
-    assert splitter.feed("He typed f(x and stopped. Then") == []  # a ")" may still close it
-    assert splitter.feed(" he left.\n") == ["He typed f(x and stopped. "]  # the line ended: it never will
-    text = "Odd f(x. " + "More words here. " * 12
-    splitter = SentenceSplitter()
-    sent = [(at, unit) for at, ch in enumerate(text) for unit in splitter.feed(ch)]
-    assert sent[0] == (text.index("(") + 200, "Odd f(x. ")  # no ")" within 200 characters: it never will
-    assert [unit for _, unit in sent] + splitter.flush() == split_sentences(text)
-
-
 def test_faces_and_interval_ends_open_and_close_no_parenthesis() -> None:
     assert split_sentences("Sad :'( It rained. We stayed in.") == ["Sad :'( It rained. ", "We stayed in."]
     assert split_sentences("Fine (I loved it :) really. Truly) here. Next.") == [

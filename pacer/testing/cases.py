@@ -285,7 +285,6 @@ CASES: list[Case] = [
     ("en", "stray-paren", ["Pick a point in (0, 1]. ", "Then square it. ", "Done."]),
     ("en", "stray-paren", ["He sent a sad face ;( after the loss. ", "We cheered him up."]),
     ("en", "stray-paren", ["She wrote :(( and logged off. ", "Nobody replied."]),
-    ("en", "stray-paren", ["He typed f(x and stopped. ", "Then he left. ", "Nobody knew why."]),
     ("en", "stray-paren", ["The panel ruled (9th Cir. 1999) against it. ", "An appeal followed."]),
     ("en", "stray-paren", ["The range (see [2]. Table 4) is wide. ", "It varies."]),
     ("en", "initialism-word", ["It was made in the U.S.A. ", "Everyone loved it."]),
