@@ -15,6 +15,10 @@ own parameters. They come from two sources, both available offline:
   (2016), chapter 9 "Abbreviations and Letter Symbols" (titles, ranks, addresses,
   states, reference labels), and Cornell LII's *Introduction to Basic Legal Citation*
   (court, reporter and rule abbreviations such as "Fed. R. Civ. P.", "Cir.", "Supp.").
+* Two short word lists that the Python documentation has too few of for Punkt to
+  learn their casing: honorifics spelled out in full ("Sir", "Dame", "Lady", after
+  Wikipedia's "English honorifics") and the indefinite pronouns ("Everyone",
+  "Nobody", after Wikipedia's "Indefinite pronoun"), which open sentences.
 
 The file is JSON (no pickle). Run: ``python scripts/build_punkt.py``; the output
 depends on the Python version whose stdlib is read (3.11 for the committed file).
