@@ -31,15 +31,6 @@ BURST_GAP: Final = 0.002
 # interval), holds a read back for milliseconds. A burst ends after at least this long.
 # (A source this slow, 50 events a second, ends its opening at its first gap.)
 BURST_STALL: Final = 0.02
-# And one gap is no rate: an answer whose first piece came alone and whose rest came in
-# one read a little later (a first event flushed early, then the buffer) read as
-# thousands of characters a second from that single gap, and was followed: dumped. The
-# rate reads nothing (all is backlog) until this many more reads have come after gaps of
-# at least BURST_GAP; from then on it is what it would have been, those reads counted.
-# One, not more: the rate turns on all at once, and the later it does the more a pace
-# reckoned an instant before or after that read differs (two made `simulate` and a
-# live run whose timers fired a nanosecond late end 7-12% apart on steady traces).
-OPENING_GAPS: Final = 1
 _SETTLED: Final = 5 * WINDOW  # from here on the estimate needs no correction (< 1%)
 
 
@@ -59,7 +50,6 @@ class ArrivalRate:
         self._value = 0.0
         self._opening = True  # every arrival since ``_first`` came in one burst
         self._arrivals = 0  # arrivals since ``_first``, before this one
-        self._gaps = 0  # arrivals since the opening burst that came after a gap, up to OPENING_GAPS + 1
 
     def note(self, chars: int, now: float) -> None:
         """``chars`` characters arrived at ``now`` (never earlier than the last arrival)."""
@@ -69,14 +59,10 @@ class ArrivalRate:
             self._sum = 0.0
             self._opening = True
             self._arrivals = 0
-            self._gaps = 0
         elif self._opening:
             elapsed = now - self._first
             if elapsed >= BURST_STALL and elapsed >= BURST_GAP * self._arrivals:
                 self._opening = False
-                self._gaps = 1
-        elif self._gaps <= OPENING_GAPS and dt >= BURST_GAP:
-            self._gaps += 1
         self._arrivals += 1
         if self._opening:
             chars = 0  # text that came all at once is no rate to follow: the backlog terms pace it
@@ -90,9 +76,6 @@ class ArrivalRate:
         """The rate at ``now`` (characters per second); read again at the same time, remembered."""
         if now != self._read_at:
             self._read_at = now
-            if self._gaps <= OPENING_GAPS:  # no rate read from one gap: backlog
-                self._value = 0.0
-                return 0.0
             rate = self._sum
             if now > self._last:
                 rate *= math.exp((self._last - now) / WINDOW)

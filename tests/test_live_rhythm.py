@@ -124,16 +124,13 @@ def test_the_hub_core_paces_any_trace_with_jittered_wake_ups_as_simulate_does(
 ANSWER = "Paced, not dumped: a cached answer arrives all at once. The reader still sees it typed. "
 
 
-def _instant_upstream(first_alone: float | None = None) -> Any:
-    """An OpenAI-compatible upstream that writes every event of its answer in one write;
-    with ``first_alone``, its first text event alone, then the rest in one write that
-    many seconds later."""
+def _instant_upstream() -> Any:
+    """An OpenAI-compatible upstream that writes every event of its answer in one write."""
     import json
 
-    import anyio
     from starlette.applications import Starlette
     from starlette.requests import Request
-    from starlette.responses import Response, StreamingResponse
+    from starlette.responses import Response
     from starlette.routing import Route
 
     async def chat(request: Request) -> Response:
@@ -142,16 +139,8 @@ def _instant_upstream(first_alone: float | None = None) -> Any:
             {**base, "choices": [{"index": 0, "delta": {"content": ANSWER[i : i + 4]}}]}
             for i in range(0, len(ANSWER), 4)
         ]
-        frames = [f"data: {json.dumps(e)}\n\n" for e in events] + ["data: [DONE]\n\n"]
-        if first_alone is None:
-            return Response("".join(frames), media_type="text/event-stream")
-
-        async def body() -> Any:
-            yield frames[0]
-            await anyio.sleep(first_alone)
-            yield "".join(frames[1:])
-
-        return StreamingResponse(body(), media_type="text/event-stream")
+        body = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+        return Response(body, media_type="text/event-stream")
 
     return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
 
@@ -193,41 +182,6 @@ def test_the_real_proxy_paces_an_answer_its_upstream_wrote_in_one_piece() -> Non
     dump = pacer.simulate(traces.dump(pieces_of(ANSWER, 4)), pacer.Pacer())
     assert len(content) >= 10  # graphemes, not the upstream's one write
     assert content[-1] >= 0.6 * dump.emissions[-1].emitted  # typed over the schedule
-
-
-def test_the_real_proxy_paces_an_answer_whose_rest_came_in_one_write_after_its_first_piece() -> None:
-    """The first text event alone, the rest in one write 30 ms later: one gap is no rate
-    to follow, so the answer is backlog, typed over the lag bound (5 s here) as a dump
-    is. It went out in 86 ms: the single gap read as 5,000 characters a second."""
-    from .servers import cli_proxy, serve
-
-    with (
-        serve(_instant_upstream(first_alone=0.03)) as upstream,
-        cli_proxy("--upstream", upstream, "--max-lag", "5") as (url, _),
-    ):
-        seen = _timed_content(f"{url}/v1/chat/completions", {"model": "m", "stream": True, "messages": []})
-    assert "".join(text for _, text in seen) == ANSWER
-    content = [t for t, text in seen if text]
-    dump = pacer.simulate(traces.dump(pieces_of(ANSWER, 4)), pacer.Pacer(max_lag=5))
-    assert content[-1] >= 0.6 * dump.emissions[-1].emitted
-
-
-@pytest.mark.parametrize("gap", [0.02, 0.05, 0.3, 1.0])
-@pytest.mark.parametrize("options", [{"max_lag": 5}, {"max_lag": 0.5}, {"unit": "word", "max_lag": 3}])
-def test_an_answer_whose_rest_came_in_one_read_after_its_first_piece_is_backlog(
-    gap: float, options: dict[str, Any]
-) -> None:
-    """One gap between two reads is no evidence of a rate: the rest is paced as backlog
-    (over the lag bound from its arrival), live and in ``simulate`` alike."""
-    pieces = pieces_of(ANSWER * 3, 4)
-    trace = traces.dump(pieces[:1]) + traces.dump(pieces[1:], at=gap)
-    seen = pacer.simulate(trace, pacer.Pacer(cps=40, **options))  # type: ignore[arg-type]
-    dump = pacer.simulate(traces.dump(pieces), pacer.Pacer(cps=40, **options))  # type: ignore[arg-type]
-    assert "".join(e.text for e in seen.emissions) == ANSWER * 3
-    assert seen.emissions[-1].emitted >= dump.emissions[-1].emitted
-    make = functools.partial(pacer.Pacer, cps=40, **options)
-    _, emitted = mux_run(make, trace, max_step=1e-5)  # wake-ups a little late, as live ones are
-    assert emitted[-1][0] >= 0.95 * dump.emissions[-1].emitted
 
 
 def test_paced_event_source_paces_a_source_that_is_all_there_at_once() -> None:
