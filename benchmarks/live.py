@@ -43,6 +43,7 @@ def _traces(quick: bool) -> dict[str, list[tuple[float, str]]]:
         "packets of 5 pieces / 50 ms": [
             (k * 0.05, "".join(pieces[i : i + 5])) for k, i in enumerate(range(0, len(pieces), 5))
         ],
+        "first piece, rest 50 ms later": [(0.0, pieces[0]), (0.05, "".join(pieces[1:]))],
         "stall 1.5 s": traces.steady(pieces[:10], per_second=30)
         + [(t + 1.5 + 10 / 30, x) for t, x in traces.steady(pieces[10:], per_second=30)],
     }

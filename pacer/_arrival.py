@@ -31,6 +31,18 @@ BURST_GAP: Final = 0.002
 # interval), holds a read back for milliseconds. A burst ends after at least this long.
 # (A source this slow, 50 events a second, ends its opening at its first gap.)
 BURST_STALL: Final = 0.02
+# An arrival counts as rate only up to this many times the current pace (at least the
+# configured one) over the time since the last arrival; the characters beyond that are
+# backlog, which the pacer's backlog terms pace. A source that writes its first piece,
+# then the rest of a cached answer in one read 20 ms later, is no source writing 6,000
+# characters a second. What was held back counts later, as much again as each arrival
+# brings, once arrivals leave allowance to spare: a source that really is that fast is
+# followed within a few of them. The allowance is continuous in the arrival times, so a
+# read a nanosecond earlier or later changes the pace by as little.
+GROWTH: Final = 8.0
+# The allowance accrues with time since the last arrival, over at most this long: a
+# silence is no licence for the burst after it.
+_ROOM_SPAN: Final = 0.25
 _SETTLED: Final = 5 * WINDOW  # from here on the estimate needs no correction (< 1%)
 
 
@@ -50,9 +62,13 @@ class ArrivalRate:
         self._value = 0.0
         self._opening = True  # every arrival since ``_first`` came in one burst
         self._arrivals = 0  # arrivals since ``_first``, before this one
+        self._room = 0.0  # characters the next arrivals may still count as rate (``GROWTH``)
+        self._owed = 0.0  # characters held back as backlog that may yet count as rate
 
-    def note(self, chars: int, now: float) -> None:
-        """``chars`` characters arrived at ``now`` (never earlier than the last arrival)."""
+    def note(self, chars: int, now: float, floor: float = 0.0) -> None:
+        """``chars`` characters arrived at ``now`` (never earlier than the last arrival);
+        ``floor``: the pace the reader is shown at least (the rate a growth is measured
+        from while none has been read)."""
         dt = now - self._last
         if dt > PAUSE:  # the first arrival (dt is infinite), or the first after a pause
             self._first = now
@@ -65,10 +81,26 @@ class ArrivalRate:
                 self._opening = False
         self._arrivals += 1
         if self._opening:
-            chars = 0  # text that came all at once is no rate to follow: the backlog terms pace it
+            # Text that came all at once is no rate to follow: the backlog terms pace it.
+            self._room = self._owed = 0.0
         else:
-            self._sum = self._sum * math.exp(-dt / WINDOW)
-        self._sum += chars / WINDOW
+            pace = self.at(now)
+            if pace < floor:
+                pace = floor
+            room = min(self._room + GROWTH * pace * dt, GROWTH * pace * _ROOM_SPAN)
+            counted = chars if chars < room else room  # the rest is backlog, owed
+            room -= counted
+            owed = self._owed + chars - counted
+            if room > 0.0 and owed > 0.0:
+                # Room to spare: the source keeps up with its rising pace, so what was held
+                # back as backlog was rate after all; no faster than it now sends.
+                late = min(owed, room, chars)
+                counted += late
+                owed -= late
+                room -= late
+            self._owed = owed
+            self._room = room
+            self._sum = self._sum * math.exp(-dt / WINDOW) + counted / WINDOW
         self._last = now
         self._read_at = math.nan
 

@@ -5,7 +5,8 @@ In the manner of h11's ``next_event``, a ``Driver`` wraps a pipeline and, asked
 
 - ``Need.READ``: the next source item, waiting no later than ``until`` (``None``: as
   long as it takes). Report back with ``item(x, now)``; ``wake(now)`` if the wait ran
-  out first; ``end(now)`` at the end of the source; ``fail(now)`` if it raised.
+  out first; ``end(now)`` at the end of the source; ``fail(now)`` if it raised. An item
+  read after ``until`` goes to ``late(x, now)`` instead.
 - ``Need.END``: stop reading (a check blocked the stream); call ``end(now)``.
 - ``Need.SLEEP``: the source is over; sleep until ``until`` (``None``: until a check's
   answer comes), then ``wake(now)``.
@@ -184,6 +185,20 @@ class Driver:
         """A source item, read at ``now``."""
         out = self.pipeline.ingest(item, now)
         return self._after(out, now) if self.checks else out
+
+    def late(self, item: object, now: float) -> list[Chunk]:
+        """A source item read at ``now``, after the ``until`` the loop waited for (a timer
+        that fired late, a busy loop): first the deadlines that passed meanwhile, each at
+        its own time, as ``simulate`` orders them; then the item, unless a check they let
+        finish blocked the stream. Fed first, the item would pace with its own rate what
+        was due before it came, all at once."""
+        p = self.pipeline
+        out: list[Chunk] = []
+        last = -math.inf
+        while (due := p.deadline) is not None and last < due <= now:
+            out.extend(self.wake(due))
+            last = due  # a deadline that does not move on is not woken twice
+        return out + self.item(item, now) if self.reading else out
 
     def wake(self, now: float) -> list[Chunk]:
         """A wait ran out (a deadline, or a look for answers): what is due."""

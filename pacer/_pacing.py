@@ -14,7 +14,8 @@ before it reached the pacer (``entered``). The rate is the largest of the config
 rate, the arrival rate (a decayed estimate over about a second, read over the time
 since the first arrival, or the first after a pause of more than 1.5 s, until a
 second has passed; text that opens the stream in one burst, pieces less than 2 ms
-apart as a buffer read gives them, is backlog, not rate) plus the backlog over four
+apart as a buffer read gives them, is backlog, not rate, and so is what an arrival
+brings beyond eight times the pace over the gap before it) plus the backlog over four
 ``max_lag`` (when ``adaptive``), and the rate that empties the current backlog
 before its newest unit hits the bound; so pauses are borrowed back from the backlog
 by speaking a little faster after them, and a slow source is never stalled: a unit
@@ -513,7 +514,8 @@ class Pacer(Stage):
         # the rate is reckoned from part of the burst, so nothing goes out ahead of its time.
         burst = now - self._seen < BURST_GAP
         self._seen = now
-        self._rhythm.arrival.note(len(text), now)
+        rhythm = self._rhythm
+        rhythm.arrival.note(len(text), now, rhythm.rate)
         self._breaks.add(text, self._queue)
         units = self._units
         if units.whole:

@@ -209,7 +209,8 @@ class SyncRun(_RunBase[T], Iterator[T]):
                         yield from self._outputs(driver.fail(clock.now()))
                         raise
                     if kind == _ITEM:
-                        out = driver.item(item, clock.now())
+                        t = clock.now()
+                        out = driver.item(item, t) if until is None or t <= until else driver.late(item, t)
                     elif kind == _END:
                         out = driver.end(clock.now())
                     else:
@@ -466,7 +467,8 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
                             yield value
                         raise
                     if kind == _ITEM:
-                        out = driver.item(item, clock.now())
+                        t = clock.now()
+                        out = driver.item(item, t) if until is None or t <= until else driver.late(item, t)
                     else:
                         out = driver.wake(clock.now()) if kind == _TIMEOUT else driver.end(clock.now())
                 elif need is SLEEP:

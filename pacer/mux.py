@@ -160,7 +160,9 @@ class Mux:
         return MuxStream(self, Driver(p, checks), sink, on_done)
 
     def _feed(self, stream: MuxStream, item: object, now: float) -> None:
-        out = stream.driver.item(item, now)
+        # Read before a due poll (its timer, or the loop, was late): that poll goes first.
+        late = stream._seq >= 0 and stream._at < now
+        out = stream.driver.late(item, now) if late else stream.driver.item(item, now)
         self._schedule(stream)
         if out:
             stream.sink(out)

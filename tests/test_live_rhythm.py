@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import pacer
 from pacer import traces
-from pacer.testing.live import DRIVERS, SteppingClock, compare, live_run, mux_run
+from pacer.testing.live import DRIVERS, SteppingClock, arriving, compare, live_run, mux_run
 
 TEXT = "Dr. Patel is in. The rest left at 5 p.m., after the rain. 你好。再见！ Then, at last, quiet. " * 2
 
@@ -84,6 +84,7 @@ TRACES = {
     "dump": lambda items: traces.dump(items),
     "steady": lambda items: traces.steady(items, per_second=30),
     "bursty": lambda items: traces.bursty(items, per_second=40),
+    "first piece alone": lambda items: [(0.0, items[0]), (0.05, "".join(items[1:]))],
     "stall": lambda items: (
         traces.steady(items[:8], per_second=30)
         + [(t + 3.0 + 8 / 30, x) for t, x in traces.steady(items[8:], per_second=30)]
@@ -117,6 +118,75 @@ def test_the_hub_core_paces_any_trace_with_jittered_wake_ups_as_simulate_does(
     assert live_lag <= max(simulated_lag, pacer.Pacer(**options).max_lag) + slack  # type: ignore[arg-type]
     live_duration, simulated_duration = result.duration
     assert live_duration == pytest.approx(simulated_duration, rel=0.05, abs=slack)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    options=OPTIONS,
+    trace=st.sampled_from(sorted(TRACES)),
+    size=st.integers(1, 8),
+    max_step=st.sampled_from([1e-9, 1e-6, 1e-5]),
+    seed=st.integers(0, 2**16),
+    driver=st.sampled_from(DRIVERS),
+)
+def test_deadlines_passed_during_a_read_go_out_before_its_item_as_simulate_orders_them(
+    options: dict[str, object], trace: str, size: int, max_step: float, seed: int, driver: str
+) -> None:
+    """A timer that fires after the next read has come (late by 0.3 ms on a busy loop, or
+    here: not at all until the read returns) must not let the read go first: its new rate
+    would make everything due before it overdue at once (12 characters in one event on the
+    packets trace, ending 8% sooner than ``simulate``). Each passed deadline is applied at
+    its own time, then the item, as in ``simulate``."""
+    make = functools.partial(pacer.Pacer, **options)
+    clock = SteppingClock(max_step, seed)
+    arrivals = TRACES[trace](pieces_of(TEXT, size))
+    result = compare(make, live_run(make, arriving(arrivals, clock), driver, clock))
+    assert result.same_text
+    assert result.largest_shift <= allowed_shift(options, max_step)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    options=OPTIONS,
+    trace=st.sampled_from(sorted(TRACES)),
+    size=st.integers(1, 8),
+    seed=st.integers(0, 2**16),
+)
+def test_the_hub_core_puts_a_late_wake_up_before_the_read_that_beat_it(
+    options: dict[str, object], trace: str, size: int, seed: int
+) -> None:
+    make = functools.partial(pacer.Pacer, **options)
+    arrivals = TRACES[trace](pieces_of(TEXT, size))
+    result = compare(make, mux_run(make, arrivals, 1e-6, seed, late=True))
+    assert result.same_text
+    assert result.largest_shift <= allowed_shift(options, 1e-6)
+
+
+@pytest.mark.parametrize("max_lag", [0.5, 2.0, 5.0])
+@pytest.mark.parametrize("gap", [0.02, 0.05, 0.1, 0.2, 0.5, 1.0])
+def test_a_rest_read_at_once_after_a_first_piece_is_paced_as_a_dump_of_it(max_lag: float, gap: float) -> None:
+    """A first piece alone, then the rest of the answer in one read: the one gap between
+    them is no evidence of a source writing thousands of characters a second. The rest
+    takes at least half as long as a dump of it would (it left within 0.07 s, a fiftieth,
+    when that gap was read as the source's rate); what the gap does allow (eight times
+    the pace over it) is followed."""
+    first, rest = TEXT[:4], TEXT[4:130]
+    dump = pacer.simulate(traces.dump([rest]), pacer.Pacer(cps=40, max_lag=max_lag))
+    two_reads = pacer.simulate([(0.0, first), (gap, rest)], pacer.Pacer(cps=40, max_lag=max_lag))
+    assert two_reads.text == TEXT[:130]
+    assert two_reads.emissions[-1].emitted - gap >= 0.5 * dump.emissions[-1].emitted  # type: ignore[operator]
+
+
+def test_the_packets_trace_is_not_hurried_by_a_read_that_beat_its_timer() -> None:
+    """The benchmark's case: 20 characters every 50 ms, each read seen before the wake-up
+    due just before it. Every event is a few characters, as ``simulate`` sends them."""
+    make = functools.partial(pacer.Pacer, cps=40)
+    clock = SteppingClock(1e-6)
+    arrivals = [(i * 0.05, piece) for i, piece in enumerate(pieces_of(TEXT, 20))]
+    result = compare(make, live_run(make, arriving(arrivals, clock), "run", clock))
+    assert result.same_text
+    assert max(len(text) for _, text in result.live) == max(len(text) for _, text in result.simulated)
+    assert result.duration[0] == pytest.approx(result.duration[1], abs=0.02)
 
 
 # -- end to end: an upstream that writes its whole answer in one piece -----------------------

@@ -10,9 +10,12 @@ drives a pipeline with ``run`` (sync) or ``arun`` (asyncio or trio) on such a cl
 taps what entered the pipeline and what left it, when, and ``compare`` replays the
 tapped arrivals through a fresh pipeline with ``simulate``: the text must be the same
 and every character must leave at the time ``simulate`` says, within a tick and the
-clock's steps. ``mux_run`` does the same for ``pacer.mux.Mux`` (``Hub``'s core, whose
-real timers cannot run on a virtual clock), with the arrival times and wake-ups
-jittered by such steps.
+clock's steps. ``arriving`` makes a source that comes over time instead: each read
+blocks until its item's time, so every timer the driver set meanwhile fires late, at
+the next read (the worst a busy event loop does). ``mux_run`` does the same for
+``pacer.mux.Mux`` (``Hub``'s core, whose real timers cannot run on a virtual clock),
+with the arrival times and wake-ups jittered by such steps (or, with ``late``, every
+wake-up due before an arrival after it).
 
 Cost: the pipelines' own work, plus one list entry per chunk tapped.
 """
@@ -20,7 +23,7 @@ Cost: the pipelines' own work, plus one list entry per chunk tapped.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +32,16 @@ import anyio
 from .. import Chunk, Pipeline, Stage, VirtualClock, arun, run, simulate
 from ..mux import Mux
 
-__all__ = ["DRIVERS", "Comparison", "SteppingClock", "Tap", "compare", "live_run", "mux_run"]
+__all__ = [
+    "DRIVERS",
+    "Comparison",
+    "SteppingClock",
+    "Tap",
+    "arriving",
+    "compare",
+    "live_run",
+    "mux_run",
+]
 
 #: The live drivers ``live_run`` knows: ``run``, and ``arun`` on each anyio backend.
 DRIVERS = ("run", "asyncio", "trio")
@@ -103,11 +115,23 @@ class Comparison:
         return ends[0], ends[1]
 
 
+def arriving(trace: Iterable[tuple[float, Any]], clock: VirtualClock) -> Iterator[Any]:
+    """The items of ``trace`` ((seconds from the first read, item) pairs), each read at its
+    time on ``clock``: a source whose reads block until the item comes. Nothing else moves
+    a virtual clock, so a live driver's timers cannot fire between two reads: each
+    deadline due meanwhile is seen late, when the next read returns."""
+    start = clock.now()
+    for at, item in trace:
+        clock.sleep_until(start + at)
+        yield item
+
+
 def live_run(
-    make: Callable[[], Stage], pieces: Sequence[Any], driver: str, clock: SteppingClock
+    make: Callable[[], Stage], pieces: Iterable[Any], driver: str, clock: SteppingClock
 ) -> tuple[list[tuple[float, str]], list[tuple[float, str]]]:
-    """Drive ``make()`` over ``pieces`` (all available at once, as a buffer is) with
-    ``driver`` (one of ``DRIVERS``) on ``clock``; return (arrivals, emissions)."""
+    """Drive ``make()`` over ``pieces`` (all available at once, as a buffer is, unless they
+    come from ``arriving``) with ``driver`` (one of ``DRIVERS``) on ``clock``; return
+    (arrivals, emissions)."""
     before, after = Tap(), Tap()
     pipe = Pipeline(before, make(), after)
     if driver == "run":
@@ -126,17 +150,23 @@ def live_run(
 
 
 def mux_run(
-    make: Callable[[], Stage], trace: Sequence[tuple[float, Any]], max_step: float, seed: int = 0
+    make: Callable[[], Stage],
+    trace: Sequence[tuple[float, Any]],
+    max_step: float,
+    seed: int = 0,
+    *,
+    late: bool = False,
 ) -> tuple[list[tuple[float, str]], list[tuple[float, str]]]:
     """Run ``make()`` over ``trace`` in a ``Mux``, each arrival and each wake-up a random
-    step in ``[0, max_step]`` late; return (arrivals, emissions)."""
+    step in ``[0, max_step]`` late; return (arrivals, emissions). With ``late``, no
+    wake-up due before an arrival comes before it: the loop reads first."""
     steps = random.Random(seed)
     before, after = Tap(), Tap()
     mux = Mux()
     stream = mux.open(Pipeline(before, make(), after), lambda chunks: None)
     now = 0.0
     for at, item in trace:
-        while (due := mux.deadline) is not None and due <= at:
+        while not late and (due := mux.deadline) is not None and due <= at:
             now = max(now, due) + steps.uniform(0.0, max_step)
             mux.poll(now)
         now = max(now, at) + steps.uniform(0.0, max_step)
