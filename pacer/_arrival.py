@@ -31,6 +31,10 @@ BURST_GAP: Final = 0.002
 # interval), holds a read back for milliseconds. A burst ends after at least this long.
 # (A source this slow, 50 events a second, ends its opening at its first gap.)
 BURST_STALL: Final = 0.02
+# And none lasts longer than this: a buffer is read out in milliseconds, while a source
+# that keeps sending less than 2 ms apart for longer is a fast one (a model at 1,000
+# tokens a second), to be followed from here on, as fast as ``GROWTH`` lets its rate rise.
+BURST_LONGEST: Final = 0.25
 # An arrival counts as rate only up to this many times the current pace (at least the
 # configured one) over the time since the last arrival; the characters beyond that are
 # backlog, which the pacer's backlog terms pace. A source that writes its first piece,
@@ -40,9 +44,11 @@ BURST_STALL: Final = 0.02
 # followed within a few of them. The allowance is continuous in the arrival times, so a
 # read a nanosecond earlier or later changes the pace by as little.
 GROWTH: Final = 8.0
+# The pace that allowance is measured from is the rate read over at least this long.
+_GROWTH_SPAN: Final = 0.5 * WINDOW
 # The allowance accrues with time since the last arrival, over at most this long: a
 # silence is no licence for the burst after it.
-_ROOM_SPAN: Final = 0.25
+_ROOM_SPAN: Final = 0.1
 _SETTLED: Final = 5 * WINDOW  # from here on the estimate needs no correction (< 1%)
 
 
@@ -77,14 +83,19 @@ class ArrivalRate:
             self._arrivals = 0
         elif self._opening:
             elapsed = now - self._first
-            if elapsed >= BURST_STALL and elapsed >= BURST_GAP * self._arrivals:
+            if elapsed >= BURST_STALL and (elapsed >= BURST_GAP * self._arrivals or elapsed >= BURST_LONGEST):
                 self._opening = False
         self._arrivals += 1
         if self._opening:
             # Text that came all at once is no rate to follow: the backlog terms pace it.
             self._room = self._owed = 0.0
         else:
-            pace = self.at(now)
+            decay = math.exp(-dt / WINDOW)
+            # The pace a growth is measured from: the rate read over at least _GROWTH_SPAN,
+            # not over the 50 ms ``at`` reads early on (that reading, 20 times what came,
+            # would let a stream of small events 0.3 ms apart double it every few of them).
+            span = now - self._first
+            pace = self._sum * decay / (1.0 - math.exp(-(span if span > _GROWTH_SPAN else _GROWTH_SPAN)))
             if pace < floor:
                 pace = floor
             room = min(self._room + GROWTH * pace * dt, GROWTH * pace * _ROOM_SPAN)
@@ -100,7 +111,7 @@ class ArrivalRate:
                 room -= late
             self._owed = owed
             self._room = room
-            self._sum = self._sum * math.exp(-dt / WINDOW) + counted / WINDOW
+            self._sum = self._sum * decay + counted / WINDOW
         self._last = now
         self._read_at = math.nan
 

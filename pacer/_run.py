@@ -216,10 +216,15 @@ class SyncRun(_RunBase[T], Iterator[T]):
                     else:
                         out = driver.wake(clock.now())
                 elif need is SLEEP:
-                    clock.sleep_until(driver.until)  # type: ignore[arg-type]
+                    until = driver.until
+                    assert until is not None  # SLEEP says until when
+                    if clock.virtual:
+                        clock.sleep_until(until)
+                    else:  # a control cuts the wait short, as it does a read's
+                        puller.wait_control(max(0.0, until - now))
                     out = driver.wake(clock.now())
                 elif need is WAIT:
-                    puller.wait_control()
+                    puller.wait_control(None)
                     continue
                 else:
                     out = driver.end(now)
@@ -253,9 +258,10 @@ class _DirectPuller:
     def interrupt(self) -> None:
         self._control.set()
 
-    def wait_control(self) -> None:
-        """Paused after the source ended: wait for a control (from another thread)."""
-        self._control.wait()
+    def wait_control(self, timeout: float | None) -> None:
+        """After the source ended: wait for a control (from another thread), or at most
+        ``timeout`` seconds (``None``: paused, no deadline)."""
+        self._control.wait(timeout)
         self._control.clear()
 
     def get(self, timeout: float | None) -> tuple[int, Any]:
@@ -307,9 +313,11 @@ class _ThreadPuller:
         with contextlib.suppress(queue.Full):
             self._queue.put_nowait((_WAKE, None))
 
-    def wait_control(self) -> None:
-        """Paused after the source ended (the reader thread is done): wait for a control."""
-        self._queue.get()
+    def wait_control(self, timeout: float | None) -> None:
+        """After the source ended (the reader thread is done): wait for a control, or at
+        most ``timeout`` seconds (``None``: paused, no deadline)."""
+        with contextlib.suppress(queue.Empty):
+            self._queue.get(timeout=timeout)
 
     def get(self, timeout: float | None) -> tuple[int, Any]:
         try:

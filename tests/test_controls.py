@@ -5,6 +5,7 @@ lag bound from each resume), and the drivers applying them at their next decisio
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
@@ -233,3 +234,23 @@ def test_a_sync_run_takes_controls_from_another_thread() -> None:
         got += next(run)
     gate.set()
     assert got + "".join(run) == TEXT
+
+
+def test_a_sync_run_takes_a_control_from_another_thread_while_it_drains_a_finished_source() -> None:
+    """Once the source is over a sync run sleeps until the next unit is due; a control
+    sent meanwhile cuts that sleep short, as it does a wait for the source (it used to
+    wait the unit out first: one more paced character, a whole second at 1 cps)."""
+    run: SyncRun[Chunk] = SyncRun(Pacer(cps=1, max_lag=30.0), [TEXT], chunks=True)
+    first = next(run)
+    sent = threading.Event()
+
+    def show_all() -> None:
+        sent.wait(10)
+        time.sleep(0.05)  # the run is asleep by now
+        run.control("show_all")
+
+    threading.Thread(target=show_all).start()
+    sent.set()
+    rest = list(run)
+    assert first.text + "".join(c.text for c in rest) == TEXT
+    assert [c.text for c in rest] == [TEXT[len(first.text) :]]  # all at once, no paced character first

@@ -164,17 +164,38 @@ def test_the_hub_core_puts_a_late_wake_up_before_the_read_that_beat_it(
 
 @pytest.mark.parametrize("max_lag", [0.5, 2.0, 5.0])
 @pytest.mark.parametrize("gap", [0.02, 0.05, 0.1, 0.2, 0.5, 1.0])
-def test_a_rest_read_at_once_after_a_first_piece_is_paced_as_a_dump_of_it(max_lag: float, gap: float) -> None:
-    """A first piece alone, then the rest of the answer in one read: the one gap between
-    them is no evidence of a source writing thousands of characters a second. The rest
-    takes at least half as long as a dump of it would (it left within 0.07 s, a fiftieth,
-    when that gap was read as the source's rate); what the gap does allow (eight times
-    the pace over it) is followed."""
+@pytest.mark.parametrize("apart", [None, 20e-6, 300e-6])
+def test_a_rest_read_at_once_after_a_first_piece_is_paced_as_a_dump_of_it(
+    max_lag: float, gap: float, apart: float | None
+) -> None:
+    """A first piece alone, then the rest of the answer in one read (or as 4-character
+    events ``apart`` seconds apart, a cache replayed event by event): the one gap is no
+    evidence of a source writing thousands of characters a second. The rest takes at
+    least half as long as a dump of it would (it left within 0.07 s, a fiftieth, when
+    that gap was read as the source's rate; 0.18 s when the growth allowed was measured
+    from the rate ``ArrivalRate.at`` reads over the first 50 ms)."""
     first, rest = TEXT[:4], TEXT[4:130]
     dump = pacer.simulate(traces.dump([rest]), pacer.Pacer(cps=40, max_lag=max_lag))
-    two_reads = pacer.simulate([(0.0, first), (gap, rest)], pacer.Pacer(cps=40, max_lag=max_lag))
-    assert two_reads.text == TEXT[:130]
-    assert two_reads.emissions[-1].emitted - gap >= 0.5 * dump.emissions[-1].emitted  # type: ignore[operator]
+    if apart is None:
+        trace = [(0.0, first), (gap, rest)]
+    else:
+        trace = [(0.0, first)] + [(gap + k * apart, piece) for k, piece in enumerate(pieces_of(rest, 4))]
+    paced = pacer.simulate(trace, pacer.Pacer(cps=40, max_lag=max_lag))
+    assert paced.text == TEXT[:130]
+    assert paced.emissions[-1].emitted - gap >= 0.5 * dump.emissions[-1].emitted  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("apart", [0.001, 0.0019])
+def test_a_fast_source_whose_reads_come_under_2_ms_apart_is_followed(apart: float) -> None:
+    """A model at 1,000 tokens a second read one token at a time (4 characters every 1 ms,
+    4,000 a second, for 3 s) is a fast source, not one endless burst of backlog: the
+    display follows it (it sat at the lag bound, 5 s behind, when a burst had no end)."""
+    text = TEXT * 80
+    trace = [(k * apart, text[4 * k : 4 * k + 4]) for k in range(int(3.0 / apart))]
+    paced = pacer.simulate(trace, pacer.Pacer(cps=40, max_lag=5))
+    arrived = [t for t, piece in trace for _ in piece]
+    left = [c.emitted for c in paced.emissions for _ in c.text]
+    assert max(b - a for a, b in zip(arrived, left, strict=True) if a > 1.0) < 0.25 * 5  # type: ignore[operator]
 
 
 def test_the_packets_trace_is_not_hurried_by_a_read_that_beat_its_timer() -> None:
