@@ -36,9 +36,11 @@ the segment being checked.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Hashable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
@@ -48,16 +50,17 @@ from ._continue import Continuing
 from ._control import Control, Flow, Mailbox
 from ._core import CheckingStage, Chunk, Pipeline, Stage, closed_error
 from ._errors import typed_frame
+from ._hub import Hub
 from ._metrics import StreamMetrics
 from ._run import AsyncRun
 from ._text import join_pairs
 from .adapters import asse_events
-from .clock import Clock
+from .clock import Clock, MonotonicClock
 from .config import MAX_LINE
 from .formats import EventFormat, Keep, Text, Unchecked
 from .sse import ServerSentEvent
 
-__all__ = ["EventPacer", "LiveLanes", "paced_event_frames"]
+__all__ = ["EventPacer", "LiveLanes", "PacedFrames", "paced_event_frames"]
 
 log = logging.getLogger("pacer.events")
 
@@ -596,6 +599,100 @@ class LiveLanes:
         return [] if self.stage is None else self.stage.metrics()
 
 
+#: ``paced_event_frames``'s keyword options, which ``PacedFrames`` takes too.
+_OPTIONS = frozenset({"clock", "max_line", "pipelines", "continuing", "controls", "live"})
+
+
+class PacedFrames:
+    """The frames of ``paced_event_frames``, made the way their consumer prefers.
+
+    Iterated (an async iterator of frames), each frame is awaited: a run of its own per
+    stream, which wakes a task for every frame it releases. Pushed (``push``), the
+    stream is paced on a ``Hub`` with every other stream pushed on it, one timer for all,
+    and each frame is handed to a plain callable the moment it is due (a stream log's
+    ``append_now``): per frame, no task wakes but the one that writes it to a client.
+    ``around`` (a callable giving an async context manager, such as
+    ``pacer.failover.serving``) encloses the reading either way. The arguments are
+    ``paced_event_frames``'s.
+    """
+
+    def __init__(
+        self,
+        data: AsyncIterable[bytes],
+        fmt: EventFormat,
+        pipeline_factory: Callable[[], Stage],
+        *,
+        around: Callable[[], AbstractAsyncContextManager[object]] | None = None,
+        **options: Any,
+    ) -> None:
+        unknown = set(options) - _OPTIONS
+        if unknown:
+            raise TypeError(f"PacedFrames: unknown option(s) {', '.join(sorted(unknown))}")
+        self._args = (data, fmt, pipeline_factory)
+        self._options = {"clock": None, "max_line": MAX_LINE, **options}
+        self._around = around if around is not None else contextlib.nullcontext
+        self._frames: AsyncGenerator[bytes, None] | None = None
+
+    @property
+    def pushable(self) -> bool:
+        """Whether ``push`` may run it: on the real clock (a hub has no other)."""
+        clock = self._options["clock"]
+        return clock is None or type(clock) is MonotonicClock
+
+    def __aiter__(self) -> PacedFrames:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._frames is None:
+            self._frames = self._iterated()
+        return await self._frames.__anext__()
+
+    async def aclose(self) -> None:
+        if self._frames is not None:
+            await self._frames.aclose()
+
+    async def _iterated(self) -> AsyncGenerator[bytes, None]:
+        async with self._around():
+            async for frame in paced_event_frames(*self._args, **self._options):
+                yield frame
+
+    async def push(self, hub: Hub, emit: Callable[[bytes], None]) -> None:
+        """Pace the stream on ``hub`` (of this event loop), handing each frame to ``emit``
+        when it is due; return when all have been handed over. Raises as iterating does,
+        after the frames of everything before the error."""
+        if self._frames is not None:
+            raise RuntimeError("PacedFrames.push: the frames are being iterated already")
+        data, fmt, pipeline_factory = self._args
+        options = self._options
+        pipelines, live, controls = options.get("pipelines"), options.get("live"), options.get("controls")
+        stage = EventPacer(fmt, pipeline_factory)
+        if live is not None:
+            live.stage = stage
+        if controls is not None:
+            controls.report = stage.report
+
+        def sink(chunks: list[Chunk]) -> None:
+            for chunk in chunks:
+                emit(typed_frame(chunk.text))
+
+        try:
+            async with self._around():
+                events = _events(data, options["max_line"], options.get("continuing"))
+                await hub.pump(stage, _pieces(events, fmt), sink, controls=controls)
+        finally:
+            if pipelines is not None:
+                pipelines.extend(stage.metrics())
+
+
+def _events(
+    data: AsyncIterable[bytes], max_line: int, continuing: Continuing | None
+) -> AsyncIterator[ServerSentEvent]:
+    """The SSE events of ``data``, continued by ``continuing`` where it fails mid-answer."""
+    limits = {"max_line": max_line, "max_event": 16 * max_line}
+    events = asse_events(data, **limits)
+    return events if continuing is None else continuing.events(events, **limits)
+
+
 async def paced_event_frames(
     data: AsyncIterable[bytes],
     fmt: EventFormat,
@@ -618,10 +715,7 @@ async def paced_event_frames(
     each lane's pipeline are appended to ``pipelines`` when the stream ends; ``live``
     shows them while it runs.
     """
-    limits = {"max_line": max_line, "max_event": 16 * max_line}
-    events = asse_events(data, **limits)
-    if continuing is not None:
-        events = continuing.events(events, **limits)
+    events = _events(data, max_line, continuing)
     stage = EventPacer(fmt, pipeline_factory)
     if live is not None:
         live.stage = stage

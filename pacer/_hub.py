@@ -17,7 +17,9 @@ everything has gone to the sink. A source that raises has everything it produced
 delivered at once, then the error propagates; a sink that raises stops its own
 stream (the error propagates from that stream's ``pump``), never the others.
 Cancelling the calling task (a client that went away) stops the source and drops
-what was held.
+what was held. A reader's controls (``pump(controls=Mailbox())``: pause, resume, show
+all, rate) apply as soon as they are sent, from any thread, and always before the next
+source item. ``ResumableStreams`` paces the proxy's streams on a hub of its own.
 
 Cost: O(log n) per deadline change for n streams, one timer callback per distinct
 earliest deadline, plus the pipelines' own work.
@@ -27,8 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import Any
 
 import anyio
@@ -37,6 +40,7 @@ import anyio.lowlevel
 
 from ._aio import aclose_source, on_asyncio
 from ._checks import PooledChecks
+from ._control import Control, Mailbox
 from ._core import Stage
 from ._metrics import StreamMetrics
 from .clock import Clock, MonotonicClock
@@ -50,6 +54,23 @@ async def _checkpointed(source: Iterable[Any]) -> AsyncGenerator[Any, None]:
     for item in source:
         await anyio.lowlevel.checkpoint()
         yield item
+
+
+def _applier(stream: HubStream, controls: Mailbox) -> Callable[[], None]:
+    """What applies the controls waiting in ``controls`` to ``stream``, in order (on the
+    hub's loop: a control's ``send``, on any thread, has the loop call it soon)."""
+
+    pending = controls.pending
+
+    def apply() -> None:
+        while pending and not stream.done:
+            stream.control(pending.popleft())
+
+    return apply
+
+
+def _unbound(call: Callable[[], None]) -> None:
+    raise RuntimeError("Hub: not bound to an event loop yet")
 
 
 class HubStream:
@@ -92,6 +113,13 @@ class HubStream:
         """Stop at once; return the text held and not given to the sink."""
         return "".join(c.text for c in self._stream.cancel(self._hub.clock.now()))
 
+    def control(self, control: Control) -> None:
+        """A reader's control (``pacer.Control``), applied now: what it releases goes to
+        the sink now."""
+        hub = self._hub
+        self._stream.control(control, hub.clock.now())
+        hub._arm()
+
     def answer(self, request: object, result: object) -> None:
         """A check's result: what it releases goes to the sink now."""
         hub = self._hub
@@ -123,6 +151,7 @@ class Hub:
         self._call_later: Any = None  # asyncio: the loop's call_later
         self._trio_scope: Any = None  # trio: the cancel scope the timer task sleeps in
         self._loop: object = None  # the event loop (trio: its root task) of the first open
+        self._soon: Callable[[Callable[[], None]], object] = _unbound  # run on the loop, from any thread
 
     def __repr__(self) -> str:
         return f"Hub(streams={self.mux.streams})"
@@ -154,17 +183,26 @@ class Hub:
         return stream
 
     async def pump(
-        self, stage: Stage, source: AsyncIterable[Any] | Iterable[Any], sink: Sink
+        self,
+        stage: Stage,
+        source: AsyncIterable[Any] | Iterable[Any],
+        sink: Sink,
+        *,
+        controls: Mailbox | None = None,
     ) -> StreamMetrics:
         """Run ``stage`` over ``source`` into ``sink``; return the stream's metrics when done.
 
         A sync ``source`` is read in this task and must not block. The checks of a
         ``Guard`` in ``stage`` run on its ``CheckPool`` (an async one in this event
         loop); a blocked stream stops reading its source, and a stream that ends drops
-        its checks not yet started.
+        its checks not yet started. ``controls``: the ``Mailbox`` a reader's controls
+        come through (from any thread); each is applied on this loop as soon as it is
+        sent, those already there first.
         """
         if not isinstance(source, (AsyncIterable, Iterable)):
             raise TypeError(f"Hub.pump: source must be an (async) iterable, got {type(source).__name__}")
+        if controls is not None and not isinstance(controls, Mailbox):
+            raise TypeError(f"Hub.pump: controls must be a pacer Mailbox, got {type(controls).__name__}")
         stream: HubStream | None = None
         wrapper: AsyncGenerator[Any, None] | None = None  # made for a sync source
         checks = PooledChecks(self.clock.now, anyio.lowlevel.current_token())
@@ -174,8 +212,15 @@ class Hub:
             else:
                 items = wrapper = _checkpointed(source)
             stream = self._open(stage, sink, checks)
-            await self._pump(stream, items)
+            apply = None
+            if controls is not None:
+                apply = _applier(stream, controls)
+                controls.waker = functools.partial(self._call_soon, apply)
+                apply()  # those sent before the stream opened
+            await self._pump(stream, items, apply)
         finally:
+            if controls is not None:
+                controls.waker = None
             checks.close()  # checks answered too late: the guard has moved on
             if stream is not None and not stream.done:
                 stream.cancel()  # cancelled: the client is gone; nobody to give it to
@@ -186,7 +231,12 @@ class Hub:
         assert stream is not None  # opened, or the error was raised
         return stream.metrics
 
-    async def _pump(self, stream: HubStream, items: AsyncIterator[Any]) -> None:
+    async def _pump(
+        self, stream: HubStream, items: AsyncIterator[Any], apply: Callable[[], None] | None
+    ) -> None:
+        """Read ``items`` into ``stream``; ``apply`` applies the controls sent, before each
+        item and the end (a control sent before an item came is applied before it, even
+        where the loop runs the item's task first)."""
         inner = stream._stream  # where poll puts what the sink raised
         driver = inner.driver
         while inner.error is None and driver.reading:
@@ -199,10 +249,18 @@ class Hub:
                 raise
             if inner.error is not None:
                 break  # the sink failed at a deadline while the source was being read
+            if apply is not None:
+                apply()
             stream.feed(item)
         if inner.error is None:
+            if apply is not None:
+                apply()
             stream.finish()
         await stream.wait()
+
+    def _call_soon(self, call: Callable[[], None]) -> None:
+        """Have this hub's loop call ``call`` soon (from any thread)."""
+        self._soon(call)
 
     def _deliver_rest(self, stream: HubStream, sink: Sink) -> None:
         rest = stream._stream.cancel(self.clock.now())
@@ -225,7 +283,9 @@ class Hub:
         self._loop = loop
         if isinstance(loop, asyncio.AbstractEventLoop):
             self._call_later = loop.call_later
+            self._soon = loop.call_soon_threadsafe
         else:
+            self._soon = trio.lowlevel.current_trio_token().run_sync_soon
             trio.lowlevel.spawn_system_task(self._trio_timer)
 
     def _arm(self) -> None:

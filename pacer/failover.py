@@ -25,6 +25,7 @@ from . import _server_extra  # noqa: F401  (first: a plain install's missing pac
 
 # isort: split
 
+import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Sequence
 
@@ -173,18 +174,16 @@ async def forward(
 _UPSTREAM_KINDS = frozenset({"upstream_truncated", "upstream_timeout", "malformed_upstream", "stream_error"})
 
 
-async def served(
-    pool: UpstreamPool, sent: Sent, pieces: AsyncIterator[bytes], *, used: Sequence[Upstream] = ()
-) -> AsyncGenerator[bytes, None]:
-    """``pieces`` (made from ``sent``'s body), then the response closed, however the
-    iteration ends; the pool hears how it ended: a success when the body ended as it should,
-    ``TRUNCATED`` when it was cut, went quiet or ended early, nothing when the client left,
-    nor when the stream went on with another upstream (``used``: the upstreams it had; each
-    continuation's own body reports its upstream)."""
+@contextlib.asynccontextmanager
+async def serving(pool: UpstreamPool, sent: Sent, *, used: Sequence[Upstream] = ()) -> AsyncIterator[None]:
+    """Around the reading of ``sent``'s body (and whatever is made of it): the response
+    closed however it ends, and the pool told how it ended: a success when the block ended
+    without an error, ``TRUNCATED`` when it was cut, went quiet or ended early, nothing when
+    the client left (a cancellation), nor when the stream went on with another upstream
+    (``used``: the upstreams it had; each continuation's own body reports its upstream)."""
     verdict: tuple[Failure | None] | None = None
     try:
-        async for piece in pieces:
-            yield piece
+        yield
         verdict = (None,)
     except Exception as exc:
         if isinstance(exc, httpx.TransportError) or getattr(exc, "kind", None) in _UPSTREAM_KINDS:
@@ -194,6 +193,15 @@ async def served(
         if verdict is not None and len(used) <= 1:
             pool.report(sent.upstream, verdict[0])
         await sent.aclose(pool)
+
+
+async def served(
+    pool: UpstreamPool, sent: Sent, pieces: AsyncIterator[bytes], *, used: Sequence[Upstream] = ()
+) -> AsyncGenerator[bytes, None]:
+    """``pieces`` (made from ``sent``'s body), ``serving`` around them."""
+    async with serving(pool, sent, used=used):
+        async for piece in pieces:
+            yield piece
 
 
 async def probe(client: httpx.AsyncClient, upstream: Upstream, path: str) -> tuple[Failure | None, str]:

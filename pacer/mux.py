@@ -29,6 +29,7 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
+from ._control import Control
 from ._core import Chunk, Pipeline, StageClosedError
 from ._driver import Driver, Start, as_pipeline
 from ._metrics import StreamMetrics
@@ -106,6 +107,20 @@ class MuxStream:
                     self.sink(out)
             finally:
                 mux._count_done(self)  # the last answer may end it
+
+    def control(self, control: Control, now: float) -> None:
+        """A reader's control (``pacer.Control``: pause, resume, show all, rate), applied
+        now; what it releases goes to the sink now. A paused stream has no deadline
+        until a control resumes it, and is not done while paused."""
+        mux = self._mux
+        if mux is not None:
+            out = self.driver.control(control, now)
+            mux._schedule(self)
+            try:
+                if out:
+                    self.sink(out)
+            finally:
+                mux._count_done(self)  # showing all may end it
 
     def cancel(self, now: float) -> list[Chunk]:
         """Stop at once and return what the stream held, *not* given to the sink."""

@@ -109,7 +109,7 @@ from ._errors import (
     UPSTREAM_UNREACHABLE,
     error_object,
 )
-from ._events import LiveLanes, paced_event_frames
+from ._events import LiveLanes, PacedFrames
 from ._metrics import StreamMetrics
 from ._outcome import Outcome
 from ._paces import Paces
@@ -126,7 +126,7 @@ from .config import (
     upstream_list,
     with_options,
 )
-from .failover import Failed, Sent, failure_of, forward, probe_all, probe_forever, served
+from .failover import Failed, Sent, failure_of, forward, probe_all, probe_forever, served, serving
 from .formats import ROUTES as FORMATS
 from .formats import EventFormat
 from .prometheus import PacerMetrics
@@ -501,7 +501,7 @@ class _Proxy:
         continuing = self.continuing(fmt, body, headers, build, used)
         end = _StreamEnd(request, body, live, continuing, sent, used)
         controls = Mailbox() if self.streams is not None else None  # the reader's, from any instance
-        frames = paced_event_frames(
+        frames = PacedFrames(
             _timed(response.aiter_bytes(), self.timeouts),
             fmt,
             self.pipeline_factory,
@@ -511,9 +511,10 @@ class _Proxy:
             continuing=continuing,
             controls=controls,
             live=live,
+            around=functools.partial(serving, self.pool, sent, used=used),
         )
         paced = EventStreamResponse(
-            served(self.pool, sent, frames, used=used),
+            frames,
             heartbeat=options["heartbeat"],
             send_timeout=options["send_timeout"],
             compress=options["compress"],

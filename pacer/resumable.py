@@ -10,7 +10,10 @@ pipeline, as ``PacedEventSource`` or the proxy makes them) in a task of its own,
 writes every frame to a ``StreamLog`` with an SSE ``id`` (1, 2, 3, ...). Clients are
 *readers* of the log: the one that started the stream, and any that reconnect with
 ``Last-Event-ID`` (to this process or, with ``pacer.redislog.RedisLog``, to any process
-sharing the store) and get exactly the frames after that id, then the live rest.
+sharing the store) and get exactly the frames after that id, then the live rest. Frames
+that can be pushed (``pacer._events.PacedFrames``, as the proxy makes them) into a log
+of this process are paced on one ``Hub`` for all such streams and written to the log as
+each comes due: no task of the producer's wakes per frame, and one timer serves all.
 
 - **Generation outlives the client.** A producer keeps running while no reader is
   attached, until its stream ends, is cancelled, or has had no reader anywhere for
@@ -73,6 +76,7 @@ from ._args import seconds
 from ._control import Action, Control, Mailbox
 from ._drain import ServerShutdown
 from ._errors import BlockedFrame, ErrorFrame, error_event, error_frame
+from ._hub import Hub
 from ._outcome import Outcome
 from ._paces import Paces
 from .config import MAX_PAUSE, ORPHAN_TIMEOUT
@@ -246,12 +250,17 @@ class ResumableStreams:
         self._tasks: anyio.abc.TaskGroup | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._orphans = anyio.Event()  # set when a producer may have lost its last reader
+        # Paces the frames that can be pushed (``pacer._events.PacedFrames``) into a log of
+        # this process: one timer for all of them, and no task woken per frame to write it.
+        # One per entry (``async with``), for the event loop it is entered on.
+        self._hub: Hub | None = None
 
     async def __aenter__(self) -> ResumableStreams:
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
             self.log.on_control = self._control_here
+            self._hub = Hub()
             await self.log.start(on_cancel=self._cancel_here)
             stack.push_async_callback(self.log.aclose)
             self._tasks = await stack.enter_async_context(anyio.create_task_group())
@@ -347,15 +356,32 @@ class ResumableStreams:
         number = 0
         outcome = Outcome.DONE
         append = self.log.append
+
+        # Frames that can be pushed, into a log of this process: written as they come due.
+        append_now: Any = getattr(self.log, "append_now", None) if self.log.in_process else None
+        push: Any = getattr(frames, "push", None) if getattr(frames, "pushable", False) else None
+
+        def emit(data: bytes) -> None:
+            """A frame pushed when due, written to the log at once."""
+            nonlocal number, outcome
+            if data:
+                number += 1
+                append_now(stream_id, [numbered(number, data)])
+                if type(data) is not bytes:  # a typed ending: the end mark says it
+                    outcome = _stronger(outcome, data)
+
         try:
             with producer.scope:
                 try:
-                    async for data in frames:
-                        if data:
-                            number += 1
-                            await append(stream_id, [numbered(number, data)])
-                            if type(data) is not bytes:  # a typed ending: the end mark says it
-                                outcome = _stronger(outcome, data)
+                    if push is not None and append_now is not None and self._hub is not None:
+                        await push(self._hub, emit)
+                    else:
+                        async for data in frames:
+                            if data:
+                                number += 1
+                                await append(stream_id, [numbered(number, data)])
+                                if type(data) is not bytes:  # a typed ending: the end mark says it
+                                    outcome = _stronger(outcome, data)
                 except StreamLogError:
                     raise
                 except Exception as exc:

@@ -368,3 +368,52 @@ def test_on_done_comes_after_the_last_output() -> None:
         assert events == ["one ", "two ", "three ", "done"]
         events.clear()
     assert mux.streams == 0
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_hub_stream_takes_a_readers_controls_as_they_are_sent(backend: str) -> None:
+    """A control sent to a pumped stream's ``Mailbox`` applies at once on the hub's loop:
+    show all sends what is held, pause holds the rest until resume, with the source
+    silent or over (nothing but the control wakes the stream)."""
+    from pacer._control import Control, Mailbox
+
+    text = "The first sentence is here. The second follows it, slowly, word by word."
+    more = anyio.Event()
+
+    async def source() -> AsyncIterator[str]:
+        yield text
+        await more.wait()
+        yield " End."
+
+    async def main() -> None:
+        hub, mailbox, got = Hub(), Mailbox(), []
+        first = anyio.Event()
+
+        def sink(chunks: list[Chunk]) -> None:
+            got.extend(c.text for c in chunks)
+            first.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: hub.pump(Pacer(cps=2, max_lag=60), source(), sink, controls=mailbox))
+            await first.wait()
+            mailbox.send(Control("show_all"))
+            with anyio.fail_after(10):
+                while "".join(got) != text:
+                    await anyio.sleep(0.01)
+            mailbox.send(Control("pause"))
+            mailbox.send(Control("rate", 2.0))
+            more.set()
+            await anyio.sleep(0.2)
+            assert "".join(got) == text  # paused: " End." waits
+            mailbox.send(Control("show_all"))
+        assert "".join(got) == text + " End."
+
+    anyio.run(main, backend=backend)
+
+
+def test_a_hub_refuses_controls_that_are_not_a_mailbox() -> None:
+    async def main() -> None:
+        with pytest.raises(TypeError, match="controls must be a pacer Mailbox, got dict"):
+            await Hub().pump(Pacer(), ["x"], lambda chunks: None, controls={})  # type: ignore[arg-type]
+
+    anyio.run(main)

@@ -229,3 +229,71 @@ def test_a_blocked_stream_is_recorded_blocked_in_every_format_and_in_its_log() -
             assert await serve(EventStreamResponse(log_frames(streams, stream_id))) is Outcome.ERROR
 
     anyio.run(main)
+
+
+def test_frames_pushed_on_a_hub_into_a_log_are_the_frames_a_run_of_their_own_gives() -> None:
+    """A resumable stream of this process is paced on the streams' hub, each frame
+    written to the log as it comes due (``PacedFrames.push``); one whose frames are
+    iterated (a store elsewhere, a virtual clock) has a run of its own. Either way the
+    log holds the same text, the same kept events in order, and the same ending: done, a
+    check's block, the upstream's own error, a cut upstream's error."""
+    import json
+
+    import anyio
+
+    from pacer import Pacer
+    from pacer._events import PacedFrames, paced_event_frames
+    from pacer.formats import FORMATS, Transcript
+    from pacer.guard import Guard
+    from pacer.resumable import ResumableStreams
+    from pacer.sse import SSEDecoder
+
+    def chunk(delta: dict[str, str], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        body = {"id": "c", "object": "chat.completion.chunk", "choices": [choice]}
+        return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+    text = "Fine here. The secret is out. More text follows, word by word. " * 3
+    done = b"".join(chunk({"content": text[i : i + 7]}) for i in range(0, len(text), 7))
+    done += chunk({}, "stop") + b"data: [DONE]\n\n"
+    upstreams = {
+        "done": (done, lambda: Pacer(cps=5_000)),
+        "blocked": (done, lambda: Guard(lambda t: "secret" not in t) | Pacer(cps=5_000)),
+        "cut": (done[: len(done) // 2], lambda: Pacer(cps=5_000)),
+        "error": (done.replace(b"data: [DONE]", b'data: {"error": {"message": "overloaded"}}'), Pacer),
+    }
+
+    async def upstream(data: bytes) -> Any:
+        for i in range(0, len(data), 100):
+            yield data[i : i + 100]
+            await anyio.sleep(0)
+
+    async def logged(streams: ResumableStreams, frames: Any) -> tuple[str, list[str], Outcome | None]:
+        stream_id = await streams.start(frames, fmt="chat.completions")
+        transcript, kept, end = Transcript("chat.completions"), [], None
+        async for entry in streams.read(stream_id):
+            if entry.end is not None:
+                end = entry.end
+                continue
+            transcript.feed(entry.frame)
+            for event in SSEDecoder().feed(entry.frame):
+                if '"content"' not in event.data:
+                    kept.append(event.data)
+        return transcript.text, kept, end
+
+    with pytest.raises(TypeError, match=r"PacedFrames: unknown option\(s\) colck"):
+        PacedFrames(upstream(done), FORMATS["chat.completions"](), Pacer, colck=None)
+
+    async def main() -> None:
+        async with ResumableStreams() as streams:
+            for name, (data, pipeline) in upstreams.items():
+                pushed = PacedFrames(upstream(data), FORMATS["chat.completions"](), pipeline)
+                assert pushed.pushable
+                iterated = paced_event_frames(upstream(data), FORMATS["chat.completions"](), pipeline)
+                got = await logged(streams, pushed), await logged(streams, iterated)
+                assert got[0] == got[1], name
+                assert got[0][2] is {"done": Outcome.DONE, "blocked": Outcome.BLOCKED}.get(
+                    name, Outcome.ERROR
+                )
+
+    anyio.run(main)
