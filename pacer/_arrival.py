@@ -46,6 +46,7 @@ BURST_LONGEST: Final = 0.25
 GROWTH: Final = 8.0
 # The pace that allowance is measured from is the rate read over at least this long.
 _GROWTH_SPAN: Final = 0.5 * WINDOW
+_GROWTH_FILL: Final = 1.0 - math.exp(-_GROWTH_SPAN / WINDOW)  # how full the window is then
 # The allowance accrues with time since the last arrival, over at most this long: a
 # silence is no licence for the burst after it.
 _ROOM_SPAN: Final = 0.1
@@ -95,7 +96,9 @@ class ArrivalRate:
             # not over the 50 ms ``at`` reads early on (that reading, 20 times what came,
             # would let a stream of small events 0.3 ms apart double it every few of them).
             span = now - self._first
-            pace = self._sum * decay / (1.0 - math.exp(-(span if span > _GROWTH_SPAN else _GROWTH_SPAN)))
+            pace = self._sum * decay
+            if span < _SETTLED:  # one exponential fewer per arrival, early and late
+                pace /= _GROWTH_FILL if span <= _GROWTH_SPAN else 1.0 - math.exp(-span / WINDOW)
             if pace < floor:
                 pace = floor
             room = min(self._room + GROWTH * pace * dt, GROWTH * pace * _ROOM_SPAN)
