@@ -226,10 +226,13 @@ def decompressed(data: bytes, encoding: str | None) -> bytes:
 def cli_proxy(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, Any]]:
     """``pacer proxy ARGS --port N`` in its own process (``env`` added to its environment),
     once it answers; yields its URL and the process (terminated on the way out; its
-    stderr is then ``process.log``)."""
+    stderr is then ``process.log``). The stderr goes to a file, not a pipe: a pipe
+    nobody reads until the end fills after some 500 access-log lines, and the proxy
+    then blocks on its next log write and answers nothing more."""
     import os
     import subprocess
     import sys
+    import tempfile
 
     import httpx
 
@@ -237,21 +240,24 @@ def cli_proxy(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[s
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     command = [sys.executable, "-m", "pacer", "proxy", *args, "--port", str(port)]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/v1/models", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and process.poll() is None, "the proxy did not start"
-                time.sleep(0.1)
-        yield url, process
-    finally:
-        process.terminate()
-        _, process.log = process.communicate(timeout=30)
+    with tempfile.TemporaryFile("w+") as stderr:
+        process = subprocess.Popen(command, stderr=stderr, text=True, env={**os.environ, **(env or {})})
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    httpx.get(f"{url}/v1/models", timeout=1)
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline and process.poll() is None, "the proxy did not start"
+                    time.sleep(0.1)
+            yield url, process
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+            stderr.seek(0)
+            process.log = stderr.read()
 
 
 def wait_for(probe: Any, timeout: float = 60) -> Any:
