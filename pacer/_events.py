@@ -27,7 +27,8 @@ event (its logprobs) goes with the event that completes its text while the segme
 checked text is its input unchanged, so each field's concatenation on the client
 equals the upstream's. Once a check has replaced text in a segment, its per-token data
 is no longer sent (the lists are empty): it would spell out what was replaced.
-``paced_event_frames`` drives it over an SSE byte stream.
+``paced_event_frames`` drives it over an SSE byte stream (``PacedFrames``: the same
+frames, iterated or pushed from a ``Hub``).
 
 Cost: O(1) amortised per piece and per emitted chunk, plus the pipelines' own work;
 memory: the text fed and not yet shown, and the pieces and kept events waiting behind

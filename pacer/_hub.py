@@ -19,7 +19,10 @@ stream (the error propagates from that stream's ``pump``), never the others.
 Cancelling the calling task (a client that went away) stops the source and drops
 what was held. A reader's controls (``pump(controls=Mailbox())``: pause, resume, show
 all, rate) apply as soon as they are sent, from any thread, and always before the next
-source item. ``ResumableStreams`` paces the proxy's streams on a hub of its own.
+source item. ``Hub(grid=g)`` wakes only on multiples of ``g`` seconds: the streams due
+within one step go out at one wake-up, each at most a step late (one timer callback per
+step at most, however many streams). ``ResumableStreams`` paces the proxy's streams on
+a hub of its own, on the pacer's tick.
 
 Cost: O(log n) per deadline change for n streams, one timer callback per distinct
 earliest deadline, plus the pipelines' own work.
@@ -142,10 +145,15 @@ class Hub:
     (or ``simulate`` for one stream).
     """
 
-    def __init__(self, *, clock: Clock | None = None) -> None:
+    def __init__(self, *, clock: Clock | None = None, grid: float = 0.0) -> None:
         self.clock: Clock = clock if clock is not None else MonotonicClock()
         if self.clock.virtual:
             raise ValueError("Hub needs a real clock; drive pacer.mux.Mux by hand for virtual time")
+        if not (isinstance(grid, (int, float)) and 0.0 <= grid < math.inf):
+            raise ValueError(f"Hub: grid must be a number of seconds >= 0, got {grid!r}")
+        #: Wake-ups fall on multiples of this (seconds; 0: at each deadline): every stream due
+        #: within one step goes out at one wake-up, each at most a step late.
+        self.grid = float(grid)
         self.mux = Mux()
         self._armed_at = math.inf  # the earliest pending wake-up
         self._call_later: Any = None  # asyncio: the loop's call_later
@@ -291,7 +299,13 @@ class Hub:
     def _arm(self) -> None:
         """Make sure a wake-up is pending at or before the mux's deadline."""
         deadline = self.mux.deadline
-        if deadline is None or deadline >= self._armed_at:
+        if deadline is None:
+            return
+        grid = self.grid
+        if grid and deadline < math.inf:  # inf: paused, no wake-up
+            due = math.ceil(deadline / grid) * grid
+            deadline = due if due >= deadline else due + grid
+        if deadline >= self._armed_at:
             return
         self._armed_at = deadline
         delay = max(0.0, deadline - self.clock.now())

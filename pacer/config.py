@@ -373,9 +373,9 @@ class PacingConfig:
     tick: float = field(
         default=TICK,
         metadata=about(
-            "seconds within which the units due go out in one event-loop wake-up: a longer tick "
-            "(1/60 s, a display frame) costs the proxy fewer wake-ups per stream, a pause shorter than "
-            "it is none",
+            "seconds within which the units due go out in one event-loop wake-up (in the proxy, "
+            "every stream's: its one timer wakes on multiples of it): a longer tick (1/60 s, a "
+            "display frame) costs the proxy fewer wake-ups per stream, a pause shorter than it is none",
             check=_above(0, suffix=" seconds"),
         ),
     )

@@ -889,6 +889,7 @@ def _resumable_streams(
         on_failure=metrics.producer_failed if metrics is not None else None,
         max_pause=config.max_pause,
         paces=paces,
+        grid=config.pacing.tick,
     )
     drain.at_expiry(streams.shut_down)
     return streams

@@ -225,7 +225,9 @@ class ResumableStreams:
     then ends with an ``event: error``): the proxy counts them in its metrics.
     ``max_pause``: seconds a stream may stay paused by its reader before it stops as an
     orphaned one does (default 300). ``paces``: where each user's last rate is remembered
-    and applied to their next streams (``Paces``; ``None``: no memory). Enter it
+    and applied to their next streams (``Paces``; ``None``: no memory). ``grid``: seconds
+    the hub that paces pushed frames wakes on multiples of (0: at each deadline; the
+    proxy passes its pacer's tick, within which units go out together anyway). Enter it
     (``async with``) before starting streams: the producers run in its tasks, and leaving
     it stops them.
     """
@@ -239,8 +241,10 @@ class ResumableStreams:
         on_failure: Callable[[Exception], object] | None = None,
         max_pause: float = MAX_PAUSE,
         paces: Paces | None = None,
+        grid: float = 0.0,
     ) -> None:
         self.log: StreamLog = log if log is not None else MemoryLog()
+        self._grid = seconds(grid, "ResumableStreams: grid", zero=True)
         self.max_pause = seconds(max_pause, "ResumableStreams: max_pause")
         self.paces = paces
         self.on_failure = on_failure  # told of each producer's failure (metrics count them)
@@ -260,7 +264,7 @@ class ResumableStreams:
         await stack.__aenter__()
         try:
             self.log.on_control = self._control_here
-            self._hub = Hub()
+            self._hub = Hub(grid=self._grid)
             await self.log.start(on_cancel=self._cancel_here)
             stack.push_async_callback(self.log.aclose)
             self._tasks = await stack.enter_async_context(anyio.create_task_group())

@@ -417,3 +417,39 @@ def test_a_hub_refuses_controls_that_are_not_a_mailbox() -> None:
             await Hub().pump(Pacer(), ["x"], lambda chunks: None, controls={})  # type: ignore[arg-type]
 
     anyio.run(main)
+
+
+def test_a_hub_on_a_grid_wakes_on_its_multiples_never_before_a_deadline() -> None:
+    """``Hub(grid=g)`` arms its one timer at the first multiple of ``g`` at or after the
+    earliest deadline: the streams due within one step go out at one wake-up."""
+    with pytest.raises(ValueError, match="grid must be a number of seconds >= 0, got -1"):
+        Hub(grid=-1)
+    with pytest.raises(ValueError, match="got inf"):
+        Hub(grid=float("inf"))
+
+    async def main() -> None:
+        hub = Hub(grid=0.05)
+        got: list[list[Chunk]] = [[] for _ in range(5)]
+        streams = [hub.open(Pacer(cps=40 + 7 * i), got[i].extend) for i in range(5)]
+        for stream in streams:
+            stream.feed("Some text to pace out. ")
+            deadline = hub.mux.deadline
+            assert deadline is not None
+            steps = hub._armed_at / 0.05
+            assert abs(steps - round(steps)) < 1e-6 and deadline <= hub._armed_at < deadline + 0.05 + 1e-9
+        from pacer._control import Control
+
+        lone = Hub(grid=0.05)
+        paused = lone.open(Pacer(cps=40), lambda chunks: None)
+        paused.feed("Held while paused. ")
+        paused.control(Control("pause"))  # no deadline now: nothing to arm on the grid
+        assert lone.mux.deadline == float("inf")
+        paused.control(Control("show_all"))
+        for stream in streams:
+            stream.finish()
+        with anyio.fail_after(10):
+            for stream in streams:
+                await stream.wait()
+        assert all("".join(c.text for c in chunks) == "Some text to pace out. " for chunks in got)
+
+    anyio.run(main)
