@@ -27,6 +27,7 @@ COMPILED = [
     "pacer/_chunk.py",
     "pacer/_core.py",
     "pacer/_driver.py",
+    "pacer/_eventpacer.py",
     "pacer/_markdown.py",
     "pacer/_marks.py",
     "pacer/_metrics.py",

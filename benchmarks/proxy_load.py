@@ -62,6 +62,7 @@ import httpx
 import pacer
 from pacer import simulate
 from pacer._metrics import percentile
+from pacer._pacing import TICK as PACER_TICK
 from pacer.config import TICK, PacingConfig
 from pacer.sse import SSEDecoder
 
@@ -179,10 +180,10 @@ PROXIES = (
     ),
     Proxy(
         "pacer-tick",
-        "pacer proxy (resumable), tick 1/60 s",
-        ("paced", str(CPS), "grapheme", "memory", "1", str(1 / 60)),
+        "pacer proxy (resumable), tick 5 ms",
+        ("paced", str(CPS), "grapheme", "memory", "1", str(PACER_TICK)),
         "grapheme",
-        1 / 60,
+        PACER_TICK,
     ),
     Proxy(
         "pacer-2-workers",

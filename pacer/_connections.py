@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._drain import STATE_KEY, Drain
 from ._errors import error_object
+from ._writer import SERVER_SEND
 
 if TYPE_CHECKING:  # both protocols have what is used here; mypy checks against h11's
     from uvicorn.protocols.http.h11_impl import H11Protocol as _Protocol
@@ -186,10 +187,16 @@ def _warn_refused(limit: int) -> None:
 
 def with_rules(app: ASGIApp, rules: ConnectionRules) -> ASGIApp:
     """``app`` served under ``rules`` by ``ProxyHTTP``: its lifespan state also holds them
-    (under ``RULES``), which uvicorn gives every connection."""
+    (under ``RULES``), which uvicorn gives every connection. Being the outermost layer,
+    it also hands an event stream the server's own ``send`` (``SERVER_SEND``): the
+    middleware between passes an event's body through untouched, at a coroutine call
+    each per event."""
 
     async def served(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan" and isinstance(scope.get("state"), dict):
+        kind = scope["type"]
+        if kind == "http":
+            scope[SERVER_SEND] = send
+        elif kind == "lifespan" and isinstance(scope.get("state"), dict):
             scope["state"][RULES] = rules
         await app(scope, receive, send)
 

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from ._metrics import StreamMetrics
     from .prometheus import StreamObserver
 
-__all__ = ["PING", "ClientWriter", "Due", "Outcome", "client_left", "write_frames"]
+__all__ = ["PING", "SERVER_SEND", "ClientWriter", "Due", "Outcome", "client_left", "write_frames"]
 
 log = logging.getLogger("pacer.server")
 
@@ -50,6 +50,11 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+#: Where the scope of an HTTP request holds the server's own ``send``, put there by the
+#: outermost layer of an app whose middleware passes a response's body through untouched
+#: (the proxy's, ``pacer._connections.with_rules``): an event stream writes its body
+#: with it, past that middleware, once the response's start went through it.
+SERVER_SEND = "pacer.server_send"
 #: The heartbeat: an SSE comment, ignored by every client.
 PING = encode_comment("ping")
 _DISCONNECTS = frozenset({"http.disconnect", "websocket.disconnect"})
@@ -142,6 +147,26 @@ class ClientWriter:
         self.sending_since = now
         return frame if self.compressor is None else self.compressor.event(frame)
 
+    def begin_all(self, frames: list[bytes], now: float) -> bytes:
+        """``frames``, due together, start going out at ``now`` as one write: its bytes
+        (compressed as one event: each of them decodes once the write has arrived)."""
+        for frame in frames:
+            if isinstance(frame, (ErrorFrame, BlockedFrame)):
+                self.begin(frame, now)
+        self.sending_since = now
+        data = b"".join(frames)
+        return data if self.compressor is None else self.compressor.event(data)
+
+    def wrote_all(self, frames: list[bytes], wire: int, now: float) -> None:
+        """``frames`` went out at ``now``, as ``wire`` bytes in all."""
+        observer = self.observer
+        if observer is not None:
+            last = len(frames) - 1
+            for i, frame in enumerate(frames):
+                observer.sent(frame, wire if i == last else 0, now, False)
+        self.sending_since = None
+        self.quiet_since = now
+
     def begin_end(self, now: float) -> bytes:
         """The body's last write starts at ``now``: its bytes (the compressor's tail)."""
         self.sending_since = now
@@ -220,15 +245,16 @@ async def client_left(receive: Receive) -> None:
 
 async def write_frames(
     writer: ClientWriter,
-    frames: AsyncIterator[bytes | Outcome],
+    frames: AsyncIterator[bytes | list[bytes] | Outcome],
     send: Send,
     receive: Receive | None,
     drain: Drain | None = None,
 ) -> Outcome:
     """Write ``frames`` as an ASGI response body (the start already sent), then end it.
 
-    A frame that is an ``Outcome`` is recorded, not sent (a stream log's end mark). The
-    frames are closed on the way out, shielded from cancellation. With ``receive``, a
+    A frame that is an ``Outcome`` is recorded, not sent (a stream log's end mark); a
+    list of frames (a log's batch, due together) goes out in one write. The frames are
+    closed on the way out, shielded from cancellation. With ``receive``, a
     client that leaves cancels them at once. With ``drain`` (``pacer._drain``), a
     stream still running when the server's shutdown grace is over is cut after what it
     sent with an ``event: error`` (``server_shutdown``), and ended; one cut while a
@@ -286,6 +312,14 @@ class _Sending:
         await self.send({"type": "http.response.body", "body": body, "more_body": True})
         writer.wrote(frame, len(body), self.now())
 
+    async def frames(self, frames: list[bytes]) -> None:
+        if self.ping is not None:
+            await self.ping.wait()
+        writer = self.writer
+        body = writer.begin_all(frames, self.now())
+        await self.send({"type": "http.response.body", "body": body, "more_body": True})
+        writer.wrote_all(frames, len(body), self.now())
+
     async def heartbeat(self, scope: anyio.CancelScope) -> None:
         """Write a heartbeat, unless a frame is being written (then none is needed); a
         transport that went away ends the stream (``scope``)."""
@@ -313,7 +347,9 @@ class _Sending:
         writer.wrote(b"", len(body), self.now())
 
 
-async def _write_all(writer: ClientWriter, frames: AsyncIterator[bytes | Outcome], sending: _Sending) -> None:
+async def _write_all(
+    writer: ClientWriter, frames: AsyncIterator[bytes | list[bytes] | Outcome], sending: _Sending
+) -> None:
     """Every frame written; a source that raises ends with the error frame that says so."""
     try:
         while True:
@@ -326,6 +362,8 @@ async def _write_all(writer: ClientWriter, frames: AsyncIterator[bytes | Outcome
                 return
             if isinstance(frame, Outcome):
                 writer.record(frame)
+            elif isinstance(frame, list):
+                await (sending.frames(frame) if len(frame) > 1 else sending.frame(frame[0]))
             elif frame:
                 await sending.frame(frame)
     finally:

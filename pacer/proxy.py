@@ -225,19 +225,19 @@ async def _timed(pieces: AsyncIterator[bytes], timeouts: ProxyTimeouts) -> Async
     idle = timeouts.idle if timeouts.idle is not None else math.inf
     deadline = start + timeouts.total if timeouts.total is not None else math.inf
     while True:
-        now = anyio.current_time()
-        wait = min(idle, deadline - now)
-        try:
-            with anyio.fail_after(max(wait, 0.0)):
+        # A bare scope, not ``fail_after``: no context-manager generator per read.
+        scope = anyio.CancelScope(deadline=min(anyio.current_time() + idle, deadline))
+        with scope:
+            try:
                 piece = await pieces.__anext__()
-        except StopAsyncIteration:
-            return
-        except TimeoutError:
+            except StopAsyncIteration:
+                return
+        if scope.cancelled_caught:
             if anyio.current_time() >= deadline:
                 message = f"upstream stream passed the total timeout of {timeouts.total} s"
             else:
                 message = f"upstream sent nothing for {timeouts.idle} s"
-            raise UpstreamError(message, type="upstream_timeout") from None
+            raise UpstreamError(message, type="upstream_timeout")
         yield piece
 
 

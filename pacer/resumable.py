@@ -498,9 +498,18 @@ class ResumableStreams:
     async def _entries(
         self, stream_id: str, after: int, until: float = math.inf, oldest: bool = False
     ) -> AsyncGenerator[Entry, None]:
+        """``_batches``' entries one by one."""
+        async for batch in self._batches(stream_id, after, until, oldest):
+            for entry in batch:
+                yield entry
+
+    async def _batches(
+        self, stream_id: str, after: int, until: float = math.inf, oldest: bool = False
+    ) -> AsyncGenerator[list[Entry], None]:
         """The log's entries after ``after``, then live ones, through the end mark (or id
-        ``until``); with ``oldest``, from the oldest kept where those were trimmed. Raises
-        ``StreamLogError`` for a log that is gone or a producer that died."""
+        ``until``), in the batches the log has them (never an empty one); with ``oldest``,
+        from the oldest kept where those were trimmed. Raises ``StreamLogError`` for a log
+        that is gone or a producer that died."""
         log_ = self.log
         read_since = -math.inf
         while after < until:
@@ -520,17 +529,18 @@ class ResumableStreams:
             if not here and (now := anyio.current_time()) - read_since >= self.poll:
                 await log_.reading(stream_id)
                 read_since = now
-            if not entries and not here and not await log_.producer_alive(stream_id):
-                raise ProducerLost(
-                    f"the process producing stream {stream_id!r} is gone; the stream is cut short"
-                )
-            for entry in entries:
-                if entry.id > until:
-                    return
-                yield entry
-                if entry.end is not None:
-                    return
-                after = entry.id
+            if not entries:
+                if not here and not await log_.producer_alive(stream_id):
+                    raise ProducerLost(
+                        f"the process producing stream {stream_id!r} is gone; the stream is cut short"
+                    )
+                continue
+            batch = _through(entries, until)
+            if batch:
+                yield batch
+            if len(batch) < len(entries) or batch[-1].end is not None:
+                return
+            after = batch[-1].id
 
     async def follow(self, stream_id: str, after: int = 0) -> AsyncGenerator[bytes, None]:
         """The stream's frames after SSE id ``after``, then the live rest, to the end."""
@@ -541,12 +551,19 @@ class ResumableStreams:
     async def read(self, stream_id: str, after: int = 0) -> AsyncGenerator[Entry, None]:
         """As ``follow``, the log's entries: the frames, then the end mark (how the stream
         ended, ``Entry.end``) when it has one."""
+        async for batch in self.batches(stream_id, after):
+            for entry in batch:
+                yield entry
+
+    async def batches(self, stream_id: str, after: int = 0) -> AsyncGenerator[list[Entry], None]:
+        """``read``'s entries in the batches the log has them: what came since the last
+        batch, which a reader can write at once."""
         producer = self.producers.get(stream_id)
         if producer is not None:
             producer.readers += 1
         try:
-            async for entry in self._entries(stream_id, after):
-                yield entry
+            async for batch in self._batches(stream_id, after):
+                yield batch
         finally:
             if producer is not None:
                 producer.readers -= 1
@@ -653,3 +670,13 @@ def _stronger(outcome: Outcome, frame: bytes) -> Outcome:
     if isinstance(frame, BlockedFrame) and outcome is Outcome.DONE:
         return Outcome.BLOCKED
     return outcome
+
+
+def _through(entries: list[Entry], until: float) -> list[Entry]:
+    """``entries`` up to the end mark and to id ``until``, both included."""
+    for i, entry in enumerate(entries):
+        if entry.id > until:
+            return entries[:i]
+        if entry.end is not None:
+            return entries[: i + 1]
+    return entries

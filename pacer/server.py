@@ -72,7 +72,7 @@ from ._metrics import StreamMetrics
 from ._outcome import Outcome
 from ._run import AsyncRun
 from ._text import SurrogatePairs
-from ._writer import ClientWriter, write_frames
+from ._writer import SERVER_SEND, ClientWriter, write_frames
 from .clock import Clock
 from .config import HEARTBEAT, MAX_LINE, SEND_TIMEOUT
 from .formats import (
@@ -170,20 +170,19 @@ def method_not_allowed(method: str, path: str, allowed: Iterable[str]) -> JSONRe
 
 async def log_frames(
     streams: ResumableStreams, stream_id: str, after: int = 0
-) -> AsyncIterator[bytes | Outcome]:
-    """A resumable stream's frames after ``after``, then the ``Outcome`` its end mark means
-    to this client: ``ERROR`` for a stream that ended with an error event, ``BLOCKED``
-    for one a check blocked, nothing more for the rest."""
-    async for entry in streams.read(stream_id, after):
-        if entry.end is None:
-            yield entry.frame
-        elif entry.end in (
-            Outcome.ERROR,
-            Outcome.ORPHANED,
-            Outcome.SHUTDOWN,
-        ):  # each ends with an error event
+) -> AsyncIterator[list[bytes] | Outcome]:
+    """A resumable stream's frames after ``after``, in the log's batches (``write_frames``
+    writes each at once), then the ``Outcome`` its end mark means to this client:
+    ``ERROR`` for a stream that ended with an error event, ``BLOCKED`` for one a check
+    blocked, nothing more for the rest."""
+    async for batch in streams.batches(stream_id, after):
+        end = batch[-1].end
+        frames = [entry.frame for entry in batch] if end is None else [entry.frame for entry in batch[:-1]]
+        if frames:
+            yield frames
+        if end in (Outcome.ERROR, Outcome.ORPHANED, Outcome.SHUTDOWN):  # each ends with an error event
             yield Outcome.ERROR
-        elif entry.end == Outcome.BLOCKED:
+        elif end == Outcome.BLOCKED:
             yield Outcome.BLOCKED
 
 
@@ -296,7 +295,7 @@ class EventStreamResponse(Response):
 
     def __init__(
         self,
-        frames: AsyncIterator[bytes | Outcome],
+        frames: AsyncIterator[bytes | list[bytes] | Outcome],
         *,
         heartbeat: float | None = HEARTBEAT,
         send_timeout: float | None = SEND_TIMEOUT,
@@ -376,7 +375,8 @@ class EventStreamResponse(Response):
         writer.opened(anyio.current_time())
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
-            self.outcome = await write_frames(writer, self._source, send, receive, self.drain)
+            body = scope.get(SERVER_SEND, send)  # past the middleware, where that is safe
+            self.outcome = await write_frames(writer, self._source, body, receive, self.drain)
         finally:
             if resumable is not None and resumable.stream_id is not None:
                 resumable.streams.creator_left(resumable.stream_id)

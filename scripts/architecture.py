@@ -41,7 +41,7 @@ LAYERS: list[tuple[str, str]] = [
     ("config", "config upstreams"),
     (
         "transport",
-        "_writer _events formats formats.base formats.text formats.choices formats.responses "
+        "_writer _events _eventpacer formats formats.base formats.text formats.choices formats.responses "
         "formats.messages formats.splice _continue resumable streamlog redislog adapters _compress sse "
         "_errors _outcome _shown _refine _drain _controlchannel _paces",
     ),

@@ -29,6 +29,7 @@ NAMES = [
     "_chunk",
     "_core",
     "_driver",
+    "_eventpacer",
     "_markdown",
     "_marks",
     "_metrics",
