@@ -6,7 +6,7 @@ In the manner of h11's ``next_event``, a ``Driver`` wraps a pipeline and, asked
 - ``Need.READ``: the next source item, waiting no later than ``until`` (``None``: as
   long as it takes). Report back with ``item(x, now)``; ``wake(now)`` if the wait ran
   out first; ``end(now)`` at the end of the source; ``fail(now)`` if it raised. An item
-  read after ``until`` goes to ``late(x, now)`` instead.
+  read after ``until`` goes to ``late(x, now)`` instead (``read(x, now, until)`` picks).
 - ``Need.END``: stop reading (a check blocked the stream); call ``end(now)``.
 - ``Need.SLEEP``: the source is over; sleep until ``until`` (``None``: until a check's
   answer comes), then ``wake(now)``.
@@ -185,6 +185,11 @@ class Driver:
         """A source item, read at ``now``."""
         out = self.pipeline.ingest(item, now)
         return self._after(out, now) if self.checks else out
+
+    def read(self, item: object, now: float, until: float | None) -> list[Chunk]:
+        """A source item read at ``now`` by a loop that waited for it until ``until``
+        (``None``: no deadline): ``item``, or ``late`` when the read came after that."""
+        return self.item(item, now) if until is None or now <= until else self.late(item, now)
 
     def late(self, item: object, now: float) -> list[Chunk]:
         """A source item read at ``now``, after the ``until`` the loop waited for (a timer

@@ -209,8 +209,7 @@ class SyncRun(_RunBase[T], Iterator[T]):
                         yield from self._outputs(driver.fail(clock.now()))
                         raise
                     if kind == _ITEM:
-                        t = clock.now()
-                        out = driver.item(item, t) if until is None or t <= until else driver.late(item, t)
+                        out = driver.read(item, clock.now(), until)
                     elif kind == _END:
                         out = driver.end(clock.now())
                     else:
@@ -475,8 +474,7 @@ class AsyncRun(_RunBase[T], AsyncIterator[T]):
                             yield value
                         raise
                     if kind == _ITEM:
-                        t = clock.now()
-                        out = driver.item(item, t) if until is None or t <= until else driver.late(item, t)
+                        out = driver.read(item, clock.now(), until)
                     else:
                         out = driver.wake(clock.now()) if kind == _TIMEOUT else driver.end(clock.now())
                 elif need is SLEEP:

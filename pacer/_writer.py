@@ -140,10 +140,7 @@ class ClientWriter:
 
     def begin(self, frame: bytes, now: float) -> bytes:
         """``frame`` starts going out at ``now``: the bytes to write."""
-        if isinstance(frame, ErrorFrame):
-            self.record(Outcome.ERROR)
-        elif isinstance(frame, BlockedFrame):
-            self.record(Outcome.BLOCKED)
+        self._ending(frame)
         self.sending_since = now
         return frame if self.compressor is None else self.compressor.event(frame)
 
@@ -151,11 +148,17 @@ class ClientWriter:
         """``frames``, due together, start going out at ``now`` as one write: its bytes
         (compressed as one event: each of them decodes once the write has arrived)."""
         for frame in frames:
-            if isinstance(frame, (ErrorFrame, BlockedFrame)):
-                self.begin(frame, now)
+            self._ending(frame)
         self.sending_since = now
         data = b"".join(frames)
         return data if self.compressor is None else self.compressor.event(data)
+
+    def _ending(self, frame: bytes) -> None:
+        """Record what a frame that says how the stream ends (by its type) says."""
+        if isinstance(frame, ErrorFrame):
+            self.record(Outcome.ERROR)
+        elif isinstance(frame, BlockedFrame):
+            self.record(Outcome.BLOCKED)
 
     def wrote_all(self, frames: list[bytes], wire: int, now: float) -> None:
         """``frames`` went out at ``now``, as ``wire`` bytes in all."""
@@ -279,7 +282,7 @@ async def write_frames(
             if cut.cancelled_caught:  # the server's shutdown grace is over
                 if writer.sending_since is not None:
                     return writer.close()  # a write was waiting on a client that reads nothing
-                await sending.frame(writer.failed(ServerShutdown(_CUT)))
+                await sending.frames([writer.failed(ServerShutdown(_CUT))])
             await sending.end()
             writer.completed()
         except OSError:  # the transport went away under a write
@@ -304,15 +307,8 @@ class _Sending:
         self.ping: anyio.Event | None = None  # set when the heartbeat being written is out
         self.now = loop_clock()
 
-    async def frame(self, frame: bytes) -> None:
-        if self.ping is not None:
-            await self.ping.wait()
-        writer = self.writer
-        body = writer.begin(frame, self.now())
-        await self.send({"type": "http.response.body", "body": body, "more_body": True})
-        writer.wrote(frame, len(body), self.now())
-
     async def frames(self, frames: list[bytes]) -> None:
+        """Write ``frames`` (one, or several due together) in one send."""
         if self.ping is not None:
             await self.ping.wait()
         writer = self.writer
@@ -358,14 +354,16 @@ async def _write_all(
             except StopAsyncIteration:
                 return
             except Exception as exc:  # the stream ends with a clear error event
-                await sending.frame(writer.failed(exc))
+                await sending.frames([writer.failed(exc)])
                 return
             if isinstance(frame, Outcome):
                 writer.record(frame)
             elif isinstance(frame, list):
-                await (sending.frames(frame) if len(frame) > 1 else sending.frame(frame[0]))
+                batch = [each for each in frame if each]
+                if batch:
+                    await sending.frames(batch)
             elif frame:
-                await sending.frame(frame)
+                await sending.frames([frame])
     finally:
         with anyio.CancelScope(shield=True):
             await aclose_source(frames)

@@ -98,29 +98,27 @@ class MuxStream:
     def answer(self, request: object, result: object, now: float) -> None:
         """A check's result for the stream's pipeline (a ``Guard``); what it releases goes
         to the sink now."""
-        mux = self._mux
-        if mux is not None:
-            out = self.driver.answer(request, result, now)
-            mux._schedule(self)
-            try:
-                if out:
-                    self.sink(out)
-            finally:
-                mux._count_done(self)  # the last answer may end it
+        if self._mux is not None:
+            self._released(self.driver.answer(request, result, now))  # the last answer may end it
 
     def control(self, control: Control, now: float) -> None:
         """A reader's control (``pacer.Control``: pause, resume, show all, rate), applied
         now; what it releases goes to the sink now. A paused stream has no deadline
         until a control resumes it, and is not done while paused."""
+        if self._mux is not None:
+            self._released(self.driver.control(control, now))  # showing all may end it
+
+    def _released(self, out: list[Chunk]) -> None:
+        """``out``, released off the timer, goes to the sink; the stream is scheduled anew
+        and counted done if that ended it."""
         mux = self._mux
-        if mux is not None:
-            out = self.driver.control(control, now)
-            mux._schedule(self)
-            try:
-                if out:
-                    self.sink(out)
-            finally:
-                mux._count_done(self)  # showing all may end it
+        assert mux is not None
+        mux._schedule(self)
+        try:
+            if out:
+                self.sink(out)
+        finally:
+            mux._count_done(self)
 
     def cancel(self, now: float) -> list[Chunk]:
         """Stop at once and return what the stream held, *not* given to the sink."""

@@ -365,14 +365,18 @@ class ResumableStreams:
         append_now: Any = getattr(self.log, "append_now", None) if self.log.in_process else None
         push: Any = getattr(frames, "push", None) if getattr(frames, "pushable", False) else None
 
+        def entry(data: bytes) -> Entry:
+            """The next frame's entry (a typed ending makes the outcome the end mark says)."""
+            nonlocal number, outcome
+            number += 1
+            if type(data) is not bytes:
+                outcome = _stronger(outcome, data)
+            return numbered(number, data)
+
         def emit(data: bytes) -> None:
             """A frame pushed when due, written to the log at once."""
-            nonlocal number, outcome
             if data:
-                number += 1
-                append_now(stream_id, [numbered(number, data)])
-                if type(data) is not bytes:  # a typed ending: the end mark says it
-                    outcome = _stronger(outcome, data)
+                append_now(stream_id, [entry(data)])
 
         try:
             with producer.scope:
@@ -382,10 +386,7 @@ class ResumableStreams:
                     else:
                         async for data in frames:
                             if data:
-                                number += 1
-                                await append(stream_id, [numbered(number, data)])
-                                if type(data) is not bytes:  # a typed ending: the end mark says it
-                                    outcome = _stronger(outcome, data)
+                                await append(stream_id, [entry(data)])
                 except StreamLogError:
                     raise
                 except Exception as exc:

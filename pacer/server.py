@@ -252,7 +252,8 @@ class EventStreamResponse(Response):
 
     A frame that fails the stream is an ``ErrorFrame`` (``pacer._errors``: the
     ``event: error`` frames this module makes are); an ``Outcome`` among the frames is
-    recorded, not sent (how a stream log's reader learns how the stream ended).
+    recorded, not sent (how a stream log's reader learns how the stream ended); a list
+    of frames (due together) goes out in one write.
 
     Adds heartbeats after ``heartbeat`` seconds of silence, a ``send_timeout`` on
     every write, disconnect detection that cancels the frames at once, closing of

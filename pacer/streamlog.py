@@ -22,6 +22,7 @@ stream, not per write.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import OrderedDict, deque
@@ -30,6 +31,7 @@ from typing import Final, NamedTuple
 
 import anyio
 
+from ._aio import wake, woken
 from ._args import seconds, whole
 from ._errors import KindedError, error_event
 from ._outcome import Outcome
@@ -258,23 +260,50 @@ def check_limits(owner: str, retention: float, max_events: int) -> None:
 class _Log:
     """One stream's entries in memory, their size, and the event its readers wait on."""
 
-    __slots__ = ("changed", "entries", "first", "meta", "size", "touched")
+    __slots__ = ("changed", "entries", "first", "meta", "size", "touched", "waiters")
 
     def __init__(self, meta: Mapping[str, str], now: float) -> None:
         self.meta = dict(meta)
         self.entries: deque[Entry] = deque()
         self.first = 1  # the id of entries[0]
         self.size = 0  # bytes of the frames in ``entries``
-        # Made by the first reader that waits, set and dropped by the next write: a write
-        # no reader waits for makes no event.
+        # The readers waiting for a change: on asyncio each a bare future of the loop (a
+        # third of an event's cost per wake-up), elsewhere one event made by the first
+        # reader that waits; the next write resolves and drops them (a write no reader
+        # waits for makes none).
+        self.waiters: list[asyncio.Future[None]] = []
         self.changed: anyio.Event | None = None
         self.touched = now
 
     def wake(self) -> None:
         """Wake the readers waiting for a change."""
+        if self.waiters:
+            waiters, self.waiters = self.waiters, []
+            for future in waiters:
+                wake(future)
         changed, self.changed = self.changed, None
         if changed is not None:
             changed.set()
+
+    async def changes(self, wait: float) -> None:
+        """Return at the next change, or after ``wait`` seconds (``inf``: no timer)."""
+        delay = wait if math.isfinite(wait) else None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio (trio)
+            changed = self.changed
+            if changed is None:
+                changed = self.changed = anyio.Event()
+            with anyio.move_on_after(math.inf if delay is None else delay):
+                await changed.wait()
+            return
+        future = loop.create_future()
+        self.waiters.append(future)
+        try:
+            await woken(loop, future, delay)
+        finally:
+            if future in self.waiters:  # a timeout or a cancellation, not a write
+                self.waiters.remove(future)
 
 
 class _Values:
@@ -445,15 +474,7 @@ class MemoryLog(StreamLog):
         entries = self.read_now(stream_id, after)
         if entries is None or entries or wait <= 0:
             return entries
-        log = self._logs[stream_id]
-        changed = log.changed
-        if changed is None:
-            changed = log.changed = anyio.Event()
-        if math.isfinite(wait):
-            with anyio.move_on_after(wait):
-                await changed.wait()
-        else:  # no timer to set and cancel on every read
-            await changed.wait()
+        await self._logs[stream_id].changes(wait)
         return self.read_now(stream_id, after)
 
     async def meta(self, stream_id: str) -> dict[str, str] | None:

@@ -86,6 +86,32 @@ async def test_memory_log_wakes_a_waiting_reader_and_times_out_without_news() ->
 
 
 @pytest.mark.anyio
+async def test_memory_log_wakes_every_waiting_reader_and_keeps_none_that_left() -> None:
+    log = MemoryLog()
+    await log.create("s", {})
+    got: list[list[Entry] | None] = []
+
+    async def reader(after: int) -> None:
+        got.append(await log.read("s", after, float("inf")))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reader, 0)
+        tg.start_soon(reader, 0)
+        await anyio.sleep(0.01)
+        await log.append("s", _frames(1))
+    assert got == [_frames(1)] * 2
+    assert await log.read("s", 1, 0.01) == []  # timed out
+    with anyio.move_on_after(0.01):  # cancelled
+        await log.read("s", 1, float("inf"))
+    assert not log._logs["s"].waiters  # neither is left to be woken
+    async with anyio.create_task_group() as tg:  # and the next write still wakes the next reader
+        tg.start_soon(reader, 1)
+        await anyio.sleep(0.01)
+        await log.append("s", _frames(1, start=2))
+    assert got[-1] == _frames(1, start=2)
+
+
+@pytest.mark.anyio
 async def test_memory_log_trims_to_max_events_and_says_so() -> None:
     log = MemoryLog(max_events=5)
     await log.create("s", {})

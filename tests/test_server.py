@@ -311,3 +311,48 @@ def test_proxy_serves_more_concurrent_streams_than_a_default_connection_pool(
         return begun
 
     assert asyncio.run(main()) == n
+
+
+@pytest.mark.anyio
+async def test_behind_the_proxys_outer_layer_an_event_body_skips_the_middleware_but_not_its_start() -> None:
+    # with_rules hands an event stream the server's own send: the middleware between (which
+    # passes a body through untouched) sees the start, with the headers it adds, and no body.
+    from pacer._connections import ConnectionRules, with_rules
+
+    async def frames() -> Any:
+        for i in range(3):
+            yield f"data: {i}\n\n".encode()
+
+    seen: list[str] = []
+
+    async def endpoint(scope: Any, receive: Any, send: Any) -> None:
+        await EventStreamResponse(frames(), heartbeat=None)(scope, receive, send)
+
+    async def middleware(scope: Any, receive: Any, send: Any) -> None:
+        async def marked(message: Any) -> None:
+            seen.append(message["type"])
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message["headers"], (b"x-marked", b"1")]}
+            await send(message)
+
+        await endpoint(scope, receive, marked)
+
+    served: list[Any] = []
+
+    async def receive() -> Any:
+        await anyio.sleep_forever()
+
+    async def send(message: Any) -> None:
+        served.append(message)
+
+    app = with_rules(middleware, ConnectionRules(header_timeout=5, connection_limit=10, shutdown_grace=1))
+    await app({"type": "http", "method": "GET", "path": "/", "headers": []}, receive, send)
+    assert seen == ["http.response.start"]
+    assert (b"x-marked", b"1") in served[0]["headers"]
+    body = b"".join(m.get("body", b"") for m in served[1:])
+    assert [e.data for e in SSEDecoder().feed(body)] == ["0", "1", "2"]
+    assert served[-1]["more_body"] is False
+    # Without the outer layer (an app of the user's), every message goes through it.
+    seen.clear()
+    await middleware({"type": "http", "method": "GET", "path": "/", "headers": []}, receive, send)
+    assert seen == ["http.response.start"] + ["http.response.body"] * 4
