@@ -37,6 +37,7 @@ __all__ = ["SLOT_KEY", "Slot", "StreamsPerClient", "client_key"]
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Message = MutableMapping[str, Any]
 
 #: The scope key of a counted request's ``Slot``.
 SLOT_KEY = "pacer.client_slot"
@@ -55,11 +56,20 @@ class Slot:
     """One counted request's place in its client's count: held by its connection and by
     each ``keep`` until let go; ``release`` is called once, when the last lets go."""
 
-    __slots__ = ("_holds", "_release")
+    __slots__ = ("_holds", "_release", "answered")
 
     def __init__(self, release: Callable[[], None]) -> None:
         self._holds = 1  # the connection's
         self._release = release
+        self.answered = False  # the connection's hold let go
+
+    def answer_sent(self) -> None:
+        """The response's last byte went out: the connection lets go of its hold (once; a
+        client that sends its next request at once on the same connection must find its
+        place free, before the response's task has wound down)."""
+        if not self.answered:
+            self.answered = True
+            self.drop()
 
     def keep(self) -> Callable[[], None]:
         """One more hold (a generation that outlives the connection); returns its
@@ -114,10 +124,16 @@ class StreamsPerClient:
             return
         self.open[key] = held + 1
         slot = scope[SLOT_KEY] = Slot(lambda: self._release(key))
+
+        async def counted(message: Message) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                slot.answer_sent()
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, counted)
         finally:
-            slot.drop()
+            slot.answer_sent()
 
     def _release(self, key: str) -> None:
         left = self.open[key] - 1

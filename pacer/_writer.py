@@ -91,7 +91,8 @@ class ClientWriter:
     ``send_timeout``: seconds one send may wait on the client (``None``: no limit).
     ``compressor`` compresses each frame on its own (``pacer._compress``); ``observer``
     is told of every write, a failure and the end, with the metrics of ``pipelines``;
-    ``on_close`` is called once with the ``Outcome``.
+    ``on_close`` is called once with the ``Outcome``; ``on_complete`` once the last byte
+    went out, before the stream's task has wound down.
     """
 
     __slots__ = (
@@ -99,6 +100,7 @@ class ClientWriter:
         "heartbeat",
         "observer",
         "on_close",
+        "on_complete",
         "outcome",
         "pipelines",
         "quiet_since",
@@ -114,6 +116,7 @@ class ClientWriter:
         compressor: EventCompressor | None = None,
         observer: StreamObserver | None = None,
         on_close: Callable[[Outcome], None] | None = None,
+        on_complete: Callable[[], None] | None = None,
         pipelines: Iterable[StreamMetrics] = (),
         now: float = 0.0,
     ) -> None:
@@ -122,6 +125,7 @@ class ClientWriter:
         self.compressor = compressor
         self.observer = observer
         self.on_close = on_close
+        self.on_complete = on_complete
         self.pipelines = pipelines  # read when the stream ends (a list filled meanwhile)
         self.outcome = Outcome.RUNNING
         self.quiet_since = now  # the last frame went out then
@@ -183,8 +187,10 @@ class ClientWriter:
         self.quiet_since = now
 
     def completed(self) -> None:
-        """The last byte went out."""
+        """The last byte went out (``on_complete`` is told at once)."""
         self.record(Outcome.DONE)
+        if self.on_complete is not None:
+            self.on_complete()
 
     def write_failed(self) -> None:
         """The transport refused a write: the client has gone."""

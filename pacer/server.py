@@ -371,6 +371,7 @@ class EventStreamResponse(Response):
             compressor=compressor,
             observer=self.observer,
             on_close=self.on_close,
+            on_complete=slot.answer_sent if (slot := scope.get(SLOT_KEY)) is not None else None,
             pipelines=self.pipelines,
         )
         writer.opened(anyio.current_time())

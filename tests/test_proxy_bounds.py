@@ -480,3 +480,24 @@ def test_a_client_that_leaves_mid_stream_is_logged_with_the_text_it_was_sent(
     if not resumable:  # its generation stopped with its connection: the one line says it
         lines = [r.getMessage() for r in caplog.records]
         assert not [line for line in lines if line.startswith("pacer proxy: generation ended")]
+
+
+@pytest.mark.parametrize("resumable", ["0", "1"], ids=["plain", "resumable"])
+def test_a_client_that_sends_its_next_request_as_its_stream_ends_finds_its_place_free(resumable: str) -> None:
+    # Found from outside: with one stream per client, a client that read a stream to its
+    # end and sent its next request at once on the same connection got a 429 about one
+    # time in four (plain) or two (resumable): the place was let go only once the ended
+    # response's task had wound down, after the next request was counted.
+    with (
+        serve(Upstream().app) as upstream,
+        cli_proxy("--upstream", upstream, "--cps", "5000", "--streams-per-client", "1") as (url, _),
+        httpx.Client(timeout=30) as client,
+    ):
+        body = {"model": "normal", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        statuses = [
+            client.post(
+                f"{url}/v1/chat/completions", json=body, headers={"X-Pacer-Resumable": resumable}
+            ).status_code
+            for _ in range(20)
+        ]
+    assert statuses == [200] * 20
