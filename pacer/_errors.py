@@ -24,9 +24,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from ._outcome import Outcome
 from .sse import SSEError, encode
 
 __all__ = [
+    "ending_of",
     "INVALID_LAST_EVENT_ID",
     "INVALID_REQUEST",
     "METHOD_NOT_ALLOWED",
@@ -93,6 +95,16 @@ class BlockedText(str):
     """A blocked ending's SSE frame, as text; it goes out as a ``BlockedFrame``."""
 
     __slots__ = ()
+
+
+def ending_of(frame: bytes) -> Outcome | None:
+    """How ``frame`` says its stream ends, by its type: ``ERROR`` for an ``ErrorFrame``,
+    ``BLOCKED`` for a ``BlockedFrame``; ``None`` for any other frame."""
+    if isinstance(frame, ErrorFrame):
+        return Outcome.ERROR
+    if isinstance(frame, BlockedFrame):
+        return Outcome.BLOCKED
+    return None
 
 
 def typed_frame(text: str) -> bytes:

@@ -33,7 +33,7 @@ import anyio.abc
 
 from ._aio import aclose_source, loop_clock
 from ._drain import Drain, ServerShutdown
-from ._errors import BlockedFrame, ErrorFrame, error_frame
+from ._errors import ErrorFrame, ending_of, error_frame
 from ._outcome import Outcome
 from .sse import encode_comment
 
@@ -159,10 +159,9 @@ class ClientWriter:
 
     def _ending(self, frame: bytes) -> None:
         """Record what a frame that says how the stream ends (by its type) says."""
-        if isinstance(frame, ErrorFrame):
-            self.record(Outcome.ERROR)
-        elif isinstance(frame, BlockedFrame):
-            self.record(Outcome.BLOCKED)
+        ending = ending_of(frame)
+        if ending is not None:
+            self.record(ending)
 
     def wrote_all(self, frames: list[bytes], wire: int, now: float) -> None:
         """``frames`` went out at ``now``, as ``wire`` bytes in all."""

@@ -75,7 +75,7 @@ from ._aio import aclose_source
 from ._args import seconds
 from ._control import Action, Control, Mailbox
 from ._drain import ServerShutdown
-from ._errors import BlockedFrame, ErrorFrame, error_event, error_frame
+from ._errors import ending_of, error_event, error_frame
 from ._hub import Hub
 from ._outcome import Outcome
 from ._paces import Paces
@@ -666,10 +666,9 @@ class ResumableStreams:
 def _stronger(outcome: Outcome, frame: bytes) -> Outcome:
     """The stream's outcome after ``frame`` went out: an ``ErrorFrame`` fails it, a
     ``BlockedFrame`` (a check withheld the rest) makes a done stream a blocked one."""
-    if isinstance(frame, ErrorFrame):
-        return Outcome.ERROR
-    if isinstance(frame, BlockedFrame) and outcome is Outcome.DONE:
-        return Outcome.BLOCKED
+    ending = ending_of(frame)
+    if ending is Outcome.ERROR or (ending is Outcome.BLOCKED and outcome is Outcome.DONE):
+        return ending
     return outcome
 
 

@@ -168,18 +168,30 @@ def method_not_allowed(method: str, path: str, allowed: Iterable[str]) -> JSONRe
     return response
 
 
+#: A resumable stream's frames go out in writes of about this many bytes at most (a whole
+#: replay in one would be held in memory twice, and a slow reader's send would wait on
+#: all of it rather than on its share).
+BATCH_BYTES = 1 << 16
+
+
 async def log_frames(
     streams: ResumableStreams, stream_id: str, after: int = 0
 ) -> AsyncIterator[list[bytes] | Outcome]:
     """A resumable stream's frames after ``after``, in the log's batches (``write_frames``
-    writes each at once), then the ``Outcome`` its end mark means to this client:
-    ``ERROR`` for a stream that ended with an error event, ``BLOCKED`` for one a check
-    blocked, nothing more for the rest."""
+    writes each at once; a batch of more than ``BATCH_BYTES`` in several), then the
+    ``Outcome`` its end mark means to this client: ``ERROR`` for a stream that ended
+    with an error event, ``BLOCKED`` for one a check blocked, nothing more for the rest."""
     async for batch in streams.batches(stream_id, after):
         end = batch[-1].end
         frames = [entry.frame for entry in batch] if end is None else [entry.frame for entry in batch[:-1]]
-        if frames:
-            yield frames
+        start = size = 0
+        for i, data in enumerate(frames):  # a replay goes out in bounded writes
+            size += len(data)
+            if size >= BATCH_BYTES:
+                yield frames[start : i + 1]
+                start, size = i + 1, 0
+        if start < len(frames):
+            yield frames[start:]
         if end in (Outcome.ERROR, Outcome.ORPHANED, Outcome.SHUTDOWN):  # each ends with an error event
             yield Outcome.ERROR
         elif end == Outcome.BLOCKED:

@@ -381,3 +381,32 @@ async def _gzipped_bodies(response: Any) -> list[bytes]:
 
     await response({"type": "http", "headers": [(b"accept-encoding", b"gzip")]}, receive, send)
     return bodies
+
+
+def test_a_long_replay_goes_out_in_bounded_writes_in_order() -> None:
+    # A reconnect that finds a long log writes it in pieces of about BATCH_BYTES: a slow
+    # reader's send waits on its share, and the replay is not held in memory twice.
+    import anyio
+
+    from pacer.resumable import ResumableStreams
+    from pacer.server import BATCH_BYTES, log_frames
+    from pacer.sse import SSEDecoder
+
+    frames = [b"data: " + b"x" * 1000 + b"\n\n" for _ in range(200)]
+
+    async def produced() -> Any:
+        for frame in frames:
+            yield frame
+
+    async def main() -> list[Any]:
+        async with ResumableStreams() as streams:
+            stream_id = await streams.start(produced(), fmt="text")
+            while (last := streams.log.last(stream_id)) is None or last.end is None:  # type: ignore[attr-defined]
+                await anyio.sleep(0.001)
+            return [item async for item in log_frames(streams, stream_id, after=3)]
+
+    writes = anyio.run(main)
+    assert all(isinstance(w, list) for w in writes) and len(writes) >= 3
+    assert all(sum(map(len, w)) < BATCH_BYTES + len(w[-1]) for w in writes)
+    ids = [e.id for w in writes for frame in w for e in SSEDecoder().feed(frame)]
+    assert ids == [str(i) for i in range(4, 201)]  # exactly the rest, in order
