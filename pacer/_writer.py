@@ -89,7 +89,7 @@ class ClientWriter:
 
     ``heartbeat``: seconds of silence before a ``PING`` (``None``: never).
     ``send_timeout``: seconds one send may wait on the client (``None``: no limit).
-    ``compressor`` compresses each frame on its own (``pacer._compress``); ``observer``
+    ``compressor`` compresses each write on its own (``pacer._compress``); ``observer``
     is told of every write, a failure and the end, with the metrics of ``pipelines``;
     ``on_close`` is called once with the ``Outcome``; ``on_complete`` once the last byte
     went out, before the stream's task has wound down.
